@@ -1,0 +1,136 @@
+//! `params:` of a Salesforce connector file.
+
+use revsync_sdk::{check_base_url, collected, parse_params, ParamError, Secret};
+use serde::Deserialize;
+
+/// OAuth 2.0 flow used to obtain an access token (API_FACTS 2.1).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "flow", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Auth {
+    RefreshToken {
+        token_url: String,
+        client_id: String,
+        client_secret: Secret,
+        refresh_token: Secret,
+    },
+    ClientCredentials {
+        token_url: String,
+        client_id: String,
+        client_secret: Secret,
+    },
+}
+
+impl Auth {
+    pub fn token_url(&self) -> &str {
+        match self {
+            Auth::RefreshToken { token_url, .. } | Auth::ClientCredentials { token_url, .. } => {
+                token_url
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SalesforceParams {
+    pub auth: Auth,
+    #[serde(default = "default_api_version")]
+    pub api_version: String,
+    /// Share of the org's daily API allocation revsync never spends, in percent:
+    /// other tools on the org need it too.
+    #[serde(default = "default_daily_reserve_pct")]
+    pub daily_reserve_pct: u8,
+    /// External ID field (on every synced object) that holds revsync's canonical id,
+    /// so creates are upserts and a retried create never duplicates.
+    #[serde(default = "default_external_id_field")]
+    pub external_id_field: String,
+    /// Org id expected in Outbound Messages; others are rejected.
+    #[serde(default)]
+    pub organization_id: Option<String>,
+}
+
+fn default_api_version() -> String {
+    "v66.0".to_owned()
+}
+
+fn default_daily_reserve_pct() -> u8 {
+    10
+}
+
+fn default_external_id_field() -> String {
+    "Revsync_Id__c".to_owned()
+}
+
+impl SalesforceParams {
+    pub fn from_value(v: &serde_json::Value) -> Result<Self, Vec<ParamError>> {
+        let p: Self = parse_params(v).map_err(|e| vec![e])?;
+        let mut errors = Vec::new();
+        if let Err(e) = check_base_url("auth.token_url", p.auth.token_url()) {
+            errors.push(e);
+        }
+        let v = p.api_version.strip_prefix('v').unwrap_or("");
+        if v.split('.').count() != 2 || !v.split('.').all(|n| n.parse::<u32>().is_ok()) {
+            errors.push(
+                ParamError::new(
+                    "api_version",
+                    format!("`{}` is not a REST API version", p.api_version),
+                )
+                .with_example("api_version: v66.0"),
+            );
+        }
+        if p.daily_reserve_pct >= 100 {
+            errors.push(
+                ParamError::new(
+                    "daily_reserve_pct",
+                    format!("{} leaves nothing to spend (0 to 99)", p.daily_reserve_pct),
+                )
+                .with_example("daily_reserve_pct: 10"),
+            );
+        }
+        if !p.external_id_field.ends_with("__c") {
+            errors.push(
+                ParamError::new(
+                    "external_id_field",
+                    format!(
+                        "`{}` is not a custom field (must end in __c)",
+                        p.external_id_field
+                    ),
+                )
+                .with_example("external_id_field: Revsync_Id__c"),
+            );
+        }
+        collected(p, errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn auth() -> serde_json::Value {
+        json!({"flow": "client_credentials", "token_url": "https://login.salesforce.com/services/oauth2/token",
+               "client_id": "id", "client_secret": "s"})
+    }
+
+    #[test]
+    fn defaults_keep_a_tenth_of_the_quota() {
+        let p = SalesforceParams::from_value(&json!({"auth": auth()})).unwrap();
+        assert_eq!(p.daily_reserve_pct, 10);
+        assert_eq!(p.api_version, "v66.0");
+    }
+
+    #[test]
+    fn rejects_unknown_flow_and_bad_version() {
+        let e = SalesforceParams::from_value(&json!({"auth": {"flow": "password"}})).unwrap_err();
+        assert_eq!(e[0].path, "auth.flow");
+        assert!(
+            e[0].message.contains("unknown variant `password`"),
+            "{}",
+            e[0].message
+        );
+        let e = SalesforceParams::from_value(&json!({"auth": auth(), "api_version": "66"}))
+            .unwrap_err();
+        assert_eq!(e[0].path, "api_version");
+    }
+}

@@ -1,0 +1,117 @@
+//! What a connector type tells the daemon about itself.
+//!
+//! The daemon's registry holds one [`ConnectorType`] per compiled-in system. At
+//! start-up (and in `revsync check`) the daemon hands each connector file's
+//! `params:` section to its type, which deserializes it into its own typed struct
+//! and reports every problem with a field path, before any IO happens.
+
+use crate::model::Kind;
+
+/// A problem in a connector's `params:` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamError {
+    /// Dotted path below `params`, e.g. `tier` or `oauth.token_url`.
+    pub path: String,
+    pub message: String,
+    /// A valid example for the field, shown to the operator.
+    pub example: Option<String>,
+}
+
+impl ParamError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+            example: None,
+        }
+    }
+
+    pub fn with_example(mut self, example: impl Into<String>) -> Self {
+        self.example = Some(example.into());
+        self
+    }
+}
+
+/// A kind of connector (`type:` in a connector file).
+pub trait ConnectorType: Send + Sync + 'static {
+    /// The value of `type:` that selects this connector.
+    fn name(&self) -> &'static str;
+
+    /// The objects this system exposes and the canonical kind each maps to by default.
+    fn objects(&self) -> &'static [(&'static str, Kind)];
+
+    /// Check `params:` (secrets already interpolated) without any IO.
+    fn validate_params(&self, params: &serde_json::Value) -> Result<(), Vec<ParamError>>;
+
+    /// A minimal valid `params:` block, shown when validation fails.
+    fn params_example(&self) -> &'static str;
+}
+
+/// Deserialize `params` into `T` and turn a serde failure into a [`ParamError`]
+/// carrying the failing field's path.
+pub fn parse_params<T: serde::de::DeserializeOwned>(
+    params: &serde_json::Value,
+) -> Result<T, ParamError> {
+    serde_path_to_error::deserialize(params).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        ParamError::new(path, e.into_inner().to_string())
+    })
+}
+
+/// `Ok(value)` when no error was collected, otherwise every error.
+pub fn collected<T>(value: T, errors: Vec<ParamError>) -> Result<T, Vec<ParamError>> {
+    if errors.is_empty() {
+        Ok(value)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Check that a configured base URL is absolute http(s) with no trailing slash
+/// issues, so a typo is reported at `check` time rather than on the first request.
+pub fn check_base_url(path: &str, url: &str) -> Result<(), ParamError> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.starts_with('/') && !host.contains(' ') => Ok(()),
+        _ => Err(
+            ParamError::new(path, format!("`{url}` is not an absolute http(s) URL"))
+                .with_example(format!("{path}: https://api.example.com")),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_must_be_absolute_http() {
+        assert!(check_base_url("base_url", "https://api.hubapi.com").is_ok());
+        assert!(check_base_url("base_url", "http://127.0.0.1:9000").is_ok());
+        let e = check_base_url("base_url", "api.hubapi.com").unwrap_err();
+        assert_eq!(e.path, "base_url");
+        assert!(e.message.contains("not an absolute"), "{}", e.message);
+        assert!(check_base_url("base_url", "https://").is_err());
+    }
+
+    #[test]
+    fn parse_params_reports_the_failing_path() {
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct P {
+            inner: Inner,
+        }
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Inner {
+            n: u32,
+        }
+        let e = parse_params::<P>(&serde_json::json!({"inner": {"n": "x"}})).unwrap_err();
+        assert_eq!(e.path, "inner.n");
+    }
+}

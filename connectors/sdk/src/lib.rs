@@ -1,0 +1,14 @@
+//! revsync-sdk: the contract between the revsync daemon and its connectors.
+//!
+//! Connectors depend on this crate and never on the daemon. It holds the canonical
+//! vocabulary (kinds), the secret type every credential travels in, and the
+//! description a connector type gives of itself so the daemon can validate its
+//! configuration before anything runs.
+
+pub mod connector;
+pub mod model;
+pub mod secret;
+
+pub use connector::{check_base_url, collected, parse_params, ConnectorType, ParamError};
+pub use model::Kind;
+pub use secret::Secret;

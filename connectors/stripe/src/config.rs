@@ -1,0 +1,94 @@
+//! `params:` of a Stripe connector file.
+
+use revsync_sdk::{check_base_url, collected, parse_params, ParamError, Secret};
+use serde::Deserialize;
+
+/// What a Stripe customer becomes in the canonical model.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CustomersAs {
+    /// B2B: an organization, with its email's person as billing contact.
+    #[default]
+    Organization,
+    Person,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StripeParams {
+    /// `sk_live_…`, `sk_test_…` or a restricted `rk_…` key.
+    pub secret_key: Secret,
+    /// Endpoint secret (`whsec_…`) for `Stripe-Signature`.
+    #[serde(default)]
+    pub webhook_secret: Option<Secret>,
+    #[serde(default = "default_base_url")]
+    pub base_url: String,
+    #[serde(default)]
+    pub customers_as: CustomersAs,
+    /// Subscriptions and invoices are billing facts: read-only unless allowed here.
+    #[serde(default)]
+    pub allow_billing_writes: bool,
+    /// Overall requests per second; defaults from the key's mode (API_FACTS 4.4).
+    #[serde(default)]
+    pub requests_per_second: Option<u32>,
+}
+
+fn default_base_url() -> String {
+    "https://api.stripe.com".to_owned()
+}
+
+impl StripeParams {
+    pub fn from_value(v: &serde_json::Value) -> Result<Self, Vec<ParamError>> {
+        let p: Self = parse_params(v).map_err(|e| vec![e])?;
+        let mut errors = Vec::new();
+        let key = p.secret_key.expose();
+        if !["sk_live_", "sk_test_", "rk_live_", "rk_test_"]
+            .iter()
+            .any(|pre| key.starts_with(pre))
+        {
+            // The value is a secret: describe it, never echo it.
+            errors.push(
+                ParamError::new(
+                    "secret_key",
+                    "is not a Stripe secret key (sk_live_, sk_test_, rk_live_ or rk_test_)",
+                )
+                .with_example("secret_key: ${STRIPE_SECRET_KEY}"),
+            );
+        }
+        if let Err(e) = check_base_url("base_url", &p.base_url) {
+            errors.push(e);
+        }
+        collected(p, errors)
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.secret_key.expose().contains("_live_")
+    }
+
+    /// Live keys get 100 requests/s overall, test keys 25 (API_FACTS 4.4).
+    pub fn requests_per_second(&self) -> u32 {
+        self.requests_per_second
+            .unwrap_or(if self.is_live() { 100 } else { 25 })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn mode_sets_the_rate() {
+        let p = StripeParams::from_value(&json!({"secret_key": "sk_test_abc"})).unwrap();
+        assert_eq!(p.requests_per_second(), 25);
+        let p = StripeParams::from_value(&json!({"secret_key": "sk_live_abc"})).unwrap();
+        assert_eq!(p.requests_per_second(), 100);
+    }
+
+    #[test]
+    fn a_bad_key_is_reported_without_its_value() {
+        let e = StripeParams::from_value(&json!({"secret_key": "pk_live_leaky"})).unwrap_err();
+        assert_eq!(e[0].path, "secret_key");
+        assert!(!e[0].message.contains("leaky"));
+    }
+}

@@ -1,0 +1,103 @@
+//! `params:` of a Zendesk connector file.
+
+use revsync_sdk::{check_base_url, collected, parse_params, ParamError, Secret};
+use serde::Deserialize;
+
+/// API_FACTS 3.1: API token as HTTP Basic `{email}/token:{token}`, or an OAuth bearer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Auth {
+    ApiToken { email: String, token: Secret },
+    Oauth { access_token: Secret },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZendeskParams {
+    /// `acme` for https://acme.zendesk.com; ignored when `base_url` is set.
+    #[serde(default)]
+    pub subdomain: Option<String>,
+    /// Overrides the URL derived from `subdomain` (simulators, proxies).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    pub auth: Auth,
+    /// The plan's requests per minute (API_FACTS 3.4; Enterprise is 700).
+    #[serde(default = "default_requests_per_minute")]
+    pub requests_per_minute: u32,
+    /// Signing secret of the webhook, for `X-Zendesk-Webhook-Signature`.
+    #[serde(default)]
+    pub webhook_secret: Option<Secret>,
+}
+
+fn default_requests_per_minute() -> u32 {
+    700
+}
+
+impl ZendeskParams {
+    pub fn from_value(v: &serde_json::Value) -> Result<Self, Vec<ParamError>> {
+        let p: Self = parse_params(v).map_err(|e| vec![e])?;
+        let mut errors = Vec::new();
+        match (&p.subdomain, &p.base_url) {
+            (_, Some(url)) => {
+                if let Err(e) = check_base_url("base_url", url) {
+                    errors.push(e);
+                }
+            }
+            (Some(s), None) => {
+                if s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                    errors.push(
+                        ParamError::new("subdomain", format!("`{s}` is not a Zendesk subdomain"))
+                            .with_example("subdomain: acme"),
+                    );
+                }
+            }
+            (None, None) => errors.push(
+                ParamError::new("subdomain", "either `subdomain` or `base_url` is required")
+                    .with_example("subdomain: acme"),
+            ),
+        }
+        if let Auth::ApiToken { email, .. } = &p.auth {
+            if !email.contains('@') {
+                errors.push(
+                    ParamError::new("auth.email", format!("`{email}` is not an email address"))
+                        .with_example("email: ops@acme.com"),
+                );
+            }
+        }
+        if !(1..=100_000).contains(&p.requests_per_minute) {
+            errors.push(
+                ParamError::new(
+                    "requests_per_minute",
+                    format!("{} is outside 1..=100000", p.requests_per_minute),
+                )
+                .with_example("requests_per_minute: 700"),
+            );
+        }
+        collected(p, errors)
+    }
+
+    /// `https://{subdomain}.zendesk.com/api/v2`, or the configured base URL.
+    pub fn api_base(&self) -> String {
+        match (&self.base_url, &self.subdomain) {
+            (Some(url), _) => url.trim_end_matches('/').to_owned(),
+            (None, Some(s)) => format!("https://{s}.zendesk.com/api/v2"),
+            (None, None) => unreachable!("validated: subdomain or base_url is set"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn needs_a_subdomain_or_base_url() {
+        let auth = json!({"method": "oauth", "access_token": "x"});
+        let e = ZendeskParams::from_value(&json!({"auth": auth})).unwrap_err();
+        assert_eq!(e[0].path, "subdomain");
+        let p = ZendeskParams::from_value(&json!({"auth": auth, "subdomain": "acme"})).unwrap();
+        assert_eq!(p.api_base(), "https://acme.zendesk.com/api/v2");
+        assert_eq!(p.requests_per_minute, 700);
+    }
+}

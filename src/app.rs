@@ -1,0 +1,196 @@
+//! The daemon's lifecycle: open the store, start connectors and the HTTP server,
+//! then shut down in order when asked.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::status::{ConnectorState, ConnectorStatus, StatusHub};
+use crate::store::{SledStore, Store};
+
+/// State shared by the HTTP handlers and the background tasks.
+pub struct AppState {
+    pub started: Instant,
+    pub store: Arc<dyn Store>,
+    pub status: Arc<StatusHub>,
+    pub metrics: Metrics,
+    shutting_down: AtomicBool,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, status: Arc<StatusHub>) -> Self {
+        Self {
+            started: Instant::now(),
+            store,
+            status,
+            metrics: Metrics::new(),
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Why `/readyz` would answer 503; empty when ready. The store is open by
+    /// construction (state exists only after it opened).
+    pub fn not_ready_reasons(&self) -> Vec<String> {
+        let mut reasons = Vec::new();
+        if self.is_shutting_down() {
+            reasons.push("shutting down".to_owned());
+        }
+        for c in self.status.snapshot() {
+            if !c.state.is_started() {
+                reasons.push(format!("connector `{}` has not started", c.id));
+            }
+        }
+        reasons
+    }
+}
+
+/// Background tasks with names, so a slow shutdown can say what it is waiting for.
+#[derive(Clone, Default)]
+pub struct Tasks {
+    tracker: TaskTracker,
+    live: Arc<Mutex<BTreeMap<u64, String>>>,
+    next: Arc<AtomicU64>,
+}
+
+impl Tasks {
+    pub fn spawn<F>(&self, name: impl Into<String>, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.live
+            .lock()
+            .expect("task list poisoned")
+            .insert(id, name.into());
+        let live = self.live.clone();
+        self.tracker.spawn(async move {
+            fut.await;
+            live.lock().expect("task list poisoned").remove(&id);
+        });
+    }
+
+    pub fn running(&self) -> Vec<String> {
+        self.live
+            .lock()
+            .expect("task list poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Wait for every task, up to `deadline`; returns the names still running.
+    pub async fn drain(&self, deadline: Duration) -> Vec<String> {
+        self.tracker.close();
+        match tokio::time::timeout(deadline, self.tracker.wait()).await {
+            Ok(()) => Vec::new(),
+            Err(_) => self.running(),
+        }
+    }
+}
+
+/// Bind the configured address and run until `shutdown` resolves.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    let addr = config.daemon.server.listen;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (server.listen)"))?;
+    serve(config, listener, shutdown).await
+}
+
+/// Run the daemon on an already bound listener until `shutdown` resolves.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let store_cfg = &config.daemon.store;
+    let path: PathBuf = store_cfg.path.clone();
+    let store: Arc<dyn Store> = {
+        let (p, every, cache) = (
+            path.clone(),
+            store_cfg.flush_interval_ms,
+            store_cfg.cache_mb,
+        );
+        Arc::new(
+            tokio::task::spawn_blocking(move || SledStore::open(&p, every, cache))
+                .await?
+                .with_context(|| {
+                    format!("cannot open the store (store.path = {})", path.display())
+                })?,
+        )
+    };
+    tracing::info!(path = %path.display(), backend = "sled", "store open");
+
+    let status = Arc::new(StatusHub::default());
+    let state = Arc::new(AppState::new(store.clone(), status.clone()));
+    let tasks = Tasks::default();
+    let cancel = CancellationToken::new();
+
+    for (_, c) in &config.connectors {
+        status.register(ConnectorStatus::new(
+            &c.id,
+            &c.type_name,
+            c.objects.keys().cloned().collect(),
+            c.enabled,
+        ));
+    }
+    crate::sync::start(&config, &status, &tasks, &cancel);
+
+    let local = listener.local_addr()?;
+    let http_stop = CancellationToken::new();
+    let server = {
+        let stop = http_stop.clone();
+        let app = crate::http::router(state.clone());
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+        })
+    };
+    tracing::info!(addr = %local, connectors = config.connectors.len(), "http server listening");
+
+    shutdown.await;
+
+    // Readiness goes first so load balancers stop sending work while we drain.
+    state.shutting_down.store(true, Ordering::SeqCst);
+    let deadline = Duration::from_secs(config.daemon.shutdown_timeout_secs);
+    tracing::info!(timeout_secs = deadline.as_secs(), "shutting down");
+    cancel.cancel();
+    let stuck = tasks.drain(deadline).await;
+    if !stuck.is_empty() {
+        tracing::warn!(tasks = ?stuck, "tasks still running at the shutdown deadline; abandoning them");
+    }
+    for c in status.snapshot() {
+        if c.state != ConnectorState::Disabled {
+            status.set_state(&c.id, ConnectorState::Stopped);
+        }
+    }
+
+    let flush_store = store.clone();
+    tokio::task::spawn_blocking(move || flush_store.flush())
+        .await?
+        .context("final store flush failed")?;
+    tracing::info!("store flushed");
+
+    http_stop.cancel();
+    match tokio::time::timeout(Duration::from_secs(5), server).await {
+        Ok(joined) => joined?.context("http server failed")?,
+        Err(_) => tracing::warn!("http server did not stop within 5s; closing"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! `revsync.yaml`: the daemon's own settings.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use revsync_sdk::Secret;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    #[serde(default = "default_version")]
+    pub version: u32,
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    /// How long shutdown waits for tasks to finish before giving up on them.
+    #[serde(default = "default_shutdown_timeout_secs")]
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            version: default_version(),
+            server: ServerConfig::default(),
+            store: StoreConfig::default(),
+            log: LogConfig::default(),
+            shutdown_timeout_secs: default_shutdown_timeout_secs(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Loopback by default: exposing the daemon is an explicit decision.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Bearer token required by admin endpoints; `${REVSYNC_ADMIN_TOKEN}` typically.
+    #[serde(default)]
+    pub admin_token: Option<Secret>,
+    /// Largest accepted request body (webhooks), in bytes.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            admin_token: None,
+            max_body_bytes: default_max_body_bytes(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Data directory, relative to the working directory unless absolute.
+    #[serde(default = "default_store_path")]
+    pub path: PathBuf,
+    /// Background flush interval; durable acknowledgements flush explicitly anyway.
+    #[serde(default = "default_flush_interval_ms")]
+    pub flush_interval_ms: u64,
+    /// sled's page cache, in MiB.
+    #[serde(default = "default_cache_mb")]
+    pub cache_mb: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: default_store_path(),
+            flush_interval_ms: default_flush_interval_ms(),
+            cache_mb: default_cache_mb(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A tracing filter (`info`, `revsync=debug,info`); `RUST_LOG` wins when set.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::default(),
+            level: default_log_level(),
+        }
+    }
+}
+
+fn default_version() -> u32 {
+    1
+}
+fn default_shutdown_timeout_secs() -> u64 {
+    30
+}
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_max_body_bytes() -> usize {
+    1024 * 1024
+}
+fn default_store_path() -> PathBuf {
+    PathBuf::from("data")
+}
+fn default_flush_interval_ms() -> u64 {
+    500
+}
+fn default_cache_mb() -> u64 {
+    256
+}
+fn default_log_level() -> String {
+    "info".to_owned()
+}
+
+/// Top-level keys of `revsync.yaml`; environment overrides must start with one.
+pub const TOP_LEVEL_KEYS: &[&str] = &["version", "server", "store", "log", "shutdown_timeout_secs"];

@@ -1,0 +1,605 @@
+//! Loading and validating the configuration directory.
+//!
+//! Parse (YAML through the `config` crate, environment overrides), interpolate
+//! `${VAR}`s, then validate section by section with no IO, collecting every error
+//! before reporting. Each error names the file, the connector and the field.
+
+mod connector;
+mod daemon;
+mod error;
+mod interpolate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+pub use connector::{ConnectorConfig, DeletePolicy, Direction, ObjectConfig, PollConfig};
+pub use daemon::{DaemonConfig, LogConfig, LogFormat, ServerConfig, StoreConfig};
+pub use error::{nearest, ConfigError, ConfigErrors};
+
+use crate::registry::Registry;
+
+/// The daemon file's name inside the configuration directory.
+pub const DAEMON_FILE: &str = "revsync.yaml";
+/// The folder of connector files inside the configuration directory.
+pub const CONNECTORS_DIR: &str = "connectors";
+/// Prefix of environment variables that override `revsync.yaml`
+/// (`REVSYNC_SERVER__LISTEN=0.0.0.0:8080`, `REVSYNC_LOG__FORMAT=json`).
+pub const ENV_PREFIX: &str = "REVSYNC";
+
+/// A loaded, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub dir: PathBuf,
+    pub daemon: DaemonConfig,
+    /// Connectors in file-name order, each with the file it came from.
+    pub connectors: Vec<(PathBuf, ConnectorConfig)>,
+}
+
+/// Where configuration values come from besides the files: the process environment
+/// in production, a fixed map in tests.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+    fn vars(&self) -> Vec<(String, String)>;
+}
+
+/// The real process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+    fn vars(&self) -> Vec<(String, String)> {
+        std::env::vars().collect()
+    }
+}
+
+impl Env for BTreeMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+    fn vars(&self) -> Vec<(String, String)> {
+        self.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+/// Load `dir/revsync.yaml` and `dir/connectors/*.yaml` and validate them all.
+pub fn load(dir: &Path, registry: &Registry, env: &dyn Env) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    if !dir.is_dir() {
+        errors.push(
+            ConfigError::new(dir, "", "configuration directory not found")
+                .hint("pass the directory holding revsync.yaml and connectors/ with --config DIR"),
+        );
+        return Err(ConfigErrors(errors));
+    }
+
+    let daemon = load_daemon(&dir.join(DAEMON_FILE), env, &mut errors);
+
+    let mut connectors: Vec<(PathBuf, ConnectorConfig)> = Vec::new();
+    for file in connector_files(&dir.join(CONNECTORS_DIR), &mut errors) {
+        if let Some(c) = load_connector(&file, registry, env, &mut errors) {
+            if let Some((first, _)) = connectors.iter().find(|(_, o)| o.id == c.id) {
+                errors.push(
+                    ConfigError::new(&file, "id", format!("duplicate connector id `{}`", c.id))
+                        .connector(Some(&c.id))
+                        .hint(format!(
+                            "`{}` is already used by {}; every connector needs its own id",
+                            c.id,
+                            first.display()
+                        )),
+                );
+                continue;
+            }
+            connectors.push((file, c));
+        }
+    }
+
+    if errors.is_empty() {
+        Ok(Config {
+            dir: dir.to_path_buf(),
+            daemon: daemon.unwrap_or_default(),
+            connectors,
+        })
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+fn connector_files(dir: &Path, errors: &mut Vec<ConfigError>) -> Vec<PathBuf> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            errors.push(ConfigError::new(
+                dir,
+                "",
+                format!("cannot read directory: {e}"),
+            ));
+            return Vec::new();
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Per-file context: turns serde failures into errors that name file, connector and field.
+struct FileCtx<'a> {
+    file: &'a Path,
+    connector: Option<String>,
+    /// Values substituted from the environment, redacted from every message.
+    secrets: Vec<String>,
+    /// Top-level sections with an unresolved `${VAR}`: not validated further, so
+    /// one missing variable does not cascade into unrelated-looking errors.
+    unresolved: Vec<String>,
+}
+
+impl FileCtx<'_> {
+    fn error(&self, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::new(self.file, field, message)
+            .connector(self.connector.as_deref())
+            .redact(&self.secrets)
+    }
+
+    /// Deserialize one section; on failure record an error with the full field path.
+    fn parse<T: DeserializeOwned>(
+        &self,
+        section: &str,
+        value: &Value,
+        errors: &mut Vec<ConfigError>,
+    ) -> Option<T> {
+        if self.unresolved.iter().any(|s| s == section) {
+            return None;
+        }
+        match serde_path_to_error::deserialize::<_, T>(value) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let sub = e.path().to_string();
+                let path = if sub == "." {
+                    section.to_owned()
+                } else {
+                    format!("{section}.{sub}")
+                };
+                let message = e.into_inner().to_string();
+                let mut err = self.error(path.clone(), message.clone());
+                if let Some(h) = error::unknown_field_hint(&message) {
+                    err = err.hint(h);
+                } else if let Some(h) = unit_hint(&path, &message) {
+                    err = err.hint(h);
+                }
+                errors.push(err);
+                None
+            }
+        }
+    }
+
+    /// An optional section: its default when absent, `None` (error recorded) when invalid.
+    fn section<T: DeserializeOwned>(
+        &self,
+        map: &Map<String, Value>,
+        key: &str,
+        default: impl FnOnce() -> T,
+        errors: &mut Vec<ConfigError>,
+    ) -> Option<T> {
+        match map.get(key) {
+            Some(v) => self.parse(key, v, errors),
+            None => Some(default()),
+        }
+    }
+
+    fn check_top_level(
+        &self,
+        map: &Map<String, Value>,
+        valid: &[&str],
+        errors: &mut Vec<ConfigError>,
+    ) {
+        for key in map.keys().filter(|k| !valid.contains(&k.as_str())) {
+            let hint = match nearest(key, valid.iter().copied()) {
+                Some(n) => format!("did you mean `{n}`?"),
+                None => format!("valid keys here: {}", valid.join(", ")),
+            };
+            errors.push(
+                self.error(key.clone(), format!("unknown key `{key}`"))
+                    .hint(hint),
+            );
+        }
+    }
+}
+
+/// Durations and sizes are plain numbers in the unit their key names; say so when
+/// someone writes `10m` or `1s`.
+fn unit_hint(path: &str, message: &str) -> Option<String> {
+    if !message.starts_with("invalid type") {
+        return None;
+    }
+    let key = path.rsplit('.').next().unwrap_or(path);
+    let unit = [
+        ("_secs", "seconds"),
+        ("_ms", "milliseconds"),
+        ("_pct", "percent"),
+        ("_bytes", "bytes"),
+        ("_mb", "MiB"),
+    ]
+    .iter()
+    .find(|(suffix, _)| key.ends_with(suffix))?
+    .1;
+    Some(format!(
+        "`{key}` is a whole number of {unit}, e.g. `{key}: 60`"
+    ))
+}
+
+/// Read a YAML file into a JSON value through the `config` crate, layering `extra`
+/// sources (environment overrides) on top.
+fn read_yaml(
+    file: &Path,
+    env_overrides: Option<config::Environment>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Map<String, Value>> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            errors.push(ConfigError::new(file, "", format!("cannot read file: {e}")));
+            return None;
+        }
+    };
+    let mut builder = config::Config::builder()
+        .add_source(config::File::from_str(&text, config::FileFormat::Yaml));
+    if let Some(env) = env_overrides {
+        builder = builder.add_source(env);
+    }
+    let parsed = builder.build().and_then(|c| c.try_deserialize::<Value>());
+    match parsed {
+        Ok(Value::Object(map)) => Some(map),
+        Ok(Value::Null) => Some(Map::new()),
+        Ok(other) => {
+            errors.push(ConfigError::new(
+                file,
+                "",
+                format!(
+                    "expected a mapping of keys at the top level, found {}",
+                    kind_of(&other)
+                ),
+            ));
+            None
+        }
+        Err(e) => {
+            errors.push(
+                ConfigError::new(file, "", format!("invalid YAML: {e}"))
+                    .hint("check indentation and that every `[` and `{` is closed"),
+            );
+            None
+        }
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "nothing",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+/// Interpolate `${VAR}`s in a parsed file, recording failures as errors.
+fn resolve(
+    ctx: &mut FileCtx<'_>,
+    map: &mut Map<String, Value>,
+    env: &dyn Env,
+    errors: &mut Vec<ConfigError>,
+) {
+    let mut value = Value::Object(std::mem::take(map));
+    let (used, failed) = interpolate::interpolate(&mut value, &|n| env.var(n));
+    ctx.secrets = used;
+    for f in failed {
+        let section = f.path.split('.').next().unwrap_or_default().to_owned();
+        errors.push(ctx.error(f.path, f.message).hint(
+            "set the variable in the daemon's environment (systemd EnvironmentFile, Kubernetes Secret)",
+        ));
+        ctx.unresolved.push(section);
+    }
+    if let Value::Object(m) = value {
+        *map = m;
+    }
+}
+
+fn load_daemon(file: &Path, env: &dyn Env, errors: &mut Vec<ConfigError>) -> Option<DaemonConfig> {
+    // Only variables naming a top-level key are overrides; the rest (REVSYNC_ADMIN_TOKEN
+    // referenced as ${...}) are values for interpolation.
+    let overrides: config::Map<String, String> = env
+        .vars()
+        .into_iter()
+        .filter(|(k, _)| {
+            k.strip_prefix(ENV_PREFIX)
+                .and_then(|r| r.strip_prefix('_'))
+                .map(|r| {
+                    let first = r
+                        .split("__")
+                        .next()
+                        .unwrap_or_default()
+                        .to_ascii_lowercase();
+                    daemon::TOP_LEVEL_KEYS.contains(&first.as_str())
+                })
+                .unwrap_or(false)
+        })
+        .collect();
+    let env_source = config::Environment::with_prefix(ENV_PREFIX)
+        .prefix_separator("_")
+        .separator("__")
+        .try_parsing(true)
+        .source(Some(overrides));
+
+    let mut map = if file.exists() {
+        read_yaml(file, Some(env_source), errors)?
+    } else {
+        // No file: defaults plus environment overrides.
+        let built = config::Config::builder()
+            .add_source(env_source)
+            .build()
+            .and_then(|c| c.try_deserialize::<Value>());
+        match built {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
+        }
+    };
+
+    let mut ctx = FileCtx {
+        file,
+        connector: None,
+        secrets: Vec::new(),
+        unresolved: Vec::new(),
+    };
+    resolve(&mut ctx, &mut map, env, errors);
+    ctx.check_top_level(&map, daemon::TOP_LEVEL_KEYS, errors);
+    let defaults = DaemonConfig::default();
+    // Section by section, so one bad section does not hide errors in the others.
+    let version = ctx.section(&map, "version", || defaults.version, errors);
+    let server = ctx.section(&map, "server", ServerConfig::default, errors);
+    let store = ctx.section(&map, "store", StoreConfig::default, errors);
+    let log = ctx.section(&map, "log", LogConfig::default, errors);
+    let shutdown_timeout_secs = ctx.section(
+        &map,
+        "shutdown_timeout_secs",
+        || defaults.shutdown_timeout_secs,
+        errors,
+    );
+    if let Some(secs) = shutdown_timeout_secs {
+        if secs == 0 || secs > 3600 {
+            errors.push(
+                ctx.error(
+                    "shutdown_timeout_secs",
+                    format!("{secs} is outside 1..=3600 seconds"),
+                )
+                .example("shutdown_timeout_secs: 30"),
+            );
+        }
+    }
+    let cfg = DaemonConfig {
+        version: version?,
+        server: server?,
+        store: store?,
+        log: log?,
+        shutdown_timeout_secs: shutdown_timeout_secs?,
+    };
+    if cfg.version != 1 {
+        errors.push(
+            ctx.error("version", format!("unsupported version {}", cfg.version))
+                .hint("this revsync reads version 1")
+                .example("version: 1"),
+        );
+    }
+    if cfg.store.flush_interval_ms == 0 {
+        errors.push(
+            ctx.error("store.flush_interval_ms", "must be at least 1 millisecond")
+                .example("store:\n  flush_interval_ms: 500"),
+        );
+    }
+    if let Err(e) = cfg.log.level.parse::<tracing_subscriber::EnvFilter>() {
+        errors.push(
+            ctx.error(
+                "log.level",
+                format!("`{}` is not a log filter: {e}", cfg.log.level),
+            )
+            .example("log:\n  level: info"),
+        );
+    }
+    Some(cfg)
+}
+
+fn load_connector(
+    file: &Path,
+    registry: &Registry,
+    env: &dyn Env,
+    errors: &mut Vec<ConfigError>,
+) -> Option<ConnectorConfig> {
+    let mut map = read_yaml(file, None, errors)?;
+    let mut ctx = FileCtx {
+        file,
+        connector: None,
+        secrets: Vec::new(),
+        unresolved: Vec::new(),
+    };
+    let before = errors.len();
+    resolve(&mut ctx, &mut map, env, errors);
+
+    // The id first, so every later error can name the connector.
+    let id = match map.get("id") {
+        None => {
+            errors.push(ctx.error("id", "missing").example("id: hubspot-main"));
+            None
+        }
+        Some(v) => ctx.parse::<String>("id", v, errors).and_then(|id| {
+            let ok = !id.is_empty()
+                && id.len() <= 64
+                && id.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+            if ok {
+                Some(id)
+            } else {
+                errors.push(
+                    ctx.error("id", format!("`{id}` is not a valid connector id"))
+                        .hint("use 1 to 64 lowercase letters, digits, `-` or `_`; it appears in URLs and metrics")
+                        .example("id: hubspot-main"),
+                );
+                None
+            }
+        }),
+    };
+    ctx.connector = id.clone();
+    // Errors recorded before the id was known (interpolation) get it now.
+    for e in &mut errors[before..] {
+        if e.connector.is_none() {
+            e.connector = ctx.connector.clone();
+        }
+    }
+    ctx.check_top_level(&map, connector::TOP_LEVEL_KEYS, errors);
+
+    let version = match map.get("version") {
+        None => {
+            errors.push(ctx.error("version", "missing").example("version: 1"));
+            None
+        }
+        Some(v) => ctx.parse::<u32>("version", v, errors).and_then(|v| {
+            if v == 1 {
+                Some(v)
+            } else {
+                errors.push(
+                    ctx.error("version", format!("unsupported version {v}"))
+                        .hint("this revsync reads version 1")
+                        .example("version: 1"),
+                );
+                None
+            }
+        }),
+    };
+
+    let kind = match map.get("type") {
+        None => {
+            errors.push(
+                ctx.error("type", "missing")
+                    .hint(format!("known types: {}", registry.names().join(", "))),
+            );
+            None
+        }
+        Some(v) => ctx
+            .parse::<String>("type", v, errors)
+            .and_then(|t| match registry.get(&t) {
+                Some(k) => Some(k),
+                None => {
+                    let known = registry.names();
+                    let hint = match nearest(&t, known.iter().copied()) {
+                        Some(n) => format!("did you mean `{n}`? known types: {}", known.join(", ")),
+                        None => format!("known types: {}", known.join(", ")),
+                    };
+                    errors.push(
+                        ctx.error("type", format!("unknown connector type `{t}`"))
+                            .hint(hint),
+                    );
+                    None
+                }
+            }),
+    };
+
+    let enabled = ctx.section(&map, "enabled", || true, errors);
+    let poll = ctx.section(&map, "poll", PollConfig::default, errors);
+    if let Some(p) = &poll {
+        if !connector::INTERVAL_SECS_RANGE.contains(&p.interval_secs) {
+            errors.push(
+                ctx.error(
+                    "poll.interval_secs",
+                    format!("{} is outside 1..=86400 seconds", p.interval_secs),
+                )
+                .example("poll:\n  interval_secs: 60"),
+            );
+        }
+        if p.jitter_pct > 50 {
+            errors.push(
+                ctx.error(
+                    "poll.jitter_pct",
+                    format!("{} is more than 50 percent", p.jitter_pct),
+                )
+                .example("poll:\n  jitter_pct: 10"),
+            );
+        }
+    }
+
+    let deletes = ctx.section(&map, "deletes", DeletePolicy::default, errors);
+    let objects = ctx.section(
+        &map,
+        "objects",
+        BTreeMap::<String, ObjectConfig>::new,
+        errors,
+    );
+    if let (Some(objects), Some(kind)) = (&objects, kind) {
+        let valid: Vec<&str> = kind.objects().iter().map(|(n, _)| *n).collect();
+        for name in objects.keys().filter(|n| !valid.contains(&n.as_str())) {
+            let hint = match nearest(name, valid.iter().copied()) {
+                Some(n) => format!(
+                    "did you mean `{n}`? {} objects: {}",
+                    kind.name(),
+                    valid.join(", ")
+                ),
+                None => format!("{} objects: {}", kind.name(), valid.join(", ")),
+            };
+            errors.push(
+                ctx.error(
+                    format!("objects.{name}"),
+                    format!("unknown {} object `{name}`", kind.name()),
+                )
+                .hint(hint),
+            );
+        }
+    }
+
+    let params = map
+        .get("params")
+        .cloned()
+        .unwrap_or(Value::Object(Map::new()));
+    if let Some(kind) = kind {
+        if !ctx.unresolved.iter().any(|s| s == "params") {
+            if let Err(param_errors) = kind.validate_params(&params) {
+                for pe in param_errors {
+                    let field = if pe.path.is_empty() {
+                        "params".to_owned()
+                    } else {
+                        format!("params.{}", pe.path)
+                    };
+                    let mut err = ctx.error(field, pe.message.clone());
+                    if let Some(h) = error::unknown_field_hint(&pe.message) {
+                        err = err.hint(h);
+                    }
+                    err = err.example(
+                        pe.example
+                            .unwrap_or_else(|| kind.params_example().to_owned()),
+                    );
+                    errors.push(err);
+                }
+            }
+        }
+    }
+
+    if errors.len() > before {
+        return None;
+    }
+    Some(ConnectorConfig {
+        version: version?,
+        id: id?,
+        type_name: kind?.name().to_owned(),
+        enabled: enabled?,
+        poll: poll?,
+        objects: objects?,
+        deletes: deletes?,
+        params,
+    })
+}

@@ -1,0 +1,16 @@
+//! revsync: the daemon that keeps revenue systems in agreement.
+//!
+//! Data flows one way: connector -> engine -> store -> dispatcher -> connector.
+//! This crate is the daemon; connectors live in `connectors/*` and speak to it
+//! only through `revsync-sdk`.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod registry;
+pub mod status;
+pub mod store;
+pub mod sync;
+pub mod telemetry;

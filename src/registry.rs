@@ -1,0 +1,51 @@
+//! The connector types compiled into this binary, each behind its cargo feature.
+
+use revsync_sdk::ConnectorType;
+
+/// Every connector type this build knows, by `type:` name.
+pub struct Registry {
+    types: Vec<Box<dyn ConnectorType>>,
+}
+
+impl Registry {
+    /// The one place connector types are registered.
+    pub fn builtin() -> Self {
+        let mut types: Vec<Box<dyn ConnectorType>> = vec![
+            #[cfg(feature = "hubspot")]
+            Box::new(revsync_hubspot::HubSpot),
+            #[cfg(feature = "salesforce")]
+            Box::new(revsync_salesforce::Salesforce),
+            #[cfg(feature = "stripe")]
+            Box::new(revsync_stripe::Stripe),
+            #[cfg(feature = "zendesk")]
+            Box::new(revsync_zendesk::Zendesk),
+        ];
+        types.sort_by_key(|t| t.name());
+        Self { types }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&dyn ConnectorType> {
+        self.types
+            .iter()
+            .find(|t| t.name() == name)
+            .map(|t| t.as_ref())
+    }
+
+    /// Known type names, sorted.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.types.iter().map(|t| t.name()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn knows_the_four_systems_in_order() {
+        assert_eq!(
+            Registry::builtin().names(),
+            ["hubspot", "salesforce", "stripe", "zendesk"]
+        );
+    }
+}

@@ -1,0 +1,158 @@
+//! Live per-connector state, shared by the sync tasks (writers) and `/status` (reader).
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectorState {
+    /// Configured, its task not yet started.
+    Starting,
+    /// Started, nothing to do right now.
+    Idle,
+    Running,
+    BackingOff,
+    AuthFailed,
+    Paused,
+    Disabled,
+    Stopped,
+}
+
+impl ConnectorState {
+    pub const ALL: [ConnectorState; 8] = [
+        ConnectorState::Starting,
+        ConnectorState::Idle,
+        ConnectorState::Running,
+        ConnectorState::BackingOff,
+        ConnectorState::AuthFailed,
+        ConnectorState::Paused,
+        ConnectorState::Disabled,
+        ConnectorState::Stopped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectorState::Starting => "starting",
+            ConnectorState::Idle => "idle",
+            ConnectorState::Running => "running",
+            ConnectorState::BackingOff => "backing_off",
+            ConnectorState::AuthFailed => "auth_failed",
+            ConnectorState::Paused => "paused",
+            ConnectorState::Disabled => "disabled",
+            ConnectorState::Stopped => "stopped",
+        }
+    }
+
+    /// Whether a connector in this state counts as started for `/readyz`.
+    pub fn is_started(self) -> bool {
+        !matches!(self, ConnectorState::Starting)
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ErrorSummary {
+    pub count: u64,
+    pub last_message: Option<String>,
+    pub last_at: Option<DateTime<Utc>>,
+}
+
+/// One connector's entry on `/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectorStatus {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub state: ConnectorState,
+    pub objects: Vec<String>,
+    pub last_poll_at: Option<DateTime<Utc>>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub records_in: u64,
+    pub records_out: u64,
+    pub errors: ErrorSummary,
+    pub outbox_depth: u64,
+    pub dead_letters: u64,
+    pub restarts: u64,
+}
+
+impl ConnectorStatus {
+    pub fn new(id: &str, type_name: &str, objects: Vec<String>, enabled: bool) -> Self {
+        Self {
+            id: id.to_owned(),
+            type_name: type_name.to_owned(),
+            state: if enabled {
+                ConnectorState::Starting
+            } else {
+                ConnectorState::Disabled
+            },
+            objects,
+            last_poll_at: None,
+            last_success_at: None,
+            records_in: 0,
+            records_out: 0,
+            errors: ErrorSummary::default(),
+            outbox_depth: 0,
+            dead_letters: 0,
+            restarts: 0,
+        }
+    }
+}
+
+/// The table of connector statuses.
+#[derive(Debug, Default)]
+pub struct StatusHub {
+    connectors: RwLock<BTreeMap<String, ConnectorStatus>>,
+}
+
+impl StatusHub {
+    pub fn register(&self, status: ConnectorStatus) {
+        self.connectors
+            .write()
+            .expect("status lock poisoned")
+            .insert(status.id.clone(), status);
+    }
+
+    /// Change one connector's entry; unknown ids are ignored.
+    pub fn update(&self, id: &str, f: impl FnOnce(&mut ConnectorStatus)) {
+        if let Some(s) = self
+            .connectors
+            .write()
+            .expect("status lock poisoned")
+            .get_mut(id)
+        {
+            f(s);
+        }
+    }
+
+    pub fn set_state(&self, id: &str, state: ConnectorState) {
+        self.update(id, |s| s.state = state);
+    }
+
+    pub fn snapshot(&self) -> Vec<ConnectorStatus> {
+        self.connectors
+            .read()
+            .expect("status lock poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disabled_connectors_count_as_started() {
+        let hub = StatusHub::default();
+        hub.register(ConnectorStatus::new("a", "hubspot", vec![], true));
+        hub.register(ConnectorStatus::new("b", "stripe", vec![], false));
+        let snap = hub.snapshot();
+        assert!(!snap[0].state.is_started());
+        assert!(snap[1].state.is_started());
+        hub.set_state("a", ConnectorState::Idle);
+        assert!(hub.snapshot()[0].state.is_started());
+    }
+}

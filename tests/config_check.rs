@@ -1,0 +1,192 @@
+//! `revsync check` against the shipped configuration and deliberately broken fixtures.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const SECRETS: &[(&str, &str)] = &[
+    ("HUBSPOT_TOKEN", "pat-na1-test-token-1111"),
+    ("HUBSPOT_CLIENT_SECRET", "hs-client-secret-2222"),
+    ("SALESFORCE_CLIENT_ID", "sf-client-id"),
+    ("SALESFORCE_CLIENT_SECRET", "sf-client-secret-3333"),
+    ("SALESFORCE_REFRESH_TOKEN", "sf-refresh-4444"),
+    ("STRIPE_SECRET_KEY", "sk_test_5555"),
+    ("STRIPE_WEBHOOK_SECRET", "whsec_6666"),
+    ("ZENDESK_API_TOKEN", "zd-token-7777"),
+    ("ZENDESK_WEBHOOK_SECRET", "zd-webhook-8888"),
+];
+
+fn revsync(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_revsync"));
+    cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
+    for (k, _) in SECRETS {
+        cmd.env_remove(k);
+    }
+    cmd.env_remove("REVSYNC_TEST_UNSET_STRIPE_KEY");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run revsync")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn shipped_config_checks_once_its_secrets_are_set() {
+    let out = revsync(&["check", "--config", "config"], SECRETS);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {stdout}\nstderr: {}",
+        text(&out.stderr)
+    );
+    let ok_lines: Vec<_> = stdout.lines().filter(|l| l.starts_with("ok ")).collect();
+    assert_eq!(ok_lines.len(), 4, "{stdout}");
+    assert!(stdout.contains("ok hubspot-main (hubspot) enabled: companies->organization (both, 4 fields), contacts->person (both, 6 fields), deals->deal (both, 4 fields); poll every 60s; deletes Archive"), "{stdout}");
+    for (_, secret) in SECRETS {
+        assert!(
+            !stdout.contains(secret),
+            "secret {secret} printed: {stdout}"
+        );
+    }
+}
+
+#[test]
+fn shipped_config_without_secrets_names_each_missing_variable() {
+    let out = revsync(&["check", "--config", "config"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    for (var, _) in SECRETS {
+        assert!(
+            stderr.contains(&format!("environment variable `{var}` is not set")),
+            "{var}: {stderr}"
+        );
+    }
+    assert!(
+        stderr.contains(
+            "config/connectors/stripe.yaml: connector `stripe-main`: field `params.secret_key`"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.trim_end().ends_with("9 configuration errors"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn local_config_needs_no_secrets() {
+    let out = revsync(&["check", "--config", "config/local"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("no connectors configured"));
+}
+
+#[test]
+fn broken_fixtures_report_every_error_with_file_connector_and_field() {
+    let out = revsync(&["check", "--config", "tests/fixtures/broken"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    let f = "tests/fixtures/broken";
+    let expected = [
+        // unknown key, with the nearest valid one
+        format!("error: {f}/revsync.yaml: field `server.lisen_backlog`: unknown field `lisen_backlog`, expected one of `listen`, `admin_token`, `max_body_bytes`\n    hint: did you mean `listen`?"),
+        // a bad duration in the daemon file does not hide behind the first error
+        format!("error: {f}/revsync.yaml: field `shutdown_timeout_secs`: 0 is outside 1..=3600 seconds\n    example: shutdown_timeout_secs: 30"),
+        // bad YAML syntax, with its position
+        format!("error: {f}/connectors/a_bad_yaml.yaml: invalid YAML: while parsing a flow sequence, expected ',' or ']' at byte 81 line 5 column 1"),
+        format!("error: {f}/connectors/b_unknown_key.yaml: connector `typo-key`: field `poll.intervl_secs`: unknown field `intervl_secs`, expected `interval_secs` or `jitter_pct`\n    hint: did you mean `interval_secs`?"),
+        format!("error: {f}/connectors/c_unknown_type.yaml: connector `typo-type`: field `type`: unknown connector type `hubsopt`\n    hint: did you mean `hubspot`? known types: hubspot, salesforce, stripe, zendesk"),
+        format!("error: {f}/connectors/d_missing_env.yaml: connector `needs-env`: field `params.secret_key`: environment variable `REVSYNC_TEST_UNSET_STRIPE_KEY` is not set"),
+        format!("error: {f}/connectors/f_dup_second.yaml: connector `twin`: field `id`: duplicate connector id `twin`\n    hint: `twin` is already used by {f}/connectors/e_dup_first.yaml; every connector needs its own id"),
+        format!("error: {f}/connectors/g_bad_duration.yaml: connector `bad-duration`: field `poll.interval_secs`: invalid type: string \"10m\", expected u64\n    hint: `interval_secs` is a whole number of seconds, e.g. `interval_secs: 60`"),
+        format!("error: {f}/connectors/h_zero_interval.yaml: connector `zero-interval`: field `poll.interval_secs`: 0 is outside 1..=86400 seconds"),
+        format!("error: {f}/connectors/h_zero_interval.yaml: connector `zero-interval`: field `objects.contact`: unknown hubspot object `contact`\n    hint: did you mean `contacts`? hubspot objects: contacts, companies, deals"),
+    ];
+    for e in &expected {
+        assert!(
+            stderr.contains(e.as_str()),
+            "missing:\n{e}\n--- in ---\n{stderr}"
+        );
+    }
+    assert!(
+        stderr.trim_end().ends_with("10 configuration errors"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "nothing on stdout when invalid");
+}
+
+#[test]
+fn a_secret_in_the_wrong_field_is_not_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("connectors")).unwrap();
+    std::fs::write(
+        dir.path().join("connectors/hs.yaml"),
+        "version: 1\nid: hs\ntype: hubspot\nparams:\n  token: ${HUBSPOT_TOKEN}\n  tier: ${HUBSPOT_TOKEN}\n",
+    )
+    .unwrap();
+    let out = revsync(
+        &["check", "--config", dir.path().to_str().unwrap()],
+        &[("HUBSPOT_TOKEN", "pat-na1-leak-me")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("field `params.tier`: unknown variant `***`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("leak-me"), "{stderr}");
+}
+
+#[test]
+fn environment_overrides_the_daemon_file() {
+    let out = revsync(
+        &["check", "--config", "config/local"],
+        &[
+            ("REVSYNC_SERVER__LISTEN", "127.0.0.1:9999"),
+            ("REVSYNC_LOG__FORMAT", "json"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("listen 127.0.0.1:9999"), "{stdout}");
+    assert!(stdout.contains("log Json"), "{stdout}");
+
+    let out = revsync(
+        &["check", "--config", "config/local"],
+        &[("REVSYNC_LOG__FORMAT", "xml")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr)
+            .contains("field `log.format`: unknown variant `xml`, expected `text` or `json`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_missing_config_directory_is_named() {
+    let out = revsync(&["check", "--config", "no/such/dir"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no/such/dir: configuration directory not found"));
+    assert!(!Path::new("no").exists());
+}
+
+#[test]
+fn every_subcommand_has_help_and_version_prints() {
+    for args in [&["--help"][..], &["run", "--help"], &["check", "--help"]] {
+        let out = revsync(args, &[]);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(
+            text(&out.stdout).contains("--config") || args == ["--help"],
+            "{args:?}"
+        );
+    }
+    let out = revsync(&["--version"], &[]);
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("revsync {}", env!("CARGO_PKG_VERSION"))
+    );
+}

@@ -1,0 +1,194 @@
+//! The real binary's lifecycle: start on an ephemeral port, serve the operator
+//! endpoints, shut down in order on SIGTERM.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const TOKEN: &str = "zd-oauth-do-not-print";
+
+fn write_config(dir: &Path) {
+    std::fs::create_dir_all(dir.join("connectors")).unwrap();
+    std::fs::write(
+        dir.join("revsync.yaml"),
+        format!(
+            "version: 1\nserver:\n  listen: 127.0.0.1:0\nstore:\n  path: {}\nlog:\n  format: json\n  level: info\nshutdown_timeout_secs: 5\n",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("connectors/zendesk.yaml"),
+        "version: 1\nid: zendesk-test\ntype: zendesk\nparams:\n  base_url: http://127.0.0.1:9\n  auth:\n    method: oauth\n    access_token: ${ZD_TOKEN}\nobjects:\n  users:\n    kind: person\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("connectors/stripe.yaml"),
+        "version: 1\nid: stripe-off\ntype: stripe\nenabled: false\nparams:\n  secret_key: sk_test_x\n",
+    )
+    .unwrap();
+}
+
+/// Start the daemon and read its address from the JSON log line announcing it.
+async fn start(dir: &Path) -> (Child, String, tokio::task::JoinHandle<Vec<String>>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_revsync"))
+        .args(["run", "--config"])
+        .arg(dir)
+        .env("ZD_TOKEN", TOKEN)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn revsync");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let v: serde_json::Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+            if v["message"] == "http server listening" {
+                return v["addr"].as_str().unwrap().to_owned();
+            }
+        }
+        panic!("daemon exited before listening");
+    })
+    .await
+    .expect("daemon did not announce its address");
+    // Keep draining the log so the child never blocks on a full pipe.
+    let rest = tokio::spawn(async move {
+        let mut all = Vec::new();
+        while let Ok(Some(l)) = lines.next_line().await {
+            all.push(l);
+        }
+        all
+    });
+    (child, format!("http://{addr}"), rest)
+}
+
+#[tokio::test]
+async fn serves_operator_endpoints_and_stops_in_order_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path());
+    let (mut child, base, log) = start(dir.path()).await;
+    let http = reqwest::Client::new();
+
+    let r = http.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Ready once the store is open and every enabled connector has started.
+    let mut ready = false;
+    for _ in 0..100 {
+        let r = http.get(format!("{base}/readyz")).send().await.unwrap();
+        if r.status() == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ready, "readyz never became 200");
+
+    let r = http.get(format!("{base}/status")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    assert!(!body.contains(TOKEN), "secret on /status: {body}");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(status["store"]["backend"], "sled");
+    assert_eq!(status["ready"], true);
+    let connectors = status["connectors"].as_array().unwrap();
+    assert_eq!(connectors.len(), 2);
+    assert_eq!(connectors[0]["id"], "stripe-off");
+    assert_eq!(connectors[0]["state"], "disabled");
+    assert_eq!(connectors[1]["id"], "zendesk-test");
+    assert_eq!(connectors[1]["state"], "idle");
+    assert_eq!(connectors[1]["objects"], serde_json::json!(["users"]));
+    assert_eq!(connectors[1]["dead_letters"], 0);
+
+    let r = http.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    let metrics = r.text().await.unwrap();
+    assert!(metrics.contains("revsync_ready 1"), "{metrics}");
+    assert!(
+        metrics.contains(r#"revsync_connector_state{connector="zendesk-test",state="idle"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"revsync_http_requests_total{route="/healthz",method="GET",status="200"} 1"#
+        ),
+        "{metrics}"
+    );
+
+    let r = http.get(format!("{base}/nope")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "not_found");
+
+    // SIGTERM: readiness drops (or the port closes), then a clean exit within the deadline.
+    let pid = child.id().unwrap() as i32;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let mut saw_not_ready = false;
+    for _ in 0..200 {
+        match http.get(format!("{base}/readyz")).send().await {
+            Ok(r) if r.status() == 503 => {
+                let v: serde_json::Value = r.json().await.unwrap();
+                assert!(v["reasons"].to_string().contains("shutting down"), "{v}");
+                saw_not_ready = true;
+                break;
+            }
+            Ok(r) => assert_eq!(r.status(), 200),
+            Err(_) => {
+                saw_not_ready = true; // port closed
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(saw_not_ready, "readyz stayed 200 after SIGTERM");
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("daemon did not exit within the shutdown deadline")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+
+    let log = log.await.unwrap().join("\n");
+    assert!(log.contains("store flushed"), "{log}");
+    assert!(log.contains("\"message\":\"stopped\""), "{log}");
+    assert!(!log.contains(TOKEN), "secret in logs");
+    assert!(
+        dir.path().join("data").exists(),
+        "sled data directory created"
+    );
+}
+
+#[tokio::test]
+async fn a_taken_port_fails_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path());
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let out = Command::new(env!("CARGO_BIN_EXE_revsync"))
+        .args(["run", "--config"])
+        .arg(dir.path())
+        .env("ZD_TOKEN", TOKEN)
+        .env("REVSYNC_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("REVSYNC_LOG__FORMAT", "text")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "cannot listen on 127.0.0.1:{port} (server.listen)"
+        )),
+        "{stderr}"
+    );
+}
