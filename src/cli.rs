@@ -56,11 +56,16 @@ pub fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
+/// Load and validate everything `run` would need: files, connector params, field
+/// mappings against the canonical model, merge rules.
 fn load(dir: &Path) -> Result<Config, u8> {
-    config::load(dir, &Registry::builtin(), &ProcessEnv).map_err(|errors| {
+    let report = |errors: config::ConfigErrors| {
         eprintln!("{errors}");
         exit::CONFIG
-    })
+    };
+    let cfg = config::load(dir, &Registry::builtin(), &ProcessEnv).map_err(report)?;
+    crate::engine::Engine::validate(&cfg).map_err(|e| report(config::ConfigErrors(e)))?;
+    Ok(cfg)
 }
 
 fn check(dir: &Path) -> u8 {

@@ -1,5 +1,6 @@
 //! `revsync.yaml`: the daemon's own settings.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -20,6 +21,31 @@ pub struct DaemonConfig {
     /// How long shutdown waits for tasks to finish before giving up on them.
     #[serde(default = "default_shutdown_timeout_secs")]
     pub shutdown_timeout_secs: u64,
+    /// Field merge rules by `<kind>.<field>` or `<kind>.*`, over the default ownership.
+    #[serde(default)]
+    pub merge: BTreeMap<String, MergeRuleConfig>,
+}
+
+/// A merge rule under `merge:`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MergeRuleConfig {
+    #[serde(default)]
+    pub policy: Option<PolicyName>,
+    /// Connector ids, most trusted first (implies `policy: priority`).
+    #[serde(default)]
+    pub priority: Vec<String>,
+    /// Let an empty value overwrite a non-empty one.
+    #[serde(default)]
+    pub allow_empty: bool,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyName {
+    Newest,
+    Priority,
+    FirstNonEmpty,
 }
 
 impl Default for DaemonConfig {
@@ -30,6 +56,7 @@ impl Default for DaemonConfig {
             store: StoreConfig::default(),
             log: LogConfig::default(),
             shutdown_timeout_secs: default_shutdown_timeout_secs(),
+            merge: BTreeMap::new(),
         }
     }
 }
@@ -135,4 +162,11 @@ fn default_log_level() -> String {
 }
 
 /// Top-level keys of `revsync.yaml`; environment overrides must start with one.
-pub const TOP_LEVEL_KEYS: &[&str] = &["version", "server", "store", "log", "shutdown_timeout_secs"];
+pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "version",
+    "server",
+    "store",
+    "log",
+    "shutdown_timeout_secs",
+    "merge",
+];

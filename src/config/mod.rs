@@ -16,7 +16,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 pub use connector::{ConnectorConfig, DeletePolicy, Direction, ObjectConfig, PollConfig};
-pub use daemon::{DaemonConfig, LogConfig, LogFormat, ServerConfig, StoreConfig};
+pub use daemon::{
+    DaemonConfig, LogConfig, LogFormat, MergeRuleConfig, PolicyName, ServerConfig, StoreConfig,
+};
 pub use error::{nearest, ConfigError, ConfigErrors};
 
 use crate::registry::Registry;
@@ -391,6 +393,7 @@ fn load_daemon(file: &Path, env: &dyn Env, errors: &mut Vec<ConfigError>) -> Opt
         store: store?,
         log: log?,
         shutdown_timeout_secs: shutdown_timeout_secs?,
+        merge: ctx.section(&map, "merge", BTreeMap::new, errors)?,
     };
     if cfg.version != 1 {
         errors.push(

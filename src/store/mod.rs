@@ -5,8 +5,10 @@
 //! outbox and cursor in one batch", and it maps onto sled (one tree, key-prefixed
 //! tables) and onto PostgreSQL (one table per [`Table`]) alike. See docs/adr/0003.
 
+mod mem;
 mod sled_store;
 
+pub use mem::MemStore;
 pub use sled_store::SledStore;
 
 use serde::Serialize;

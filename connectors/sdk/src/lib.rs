@@ -7,8 +7,9 @@
 
 pub mod connector;
 pub mod model;
+mod schema;
 pub mod secret;
 
 pub use connector::{check_base_url, collected, parse_params, ConnectorType, ParamError};
-pub use model::Kind;
+pub use model::{Change, FieldDef, FieldEntry, FieldType, Kind, Link, Provenance, Record, Value};
 pub use secret::Secret;

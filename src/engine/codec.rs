@@ -1,0 +1,172 @@
+//! Store keys and value encodings for the engine's tables.
+//!
+//! Keys are built so that prefix scans answer the engine's questions (an outbox in
+//! order, a record's audit trail in time order). Values are postcard: compact and
+//! fast, and every type here is ours, so the format is pinned by these structs.
+
+use revsync_sdk::{FieldEntry, Link, Provenance, Record};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub type Hash = [u8; 16];
+
+pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    postcard::to_stdvec(v).expect("engine types always encode")
+}
+
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, postcard::Error> {
+    postcard::from_bytes(bytes)
+}
+
+fn join(parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            k.push(0);
+        }
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+pub fn record_key(id: Uuid) -> Vec<u8> {
+    id.as_bytes().to_vec()
+}
+
+/// `Links`: (connector, object, external id) -> canonical id.
+pub fn link_key(connector: &str, object: &str, external_id: &str) -> Vec<u8> {
+    join(&[
+        connector.as_bytes(),
+        object.as_bytes(),
+        external_id.as_bytes(),
+    ])
+}
+
+/// `Index` keys: identity evidence and reverse relations.
+pub mod index {
+    use super::*;
+
+    pub fn email(e: &str) -> Vec<u8> {
+        join(&[b"e", e.as_bytes()])
+    }
+    pub fn domain(d: &str) -> Vec<u8> {
+        join(&[b"d", d.as_bytes()])
+    }
+    /// `target` is referenced by `referrer`: lets a merge re-point relations without a scan.
+    pub fn referrer(target: Uuid, referrer: Uuid) -> Vec<u8> {
+        join(&[b"r", target.as_bytes(), referrer.as_bytes()])
+    }
+    pub fn referrers_of(target: Uuid) -> Vec<u8> {
+        let mut k = join(&[b"r", target.as_bytes()]);
+        k.push(0);
+        k
+    }
+    /// A deleted link: where it pointed and when it was deleted.
+    pub fn tombstone(connector: &str, object: &str, external_id: &str) -> Vec<u8> {
+        join(&[
+            b"t",
+            connector.as_bytes(),
+            object.as_bytes(),
+            external_id.as_bytes(),
+        ])
+    }
+}
+
+/// `Outbox`: (connector, sequence) -> entry; a connector's outbox in order.
+pub fn outbox_key(connector: &str, seq: u64) -> Vec<u8> {
+    let mut k = join(&[connector.as_bytes(), b""]);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub fn outbox_prefix(connector: &str) -> Vec<u8> {
+    join(&[connector.as_bytes(), b""])
+}
+
+/// `Pushed`: (connector, object, record) -> what that system holds and what is queued.
+pub fn sync_key(connector: &str, object: &str, record: Uuid) -> Vec<u8> {
+    join(&[connector.as_bytes(), object.as_bytes(), record.as_bytes()])
+}
+
+/// `Audit`: (record, source time, digest) -> entry; a record's trail in time order,
+/// and a deterministic key so replaying a page never adds an entry twice.
+pub fn audit_key(record: Uuid, ts: i64, digest: &[u8]) -> Vec<u8> {
+    let mut k = record.as_bytes().to_vec();
+    k.extend_from_slice(&(ts as u64 ^ (1 << 63)).to_be_bytes());
+    k.extend_from_slice(&digest[..8]);
+    k
+}
+
+pub fn cursor_key(connector: &str, object: &str) -> Vec<u8> {
+    join(&[connector.as_bytes(), object.as_bytes()])
+}
+
+pub const META_OUTBOX_SEQ: &[u8] = b"outbox_seq";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PushOp {
+    /// Create (no link yet) or update every link of the record in that object.
+    Upsert,
+    /// Delete this copy (delete policy `propagate`).
+    Delete { external_id: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub record: Uuid,
+    pub object: String,
+    pub op: PushOp,
+    /// Hash of the projection when enqueued; the dispatcher recomputes at push time.
+    pub hash: Hash,
+    pub enqueued_ts: i64,
+}
+
+/// Per (connector, object, record): the projection hash the system is known to hold,
+/// and the last one queued for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncState {
+    pub held: Option<Hash>,
+    pub queued: Option<Hash>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AuditEvent {
+    /// A value replaced by another: the old one is kept here.
+    Overwritten {
+        field: String,
+        old: FieldEntry,
+        new: FieldEntry,
+        reason: String,
+    },
+    /// An incoming value that lost the merge: kept here, so nothing is lost.
+    Rejected {
+        field: String,
+        value: FieldEntry,
+        reason: String,
+    },
+    /// Another record was absorbed into this one (or this one into another).
+    Merged {
+        survivor: Uuid,
+        absorbed: Uuid,
+        evidence: String,
+    },
+    /// A source deleted its copy.
+    LinkRemoved { link: Link, policy: String },
+    /// A bad value in a source record, skipped (the rest of the record applied).
+    Invalid {
+        connector: String,
+        problem: String,
+        at: Provenance,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub record: Uuid,
+    pub observed_ts: i64,
+    pub event: AuditEvent,
+}
+
+pub fn decode_record(bytes: &[u8]) -> Result<Record, postcard::Error> {
+    decode(bytes)
+}

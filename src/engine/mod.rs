@@ -1,0 +1,329 @@
+//! The engine: turns many systems' copies of a customer into one canonical record and
+//! works out what each system must be told.
+//!
+//! `Engine::apply` takes one page of changes from one connector and writes records,
+//! links, indexes, outbox entries, audit entries and the page's cursor in ONE atomic
+//! batch. A crash anywhere means the page is fetched and applied again, with the same
+//! result: applying a page is idempotent.
+
+pub mod codec;
+pub mod mapping;
+pub mod normalize;
+pub mod policy;
+pub mod valuemaps;
+
+mod txn;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use revsync_sdk::{Change, Kind, Record};
+use uuid::Uuid;
+
+use crate::config::{Config, ConfigError, DeletePolicy};
+use crate::store::{Store, StoreError, Table};
+use codec::{AuditEntry, OutboxEntry};
+pub use mapping::Mappings;
+pub use policy::Policies;
+use txn::Txn;
+
+/// A record as one system's fields: what a push sends.
+pub type Projection = BTreeMap<String, serde_json::Value>;
+
+/// One page of changes from one connector object, with the cursor that follows it.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub object: String,
+    pub changes: Vec<Change>,
+    /// Stored in the same batch as the data it covers: never ahead of it.
+    pub cursor: Option<String>,
+}
+
+/// What one `apply` did, for counters and logs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    pub changes: usize,
+    pub created: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    /// Older than what the record already holds from that same copy.
+    pub stale: usize,
+    pub merged: usize,
+    pub deleted: usize,
+    pub enqueued: usize,
+    /// Bad values skipped (each also in the record's audit trail).
+    pub invalid: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("corrupt {table} entry: {detail}")]
+    Corrupt { table: &'static str, detail: String },
+    #[error("connector `{connector}` has no mapping for object `{object}`")]
+    UnknownObject { connector: String, object: String },
+}
+
+/// Microseconds since the epoch; injectable so tests control time.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(|| chrono::Utc::now().timestamp_micros())
+}
+
+pub struct Engine {
+    store: Arc<dyn Store>,
+    mappings: Mappings,
+    policies: Policies,
+    deletes: HashMap<String, DeletePolicy>,
+    outbox_seq: AtomicU64,
+    /// One writer: identity decisions read then write, and must not interleave.
+    writer: Mutex<()>,
+    clock: Clock,
+}
+
+impl Engine {
+    /// Compile mappings and policies from the configuration (every error reported).
+    pub fn validate(config: &Config) -> Result<(Mappings, Policies), Vec<ConfigError>> {
+        let m = Mappings::compile(config);
+        let p = Policies::from_config(config);
+        match (m, p) {
+            (Ok(m), Ok(p)) => Ok((m, p)),
+            (m, p) => Err(m
+                .err()
+                .into_iter()
+                .flatten()
+                .chain(p.err().into_iter().flatten())
+                .collect()),
+        }
+    }
+
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: &Config,
+        mappings: Mappings,
+        policies: Policies,
+        clock: Clock,
+    ) -> Result<Self, EngineError> {
+        let seq = match store.get(Table::Meta, codec::META_OUTBOX_SEQ)? {
+            Some(b) => {
+                u64::from_be_bytes(b.as_slice().try_into().map_err(|_| EngineError::Corrupt {
+                    table: "meta",
+                    detail: "outbox sequence is not 8 bytes".into(),
+                })?)
+            }
+            None => 0,
+        };
+        Ok(Self {
+            store,
+            mappings,
+            policies,
+            deletes: config
+                .connectors
+                .iter()
+                .map(|(_, c)| (c.id.clone(), c.deletes))
+                .collect(),
+            outbox_seq: AtomicU64::new(seq),
+            writer: Mutex::new(()),
+            clock,
+        })
+    }
+
+    pub fn mappings(&self) -> &Mappings {
+        &self.mappings
+    }
+
+    /// Apply one page atomically. Bad values are skipped and reported; the rest applies.
+    pub fn apply(&self, connector: &str, page: Page) -> Result<ApplyReport, EngineError> {
+        let mapping = self.mappings.get(connector, &page.object).ok_or_else(|| {
+            EngineError::UnknownObject {
+                connector: connector.into(),
+                object: page.object.clone(),
+            }
+        })?;
+        let _guard = self.writer.lock().expect("engine writer poisoned");
+        let now = (self.clock)();
+        let mut txn = Txn::new(
+            self.store.as_ref(),
+            &self.mappings,
+            &self.policies,
+            now,
+            self.outbox_seq.load(Ordering::SeqCst),
+        );
+        let delete_policy = self.deletes.get(connector).copied().unwrap_or_default();
+        let mut report = ApplyReport {
+            changes: page.changes.len(),
+            ..Default::default()
+        };
+        for change in &page.changes {
+            txn.apply_change(mapping, delete_policy, change, &mut report)?;
+        }
+        let (batch, seq) = txn.finish(connector, &page.object, page.cursor.as_deref())?;
+        self.store.write(batch)?;
+        self.outbox_seq.store(seq, Ordering::SeqCst);
+        Ok(report)
+    }
+
+    /// The stored cursor of a connector object.
+    pub fn cursor(&self, connector: &str, object: &str) -> Result<Option<String>, EngineError> {
+        Ok(self
+            .store
+            .get(Table::Cursors, &codec::cursor_key(connector, object))?
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    pub fn record(&self, id: Uuid) -> Result<Option<Record>, EngineError> {
+        read_record(self.store.as_ref(), id)
+    }
+
+    /// Find a record by email, domain, canonical id or `connector:object:external_id`,
+    /// following merges to the surviving record.
+    pub fn find(&self, query: &str) -> Result<Option<Record>, EngineError> {
+        let q = query.trim();
+        let id = if let Ok(id) = Uuid::parse_str(q) {
+            Some(id)
+        } else if let Some((c, rest)) = q.split_once(':').filter(|_| !q.contains('@')) {
+            match rest.split_once(':') {
+                Some((o, x)) => self.lookup_id(Table::Links, &codec::link_key(c, o, x))?,
+                None => None,
+            }
+        } else if let Some(e) = normalize::email(q).filter(|_| q.contains('@')) {
+            self.lookup_id(Table::Index, &codec::index::email(&e.value))?
+        } else if let Some(d) = normalize::domain(q) {
+            self.lookup_id(Table::Index, &codec::index::domain(&d))?
+        } else {
+            None
+        };
+        let Some(mut id) = id else { return Ok(None) };
+        for _ in 0..16 {
+            match self.record(id)? {
+                Some(r) => match r.merged_into {
+                    Some(next) => id = next,
+                    None => return Ok(Some(r)),
+                },
+                None => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
+    fn lookup_id(&self, table: Table, key: &[u8]) -> Result<Option<Uuid>, EngineError> {
+        self.store
+            .get(table, key)?
+            .map(|b| uuid_from(&b))
+            .transpose()
+    }
+
+    /// A record's audit trail, oldest first (at most `limit` entries, the newest ones).
+    pub fn audit(&self, id: Uuid, limit: usize) -> Result<Vec<AuditEntry>, EngineError> {
+        let all = self
+            .store
+            .scan(Table::Audit, id.as_bytes(), None, usize::MAX)?;
+        let skip = all.len().saturating_sub(limit);
+        all[skip..]
+            .iter()
+            .map(|(_, v)| {
+                codec::decode(v).map_err(|e| EngineError::Corrupt {
+                    table: "audit",
+                    detail: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// A connector's pending pushes, in order.
+    pub fn outbox(
+        &self,
+        connector: &str,
+        limit: usize,
+    ) -> Result<Vec<(u64, OutboxEntry)>, EngineError> {
+        self.store
+            .scan(Table::Outbox, &codec::outbox_prefix(connector), None, limit)?
+            .into_iter()
+            .map(|(k, v)| {
+                let seq = u64::from_be_bytes(k[k.len() - 8..].try_into().expect("8-byte suffix"));
+                codec::decode(&v)
+                    .map(|e| (seq, e))
+                    .map_err(|e| EngineError::Corrupt {
+                        table: "outbox",
+                        detail: e.to_string(),
+                    })
+            })
+            .collect()
+    }
+
+    /// Record that `connector` confirmed holding `record`'s projection `hash` (and, for a
+    /// create, its new external id), and drop the outbox entry. Used by the dispatcher.
+    pub fn confirm_push(
+        &self,
+        connector: &str,
+        seq: u64,
+        record: Uuid,
+        object: &str,
+        hash: codec::Hash,
+        created_external_id: Option<&str>,
+    ) -> Result<(), EngineError> {
+        let _guard = self.writer.lock().expect("engine writer poisoned");
+        let mut txn = Txn::new(
+            self.store.as_ref(),
+            &self.mappings,
+            &self.policies,
+            (self.clock)(),
+            self.outbox_seq.load(Ordering::SeqCst),
+        );
+        txn.confirm_push(connector, seq, record, object, hash, created_external_id)?;
+        let (batch, _) = txn.finish_without_cursor()?;
+        self.store.write(batch)?;
+        Ok(())
+    }
+
+    /// The projection of `record` into `connector`'s `object`, with its hash: what a push sends.
+    pub fn projection(
+        &self,
+        connector: &str,
+        object: &str,
+        record: &Record,
+    ) -> Result<Option<(Projection, codec::Hash)>, EngineError> {
+        let Some(m) = self.mappings.get(connector, object) else {
+            return Ok(None);
+        };
+        let txn = Txn::new(
+            self.store.as_ref(),
+            &self.mappings,
+            &self.policies,
+            (self.clock)(),
+            0,
+        );
+        txn.project(m, record).map(Some)
+    }
+
+    pub fn kinds_for(&self, connector: &str) -> Vec<(String, Kind)> {
+        self.mappings
+            .objects
+            .iter()
+            .filter(|m| m.connector == connector)
+            .map(|m| (m.object.clone(), m.kind))
+            .collect()
+    }
+}
+
+pub(crate) fn read_record(store: &dyn Store, id: Uuid) -> Result<Option<Record>, EngineError> {
+    store
+        .get(Table::Records, &codec::record_key(id))?
+        .map(|b| {
+            codec::decode_record(&b).map_err(|e| EngineError::Corrupt {
+                table: "records",
+                detail: e.to_string(),
+            })
+        })
+        .transpose()
+}
+
+pub(crate) fn uuid_from(b: &[u8]) -> Result<Uuid, EngineError> {
+    Uuid::from_slice(b.get(..16).unwrap_or_default()).map_err(|e| EngineError::Corrupt {
+        table: "index",
+        detail: e.to_string(),
+    })
+}

@@ -1,0 +1,848 @@
+//! One page's worth of engine work: reads see the page's own earlier writes, and
+//! everything is handed to the store as one atomic batch at the end.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use revsync_sdk::{Change, FieldEntry, Kind, Link, Provenance, Record, Value};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::codec::{self, index, AuditEntry, AuditEvent, Hash, OutboxEntry, PushOp, SyncState};
+use super::mapping::{Mappings, ObjectMapping};
+use super::policy::{decide, Decision, Policies};
+use super::{normalize, uuid_from, ApplyReport, EngineError, Projection};
+use crate::config::{DeletePolicy, Direction};
+use crate::store::{Store, Table, WriteBatch};
+
+
+pub(super) struct Txn<'a> {
+    store: &'a dyn Store,
+    mappings: &'a Mappings,
+    policies: &'a Policies,
+    now: i64,
+    seq: u64,
+    records: HashMap<Uuid, Record>,
+    dirty: BTreeSet<Uuid>,
+    kv: HashMap<(Table, Vec<u8>), Option<Vec<u8>>>,
+}
+
+fn corrupt(table: &'static str) -> impl Fn(postcard::Error) -> EngineError {
+    move |e| EngineError::Corrupt {
+        table,
+        detail: e.to_string(),
+    }
+}
+
+impl<'a> Txn<'a> {
+    pub fn new(
+        store: &'a dyn Store,
+        mappings: &'a Mappings,
+        policies: &'a Policies,
+        now: i64,
+        seq: u64,
+    ) -> Self {
+        Self {
+            store,
+            mappings,
+            policies,
+            now,
+            seq,
+            records: HashMap::new(),
+            dirty: BTreeSet::new(),
+            kv: HashMap::new(),
+        }
+    }
+
+    // ---- reads and writes through the overlay
+
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+        if let Some(v) = self.kv.get(&(table, key.to_vec())) {
+            return Ok(v.clone());
+        }
+        Ok(self.store.get(table, key)?)
+    }
+
+    fn put(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
+        self.kv.insert((table, key), Some(value));
+    }
+
+    fn del(&mut self, table: Table, key: Vec<u8>) {
+        self.kv.insert((table, key), None);
+    }
+
+    fn get_id(&self, table: Table, key: &[u8]) -> Result<Option<Uuid>, EngineError> {
+        self.get(table, key)?.map(|b| uuid_from(&b)).transpose()
+    }
+
+    fn load(&self, id: Uuid) -> Result<Option<Record>, EngineError> {
+        if let Some(r) = self.records.get(&id) {
+            return Ok(Some(r.clone()));
+        }
+        super::read_record(self.store, id)
+    }
+
+    /// Follow `merged_into` to the surviving record.
+    fn alive(&self, mut id: Uuid) -> Result<Uuid, EngineError> {
+        for _ in 0..16 {
+            match self
+                .records
+                .get(&id)
+                .map(|r| r.merged_into)
+                .map(Ok)
+                .unwrap_or_else(|| {
+                    super::read_record(self.store, id).map(|r| r.and_then(|r| r.merged_into))
+                })? {
+                Some(next) => id = next,
+                None => return Ok(id),
+            }
+        }
+        Ok(id)
+    }
+
+    fn save(&mut self, rec: Record) {
+        self.dirty.insert(rec.id);
+        self.records.insert(rec.id, rec);
+    }
+
+    fn sync_state(&self, key: &[u8]) -> Result<SyncState, EngineError> {
+        Ok(match self.get(Table::Pushed, key)? {
+            Some(b) => codec::decode(&b).map_err(corrupt("pushed"))?,
+            None => SyncState::default(),
+        })
+    }
+
+    /// Record an audit event once. The key is derived from what the event is about (a lost
+    /// value is the same entry whether it was overwritten or rejected on a replay), so
+    /// replaying a page never adds entries.
+    fn audit(&mut self, record: Uuid, ts: i64, event: AuditEvent) -> Result<(), EngineError> {
+        let (ts, identity) = match &event {
+            AuditEvent::Overwritten {
+                field, old: lost, ..
+            }
+            | AuditEvent::Rejected {
+                field, value: lost, ..
+            } => (
+                lost.from.source_ts,
+                codec::encode(&(
+                    0u8,
+                    field,
+                    &lost.value,
+                    &lost.from.connector,
+                    lost.from.source_ts,
+                )),
+            ),
+            AuditEvent::Merged {
+                survivor, absorbed, ..
+            } => (ts, codec::encode(&(1u8, survivor, absorbed))),
+            AuditEvent::LinkRemoved { link, .. } => (ts, codec::encode(&(2u8, link))),
+            AuditEvent::Invalid {
+                connector,
+                problem,
+                at,
+            } => (ts, codec::encode(&(3u8, connector, problem, at.source_ts))),
+        };
+        let key = codec::audit_key(record, ts, &Sha256::digest(&identity));
+        // Deterministic key: a replayed page finds its entry already there.
+        if self.get(Table::Audit, &key)?.is_none() {
+            let entry = AuditEntry {
+                record,
+                observed_ts: self.now,
+                event,
+            };
+            self.put(Table::Audit, key, codec::encode(&entry));
+        }
+        Ok(())
+    }
+
+    fn enqueue(&mut self, connector: &str, entry: OutboxEntry) {
+        self.seq += 1;
+        self.put(
+            Table::Outbox,
+            codec::outbox_key(connector, self.seq),
+            codec::encode(&entry),
+        );
+    }
+
+    // ---- apply
+
+    pub fn apply_change(
+        &mut self,
+        mapping: &ObjectMapping,
+        delete_policy: DeletePolicy,
+        change: &Change,
+        report: &mut ApplyReport,
+    ) -> Result<(), EngineError> {
+        let (conn, obj, ext) = (
+            mapping.connector.as_str(),
+            mapping.object.as_str(),
+            change.external_id.as_str(),
+        );
+        let ts = change.source_updated_at.timestamp_micros();
+        let lk = codec::link_key(conn, obj, ext);
+        let linked = match self.get_id(Table::Links, &lk)? {
+            Some(id) => Some(self.alive(id)?),
+            None => None,
+        };
+        if change.deleted {
+            return self.delete(mapping, delete_policy, change, linked, report);
+        }
+
+        let mut mapped = mapping.map_in(&change.fields);
+        for v in mapped.values.values_mut() {
+            if let Value::ExtRef {
+                connector,
+                object,
+                id,
+            } = v
+            {
+                if let Some(target) =
+                    self.get_id(Table::Links, &codec::link_key(connector, object, id))?
+                {
+                    *v = Value::Ref(self.alive(target)?);
+                }
+            }
+        }
+
+        // An event older than what this copy already reported: its values still go through
+        // the field rules (which never let a source regress itself), but it is no evidence
+        // of identity: an old email must not merge strangers.
+        let stale = match linked {
+            Some(id) => self
+                .load(id)?
+                .and_then(|r| {
+                    r.links
+                        .iter()
+                        .find(|l| l.connector == conn && l.object == obj && l.external_id == ext)
+                        .map(|l| l.source_ts > ts)
+                })
+                .unwrap_or(false),
+            None => false,
+        };
+        if stale {
+            report.stale += 1;
+        }
+
+        // Identity: an existing link, then exact keys, then explicit cross-system ids.
+        let mut candidates: BTreeSet<Uuid> = linked.into_iter().collect();
+        let mut evidence = Vec::new();
+        let keys = if stale {
+            Vec::new()
+        } else {
+            identity_keys(mapping.kind, &|f| mapped.values.get(f))
+        };
+        for (key, label) in keys {
+            if let Some(id) = self.get_id(Table::Index, &key)? {
+                candidates.insert(self.alive(id)?);
+                evidence.push(label);
+            }
+        }
+        for (c, o, x) in mapped.xrefs.iter().filter(|_| !stale) {
+            if let Some(id) = self.get_id(Table::Links, &codec::link_key(c, o, x))? {
+                candidates.insert(self.alive(id)?);
+                evidence.push(format!("{conn} {obj} {ext} names {c}:{o}:{x}"));
+            }
+        }
+        candidates.retain(|id| {
+            self.records
+                .get(id)
+                .map(|r| r.kind == mapping.kind)
+                .unwrap_or(true)
+        });
+        let id = match candidates.len() {
+            0 => None,
+            1 => candidates.first().copied(),
+            _ => Some(self.merge_records(&candidates, &evidence.join("; "), report)?),
+        };
+        let (mut rec, created) = match id.map(|id| self.load(id)).transpose()?.flatten() {
+            Some(r) if r.kind == mapping.kind => (r, false),
+            _ => (Record::new(Uuid::now_v7(), mapping.kind, self.now), true),
+        };
+        let id = rec.id;
+
+        let at = Provenance {
+            connector: conn.to_owned(),
+            source_ts: ts,
+            observed_ts: self.now,
+        };
+        for problem in std::mem::take(&mut mapped.problems) {
+            report
+                .invalid
+                .push(format!("{conn} {obj} {ext}: {problem}"));
+            self.audit(
+                id,
+                ts,
+                AuditEvent::Invalid {
+                    connector: conn.to_owned(),
+                    problem,
+                    at: at.clone(),
+                },
+            )?;
+        }
+
+        let old_keys: BTreeSet<Vec<u8>> = identity_keys(rec.kind, &|f| rec.value(f))
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        let incoming_values = mapped.values.clone();
+        let mut changed = false;
+        for (field, value) in mapped.values {
+            let incoming = FieldEntry {
+                value,
+                from: at.clone(),
+            };
+            let rule = self.policies.rule(rec.kind, &field);
+            match decide(rule, rec.fields.get(&field), &incoming) {
+                Decision::Same => {}
+                Decision::Refresh => {
+                    rec.fields.insert(field, incoming);
+                }
+                Decision::Take(reason) => {
+                    let old = rec.fields.insert(field.clone(), incoming.clone());
+                    if let Some(old) = old.filter(|o| !o.value.is_empty()) {
+                        self.audit(
+                            id,
+                            ts,
+                            AuditEvent::Overwritten {
+                                field,
+                                old,
+                                new: incoming,
+                                reason: reason.into(),
+                            },
+                        )?;
+                    }
+                    changed = true;
+                }
+                Decision::Keep(reason) => {
+                    if !incoming.value.is_empty() {
+                        self.audit(
+                            id,
+                            ts,
+                            AuditEvent::Rejected {
+                                field,
+                                value: incoming,
+                                reason: reason.into(),
+                            },
+                        )?;
+                    }
+                }
+            }
+        }
+
+        let link_added = match rec
+            .links
+            .iter_mut()
+            .find(|l| l.connector == conn && l.object == obj && l.external_id == ext)
+        {
+            Some(l) => {
+                l.source_ts = l.source_ts.max(ts);
+                false
+            }
+            None => {
+                rec.links.push(Link {
+                    connector: conn.into(),
+                    object: obj.into(),
+                    external_id: ext.into(),
+                    source_ts: ts,
+                });
+                rec.links.sort();
+                true
+            }
+        };
+        self.put(Table::Links, lk, id.as_bytes().to_vec());
+        self.del(Table::Index, index::tombstone(conn, obj, ext));
+
+        if created {
+            report.created += 1;
+        } else if stale {
+        } else if changed || link_added {
+            report.updated += 1;
+        } else {
+            report.unchanged += 1;
+        }
+        if changed || link_added || created {
+            rec.version += 1;
+            rec.updated_ts = self.now;
+            self.reindex(&rec, &old_keys)?;
+            self.save(rec);
+            if mapping.direction != Direction::In {
+                // What this system holds now, as far as we know: its own values.
+                let (_, held) = self.project_values(mapping, &incoming_values)?;
+                let key = codec::sync_key(conn, obj, id);
+                let mut st = self.sync_state(&key)?;
+                st.held = Some(held);
+                self.put(Table::Pushed, key, codec::encode(&st));
+            }
+            report.enqueued += self.enqueue_projections(id)?;
+        } else {
+            // The stale check keeps the newest source time per link even when nothing changed.
+            self.save(rec);
+        }
+        Ok(())
+    }
+
+    /// Point identity keys and reverse relations at the record's current values.
+    fn reindex(&mut self, rec: &Record, old_keys: &BTreeSet<Vec<u8>>) -> Result<(), EngineError> {
+        let new_keys: BTreeSet<Vec<u8>> = identity_keys(rec.kind, &|f| rec.value(f))
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        for k in old_keys.difference(&new_keys) {
+            if self.get_id(Table::Index, k)? == Some(rec.id) {
+                self.del(Table::Index, k.clone());
+            }
+        }
+        for k in new_keys {
+            self.put(Table::Index, k, rec.id.as_bytes().to_vec());
+        }
+        for e in rec.fields.values() {
+            if let Value::Ref(target) = e.value {
+                self.put(Table::Index, index::referrer(target, rec.id), Vec::new());
+            }
+        }
+        Ok(())
+    }
+
+    /// Queue a push to every system whose projection of the record differs from what it
+    /// holds and from what is already queued for it.
+    fn enqueue_projections(&mut self, id: Uuid) -> Result<usize, EngineError> {
+        let Some(rec) = self.load(id)? else {
+            return Ok(0);
+        };
+        if rec.merged_into.is_some() {
+            return Ok(0);
+        }
+        let mut n = 0;
+        let targets: Vec<&ObjectMapping> = self.mappings.outbound(rec.kind).collect();
+        for (i, m) in targets.iter().enumerate() {
+            let linked_here = rec
+                .links
+                .iter()
+                .any(|l| l.connector == m.connector && l.object == m.object);
+            let linked_elsewhere = rec
+                .links
+                .iter()
+                .any(|l| l.connector == m.connector && l.object != m.object);
+            // One copy per system: a person that is a Salesforce Contact is not also created as a Lead.
+            let first_for_connector = !targets[..i].iter().any(|t| t.connector == m.connector);
+            if !linked_here && (linked_elsewhere || !first_for_connector) {
+                continue;
+            }
+            let (proj, hash) = self.project(m, &rec)?;
+            if proj.is_empty() {
+                continue;
+            }
+            let key = codec::sync_key(&m.connector, &m.object, id);
+            let mut st = self.sync_state(&key)?;
+            if st.held == Some(hash) || st.queued == Some(hash) {
+                continue;
+            }
+            st.queued = Some(hash);
+            self.put(Table::Pushed, key, codec::encode(&st));
+            let entry = OutboxEntry {
+                record: id,
+                object: m.object.clone(),
+                op: PushOp::Upsert,
+                hash,
+                enqueued_ts: self.now,
+            };
+            self.enqueue(&m.connector, entry);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    pub fn project(
+        &self,
+        m: &ObjectMapping,
+        rec: &Record,
+    ) -> Result<(Projection, Hash), EngineError> {
+        let values: BTreeMap<String, Value> = rec
+            .fields
+            .iter()
+            .map(|(k, e)| (k.clone(), e.value.clone()))
+            .collect();
+        self.project_values(m, &values)
+    }
+
+    fn project_values(
+        &self,
+        m: &ObjectMapping,
+        values: &BTreeMap<String, Value>,
+    ) -> Result<(Projection, Hash), EngineError> {
+        let mut failure = None;
+        let mut resolve = |v: &Value, ref_object: &str| -> Option<String> {
+            let r: Result<Option<String>, EngineError> = (|| {
+                let target = match v {
+                    Value::ExtRef {
+                        connector,
+                        object,
+                        id,
+                    } if connector == &m.connector && object == ref_object => {
+                        return Ok(Some(id.clone()))
+                    }
+                    Value::ExtRef {
+                        connector,
+                        object,
+                        id,
+                    } => self.get_id(Table::Links, &codec::link_key(connector, object, id))?,
+                    Value::Ref(id) => Some(*id),
+                    _ => None,
+                };
+                let Some(target) = target else {
+                    return Ok(None);
+                };
+                let rec = self.load(self.alive(target)?)?;
+                Ok(rec.and_then(|r| {
+                    r.link(&m.connector, ref_object)
+                        .map(|l| l.external_id.clone())
+                }))
+            })();
+            r.unwrap_or_else(|e| {
+                failure = Some(e);
+                None
+            })
+        };
+        let proj = m.project(values, &mut resolve);
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let bytes = serde_json::to_vec(&(&m.object, &proj)).expect("projections serialize");
+        let digest = Sha256::digest(&bytes);
+        let mut hash = [0u8; 16];
+        hash.copy_from_slice(&digest[..16]);
+        Ok((proj, hash))
+    }
+
+    /// Absorb every candidate into the oldest (UUIDv7 order = creation order).
+    fn merge_records(
+        &mut self,
+        candidates: &BTreeSet<Uuid>,
+        evidence: &str,
+        report: &mut ApplyReport,
+    ) -> Result<Uuid, EngineError> {
+        let survivor_id = *candidates.first().expect("at least two candidates");
+        let Some(mut s) = self.load(survivor_id)? else {
+            return Ok(survivor_id);
+        };
+        for &a_id in candidates.iter().skip(1) {
+            let Some(mut a) = self.load(a_id)? else {
+                continue;
+            };
+            if a.merged_into.is_some() || a.kind != s.kind {
+                continue;
+            }
+            let old_keys: BTreeSet<Vec<u8>> = identity_keys(s.kind, &|f| s.value(f))
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            for (field, entry) in &a.fields {
+                let rule = self.policies.rule(s.kind, field);
+                let ts = entry.from.source_ts;
+                match decide(rule, s.fields.get(field), entry) {
+                    Decision::Same => {}
+                    Decision::Refresh => {
+                        s.fields.insert(field.clone(), entry.clone());
+                    }
+                    Decision::Take(reason) => {
+                        if let Some(old) = s
+                            .fields
+                            .insert(field.clone(), entry.clone())
+                            .filter(|o| !o.value.is_empty())
+                        {
+                            let ev = AuditEvent::Overwritten {
+                                field: field.clone(),
+                                old,
+                                new: entry.clone(),
+                                reason: format!("merge: {reason}"),
+                            };
+                            self.audit(survivor_id, ts, ev)?;
+                        }
+                    }
+                    Decision::Keep(reason) => {
+                        if !entry.value.is_empty() {
+                            let ev = AuditEvent::Rejected {
+                                field: field.clone(),
+                                value: entry.clone(),
+                                reason: format!("merge: {reason}"),
+                            };
+                            self.audit(survivor_id, ts, ev)?;
+                        }
+                    }
+                }
+            }
+            for l in &a.links {
+                if !s.links.iter().any(|x| {
+                    x.connector == l.connector
+                        && x.object == l.object
+                        && x.external_id == l.external_id
+                }) {
+                    s.links.push(l.clone());
+                }
+                self.put(
+                    Table::Links,
+                    codec::link_key(&l.connector, &l.object, &l.external_id),
+                    survivor_id.as_bytes().to_vec(),
+                );
+                let (from, to) = (
+                    codec::sync_key(&l.connector, &l.object, a_id),
+                    codec::sync_key(&l.connector, &l.object, survivor_id),
+                );
+                if self.get(Table::Pushed, &to)?.is_none() {
+                    if let Some(st) = self.get(Table::Pushed, &from)? {
+                        self.put(Table::Pushed, to, st);
+                    }
+                }
+                self.del(Table::Pushed, from);
+            }
+            s.links.sort();
+            // The absorbed record's identity keys stay as aliases of the survivor.
+            for (k, _) in identity_keys(a.kind, &|f| a.value(f)) {
+                self.put(Table::Index, k, survivor_id.as_bytes().to_vec());
+            }
+            self.repoint_referrers(a_id, survivor_id)?;
+            a.merged_into = Some(survivor_id);
+            a.version += 1;
+            a.updated_ts = self.now;
+            let ev = AuditEvent::Merged {
+                survivor: survivor_id,
+                absorbed: a_id,
+                evidence: evidence.to_owned(),
+            };
+            self.audit(survivor_id, self.now, ev.clone())?;
+            self.audit(a_id, self.now, ev)?;
+            self.save(a);
+            self.reindex(&s, &old_keys)?;
+            report.merged += 1;
+        }
+        s.version += 1;
+        s.updated_ts = self.now;
+        self.save(s);
+        Ok(survivor_id)
+    }
+
+    fn repoint_referrers(&mut self, from: Uuid, to: Uuid) -> Result<(), EngineError> {
+        let prefix = index::referrers_of(from);
+        let mut referrers: BTreeSet<Uuid> = BTreeSet::new();
+        for (k, _) in self.store.scan(Table::Index, &prefix, None, usize::MAX)? {
+            referrers.insert(uuid_from(&k[prefix.len()..])?);
+        }
+        for ((t, k), v) in &self.kv {
+            if *t == Table::Index && v.is_some() && k.starts_with(&prefix) {
+                referrers.insert(uuid_from(&k[prefix.len()..])?);
+            }
+        }
+        for r in referrers {
+            self.del(Table::Index, index::referrer(from, r));
+            let Some(mut rec) = self.load(r)? else {
+                continue;
+            };
+            let mut touched = false;
+            for e in rec.fields.values_mut() {
+                if e.value == Value::Ref(from) {
+                    e.value = Value::Ref(to);
+                    touched = true;
+                }
+            }
+            if touched {
+                rec.version += 1;
+                self.put(Table::Index, index::referrer(to, r), Vec::new());
+                self.save(rec);
+            }
+        }
+        Ok(())
+    }
+
+    fn delete(
+        &mut self,
+        mapping: &ObjectMapping,
+        policy: DeletePolicy,
+        change: &Change,
+        linked: Option<Uuid>,
+        report: &mut ApplyReport,
+    ) -> Result<(), EngineError> {
+        let (conn, obj, ext) = (
+            mapping.connector.as_str(),
+            mapping.object.as_str(),
+            change.external_id.as_str(),
+        );
+        let ts = change.source_updated_at.timestamp_micros();
+        let Some(id) = linked else {
+            report.unchanged += 1;
+            return Ok(());
+        };
+        let Some(mut rec) = self.load(id)? else {
+            return Ok(());
+        };
+        let Some(pos) = rec
+            .links
+            .iter()
+            .position(|l| l.connector == conn && l.object == obj && l.external_id == ext)
+        else {
+            report.unchanged += 1;
+            return Ok(());
+        };
+        if rec.links[pos].source_ts > ts {
+            report.stale += 1;
+            return Ok(());
+        }
+        let link = rec.links.remove(pos);
+        self.del(Table::Links, codec::link_key(conn, obj, ext));
+        self.put(
+            Table::Index,
+            index::tombstone(conn, obj, ext),
+            codec::encode(&(id, ts)),
+        );
+        self.del(Table::Pushed, codec::sync_key(conn, obj, id));
+        let policy_name = match policy {
+            DeletePolicy::Ignore => "ignore",
+            DeletePolicy::Archive => "archive",
+            DeletePolicy::Propagate => "propagate",
+        };
+        self.audit(
+            id,
+            ts,
+            AuditEvent::LinkRemoved {
+                link,
+                policy: policy_name.into(),
+            },
+        )?;
+        if policy != DeletePolicy::Ignore {
+            rec.archived = true;
+        }
+        if policy == DeletePolicy::Propagate {
+            for l in rec.links.clone() {
+                let entry = OutboxEntry {
+                    record: id,
+                    object: l.object.clone(),
+                    op: PushOp::Delete {
+                        external_id: l.external_id.clone(),
+                    },
+                    hash: [0; 16],
+                    enqueued_ts: self.now,
+                };
+                self.enqueue(&l.connector, entry);
+                report.enqueued += 1;
+            }
+        }
+        rec.version += 1;
+        rec.updated_ts = self.now;
+        self.save(rec);
+        report.deleted += 1;
+        Ok(())
+    }
+
+    pub fn confirm_push(
+        &mut self,
+        connector: &str,
+        seq: u64,
+        record: Uuid,
+        object: &str,
+        hash: Hash,
+        created_external_id: Option<&str>,
+    ) -> Result<(), EngineError> {
+        self.del(Table::Outbox, codec::outbox_key(connector, seq));
+        let id = self.alive(record)?;
+        let key = codec::sync_key(connector, object, id);
+        let mut st = self.sync_state(&key)?;
+        st.held = Some(hash);
+        if st.queued == Some(hash) {
+            st.queued = None;
+        }
+        self.put(Table::Pushed, key, codec::encode(&st));
+        if let Some(ext) = created_external_id {
+            if let Some(mut rec) = self.load(id)? {
+                if rec
+                    .link(connector, object)
+                    .is_none_or(|l| l.external_id != ext)
+                {
+                    // Source time unknown (0): the system's own next report of it is never "stale".
+                    rec.links.push(Link {
+                        connector: connector.into(),
+                        object: object.into(),
+                        external_id: ext.into(),
+                        source_ts: 0,
+                    });
+                    rec.links.sort();
+                    rec.version += 1;
+                    self.put(
+                        Table::Links,
+                        codec::link_key(connector, object, ext),
+                        id.as_bytes().to_vec(),
+                    );
+                    self.save(rec);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn finish(
+        mut self,
+        connector: &str,
+        object: &str,
+        cursor: Option<&str>,
+    ) -> Result<(WriteBatch, u64), EngineError> {
+        if let Some(c) = cursor {
+            self.put(
+                Table::Cursors,
+                codec::cursor_key(connector, object),
+                c.as_bytes().to_vec(),
+            );
+        }
+        self.finish_without_cursor()
+    }
+
+    pub fn finish_without_cursor(mut self) -> Result<(WriteBatch, u64), EngineError> {
+        let mut batch = WriteBatch::new();
+        for id in std::mem::take(&mut self.dirty) {
+            let rec = &self.records[&id];
+            batch.put(Table::Records, codec::record_key(id), codec::encode(rec));
+        }
+        for ((table, key), value) in self.kv {
+            match value {
+                Some(v) => batch.put(table, key, v),
+                None => batch.delete(table, key),
+            }
+        }
+        batch.put(
+            Table::Meta,
+            codec::META_OUTBOX_SEQ.to_vec(),
+            self.seq.to_be_bytes().to_vec(),
+        );
+        Ok((batch, self.seq))
+    }
+}
+
+/// Exact identity keys of a record: valid email for persons, non-free-mail domains for
+/// organizations. Invalid emails never match: "n/a" must not merge strangers.
+pub(super) fn identity_keys<'v>(
+    kind: Kind,
+    get: &dyn Fn(&str) -> Option<&'v Value>,
+) -> Vec<(Vec<u8>, String)> {
+    let mut keys = Vec::new();
+    match kind {
+        Kind::Person => {
+            if let (Some(Value::Text(e)), valid) = (get("email"), get("email_valid")) {
+                if valid != Some(&Value::Bool(false)) {
+                    keys.push((index::email(e), format!("email {e}")));
+                }
+            }
+        }
+        Kind::Organization => {
+            let mut domains: Vec<&str> = Vec::new();
+            if let Some(Value::Text(d)) = get("domain") {
+                domains.push(d);
+            }
+            if let Some(Value::List(items)) = get("domains") {
+                domains.extend(items.iter().filter_map(Value::as_text));
+            }
+            for d in domains {
+                if !normalize::is_free_mail(d) {
+                    keys.push((index::domain(d), format!("domain {d}")));
+                }
+            }
+        }
+        _ => {}
+    }
+    keys
+}

@@ -1,0 +1,101 @@
+//! Shared set-up for engine tests: a three-system configuration and change builders.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use revsync::config::{self, Config};
+use revsync::engine::{Engine, Page};
+use revsync::registry::Registry;
+use revsync::store::Store;
+use revsync_sdk::Change;
+
+pub const HUBSPOT: &str = "hubspot:\n  version: 1\n  id: hubspot-main\n  type: hubspot\n  params: { token: t }\n  deletes: archive\n  objects:\n    contacts:\n      kind: person\n      fields: { email: email, firstname: first_name, lastname: last_name, phone: phone, jobtitle: title, lifecyclestage: { to: lifecycle_stage, map: default }, associatedcompanyid: { to: organization, ref: companies } }\n    companies:\n      kind: organization\n      fields: { name: name, domain: domain, industry: industry }\n    deals:\n      kind: deal\n      fields: { dealname: name, amount: { to: amount, currency_field: deal_currency_code }, dealstage: { to: stage, map: default } }\n";
+
+pub const SALESFORCE: &str = "salesforce:\n  version: 1\n  id: salesforce-main\n  type: salesforce\n  params: { auth: { flow: client_credentials, token_url: 'http://127.0.0.1:9/token', client_id: c, client_secret: s } }\n  deletes: propagate\n  objects:\n    Contact:\n      kind: person\n      fields: { Email: email, FirstName: first_name, LastName: last_name, Phone: phone, Title: title, AccountId: organization }\n    Account:\n      kind: organization\n      fields: { Name: name, Website: website, Industry: industry }\n    Opportunity:\n      kind: deal\n      fields: { Name: name, Amount: { to: amount, currency_field: CurrencyIsoCode }, StageName: { to: stage, map: default } }\n";
+
+pub const ZENDESK: &str = "zendesk:\n  version: 1\n  id: zendesk-main\n  type: zendesk\n  params: { subdomain: acme, auth: { method: oauth, access_token: t } }\n  objects:\n    users:\n      kind: person\n      fields: { email: email, name: { to: full_name }, phone: phone }\n    organizations:\n      kind: organization\n      fields: { name: name, domain_names: { to: domains } }\n";
+
+/// Write the three connectors (plus `daemon_extra` appended to revsync.yaml) and load.
+pub fn config_in(dir: &Path, daemon_extra: &str) -> Config {
+    std::fs::create_dir_all(dir.join("connectors")).unwrap();
+    std::fs::write(
+        dir.join("revsync.yaml"),
+        format!(
+            "version: 1\nstore:\n  path: {}\n{daemon_extra}",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    for block in [HUBSPOT, SALESFORCE, ZENDESK] {
+        let (name, body) = block.split_once(":\n").unwrap();
+        let body: String = body
+            .lines()
+            .map(|l| l.strip_prefix("  ").unwrap_or(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(dir.join(format!("connectors/{name}.yaml")), body).unwrap();
+    }
+    config::load(
+        dir,
+        &Registry::builtin(),
+        &BTreeMap::<String, String>::new(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A test clock, in microseconds.
+pub struct TestClock(pub Arc<AtomicI64>);
+
+impl TestClock {
+    pub fn new() -> Self {
+        Self(Arc::new(AtomicI64::new(1_800_000_000_000_000)))
+    }
+    pub fn clock(&self) -> revsync::engine::Clock {
+        let t = self.0.clone();
+        Arc::new(move || t.fetch_add(1, Ordering::SeqCst))
+    }
+}
+
+pub fn engine(config: &Config, store: Arc<dyn Store>) -> Engine {
+    let (m, p) = Engine::validate(config).unwrap_or_else(|e| panic!("{e:?}"));
+    Engine::new(store, config, m, p, TestClock::new().clock()).unwrap()
+}
+
+pub fn at(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_700_000_000 + secs, 0).unwrap()
+}
+
+pub fn change(object: &str, id: &str, secs: i64, fields: serde_json::Value) -> Change {
+    let serde_json::Value::Object(map) = fields else {
+        panic!("fields must be an object")
+    };
+    Change {
+        object: object.into(),
+        external_id: id.into(),
+        source_updated_at: at(secs),
+        fields: map.into_iter().collect(),
+        deleted: false,
+    }
+}
+
+pub fn deleted(object: &str, id: &str, secs: i64) -> Change {
+    Change {
+        object: object.into(),
+        external_id: id.into(),
+        source_updated_at: at(secs),
+        fields: BTreeMap::new(),
+        deleted: true,
+    }
+}
+
+pub fn page(object: &str, changes: Vec<Change>) -> Page {
+    Page {
+        object: object.into(),
+        changes,
+        cursor: None,
+    }
+}

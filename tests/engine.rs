@@ -1,0 +1,665 @@
+//! Engine behaviour a user relies on: one record per customer, field-level merge with
+//! nothing lost, echo suppression, deletes, relations, atomic cursors.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use revsync::engine::codec::{AuditEvent, PushOp};
+use revsync::engine::Page;
+use revsync::store::MemStore;
+use revsync_sdk::Value;
+use serde_json::json;
+
+fn setup() -> (tempfile::TempDir, revsync::engine::Engine, Arc<MemStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_in(dir.path(), "");
+    let store = Arc::new(MemStore::new());
+    let e = engine(&cfg, store.clone());
+    (dir, e, store)
+}
+
+fn text(s: &str) -> Value {
+    Value::Text(s.into())
+}
+
+#[test]
+fn the_same_person_from_three_systems_is_one_record() {
+    let (_d, e, _) = setup();
+    e.apply("hubspot-main", page("contacts", vec![change("contacts", "101", 1, json!({"email": " Ada@Example.COM ", "firstname": "Ada", "phone": "+1 (415) 555-0123"}))])).unwrap();
+    let r = e.apply("salesforce-main", page("Contact", vec![change("Contact", "003A", 2, json!({"Email": "ada@example.com", "LastName": "Lovelace", "Phone": "415.555.0123"}))])).unwrap();
+    assert_eq!((r.created, r.updated), (0, 1));
+    e.apply(
+        "zendesk-main",
+        page(
+            "users",
+            vec![change(
+                "users",
+                "9",
+                3,
+                json!({"email": "ADA@example.com", "name": "Ada  Lovelace"}),
+            )],
+        ),
+    )
+    .unwrap();
+
+    let rec = e.find("ada@example.com").unwrap().expect("found by email");
+    assert_eq!(rec.links.len(), 3, "{:?}", rec.links);
+    assert_eq!(rec.value("email"), Some(&text("ada@example.com")));
+    assert_eq!(rec.value("email_valid"), Some(&Value::Bool(true)));
+    assert_eq!(rec.value("first_name"), Some(&text("Ada")));
+    assert_eq!(rec.value("last_name"), Some(&text("Lovelace")));
+    assert_eq!(
+        rec.fields["email"].from.connector, "zendesk-main",
+        "an equal value is attributed to its newest assertion"
+    );
+    for q in [
+        "hubspot-main:contacts:101",
+        "salesforce-main:Contact:003A",
+        "zendesk-main:users:9",
+        &rec.id.to_string(),
+    ] {
+        assert_eq!(e.find(q).unwrap().unwrap().id, rec.id, "{q}");
+    }
+}
+
+#[test]
+fn organizations_match_on_bare_domain_but_never_on_free_mail() {
+    let (_d, e, _) = setup();
+    e.apply(
+        "salesforce-main",
+        page(
+            "Account",
+            vec![change(
+                "Account",
+                "001",
+                1,
+                json!({"Name": "Acme", "Website": "https://www.Acme.com/about"}),
+            )],
+        ),
+    )
+    .unwrap();
+    e.apply(
+        "hubspot-main",
+        page(
+            "companies",
+            vec![change(
+                "companies",
+                "5",
+                2,
+                json!({"name": "ACME Inc", "domain": "acme.com"}),
+            )],
+        ),
+    )
+    .unwrap();
+    e.apply(
+        "zendesk-main",
+        page(
+            "organizations",
+            vec![change(
+                "organizations",
+                "77",
+                3,
+                json!({"name": "Acme Support", "domain_names": ["ACME.com", "acme.io"]}),
+            )],
+        ),
+    )
+    .unwrap();
+    let acme = e.find("acme.com").unwrap().unwrap();
+    assert_eq!(acme.links.len(), 3);
+    assert_eq!(
+        e.find("acme.io").unwrap().unwrap().id,
+        acme.id,
+        "every known domain is an identity key"
+    );
+
+    // Two companies whose only domain is gmail.com stay two companies.
+    e.apply(
+        "hubspot-main",
+        page(
+            "companies",
+            vec![
+                change(
+                    "companies",
+                    "6",
+                    4,
+                    json!({"name": "Bob's Bikes", "domain": "gmail.com"}),
+                ),
+                change(
+                    "companies",
+                    "7",
+                    5,
+                    json!({"name": "Carol's Cakes", "domain": "gmail.com"}),
+                ),
+            ],
+        ),
+    )
+    .unwrap();
+    let a = e.find("hubspot-main:companies:6").unwrap().unwrap();
+    let b = e.find("hubspot-main:companies:7").unwrap().unwrap();
+    assert_ne!(a.id, b.id);
+}
+
+#[test]
+fn newest_value_wins_and_the_overwritten_one_is_in_the_audit_log() {
+    let (_d, e, _) = setup();
+    e.apply(
+        "hubspot-main",
+        page(
+            "contacts",
+            vec![change(
+                "contacts",
+                "1",
+                10,
+                json!({"email": "g@x.io", "jobtitle": "CTO"}),
+            )],
+        ),
+    )
+    .unwrap();
+    e.apply(
+        "salesforce-main",
+        page(
+            "Contact",
+            vec![change(
+                "Contact",
+                "A",
+                20,
+                json!({"Email": "g@x.io", "Title": "Chief Technology Officer"}),
+            )],
+        ),
+    )
+    .unwrap();
+    // An older edit arriving late loses, and is kept too.
+    e.apply(
+        "zendesk-main",
+        page(
+            "users",
+            vec![change(
+                "users",
+                "z",
+                5,
+                json!({"email": "g@x.io", "name": "Grace Hopper"}),
+            )],
+        ),
+    )
+    .unwrap();
+    let rec = e.find("g@x.io").unwrap().unwrap();
+    assert_eq!(rec.value("title"), Some(&text("Chief Technology Officer")));
+    assert_eq!(rec.fields["title"].from.connector, "salesforce-main");
+    let audit = e.audit(rec.id, 100).unwrap();
+    assert!(audit.iter().any(|a| matches!(&a.event, AuditEvent::Overwritten { field, old, .. } if field == "title" && old.value == text("CTO") && old.from.connector == "hubspot-main")), "{audit:#?}");
+}
+
+#[test]
+fn an_empty_value_never_erases_and_bad_values_are_counted_not_fatal() {
+    let (_d, e, _) = setup();
+    e.apply(
+        "hubspot-main",
+        page(
+            "contacts",
+            vec![change(
+                "contacts",
+                "1",
+                1,
+                json!({"email": "e@x.io", "jobtitle": "VP"}),
+            )],
+        ),
+    )
+    .unwrap();
+    let r = e
+        .apply("hubspot-main", page("contacts", vec![change("contacts", "1", 2, json!({"email": "e@x.io", "jobtitle": "", "lifecyclestage": "astronaut", "firstname": "Eve"}))]))
+        .unwrap();
+    assert_eq!(r.invalid.len(), 1, "{:?}", r.invalid);
+    assert!(
+        r.invalid[0].contains("lifecyclestage: `astronaut` is not in the value map"),
+        "{:?}",
+        r.invalid
+    );
+    let rec = e.find("e@x.io").unwrap().unwrap();
+    assert_eq!(rec.value("title"), Some(&text("VP")));
+    assert_eq!(
+        rec.value("first_name"),
+        Some(&text("Eve")),
+        "the rest of the record applied"
+    );
+}
+
+#[test]
+fn priority_policy_from_yaml_beats_recency() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_in(
+        dir.path(),
+        "merge:\n  person.title: { priority: [salesforce-main] }\n",
+    );
+    let e = engine(&cfg, Arc::new(MemStore::new()));
+    e.apply(
+        "salesforce-main",
+        page(
+            "Contact",
+            vec![change(
+                "Contact",
+                "A",
+                1,
+                json!({"Email": "p@x.io", "Title": "Founder"}),
+            )],
+        ),
+    )
+    .unwrap();
+    e.apply(
+        "hubspot-main",
+        page(
+            "contacts",
+            vec![change(
+                "contacts",
+                "1",
+                99,
+                json!({"email": "p@x.io", "jobtitle": "Intern"}),
+            )],
+        ),
+    )
+    .unwrap();
+    let rec = e.find("p@x.io").unwrap().unwrap();
+    assert_eq!(rec.value("title"), Some(&text("Founder")));
+    let audit = e.audit(rec.id, 100).unwrap();
+    assert!(audit.iter().any(|a| matches!(&a.event, AuditEvent::Rejected { field, value, .. } if field == "title" && value.value == text("Intern"))));
+}
+
+#[test]
+fn a_change_is_pushed_to_the_other_systems_once_and_its_echo_changes_nothing() {
+    let (_d, e, _) = setup();
+    let r = e.apply("hubspot-main", page("contacts", vec![change("contacts", "1", 1, json!({"email": "h@x.io", "firstname": "Hal", "lastname": "Abelson", "jobtitle": "Prof"}))])).unwrap();
+    assert_eq!(r.enqueued, 2, "salesforce and zendesk get a create");
+    assert!(
+        e.outbox("hubspot-main", 10).unwrap().is_empty(),
+        "no push back to the source"
+    );
+    let sf = e.outbox("salesforce-main", 10).unwrap();
+    assert_eq!(sf.len(), 1);
+    let (seq, entry) = &sf[0];
+    assert_eq!(entry.op, PushOp::Upsert);
+    let rec = e.record(entry.record).unwrap().unwrap();
+    let (proj, hash) = e
+        .projection("salesforce-main", "Contact", &rec)
+        .unwrap()
+        .unwrap();
+    assert_eq!(proj["Email"], "h@x.io");
+    assert_eq!(proj["Title"], "Prof");
+    e.confirm_push(
+        "salesforce-main",
+        *seq,
+        rec.id,
+        "Contact",
+        hash,
+        Some("003NEW"),
+    )
+    .unwrap();
+    assert!(e.outbox("salesforce-main", 10).unwrap().is_empty());
+
+    // Salesforce reports our own write back (later timestamp, same values): nothing moves.
+    let echo = change("Contact", "003NEW", 5, serde_json::to_value(&proj).unwrap());
+    let r = e
+        .apply("salesforce-main", page("Contact", vec![echo]))
+        .unwrap();
+    assert_eq!((r.enqueued, r.updated, r.created), (0, 0, 0), "{r:?}");
+    assert_eq!(
+        e.outbox("zendesk-main", 10).unwrap().len(),
+        1,
+        "only the original create"
+    );
+    assert_eq!(
+        e.find("h@x.io").unwrap().unwrap().version,
+        rec.version + 1,
+        "only the link was added"
+    );
+}
+
+#[test]
+fn replaying_a_page_changes_nothing() {
+    let (_d, e, store) = setup();
+    let p = Page {
+        object: "contacts".into(),
+        changes: vec![
+            change(
+                "contacts",
+                "1",
+                1,
+                json!({"email": "r@x.io", "firstname": "Ron"}),
+            ),
+            change(
+                "contacts",
+                "2",
+                2,
+                json!({"email": "s@x.io", "firstname": "Sue"}),
+            ),
+            change(
+                "contacts",
+                "1",
+                3,
+                json!({"email": "r@x.io", "firstname": "Ronald"}),
+            ),
+        ],
+        cursor: Some("c1".into()),
+    };
+    e.apply("hubspot-main", p.clone()).unwrap();
+    let before = store.dump();
+    let r = e.apply("hubspot-main", p).unwrap();
+    assert_eq!(r.enqueued, 0);
+    let after = store.dump();
+    let changed: Vec<_> = after
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(*v))
+        .map(|(k, _)| k)
+        .collect();
+    assert!(
+        changed.is_empty() && after.len() == before.len(),
+        "replay changed {changed:?}"
+    );
+    assert_eq!(
+        e.cursor("hubspot-main", "contacts").unwrap().as_deref(),
+        Some("c1")
+    );
+}
+
+#[test]
+fn out_of_order_events_never_regress_a_copy() {
+    let (_d, e, _) = setup();
+    e.apply(
+        "hubspot-main",
+        page(
+            "contacts",
+            vec![change(
+                "contacts",
+                "1",
+                50,
+                json!({"email": "o@x.io", "jobtitle": "New title"}),
+            )],
+        ),
+    )
+    .unwrap();
+    let r = e
+        .apply(
+            "hubspot-main",
+            page(
+                "contacts",
+                vec![change(
+                    "contacts",
+                    "1",
+                    10,
+                    json!({"email": "o@x.io", "jobtitle": "Old title"}),
+                )],
+            ),
+        )
+        .unwrap();
+    assert_eq!(r.stale, 1);
+    assert_eq!(
+        e.find("o@x.io").unwrap().unwrap().value("title"),
+        Some(&text("New title"))
+    );
+}
+
+#[test]
+fn new_evidence_merges_two_records_into_the_older_one() {
+    let (_d, e, _) = setup();
+    e.apply(
+        "hubspot-main",
+        page(
+            "contacts",
+            vec![change(
+                "contacts",
+                "1",
+                1,
+                json!({"email": "old@x.io", "firstname": "Kim"}),
+            )],
+        ),
+    )
+    .unwrap();
+    e.apply(
+        "zendesk-main",
+        page(
+            "users",
+            vec![change(
+                "users",
+                "z1",
+                2,
+                json!({"email": "kim@x.io", "name": "Kim Park"}),
+            )],
+        ),
+    )
+    .unwrap();
+    let older = e.find("old@x.io").unwrap().unwrap();
+    let younger = e.find("kim@x.io").unwrap().unwrap();
+    assert_ne!(older.id, younger.id);
+    let r = e
+        .apply(
+            "hubspot-main",
+            page(
+                "contacts",
+                vec![change(
+                    "contacts",
+                    "1",
+                    3,
+                    json!({"email": "kim@x.io", "firstname": "Kim"}),
+                )],
+            ),
+        )
+        .unwrap();
+    assert_eq!(r.merged, 1);
+    let merged = e.find("kim@x.io").unwrap().unwrap();
+    assert_eq!(merged.id, older.id, "the older id survives");
+    assert_eq!(merged.links.len(), 2);
+    assert_eq!(merged.value("last_name"), Some(&text("Park")));
+    let tomb = e.record(younger.id).unwrap().unwrap();
+    assert_eq!(tomb.merged_into, Some(older.id));
+    assert_eq!(
+        e.find("zendesk-main:users:z1").unwrap().unwrap().id,
+        older.id
+    );
+    assert!(
+        e.find("old@x.io").unwrap().is_none(),
+        "a replaced email stops being an identity key"
+    );
+    let audit = e.audit(older.id, 100).unwrap();
+    assert!(audit.iter().any(
+        |a| matches!(&a.event, AuditEvent::Merged { absorbed, .. } if *absorbed == younger.id)
+    ));
+}
+
+#[test]
+fn relations_resolve_across_systems() {
+    let (_d, e, _) = setup();
+    e.apply(
+        "salesforce-main",
+        page(
+            "Account",
+            vec![change(
+                "Account",
+                "001",
+                1,
+                json!({"Name": "Globex", "Website": "globex.com"}),
+            )],
+        ),
+    )
+    .unwrap();
+    e.apply(
+        "salesforce-main",
+        page(
+            "Contact",
+            vec![change(
+                "Contact",
+                "003",
+                2,
+                json!({"Email": "hank@globex.com", "AccountId": "001"}),
+            )],
+        ),
+    )
+    .unwrap();
+    let org = e.find("globex.com").unwrap().unwrap();
+    let person = e.find("hank@globex.com").unwrap().unwrap();
+    assert_eq!(person.value("organization"), Some(&Value::Ref(org.id)));
+    // HubSpot learns the company: the contact's projection names HubSpot's company id.
+    e.apply(
+        "hubspot-main",
+        page(
+            "companies",
+            vec![change(
+                "companies",
+                "55",
+                3,
+                json!({"name": "Globex", "domain": "globex.com"}),
+            )],
+        ),
+    )
+    .unwrap();
+    let (proj, _) = e
+        .projection("hubspot-main", "contacts", &person)
+        .unwrap()
+        .unwrap();
+    assert_eq!(proj["associatedcompanyid"], "55");
+}
+
+#[test]
+fn deal_amounts_are_exact_minor_units_and_stages_map_between_systems() {
+    let (_d, e, _) = setup();
+    e.apply("salesforce-main", page("Opportunity", vec![change("Opportunity", "006", 1, json!({"Name": "Big deal", "Amount": 1299.99, "CurrencyIsoCode": "usd", "StageName": "Negotiation/Review"}))])).unwrap();
+    let deal = e.find("salesforce-main:Opportunity:006").unwrap().unwrap();
+    assert_eq!(
+        deal.value("amount"),
+        Some(&Value::Money {
+            amount_minor: 129_999,
+            currency: "USD".into()
+        })
+    );
+    assert_eq!(deal.value("stage"), Some(&text("negotiation")));
+    assert_eq!(deal.value("status"), Some(&text("open")));
+    let (proj, _) = e
+        .projection("hubspot-main", "deals", &deal)
+        .unwrap()
+        .unwrap();
+    assert_eq!(proj["amount"], "1299.99");
+    assert_eq!(proj["deal_currency_code"], "USD");
+    assert_eq!(proj["dealstage"], "contractsent");
+}
+
+#[test]
+fn deletes_follow_each_connectors_policy() {
+    let (_d, e, _) = setup();
+    e.apply(
+        "hubspot-main",
+        page(
+            "contacts",
+            vec![change("contacts", "1", 1, json!({"email": "d@x.io"}))],
+        ),
+    )
+    .unwrap();
+    e.apply(
+        "salesforce-main",
+        page(
+            "Contact",
+            vec![change("Contact", "S1", 2, json!({"Email": "d@x.io"}))],
+        ),
+    )
+    .unwrap();
+    e.apply(
+        "zendesk-main",
+        page(
+            "users",
+            vec![change("users", "Z1", 2, json!({"email": "d@x.io"}))],
+        ),
+    )
+    .unwrap();
+    let before_sf = e.outbox("salesforce-main", 100).unwrap().len();
+
+    // HubSpot archives: its link goes, the record stays (and is marked archived).
+    let r = e
+        .apply(
+            "hubspot-main",
+            page("contacts", vec![deleted("contacts", "1", 3)]),
+        )
+        .unwrap();
+    assert_eq!(r.deleted, 1);
+    let rec = e.find("d@x.io").unwrap().unwrap();
+    assert!(rec.archived);
+    assert!(rec.link("hubspot-main", "contacts").is_none());
+    assert!(e.audit(rec.id, 100).unwrap().iter().any(
+        |a| matches!(&a.event, AuditEvent::LinkRemoved { policy, .. } if policy == "archive")
+    ));
+    assert_eq!(
+        e.outbox("salesforce-main", 100).unwrap().len(),
+        before_sf,
+        "archive does not delete elsewhere"
+    );
+
+    // Salesforce propagates: the remaining copies get a delete.
+    e.apply(
+        "salesforce-main",
+        page("Contact", vec![deleted("Contact", "S1", 4)]),
+    )
+    .unwrap();
+    let zd = e.outbox("zendesk-main", 100).unwrap();
+    assert!(
+        zd.iter().any(|(_, o)| o.op
+            == PushOp::Delete {
+                external_id: "Z1".into()
+            }),
+        "{zd:?}"
+    );
+    // A stale delete of a link already gone changes nothing.
+    let r = e
+        .apply(
+            "salesforce-main",
+            page("Contact", vec![deleted("Contact", "S1", 4)]),
+        )
+        .unwrap();
+    assert_eq!(r.deleted, 0);
+}
+
+#[test]
+fn the_cursor_is_written_with_the_page() {
+    let (_d, e, _) = setup();
+    assert_eq!(e.cursor("zendesk-main", "users").unwrap(), None);
+    e.apply(
+        "zendesk-main",
+        Page {
+            object: "users".into(),
+            changes: vec![change("users", "1", 1, json!({"email": "c@x.io"}))],
+            cursor: Some("after=1".into()),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        e.cursor("zendesk-main", "users").unwrap().as_deref(),
+        Some("after=1")
+    );
+    let err = e
+        .apply("zendesk-main", page("tickets", vec![]))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "connector `zendesk-main` has no mapping for object `tickets`"
+    );
+}
+
+#[test]
+fn mappings_are_checked_against_the_canonical_model() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("connectors")).unwrap();
+    std::fs::write(
+        dir.path().join("connectors/hs.yaml"),
+        "version: 1\nid: hs\ntype: hubspot\nparams: { token: t }\nobjects:\n  contacts:\n    kind: person\n    fields: { email: emial, lifecyclestage: { to: lifecycle_stage, map: { lead: prospect } } }\n  deals:\n    kind: deal\n    fields: { amount: amount }\n",
+    )
+    .unwrap();
+    let cfg = revsync::config::load(
+        dir.path(),
+        &revsync::registry::Registry::builtin(),
+        &std::collections::BTreeMap::<String, String>::new(),
+    )
+    .unwrap();
+    let errors = revsync::engine::Engine::validate(&cfg).unwrap_err();
+    let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    let all = text.join("\n");
+    assert!(all.contains("connectors/hs.yaml: connector `hs`: field `objects.contacts.fields.email`: `emial` is not a field of person; did you mean `email`?"), "{all}");
+    assert!(all.contains("field `objects.contacts.fields.lifecyclestage`: value map sends `lead` to `prospect`, which is not one of subscriber, lead, mql"), "{all}");
+    assert!(all.contains("field `objects.deals.fields.amount`: money field `amount` needs `currency_field: <source field>` or `currency: USD`"), "{all}");
+    assert_eq!(errors.len(), 3);
+}
