@@ -319,15 +319,18 @@ impl ObjectMapping {
             FieldType::Phone => {
                 return Ok(match normalize::phone(&text()?, None) {
                     Some(p) => {
+                        // The raw form is kept only when it says more than the E.164 one, so
+                        // our own normalized write coming back changes nothing.
+                        let raw_differs = p.e164.as_deref() != Some(p.raw.as_str());
                         let mut out =
                             vec![(name, Value::Text(p.e164.unwrap_or_else(|| p.raw.clone())))];
-                        if self.kind == Kind::Person && def.name == "phone" {
+                        if self.kind == Kind::Person && def.name == "phone" && raw_differs {
                             out.push(("phone_raw".into(), Value::Text(p.raw)));
                         }
                         out
                     }
                     None => vec![(name, Value::Null)],
-                })
+                });
             }
             FieldType::Domain => {
                 let t = text()?;

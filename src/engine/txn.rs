@@ -14,7 +14,6 @@ use super::{normalize, uuid_from, ApplyReport, EngineError, Projection};
 use crate::config::{DeletePolicy, Direction};
 use crate::store::{Store, Table, WriteBatch};
 
-
 pub(super) struct Txn<'a> {
     store: &'a dyn Store,
     mappings: &'a Mappings,
@@ -206,18 +205,19 @@ impl<'a> Txn<'a> {
         // An event older than what this copy already reported: its values still go through
         // the field rules (which never let a source regress itself), but it is no evidence
         // of identity: an old email must not merge strangers.
-        let stale = match linked {
-            Some(id) => self
-                .load(id)?
-                .and_then(|r| {
-                    r.links
-                        .iter()
-                        .find(|l| l.connector == conn && l.object == obj && l.external_id == ext)
-                        .map(|l| l.source_ts > ts)
-                })
-                .unwrap_or(false),
-            None => false,
+        let newest_seen = match linked {
+            Some(id) => self.load(id)?.and_then(|r| {
+                r.links
+                    .iter()
+                    .find(|l| l.connector == conn && l.object == obj && l.external_id == ext)
+                    .map(|l| l.source_ts)
+            }),
+            None => None,
         };
+        let stale = newest_seen.is_some_and(|t| t > ts);
+        // A report at or before the copy's newest known time is a replay (or stale): its
+        // conflicts were audited when it, or its successor, was first seen.
+        let seen = newest_seen.is_some_and(|t| t >= ts);
         if stale {
             report.stale += 1;
         }
@@ -313,7 +313,7 @@ impl<'a> Txn<'a> {
                     changed = true;
                 }
                 Decision::Keep(reason) => {
-                    if !incoming.value.is_empty() {
+                    if !incoming.value.is_empty() && !seen {
                         self.audit(
                             id,
                             ts,
