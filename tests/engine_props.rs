@@ -115,13 +115,14 @@ fn apply_all(e: &Engine, events: &[(Ev, i64)]) {
     }
 }
 
-/// A record as the user sees it, without ids or observation times.
-fn view(
-    r: &Record,
-) -> (
+/// Links (connector, object, id, newest source time) and fields (value, source, time).
+type View = (
     BTreeSet<(String, String, String, i64)>,
     BTreeMap<String, (Value, String, i64)>,
-) {
+);
+
+/// A record as the user sees it, without ids or observation times.
+fn view(r: &Record) -> View {
     let links = r
         .links
         .iter()
@@ -147,15 +148,7 @@ fn view(
     (links, fields)
 }
 
-fn world_view(
-    e: &Engine,
-) -> BTreeMap<
-    u8,
-    (
-        BTreeSet<(String, String, String, i64)>,
-        BTreeMap<String, (Value, String, i64)>,
-    ),
-> {
+fn world_view(e: &Engine) -> BTreeMap<u8, View> {
     (0u8..4)
         .filter_map(|p| {
             e.find(&format!("p{p}@acme.com"))
