@@ -14,24 +14,36 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::engine::{system_clock, Engine};
 use crate::metrics::Metrics;
 use crate::status::{ConnectorState, ConnectorStatus, StatusHub};
 use crate::store::{SledStore, Store};
+use revsync_sdk::Secret;
 
 /// State shared by the HTTP handlers and the background tasks.
 pub struct AppState {
     pub started: Instant,
     pub store: Arc<dyn Store>,
+    pub engine: Arc<Engine>,
+    /// Required as a bearer token on admin endpoints when set.
+    pub admin_token: Option<Secret>,
     pub status: Arc<StatusHub>,
     pub metrics: Metrics,
     shutting_down: AtomicBool,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, status: Arc<StatusHub>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        engine: Arc<Engine>,
+        admin_token: Option<Secret>,
+        status: Arc<StatusHub>,
+    ) -> Self {
         Self {
             started: Instant::now(),
             store,
+            engine,
+            admin_token,
             status,
             metrics: Metrics::new(),
             shutting_down: AtomicBool::new(false),
@@ -135,8 +147,23 @@ pub async fn serve(
     };
     tracing::info!(path = %path.display(), backend = "sled", "store open");
 
+    let (mappings, policies) = Engine::validate(&config)
+        .map_err(|errors| anyhow::anyhow!("{}", crate::config::ConfigErrors(errors)))?;
+    let engine = Arc::new(Engine::new(
+        store.clone(),
+        &config,
+        mappings,
+        policies,
+        system_clock(),
+    )?);
+
     let status = Arc::new(StatusHub::default());
-    let state = Arc::new(AppState::new(store.clone(), status.clone()));
+    let state = Arc::new(AppState::new(
+        store.clone(),
+        engine,
+        config.daemon.server.admin_token.clone(),
+        status.clone(),
+    ));
     let tasks = Tasks::default();
     let cancel = CancellationToken::new();
 

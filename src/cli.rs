@@ -32,6 +32,28 @@ enum Command {
     Run(ConfigArg),
     /// Validate the configuration and print one line per connector (exit 2 on errors).
     Check(ConfigArg),
+    /// Look at canonical records.
+    #[command(subcommand)]
+    Records(RecordsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum RecordsCommand {
+    /// Show one customer: every field with its source and time, every system's id, relations, audit.
+    ///
+    /// Asks the running daemon (server.listen); with no daemon running, reads the store directly.
+    Get {
+        /// An email, a domain, a canonical id, or connector:object:external_id.
+        query: String,
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// How many of the latest audit entries to show.
+        #[arg(long, default_value_t = 10)]
+        audit: usize,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -52,6 +74,12 @@ pub fn main() -> ExitCode {
     let code = match cli.command {
         Command::Check(a) => check(&a.config),
         Command::Run(a) => run(&a.config),
+        Command::Records(RecordsCommand::Get {
+            query,
+            config,
+            json,
+            audit,
+        }) => records_get(&config.config, &query, json, audit),
     };
     ExitCode::from(code)
 }
@@ -181,4 +209,118 @@ async fn next_signal(term: &mut tokio::signal::unix::Signal) -> &'static str {
         _ = term.recv() => "SIGTERM",
         _ = tokio::signal::ctrl_c() => "SIGINT",
     }
+}
+
+fn records_get(dir: &Path, query: &str, as_json: bool, audit: usize) -> u8 {
+    let cfg = match load(dir) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let found = match ask_daemon(&cfg, query, audit) {
+        Ok(found) => Ok(found),
+        Err(DaemonAnswer::NotRunning) => read_store(&cfg, query, audit),
+        Err(DaemonAnswer::Failed(e)) => Err(e),
+    };
+    match found {
+        Ok(Some(v)) => {
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                print!("{}", crate::engine::view::record_table(&v));
+            }
+            exit::OK
+        }
+        Ok(None) => {
+            eprintln!("no record matches `{query}`");
+            exit::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::FAILURE
+        }
+    }
+}
+
+enum DaemonAnswer {
+    NotRunning,
+    Failed(String),
+}
+
+/// The running daemon owns the store (sled locks it), so ask it first.
+fn ask_daemon(
+    cfg: &Config,
+    query: &str,
+    audit: usize,
+) -> Result<Option<serde_json::Value>, DaemonAnswer> {
+    let mut addr = cfg.daemon.server.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let mut url = url::Url::parse(&format!("http://{addr}/records/"))
+        .map_err(|e| DaemonAnswer::Failed(e.to_string()))?;
+    url.path_segments_mut()
+        .map_err(|_| DaemonAnswer::Failed("bad url".into()))?
+        .pop_if_empty()
+        .push(query);
+    url.query_pairs_mut()
+        .append_pair("audit", &audit.to_string());
+    let token = cfg.daemon.server.admin_token.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| DaemonAnswer::Failed(e.to_string()))?;
+    rt.block_on(async move {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| DaemonAnswer::Failed(e.to_string()))?;
+        let mut req = client.get(url);
+        if let Some(t) = &token {
+            req = req.bearer_auth(t.expose());
+        }
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) if e.is_connect() => return Err(DaemonAnswer::NotRunning),
+            Err(e) => {
+                return Err(DaemonAnswer::Failed(format!(
+                    "asking the daemon at {addr}: {e}"
+                )))
+            }
+        };
+        match resp.status().as_u16() {
+            200 => resp
+                .json()
+                .await
+                .map(Some)
+                .map_err(|e| DaemonAnswer::Failed(e.to_string())),
+            404 => Ok(None),
+            401 => Err(DaemonAnswer::Failed(
+                "the daemon refused the admin token (server.admin_token)".into(),
+            )),
+            s => Err(DaemonAnswer::Failed(format!(
+                "the daemon at {addr} answered {s}"
+            ))),
+        }
+    })
+}
+
+fn read_store(
+    cfg: &Config,
+    query: &str,
+    audit: usize,
+) -> Result<Option<serde_json::Value>, String> {
+    let s = &cfg.daemon.store;
+    let store =
+        crate::store::SledStore::open(&s.path, s.flush_interval_ms, s.cache_mb).map_err(|e| {
+            format!(
+                "{e} (is a daemon holding it without answering on {}?)",
+                cfg.daemon.server.listen
+            )
+        })?;
+    let store: std::sync::Arc<dyn crate::store::Store> = std::sync::Arc::new(store);
+    let (m, p) =
+        crate::engine::Engine::validate(cfg).map_err(|e| config::ConfigErrors(e).to_string())?;
+    let engine = crate::engine::Engine::new(store, cfg, m, p, crate::engine::system_clock())
+        .map_err(|e| e.to_string())?;
+    crate::engine::lookup_view(&engine, query, audit).map_err(|e| e.to_string())
 }

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -18,6 +18,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
+        .route("/records/{query}", get(record))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -70,6 +71,78 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         body,
     )
         .into_response()
+}
+
+/// Admin endpoints carry customer data: when `server.admin_token` is set they need it as
+/// a bearer token, compared in constant time.
+fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(token) = &state.admin_token else {
+        return true;
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    bool::from(subtle::ConstantTimeEq::ct_eq(
+        given.as_bytes(),
+        token.expose().as_bytes(),
+    ))
+}
+
+fn unauthorized() -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "this endpoint needs `Authorization: Bearer <server.admin_token>`",
+    )
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({ "error": code, "message": message.into() })),
+    )
+        .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct RecordQuery {
+    #[serde(default = "default_audit")]
+    audit: usize,
+}
+
+fn default_audit() -> usize {
+    20
+}
+
+/// One customer, unified: `GET /records/{email | domain | id | connector:object:id}`.
+async fn record(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(query): Path<String>,
+    Query(q): Query<RecordQuery>,
+) -> Response {
+    if !authorized(&state, &headers) {
+        return unauthorized();
+    }
+    let engine = state.engine.clone();
+    let found =
+        tokio::task::spawn_blocking(move || crate::engine::lookup_view(&engine, &query, q.audit))
+            .await;
+    match found {
+        Ok(Ok(Some(v))) => Json(v).into_response(),
+        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, "not_found", "no record matches"),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "record lookup failed");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "record lookup failed",
+            )
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
 }
 
 async fn not_found(req: Request) -> Response {

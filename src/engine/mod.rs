@@ -13,6 +13,7 @@ pub mod policy;
 pub mod valuemaps;
 
 mod txn;
+pub mod view;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -326,4 +327,18 @@ pub(crate) fn uuid_from(b: &[u8]) -> Result<Uuid, EngineError> {
         table: "index",
         detail: e.to_string(),
     })
+}
+
+/// The unified JSON view of the record `query` names (email, domain, canonical id or
+/// `connector:object:external_id`), with its latest `audit` entries.
+pub fn lookup_view(
+    engine: &Engine,
+    query: &str,
+    audit: usize,
+) -> Result<Option<serde_json::Value>, EngineError> {
+    let Some(rec) = engine.find(query)? else {
+        return Ok(None);
+    };
+    let trail = engine.audit(rec.id, audit)?;
+    Ok(Some(view::record_json(&rec, &trail)))
 }

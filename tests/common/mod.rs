@@ -21,6 +21,11 @@ pub const ZENDESK: &str = "zendesk:\n  version: 1\n  id: zendesk-main\n  type: z
 
 /// Write the three connectors (plus `daemon_extra` appended to revsync.yaml) and load.
 pub fn config_in(dir: &Path, daemon_extra: &str) -> Config {
+    config_with_env(dir, daemon_extra, &[])
+}
+
+/// As [`config_in`], resolving `${VAR}`s from `env`.
+pub fn config_with_env(dir: &Path, daemon_extra: &str, env: &[(&str, &str)]) -> Config {
     std::fs::create_dir_all(dir.join("connectors")).unwrap();
     std::fs::write(
         dir.join("revsync.yaml"),
@@ -39,12 +44,11 @@ pub fn config_in(dir: &Path, daemon_extra: &str) -> Config {
             .join("\n");
         std::fs::write(dir.join(format!("connectors/{name}.yaml")), body).unwrap();
     }
-    config::load(
-        dir,
-        &Registry::builtin(),
-        &BTreeMap::<String, String>::new(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
+    let env: BTreeMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    config::load(dir, &Registry::builtin(), &env).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A test clock, in microseconds.

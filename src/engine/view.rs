@@ -1,0 +1,217 @@
+//! The unified view of one customer, as JSON: every field with its value, source and
+//! time, every system's id for it, its relations and its latest audit entries.
+
+use revsync_sdk::model::micros_to_time;
+use revsync_sdk::{FieldEntry, Record, Value};
+use serde_json::{json, Value as Json};
+
+use super::codec::{AuditEntry, AuditEvent};
+
+fn time(us: i64) -> Json {
+    match micros_to_time(us) {
+        Some(t) if us != 0 => json!(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+        _ => Json::Null,
+    }
+}
+
+fn entry(e: &FieldEntry) -> Json {
+    json!({
+        "value": e.value.to_json(),
+        "source": e.from.connector,
+        "source_time": time(e.from.source_ts),
+        "observed_time": time(e.from.observed_ts),
+    })
+}
+
+pub fn record_json(r: &Record, audit: &[AuditEntry]) -> Json {
+    let relations: serde_json::Map<String, Json> = r
+        .fields
+        .iter()
+        .filter_map(|(k, e)| match &e.value {
+            Value::Ref(id) => Some((k.clone(), json!({ "id": id }))),
+            Value::ExtRef {
+                connector,
+                object,
+                id,
+            } => Some((
+                k.clone(),
+                json!({ "unresolved": format!("{connector}:{object}:{id}") }),
+            )),
+            _ => None,
+        })
+        .collect();
+    json!({
+        "id": r.id,
+        "kind": r.kind,
+        "version": r.version,
+        "archived": r.archived,
+        "merged_into": r.merged_into,
+        "created_at": time(r.created_ts),
+        "updated_at": time(r.updated_ts),
+        "fields": r.fields.iter().map(|(k, e)| (k.clone(), entry(e))).collect::<serde_json::Map<_, _>>(),
+        "links": r.links.iter().map(|l| json!({
+            "connector": l.connector, "object": l.object, "external_id": l.external_id, "source_time": time(l.source_ts),
+        })).collect::<Vec<_>>(),
+        "relations": relations,
+        "audit": audit.iter().map(audit_json).collect::<Vec<_>>(),
+    })
+}
+
+pub fn audit_json(a: &AuditEntry) -> Json {
+    let mut v = match &a.event {
+        AuditEvent::Overwritten {
+            field,
+            old,
+            new,
+            reason,
+        } => {
+            json!({ "event": "overwritten", "field": field, "old": entry(old), "new": entry(new), "reason": reason })
+        }
+        AuditEvent::Rejected {
+            field,
+            value,
+            reason,
+        } => {
+            json!({ "event": "rejected", "field": field, "value": entry(value), "reason": reason })
+        }
+        AuditEvent::Merged {
+            survivor,
+            absorbed,
+            evidence,
+        } => {
+            json!({ "event": "merged", "survivor": survivor, "absorbed": absorbed, "evidence": evidence })
+        }
+        AuditEvent::LinkRemoved { link, policy } => json!({
+            "event": "link_removed", "connector": link.connector, "object": link.object,
+            "external_id": link.external_id, "policy": policy,
+        }),
+        AuditEvent::Invalid {
+            connector,
+            problem,
+            at,
+        } => {
+            json!({ "event": "invalid_value", "connector": connector, "problem": problem, "source_time": time(at.source_ts) })
+        }
+    };
+    v["at"] = time(a.observed_ts);
+    v
+}
+
+/// A readable table of the same view, for terminals.
+pub fn record_table(v: &Json) -> String {
+    use std::fmt::Write;
+    let s = |j: &Json| match j {
+        Json::String(s) => s.clone(),
+        Json::Null => "-".into(),
+        other => other.to_string(),
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} {}  version {}{}{}",
+        s(&v["kind"]),
+        s(&v["id"]),
+        v["version"],
+        if v["archived"] == true {
+            "  (archived)"
+        } else {
+            ""
+        },
+        if v["merged_into"].is_null() {
+            String::new()
+        } else {
+            format!("  merged into {}", s(&v["merged_into"]))
+        }
+    );
+    let fields = v["fields"].as_object().cloned().unwrap_or_default();
+    let w = fields.keys().map(String::len).max().unwrap_or(5).max(5);
+    let vw = fields
+        .values()
+        .map(|f| s(&f["value"]).chars().count())
+        .max()
+        .unwrap_or(5)
+        .clamp(5, 48);
+    let _ = writeln!(
+        out,
+        "\n{:w$}  {:vw$}  {:18}  SOURCE TIME",
+        "FIELD", "VALUE", "SOURCE"
+    );
+    for (k, f) in &fields {
+        let mut val = s(&f["value"]);
+        if val.chars().count() > vw {
+            val = val.chars().take(vw - 1).collect::<String>() + "…";
+        }
+        let _ = writeln!(
+            out,
+            "{k:w$}  {val:vw$}  {:18}  {}",
+            s(&f["source"]),
+            s(&f["source_time"])
+        );
+    }
+    let _ = writeln!(out, "\nLINKS");
+    for l in v["links"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "  {}:{}:{}  (source time {})",
+            s(&l["connector"]),
+            s(&l["object"]),
+            s(&l["external_id"]),
+            s(&l["source_time"])
+        );
+    }
+    if let Some(rel) = v["relations"].as_object().filter(|r| !r.is_empty()) {
+        let _ = writeln!(out, "\nRELATIONS");
+        for (k, r) in rel {
+            let target = if r["id"].is_null() {
+                s(&r["unresolved"]) + " (not seen yet)"
+            } else {
+                s(&r["id"])
+            };
+            let _ = writeln!(out, "  {k} -> {target}");
+        }
+    }
+    let audit = v["audit"].as_array().cloned().unwrap_or_default();
+    if !audit.is_empty() {
+        let _ = writeln!(out, "\nAUDIT (latest {})", audit.len());
+        for a in &audit {
+            let line = match a["event"].as_str().unwrap_or_default() {
+                "overwritten" => format!(
+                    "{}: {} ({}) replaced by {} ({}): {}",
+                    s(&a["field"]),
+                    s(&a["old"]["value"]),
+                    s(&a["old"]["source"]),
+                    s(&a["new"]["value"]),
+                    s(&a["new"]["source"]),
+                    s(&a["reason"])
+                ),
+                "rejected" => format!(
+                    "{}: kept current, rejected {} ({}): {}",
+                    s(&a["field"]),
+                    s(&a["value"]["value"]),
+                    s(&a["value"]["source"]),
+                    s(&a["reason"])
+                ),
+                "merged" => format!(
+                    "merged {} into {}: {}",
+                    s(&a["absorbed"]),
+                    s(&a["survivor"]),
+                    s(&a["evidence"])
+                ),
+                "link_removed" => format!(
+                    "{}:{}:{} deleted at the source ({})",
+                    s(&a["connector"]),
+                    s(&a["object"]),
+                    s(&a["external_id"]),
+                    s(&a["policy"])
+                ),
+                _ => format!(
+                    "{} sent an invalid value: {}",
+                    s(&a["connector"]),
+                    s(&a["problem"])
+                ),
+            };
+            let _ = writeln!(out, "  {}  {line}", s(&a["at"]));
+        }
+    }
+    out
+}

@@ -1,0 +1,166 @@
+//! `revsync records get`: the unified view of one customer, read from the store when no
+//! daemon runs, and through the daemon's admin endpoint (token enforced) when one does.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use revsync::store::{SledStore, Store};
+use serde_json::json;
+
+const ADMIN: &str = "admin-token-for-tests";
+
+fn populate(dir: &std::path::Path) {
+    let cfg = config_with_env(
+        dir,
+        "server:\n  admin_token: ${REVSYNC_TEST_ADMIN}\n",
+        &[("REVSYNC_TEST_ADMIN", ADMIN)],
+    );
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&cfg.daemon.store.path, 100, 16).unwrap());
+    let e = engine(&cfg, store.clone());
+    e.apply(
+        "hubspot-main",
+        page(
+            "contacts",
+            vec![change(
+                "contacts",
+                "101",
+                1,
+                json!({"email": "Ada@Example.com", "firstname": "Ada", "jobtitle": "CTO"}),
+            )],
+        ),
+    )
+    .unwrap();
+    e.apply("salesforce-main", page("Contact", vec![change("Contact", "003A", 2, json!({"Email": "ada@example.com", "LastName": "Lovelace", "Title": "Chief Technology Officer"}))])).unwrap();
+    store.flush().unwrap();
+}
+
+fn revsync(dir: &std::path::Path, args: &[&str], port: u16) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_revsync"))
+        .args(args)
+        .arg("--config")
+        .arg(dir)
+        .env("REVSYNC_TEST_ADMIN", ADMIN)
+        .env("REVSYNC_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("REVSYNC_LOG__FORMAT", "json")
+        .output()
+        .unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn shows_one_customer_with_sources_links_and_audit() {
+    let dir = tempfile::tempdir().unwrap();
+    populate(dir.path());
+    let port = free_port();
+
+    // No daemon: the CLI reads the store itself.
+    let out = revsync(dir.path(), &["records", "get", "ADA@example.com"], port);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "person ",
+        "title",
+        "Chief Technology Officer",
+        "salesforce-main",
+        "hubspot-main:contacts:101",
+        "salesforce-main:Contact:003A",
+        "CTO (hubspot-main) replaced by Chief Technology Officer (salesforce-main): newer",
+    ] {
+        assert!(table.contains(needle), "missing {needle:?} in\n{table}");
+    }
+    let out = revsync(dir.path(), &["records", "get", "nobody@example.com"], port);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no record matches `nobody@example.com`"));
+
+    // With the daemon running (it holds the store's lock), the CLI asks it.
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_revsync"))
+        .args(["run", "--config"])
+        .arg(dir.path())
+        .env("REVSYNC_TEST_ADMIN", ADMIN)
+        .env("REVSYNC_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(up, "daemon did not listen");
+    let out = revsync(
+        dir.path(),
+        &["records", "get", "hubspot-main:contacts:101", "--json"],
+        port,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["kind"], "person");
+    assert_eq!(v["fields"]["email"]["value"], "ada@example.com");
+    assert_eq!(v["fields"]["title"]["source"], "salesforce-main");
+    assert_eq!(v["links"].as_array().unwrap().len(), 2);
+    assert_eq!(v["audit"][0]["event"], "overwritten");
+
+    // The endpoint itself refuses requests without the admin token.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let r = http
+            .get(format!("{base}/records/ada@example.com"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        let r = http
+            .get(format!("{base}/records/ada@example.com"))
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        let r = http
+            .get(format!("{base}/records/ada@example.com"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let r = http
+            .get(format!("{base}/records/nobody@example.com"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+    });
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    assert_eq!(daemon.wait().unwrap().code(), Some(0));
+}
