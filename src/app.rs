@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::engine::{system_clock, Engine};
 use crate::metrics::Metrics;
+use crate::registry::Registry;
 use crate::status::{ConnectorState, ConnectorStatus, StatusHub};
 use crate::store::{SledStore, Store};
 use revsync_sdk::Secret;
@@ -27,6 +28,9 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// Required as a bearer token on admin endpoints when set.
     pub admin_token: Option<Secret>,
+    pub runtime: Arc<crate::sync::Runtime>,
+    /// Base of the URL webhook senders sign, when behind a proxy.
+    pub public_url: Option<String>,
     pub status: Arc<StatusHub>,
     pub metrics: Metrics,
     shutting_down: AtomicBool,
@@ -36,14 +40,17 @@ impl AppState {
     pub fn new(
         store: Arc<dyn Store>,
         engine: Arc<Engine>,
-        admin_token: Option<Secret>,
+        runtime: Arc<crate::sync::Runtime>,
+        server: &crate::config::ServerConfig,
         status: Arc<StatusHub>,
     ) -> Self {
         Self {
             started: Instant::now(),
             store,
             engine,
-            admin_token,
+            admin_token: server.admin_token.clone(),
+            runtime,
+            public_url: server.public_url.clone(),
             status,
             metrics: Metrics::new(),
             shutting_down: AtomicBool::new(false),
@@ -115,17 +122,22 @@ impl Tasks {
 }
 
 /// Bind the configured address and run until `shutdown` resolves.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    registry: Registry,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
     let addr = config.daemon.server.listen;
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} (server.listen)"))?;
-    serve(config, listener, shutdown).await
+    serve(config, registry, listener, shutdown).await
 }
 
 /// Run the daemon on an already bound listener until `shutdown` resolves.
 pub async fn serve(
     config: Config,
+    registry: Registry,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
@@ -158,15 +170,8 @@ pub async fn serve(
     )?);
 
     let status = Arc::new(StatusHub::default());
-    let state = Arc::new(AppState::new(
-        store.clone(),
-        engine,
-        config.daemon.server.admin_token.clone(),
-        status.clone(),
-    ));
     let tasks = Tasks::default();
     let cancel = CancellationToken::new();
-
     for (_, c) in &config.connectors {
         status.register(ConnectorStatus::new(
             &c.id,
@@ -175,13 +180,22 @@ pub async fn serve(
             c.enabled,
         ));
     }
-    crate::sync::start(&config, &status, &tasks, &cancel);
+    let runtime = crate::sync::start(
+        &config, &registry, &engine, &store, &status, &tasks, &cancel,
+    )?;
+    let state = Arc::new(AppState::new(
+        store.clone(),
+        engine,
+        runtime,
+        &config.daemon.server,
+        status.clone(),
+    ));
 
     let local = listener.local_addr()?;
     let http_stop = CancellationToken::new();
     let server = {
         let stop = http_stop.clone();
-        let app = crate::http::router(state.clone());
+        let app = crate::http::router(state.clone(), config.daemon.server.max_body_bytes);
         tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move { stop.cancelled().await })

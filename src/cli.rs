@@ -35,6 +35,52 @@ enum Command {
     /// Look at canonical records.
     #[command(subcommand)]
     Records(RecordsCommand),
+    /// Show each connector's state and counters (from the running daemon's /status).
+    Status {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pushes a system refused for good.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Re-read a connector from the beginning (its cursor moves only when the re-read completes).
+    Resync {
+        /// Connector id.
+        connector: String,
+        /// Only this object.
+        #[arg(long)]
+        object: Option<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DlqCommand {
+    /// List dead letters with the request sent and the answer received.
+    List {
+        #[arg(long)]
+        connector: Option<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put dead letters back in their outbox, after fixing the cause.
+    Replay {
+        /// `CONNECTOR:SEQ` as `dlq list` shows it.
+        id: Option<String>,
+        /// Every dead letter (of --connector, if given).
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+        #[arg(long)]
+        connector: Option<String>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -80,6 +126,23 @@ pub fn main() -> ExitCode {
             json,
             audit,
         }) => records_get(&config.config, &query, json, audit),
+        Command::Status { config, json } => status(&config.config, json),
+        Command::Dlq(DlqCommand::List {
+            connector,
+            config,
+            json,
+        }) => dlq_list(&config.config, connector.as_deref(), json),
+        Command::Dlq(DlqCommand::Replay {
+            id,
+            all,
+            connector,
+            config,
+        }) => dlq_replay(&config.config, id.as_deref(), all, connector.as_deref()),
+        Command::Resync {
+            connector,
+            object,
+            config,
+        } => resync(&config.config, &connector, object.as_deref()),
     };
     ExitCode::from(code)
 }
@@ -167,7 +230,7 @@ fn run(dir: &Path) -> u8 {
     };
     runtime.block_on(async {
         let shutdown = shutdown_signal();
-        match crate::app::run(cfg, shutdown).await {
+        match crate::app::run(cfg, Registry::builtin(), shutdown).await {
             Ok(()) => exit::OK,
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "revsync stopped on an error");
@@ -246,24 +309,18 @@ enum DaemonAnswer {
     Failed(String),
 }
 
-/// The running daemon owns the store (sled locks it), so ask it first.
-fn ask_daemon(
+/// One call to the running daemon's API: (status, JSON body).
+fn call_daemon(
     cfg: &Config,
-    query: &str,
-    audit: usize,
-) -> Result<Option<serde_json::Value>, DaemonAnswer> {
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<(u16, serde_json::Value), DaemonAnswer> {
     let mut addr = cfg.daemon.server.listen;
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    let mut url = url::Url::parse(&format!("http://{addr}/records/"))
-        .map_err(|e| DaemonAnswer::Failed(e.to_string()))?;
-    url.path_segments_mut()
-        .map_err(|_| DaemonAnswer::Failed("bad url".into()))?
-        .pop_if_empty()
-        .push(query);
-    url.query_pairs_mut()
-        .append_pair("audit", &audit.to_string());
+    let url = format!("http://{addr}{path}");
     let token = cfg.daemon.server.admin_token.clone();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -274,9 +331,12 @@ fn ask_daemon(
             .timeout(std::time::Duration::from_secs(10))
             .build()
             .map_err(|e| DaemonAnswer::Failed(e.to_string()))?;
-        let mut req = client.get(url);
+        let mut req = client.request(method, &url);
         if let Some(t) = &token {
             req = req.bearer_auth(t.expose());
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
         }
         let resp = match req.send().await {
             Ok(r) => r,
@@ -287,21 +347,228 @@ fn ask_daemon(
                 )))
             }
         };
-        match resp.status().as_u16() {
-            200 => resp
-                .json()
-                .await
-                .map(Some)
-                .map_err(|e| DaemonAnswer::Failed(e.to_string())),
-            404 => Ok(None),
-            401 => Err(DaemonAnswer::Failed(
+        let status = resp.status().as_u16();
+        if status == 401 {
+            return Err(DaemonAnswer::Failed(
                 "the daemon refused the admin token (server.admin_token)".into(),
-            )),
-            s => Err(DaemonAnswer::Failed(format!(
-                "the daemon at {addr} answered {s}"
-            ))),
+            ));
         }
+        let v = resp.json().await.unwrap_or(serde_json::Value::Null);
+        Ok((status, v))
     })
+}
+
+/// Run one admin call and print a clear error when the daemon is not there.
+fn admin(
+    dir: &Path,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<(u16, serde_json::Value), u8> {
+    let cfg = load(dir)?;
+    call_daemon(&cfg, method, path, body).map_err(|e| {
+        match e {
+            DaemonAnswer::NotRunning => eprintln!(
+                "error: no daemon answers on {} (start it with `revsync run`)",
+                cfg.daemon.server.listen
+            ),
+            DaemonAnswer::Failed(m) => eprintln!("error: {m}"),
+        }
+        exit::FAILURE
+    })
+}
+
+fn status(dir: &Path, as_json: bool) -> u8 {
+    let (_, v) = match admin(dir, reqwest::Method::GET, "/status", None) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return exit::OK;
+    }
+    println!(
+        "revsync {}  up {}s  ready {}  store {} bytes",
+        v["version"].as_str().unwrap_or("?"),
+        v["uptime_secs"],
+        v["ready"],
+        v["store"]["size_on_disk_bytes"]
+    );
+    println!(
+        "{:20} {:11} {:12} {:>8} {:>8} {:>7} {:>6} {:>6}  LAST ERROR",
+        "CONNECTOR", "TYPE", "STATE", "IN", "OUT", "OUTBOX", "DLQ", "ERRORS"
+    );
+    for c in v["connectors"].as_array().into_iter().flatten() {
+        let s = |k: &str| c[k].as_str().unwrap_or("-").to_owned();
+        println!(
+            "{:20} {:11} {:12} {:>8} {:>8} {:>7} {:>6} {:>6}  {}",
+            s("id"),
+            s("type"),
+            s("state"),
+            c["records_in"],
+            c["records_out"],
+            c["outbox_depth"],
+            c["dead_letters"],
+            c["errors"]["count"],
+            c["errors"]["last_message"]
+                .as_str()
+                .or(c["note"].as_str())
+                .unwrap_or("")
+        );
+    }
+    exit::OK
+}
+
+fn dlq_list(dir: &Path, connector: Option<&str>, as_json: bool) -> u8 {
+    let path = match connector {
+        Some(c) => format!("/admin/dlq?connector={c}"),
+        None => "/admin/dlq".to_owned(),
+    };
+    let (_, v) = match admin(dir, reqwest::Method::GET, &path, None) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return exit::OK;
+    }
+    let letters = v["dead_letters"].as_array().cloned().unwrap_or_default();
+    if letters.is_empty() {
+        println!("no dead letters");
+    }
+    for d in letters {
+        println!(
+            "{}:{}  {} {}  {} {}  status {}  {}\n    sent: {}\n    answer: {}",
+            d["connector"].as_str().unwrap_or("?"),
+            d["seq"],
+            d["object"].as_str().unwrap_or("?"),
+            d["record"].as_str().unwrap_or("?"),
+            d["class"].as_str().unwrap_or("?"),
+            d["detail"].as_str().unwrap_or(""),
+            d["status"],
+            d["failed_at"].as_str().unwrap_or(""),
+            d["request"].as_str().unwrap_or(""),
+            d["response"].as_str().unwrap_or("-")
+        );
+    }
+    exit::OK
+}
+
+fn dlq_replay(dir: &Path, id: Option<&str>, all: bool, connector: Option<&str>) -> u8 {
+    let body = match (id, all) {
+        (Some(id), false) => match id
+            .rsplit_once(':')
+            .and_then(|(c, s)| s.parse::<u64>().ok().map(|s| (c, s)))
+        {
+            Some((c, seq)) => serde_json::json!({ "connector": c, "seq": seq }),
+            None => {
+                eprintln!("error: `{id}` is not CONNECTOR:SEQ (see `revsync dlq list`)");
+                return exit::CONFIG;
+            }
+        },
+        (None, true) => serde_json::json!({ "all": true, "connector": connector }),
+        _ => {
+            eprintln!("error: give CONNECTOR:SEQ or --all");
+            return exit::CONFIG;
+        }
+    };
+    match admin(dir, reqwest::Method::POST, "/admin/dlq/replay", Some(body)) {
+        Ok((200, v)) => {
+            println!("replayed {}", v["replayed"]);
+            exit::OK
+        }
+        Ok((_, v)) => {
+            eprintln!(
+                "error: {}",
+                v["message"].as_str().unwrap_or("replay refused")
+            );
+            exit::FAILURE
+        }
+        Err(code) => code,
+    }
+}
+
+fn resync(dir: &Path, connector: &str, object: Option<&str>) -> u8 {
+    let body = serde_json::json!({ "connector": connector, "object": object });
+    let objects = match admin(dir, reqwest::Method::POST, "/admin/resync", Some(body)) {
+        Ok((202, v)) => v["started"].as_array().cloned().unwrap_or_default(),
+        Ok((_, v)) => {
+            eprintln!(
+                "error: {}",
+                v["message"].as_str().unwrap_or("resync refused")
+            );
+            return exit::FAILURE;
+        }
+        Err(code) => return code,
+    };
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    let last = objects
+        .last()
+        .and_then(|o| o.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let Ok((_, v)) = admin(dir, reqwest::Method::GET, "/status", None) else {
+            return exit::FAILURE;
+        };
+        let c = v["connectors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["id"] == connector)
+            .cloned()
+            .unwrap_or_default();
+        let r = &c["resync"];
+        bar.set_message(format!(
+            "{} {}: {} pages, {} records",
+            connector,
+            r["object"].as_str().unwrap_or(""),
+            r["pages"],
+            r["records"]
+        ));
+        if let Some(e) = r["error"].as_str() {
+            bar.abandon_with_message(format!(
+                "resync of {} failed: {e} (cursor unchanged)",
+                r["object"].as_str().unwrap_or("")
+            ));
+            return exit::FAILURE;
+        }
+        if r["done"] == true && r["object"].as_str() == Some(last.as_str()) {
+            bar.finish_with_message(format!(
+                "resync of {connector} complete: {} records in the last object; cursor moved",
+                r["records"]
+            ));
+            return exit::OK;
+        }
+    }
+}
+
+/// The running daemon owns the store (sled locks it), so ask it first.
+fn ask_daemon(
+    cfg: &Config,
+    query: &str,
+    audit: usize,
+) -> Result<Option<serde_json::Value>, DaemonAnswer> {
+    // Build the path through `Url` so the query is percent-encoded as one segment.
+    let mut url = url::Url::parse("http://localhost/records/")
+        .map_err(|e| DaemonAnswer::Failed(e.to_string()))?;
+    url.path_segments_mut()
+        .map_err(|_| DaemonAnswer::Failed("bad url".into()))?
+        .pop_if_empty()
+        .push(query);
+    url.query_pairs_mut()
+        .append_pair("audit", &audit.to_string());
+    let path = format!("{}?{}", url.path(), url.query().unwrap_or_default());
+    match call_daemon(cfg, reqwest::Method::GET, &path, None)? {
+        (200, v) => Ok(Some(v)),
+        (404, _) => Ok(None),
+        (s, v) => Err(DaemonAnswer::Failed(format!(
+            "the daemon answered {s}: {}",
+            v["message"].as_str().unwrap_or("")
+        ))),
+    }
 }
 
 fn read_store(

@@ -6,19 +6,26 @@ use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
 use crate::app::AppState;
 
-pub fn router(state: Arc<AppState>) -> Router {
+pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     Router::new()
+        .route(
+            "/webhooks/{connector}",
+            post(webhook).layer(axum::extract::DefaultBodyLimit::max(max_body_bytes)),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
         .route("/records/{query}", get(record))
+        .route("/admin/dlq", get(dlq_list))
+        .route("/admin/dlq/replay", post(dlq_replay))
+        .route("/admin/resync", post(resync))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -114,6 +121,193 @@ struct RecordQuery {
 
 fn default_audit() -> usize {
     20
+}
+
+/// `POST /webhooks/{connector}`: 2xx only once the events are on disk; 401 bad or stale
+/// signature, 400 malformed, 404 unknown connector, 413 too large (nothing stored).
+async fn webhook(
+    State(state): State<Arc<AppState>>,
+    Path(connector_id): Path<String>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    // Over `server.max_body_bytes` axum answers 413 before this runs: nothing stored.
+    body: axum::body::Bytes,
+) -> Response {
+    use crate::sync::inbox::Refused;
+    let Some(connector) = state.runtime.connectors.get(&connector_id).cloned() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "unknown_connector",
+            format!("no running connector `{connector_id}`"),
+        );
+    };
+    let header_list: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|(k, v)| {
+            v.to_str()
+                .ok()
+                .map(|v| (k.as_str().to_owned(), v.to_owned()))
+        })
+        .collect();
+    let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let full_uri = match &state.public_url {
+        Some(base) => format!("{}{path_and_query}", base.trim_end_matches('/')),
+        None => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
+            format!("http://{host}{path_and_query}")
+        }
+    };
+    let request = revsync_sdk::WebhookRequest {
+        method: method.as_str(),
+        uri: &full_uri,
+        headers: &header_list,
+        body: &body,
+        received_at: chrono::Utc::now(),
+    };
+    match state
+        .runtime
+        .inbox
+        .accept(&connector_id, connector.as_ref(), &request, &state.status)
+        .await
+    {
+        Ok(n) => (StatusCode::OK, Json(json!({ "accepted": n }))).into_response(),
+        Err(Refused::UnknownConnector) => {
+            error(StatusCode::NOT_FOUND, "unknown_connector", connector_id)
+        }
+        Err(Refused::Unauthorized(m)) => error(StatusCode::UNAUTHORIZED, "unauthorized", m),
+        Err(Refused::Malformed(m)) => error(StatusCode::BAD_REQUEST, "malformed", m),
+        Err(Refused::Unavailable(m)) => {
+            tracing::error!(connector = %connector_id, error = %m, "webhook could not be stored");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "could not store the event; retry",
+            )
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct DlqQuery {
+    connector: Option<String>,
+    #[serde(default = "default_dlq_limit")]
+    limit: usize,
+}
+
+fn default_dlq_limit() -> usize {
+    1000
+}
+
+/// `GET /admin/dlq[?connector=ID]`: pushes the systems refused for good, with what was
+/// sent and what they answered.
+async fn dlq_list(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<DlqQuery>,
+) -> Response {
+    if !authorized(&state, &headers) {
+        return unauthorized();
+    }
+    let engine = state.engine.clone();
+    let listed =
+        tokio::task::spawn_blocking(move || engine.dead_letters(q.connector.as_deref(), q.limit))
+            .await;
+    match listed {
+        Ok(Ok(letters)) => {
+            let items: Vec<serde_json::Value> = letters
+                .iter()
+                .map(|(connector, seq, d)| {
+                    json!({
+                        "connector": connector,
+                        "seq": seq,
+                        "record": d.entry.record,
+                        "object": d.entry.object,
+                        "class": d.class,
+                        "detail": d.detail,
+                        "status": d.status,
+                        "request": d.request,
+                        "response": d.response,
+                        "attempts": d.entry.attempts,
+                        "failed_at": revsync_sdk::model::micros_to_time(d.failed_ts).map(|t| t.to_rfc3339()),
+                    })
+                })
+                .collect();
+            Json(json!({ "dead_letters": items })).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ReplayRequest {
+    connector: Option<String>,
+    seq: Option<u64>,
+    #[serde(default)]
+    all: bool,
+}
+
+/// `POST /admin/dlq/replay` with `{connector, seq}` or `{all: true[, connector]}`: put dead
+/// letters back in their outbox (after the cause was fixed).
+async fn dlq_replay(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Json(req): Json<ReplayRequest>,
+) -> Response {
+    if !authorized(&state, &headers) {
+        return unauthorized();
+    }
+    let engine = state.engine.clone();
+    let done = tokio::task::spawn_blocking(move || -> Result<usize, crate::engine::EngineError> {
+        match (req.all, req.connector, req.seq) {
+            (false, Some(c), Some(seq)) => Ok(usize::from(engine.replay_dead_letter(&c, seq)?)),
+            (true, c, None) => {
+                let mut n = 0;
+                for (conn, seq, _) in engine.dead_letters(c.as_deref(), usize::MAX)? {
+                    n += usize::from(engine.replay_dead_letter(&conn, seq)?);
+                }
+                Ok(n)
+            }
+            _ => Ok(usize::MAX),
+        }
+    })
+    .await;
+    match done {
+        Ok(Ok(usize::MAX)) => error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "send {\"connector\", \"seq\"} or {\"all\": true}",
+        ),
+        Ok(Ok(0)) => error(StatusCode::NOT_FOUND, "not_found", "no such dead letter"),
+        Ok(Ok(n)) => Json(json!({ "replayed": n })).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ResyncRequest {
+    connector: String,
+    object: Option<String>,
+}
+
+/// `POST /admin/resync` with `{connector[, object]}`: a full re-read; progress on `/status`.
+async fn resync(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Json(req): Json<ResyncRequest>,
+) -> Response {
+    if !authorized(&state, &headers) {
+        return unauthorized();
+    }
+    match state.runtime.resync(&req.connector, req.object.as_deref()) {
+        Ok(objects) => (StatusCode::ACCEPTED, Json(json!({ "started": objects }))).into_response(),
+        Err(m) => error(StatusCode::BAD_REQUEST, "bad_request", m),
+    }
 }
 
 /// One customer, unified: `GET /records/{email | domain | id | connector:object:id}`.

@@ -24,6 +24,14 @@ impl Registry {
         Self { types }
     }
 
+    /// The built-in types plus `extra` (tests register their own connector types).
+    pub fn with(extra: Vec<Box<dyn ConnectorType>>) -> Self {
+        let mut r = Self::builtin();
+        r.types.extend(extra);
+        r.types.sort_by_key(|t| t.name());
+        r
+    }
+
     pub fn get(&self, name: &str) -> Option<&dyn ConnectorType> {
         self.types
             .iter()

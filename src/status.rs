@@ -59,6 +59,16 @@ pub struct ErrorSummary {
     pub last_at: Option<DateTime<Utc>>,
 }
 
+/// A full re-read in progress (or finished) for one object.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ResyncProgress {
+    pub object: String,
+    pub pages: u64,
+    pub records: u64,
+    pub done: bool,
+    pub error: Option<String>,
+}
+
 /// One connector's entry on `/status`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConnectorStatus {
@@ -71,10 +81,22 @@ pub struct ConnectorStatus {
     pub last_success_at: Option<DateTime<Utc>>,
     pub records_in: u64,
     pub records_out: u64,
+    /// Records or values skipped because the source sent something unreadable.
+    pub invalid_records: u64,
     pub errors: ErrorSummary,
     pub outbox_depth: u64,
     pub dead_letters: u64,
     pub restarts: u64,
+    /// Webhook events accepted (durably stored) and refused.
+    pub webhooks_accepted: u64,
+    pub webhooks_rejected: u64,
+    /// Why the connector is not syncing, when it is not.
+    pub note: Option<String>,
+    pub resync: Option<ResyncProgress>,
+    /// Pushes are held back (auth or quota) while reads may still work: a successful
+    /// read must not report the connector healthy.
+    #[serde(skip)]
+    pub push_blocked: bool,
 }
 
 impl ConnectorStatus {
@@ -92,10 +114,16 @@ impl ConnectorStatus {
             last_success_at: None,
             records_in: 0,
             records_out: 0,
+            invalid_records: 0,
             errors: ErrorSummary::default(),
             outbox_depth: 0,
             dead_letters: 0,
             restarts: 0,
+            webhooks_accepted: 0,
+            webhooks_rejected: 0,
+            note: None,
+            resync: None,
+            push_blocked: false,
         }
     }
 }

@@ -287,7 +287,7 @@ fn a_change_is_pushed_to_the_other_systems_once_and_its_echo_changes_nothing() {
     assert_eq!(proj["Title"], "Prof");
     e.confirm_push(
         "salesforce-main",
-        *seq,
+        &[*seq],
         rec.id,
         "Contact",
         hash,

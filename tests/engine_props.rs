@@ -227,7 +227,7 @@ proptest! {
                 let (proj, hash) = e.projection(conn, &entry.object, &rec).unwrap().unwrap();
                 let ext = rec.link(conn, &entry.object).map(|l| l.external_id.clone()).unwrap_or_else(|| format!("new-{seq}"));
                 let created = rec.link(conn, &entry.object).is_none().then_some(ext.as_str());
-                e.confirm_push(conn, seq, rec.id, &entry.object, hash, created).unwrap();
+                e.confirm_push(conn, &[seq], rec.id, &entry.object, hash, created).unwrap();
                 assert_eq!(entry.object, obj_default);
                 echoes.push((conn, entry.object.clone(), ext.clone(), proj));
             }

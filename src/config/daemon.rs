@@ -73,6 +73,10 @@ pub struct ServerConfig {
     /// Largest accepted request body (webhooks), in bytes.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// The URL senders use to reach this daemon (behind a proxy or load balancer), e.g.
+    /// `https://revsync.example.com`: some webhook signatures cover the full URL.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -81,6 +85,7 @@ impl Default for ServerConfig {
             listen: default_listen(),
             admin_token: None,
             max_body_bytes: default_max_body_bytes(),
+            public_url: None,
         }
     }
 }

@@ -79,6 +79,14 @@ pub fn outbox_key(connector: &str, seq: u64) -> Vec<u8> {
     k
 }
 
+/// (connector, sequence) back out of an outbox or dead-letter key.
+pub fn split_seq_key(key: &[u8]) -> (String, u64) {
+    let n = key.len().saturating_sub(8);
+    let seq = u64::from_be_bytes(key[n..].try_into().unwrap_or_default());
+    let conn = String::from_utf8_lossy(&key[..n.saturating_sub(1)]).into_owned();
+    (conn, seq)
+}
+
 pub fn outbox_prefix(connector: &str) -> Vec<u8> {
     join(&[connector.as_bytes(), b""])
 }
@@ -119,6 +127,28 @@ pub struct OutboxEntry {
     /// Hash of the projection when enqueued; the dispatcher recomputes at push time.
     pub hash: Hash,
     pub enqueued_ts: i64,
+    /// Failed attempts so far; retries wait until `not_before` (microseconds).
+    pub attempts: u32,
+    pub not_before: i64,
+}
+
+/// A push the target system refused for good, kept with what was sent and the answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub entry: OutboxEntry,
+    /// The fields sent, as JSON text.
+    pub request: String,
+    /// Error class (`permanent`, `not_found`) and detail.
+    pub class: String,
+    pub detail: String,
+    pub status: Option<u16>,
+    pub response: Option<String>,
+    pub failed_ts: i64,
+}
+
+/// `DeadLetters`: (connector, original outbox sequence) -> dead letter.
+pub fn dead_letter_key(connector: &str, seq: u64) -> Vec<u8> {
+    outbox_key(connector, seq)
 }
 
 /// Per (connector, object, record): the projection hash the system is known to hold,

@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use crate::config::{Config, ConfigError, DeletePolicy};
 use crate::store::{Store, StoreError, Table};
-use codec::{AuditEntry, OutboxEntry};
+use codec::{AuditEntry, DeadLetter, OutboxEntry};
 pub use mapping::Mappings;
 pub use policy::Policies;
 use txn::Txn;
@@ -83,6 +83,7 @@ pub struct Engine {
     /// One writer: identity decisions read then write, and must not interleave.
     writer: Mutex<()>,
     clock: Clock,
+    outbox_signal: Arc<tokio::sync::Notify>,
 }
 
 impl Engine {
@@ -129,6 +130,7 @@ impl Engine {
             outbox_seq: AtomicU64::new(seq),
             writer: Mutex::new(()),
             clock,
+            outbox_signal: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -164,6 +166,9 @@ impl Engine {
         let (batch, seq) = txn.finish(connector, &page.object, page.cursor.as_deref())?;
         self.store.write(batch)?;
         self.outbox_seq.store(seq, Ordering::SeqCst);
+        if report.enqueued > 0 {
+            self.outbox_signal.notify_waiters();
+        }
         Ok(report)
     }
 
@@ -256,15 +261,154 @@ impl Engine {
     }
 
     /// Record that `connector` confirmed holding `record`'s projection `hash` (and, for a
-    /// create, its new external id), and drop the outbox entry. Used by the dispatcher.
+    /// create, its new external id), and drop the outbox entries it covered, atomically.
     pub fn confirm_push(
         &self,
         connector: &str,
-        seq: u64,
+        seqs: &[u64],
         record: Uuid,
         object: &str,
         hash: codec::Hash,
         created_external_id: Option<&str>,
+    ) -> Result<(), EngineError> {
+        self.write_with(|txn| {
+            txn.confirm_push(connector, seqs, record, object, hash, created_external_id)
+        })
+    }
+
+    /// Keep a failed push in the outbox, to be tried again at `entry.not_before`.
+    pub fn reschedule(
+        &self,
+        connector: &str,
+        seq: u64,
+        entry: &OutboxEntry,
+    ) -> Result<(), EngineError> {
+        self.write_with(|txn| {
+            txn.put_raw(
+                Table::Outbox,
+                codec::outbox_key(connector, seq),
+                codec::encode(entry),
+            );
+            Ok(())
+        })
+    }
+
+    /// Move refused pushes out of the outbox into the dead-letter queue.
+    pub fn dead_letter(
+        &self,
+        connector: &str,
+        seqs: &[u64],
+        letter: &DeadLetter,
+    ) -> Result<(), EngineError> {
+        let first = *seqs.first().expect("at least one sequence");
+        self.write_with(|txn| {
+            for seq in seqs {
+                txn.del_raw(Table::Outbox, codec::outbox_key(connector, *seq));
+            }
+            txn.put_raw(
+                Table::DeadLetters,
+                codec::dead_letter_key(connector, first),
+                codec::encode(letter),
+            );
+            Ok(())
+        })
+    }
+
+    /// Dead letters of one connector (or all: `None`), oldest first.
+    pub fn dead_letters(
+        &self,
+        connector: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, u64, DeadLetter)>, EngineError> {
+        let prefix = connector.map(codec::outbox_prefix).unwrap_or_default();
+        self.store
+            .scan(Table::DeadLetters, &prefix, None, limit)?
+            .into_iter()
+            .map(|(k, v)| {
+                let (conn, seq) = codec::split_seq_key(&k);
+                codec::decode(&v)
+                    .map(|d| (conn, seq, d))
+                    .map_err(|e| EngineError::Corrupt {
+                        table: "dead_letters",
+                        detail: e.to_string(),
+                    })
+            })
+            .collect()
+    }
+
+    /// Put a dead letter back in its connector's outbox; false when there is none.
+    pub fn replay_dead_letter(&self, connector: &str, seq: u64) -> Result<bool, EngineError> {
+        let key = codec::dead_letter_key(connector, seq);
+        let Some(bytes) = self.store.get(Table::DeadLetters, &key)? else {
+            return Ok(false);
+        };
+        let letter: DeadLetter = codec::decode(&bytes).map_err(|e| EngineError::Corrupt {
+            table: "dead_letters",
+            detail: e.to_string(),
+        })?;
+        self.write_with(|txn| {
+            txn.del_raw(Table::DeadLetters, key.clone());
+            txn.requeue(connector, letter.entry.clone());
+            Ok(())
+        })?;
+        self.outbox_signal.notify_waiters();
+        Ok(true)
+    }
+
+    /// Entries in a table under a connector's prefix, counted up to `cap`.
+    pub fn count(&self, table: Table, connector: &str, cap: usize) -> Result<usize, EngineError> {
+        Ok(self
+            .store
+            .scan(table, &codec::outbox_prefix(connector), None, cap)?
+            .len())
+    }
+
+    /// The projection hash `connector` is known to hold for `record` in `object`.
+    pub fn held(
+        &self,
+        connector: &str,
+        object: &str,
+        record: Uuid,
+    ) -> Result<Option<codec::Hash>, EngineError> {
+        match self
+            .store
+            .get(Table::Pushed, &codec::sync_key(connector, object, record))?
+        {
+            Some(b) => codec::decode::<codec::SyncState>(&b)
+                .map(|s| s.held)
+                .map_err(|e| EngineError::Corrupt {
+                    table: "pushed",
+                    detail: e.to_string(),
+                }),
+            None => Ok(None),
+        }
+    }
+
+    /// Woken whenever entries are added to an outbox.
+    pub fn outbox_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.outbox_signal.clone()
+    }
+
+    /// Set a connector object's cursor alone (a completed full re-read).
+    pub fn set_cursor(
+        &self,
+        connector: &str,
+        object: &str,
+        cursor: &str,
+    ) -> Result<(), EngineError> {
+        self.write_with(|txn| {
+            txn.put_raw(
+                Table::Cursors,
+                codec::cursor_key(connector, object),
+                cursor.as_bytes().to_vec(),
+            );
+            Ok(())
+        })
+    }
+
+    fn write_with(
+        &self,
+        f: impl FnOnce(&mut Txn<'_>) -> Result<(), EngineError>,
     ) -> Result<(), EngineError> {
         let _guard = self.writer.lock().expect("engine writer poisoned");
         let mut txn = Txn::new(
@@ -274,10 +418,15 @@ impl Engine {
             (self.clock)(),
             self.outbox_seq.load(Ordering::SeqCst),
         );
-        txn.confirm_push(connector, seq, record, object, hash, created_external_id)?;
-        let (batch, _) = txn.finish_without_cursor()?;
+        f(&mut txn)?;
+        let (batch, seq) = txn.finish_without_cursor()?;
         self.store.write(batch)?;
+        self.outbox_seq.store(seq, Ordering::SeqCst);
         Ok(())
+    }
+
+    pub fn now(&self) -> i64 {
+        (self.clock)()
     }
 
     /// The projection of `record` into `connector`'s `object`, with its hash: what a push sends.

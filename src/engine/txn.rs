@@ -444,6 +444,8 @@ impl<'a> Txn<'a> {
                 op: PushOp::Upsert,
                 hash,
                 enqueued_ts: self.now,
+                attempts: 0,
+                not_before: 0,
             };
             self.enqueue(&m.connector, entry);
             n += 1;
@@ -719,6 +721,8 @@ impl<'a> Txn<'a> {
                     },
                     hash: [0; 16],
                     enqueued_ts: self.now,
+                    attempts: 0,
+                    not_before: 0,
                 };
                 self.enqueue(&l.connector, entry);
                 report.enqueued += 1;
@@ -734,13 +738,15 @@ impl<'a> Txn<'a> {
     pub fn confirm_push(
         &mut self,
         connector: &str,
-        seq: u64,
+        seqs: &[u64],
         record: Uuid,
         object: &str,
         hash: Hash,
         created_external_id: Option<&str>,
     ) -> Result<(), EngineError> {
-        self.del(Table::Outbox, codec::outbox_key(connector, seq));
+        for seq in seqs {
+            self.del(Table::Outbox, codec::outbox_key(connector, *seq));
+        }
         let id = self.alive(record)?;
         let key = codec::sync_key(connector, object, id);
         let mut st = self.sync_state(&key)?;
@@ -774,6 +780,21 @@ impl<'a> Txn<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Put an entry back in the outbox under a new sequence (dead-letter replay).
+    pub fn requeue(&mut self, connector: &str, mut entry: OutboxEntry) {
+        entry.attempts = 0;
+        entry.not_before = 0;
+        self.enqueue(connector, entry);
+    }
+
+    pub fn put_raw(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
+        self.put(table, key, value);
+    }
+
+    pub fn del_raw(&mut self, table: Table, key: Vec<u8>) {
+        self.del(table, key);
     }
 
     pub fn finish(

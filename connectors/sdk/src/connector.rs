@@ -45,6 +45,18 @@ pub trait ConnectorType: Send + Sync + 'static {
 
     /// A minimal valid `params:` block, shown when validation fails.
     fn params_example(&self) -> &'static str;
+
+    /// Build the running connector from validated params. `None`: this build has no API
+    /// client for the type yet; it is validated and shown on `/status` but does not sync.
+    fn build(
+        &self,
+        id: &str,
+        params: &serde_json::Value,
+    ) -> Option<Result<std::sync::Arc<dyn crate::sync::Connector>, crate::error::ConnectorError>>
+    {
+        let _ = (id, params);
+        None
+    }
 }
 
 /// Deserialize `params` into `T` and turn a serde failure into a [`ParamError`]

@@ -6,10 +6,18 @@
 //! configuration before anything runs.
 
 pub mod connector;
+pub mod error;
+pub mod http;
 pub mod model;
 mod schema;
 pub mod secret;
+pub mod sync;
 
 pub use connector::{check_base_url, collected, parse_params, ConnectorType, ParamError};
+pub use error::{ConnectorError, LimitScope};
 pub use model::{Change, FieldDef, FieldEntry, FieldType, Kind, Link, Provenance, Record, Value};
 pub use secret::Secret;
+pub use sync::{
+    Capabilities, Connector, Fetched, Inbound, ObjectCapability, PushItem, PushOp, PushResult,
+    WebhookError, WebhookEvent, WebhookRequest,
+};

@@ -1,0 +1,158 @@
+//! The connector contract the sync runtime drives: read pages, push batches, verify
+//! webhooks. A connector is mostly mapping and API shape; retries, rate limits, the
+//! outbox and dead letters are the runtime's job.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::error::ConnectorError;
+use crate::model::{Change, Kind};
+
+/// What a connector can do, declared once.
+#[derive(Debug, Clone)]
+pub struct Capabilities {
+    pub objects: Vec<ObjectCapability>,
+    /// Largest number of records one push call takes (HubSpot 100, Salesforce 200).
+    pub batch_size: usize,
+    pub webhooks: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ObjectCapability {
+    pub name: String,
+    pub kind: Kind,
+    pub read: bool,
+    pub write: bool,
+}
+
+/// One page read from a system.
+#[derive(Debug, Clone, Default)]
+pub struct Fetched {
+    pub changes: Vec<Change>,
+    /// Where the next read starts; stored with the page, never ahead of it.
+    pub cursor: Option<String>,
+    /// More pages are ready now (read on without waiting for the next interval).
+    pub more: bool,
+    /// Records the connector could not read, each with a reason; counted, the rest goes on.
+    pub invalid: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushOp {
+    /// Carries the canonical id, which the connector must send as the target's external
+    /// id, unique property or idempotency key: a retried create never duplicates.
+    Create {
+        canonical_id: Uuid,
+    },
+    Update {
+        external_id: String,
+    },
+    Delete {
+        external_id: String,
+    },
+}
+
+/// One record to write, in the system's own field names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushItem {
+    pub op: PushOp,
+    pub fields: BTreeMap<String, serde_json::Value>,
+    /// Distinguishes retries of the same version from a new version (idempotency keys).
+    pub version: u64,
+}
+
+/// The outcome of one item of a batch: its id in the system, or why it failed.
+pub type PushResult = Result<String, ConnectorError>;
+
+/// An inbound webhook request, as received.
+#[derive(Debug, Clone)]
+pub struct WebhookRequest<'a> {
+    pub method: &'a str,
+    /// The full URI the sender signed (scheme, host, path and query).
+    pub uri: &'a str,
+    /// Header names lowercased.
+    pub headers: &'a [(String, String)],
+    pub body: &'a [u8],
+    pub received_at: DateTime<Utc>,
+}
+
+impl WebhookRequest<'_> {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Why a webhook was refused; nothing of it is stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookError {
+    /// 401: missing or wrong signature.
+    #[error("bad signature: {0}")]
+    BadSignature(String),
+    /// 401: signed too long ago (or in the future): a replay.
+    #[error("stale timestamp: {0}")]
+    Stale(String),
+    /// 400: not the shape this system sends.
+    #[error("malformed body: {0}")]
+    Malformed(String),
+}
+
+/// What a verified webhook says happened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookEvent {
+    /// The sender's event id: an event delivered twice is applied once.
+    pub id: String,
+    pub object: String,
+    pub inbound: Inbound,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inbound {
+    /// The record's new state, as the event carried it.
+    Change(Change),
+    /// Only an id: fetch the record.
+    Hint { external_id: String },
+}
+
+/// A connected system. Object-safe: the daemon holds `Arc<dyn Connector>`.
+#[async_trait]
+pub trait Connector: Send + Sync + 'static {
+    fn capabilities(&self) -> Capabilities;
+
+    /// Read the page after `cursor` (`None`: from the beginning).
+    async fn fetch(&self, object: &str, cursor: Option<&str>) -> Result<Fetched, ConnectorError>;
+
+    /// Read these records now (webhook hints, repairs).
+    async fn fetch_by_ids(
+        &self,
+        object: &str,
+        ids: &[String],
+    ) -> Result<Vec<Change>, ConnectorError>;
+
+    /// Write a batch of at most `batch_size` items. `Ok` holds one result per item, in
+    /// order (a 207 with some failed items is `Ok`); `Err` means nothing was written.
+    async fn push(
+        &self,
+        object: &str,
+        items: &[PushItem],
+    ) -> Result<Vec<PushResult>, ConnectorError>;
+
+    /// Verify and parse a webhook. Cheap and IO-free: it runs before the 2xx answer.
+    fn verify_webhook(&self, req: &WebhookRequest<'_>) -> Result<Vec<WebhookEvent>, WebhookError> {
+        let _ = req;
+        Err(WebhookError::Malformed(
+            "this connector takes no webhooks".into(),
+        ))
+    }
+
+    /// How long the runtime should wait before polling again when nothing is pending.
+    fn min_poll_interval(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+}

@@ -1,0 +1,379 @@
+//! The push dispatcher of one connector: drains its outbox in order, coalesces entries
+//! for the same record (the latest state wins), batches, pushes, and only then marks
+//! each record as held by the system — per item, from the system's own answer.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use revsync_sdk::{Connector, ConnectorError, LimitScope, PushItem, PushOp};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::engine::codec::{self, DeadLetter, OutboxEntry, PushOp as QueuedOp};
+use crate::engine::{Engine, EngineError, Projection};
+use crate::status::{ConnectorState, StatusHub};
+
+/// How many outbox entries one round looks at, in batches.
+const ROUND_BATCHES: usize = 8;
+
+pub struct Dispatcher {
+    pub connector_id: String,
+    pub connector: Arc<dyn Connector>,
+    pub engine: Arc<Engine>,
+    pub status: Arc<StatusHub>,
+    pub cancel: CancellationToken,
+}
+
+/// Entries for one (record, object, operation), coalesced: pushed once, acked together.
+struct Pending {
+    seqs: Vec<u64>,
+    latest: (u64, OutboxEntry),
+}
+
+/// What one round achieved, to decide how long to wait.
+enum Round {
+    Idle(Option<i64>),
+    Worked,
+    Blocked(Duration),
+}
+
+impl Dispatcher {
+    pub async fn run(self: Arc<Self>) {
+        let signal = self.engine.outbox_signal();
+        loop {
+            let notified = signal.notified();
+            let wait = match self.round().await {
+                Ok(Round::Worked) => continue,
+                Ok(Round::Idle(next)) => match next {
+                    Some(at) => {
+                        Duration::from_micros((at - self.engine.now()).clamp(0, 60_000_000) as u64)
+                    }
+                    None => Duration::from_secs(5),
+                },
+                // Paused (auth, daily quota): new work must not wake it before the time.
+                Ok(Round::Blocked(d)) => {
+                    tokio::select! {
+                        _ = self.cancel.cancelled() => return,
+                        _ = tokio::time::sleep(d) => {}
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(connector = %self.connector_id, error = %e, "dispatcher failed to read its outbox");
+                    Duration::from_secs(5)
+                }
+            };
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = notified => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Engine) -> Result<T, EngineError> + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || f(&engine))
+            .await
+            .unwrap_or_else(|e| {
+                Err(EngineError::Corrupt {
+                    table: "task",
+                    detail: e.to_string(),
+                })
+            })
+    }
+
+    async fn round(&self) -> Result<Round, EngineError> {
+        let batch = self.connector.capabilities().batch_size.max(1);
+        let conn = self.connector_id.clone();
+        let entries = self
+            .blocking(move |e| e.outbox(&conn, batch * ROUND_BATCHES))
+            .await?;
+        let now = self.engine.now();
+        let mut next_due: Option<i64> = None;
+        // Coalesce by (record, object, op) in outbox order.
+        let mut pending: BTreeMap<(Uuid, String, bool), Pending> = BTreeMap::new();
+        let mut order: Vec<(Uuid, String, bool)> = Vec::new();
+        for (seq, entry) in entries {
+            if entry.not_before > now {
+                next_due = Some(next_due.map_or(entry.not_before, |n| n.min(entry.not_before)));
+                continue;
+            }
+            let key = (
+                entry.record,
+                entry.object.clone(),
+                matches!(entry.op, QueuedOp::Delete { .. }),
+            );
+            match pending.get_mut(&key) {
+                Some(p) => {
+                    p.seqs.push(seq);
+                    p.latest = (seq, entry);
+                }
+                None => {
+                    order.push(key.clone());
+                    pending.insert(
+                        key,
+                        Pending {
+                            seqs: vec![seq],
+                            latest: (seq, entry),
+                        },
+                    );
+                }
+            }
+        }
+        if order.is_empty() {
+            return Ok(Round::Idle(next_due));
+        }
+        let mut by_object: BTreeMap<String, Vec<Pending>> = BTreeMap::new();
+        for key in order {
+            if let Some(p) = pending.remove(&key) {
+                by_object.entry(key.1.clone()).or_default().push(p);
+            }
+        }
+        for (object, items) in by_object {
+            let mut items = items.into_iter().peekable();
+            while items.peek().is_some() {
+                let chunk: Vec<Pending> = items.by_ref().take(batch).collect();
+                if let Some(blocked) = self.push_batch(&object, chunk).await? {
+                    return Ok(Round::Blocked(blocked));
+                }
+            }
+        }
+        Ok(Round::Worked)
+    }
+
+    /// Push one batch; `Some(wait)` when the connector must stop pushing for a while.
+    async fn push_batch(
+        &self,
+        object: &str,
+        chunk: Vec<Pending>,
+    ) -> Result<Option<Duration>, EngineError> {
+        let conn = self.connector_id.clone();
+        // Build each item from the record as it is now (latest state wins).
+        let mut sendable: Vec<(Pending, Uuid, PushItem, codec::Hash, bool)> = Vec::new();
+        for p in chunk {
+            let (c, o, entry) = (conn.clone(), object.to_owned(), p.latest.1.clone());
+            let built = self
+                .blocking(
+                    move |e| -> Result<Option<(Uuid, PushItem, codec::Hash, bool)>, EngineError> {
+                        let Some(rec) = e.find(&entry.record.to_string())? else {
+                            return Ok(None);
+                        };
+                        if let QueuedOp::Delete { external_id } = &entry.op {
+                            let item = PushItem {
+                                op: PushOp::Delete {
+                                    external_id: external_id.clone(),
+                                },
+                                fields: BTreeMap::new(),
+                                version: rec.version,
+                            };
+                            return Ok(Some((rec.id, item, [0; 16], false)));
+                        }
+                        let Some((fields, hash)) = e.projection(&c, &o, &rec)? else {
+                            return Ok(None);
+                        };
+                        if e.held(&c, &o, rec.id)? == Some(hash) {
+                            return Ok(Some((
+                                rec.id,
+                                PushItem {
+                                    op: PushOp::Update {
+                                        external_id: String::new(),
+                                    },
+                                    fields: Projection::new(),
+                                    version: 0,
+                                },
+                                hash,
+                                true,
+                            )));
+                        }
+                        let op = match rec.link(&c, &o) {
+                            Some(l) => PushOp::Update {
+                                external_id: l.external_id.clone(),
+                            },
+                            None => PushOp::Create {
+                                canonical_id: rec.id,
+                            },
+                        };
+                        Ok(Some((
+                            rec.id,
+                            PushItem {
+                                op,
+                                fields,
+                                version: rec.version,
+                            },
+                            hash,
+                            false,
+                        )))
+                    },
+                )
+                .await?;
+            match built {
+                // The record is gone (it cannot be: records are never erased) or unmapped: drop.
+                None => {
+                    let (c, seqs) = (conn.clone(), p.seqs.clone());
+                    let o = object.to_owned();
+                    let rec = p.latest.1.record;
+                    self.blocking(move |e| e.confirm_push(&c, &seqs, rec, &o, [0; 16], None))
+                        .await?;
+                }
+                // Already held by the system: acknowledge without a call.
+                Some((rec, _, hash, true)) => {
+                    let (c, seqs, o) = (conn.clone(), p.seqs.clone(), object.to_owned());
+                    self.blocking(move |e| e.confirm_push(&c, &seqs, rec, &o, hash, None))
+                        .await?;
+                }
+                Some((rec, item, hash, false)) => sendable.push((p, rec, item, hash, false)),
+            }
+        }
+        if sendable.is_empty() {
+            return Ok(None);
+        }
+        let items: Vec<PushItem> = sendable.iter().map(|s| s.2.clone()).collect();
+        let started = std::time::Instant::now();
+        let outcome = self.connector.push(object, &items).await;
+        tracing::debug!(connector = %conn, object, items = items.len(), elapsed_ms = started.elapsed().as_millis() as u64, ok = outcome.is_ok(), "push");
+        let results: Vec<Result<String, ConnectorError>> = match outcome {
+            Ok(r) if r.len() == items.len() => r,
+            Ok(r) => {
+                let msg = format!(
+                    "connector returned {} results for {} items",
+                    r.len(),
+                    items.len()
+                );
+                vec![Err(ConnectorError::Transient(msg)); items.len()]
+            }
+            Err(e) => vec![Err(e); items.len()],
+        };
+        let mut blocked: Option<Duration> = None;
+        let mut pushed = 0u64;
+        for ((p, rec, item, hash, _), result) in sendable.into_iter().zip(results) {
+            match result {
+                Ok(external_id) => {
+                    let created = matches!(item.op, PushOp::Create { .. }).then_some(external_id);
+                    let (c, o, seqs) = (conn.clone(), object.to_owned(), p.seqs.clone());
+                    self.blocking(move |e| {
+                        e.confirm_push(&c, &seqs, rec, &o, hash, created.as_deref())
+                    })
+                    .await?;
+                    pushed += 1;
+                }
+                Err(err) => {
+                    if let Some(wait) = self.failed(object, p, &item, err).await? {
+                        blocked = Some(blocked.map_or(wait, |b| b.max(wait)));
+                    }
+                }
+            }
+        }
+        if pushed > 0 {
+            self.status.update(&conn, |s| {
+                s.records_out += pushed;
+                s.last_success_at = Some(chrono::Utc::now());
+                // A push went through: whatever paused the connector is over.
+                s.push_blocked = false;
+                if matches!(
+                    s.state,
+                    ConnectorState::AuthFailed
+                        | ConnectorState::BackingOff
+                        | ConnectorState::Paused
+                ) {
+                    s.state = ConnectorState::Idle;
+                }
+            });
+        }
+        Ok(blocked)
+    }
+
+    /// Handle one failed item: retry later, pause the connector, or dead-letter it.
+    async fn failed(
+        &self,
+        object: &str,
+        p: Pending,
+        item: &PushItem,
+        err: ConnectorError,
+    ) -> Result<Option<Duration>, EngineError> {
+        let conn = self.connector_id.clone();
+        let note = |state: ConnectorState, msg: String| {
+            self.status.update(&conn, |s| {
+                s.state = state;
+                s.push_blocked =
+                    matches!(state, ConnectorState::AuthFailed | ConnectorState::Paused);
+                s.errors.count += 1;
+                s.errors.last_message = Some(msg);
+                s.errors.last_at = Some(chrono::Utc::now());
+            });
+        };
+        match &err {
+            // The whole connector waits; the entry stays as it is, nothing is dead-lettered.
+            ConnectorError::Auth(m) => {
+                note(ConnectorState::AuthFailed, format!("push to {object}: {m}"));
+                tracing::error!(connector = %conn, object, error = %err, "authentication failed; pushes paused");
+                Ok(Some(Duration::from_secs(60)))
+            }
+            ConnectorError::RateLimited {
+                scope: LimitScope::Daily,
+                retry_after,
+            } => {
+                note(
+                    ConnectorState::Paused,
+                    format!("daily limit reached pushing {object}"),
+                );
+                Ok(Some(retry_after.unwrap_or(Duration::from_secs(3600))))
+            }
+            e if e.is_retryable() => {
+                let (seq, mut entry) = p.latest;
+                entry.attempts += 1;
+                let delay = match e {
+                    ConnectorError::RateLimited {
+                        retry_after: Some(d),
+                        ..
+                    } => *d,
+                    _ => super::poll::backoff(entry.attempts),
+                };
+                entry.not_before = self.engine.now() + delay.as_micros() as i64;
+                note(
+                    ConnectorState::BackingOff,
+                    format!("push to {object}: {err}"),
+                );
+                tracing::warn!(connector = %conn, object, error = %err, attempts = entry.attempts, retry_in_ms = delay.as_millis() as u64, "push failed; will retry");
+                let c = conn.clone();
+                self.blocking(move |e| e.reschedule(&c, seq, &entry))
+                    .await?;
+                Ok(None)
+            }
+            _ => {
+                let (detail, status, body) = match &err {
+                    ConnectorError::Permanent {
+                        detail,
+                        status,
+                        body,
+                    } => (detail.clone(), *status, body.clone()),
+                    other => (other.to_string(), None, None),
+                };
+                let letter = DeadLetter {
+                    entry: p.latest.1.clone(),
+                    request: serde_json::to_string(&item.fields).unwrap_or_default(),
+                    class: err.class().to_owned(),
+                    detail,
+                    status,
+                    response: body,
+                    failed_ts: self.engine.now(),
+                };
+                tracing::warn!(connector = %conn, object, error = %err, "push refused; moved to the dead-letter queue");
+                self.status.update(&conn, |s| {
+                    s.dead_letters += 1;
+                    s.errors.count += 1;
+                    s.errors.last_message = Some(format!("push to {object} refused: {err}"));
+                    s.errors.last_at = Some(chrono::Utc::now());
+                });
+                let (c, seqs) = (conn.clone(), p.seqs.clone());
+                self.blocking(move |e| e.dead_letter(&c, &seqs, &letter))
+                    .await?;
+                Ok(None)
+            }
+        }
+    }
+}

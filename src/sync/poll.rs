@@ -1,0 +1,172 @@
+//! One poll loop per (connector, object): read the page after the stored cursor, apply
+//! it through the engine (which stores the next cursor in the same batch), repeat.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use revsync_sdk::{Connector, ConnectorError, LimitScope};
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{Engine, Page};
+use crate::status::{ConnectorState, StatusHub};
+
+pub struct PollLoop {
+    pub connector_id: String,
+    pub object: String,
+    pub connector: Arc<dyn Connector>,
+    pub engine: Arc<Engine>,
+    pub status: Arc<StatusHub>,
+    pub interval: Duration,
+    pub jitter_pct: u8,
+    pub cancel: CancellationToken,
+}
+
+impl PollLoop {
+    pub async fn run(self: Arc<Self>) {
+        let mut failures = 0u32;
+        loop {
+            let wait = match self.poll_once().await {
+                Ok(true) => Duration::ZERO,
+                Ok(false) => {
+                    failures = 0;
+                    jittered(self.interval, self.jitter_pct)
+                }
+                Err(e) => {
+                    failures += 1;
+                    self.on_error(&e, failures)
+                }
+            };
+            tokio::select! {
+                _ = self.cancel.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// One page; `Ok(true)` when more pages are ready now.
+    async fn poll_once(&self) -> Result<bool, ConnectorError> {
+        let (conn, obj) = (self.connector_id.as_str(), self.object.as_str());
+        let engine = self.engine.clone();
+        let (c, o) = (conn.to_owned(), obj.to_owned());
+        let cursor = tokio::task::spawn_blocking(move || engine.cursor(&c, &o))
+            .await
+            .map_err(|e| ConnectorError::Transient(e.to_string()))?
+            .map_err(|e| ConnectorError::Transient(format!("reading cursor: {e}")))?;
+        self.status.update(conn, |s| {
+            s.last_poll_at = Some(chrono::Utc::now());
+            if !s.push_blocked {
+                s.state = ConnectorState::Running;
+            }
+        });
+        let fetched = self.connector.fetch(obj, cursor.as_deref()).await?;
+        let n = fetched.changes.len();
+        for bad in &fetched.invalid {
+            tracing::warn!(connector = conn, object = obj, problem = %bad, "skipped an unreadable record");
+        }
+        let more = fetched.more;
+        let page = Page {
+            object: obj.to_owned(),
+            changes: fetched.changes,
+            cursor: fetched.cursor,
+        };
+        let engine = self.engine.clone();
+        let c = conn.to_owned();
+        let report = tokio::task::spawn_blocking(move || engine.apply(&c, page))
+            .await
+            .map_err(|e| ConnectorError::Transient(e.to_string()))?
+            .map_err(|e| ConnectorError::Transient(format!("applying a page: {e}")))?;
+        for bad in &report.invalid {
+            tracing::warn!(connector = conn, object = obj, problem = %bad, "skipped an invalid value");
+        }
+        let invalid = (fetched.invalid.len() + report.invalid.len()) as u64;
+        self.status.update(conn, |s| {
+            s.records_in += n as u64;
+            s.last_success_at = Some(chrono::Utc::now());
+            s.invalid_records += invalid;
+            if !s.push_blocked {
+                s.state = ConnectorState::Idle;
+            }
+        });
+        tracing::debug!(
+            connector = conn,
+            object = obj,
+            records = n,
+            created = report.created,
+            updated = report.updated,
+            merged = report.merged,
+            enqueued = report.enqueued,
+            "page applied"
+        );
+        Ok(more)
+    }
+
+    /// Record the failure and say how long to wait before the next try.
+    fn on_error(&self, e: &ConnectorError, failures: u32) -> Duration {
+        let conn = self.connector_id.as_str();
+        tracing::warn!(connector = conn, object = %self.object, error = %e, class = e.class(), "poll failed");
+        let (state, wait) = match e {
+            ConnectorError::Auth(_) => (ConnectorState::AuthFailed, Duration::from_secs(60)),
+            ConnectorError::RateLimited {
+                scope: LimitScope::Daily,
+                retry_after,
+            } => (
+                ConnectorState::Paused,
+                retry_after.unwrap_or(Duration::from_secs(3600)),
+            ),
+            ConnectorError::RateLimited {
+                retry_after: Some(d),
+                ..
+            } => (ConnectorState::BackingOff, *d),
+            _ => (
+                ConnectorState::BackingOff,
+                backoff(failures).min(self.interval.max(Duration::from_secs(5)) * 4),
+            ),
+        };
+        self.status.update(conn, |s| {
+            s.state = state;
+            s.errors.count += 1;
+            s.errors.last_message = Some(format!("{}: {e}", self.object));
+            s.errors.last_at = Some(chrono::Utc::now());
+        });
+        wait
+    }
+}
+
+/// Exponential: 1 s, 2 s, 4 s ... capped at 5 minutes.
+pub fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.saturating_sub(1).min(8)).min(Duration::from_secs(300))
+}
+
+/// `base` plus up to `pct` percent, so connectors do not poll in lockstep.
+pub fn jittered(base: Duration, pct: u8) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let mut x = u64::from(nanos) | 1;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    let spread = base.as_millis() as u64 * u64::from(pct) / 100;
+    base + Duration::from_millis(if spread == 0 { 0 } else { x % (spread + 1) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_its_percentage() {
+        for _ in 0..100 {
+            let d = jittered(Duration::from_secs(60), 10);
+            assert!(
+                d >= Duration::from_secs(60) && d <= Duration::from_secs(66),
+                "{d:?}"
+            );
+        }
+        assert_eq!(jittered(Duration::from_secs(5), 0), Duration::from_secs(5));
+        assert_eq!(backoff(1), Duration::from_secs(1));
+        assert_eq!(backoff(4), Duration::from_secs(8));
+        assert_eq!(backoff(30), Duration::from_secs(256));
+    }
+}

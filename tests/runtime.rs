@@ -1,0 +1,432 @@
+//! The sync runtime end to end: the daemon (in-process `app::serve`) with two "Acme"
+//! systems on loopback. Reads flow in, pushes flow out, and each failure class does what
+//! an operator expects: 429 waits, 5xx retries, 400 dead-letters, 401 pauses, a lost
+//! create response never makes a second record, webhooks are durable and deduplicated.
+
+#[path = "support/acme.rs"]
+mod acme;
+
+use std::future::Future;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use acme::{AcmeType, Fake, Scripted};
+use revsync::registry::Registry;
+use serde_json::{json, Value};
+
+const ADMIN: &str = "runtime-test-admin";
+
+struct Daemon {
+    base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(a: &Fake, b: &Fake) -> Daemon {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), a, b);
+    let cfg = revsync::config::load(
+        dir.path(),
+        &registry(),
+        &std::collections::BTreeMap::<String, String>::new(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let done = tokio::spawn(revsync::app::serve(cfg, registry(), listener, async move {
+        let _ = rx.await;
+    }));
+    Daemon {
+        base,
+        stop: Some(tx),
+        done,
+        _dir: dir,
+    }
+}
+
+fn registry() -> Registry {
+    Registry::with(vec![Box::new(AcmeType)])
+}
+
+fn write_config(dir: &Path, a: &Fake, b: &Fake) {
+    std::fs::create_dir_all(dir.join("connectors")).unwrap();
+    std::fs::write(
+        dir.join("revsync.yaml"),
+        format!("version: 1\nserver:\n  admin_token: {ADMIN}\n  max_body_bytes: 4096\nstore:\n  path: {}\nshutdown_timeout_secs: 5\n", dir.join("data").display()),
+    )
+    .unwrap();
+    for (id, fake) in [("acme-a", a), ("acme-b", b)] {
+        std::fs::write(
+            dir.join(format!("connectors/{id}.yaml")),
+            format!(
+                "version: 1\nid: {id}\ntype: acme\nparams:\n  base_url: {}\n  token: acme-token\n  webhook_token: hook-secret\npoll:\n  interval_secs: 1\n  jitter_pct: 0\nobjects:\n  contacts:\n    kind: person\n    fields: {{ email: email, name: {{ to: full_name }} }}\n",
+                fake.url()
+            ),
+        )
+        .unwrap();
+    }
+}
+
+impl Daemon {
+    async fn status(&self) -> Value {
+        reqwest::get(format!("{}/status", self.base))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn connector(&self, id: &str) -> Value {
+        let s = self.status().await;
+        s["connectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .cloned()
+            .unwrap()
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(10), self.done)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// Poll `check` until it holds (bounded: tests never hang).
+async fn eventually<F, Fut>(what: &str, secs: u64, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_flow_both_ways_and_writes_stop_growing() {
+    let (a, b) = (Fake::start().await, Fake::start().await);
+    for i in 0..25 {
+        a.seed(&format!("user{i}@corp.test"), &format!("User Number{i}"));
+    }
+    b.seed("solo@corp.test", "Only InB");
+    let d = start(&a, &b).await;
+    eventually("25 creates in B and 1 in A", 20, || async {
+        b.count() == 26 && a.count() == 26
+    })
+    .await;
+    // Let both sides poll each other's writes back: no further writes may happen.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (wa, wb) = (a.writes(), b.writes());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        (a.writes(), b.writes()),
+        (wa, wb),
+        "writes kept growing: ping-pong"
+    );
+    assert_eq!(b.state.lock().unwrap().creates, 25);
+    assert_eq!(a.state.lock().unwrap().creates, 1);
+    let sb = d.connector("acme-b").await;
+    assert_eq!(sb["records_out"], 25);
+    assert_eq!(sb["dead_letters"], 0);
+    assert!(d.connector("acme-a").await["records_in"].as_u64().unwrap() >= 25);
+    let name = b
+        .state
+        .lock()
+        .unwrap()
+        .contacts
+        .values()
+        .find(|c| c.email == "user7@corp.test")
+        .map(|c| c.name.clone());
+    assert_eq!(name.as_deref(), Some("User Number7"));
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_is_waited_out_then_the_push_succeeds() {
+    let (a, b) = (Fake::start().await, Fake::start().await);
+    a.seed("rate@corp.test", "Rate Limited");
+    b.script(Scripted::TooMany {
+        retry_after_secs: 2,
+    });
+    let d = start(&a, &b).await;
+    eventually("the create reached B", 20, || async { b.count() == 1 }).await;
+    let writes = b.state.lock().unwrap().writes.clone();
+    assert_eq!(writes.len(), 2, "one refused, one accepted");
+    assert!(
+        writes[1] - writes[0] >= Duration::from_secs(2),
+        "retried after {:?}, before Retry-After",
+        writes[1] - writes[0]
+    );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_are_retried_until_they_pass() {
+    let (a, b) = (Fake::start().await, Fake::start().await);
+    a.seed("flaky@corp.test", "Flaky Server");
+    b.script(Scripted::ServerError);
+    b.script(Scripted::ServerError);
+    let d = start(&a, &b).await;
+    eventually("the create reached B", 20, || async { b.count() == 1 }).await;
+    assert_eq!(b.writes(), 3);
+    assert_eq!(d.connector("acme-b").await["dead_letters"], 0);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_400_becomes_one_dead_letter_with_the_response() {
+    let (a, b) = (Fake::start().await, Fake::start().await);
+    a.seed("invalid@corp.test", "Bad Record");
+    b.script(Scripted::BadRequest("property name is required"));
+    let d = start(&a, &b).await;
+    eventually("a dead letter on /status", 20, || async {
+        d.connector("acme-b").await["dead_letters"] == 1
+    })
+    .await;
+    assert_eq!(b.count(), 0);
+    assert_eq!(b.writes(), 1, "a permanent error is not retried");
+    let http = reqwest::Client::new();
+    let dlq: Value = http
+        .get(format!("{}/admin/dlq?connector=acme-b", d.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let letters = dlq["dead_letters"].as_array().unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0]["status"], 400);
+    assert!(
+        letters[0]["response"]
+            .as_str()
+            .unwrap()
+            .contains("property name is required"),
+        "{dlq}"
+    );
+    assert!(letters[0]["request"]
+        .as_str()
+        .unwrap()
+        .contains("invalid@corp.test"));
+    // Replay: the system accepts it now, and the dead letter is gone.
+    let seq = letters[0]["seq"].as_u64().unwrap();
+    let r = http
+        .post(format!("{}/admin/dlq/replay", d.base))
+        .bearer_auth(ADMIN)
+        .json(&json!({"connector": "acme-b", "seq": seq}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    eventually("the replayed create reached B", 20, || async {
+        b.count() == 1
+    })
+    .await;
+    eventually("the dead letter is gone", 10, || async {
+        d.connector("acme-b").await["dead_letters"] == 0
+    })
+    .await;
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_pauses_the_connector_without_dead_letters() {
+    let (a, b) = (Fake::start().await, Fake::start().await);
+    a.seed("auth@corp.test", "Auth Fails");
+    b.script(Scripted::Unauthorized);
+    let d = start(&a, &b).await;
+    eventually("acme-b shows auth_failed", 20, || async {
+        d.connector("acme-b").await["state"] == "auth_failed"
+    })
+    .await;
+    // Outbox figures are refreshed every 2 s.
+    eventually("the push waits in the outbox", 10, || async {
+        d.connector("acme-b").await["outbox_depth"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1
+    })
+    .await;
+    let s = d.connector("acme-b").await;
+    assert_eq!(s["dead_letters"], 0);
+    assert_eq!(
+        s["state"], "auth_failed",
+        "reads still work; the connector is still shown paused: {s}"
+    );
+    assert!(
+        s["errors"]["last_message"]
+            .as_str()
+            .unwrap()
+            .contains("401"),
+        "{s}"
+    );
+    assert_eq!(b.writes(), 1, "no push is attempted while paused");
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_answer_was_lost_is_not_duplicated() {
+    let (a, b) = (Fake::start().await, Fake::start().await);
+    a.seed("once@corp.test", "Only Once");
+    b.script(Scripted::ApplyThenFail);
+    let d = start(&a, &b).await;
+    eventually("the create was retried", 20, || async { b.writes() >= 2 }).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(b.count(), 1, "the retried create made a second record");
+    assert_eq!(b.state.lock().unwrap().creates, 1);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_are_verified_stored_once_and_applied() {
+    let (a, b) = (Fake::start().await, Fake::start().await);
+    let d = start(&a, &b).await;
+    let http = reqwest::Client::new();
+    let post = |conn: &str, token: &str, body: Vec<u8>| {
+        let req = http
+            .post(format!("{}/webhooks/{conn}", d.base))
+            .header("x-acme-token", token)
+            .header("content-type", "application/json")
+            .body(body);
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let event = serde_json::to_vec(&json!({"events": [{"id": "evt-1", "contact": {"id": "9001", "email": "hook@corp.test", "name": "Web Hook", "updated": 1_700_000_500}}]})).unwrap();
+    assert_eq!(post("acme-a", "wrong", event.clone()).await.0, 401);
+    assert_eq!(
+        post("acme-a", "hook-secret", b"{not json".to_vec()).await.0,
+        400
+    );
+    assert_eq!(post("nope", "hook-secret", event.clone()).await.0, 404);
+    let big = serde_json::to_vec(&json!({"events": [], "pad": "x".repeat(8000)})).unwrap();
+    assert_eq!(post("acme-a", "hook-secret", big).await.0, 413);
+    let (status, body) = post("acme-a", "hook-secret", event.clone()).await;
+    assert_eq!((status, body["accepted"].as_u64()), (200, Some(1)));
+    let (_, body) = post("acme-a", "hook-secret", event).await;
+    assert_eq!(body["accepted"], 0, "a redelivered event is stored once");
+    eventually("the webhook's contact reached B", 20, || async {
+        b.count() == 1
+    })
+    .await;
+    let s = d.connector("acme-a").await;
+    assert_eq!(s["webhooks_accepted"], 1);
+    assert_eq!(s["webhooks_rejected"], 2);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_connector_is_restarted_and_the_others_carry_on() {
+    let (a, b) = (Fake::start().await, Fake::start().await);
+    a.seed("panic@acme.test", "Boom Record");
+    b.seed("calm@corp.test", "Calm Record");
+    let d = start(&a, &b).await;
+    eventually("acme-a restarted", 20, || async {
+        d.connector("acme-a").await["restarts"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1
+    })
+    .await;
+    eventually("B's record reached A regardless", 20, || async {
+        a.count() == 2
+    })
+    .await;
+    let ready = reqwest::get(format!("{}/readyz", d.base)).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    d.stop().await;
+}
+
+/// The operator CLI against a running daemon: only `revsync.yaml` is needed to reach it.
+fn cli(d: &Daemon, args: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = d.base.trim_start_matches("http://");
+    std::fs::write(
+        dir.path().join("revsync.yaml"),
+        format!("version: 1\nserver:\n  listen: {addr}\n  admin_token: {ADMIN}\n"),
+    )
+    .unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_revsync"))
+        .args(args)
+        .arg("--config")
+        .arg(dir.path())
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resync_rereads_everything_and_the_cli_reports_it() {
+    let (a, b) = (Fake::start().await, Fake::start().await);
+    for i in 0..15 {
+        a.seed(&format!("re{i}@corp.test"), &format!("Re Read{i}"));
+    }
+    // The first batch (10 records) is refused whole: 10 dead letters, the other 5 pass.
+    b.script(Scripted::BadRequest("name too long"));
+    let d = start(&a, &b).await;
+    eventually("initial sync", 20, || async { b.count() == 5 }).await;
+    let before = d.connector("acme-a").await["records_in"].as_u64().unwrap();
+
+    let out = tokio::task::spawn_blocking({
+        let base = d.base.clone();
+        let dd = Daemon {
+            base,
+            stop: None,
+            done: tokio::spawn(async { Ok(()) }),
+            _dir: tempfile::tempdir().unwrap(),
+        };
+        move || {
+            let r = cli(&dd, &["resync", "acme-a", "--object", "contacts"]);
+            let s = cli(&dd, &["status"]);
+            let l = cli(&dd, &["dlq", "list"]);
+            (r, s, l)
+        }
+    })
+    .await
+    .unwrap();
+    let (resync, status, dlq) = out;
+    assert_eq!(
+        resync.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&resync.stderr)
+    );
+    let after = d.connector("acme-a").await;
+    assert!(
+        after["records_in"].as_u64().unwrap() >= before + 15,
+        "{after}"
+    );
+    assert_eq!(after["resync"]["done"], true);
+    assert_eq!(after["resync"]["records"], 15);
+    assert_eq!(b.count(), 5, "a re-read changes nothing downstream");
+
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        table.contains("acme-a") && table.contains("acme-b") && table.contains("CONNECTOR"),
+        "{table}"
+    );
+    let letters = String::from_utf8_lossy(&dlq.stdout);
+    assert!(
+        letters.contains("acme-b:")
+            && letters.contains("name too long")
+            && letters.contains("status 400"),
+        "{letters}"
+    );
+    d.stop().await;
+}
