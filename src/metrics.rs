@@ -48,6 +48,12 @@ pub struct Metrics {
     errors: Family<ConnectorLabels, Gauge>,
     outbox_depth: Family<ConnectorLabels, Gauge>,
     dead_letters: Family<ConnectorLabels, Gauge>,
+    lag_seconds: Family<ConnectorLabels, Gauge>,
+    throttled: Family<ConnectorLabels, Gauge>,
+    rate_limit_wait_ms: Family<ConnectorLabels, Gauge>,
+    restarts: Family<ConnectorLabels, Gauge>,
+    webhooks_accepted: Family<ConnectorLabels, Gauge>,
+    webhooks_rejected: Family<ConnectorLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -78,6 +84,12 @@ impl Metrics {
             errors: Family::default(),
             outbox_depth: Family::default(),
             dead_letters: Family::default(),
+            lag_seconds: Family::default(),
+            throttled: Family::default(),
+            rate_limit_wait_ms: Family::default(),
+            restarts: Family::default(),
+            webhooks_accepted: Family::default(),
+            webhooks_rejected: Family::default(),
             registry,
         };
         m.register_all()
@@ -136,6 +148,36 @@ impl Metrics {
             "Pushes the connector's system refused for good",
             self.dead_letters.clone(),
         );
+        r.register(
+            "connector_lag_seconds",
+            "Seconds since the connector's last successful read or push",
+            self.lag_seconds.clone(),
+        );
+        r.register(
+            "connector_rate_limited",
+            "Rate-limit answers (429 or equivalent) met by the connector",
+            self.throttled.clone(),
+        );
+        r.register(
+            "connector_rate_limit_wait_ms",
+            "How long the connector's requests are currently held back",
+            self.rate_limit_wait_ms.clone(),
+        );
+        r.register(
+            "connector_restarts",
+            "Times a connector task was restarted after a panic",
+            self.restarts.clone(),
+        );
+        r.register(
+            "connector_webhooks_accepted",
+            "Webhook events stored durably",
+            self.webhooks_accepted.clone(),
+        );
+        r.register(
+            "connector_webhooks_rejected",
+            "Webhook requests refused (signature, staleness, shape)",
+            self.webhooks_rejected.clone(),
+        );
         self
     }
 
@@ -172,6 +214,22 @@ impl Metrics {
             self.dead_letters
                 .get_or_create(&l)
                 .set(c.dead_letters as i64);
+            self.lag_seconds
+                .get_or_create(&l)
+                .set(c.lag_secs.unwrap_or(0) as i64);
+            self.restarts.get_or_create(&l).set(c.restarts as i64);
+            self.webhooks_accepted
+                .get_or_create(&l)
+                .set(c.webhooks_accepted as i64);
+            self.webhooks_rejected
+                .get_or_create(&l)
+                .set(c.webhooks_rejected as i64);
+            if let Some(r) = &c.rate_limit {
+                self.throttled.get_or_create(&l).set(r.throttled as i64);
+                self.rate_limit_wait_ms
+                    .get_or_create(&l)
+                    .set(r.current_wait_ms as i64);
+            }
         }
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");

@@ -59,6 +59,19 @@ pub struct ErrorSummary {
     pub last_at: Option<DateTime<Utc>>,
 }
 
+/// The API account's rate limiter, as `/status` shows it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RateLimitStatus {
+    /// Configured budget: `requests` per `per_secs`.
+    pub requests: u32,
+    pub per_secs: f64,
+    pub requests_sent: u64,
+    /// Rate-limit answers met (429 or the API's equivalent).
+    pub throttled: u64,
+    /// How long requests are currently held back (a Retry-After pause), in ms.
+    pub current_wait_ms: u64,
+}
+
 /// A full re-read in progress (or finished) for one object.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ResyncProgress {
@@ -79,6 +92,8 @@ pub struct ConnectorStatus {
     pub objects: Vec<String>,
     pub last_poll_at: Option<DateTime<Utc>>,
     pub last_success_at: Option<DateTime<Utc>>,
+    /// Seconds since the last successful read or push.
+    pub lag_secs: Option<u64>,
     pub records_in: u64,
     pub records_out: u64,
     /// Records or values skipped because the source sent something unreadable.
@@ -93,6 +108,7 @@ pub struct ConnectorStatus {
     /// Why the connector is not syncing, when it is not.
     pub note: Option<String>,
     pub resync: Option<ResyncProgress>,
+    pub rate_limit: Option<RateLimitStatus>,
     /// Pushes are held back (auth or quota) while reads may still work: a successful
     /// read must not report the connector healthy.
     #[serde(skip)]
@@ -112,6 +128,7 @@ impl ConnectorStatus {
             objects,
             last_poll_at: None,
             last_success_at: None,
+            lag_secs: None,
             records_in: 0,
             records_out: 0,
             invalid_records: 0,
@@ -123,6 +140,7 @@ impl ConnectorStatus {
             webhooks_rejected: 0,
             note: None,
             resync: None,
+            rate_limit: None,
             push_blocked: false,
         }
     }

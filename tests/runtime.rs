@@ -166,6 +166,20 @@ async fn a_429_is_waited_out_then_the_push_succeeds() {
     eventually("the create reached B", 20, || async { b.count() == 1 }).await;
     let writes = b.state.lock().unwrap().writes.clone();
     assert_eq!(writes.len(), 2, "one refused, one accepted");
+    eventually("the 429 shows on /status", 10, || async {
+        d.connector("acme-b").await["rate_limit"]["throttled"] == 1
+    })
+    .await;
+    let metrics = reqwest::get(format!("{}/metrics", d.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"revsync_connector_rate_limited{connector="acme-b"} 1"#),
+        "{metrics}"
+    );
     assert!(
         writes[1] - writes[0] >= Duration::from_secs(2),
         "retried after {:?}, before Retry-After",

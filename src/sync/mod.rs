@@ -225,8 +225,13 @@ pub fn start(
         });
     }
     {
-        let (engine, st, cn) = (engine.clone(), status.clone(), cancel.clone());
-        tasks.spawn("status upkeep", upkeep(engine, st, cn));
+        let (engine, st, cn, conns) = (
+            engine.clone(),
+            status.clone(),
+            cancel.clone(),
+            connectors.clone(),
+        );
+        tasks.spawn("status upkeep", upkeep(engine, conns, st, cn));
     }
     Ok(Arc::new(Runtime {
         connectors,
@@ -245,10 +250,28 @@ fn read_objects(map: &mut HashMap<String, Vec<String>>, connector: &str, object:
         .push(object.to_owned());
 }
 
-/// Keep outbox depth and dead-letter counts on `/status` current (bounded counts).
-async fn upkeep(engine: Arc<Engine>, status: Arc<StatusHub>, cancel: CancellationToken) {
+/// Keep outbox depth, dead letters, lag and rate-limit figures on `/status` current.
+async fn upkeep(
+    engine: Arc<Engine>,
+    connectors: Arc<HashMap<String, Arc<dyn Connector>>>,
+    status: Arc<StatusHub>,
+    cancel: CancellationToken,
+) {
     loop {
         for c in status.snapshot() {
+            let limits = connectors.get(&c.id).and_then(|conn| conn.rate_limit());
+            status.update(&c.id, |s| {
+                s.lag_secs = s
+                    .last_success_at
+                    .map(|t| (chrono::Utc::now() - t).num_seconds().max(0) as u64);
+                s.rate_limit = limits.map(|l| crate::status::RateLimitStatus {
+                    requests: l.configured.requests,
+                    per_secs: l.configured.per.as_secs_f64(),
+                    requests_sent: l.requests,
+                    throttled: l.throttled_429,
+                    current_wait_ms: l.current_wait_ms,
+                });
+            });
             let (e, id) = (engine.clone(), c.id.clone());
             let counts = tokio::task::spawn_blocking(move || {
                 (

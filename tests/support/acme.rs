@@ -361,6 +361,10 @@ impl Connector for Acme {
         })
     }
 
+    fn rate_limit(&self) -> Option<revsync_sdk::http::LimiterStats> {
+        Some(self.client.limiter().stats())
+    }
+
     async fn fetch_by_ids(
         &self,
         _object: &str,

@@ -12,6 +12,8 @@ pub mod model;
 mod schema;
 pub mod secret;
 pub mod sync;
+#[cfg(feature = "testsuite")]
+pub mod testsuite;
 
 pub use connector::{check_base_url, collected, parse_params, ConnectorType, ParamError};
 pub use error::{ConnectorError, LimitScope};

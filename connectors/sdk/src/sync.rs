@@ -151,6 +151,11 @@ pub trait Connector: Send + Sync + 'static {
         ))
     }
 
+    /// The API account's limiter figures, for `/status` and metrics.
+    fn rate_limit(&self) -> Option<crate::http::LimiterStats> {
+        None
+    }
+
     /// How long the runtime should wait before polling again when nothing is pending.
     fn min_poll_interval(&self) -> Duration {
         Duration::from_secs(1)
