@@ -62,7 +62,13 @@ async fn the_suite_passes_against_a_conforming_connector() {
     let fake = Fake::start().await;
     let params =
         json!({"base_url": fake.url(), "token": "acme-token", "webhook_token": "hook-secret"});
-    let connector = AcmeType.build("acme", &params).unwrap().unwrap();
+    let limits = revsync_sdk::http::RateLimitConfig::default();
+    let ctx = revsync_sdk::BuildContext {
+        id: "acme",
+        params: &params,
+        rate_limit: &limits,
+    };
+    let connector = AcmeType.build(&ctx).unwrap().unwrap();
     testsuite::run(connector.as_ref(), &AcmeHarness(fake), "contacts").await;
 }
 
@@ -72,7 +78,13 @@ async fn the_suite_fails_a_connector_that_duplicates_creates() {
     let fake = Fake::start().await;
     let params =
         json!({"base_url": fake.url(), "token": "acme-token", "webhook_token": "hook-secret"});
-    let connector = AcmeType.build("acme", &params).unwrap().unwrap();
+    let limits = revsync_sdk::http::RateLimitConfig::default();
+    let ctx = revsync_sdk::BuildContext {
+        id: "acme",
+        params: &params,
+        rate_limit: &limits,
+    };
+    let connector = AcmeType.build(&ctx).unwrap().unwrap();
     let broken = DropsIdempotencyKeys(connector);
     let outcome =
         tokio::spawn(async move { testsuite::run(&broken, &AcmeHarness(fake), "contacts").await })

@@ -15,6 +15,8 @@ pub struct ConnectorConfig {
     pub poll: PollConfig,
     pub objects: BTreeMap<String, ObjectConfig>,
     pub deletes: DeletePolicy,
+    /// Overrides of the API's documented rate limit (a lower plan, a shared account).
+    pub rate_limit: revsync_sdk::http::RateLimitConfig,
     /// Raw `params:` with secrets interpolated; the connector type parses it.
     pub params: serde_json::Value,
 }
@@ -91,7 +93,15 @@ pub enum DeletePolicy {
 
 /// Top-level keys of a connector file.
 pub const TOP_LEVEL_KEYS: &[&str] = &[
-    "version", "id", "type", "enabled", "poll", "objects", "deletes", "params",
+    "version",
+    "id",
+    "type",
+    "enabled",
+    "poll",
+    "objects",
+    "deletes",
+    "rate_limit",
+    "params",
 ];
 
 /// Poll interval bounds: at least a second, at most a day.

@@ -538,6 +538,20 @@ fn load_connector(
     }
 
     let deletes = ctx.section(&map, "deletes", DeletePolicy::default, errors);
+    let rate_limit = ctx.section(
+        &map,
+        "rate_limit",
+        revsync_sdk::http::RateLimitConfig::default,
+        errors,
+    );
+    if let Some(r) = &rate_limit {
+        if r.requests == Some(0) || r.per_secs == Some(0) {
+            errors.push(
+                ctx.error("rate_limit", "requests and per_secs must be at least 1")
+                    .example("rate_limit:\n  requests: 100\n  per_secs: 10"),
+            );
+        }
+    }
     let objects = ctx.section(
         &map,
         "objects",
@@ -603,6 +617,7 @@ fn load_connector(
         poll: poll?,
         objects: objects?,
         deletes: deletes?,
+        rate_limit: rate_limit?,
         params,
     })
 }

@@ -141,7 +141,12 @@ pub fn start(
         let Some(kind) = registry.get(&c.type_name) else {
             continue;
         };
-        let built = match kind.build(&c.id, &c.params) {
+        let ctx = revsync_sdk::BuildContext {
+            id: &c.id,
+            params: &c.params,
+            rate_limit: &c.rate_limit,
+        };
+        let built = match kind.build(&ctx) {
             None => {
                 status.update(&c.id, |s| {
                     s.state = ConnectorState::Idle;

@@ -257,10 +257,9 @@ impl ConnectorType for AcmeType {
     }
     fn build(
         &self,
-        _id: &str,
-        params: &Value,
+        ctx: &revsync_sdk::BuildContext<'_>,
     ) -> Option<Result<Arc<dyn Connector>, ConnectorError>> {
-        let p: AcmeParams = match revsync_sdk::parse_params(params) {
+        let p: AcmeParams = match revsync_sdk::parse_params(ctx.params) {
             Ok(p) => p,
             Err(e) => {
                 return Some(Err(ConnectorError::Permanent {
@@ -279,7 +278,20 @@ impl ConnectorType for AcmeType {
         Some(
             ApiClient::new(
                 &p.base_url,
-                Limits::new(100, Duration::from_secs(1)),
+                // The fake documents 100 requests per second; the file may say less.
+                match ctx
+                    .rate_limit
+                    .resolve(Limits::new(100, Duration::from_secs(1)))
+                {
+                    Ok(l) => l,
+                    Err(e) => {
+                        return Some(Err(ConnectorError::Permanent {
+                            detail: e,
+                            status: None,
+                            body: None,
+                        }))
+                    }
+                },
                 retry,
                 Duration::from_secs(5),
                 Arc::new(DefaultPolicy),

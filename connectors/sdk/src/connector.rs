@@ -50,13 +50,24 @@ pub trait ConnectorType: Send + Sync + 'static {
     /// client for the type yet; it is validated and shown on `/status` but does not sync.
     fn build(
         &self,
-        id: &str,
-        params: &serde_json::Value,
+        ctx: &BuildContext<'_>,
     ) -> Option<Result<std::sync::Arc<dyn crate::sync::Connector>, crate::error::ConnectorError>>
     {
-        let _ = (id, params);
+        let _ = ctx;
         None
     }
+}
+
+/// What a connector is built from.
+#[derive(Debug, Clone)]
+pub struct BuildContext<'a> {
+    /// The connector's `id:`.
+    pub id: &'a str,
+    /// `params:`, secrets interpolated, already validated by `validate_params`.
+    pub params: &'a serde_json::Value,
+    /// The file's `rate_limit:` section: overrides of the API's documented limit
+    /// (`ctx.rate_limit.resolve(documented)`).
+    pub rate_limit: &'a crate::http::RateLimitConfig,
 }
 
 /// Deserialize `params` into `T` and turn a serde failure into a [`ParamError`]

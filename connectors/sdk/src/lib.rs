@@ -15,7 +15,9 @@ pub mod sync;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;
 
-pub use connector::{check_base_url, collected, parse_params, ConnectorType, ParamError};
+pub use connector::{
+    check_base_url, collected, parse_params, BuildContext, ConnectorType, ParamError,
+};
 pub use error::{ConnectorError, LimitScope};
 pub use model::{Change, FieldDef, FieldEntry, FieldType, Kind, Link, Provenance, Record, Value};
 pub use secret::Secret;
