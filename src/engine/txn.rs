@@ -22,6 +22,8 @@ pub(super) struct Txn<'a> {
     seq: u64,
     records: HashMap<Uuid, Record>,
     dirty: BTreeSet<Uuid>,
+    /// Records created in this page: nothing about them is in the store yet.
+    fresh: std::collections::HashSet<Uuid>,
     kv: HashMap<(Table, Vec<u8>), Option<Vec<u8>>>,
 }
 
@@ -48,6 +50,7 @@ impl<'a> Txn<'a> {
             seq,
             records: HashMap::new(),
             dirty: BTreeSet::new(),
+            fresh: std::collections::HashSet::new(),
             kv: HashMap::new(),
         }
     }
@@ -103,8 +106,14 @@ impl<'a> Txn<'a> {
         self.records.insert(rec.id, rec);
     }
 
-    fn sync_state(&self, key: &[u8]) -> Result<SyncState, EngineError> {
-        Ok(match self.get(Table::Pushed, key)? {
+    /// A record created in this page has no stored sync state: skip the (always missing) read.
+    fn sync_state(&self, key: &[u8], record: Uuid) -> Result<SyncState, EngineError> {
+        let stored = if self.fresh.contains(&record) {
+            self.kv.get(&(Table::Pushed, key.to_vec())).cloned().flatten()
+        } else {
+            self.get(Table::Pushed, key)?
+        };
+        Ok(match stored {
             Some(b) => codec::decode(&b).map_err(corrupt("pushed"))?,
             None => SyncState::default(),
         })
@@ -255,7 +264,11 @@ impl<'a> Txn<'a> {
         };
         let (mut rec, created) = match id.map(|id| self.load(id)).transpose()?.flatten() {
             Some(r) if r.kind == mapping.kind => (r, false),
-            _ => (Record::new(Uuid::now_v7(), mapping.kind, self.now), true),
+            _ => {
+                let rec = Record::new(Uuid::now_v7(), mapping.kind, self.now);
+                self.fresh.insert(rec.id);
+                (rec, true)
+            }
         };
         let id = rec.id;
 
@@ -349,7 +362,10 @@ impl<'a> Txn<'a> {
             }
         };
         self.put(Table::Links, lk, id.as_bytes().to_vec());
-        self.del(Table::Index, index::tombstone(conn, obj, ext));
+        if link_added {
+            // A copy deleted earlier and now back: its tombstone goes.
+            self.del(Table::Index, index::tombstone(conn, obj, ext));
+        }
 
         if created {
             report.created += 1;
@@ -368,7 +384,7 @@ impl<'a> Txn<'a> {
                 // What this system holds now, as far as we know: its own values.
                 let (_, held) = self.project_values(mapping, &incoming_values)?;
                 let key = codec::sync_key(conn, obj, id);
-                let mut st = self.sync_state(&key)?;
+                let mut st = self.sync_state(&key, id)?;
                 st.held = Some(held);
                 self.put(Table::Pushed, key, codec::encode(&st));
             }
@@ -432,7 +448,7 @@ impl<'a> Txn<'a> {
                 continue;
             }
             let key = codec::sync_key(&m.connector, &m.object, id);
-            let mut st = self.sync_state(&key)?;
+            let mut st = self.sync_state(&key, id)?;
             if st.held == Some(hash) || st.queued == Some(hash) {
                 continue;
             }
@@ -749,7 +765,7 @@ impl<'a> Txn<'a> {
         }
         let id = self.alive(record)?;
         let key = codec::sync_key(connector, object, id);
-        let mut st = self.sync_state(&key)?;
+        let mut st = self.sync_state(&key, id)?;
         st.held = Some(hash);
         if st.queued == Some(hash) {
             st.queued = None;
