@@ -174,7 +174,15 @@ async fn webhook(
         .accept(&connector_id, connector.as_ref(), &request, &state.status)
         .await
     {
-        Ok(n) => (StatusCode::OK, Json(json!({ "accepted": n }))).into_response(),
+        Ok(n) => match connector.webhook_ack(n) {
+            Some(ack) => (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, ack.content_type)],
+                ack.body,
+            )
+                .into_response(),
+            None => (StatusCode::OK, Json(json!({ "accepted": n }))).into_response(),
+        },
         Err(Refused::UnknownConnector) => {
             error(StatusCode::NOT_FOUND, "unknown_connector", connector_id)
         }

@@ -17,18 +17,21 @@ pub enum ConnectorState {
     BackingOff,
     AuthFailed,
     Paused,
+    /// The share of the API quota kept for other tools is reached; resumes when usage falls.
+    QuotaReserveReached,
     Disabled,
     Stopped,
 }
 
 impl ConnectorState {
-    pub const ALL: [ConnectorState; 8] = [
+    pub const ALL: [ConnectorState; 9] = [
         ConnectorState::Starting,
         ConnectorState::Idle,
         ConnectorState::Running,
         ConnectorState::BackingOff,
         ConnectorState::AuthFailed,
         ConnectorState::Paused,
+        ConnectorState::QuotaReserveReached,
         ConnectorState::Disabled,
         ConnectorState::Stopped,
     ];
@@ -41,6 +44,7 @@ impl ConnectorState {
             ConnectorState::BackingOff => "backing_off",
             ConnectorState::AuthFailed => "auth_failed",
             ConnectorState::Paused => "paused",
+            ConnectorState::QuotaReserveReached => "quota_reserve_reached",
             ConnectorState::Disabled => "disabled",
             ConnectorState::Stopped => "stopped",
         }
@@ -109,6 +113,8 @@ pub struct ConnectorStatus {
     pub note: Option<String>,
     pub resync: Option<ResyncProgress>,
     pub rate_limit: Option<RateLimitStatus>,
+    /// What the connector itself reports (e.g. a full re-read after an expired cursor).
+    pub notices: Vec<String>,
     /// Pushes are held back (auth or quota) while reads may still work: a successful
     /// read must not report the connector healthy.
     #[serde(skip)]
@@ -141,6 +147,7 @@ impl ConnectorStatus {
             note: None,
             resync: None,
             rate_limit: None,
+            notices: Vec::new(),
             push_blocked: false,
         }
     }

@@ -44,7 +44,7 @@ fn shipped_config_checks_once_its_secrets_are_set() {
     );
     let ok_lines: Vec<_> = stdout.lines().filter(|l| l.starts_with("ok ")).collect();
     assert_eq!(ok_lines.len(), 4, "{stdout}");
-    assert!(stdout.contains("ok hubspot-main (hubspot) enabled: companies->organization (both, 4 fields), contacts->person (both, 6 fields), deals->deal (both, 4 fields); poll every 60s; deletes Archive"), "{stdout}");
+    assert!(stdout.contains("ok hubspot-main (hubspot) enabled: companies->organization (both, 4 fields), contacts->person (both, 7 fields), deals->deal (both, 6 fields); poll every 60s; deletes Archive"), "{stdout}");
     for (_, secret) in SECRETS {
         assert!(
             !stdout.contains(secret),

@@ -21,7 +21,9 @@ fn check(dir: &Path, env: &[(String, String)]) -> std::process::Output {
 fn overrides(text: &str) -> Vec<(String, String)> {
     text.split(|c: char| c.is_whitespace() || c == '\\')
         .map(|w| w.trim_start_matches("Environment="))
-        .filter(|w| w.starts_with("REVSYNC_") && w.contains('=') && !w.starts_with("REVSYNC_CONFIG_DIR"))
+        .filter(|w| {
+            w.starts_with("REVSYNC_") && w.contains('=') && !w.starts_with("REVSYNC_CONFIG_DIR")
+        })
         .filter_map(|w| w.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
         .collect()
 }
@@ -32,7 +34,12 @@ fn the_container_overrides_are_valid_settings() {
     let env = overrides(&dockerfile);
     assert!(env.len() >= 3, "{env:?}");
     let out = check(&root().join("config/local"), &env);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("listen 0.0.0.0:8080"), "{stdout}");
     assert!(stdout.contains("/var/lib/revsync/data"), "{stdout}");
@@ -46,18 +53,35 @@ fn the_systemd_overrides_are_valid_settings() {
     let env = overrides(&unit);
     assert_eq!(env.len(), 2, "{env:?}");
     let out = check(&root().join("config/local"), &env);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn the_kubernetes_configmap_passes_check() {
     let manifest = std::fs::read_to_string(root().join("deploy/k8s/revsync.yaml")).unwrap();
-    let start = manifest.find("revsync.yaml: |\n").expect("ConfigMap holds revsync.yaml") + "revsync.yaml: |\n".len();
+    let start = manifest
+        .find("revsync.yaml: |\n")
+        .expect("ConfigMap holds revsync.yaml")
+        + "revsync.yaml: |\n".len();
     let end = manifest[start..].find("\n---").map(|i| start + i).unwrap();
-    let yaml: String = manifest[start..end].lines().map(|l| l.strip_prefix("    ").unwrap_or(l)).collect::<Vec<_>>().join("\n");
+    let yaml: String = manifest[start..end]
+        .lines()
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("revsync.yaml"), yaml).unwrap();
     let out = check(dir.path(), &[("REVSYNC_ADMIN_TOKEN".into(), "t".into())]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("listen 0.0.0.0:8080"));
 }

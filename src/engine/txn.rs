@@ -109,7 +109,10 @@ impl<'a> Txn<'a> {
     /// A record created in this page has no stored sync state: skip the (always missing) read.
     fn sync_state(&self, key: &[u8], record: Uuid) -> Result<SyncState, EngineError> {
         let stored = if self.fresh.contains(&record) {
-            self.kv.get(&(Table::Pushed, key.to_vec())).cloned().flatten()
+            self.kv
+                .get(&(Table::Pushed, key.to_vec()))
+                .cloned()
+                .flatten()
         } else {
             self.get(Table::Pushed, key)?
         };

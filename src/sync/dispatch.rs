@@ -314,13 +314,11 @@ impl Dispatcher {
                 Ok(Some(Duration::from_secs(60)))
             }
             ConnectorError::RateLimited {
-                scope: LimitScope::Daily,
+                scope: scope @ (LimitScope::Daily | LimitScope::Reserve),
                 retry_after,
             } => {
-                note(
-                    ConnectorState::Paused,
-                    format!("daily limit reached pushing {object}"),
-                );
+                let (state, why) = quota_state(*scope);
+                note(state, format!("{why} pushing {object}"));
                 Ok(Some(retry_after.unwrap_or(Duration::from_secs(3600))))
             }
             e if e.is_retryable() => {
@@ -375,5 +373,13 @@ impl Dispatcher {
                 Ok(None)
             }
         }
+    }
+}
+
+/// How a quota answer shows on `/status`.
+pub(super) fn quota_state(scope: LimitScope) -> (ConnectorState, &'static str) {
+    match scope {
+        LimitScope::Reserve => (ConnectorState::QuotaReserveReached, "quota reserve reached"),
+        _ => (ConnectorState::Paused, "daily limit reached"),
     }
 }

@@ -265,7 +265,12 @@ async fn upkeep(
     loop {
         for c in status.snapshot() {
             let limits = connectors.get(&c.id).and_then(|conn| conn.rate_limit());
+            let notices = connectors
+                .get(&c.id)
+                .map(|conn| conn.notices())
+                .unwrap_or_default();
             status.update(&c.id, |s| {
+                s.notices = notices;
                 s.lag_secs = s
                     .last_success_at
                     .map(|t| (chrono::Utc::now() - t).num_seconds().max(0) as u64);

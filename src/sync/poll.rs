@@ -107,10 +107,10 @@ impl PollLoop {
         let (state, wait) = match e {
             ConnectorError::Auth(_) => (ConnectorState::AuthFailed, Duration::from_secs(60)),
             ConnectorError::RateLimited {
-                scope: LimitScope::Daily,
+                scope: scope @ (LimitScope::Daily | LimitScope::Reserve),
                 retry_after,
             } => (
-                ConnectorState::Paused,
+                super::dispatch::quota_state(*scope).0,
                 retry_after.unwrap_or(Duration::from_secs(3600)),
             ),
             ConnectorError::RateLimited {

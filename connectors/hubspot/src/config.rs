@@ -30,10 +30,72 @@ pub struct HubSpotParams {
     pub client_secret: Option<Secret>,
     #[serde(default = "default_base_url")]
     pub base_url: String,
+    /// A custom unique-value property (created by the operator in every object) that holds
+    /// revsync's canonical id: creates upsert on it, so a retried create never duplicates.
+    #[serde(default = "default_canonical_id_property")]
+    pub canonical_id_property: String,
+    /// How far behind "now" the incremental cursor stays, because the search index lags
+    /// writes by "a few moments" (API_FACTS 1.2, duration unstated).
+    #[serde(default = "default_search_overlap_secs")]
+    pub search_overlap_secs: u64,
+    /// The search API's own budget (documented 5 per second per account).
+    #[serde(default = "default_search_requests_per_sec")]
+    pub search_requests_per_sec: u32,
+    /// Search page size (documented maximum 200).
+    #[serde(default = "default_search_page_size")]
+    pub search_page_size: u32,
+    /// The unit of a `Retry-After` header on a 429: unconfirmed [U] (HubSpot documents
+    /// milliseconds only for workflow retries).
+    #[serde(default)]
+    pub retry_after_unit: RetryAfterUnit,
+    /// When the daily quota resets, as minutes east of UTC of the account's midnight:
+    /// unconfirmed [U]; the default assumes midnight UTC.
+    #[serde(default)]
+    pub daily_reset_utc_offset_mins: i32,
+    /// Read the archived (recycle bin) list after each incremental pass to see deletions,
+    /// which search never returns.
+    #[serde(default = "default_true")]
+    pub archived_sweep: bool,
+    /// Per-request timeout.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+/// How a `Retry-After` value on a 429 is read.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryAfterUnit {
+    #[default]
+    Seconds,
+    Milliseconds,
 }
 
 fn default_base_url() -> String {
     "https://api.hubapi.com".to_owned()
+}
+
+fn default_canonical_id_property() -> String {
+    "revsync_id".to_owned()
+}
+
+fn default_search_overlap_secs() -> u64 {
+    30
+}
+
+fn default_search_requests_per_sec() -> u32 {
+    5
+}
+
+fn default_search_page_size() -> u32 {
+    200
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_timeout_ms() -> u64 {
+    30_000
 }
 
 impl HubSpotParams {
@@ -56,6 +118,45 @@ impl HubSpotParams {
                     ),
                 )
                 .with_example("api_limit_increases: 1"),
+            );
+        }
+        if p.canonical_id_property.trim().is_empty() {
+            errors.push(
+                ParamError::new("canonical_id_property", "must not be empty")
+                    .with_example("canonical_id_property: revsync_id"),
+            );
+        }
+        if p.search_requests_per_sec == 0 {
+            errors.push(
+                ParamError::new("search_requests_per_sec", "must be at least 1, got 0")
+                    .with_example("search_requests_per_sec: 5"),
+            );
+        }
+        if !(1..=200).contains(&p.search_page_size) {
+            errors.push(
+                ParamError::new(
+                    "search_page_size",
+                    format!(
+                        "{} is outside 1..=200 (HubSpot's maximum)",
+                        p.search_page_size
+                    ),
+                )
+                .with_example("search_page_size: 200"),
+            );
+        }
+        if p.daily_reset_utc_offset_mins.abs() > 14 * 60 {
+            errors.push(
+                ParamError::new(
+                    "daily_reset_utc_offset_mins",
+                    format!("{} is not a UTC offset", p.daily_reset_utc_offset_mins),
+                )
+                .with_example("daily_reset_utc_offset_mins: -300"),
+            );
+        }
+        if p.timeout_ms == 0 {
+            errors.push(
+                ParamError::new("timeout_ms", "must be at least 1, got 0")
+                    .with_example("timeout_ms: 30000"),
             );
         }
         if let Err(e) = check_base_url("base_url", &p.base_url) {

@@ -1,8 +1,34 @@
 //! HubSpot CRM v3 connector (contacts, companies, deals).
+//!
+//! Reads backfill through the list endpoints, then follow the CRM search API on the
+//! modification time with a (timestamp, ids) cursor that stays a safety window behind now;
+//! writes go through batch upsert/update/archive, 100 per call, one result per item.
 
+pub mod client;
 pub mod config;
+pub mod mapping;
+#[cfg(feature = "sim")]
+pub mod sim;
+pub mod webhook;
 
-use revsync_sdk::{ConnectorType, Kind, ParamError};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use revsync_sdk::http::{LimiterStats, Limits};
+use revsync_sdk::{
+    BuildContext, Capabilities, Change, Connector, ConnectorError, ConnectorType, Fetched, Kind,
+    LimitScope, ObjectCapability, ParamError, PushItem, PushOp, PushResult, WebhookError,
+    WebhookEvent, WebhookRequest,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::client::{BatchAnswer, Client, BATCH_LIMIT, SEARCH_CAP};
+use crate::config::HubSpotParams;
+use crate::mapping::ObjectSpec;
 
 /// The `hubspot` connector type.
 pub struct HubSpot;
@@ -26,5 +52,723 @@ impl ConnectorType for HubSpot {
 
     fn params_example(&self) -> &'static str {
         "params:\n  token: ${HUBSPOT_TOKEN}\n  tier: professional"
+    }
+
+    fn build(&self, ctx: &BuildContext<'_>) -> Option<Result<Arc<dyn Connector>, ConnectorError>> {
+        Some((|| {
+            let params = HubSpotParams::from_value(ctx.params).map_err(|errors| {
+                let detail = errors
+                    .iter()
+                    .map(|e| format!("params.{}: {}", e.path, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                permanent(format!("connector {}: {detail}", ctx.id))
+            })?;
+            let documented = Limits::new(params.burst_per_10s(), Duration::from_secs(10));
+            let limits = ctx
+                .rate_limit
+                .resolve(documented)
+                .map_err(|e| permanent(format!("connector {}: {e}", ctx.id)))?;
+            let c: Arc<dyn Connector> = Arc::new(HubSpotConnector::new(params, limits)?);
+            Ok(c)
+        })())
+    }
+}
+
+fn permanent(detail: String) -> ConnectorError {
+    ConnectorError::Permanent {
+        detail,
+        status: None,
+        body: None,
+    }
+}
+
+/// A position in the ascending modification order: a timestamp and the ids already read
+/// at exactly that timestamp (ties are common at millisecond resolution and their order is
+/// not documented, so "id greater than" would lose some).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pos {
+    pub ts: i64,
+    pub ids: BTreeSet<String>,
+    /// Results of the query from `ts` to skip: only non-zero when more records share one
+    /// timestamp than a page holds.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub offset: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl Pos {
+    fn at(ts: i64) -> Self {
+        Self {
+            ts,
+            ids: BTreeSet::new(),
+            offset: 0,
+        }
+    }
+
+    fn covers(&self, ts: i64, id: &str) -> bool {
+        ts < self.ts || (ts == self.ts && self.ids.contains(id))
+    }
+
+    fn advance(&mut self, ts: i64, id: &str) {
+        if ts > self.ts {
+            *self = Self::at(ts);
+        }
+        self.ids.insert(id.to_owned());
+    }
+}
+
+/// Where a read resumes, stored by the engine with each page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum Cursor {
+    /// Walking the list endpoint; `since_ms` is the newest modification search knew of when
+    /// the backfill began, where the incremental read will start.
+    Backfill {
+        after: Option<String>,
+        since_ms: i64,
+        archived_since_ms: i64,
+    },
+    /// Following search. `settled` never passes records newer than now minus the overlap
+    /// (the index may still be missing some); `scan` is how far this pass has read.
+    Search {
+        settled: Pos,
+        scan: Option<Pos>,
+        archived_since_ms: i64,
+    },
+    /// Reading the recycle bin for archivals since `since_ms` (search never shows them).
+    Archived {
+        settled: Pos,
+        after: Option<String>,
+        since_ms: i64,
+        started_ms: i64,
+    },
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).expect("cursor serializes")
+    }
+
+    pub fn decode(s: &str) -> Result<Self, ConnectorError> {
+        serde_json::from_str(s)
+            .map_err(|e| permanent(format!("unreadable hubspot cursor `{s}`: {e}")))
+    }
+}
+
+/// A running HubSpot account connection.
+#[derive(Debug)]
+pub struct HubSpotConnector {
+    client: Client,
+    params: HubSpotParams,
+}
+
+impl HubSpotConnector {
+    pub fn new(params: HubSpotParams, limits: Limits) -> Result<Self, ConnectorError> {
+        Ok(Self {
+            client: Client::new(&params, limits)?,
+            params,
+        })
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn overlap_ms(&self) -> i64 {
+        i64::try_from(self.params.search_overlap_secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+
+    /// A daily 429 on either budget stops both: the quota is the account's.
+    fn note(&self, e: ConnectorError) -> ConnectorError {
+        if let ConnectorError::RateLimited {
+            retry_after: Some(d),
+            scope: LimitScope::Daily,
+        } = &e
+        {
+            self.client.api.limiter().pause_for(*d);
+            self.client.search.limiter().pause_for(*d);
+        }
+        e
+    }
+
+    async fn with_associations(
+        &self,
+        spec: &ObjectSpec,
+        objs: &[Value],
+    ) -> Result<BTreeMap<String, BTreeMap<String, Vec<String>>>, ConnectorError> {
+        let mut by_record: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+        if spec.associations.is_empty() || objs.is_empty() {
+            return Ok(by_record);
+        }
+        let ids: Vec<String> = objs
+            .iter()
+            .filter_map(|o| o.get("id").and_then(client::value_id))
+            .collect();
+        for (_, to) in spec.associations {
+            let found = self.client.associations(spec.name, to, &ids).await?;
+            for id in &ids {
+                by_record
+                    .entry(id.clone())
+                    .or_default()
+                    .insert((*to).to_owned(), found.get(id).cloned().unwrap_or_default());
+            }
+        }
+        Ok(by_record)
+    }
+
+    fn changes(
+        spec: &ObjectSpec,
+        objs: &[Value],
+        assoc: Option<&BTreeMap<String, BTreeMap<String, Vec<String>>>>,
+        out: &mut Fetched,
+    ) {
+        for o in objs {
+            let id = o.get("id").and_then(client::value_id).unwrap_or_default();
+            match mapping::to_change(spec, o, assoc.and_then(|a| a.get(&id))) {
+                Ok(c) => out.changes.push(c),
+                Err(e) => out.invalid.push(e),
+            }
+        }
+    }
+
+    async fn start_backfill(&self, spec: &ObjectSpec) -> Result<Cursor, ConnectorError> {
+        // The newest record search knows of now: anything changed during the backfill is
+        // newer and the incremental read starting here sees it.
+        let newest = self.client.search_modified(spec, 0, 0, 1, true).await?;
+        let since_ms = newest
+            .first()
+            .and_then(|o| mapping::modified_at(spec, o))
+            .map_or(0, |t| t.timestamp_millis());
+        Ok(Cursor::Backfill {
+            after: None,
+            since_ms: since_ms - self.overlap_ms(),
+            archived_since_ms: Utc::now().timestamp_millis() - self.overlap_ms(),
+        })
+    }
+
+    async fn fetch_inner(
+        &self,
+        spec: &ObjectSpec,
+        cursor: Option<&str>,
+    ) -> Result<Fetched, ConnectorError> {
+        let cursor = match cursor {
+            None => self.start_backfill(spec).await?,
+            Some(s) => Cursor::decode(s)?,
+        };
+        let mut out = Fetched::default();
+        match cursor {
+            Cursor::Backfill {
+                after,
+                since_ms,
+                archived_since_ms,
+            } => {
+                let (objs, next) = self.client.list(spec, after.as_deref(), false).await?;
+                Self::changes(spec, &objs, None, &mut out);
+                let next = match next {
+                    Some(after) => Cursor::Backfill {
+                        after: Some(after),
+                        since_ms,
+                        archived_since_ms,
+                    },
+                    None => Cursor::Search {
+                        settled: Pos::at(since_ms),
+                        scan: None,
+                        archived_since_ms,
+                    },
+                };
+                out.cursor = Some(next.encode());
+                out.more = true;
+            }
+            Cursor::Search {
+                settled,
+                scan,
+                archived_since_ms,
+            } => {
+                self.search_page(spec, settled, scan, archived_since_ms, &mut out)
+                    .await?;
+            }
+            Cursor::Archived {
+                settled,
+                after,
+                since_ms,
+                started_ms,
+            } => {
+                let (objs, next) = self.client.list(spec, after.as_deref(), true).await?;
+                for o in &objs {
+                    let archived_at = o
+                        .get("archivedAt")
+                        .and_then(Value::as_str)
+                        .and_then(mapping::parse_time);
+                    if archived_at.is_none_or(|t| t.timestamp_millis() >= since_ms) {
+                        match mapping::to_change(spec, o, Some(&BTreeMap::new())) {
+                            Ok(mut c) => {
+                                c.deleted = true;
+                                if let Some(t) = archived_at {
+                                    c.source_updated_at = c.source_updated_at.max(t);
+                                }
+                                out.changes.push(c);
+                            }
+                            Err(e) => out.invalid.push(e),
+                        }
+                    }
+                }
+                let next = match next {
+                    Some(after) => {
+                        out.more = true;
+                        Cursor::Archived {
+                            settled,
+                            after: Some(after),
+                            since_ms,
+                            started_ms,
+                        }
+                    }
+                    None => Cursor::Search {
+                        settled,
+                        scan: None,
+                        archived_since_ms: started_ms - self.overlap_ms(),
+                    },
+                };
+                out.cursor = Some(next.encode());
+            }
+        }
+        Ok(out)
+    }
+
+    async fn search_page(
+        &self,
+        spec: &ObjectSpec,
+        mut settled: Pos,
+        scan: Option<Pos>,
+        archived_since_ms: i64,
+        out: &mut Fetched,
+    ) -> Result<(), ConnectorError> {
+        let limit = self.client.search_page();
+        let pos = scan.unwrap_or_else(|| settled.clone());
+        if pos.offset + limit > SEARCH_CAP {
+            return Err(permanent(format!(
+                "more than {SEARCH_CAP} {} share the modification time {}: search cannot page past them",
+                spec.name, pos.ts
+            )));
+        }
+        // A fresh query from the last position for every page, rather than `after` offsets
+        // into one long query: a record modified meanwhile moves to the end of that query and
+        // shifts every offset, skipping one unread record. It also never nears the
+        // 10,000-result ceiling.
+        let objs = self
+            .client
+            .search_modified(spec, pos.ts, pos.offset, limit, false)
+            .await?;
+        let full = objs.len() >= limit;
+        let horizon = Utc::now().timestamp_millis() - self.overlap_ms();
+        let mut fresh = Vec::new();
+        let mut next = pos.clone();
+        let mut settling = true;
+        let mut tie_page = true;
+        for o in &objs {
+            let (Some(id), Some(ts)) = (
+                o.get("id").and_then(client::value_id),
+                mapping::modified_at(spec, o).map(|t| t.timestamp_millis()),
+            ) else {
+                out.invalid
+                    .push(format!("{} search result without id or time", spec.name));
+                continue;
+            };
+            if ts != pos.ts {
+                tie_page = false;
+            }
+            // The settled position follows the read only over records old enough that the
+            // index has everything before them.
+            if settling && ts <= horizon {
+                if !settled.covers(ts, &id) {
+                    settled.advance(ts, &id);
+                }
+            } else {
+                settling = false;
+            }
+            if pos.covers(ts, &id) {
+                continue;
+            }
+            next.advance(ts, &id);
+            fresh.push(o.clone());
+        }
+        let assoc = self.with_associations(spec, &fresh).await?;
+        Self::changes(spec, &fresh, Some(&assoc), out);
+        let cursor = if full {
+            if tie_page {
+                // A whole page at one timestamp: page on within it.
+                next.offset = pos.offset + objs.len();
+            } else {
+                next.offset = 0;
+            }
+            out.more = true;
+            Cursor::Search {
+                settled,
+                scan: Some(next),
+                archived_since_ms,
+            }
+        } else if self.params.archived_sweep {
+            out.more = true;
+            Cursor::Archived {
+                settled,
+                after: None,
+                since_ms: archived_since_ms,
+                started_ms: Utc::now().timestamp_millis(),
+            }
+        } else {
+            Cursor::Search {
+                settled,
+                scan: None,
+                archived_since_ms,
+            }
+        };
+        out.cursor = Some(cursor.encode());
+        Ok(())
+    }
+
+    async fn push_inner(
+        &self,
+        spec: &ObjectSpec,
+        items: &[PushItem],
+    ) -> Result<Vec<PushResult>, ConnectorError> {
+        if items.len() > BATCH_LIMIT {
+            return Err(permanent(format!(
+                "{} items in one push, hubspot takes at most {BATCH_LIMIT}",
+                items.len()
+            )));
+        }
+        let id_prop = self.params.canonical_id_property.as_str();
+        let mut out: Vec<Option<PushResult>> = vec![None; items.len()];
+        // (index, input, the value results are matched on)
+        let mut by_email = Vec::new();
+        let mut by_id_prop = Vec::new();
+        let mut updates = Vec::new();
+        let mut deletes = Vec::new();
+        let mut links: Vec<Vec<(&'static str, String)>> = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let (mut props, assoc) = mapping::to_properties(spec, &item.fields);
+            links.push(assoc);
+            let trace = i.to_string();
+            match &item.op {
+                PushOp::Create { canonical_id } => {
+                    let canonical = canonical_id.to_string();
+                    props.insert(id_prop.to_owned(), Value::String(canonical.clone()));
+                    let email = props
+                        .get("email")
+                        .and_then(Value::as_str)
+                        .map(|e| e.trim().to_lowercase())
+                        .filter(|e| !e.is_empty() && spec.name == "contacts");
+                    match email {
+                        Some(email) => by_email.push((
+                            i,
+                            json!({"id": email, "idProperty": "email", "properties": props, "objectWriteTraceId": trace}),
+                            email,
+                        )),
+                        None => by_id_prop.push((
+                            i,
+                            json!({"id": canonical, "idProperty": id_prop, "properties": props, "objectWriteTraceId": trace}),
+                            canonical,
+                        )),
+                    }
+                }
+                PushOp::Update { external_id } => updates.push((
+                    i,
+                    json!({"id": external_id, "properties": props, "objectWriteTraceId": trace}),
+                    external_id.clone(),
+                )),
+                PushOp::Delete { external_id } => deletes.push((i, external_id.clone())),
+            }
+        }
+
+        let mut call_errors = Vec::new();
+        let mut calls = 0;
+        for (op, group, key_prop) in [
+            ("upsert", by_email, Some("email")),
+            ("upsert", by_id_prop, Some(id_prop)),
+            ("update", updates, None),
+        ] {
+            if group.is_empty() {
+                continue;
+            }
+            calls += 1;
+            let inputs = group.iter().map(|(_, input, _)| input.clone()).collect();
+            match self.client.batch_write(spec, op, inputs).await {
+                Ok(answer) => assign(&group, &answer, key_prop, &mut out),
+                Err(e) => {
+                    let e = self.note(e);
+                    for (i, _, _) in &group {
+                        out[*i] = Some(Err(e.clone()));
+                    }
+                    call_errors.push(e);
+                }
+            }
+        }
+        if !deletes.is_empty() {
+            calls += 1;
+            let ids: Vec<String> = deletes.iter().map(|(_, id)| id.clone()).collect();
+            let r = self
+                .client
+                .archive(spec, &ids)
+                .await
+                .map_err(|e| self.note(e));
+            if let Err(e) = &r {
+                call_errors.push(e.clone());
+            }
+            for (i, id) in deletes {
+                out[i] = Some(r.clone().map(|_| id));
+            }
+        }
+        if calls > 0 && call_errors.len() == calls {
+            // Nothing was written: the whole batch failed the same way.
+            return Err(call_errors.swap_remove(0));
+        }
+
+        // Associations of written records; a failure leaves the item to be pushed again
+        // (upsert and associate are both repeatable).
+        let mut pairs: BTreeMap<&'static str, Vec<(usize, String, String)>> = BTreeMap::new();
+        for (i, assoc) in links.iter().enumerate() {
+            if let Some(Ok(id)) = &out[i] {
+                for (to, to_id) in assoc {
+                    pairs
+                        .entry(to)
+                        .or_default()
+                        .push((i, id.clone(), to_id.clone()));
+                }
+            }
+        }
+        for (to, list) in pairs {
+            let ps: Vec<(String, String)> = list
+                .iter()
+                .map(|(_, f, t)| (f.clone(), t.clone()))
+                .collect();
+            if let Err(e) = self.client.associate(spec.name, to, &ps).await {
+                let e = self.note(e);
+                for (i, _, _) in list {
+                    out[i] = Some(Err(e.clone()));
+                }
+            }
+        }
+
+        Ok(out
+            .into_iter()
+            .map(|r| {
+                // Never report an item written unless HubSpot said so.
+                r.unwrap_or_else(|| {
+                    Err(ConnectorError::Transient(
+                        "hubspot's answer did not mention this item".into(),
+                    ))
+                })
+            })
+            .collect())
+    }
+}
+
+/// Matches a batch answer to its inputs: by `objectWriteTraceId`, else by the id property.
+fn assign(
+    group: &[(usize, Value, String)],
+    answer: &BatchAnswer,
+    key_prop: Option<&str>,
+    out: &mut [Option<PushResult>],
+) {
+    let by_trace = |v: &Value| -> Option<usize> {
+        let t = v.as_str()?;
+        group
+            .iter()
+            .find(|(_, input, _)| input["objectWriteTraceId"].as_str() == Some(t))
+            .map(|(i, _, _)| *i)
+    };
+    let by_key = |k: &str| -> Option<usize> {
+        group
+            .iter()
+            .find(|(_, _, key)| key.eq_ignore_ascii_case(k))
+            .map(|(i, _, _)| *i)
+    };
+    for r in &answer.results {
+        let Some(id) = r.get("id").and_then(client::value_id) else {
+            continue;
+        };
+        let key = match key_prop {
+            Some(p) => r
+                .pointer(&format!("/properties/{p}"))
+                .and_then(Value::as_str),
+            None => Some(id.as_str()),
+        };
+        let index = r
+            .get("objectWriteTraceId")
+            .and_then(by_trace)
+            .or_else(|| key.and_then(by_key));
+        if let Some(i) = index {
+            out[i] = Some(Ok(id));
+        }
+    }
+    for e in &answer.errors {
+        let class = item_error(e);
+        let mut hit = false;
+        if let Some(traces) = e
+            .pointer("/context/objectWriteTraceId")
+            .and_then(Value::as_array)
+        {
+            for t in traces {
+                if let Some(i) = by_trace(t) {
+                    out[i] = Some(Err(class.clone()));
+                    hit = true;
+                }
+            }
+        }
+        if !hit {
+            for k in ["ids", "id", "email"] {
+                for v in e
+                    .pointer(&format!("/context/{k}"))
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(i) = v.as_str().and_then(by_key) {
+                        out[i] = Some(Err(class.clone()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One failed input of a 207, classified by its category.
+fn item_error(e: &Value) -> ConnectorError {
+    let category = e.get("category").and_then(Value::as_str).unwrap_or("");
+    let message = e
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or("no message");
+    match category {
+        "OBJECT_NOT_FOUND" => ConnectorError::NotFound,
+        "RATE_LIMITS" => ConnectorError::RateLimited {
+            retry_after: None,
+            scope: LimitScope::Burst,
+        },
+        _ => ConnectorError::Permanent {
+            detail: format!("{category}: {message}"),
+            status: e
+                .get("status")
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse().ok()),
+            body: Some(e.to_string()),
+        },
+    }
+}
+
+#[async_trait]
+impl Connector for HubSpotConnector {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            objects: mapping::OBJECTS
+                .iter()
+                .map(|o| ObjectCapability {
+                    name: o.name.to_owned(),
+                    kind: o.kind,
+                    read: true,
+                    write: true,
+                })
+                .collect(),
+            batch_size: BATCH_LIMIT,
+            webhooks: self.params.client_secret.is_some(),
+        }
+    }
+
+    async fn fetch(&self, object: &str, cursor: Option<&str>) -> Result<Fetched, ConnectorError> {
+        let spec = object_spec(object)?;
+        self.fetch_inner(spec, cursor)
+            .await
+            .map_err(|e| self.note(e))
+    }
+
+    async fn fetch_by_ids(
+        &self,
+        object: &str,
+        ids: &[String],
+    ) -> Result<Vec<Change>, ConnectorError> {
+        let spec = object_spec(object)?;
+        let mut changes = Vec::new();
+        for chunk in ids.chunks(BATCH_LIMIT) {
+            let objs = self
+                .client
+                .batch_read(spec, chunk)
+                .await
+                .map_err(|e| self.note(e))?;
+            let assoc = self.with_associations(spec, &objs).await?;
+            let mut page = Fetched::default();
+            Self::changes(spec, &objs, Some(&assoc), &mut page);
+            changes.extend(page.changes);
+        }
+        Ok(changes)
+    }
+
+    async fn push(
+        &self,
+        object: &str,
+        items: &[PushItem],
+    ) -> Result<Vec<PushResult>, ConnectorError> {
+        let spec = object_spec(object)?;
+        self.push_inner(spec, items).await
+    }
+
+    fn verify_webhook(&self, req: &WebhookRequest<'_>) -> Result<Vec<WebhookEvent>, WebhookError> {
+        let secret = self.params.client_secret.as_ref().ok_or_else(|| {
+            WebhookError::BadSignature("no client_secret configured for hubspot webhooks".into())
+        })?;
+        webhook::verify_v3(secret.expose(), req)?;
+        webhook::parse_events(req.body)
+    }
+
+    fn rate_limit(&self) -> Option<LimiterStats> {
+        let mut s = self.client.api.limiter().stats();
+        let search = self.client.search.limiter().stats();
+        s.throttled_429 += search.throttled_429;
+        s.current_wait_ms = s.current_wait_ms.max(search.current_wait_ms);
+        s.requests += search.requests;
+        Some(s)
+    }
+
+    fn min_poll_interval(&self) -> Duration {
+        // Each poll costs at least one search call per object against 5 per second.
+        Duration::from_secs(5)
+    }
+}
+
+fn object_spec(object: &str) -> Result<&'static ObjectSpec, ConnectorError> {
+    mapping::spec(object).ok_or_else(|| {
+        permanent(format!(
+            "hubspot has no object `{object}` (contacts, companies, deals)"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_skip_ties_already_read() {
+        let mut p = Pos::at(10);
+        p.advance(10, "5");
+        assert!(p.covers(9, "1"));
+        assert!(p.covers(10, "5"));
+        assert!(!p.covers(10, "3"), "a tie not yet read is not covered");
+        p.advance(12, "1");
+        assert!(p.covers(10, "3"));
+        assert!(!p.covers(12, "2"));
+    }
+
+    #[test]
+    fn cursors_round_trip() {
+        let c = Cursor::Search {
+            settled: Pos::at(5),
+            scan: None,
+            archived_since_ms: 1,
+        };
+        assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
+        assert!(Cursor::decode("garbage").is_err());
     }
 }

@@ -1,5 +1,7 @@
 //! `params:` of a Salesforce connector file.
 
+use std::collections::BTreeMap;
+
 use revsync_sdk::{check_base_url, collected, parse_params, ParamError, Secret};
 use serde::Deserialize;
 
@@ -47,6 +49,36 @@ pub struct SalesforceParams {
     /// Org id expected in Outbound Messages; others are rejected.
     #[serde(default)]
     pub organization_id: Option<String>,
+    /// Once the reserve is reached, how long to wait before one call checks whether the
+    /// org's usage fell (Salesforce gives no reset time: the window is a rolling 24 h).
+    #[serde(default = "default_quota_recheck_secs")]
+    pub quota_recheck_secs: u64,
+    /// `LIMIT` of each incremental SOQL query: records per `fetch` page.
+    #[serde(default = "default_page_size")]
+    pub page_size: u32,
+    /// Read through `queryAll` so deletions (`IsDeleted`) are seen.
+    #[serde(default = "default_true")]
+    pub include_deleted: bool,
+    /// The org has multi-currency enabled, so `CurrencyIsoCode` exists on Opportunity;
+    /// selecting it in a single-currency org fails with INVALID_FIELD.
+    #[serde(default = "default_true")]
+    pub multi_currency: bool,
+    /// Extra fields to select per object (custom fields named in the mapping), added to
+    /// the default selection.
+    #[serde(default)]
+    pub fields: BTreeMap<String, Vec<String>>,
+}
+
+fn default_quota_recheck_secs() -> u64 {
+    900
+}
+
+fn default_page_size() -> u32 {
+    2000
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_api_version() -> String {
@@ -98,6 +130,40 @@ impl SalesforceParams {
                 )
                 .with_example("external_id_field: Revsync_Id__c"),
             );
+        }
+        if p.page_size == 0 || p.page_size > 50_000 {
+            errors.push(
+                ParamError::new(
+                    "page_size",
+                    format!("{} is not a page size (1 to 50000)", p.page_size),
+                )
+                .with_example("page_size: 2000"),
+            );
+        }
+        if p.quota_recheck_secs == 0 {
+            errors.push(
+                ParamError::new("quota_recheck_secs", "must be at least 1, got 0")
+                    .with_example("quota_recheck_secs: 900"),
+            );
+        }
+        for (object, fields) in &p.fields {
+            if !crate::mapping::OBJECTS.contains(&object.as_str()) {
+                errors.push(ParamError::new(
+                    format!("fields.{object}"),
+                    format!(
+                        "unknown object `{object}`, expected one of: {}",
+                        crate::mapping::OBJECTS.join(", ")
+                    ),
+                ));
+            }
+            for f in fields {
+                if !crate::mapping::is_field_name(f) {
+                    errors.push(ParamError::new(
+                        format!("fields.{object}"),
+                        format!("`{f}` is not a Salesforce field name"),
+                    ));
+                }
+            }
         }
         collected(p, errors)
     }

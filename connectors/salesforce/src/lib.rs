@@ -1,11 +1,46 @@
 //! Salesforce REST connector (Lead, Contact, Account, Opportunity).
+//!
+//! Reads are SOQL pages in (SystemModstamp, Id) order through `queryAll` (deletions
+//! included); writes are sObject Collections with per-item results, creates being upserts
+//! on the configured External ID field so a retried create never duplicates. Every call
+//! spends the org's shared daily allocation, so a reserve is never touched (`client.rs`).
 
+pub mod client;
 pub mod config;
+pub mod mapping;
+#[cfg(feature = "sim")]
+pub mod sim;
+pub mod webhook;
 
-use revsync_sdk::{ConnectorType, Kind, ParamError};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use revsync_sdk::http::{ApiRequest, LimiterStats, Limits, RetryPolicy};
+use revsync_sdk::{
+    BuildContext, Capabilities, Change, Connector, ConnectorError, ConnectorType, Fetched, Kind,
+    LimitScope, ObjectCapability, ParamError, PushItem, PushOp, PushResult, WebhookError,
+    WebhookEvent, WebhookRequest,
+};
+use serde_json::{json, Value};
+
+use crate::client::{HttpSettings, Quota, QuotaStatus, SfClient};
+use crate::config::SalesforceParams;
+use crate::mapping::{Cursor, OBJECTS};
+
+/// Records per sObject Collections call (documented maximum).
+pub const BATCH_SIZE: usize = 200;
 
 /// The `salesforce` connector type.
 pub struct Salesforce;
+
+const OBJECT_KINDS: &[(&str, Kind)] = &[
+    ("Lead", Kind::Person),
+    ("Contact", Kind::Person),
+    ("Account", Kind::Organization),
+    ("Opportunity", Kind::Deal),
+];
 
 impl ConnectorType for Salesforce {
     fn name(&self) -> &'static str {
@@ -13,12 +48,7 @@ impl ConnectorType for Salesforce {
     }
 
     fn objects(&self) -> &'static [(&'static str, Kind)] {
-        &[
-            ("Lead", Kind::Person),
-            ("Contact", Kind::Person),
-            ("Account", Kind::Organization),
-            ("Opportunity", Kind::Deal),
-        ]
+        OBJECT_KINDS
     }
 
     fn validate_params(&self, params: &serde_json::Value) -> Result<(), Vec<ParamError>> {
@@ -26,6 +56,351 @@ impl ConnectorType for Salesforce {
     }
 
     fn params_example(&self) -> &'static str {
-        "params:\n  auth:\n    flow: refresh_token\n    token_url: https://login.salesforce.com/services/oauth2/token\n    client_id: ${SF_CLIENT_ID}\n    client_secret: ${SF_CLIENT_SECRET}\n    refresh_token: ${SF_REFRESH_TOKEN}"
+        "params:\n  auth:\n    flow: refresh_token\n    token_url: https://login.salesforce.com/services/oauth2/token\n    client_id: ${SF_CLIENT_ID}\n    client_secret: ${SF_CLIENT_SECRET}\n    refresh_token: ${SF_REFRESH_TOKEN}\n  organization_id: 00D000000000001"
+    }
+
+    fn build(&self, ctx: &BuildContext<'_>) -> Option<Result<Arc<dyn Connector>, ConnectorError>> {
+        let params = match SalesforceParams::from_value(ctx.params) {
+            Ok(p) => p,
+            Err(errors) => {
+                let detail = errors
+                    .iter()
+                    .map(|e| format!("params.{}: {}", e.path, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return Some(Err(permanent(detail)));
+            }
+        };
+        // No per-second REST limit is documented, only 25 concurrent long requests and the
+        // daily allocation (enforced by the quota); this pacing keeps bursts polite.
+        let limits = match ctx
+            .rate_limit
+            .resolve(Limits::new(25, Duration::from_secs(1)))
+        {
+            Ok(l) => l,
+            Err(e) => return Some(Err(permanent(e))),
+        };
+        let http = HttpSettings {
+            limits,
+            retry: RetryPolicy::default(),
+            timeout: Duration::from_secs(120),
+        };
+        Some(SalesforceConnector::new(params, http).map(|c| Arc::new(c) as Arc<dyn Connector>))
+    }
+}
+
+fn permanent(detail: impl Into<String>) -> ConnectorError {
+    ConnectorError::Permanent {
+        detail: detail.into(),
+        status: None,
+        body: None,
+    }
+}
+
+/// A running Salesforce connector.
+pub struct SalesforceConnector {
+    params: SalesforceParams,
+    client: SfClient,
+}
+
+impl SalesforceConnector {
+    pub fn new(params: SalesforceParams, http: HttpSettings) -> Result<Self, ConnectorError> {
+        let quota = Arc::new(Quota::new(
+            params.daily_reserve_pct,
+            Duration::from_secs(params.quota_recheck_secs),
+        ));
+        let client = SfClient::new(params.auth.clone(), http, quota)?;
+        Ok(Self { params, client })
+    }
+
+    /// The org's daily allocation as last seen; `reserve_reached` is the
+    /// `quota_reserve_reached` state `/status` should show.
+    pub fn quota_status(&self) -> QuotaStatus {
+        self.client.quota.status()
+    }
+
+    fn data_path(&self, rest: &str) -> String {
+        format!("/services/data/{}/{rest}", self.params.api_version)
+    }
+
+    fn check_object(object: &str) -> Result<(), ConnectorError> {
+        if OBJECTS.contains(&object) {
+            Ok(())
+        } else {
+            Err(permanent(format!(
+                "unknown object `{object}`, expected one of: {}",
+                OBJECTS.join(", ")
+            )))
+        }
+    }
+
+    fn fields(&self, object: &str) -> Vec<String> {
+        let mut f: Vec<String> = mapping::default_fields(object, self.params.multi_currency)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        for extra in self.params.fields.get(object).into_iter().flatten() {
+            if !f.contains(extra) {
+                f.push(extra.clone());
+            }
+        }
+        f
+    }
+
+    /// Run a query and follow `nextRecordsUrl` to its end: query locators expire, so a
+    /// page never leaves one behind in the stored cursor.
+    async fn query(&self, soql: &str) -> Result<Vec<Value>, ConnectorError> {
+        let resource = if self.params.include_deleted {
+            "queryAll"
+        } else {
+            "query"
+        };
+        let mut req = ApiRequest::get(self.data_path(resource)).with_query("q", soql);
+        let mut records = Vec::new();
+        loop {
+            let body: Value = self.client.send(req).await?.json()?;
+            records.extend(body["records"].as_array().cloned().unwrap_or_default());
+            if body["done"].as_bool() != Some(false) {
+                return Ok(records);
+            }
+            let next = body["nextRecordsUrl"]
+                .as_str()
+                .filter(|u| u.starts_with("/services/data/"))
+                .ok_or_else(|| {
+                    permanent("query answered done:false without a usable nextRecordsUrl")
+                })?;
+            req = ApiRequest::get(next);
+        }
+    }
+
+    async fn write_group(
+        &self,
+        req: ApiRequest,
+        n: usize,
+        deleting: bool,
+    ) -> Result<Vec<PushResult>, ConnectorError> {
+        let body: Value = self.client.send(req).await?.json()?;
+        let results = body
+            .as_array()
+            .ok_or_else(|| permanent("collection answer is not an array of results"))?;
+        if results.len() != n {
+            return Err(permanent(format!(
+                "collection answered {} results for {n} records",
+                results.len()
+            )));
+        }
+        Ok(results.iter().map(|r| item_result(r, deleting)).collect())
+    }
+}
+
+/// One SaveResult/UpsertResult as the item's outcome.
+fn item_result(r: &Value, deleting: bool) -> PushResult {
+    let id = r["id"].as_str().unwrap_or_default().to_owned();
+    if r["success"].as_bool() == Some(true) {
+        return Ok(id);
+    }
+    let errors = r["errors"].as_array().cloned().unwrap_or_default();
+    let code = |e: &Value| e["statusCode"].as_str().unwrap_or("UNKNOWN").to_owned();
+    let first = errors.first().map(code).unwrap_or_else(|| "UNKNOWN".into());
+    match first.as_str() {
+        // Already gone is what a delete wanted.
+        "ENTITY_IS_DELETED" if deleting && !id.is_empty() => Ok(id),
+        "UNABLE_TO_LOCK_ROW" | "ALL_OR_NONE_OPERATION_ROLLED_BACK" => Err(
+            ConnectorError::Transient(format!("{first}: the item may succeed when retried")),
+        ),
+        "REQUEST_LIMIT_EXCEEDED" => Err(ConnectorError::RateLimited {
+            retry_after: None,
+            scope: LimitScope::Daily,
+        }),
+        _ => Err(ConnectorError::Permanent {
+            detail: errors
+                .iter()
+                .map(|e| {
+                    let fields = e["fields"]
+                        .as_array()
+                        .map(|f| {
+                            f.iter()
+                                .filter_map(Value::as_str)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        })
+                        .unwrap_or_default();
+                    let msg = e["message"].as_str().unwrap_or("");
+                    if fields.is_empty() {
+                        format!("{}: {msg}", code(e))
+                    } else {
+                        format!("{}: {msg} ({fields})", code(e))
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            status: Some(200),
+            body: Some(r.to_string()),
+        }),
+    }
+}
+
+#[async_trait]
+impl Connector for SalesforceConnector {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            objects: OBJECT_KINDS
+                .iter()
+                .map(|(name, kind)| ObjectCapability {
+                    name: (*name).to_owned(),
+                    kind: *kind,
+                    read: true,
+                    write: true,
+                })
+                .collect(),
+            batch_size: BATCH_SIZE,
+            webhooks: true,
+        }
+    }
+
+    async fn fetch(&self, object: &str, cursor: Option<&str>) -> Result<Fetched, ConnectorError> {
+        Self::check_object(object)?;
+        let from = cursor
+            .map(Cursor::decode)
+            .transpose()
+            .map_err(|e| permanent(format!("{object}: {e}")))?;
+        let limit = self.params.page_size;
+        let soql = mapping::incremental_soql(object, &self.fields(object), from.as_ref(), limit);
+        let records = self.query(&soql).await?;
+        let mut out = Fetched {
+            more: records.len() >= limit as usize,
+            ..Fetched::default()
+        };
+        let mut last = from;
+        for r in &records {
+            match mapping::to_change(object, r) {
+                Ok((change, at)) => {
+                    out.changes.push(change);
+                    last = Some(at);
+                }
+                Err(e) => out.invalid.push(e),
+            }
+        }
+        out.cursor = last.map(|c| c.encode());
+        Ok(out)
+    }
+
+    async fn fetch_by_ids(
+        &self,
+        object: &str,
+        ids: &[String],
+    ) -> Result<Vec<Change>, ConnectorError> {
+        Self::check_object(object)?;
+        if let Some(bad) = ids.iter().find(|i| !mapping::is_id(i)) {
+            return Err(permanent(format!("`{bad}` is not a Salesforce id")));
+        }
+        let mut changes = Vec::new();
+        for chunk in ids.chunks(BATCH_SIZE) {
+            let soql = mapping::by_ids_soql(object, &self.fields(object), chunk);
+            for r in self.query(&soql).await? {
+                match mapping::to_change(object, &r) {
+                    Ok((c, _)) => changes.push(c),
+                    Err(e) => tracing::warn!(object, problem = %e, "unreadable record skipped"),
+                }
+            }
+        }
+        Ok(changes)
+    }
+
+    async fn push(
+        &self,
+        object: &str,
+        items: &[PushItem],
+    ) -> Result<Vec<PushResult>, ConnectorError> {
+        Self::check_object(object)?;
+        if items.len() > BATCH_SIZE {
+            return Err(permanent(format!(
+                "{} items exceed the collection limit of {BATCH_SIZE}",
+                items.len()
+            )));
+        }
+        let ext = &self.params.external_id_field;
+        let (mut creates, mut updates, mut deletes) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, item) in items.iter().enumerate() {
+            match &item.op {
+                PushOp::Create { canonical_id } => {
+                    let mut r = mapping::to_record(object, &item.fields);
+                    r.insert(ext.clone(), json!(canonical_id.to_string()));
+                    creates.push((i, Value::Object(r)));
+                }
+                PushOp::Update { external_id } => {
+                    let mut r = mapping::to_record(object, &item.fields);
+                    r.insert("id".into(), json!(external_id));
+                    updates.push((i, Value::Object(r)));
+                }
+                PushOp::Delete { external_id } => deletes.push((i, external_id.clone())),
+            }
+        }
+        // Upserts by external id, updates by Id and deletes are all safe to send again,
+        // so a lost answer is retried rather than reported.
+        let mut groups: Vec<(Vec<usize>, ApiRequest, bool)> = Vec::new();
+        if !creates.is_empty() {
+            let path = self.data_path(&format!("composite/sobjects/{object}/{ext}"));
+            let records: Vec<Value> = creates.iter().map(|(_, r)| r.clone()).collect();
+            groups.push((
+                creates.iter().map(|(i, _)| *i).collect(),
+                ApiRequest::new(reqwest::Method::PATCH, path)
+                    .with_json(json!({"allOrNone": false, "records": records}))
+                    .with_retry(true),
+                false,
+            ));
+        }
+        if !updates.is_empty() {
+            let records: Vec<Value> = updates.iter().map(|(_, r)| r.clone()).collect();
+            groups.push((
+                updates.iter().map(|(i, _)| *i).collect(),
+                ApiRequest::new(reqwest::Method::PATCH, self.data_path("composite/sobjects"))
+                    .with_json(json!({"allOrNone": false, "records": records}))
+                    .with_retry(true),
+                false,
+            ));
+        }
+        if !deletes.is_empty() {
+            if let Some((_, bad)) = deletes.iter().find(|(_, id)| !mapping::is_id(id)) {
+                return Err(permanent(format!("`{bad}` is not a Salesforce id")));
+            }
+            let ids: Vec<&str> = deletes.iter().map(|(_, id)| id.as_str()).collect();
+            groups.push((
+                deletes.iter().map(|(i, _)| *i).collect(),
+                ApiRequest::new(
+                    reqwest::Method::DELETE,
+                    self.data_path("composite/sobjects"),
+                )
+                .with_query("ids", ids.join(","))
+                .with_query("allOrNone", "false"),
+                true,
+            ));
+        }
+        let mut results: BTreeMap<usize, PushResult> = BTreeMap::new();
+        for (n, (indexes, req, deleting)) in groups.into_iter().enumerate() {
+            match self.write_group(req, indexes.len(), deleting).await {
+                Ok(rs) => results.extend(indexes.into_iter().zip(rs)),
+                // Nothing written yet: the whole batch failed as one.
+                Err(e) if n == 0 => return Err(e),
+                Err(e) => results.extend(indexes.into_iter().map(|i| (i, Err(e.clone())))),
+            }
+        }
+        Ok(results.into_values().collect())
+    }
+
+    /// Outbound Messages are re-sent for up to 24 h unless answered with the SOAP Ack.
+    fn webhook_ack(&self, _accepted: usize) -> Option<revsync_sdk::WebhookAck> {
+        Some(revsync_sdk::WebhookAck {
+            content_type: "text/xml; charset=utf-8",
+            body: webhook::ACK_BODY.to_owned(),
+        })
+    }
+
+    fn verify_webhook(&self, req: &WebhookRequest<'_>) -> Result<Vec<WebhookEvent>, WebhookError> {
+        webhook::verify(req, self.params.organization_id.as_deref(), OBJECTS)
+    }
+
+    fn rate_limit(&self) -> Option<LimiterStats> {
+        self.client.current().map(|s| s.api.limiter().stats())
     }
 }

@@ -8,6 +8,9 @@ use std::time::Duration;
 pub enum LimitScope {
     Burst,
     Daily,
+    /// The share of a quota revsync keeps for the other tools on the account is reached
+    /// (Salesforce's daily allocation): revsync stops itself before the API would.
+    Reserve,
 }
 
 /// A failed call, classified.

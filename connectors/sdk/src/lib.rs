@@ -23,5 +23,5 @@ pub use model::{Change, FieldDef, FieldEntry, FieldType, Kind, Link, Provenance,
 pub use secret::Secret;
 pub use sync::{
     Capabilities, Connector, Fetched, Inbound, ObjectCapability, PushItem, PushOp, PushResult,
-    WebhookError, WebhookEvent, WebhookRequest,
+    WebhookAck, WebhookError, WebhookEvent, WebhookRequest,
 };

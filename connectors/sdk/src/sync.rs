@@ -103,6 +103,13 @@ pub enum WebhookError {
     Malformed(String),
 }
 
+/// A protocol-specific answer to an accepted webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookAck {
+    pub content_type: &'static str,
+    pub body: String,
+}
+
 /// What a verified webhook says happened.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebhookEvent {
@@ -149,6 +156,19 @@ pub trait Connector: Send + Sync + 'static {
         Err(WebhookError::Malformed(
             "this connector takes no webhooks".into(),
         ))
+    }
+
+    /// The answer body a sender's protocol requires once events are stored (Salesforce
+    /// Outbound Messages want a SOAP Ack); `None`: the daemon's JSON answer.
+    fn webhook_ack(&self, accepted: usize) -> Option<WebhookAck> {
+        let _ = accepted;
+        None
+    }
+
+    /// Things an operator should know that are not errors (a full re-read because a
+    /// cursor outlived the API's retention, ...), shown on `/status`.
+    fn notices(&self) -> Vec<String> {
+        Vec::new()
     }
 
     /// The API account's limiter figures, for `/status` and metrics.

@@ -31,6 +31,20 @@ pub struct StripeParams {
     /// Overall requests per second; defaults from the key's mode (API_FACTS 4.4).
     #[serde(default)]
     pub requests_per_second: Option<u32>,
+    /// Per-endpoint requests per second (Stripe's default is 25 for most endpoints).
+    #[serde(default = "default_endpoint_requests_per_second")]
+    pub endpoint_requests_per_second: u32,
+    /// How far a `Stripe-Signature` timestamp may be from now.
+    #[serde(default = "default_webhook_tolerance_secs")]
+    pub webhook_tolerance_secs: u32,
+}
+
+fn default_endpoint_requests_per_second() -> u32 {
+    25
+}
+
+fn default_webhook_tolerance_secs() -> u32 {
+    300
 }
 
 fn default_base_url() -> String {
@@ -53,6 +67,18 @@ impl StripeParams {
                     "is not a Stripe secret key (sk_live_, sk_test_, rk_live_ or rk_test_)",
                 )
                 .with_example("secret_key: ${STRIPE_SECRET_KEY}"),
+            );
+        }
+        if p.endpoint_requests_per_second == 0 {
+            errors.push(
+                ParamError::new("endpoint_requests_per_second", "must be at least 1, got 0")
+                    .with_example("endpoint_requests_per_second: 25"),
+            );
+        }
+        if p.requests_per_second == Some(0) {
+            errors.push(
+                ParamError::new("requests_per_second", "must be at least 1, got 0")
+                    .with_example("requests_per_second: 100"),
             );
         }
         if let Err(e) = check_base_url("base_url", &p.base_url) {

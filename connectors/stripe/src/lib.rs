@@ -1,8 +1,47 @@
 //! Stripe connector (customers, subscriptions, invoices).
+//!
+//! Reads backfill through the list endpoints, then follow the Events API from a
+//! (created, ids-at-that-second) cursor; a cursor older than Stripe's 30-day event
+//! retention starts a full re-read instead of silently skipping what expired.
 
+pub mod client;
 pub mod config;
+pub mod mapping;
+#[cfg(feature = "sim")]
+pub mod sim;
+pub mod webhook;
 
-use revsync_sdk::{ConnectorType, Kind, ParamError};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use revsync_sdk::http::{LimiterStats, Limits};
+use revsync_sdk::{
+    BuildContext, Capabilities, Change, Connector, ConnectorError, ConnectorType, Fetched, Kind,
+    ObjectCapability, ParamError, PushItem, PushOp, PushResult, WebhookError, WebhookEvent,
+    WebhookRequest,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::client::{form_encode, StripeClient};
+use crate::config::{CustomersAs, StripeParams};
+
+/// Stripe keeps events for 30 days.
+pub const EVENTS_RETENTION_SECS: i64 = 30 * 24 * 3600;
+/// A cursor this close to expiry is treated as expired: paging through a large backlog
+/// takes time, and the oldest events would vanish under it.
+const RETENTION_MARGIN_SECS: i64 = 3600;
+/// The events window starts this long before the backfill did, absorbing clock skew
+/// between us and Stripe; replayed events are older than the backfilled state and
+/// cannot regress it.
+const BACKFILL_OVERLAP_SECS: i64 = 300;
+/// Events pages read in one scan before the time window is narrowed.
+const MAX_SCAN_PAGES: usize = 20;
+const PAGE: &str = "100";
 
 /// The `stripe` connector type.
 pub struct Stripe;
@@ -26,5 +65,661 @@ impl ConnectorType for Stripe {
 
     fn params_example(&self) -> &'static str {
         "params:\n  secret_key: ${STRIPE_SECRET_KEY}\n  webhook_secret: ${STRIPE_WEBHOOK_SECRET}"
+    }
+
+    fn build(&self, ctx: &BuildContext<'_>) -> Option<Result<Arc<dyn Connector>, ConnectorError>> {
+        let built = (|| {
+            let params = StripeParams::from_value(ctx.params).map_err(|errors| {
+                permanent(format!(
+                    "connector `{}`: invalid params: {}",
+                    ctx.id,
+                    errors
+                        .iter()
+                        .map(|e| format!("{}: {}", e.path, e.message))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ))
+            })?;
+            let documented = Limits::new(params.requests_per_second(), Duration::from_secs(1));
+            let overall = ctx
+                .rate_limit
+                .resolve(documented)
+                .map_err(|e| permanent(format!("connector `{}`: {e}", ctx.id)))?;
+            let c: Arc<dyn Connector> = Arc::new(StripeConnector::new(params, overall)?);
+            Ok(c)
+        })();
+        Some(built)
+    }
+}
+
+fn permanent(detail: String) -> ConnectorError {
+    ConnectorError::Permanent {
+        detail,
+        status: None,
+        body: None,
+    }
+}
+
+/// Where a read of one object stands; stored by the runtime as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum Cursor {
+    /// Paging a list endpoint newest-first; `started` is when the backfill began.
+    Backfill { started: i64, after: Option<String> },
+    /// Following events: every event with `created` before this second, and those of
+    /// this second named in `seen`, are applied. Event ids are not ordered, so the ids
+    /// of the boundary second are kept rather than a strict `>` that would drop them.
+    Events { created: i64, seen: Vec<String> },
+}
+
+/// The last time a cursor had outlived the event log and a full re-read started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FullReread {
+    pub object: String,
+    pub at: DateTime<Utc>,
+    pub cursor_created: DateTime<Utc>,
+}
+
+/// What `/status` should show about this connector beyond the limiter figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StripeStatus {
+    pub full_rereads: u64,
+    pub last_full_reread: Option<FullReread>,
+}
+
+type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// A running Stripe connector.
+pub struct StripeConnector {
+    client: StripeClient,
+    params: StripeParams,
+    clock: Clock,
+    status: Mutex<StripeStatus>,
+}
+
+fn list_path(object: &str) -> Option<&'static str> {
+    match object {
+        "customers" => Some("/v1/customers"),
+        "subscriptions" => Some("/v1/subscriptions"),
+        "invoices" => Some("/v1/invoices"),
+        _ => None,
+    }
+}
+
+/// The event types whose `data.object` is a record of `object` (at most 20: Stripe's cap).
+fn event_types(object: &str) -> &'static [&'static str] {
+    match object {
+        "customers" => &["customer.created", "customer.updated", "customer.deleted"],
+        "subscriptions" => &[
+            "customer.subscription.created",
+            "customer.subscription.updated",
+            "customer.subscription.deleted",
+            "customer.subscription.paused",
+            "customer.subscription.resumed",
+            "customer.subscription.pending_update_applied",
+            "customer.subscription.pending_update_expired",
+            "customer.subscription.trial_will_end",
+        ],
+        "invoices" => &[
+            "invoice.created",
+            "invoice.updated",
+            "invoice.deleted",
+            "invoice.finalized",
+            "invoice.finalization_failed",
+            "invoice.marked_uncollectible",
+            "invoice.overdue",
+            "invoice.paid",
+            "invoice.payment_action_required",
+            "invoice.payment_failed",
+            "invoice.payment_succeeded",
+            "invoice.sent",
+            "invoice.voided",
+            "invoice.will_be_due",
+        ],
+        _ => &[],
+    }
+}
+
+/// Customer fields Stripe accepts on create and update; anything else a projection
+/// carries (derived or read-only fields) would make Stripe answer 400.
+const CUSTOMER_WRITABLE: &[&str] = &[
+    "name",
+    "email",
+    "phone",
+    "description",
+    "address",
+    "shipping",
+    "metadata",
+    "preferred_locales",
+    "tax_exempt",
+    "invoice_settings",
+];
+
+/// Fields Stripe computes; never sent, whatever the object.
+const READ_ONLY: &[&str] = &[
+    "id",
+    "object",
+    "created",
+    "livemode",
+    "mrr",
+    "items",
+    "plan",
+    "interval",
+    "interval_count",
+    "quantity",
+    "started_at",
+    "issued_at",
+    "due_at",
+    "paid_at",
+    "deleted",
+    mapping::REVSYNC_ID,
+    "billing_contact_email",
+    "billing_contact_name",
+];
+
+/// Source fields as the JSON body Stripe takes: `address.city` becomes
+/// `address: {city}`, later form-encoded as `address[city]`.
+fn body_from_fields(object: &str, fields: &BTreeMap<String, Value>) -> Value {
+    let mut body = serde_json::Map::new();
+    for (name, value) in fields {
+        let top = name.split('.').next().unwrap_or(name);
+        let allowed = if object == "customers" {
+            CUSTOMER_WRITABLE.contains(&top)
+        } else {
+            !READ_ONLY.contains(&top)
+        };
+        if !allowed {
+            continue;
+        }
+        let mut slot = &mut body;
+        let parts: Vec<&str> = name.split('.').collect();
+        for part in &parts[..parts.len() - 1] {
+            let entry = slot.entry((*part).to_owned()).or_insert_with(|| json!({}));
+            if !entry.is_object() {
+                *entry = json!({});
+            }
+            slot = entry.as_object_mut().expect("just made an object");
+        }
+        slot.insert(parts[parts.len() - 1].to_owned(), value.clone());
+    }
+    Value::Object(body)
+}
+
+fn short_hash(form: &[(String, String)]) -> String {
+    let mut h = Sha256::new();
+    for (k, v) in form {
+        h.update(k.as_bytes());
+        h.update([0]);
+        h.update(v.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..8])
+}
+
+impl StripeConnector {
+    /// `overall` is the account budget; the per-endpoint budget comes from the params.
+    pub fn new(params: StripeParams, overall: Limits) -> Result<Self, ConnectorError> {
+        let per_endpoint = Limits::new(
+            params
+                .endpoint_requests_per_second
+                .min(overall.requests.max(1)),
+            Duration::from_secs(1),
+        );
+        let client = StripeClient::new(
+            &params.base_url,
+            params.secret_key.clone(),
+            overall,
+            per_endpoint,
+            Duration::from_secs(30),
+        )?;
+        Ok(Self {
+            client,
+            params,
+            clock: Arc::new(Utc::now),
+            status: Mutex::new(StripeStatus::default()),
+        })
+    }
+
+    /// Replace the wall clock (tests move it forward by weeks).
+    pub fn with_clock(mut self, clock: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    pub fn status(&self) -> StripeStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        (self.clock)()
+    }
+
+    fn writable(&self, object: &str) -> bool {
+        object == "customers" || self.params.allow_billing_writes
+    }
+
+    fn to_changes(&self, objects: &[Value], at: DateTime<Utc>, fetched: &mut Fetched) {
+        for obj in objects {
+            match mapping::to_change(obj, at, self.params.customers_as) {
+                Ok(c) => fetched.changes.push(c),
+                Err(e) => fetched.invalid.push(e),
+            }
+        }
+    }
+
+    async fn backfill(
+        &self,
+        object: &str,
+        path: &str,
+        started: i64,
+        after: Option<String>,
+    ) -> Result<Fetched, ConnectorError> {
+        let mut query = vec![("limit".to_owned(), PAGE.to_owned())];
+        if object == "subscriptions" {
+            // The default hides canceled subscriptions; discounts expanded to price MRR.
+            query.push(("status".into(), "all".into()));
+            query.push(("expand[]".into(), "data.discounts".into()));
+        }
+        if let Some(a) = &after {
+            query.push(("starting_after".into(), a.clone()));
+        }
+        let page = self.client.list(path, &query).await?;
+        let mut fetched = Fetched::default();
+        // Lists carry no update time: the state is as of this read.
+        self.to_changes(&page.data, self.now(), &mut fetched);
+        let last = page
+            .data
+            .last()
+            .and_then(|o| o.get("id"))
+            .and_then(Value::as_str);
+        let next = match (page.has_more, last) {
+            (true, Some(last)) => Cursor::Backfill {
+                started,
+                after: Some(last.to_owned()),
+            },
+            _ => {
+                tracing::info!(object, "stripe backfill complete, following events");
+                Cursor::Events {
+                    created: started - BACKFILL_OVERLAP_SECS,
+                    seen: Vec::new(),
+                }
+            }
+        };
+        fetched.more = matches!(next, Cursor::Backfill { .. });
+        fetched.cursor = Some(serde_json::to_string(&next).expect("cursor serializes"));
+        Ok(fetched)
+    }
+
+    /// Every event of `object` created at or after `from` (and at or before `upper`),
+    /// newest-first as Stripe lists them; `None` when the window holds more than one
+    /// scan may read.
+    async fn scan_events(
+        &self,
+        object: &str,
+        from: i64,
+        upper: Option<i64>,
+        capped: bool,
+    ) -> Result<Option<Vec<Value>>, ConnectorError> {
+        let mut base = vec![
+            ("limit".to_owned(), PAGE.to_owned()),
+            ("created[gte]".to_owned(), from.to_string()),
+        ];
+        if let Some(u) = upper {
+            base.push(("created[lte]".into(), u.to_string()));
+        }
+        for t in event_types(object) {
+            base.push(("types[]".into(), (*t).to_owned()));
+        }
+        let mut events = Vec::new();
+        let mut after: Option<String> = None;
+        let max_pages = if capped { MAX_SCAN_PAGES } else { 10_000 };
+        for _ in 0..max_pages {
+            let mut query = base.clone();
+            if let Some(a) = &after {
+                query.push(("starting_after".into(), a.clone()));
+            }
+            let page = self.client.list("/v1/events", &query).await?;
+            after = page
+                .data
+                .last()
+                .and_then(|e| e.get("id"))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            events.extend(page.data);
+            if !page.has_more || after.is_none() {
+                return Ok(Some(events));
+            }
+        }
+        if capped {
+            Ok(None)
+        } else {
+            Err(ConnectorError::Transient(format!(
+                "more than {max_pages} pages of {object} events in one second"
+            )))
+        }
+    }
+
+    async fn follow_events(
+        &self,
+        object: &str,
+        created: i64,
+        seen: Vec<String>,
+    ) -> Result<Fetched, ConnectorError> {
+        // Newest-first pages cannot be applied as they come without the cursor passing
+        // older, unread events; so read a whole window, narrowing it while it is too big.
+        let mut upper: Option<i64> = None;
+        let mut events = None;
+        for _ in 0..64 {
+            let capped = upper.is_none_or(|u| u > created);
+            if let Some(found) = self.scan_events(object, created, upper, capped).await? {
+                events = Some(found);
+                break;
+            }
+            let top = upper.unwrap_or_else(|| self.now().timestamp());
+            upper = Some(created + (top - created) / 2);
+        }
+        let mut events = events.ok_or_else(|| {
+            ConnectorError::Transient(format!("{object} events window did not narrow"))
+        })?;
+        events.reverse();
+        let mut fetched = Fetched::default();
+        let mut last_created = created;
+        let mut boundary = seen.clone();
+        for event in &events {
+            let id = event.get("id").and_then(Value::as_str).unwrap_or_default();
+            let at = event
+                .get("created")
+                .and_then(Value::as_i64)
+                .unwrap_or(created);
+            if at == created && seen.iter().any(|s| s == id) {
+                continue;
+            }
+            if at > last_created {
+                last_created = at;
+                boundary.clear();
+            }
+            boundary.push(id.to_owned());
+            match webhook::event_change(event, self.params.customers_as) {
+                Ok(Some(change)) if change.object == object => fetched.changes.push(change),
+                Ok(_) => {}
+                Err(e) => fetched.invalid.push(e),
+            }
+        }
+        // A narrowed window was read completely up to `upper`: move there even if it held
+        // nothing new, or the same oversized window would be scanned forever.
+        if let Some(u) = upper {
+            if u > last_created {
+                last_created = u;
+                boundary.clear();
+            }
+        }
+        let next = Cursor::Events {
+            created: last_created,
+            seen: boundary,
+        };
+        fetched.more = upper.is_some();
+        fetched.cursor = Some(serde_json::to_string(&next).expect("cursor serializes"));
+        Ok(fetched)
+    }
+}
+
+#[async_trait]
+impl Connector for StripeConnector {
+    fn capabilities(&self) -> Capabilities {
+        let customer_kind = match self.params.customers_as {
+            CustomersAs::Organization => Kind::Organization,
+            CustomersAs::Person => Kind::Person,
+        };
+        let billing = self.params.allow_billing_writes;
+        Capabilities {
+            objects: vec![
+                ObjectCapability {
+                    name: "customers".into(),
+                    kind: customer_kind,
+                    read: true,
+                    write: true,
+                },
+                ObjectCapability {
+                    name: "subscriptions".into(),
+                    kind: Kind::Subscription,
+                    read: true,
+                    write: billing,
+                },
+                ObjectCapability {
+                    name: "invoices".into(),
+                    kind: Kind::Invoice,
+                    read: true,
+                    write: billing,
+                },
+            ],
+            // No batch endpoints: items go one request each.
+            batch_size: 10,
+            webhooks: self.params.webhook_secret.is_some(),
+        }
+    }
+
+    async fn fetch(&self, object: &str, cursor: Option<&str>) -> Result<Fetched, ConnectorError> {
+        let path = list_path(object)
+            .ok_or_else(|| permanent(format!("unknown stripe object `{object}`")))?;
+        let now = self.now().timestamp();
+        let parsed = match cursor.map(serde_json::from_str::<Cursor>) {
+            None => None,
+            Some(Ok(c)) => Some(c),
+            Some(Err(e)) => {
+                // Re-reading is always safe (apply is idempotent); stalling is not.
+                tracing::warn!(object, error = %e, "unreadable stripe cursor, re-reading in full");
+                None
+            }
+        };
+        match parsed {
+            None => self.backfill(object, path, now, None).await,
+            Some(Cursor::Backfill { started, after }) => {
+                self.backfill(object, path, started, after).await
+            }
+            Some(Cursor::Events { created, .. })
+                if created < now - (EVENTS_RETENTION_SECS - RETENTION_MARGIN_SECS) =>
+            {
+                let cursor_created = DateTime::from_timestamp(created, 0).unwrap_or_default();
+                tracing::warn!(
+                    object,
+                    cursor_created = %cursor_created,
+                    retention_days = EVENTS_RETENTION_SECS / 86_400,
+                    "stripe events cursor is older than the event retention, re-reading in full"
+                );
+                {
+                    let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
+                    s.full_rereads += 1;
+                    s.last_full_reread = Some(FullReread {
+                        object: object.to_owned(),
+                        at: self.now(),
+                        cursor_created,
+                    });
+                }
+                self.backfill(object, path, now, None).await
+            }
+            Some(Cursor::Events { created, seen }) => {
+                self.follow_events(object, created, seen).await
+            }
+        }
+    }
+
+    async fn fetch_by_ids(
+        &self,
+        object: &str,
+        ids: &[String],
+    ) -> Result<Vec<Change>, ConnectorError> {
+        let path = list_path(object)
+            .ok_or_else(|| permanent(format!("unknown stripe object `{object}`")))?;
+        let mut out = Vec::new();
+        for id in ids {
+            let query = if object == "subscriptions" {
+                vec![("expand[]".to_owned(), "discounts".to_owned())]
+            } else {
+                Vec::new()
+            };
+            match self.client.get(&format!("{path}/{id}"), &query).await {
+                Ok(obj) => match mapping::to_change(&obj, self.now(), self.params.customers_as) {
+                    Ok(c) => out.push(c),
+                    Err(e) => tracing::warn!(object, error = %e, "unreadable stripe record"),
+                },
+                // Absent is not deleted: only Stripe's own `deleted: true` says that.
+                Err(ConnectorError::NotFound) => {
+                    tracing::info!(object, id = %id, "stripe record not found")
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn push(
+        &self,
+        object: &str,
+        items: &[PushItem],
+    ) -> Result<Vec<PushResult>, ConnectorError> {
+        let path = list_path(object)
+            .ok_or_else(|| permanent(format!("unknown stripe object `{object}`")))?;
+        if !self.writable(object) {
+            return Err(permanent(format!(
+                "stripe {object} are read-only (set params.allow_billing_writes to write them)"
+            )));
+        }
+        let mut results = Vec::with_capacity(items.len());
+        for item in items {
+            let result = match &item.op {
+                PushOp::Create { canonical_id } => {
+                    let mut body = body_from_fields(object, &item.fields);
+                    let meta = body
+                        .as_object_mut()
+                        .expect("body is an object")
+                        .entry("metadata")
+                        .or_insert_with(|| json!({}));
+                    if !meta.is_object() {
+                        *meta = json!({});
+                    }
+                    meta[mapping::REVSYNC_ID] = json!(canonical_id.to_string());
+                    // Same record and version: same key, so Stripe replays the first
+                    // answer instead of creating again.
+                    let key = format!("revsync-{canonical_id}-v{}", item.version);
+                    self.client
+                        .post(path, form_encode(&body), &key)
+                        .await
+                        .and_then(|v| created_id(&v))
+                }
+                PushOp::Update { external_id } => {
+                    let form = form_encode(&body_from_fields(object, &item.fields));
+                    // The form's hash in the key: one version never reuses a key with
+                    // other parameters (Stripe would answer idempotency_error).
+                    let key = format!(
+                        "revsync-{external_id}-v{}-{}",
+                        item.version,
+                        short_hash(&form)
+                    );
+                    self.client
+                        .post(&format!("{path}/{external_id}"), form, &key)
+                        .await
+                        .and_then(|v| created_id(&v))
+                }
+                PushOp::Delete { external_id } => {
+                    match self.client.delete(&format!("{path}/{external_id}")).await {
+                        Ok(_) | Err(ConnectorError::NotFound) => Ok(external_id.clone()),
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            // Bad credentials fail every item alike: say so once for the batch if
+            // nothing was written yet.
+            if let Err(ConnectorError::Auth(msg)) = &result {
+                if results.is_empty() {
+                    return Err(ConnectorError::Auth(msg.clone()));
+                }
+            }
+            results.push(result);
+        }
+        Ok(results)
+    }
+
+    fn verify_webhook(&self, req: &WebhookRequest<'_>) -> Result<Vec<WebhookEvent>, WebhookError> {
+        let secret = self
+            .params
+            .webhook_secret
+            .as_ref()
+            .ok_or_else(|| WebhookError::BadSignature("no webhook_secret configured".into()))?;
+        webhook::verify(
+            req.header("stripe-signature"),
+            req.body,
+            secret.expose(),
+            req.received_at,
+            i64::from(self.params.webhook_tolerance_secs),
+        )?;
+        webhook::parse(req.body, self.params.customers_as)
+    }
+
+    fn rate_limit(&self) -> Option<LimiterStats> {
+        Some(self.client.stats())
+    }
+
+    fn notices(&self) -> Vec<String> {
+        let st = self.status();
+        st.last_full_reread
+            .map(|r| {
+                vec![format!(
+                    "events cursor ({}) was older than Stripe's 30-day event retention: full re-read of {} started at {} ({} so far)",
+                    r.cursor_created.to_rfc3339(),
+                    r.object,
+                    r.at.to_rfc3339(),
+                    st.full_rereads
+                )]
+            })
+            .unwrap_or_default()
+    }
+
+    fn min_poll_interval(&self) -> Duration {
+        Duration::from_secs(2)
+    }
+}
+
+fn created_id(v: &Value) -> Result<String, ConnectorError> {
+    v.get("id")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| ConnectorError::Permanent {
+            detail: "stripe answered without an id".into(),
+            status: Some(200),
+            body: Some(v.to_string()),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotted_fields_nest_and_read_only_ones_are_dropped() {
+        let fields: BTreeMap<String, Value> = [
+            ("name".to_owned(), json!("Acme")),
+            ("address.city".to_owned(), json!("Berlin")),
+            ("mrr".to_owned(), json!(5)),
+            ("revsync_id".to_owned(), json!("x")),
+        ]
+        .into();
+        assert_eq!(
+            body_from_fields("customers", &fields),
+            json!({"name": "Acme", "address": {"city": "Berlin"}})
+        );
+    }
+
+    #[test]
+    fn cursors_round_trip() {
+        let c = Cursor::Events {
+            created: 5,
+            seen: vec!["evt_1".into()],
+        };
+        let s = serde_json::to_string(&c).unwrap();
+        assert_eq!(s, r#"{"phase":"events","created":5,"seen":["evt_1"]}"#);
+        assert_eq!(serde_json::from_str::<Cursor>(&s).unwrap(), c);
     }
 }

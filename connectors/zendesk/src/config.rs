@@ -27,10 +27,57 @@ pub struct ZendeskParams {
     /// Signing secret of the webhook, for `X-Zendesk-Webhook-Signature`.
     #[serde(default)]
     pub webhook_secret: Option<Secret>,
+    /// Which concatenation the signature covers: Zendesk's doc versions disagree (API_FACTS
+    /// 3.5, unconfirmed), so it is the operator's to choose.
+    #[serde(default)]
+    pub webhook_signature_order: SignatureOrder,
+    /// How far a webhook's signed timestamp may be from our clock (Zendesk names none).
+    #[serde(default = "default_webhook_tolerance_secs")]
+    pub webhook_tolerance_secs: u64,
+    /// Incremental exports allowed per minute: 10, or 30 with the High Volume add-on.
+    #[serde(default = "default_exports_per_minute")]
+    pub exports_per_minute: u32,
+    /// How often a bulk job's status is polled.
+    #[serde(default = "default_job_poll_interval_ms")]
+    pub job_poll_interval_ms: u64,
+    /// How long a bulk job may take (including waiting for a free job slot) before the
+    /// batch is handed back as transient; creates are upserts, so a retry is safe.
+    #[serde(default = "default_job_timeout_secs")]
+    pub job_timeout_secs: u64,
+    /// Push tickets (creation carries an `Idempotency-Key`); tickets are read-only otherwise.
+    #[serde(default)]
+    pub ticket_writes: bool,
+}
+
+/// The bytes `X-Zendesk-Webhook-Signature` is an HMAC of.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureOrder {
+    /// `TIMESTAMP + BODY`: the current verification doc and third-party implementations.
+    #[default]
+    TimestampBody,
+    /// `BODY + TIMESTAMP`: the older doc page, whose test vector matches only this order.
+    BodyTimestamp,
 }
 
 fn default_requests_per_minute() -> u32 {
     700
+}
+
+fn default_webhook_tolerance_secs() -> u64 {
+    300
+}
+
+fn default_exports_per_minute() -> u32 {
+    10
+}
+
+fn default_job_poll_interval_ms() -> u64 {
+    1000
+}
+
+fn default_job_timeout_secs() -> u64 {
+    300
 }
 
 impl ZendeskParams {
@@ -71,6 +118,24 @@ impl ZendeskParams {
                     format!("{} is outside 1..=100000", p.requests_per_minute),
                 )
                 .with_example("requests_per_minute: 700"),
+            );
+        }
+        if !(1..=1_000).contains(&p.exports_per_minute) {
+            errors.push(
+                ParamError::new(
+                    "exports_per_minute",
+                    format!("{} is outside 1..=1000", p.exports_per_minute),
+                )
+                .with_example("exports_per_minute: 10"),
+            );
+        }
+        if p.job_poll_interval_ms == 0 || p.job_timeout_secs == 0 {
+            errors.push(
+                ParamError::new(
+                    "job_poll_interval_ms",
+                    "job polling needs a non-zero interval and timeout",
+                )
+                .with_example("job_poll_interval_ms: 1000"),
             );
         }
         collected(p, errors)

@@ -1,0 +1,872 @@
+//! A stateful Salesforce on loopback (feature `sim`): OAuth token endpoint with expiring
+//! tokens, the SOQL subset the connector emits, query batches with `nextRecordsUrl`,
+//! sObject Collections with per-item errors and external-id upsert, `Sforce-Limit-Info`
+//! on every answer and `403 REQUEST_LIMIT_EXCEEDED` once the daily allocation is spent.
+//!
+//! Deliberately strict: SOQL outside the subset is `MALFORMED_QUERY`, so a connector
+//! change that emits something the real API might read differently fails here first.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use serde_json::{json, Map, Value};
+
+use crate::mapping::parse_datetime;
+
+pub const ORG_ID: &str = "00DSIM000000001AAA";
+pub const CLIENT_ID: &str = "sim-client";
+pub const CLIENT_SECRET: &str = "sim-secret";
+pub const REFRESH_TOKEN: &str = "sim-refresh";
+pub const EXTERNAL_ID_FIELD: &str = "Revsync_Id__c";
+
+/// A record as the simulated org holds it.
+#[derive(Debug, Clone)]
+pub struct SimRecord {
+    pub id: String,
+    pub object: String,
+    pub stamp: DateTime<Utc>,
+    pub deleted: bool,
+    pub fields: Map<String, Value>,
+}
+
+#[derive(Debug)]
+pub struct SimState {
+    pub records: BTreeMap<String, SimRecord>,
+    seq: u64,
+    clock: DateTime<Utc>,
+    /// While set, writes keep one SystemModstamp (many records per second).
+    pub frozen: bool,
+    /// Live tokens and the data calls each has left (`None`: until expired by hand).
+    tokens: HashMap<String, Option<u32>>,
+    /// Calls a new token is good for.
+    pub token_ttl_calls: Option<u32>,
+    pub token_requests: u64,
+    pub api_used: u64,
+    pub api_max: u64,
+    /// Records per query answer before `nextRecordsUrl` (Salesforce: up to 2,000).
+    pub batch_size: usize,
+    locators: HashMap<String, Vec<Value>>,
+    /// Apply the next N writes, then answer 500 as if the response were lost.
+    pub drop_responses: u32,
+    /// Write calls received (collections), for tests.
+    pub write_calls: u64,
+    pub limit_refusals: u64,
+    instance_url: String,
+}
+
+impl Default for SimState {
+    fn default() -> Self {
+        Self {
+            records: BTreeMap::new(),
+            seq: 0,
+            clock: Utc
+                .with_ymd_and_hms(2024, 1, 1, 0, 0, 0)
+                .single()
+                .unwrap_or_default(),
+            frozen: false,
+            tokens: HashMap::new(),
+            token_ttl_calls: None,
+            token_requests: 0,
+            api_used: 0,
+            api_max: 100_000,
+            batch_size: 2000,
+            locators: HashMap::new(),
+            drop_responses: 0,
+            write_calls: 0,
+            limit_refusals: 0,
+            instance_url: String::new(),
+        }
+    }
+}
+
+fn prefix(object: &str) -> &'static str {
+    match object {
+        "Account" => "001",
+        "Contact" => "003",
+        "Opportunity" => "006",
+        "Lead" => "00Q",
+        _ => "a00",
+    }
+}
+
+fn required(object: &str) -> &'static [&'static str] {
+    match object {
+        "Contact" => &["LastName"],
+        "Lead" => &["LastName", "Company"],
+        "Account" => &["Name"],
+        "Opportunity" => &["Name", "StageName", "CloseDate"],
+        _ => &[],
+    }
+}
+
+fn item_error(code: &str, message: &str, fields: &[&str]) -> Value {
+    json!({"success": false, "errors": [{"statusCode": code, "message": message, "fields": fields}]})
+}
+
+impl SimState {
+    fn tick(&mut self) -> DateTime<Utc> {
+        if !self.frozen {
+            self.clock += Duration::seconds(1);
+        }
+        self.clock
+    }
+
+    fn new_id(&mut self, object: &str) -> String {
+        self.seq += 1;
+        // Fixed width: string order is creation order, as the connector's Id tiebreak needs.
+        format!("{}{:012}AAA", prefix(object), self.seq)
+    }
+
+    /// Insert a record as a user would (no validation).
+    pub fn insert(&mut self, object: &str, fields: Map<String, Value>) -> String {
+        let id = self.new_id(object);
+        let stamp = self.tick();
+        self.records.insert(
+            id.clone(),
+            SimRecord {
+                id: id.clone(),
+                object: object.to_owned(),
+                stamp,
+                deleted: false,
+                fields,
+            },
+        );
+        id
+    }
+
+    pub fn live<'a>(&'a self, object: &'a str) -> impl Iterator<Item = &'a SimRecord> + 'a {
+        self.records
+            .values()
+            .filter(move |r| r.object == object && !r.deleted)
+    }
+
+    /// Duplicate rule: a second live Contact or Lead with the same email.
+    fn duplicate(&self, object: &str, fields: &Map<String, Value>, except: Option<&str>) -> bool {
+        let Some(email) = fields.get("Email").and_then(Value::as_str) else {
+            return false;
+        };
+        matches!(object, "Contact" | "Lead")
+            && self.live(object).any(|r| {
+                Some(r.id.as_str()) != except
+                    && r.fields
+                        .get("Email")
+                        .and_then(Value::as_str)
+                        .is_some_and(|e| e.eq_ignore_ascii_case(email))
+            })
+    }
+
+    fn create(&mut self, object: &str, fields: Map<String, Value>) -> Value {
+        let missing: Vec<&str> = required(object)
+            .iter()
+            .copied()
+            .filter(|f| fields.get(*f).is_none_or(|v| v.is_null() || v == ""))
+            .collect();
+        if !missing.is_empty() {
+            return item_error(
+                "REQUIRED_FIELD_MISSING",
+                &format!("Required fields are missing: [{}]", missing.join(", ")),
+                &missing,
+            );
+        }
+        if self.duplicate(object, &fields, None) {
+            return item_error("DUPLICATES_DETECTED", "Use one of these records?", &[]);
+        }
+        let id = self.insert(object, fields);
+        json!({"id": id, "success": true, "errors": [], "created": true})
+    }
+
+    fn update(&mut self, id: &str, object: Option<&str>, fields: Map<String, Value>) -> Value {
+        let Some(rec) = self.records.get(id) else {
+            return item_error(
+                "INVALID_CROSS_REFERENCE_KEY",
+                "invalid cross reference id",
+                &[],
+            );
+        };
+        if rec.deleted {
+            return item_error("ENTITY_IS_DELETED", "entity is deleted", &[]);
+        }
+        if object.is_some_and(|o| o != rec.object) {
+            return item_error("INVALID_TYPE", "record type does not match its id", &[]);
+        }
+        let object = rec.object.clone();
+        if self.duplicate(&object, &fields, Some(id)) {
+            return item_error("DUPLICATES_DETECTED", "Use one of these records?", &[]);
+        }
+        for f in required(&object) {
+            if fields.get(*f).is_some_and(|v| v.is_null() || v == "") {
+                return item_error(
+                    "REQUIRED_FIELD_MISSING",
+                    &format!("Required fields are missing: [{f}]"),
+                    &[f],
+                );
+            }
+        }
+        let stamp = self.tick();
+        if let Some(rec) = self.records.get_mut(id) {
+            rec.fields.extend(fields);
+            rec.stamp = stamp;
+        }
+        json!({"id": id, "success": true, "errors": [], "created": false})
+    }
+
+    fn upsert(&mut self, object: &str, field: &str, fields: Map<String, Value>) -> Value {
+        let Some(key) = fields.get(field).and_then(Value::as_str).map(str::to_owned) else {
+            return item_error(
+                "MISSING_ARGUMENT",
+                &format!("{field} not specified"),
+                &[field],
+            );
+        };
+        let matched: Vec<String> = self
+            .live(object)
+            .filter(|r| r.fields.get(field).and_then(Value::as_str) == Some(key.as_str()))
+            .map(|r| r.id.clone())
+            .collect();
+        match matched.as_slice() {
+            [] => self.create(object, fields),
+            [id] => {
+                let id = id.clone();
+                self.update(&id, Some(object), fields)
+            }
+            _ => item_error(
+                "DUPLICATE_EXTERNAL_ID",
+                "more than one record matches",
+                &[field],
+            ),
+        }
+    }
+
+    fn delete(&mut self, id: &str) -> Value {
+        let stamp = self.tick();
+        match self.records.get_mut(id) {
+            None => item_error(
+                "INVALID_CROSS_REFERENCE_KEY",
+                "invalid cross reference id",
+                &[],
+            ),
+            Some(r) if r.deleted => {
+                json!({"id": id, "success": false, "errors": [{"statusCode": "ENTITY_IS_DELETED", "message": "entity is deleted", "fields": []}]})
+            }
+            Some(r) => {
+                r.deleted = true;
+                r.stamp = stamp;
+                json!({"id": id, "success": true, "errors": []})
+            }
+        }
+    }
+
+    fn render(&self, r: &SimRecord, fields: &[String]) -> Value {
+        let mut m = Map::new();
+        m.insert(
+            "attributes".into(),
+            json!({"type": r.object, "url": format!("/services/data/v66.0/sobjects/{}/{}", r.object, r.id)}),
+        );
+        for f in fields {
+            let v = match f.as_str() {
+                "Id" => json!(r.id),
+                "SystemModstamp" => json!(r.stamp.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()),
+                "IsDeleted" => json!(r.deleted),
+                _ => r.fields.get(f).cloned().unwrap_or(Value::Null),
+            };
+            m.insert(f.clone(), v);
+        }
+        Value::Object(m)
+    }
+}
+
+/// The parsed subset of SOQL.
+#[derive(Debug, PartialEq)]
+enum Filter {
+    All,
+    After {
+        stamp: DateTime<Utc>,
+        id: Option<String>,
+    },
+    Ids(Vec<String>),
+}
+
+#[derive(Debug)]
+struct Soql {
+    fields: Vec<String>,
+    object: String,
+    filter: Filter,
+    limit: Option<usize>,
+}
+
+fn literal_id(s: &str) -> Option<String> {
+    let s = s.trim();
+    let inner = s.strip_prefix('\'')?.strip_suffix('\'')?;
+    inner
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric())
+        .then(|| inner.to_owned())
+}
+
+fn parse_filter(w: &str) -> Option<Filter> {
+    let w = w.trim();
+    if let Some(list) = w.strip_prefix("Id IN (").and_then(|r| r.strip_suffix(')')) {
+        return list
+            .split(',')
+            .map(literal_id)
+            .collect::<Option<_>>()
+            .map(Filter::Ids);
+    }
+    let rest = w.strip_prefix("SystemModstamp > ")?;
+    let (ts, tail) = match rest.split_once(' ') {
+        Some((ts, tail)) => (ts, Some(tail)),
+        None => (rest, None),
+    };
+    let stamp = parse_datetime(ts)?;
+    let Some(tail) = tail else {
+        return Some(Filter::After { stamp, id: None });
+    };
+    let inner = tail
+        .strip_prefix("OR (SystemModstamp = ")?
+        .strip_suffix(')')?;
+    let (ts2, id) = inner.split_once(" AND Id > ")?;
+    (parse_datetime(ts2)? == stamp).then_some(())?;
+    Some(Filter::After {
+        stamp,
+        id: Some(literal_id(id)?),
+    })
+}
+
+fn parse_soql(q: &str) -> Result<Soql, String> {
+    let bad = || format!("MALFORMED_QUERY: unsupported query `{q}`");
+    let rest = q.trim().strip_prefix("SELECT ").ok_or_else(bad)?;
+    let (fields, rest) = rest.split_once(" FROM ").ok_or_else(bad)?;
+    let fields: Vec<String> = fields.split(',').map(|f| f.trim().to_owned()).collect();
+    if fields.iter().any(|f| !crate::mapping::is_field_name(f)) {
+        return Err(bad());
+    }
+    let (rest, limit) = match rest.rsplit_once(" LIMIT ") {
+        Some((r, n)) => (r, Some(n.trim().parse::<usize>().map_err(|_| bad())?)),
+        None => (rest, None),
+    };
+    let rest = match rest.split_once(" ORDER BY ") {
+        Some((r, order)) if matches!(order.trim(), "SystemModstamp, Id" | "SystemModstamp") => r,
+        Some(_) => return Err(bad()),
+        None => rest,
+    };
+    let (object, filter) = match rest.split_once(" WHERE ") {
+        Some((o, w)) => (o, parse_filter(w).ok_or_else(bad)?),
+        None => (rest, Filter::All),
+    };
+    let object = object.trim();
+    if !crate::mapping::is_field_name(object) {
+        return Err(bad());
+    }
+    Ok(Soql {
+        fields,
+        object: object.to_owned(),
+        filter,
+        limit,
+    })
+}
+
+type Shared = Arc<Mutex<SimState>>;
+
+fn lock(s: &Shared) -> std::sync::MutexGuard<'_, SimState> {
+    s.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn rest_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        Json(json!([{"message": message, "errorCode": code}])),
+    )
+        .into_response()
+}
+
+/// Token and quota gate of every data call: the refusal, or `None` and the call counted.
+fn refuse(s: &mut SimState, headers: &HeaderMap) -> Option<Response> {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_owned();
+    match s.tokens.get_mut(&token) {
+        Some(Some(0)) | None => {
+            return Some(rest_error(
+                StatusCode::UNAUTHORIZED,
+                "INVALID_SESSION_ID",
+                "Session expired or invalid",
+            ))
+        }
+        Some(Some(n)) => *n -= 1,
+        Some(None) => {}
+    }
+    if s.api_used >= s.api_max {
+        s.limit_refusals += 1;
+        let mut r = rest_error(
+            StatusCode::FORBIDDEN,
+            "REQUEST_LIMIT_EXCEEDED",
+            "TotalRequests Limit exceeded.",
+        );
+        add_limit_info(s, &mut r);
+        return Some(r);
+    }
+    s.api_used += 1;
+    None
+}
+
+fn add_limit_info(s: &SimState, r: &mut Response) {
+    if let Ok(v) = format!("api-usage={}/{}", s.api_used, s.api_max).parse() {
+        r.headers_mut().insert("sforce-limit-info", v);
+    }
+}
+
+fn answer(s: &SimState, status: StatusCode, body: Value) -> Response {
+    let mut r = (status, Json(body)).into_response();
+    add_limit_info(s, &mut r);
+    r
+}
+
+async fn token(State(st): State<Shared>, Form(f): Form<HashMap<String, String>>) -> Response {
+    let mut s = lock(&st);
+    let get = |k: &str| f.get(k).map(String::as_str).unwrap_or_default();
+    let ok_client = get("client_id") == CLIENT_ID && get("client_secret") == CLIENT_SECRET;
+    let ok_grant = match get("grant_type") {
+        "refresh_token" => get("refresh_token") == REFRESH_TOKEN,
+        "client_credentials" => true,
+        _ => false,
+    };
+    if !ok_client || !ok_grant {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_grant", "error_description": "authentication failure"})),
+        )
+            .into_response();
+    }
+    s.token_requests += 1;
+    let token = format!("00DSIM!tok{}", s.token_requests);
+    let ttl = s.token_ttl_calls;
+    s.tokens.insert(token.clone(), ttl);
+    let instance = s.instance_url.clone();
+    Json(json!({"access_token": token, "instance_url": instance, "id": format!("https://login.salesforce.com/id/{ORG_ID}/005SIM"),
+        "token_type": "Bearer", "issued_at": "1700000000000", "signature": "sim"}))
+    .into_response()
+}
+
+fn run_query(s: &mut SimState, q: &str, all: bool) -> Response {
+    let soql = match parse_soql(q) {
+        Ok(q) => q,
+        Err(m) => {
+            let mut r = rest_error(StatusCode::BAD_REQUEST, "MALFORMED_QUERY", &m);
+            add_limit_info(s, &mut r);
+            return r;
+        }
+    };
+    let mut rows: Vec<&SimRecord> = s
+        .records
+        .values()
+        .filter(|r| r.object == soql.object && (all || !r.deleted))
+        .filter(|r| match &soql.filter {
+            Filter::All => true,
+            Filter::After { stamp, id: None } => r.stamp > *stamp,
+            Filter::After {
+                stamp,
+                id: Some(id),
+            } => r.stamp > *stamp || (r.stamp == *stamp && r.id.as_str() > id.as_str()),
+            Filter::Ids(ids) => ids.contains(&r.id),
+        })
+        .collect();
+    rows.sort_by(|a, b| (a.stamp, &a.id).cmp(&(b.stamp, &b.id)));
+    if let Some(n) = soql.limit {
+        rows.truncate(n);
+    }
+    let rendered: Vec<Value> = rows.iter().map(|r| s.render(r, &soql.fields)).collect();
+    page(s, rendered, 0)
+}
+
+fn page(s: &mut SimState, all: Vec<Value>, offset: usize) -> Response {
+    let total = all.len();
+    let end = (offset + s.batch_size.max(1)).min(total);
+    let records: Vec<Value> = all.get(offset..end).unwrap_or_default().to_vec();
+    let mut body = json!({"totalSize": total, "done": end >= total, "records": records});
+    if end < total {
+        let loc = format!("01gSIM{:08}", s.locators.len() + 1);
+        body["nextRecordsUrl"] = json!(format!("/services/data/v66.0/query/{loc}-{end}"));
+        s.locators.insert(loc, all);
+    }
+    answer(s, StatusCode::OK, body)
+}
+
+async fn query(
+    State(st): State<Shared>,
+    Path(_v): Path<String>,
+    headers: HeaderMap,
+    Query(p): Query<HashMap<String, String>>,
+) -> Response {
+    let mut s = lock(&st);
+    if let Some(r) = refuse(&mut s, &headers) {
+        return r;
+    }
+    run_query(
+        &mut s,
+        p.get("q").map(String::as_str).unwrap_or_default(),
+        false,
+    )
+}
+
+async fn query_all(
+    State(st): State<Shared>,
+    Path(_v): Path<String>,
+    headers: HeaderMap,
+    Query(p): Query<HashMap<String, String>>,
+) -> Response {
+    let mut s = lock(&st);
+    if let Some(r) = refuse(&mut s, &headers) {
+        return r;
+    }
+    run_query(
+        &mut s,
+        p.get("q").map(String::as_str).unwrap_or_default(),
+        true,
+    )
+}
+
+async fn query_more(
+    State(st): State<Shared>,
+    Path((_v, locator)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut s = lock(&st);
+    if let Some(r) = refuse(&mut s, &headers) {
+        return r;
+    }
+    let found = locator
+        .rsplit_once('-')
+        .and_then(|(loc, off)| Some((s.locators.get(loc)?.clone(), off.parse::<usize>().ok()?)));
+    match found {
+        Some((all, offset)) => page(&mut s, all, offset),
+        None => {
+            let mut r = rest_error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_QUERY_LOCATOR",
+                "invalid query locator",
+            );
+            add_limit_info(&s, &mut r);
+            r
+        }
+    }
+}
+
+/// Shared shape of collection writes: body checks, the 200 cap, lost answers.
+fn collection(
+    st: &Shared,
+    headers: &HeaderMap,
+    body: &Value,
+    mut apply: impl FnMut(&mut SimState, Map<String, Value>) -> Value,
+) -> Response {
+    let mut s = lock(st);
+    if let Some(r) = refuse(&mut s, headers) {
+        return r;
+    }
+    s.write_calls += 1;
+    let Some(records) = body["records"].as_array() else {
+        return rest_error(
+            StatusCode::BAD_REQUEST,
+            "JSON_PARSER_ERROR",
+            "records missing",
+        );
+    };
+    if records.len() > 200 {
+        return rest_error(
+            StatusCode::BAD_REQUEST,
+            "EXCEEDED_ID_LIMIT",
+            "record limit exceeded: 200",
+        );
+    }
+    let mut results = Vec::new();
+    for r in records {
+        let Some(mut fields) = r.as_object().cloned() else {
+            results.push(item_error(
+                "JSON_PARSER_ERROR",
+                "record is not an object",
+                &[],
+            ));
+            continue;
+        };
+        fields.remove("attributes");
+        results.push(apply(&mut s, fields));
+    }
+    respond_or_drop(&mut s, Value::Array(results))
+}
+
+fn respond_or_drop(s: &mut SimState, results: Value) -> Response {
+    if s.drop_responses > 0 {
+        s.drop_responses -= 1;
+        return (StatusCode::INTERNAL_SERVER_ERROR, "connection reset").into_response();
+    }
+    answer(s, StatusCode::OK, results)
+}
+
+async fn create_many(
+    State(st): State<Shared>,
+    Path(_v): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let types: Vec<String> = body["records"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| {
+            r["attributes"]["type"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    let mut i = 0;
+    collection(&st, &headers, &body, |s, fields| {
+        let object = types.get(i).cloned().unwrap_or_default();
+        i += 1;
+        s.create(&object, fields)
+    })
+}
+
+async fn update_many(
+    State(st): State<Shared>,
+    Path(_v): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    collection(&st, &headers, &body, |s, mut fields| {
+        let id = fields
+            .remove("id")
+            .or_else(|| fields.remove("Id"))
+            .and_then(|v| v.as_str().map(str::to_owned));
+        match id {
+            Some(id) => s.update(&id, None, fields),
+            None => item_error("MISSING_ARGUMENT", "id not specified", &[]),
+        }
+    })
+}
+
+async fn delete_many(
+    State(st): State<Shared>,
+    Path(_v): Path<String>,
+    headers: HeaderMap,
+    Query(p): Query<HashMap<String, String>>,
+) -> Response {
+    let mut s = lock(&st);
+    if let Some(r) = refuse(&mut s, &headers) {
+        return r;
+    }
+    s.write_calls += 1;
+    let ids: Vec<&str> = p
+        .get("ids")
+        .map(|v| v.split(',').collect())
+        .unwrap_or_default();
+    if ids.len() > 200 {
+        return rest_error(
+            StatusCode::BAD_REQUEST,
+            "EXCEEDED_ID_LIMIT",
+            "record limit exceeded: 200",
+        );
+    }
+    let results: Vec<Value> = ids.iter().map(|id| s.delete(id)).collect();
+    respond_or_drop(&mut s, Value::Array(results))
+}
+
+async fn upsert_many(
+    State(st): State<Shared>,
+    Path((_v, object, field)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    collection(&st, &headers, &body, |s, fields| {
+        s.upsert(&object, &field, fields)
+    })
+}
+
+/// A running simulator.
+#[derive(Clone)]
+pub struct Sim {
+    pub state: Shared,
+    pub addr: SocketAddr,
+}
+
+impl Sim {
+    pub async fn start() -> std::io::Result<Self> {
+        let state: Shared = Arc::new(Mutex::new(SimState::default()));
+        let app = Router::new()
+            .route("/services/oauth2/token", post(token))
+            .route("/services/data/{v}/query", get(query))
+            .route("/services/data/{v}/queryAll", get(query_all))
+            .route("/services/data/{v}/query/{locator}", get(query_more))
+            .route(
+                "/services/data/{v}/composite/sobjects",
+                post(create_many).patch(update_many).delete(delete_many),
+            )
+            .route(
+                "/services/data/{v}/composite/sobjects/{object}/{field}",
+                patch(upsert_many),
+            )
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let url = format!("http://{addr}");
+        // The instance URL the token endpoint hands out: this same server.
+        lock(&state).instance_url = url;
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "salesforce simulator stopped");
+            }
+        });
+        Ok(Self { state, addr })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn token_url(&self) -> String {
+        format!("{}/services/oauth2/token", self.url())
+    }
+
+    /// Connector `params:` that point at this simulator (refresh-token flow).
+    pub fn params(&self) -> Value {
+        json!({
+            "auth": {"flow": "refresh_token", "token_url": self.token_url(),
+                     "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "refresh_token": REFRESH_TOKEN},
+            "organization_id": ORG_ID,
+            "external_id_field": EXTERNAL_ID_FIELD,
+        })
+    }
+
+    pub fn with<T>(&self, f: impl FnOnce(&mut SimState) -> T) -> T {
+        f(&mut lock(&self.state))
+    }
+
+    /// Valid records, as a user would create them.
+    pub fn seed(&self, object: &str, n: usize) -> Vec<String> {
+        self.with(|s| {
+            (0..n)
+                .map(|_| {
+                    let k = s.seq + 1;
+                    let fields = sample_fields(object, &format!("seed{k}"));
+                    s.insert(object, fields)
+                })
+                .collect()
+        })
+    }
+
+    pub fn ids(&self, object: &str) -> std::collections::BTreeSet<String> {
+        self.with(|s| s.live(object).map(|r| r.id.clone()).collect())
+    }
+
+    pub fn record(&self, id: &str) -> Option<SimRecord> {
+        self.with(|s| s.records.get(id).cloned())
+    }
+
+    /// Let every issued token serve `calls` more data calls, then expire.
+    pub fn limit_tokens(&self, calls: u32) {
+        self.with(|s| s.tokens.values_mut().for_each(|t| *t = Some(calls)));
+    }
+
+    /// Make every issued token invalid (as when a session times out).
+    pub fn expire_tokens(&self) {
+        self.with(|s| s.tokens.values_mut().for_each(|t| *t = Some(0)));
+    }
+}
+
+/// Fields that pass the simulator's validation for `object`.
+pub fn sample_fields(object: &str, tag: &str) -> Map<String, Value> {
+    let v = match object {
+        "Contact" => {
+            json!({"FirstName": "Ada", "LastName": format!("Contact {tag}"), "Email": format!("{tag}@example.com")})
+        }
+        "Lead" => {
+            json!({"LastName": format!("Lead {tag}"), "Company": "Acme", "Email": format!("{tag}@lead.example.com")})
+        }
+        "Account" => json!({"Name": format!("Account {tag}"), "Website": "https://example.com"}),
+        "Opportunity" => {
+            json!({"Name": format!("Deal {tag}"), "StageName": "Prospecting", "CloseDate": "2024-12-31", "Amount": 1000})
+        }
+        _ => json!({}),
+    };
+    v.as_object().cloned().unwrap_or_default()
+}
+
+#[async_trait]
+impl revsync_sdk::testsuite::Harness for Sim {
+    async fn seed(&self, object: &str, n: usize) -> Vec<String> {
+        Sim::seed(self, object, n)
+    }
+
+    async fn ids(&self, object: &str) -> std::collections::BTreeSet<String> {
+        Sim::ids(self, object)
+    }
+
+    fn new_fields(&self, object: &str, i: usize) -> BTreeMap<String, Value> {
+        let tag = format!("new{i}-{}", uuid::Uuid::now_v7().simple());
+        sample_fields(object, &tag).into_iter().collect()
+    }
+
+    fn signed_webhook(&self) -> Option<revsync_sdk::testsuite::SampleWebhook> {
+        let id = self.ids("Contact").into_iter().next()?;
+        let body =
+            crate::webhook::sample_message(ORG_ID, &[("04lSIM000000001AAA", "Contact", &id)]);
+        Some((
+            vec![("content-type".into(), "text/xml".into())],
+            body.into_bytes(),
+        ))
+    }
+
+    fn tampered_webhook(&self) -> Option<revsync_sdk::testsuite::SampleWebhook> {
+        let body = crate::webhook::sample_message(
+            "00DOTHER00000001AAA",
+            &[("04lSIM000000001AAA", "Contact", "003000000000001AAA")],
+        );
+        Some((
+            vec![("content-type".into(), "text/xml".into())],
+            body.into_bytes(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_soql_subset_parses_and_the_rest_is_malformed() {
+        let q = "SELECT Id, SystemModstamp, IsDeleted, Email FROM Contact WHERE SystemModstamp > 2024-03-01T10:00:00Z OR (SystemModstamp = 2024-03-01T10:00:00Z AND Id > '003000000000001AAA') ORDER BY SystemModstamp, Id LIMIT 200";
+        let s = parse_soql(q).unwrap();
+        assert_eq!(s.object, "Contact");
+        assert_eq!(s.limit, Some(200));
+        assert!(matches!(s.filter, Filter::After { id: Some(_), .. }));
+        let s = parse_soql(
+            "SELECT Id FROM Lead WHERE Id IN ('00Q000000000001AAA', '00Q000000000002AAA')",
+        )
+        .unwrap();
+        assert_eq!(
+            s.filter,
+            Filter::Ids(vec![
+                "00Q000000000001AAA".into(),
+                "00Q000000000002AAA".into()
+            ])
+        );
+        for bad in [
+            "SELECT Id FROM Contact WHERE Name = 'x'",
+            "SELECT Id FROM Contact ORDER BY Name",
+            "SELECT Id FROM Contact WHERE Id IN ('x'' OR 1=1')",
+            "DELETE FROM Contact",
+        ] {
+            assert!(parse_soql(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,362 @@
+//! The connector against its simulator over real HTTP on loopback.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use revsync_salesforce::client::HttpSettings;
+use revsync_salesforce::config::SalesforceParams;
+use revsync_salesforce::sim::{sample_fields, Sim, EXTERNAL_ID_FIELD};
+use revsync_salesforce::SalesforceConnector;
+use revsync_sdk::http::{Limits, RetryPolicy};
+use revsync_sdk::{Connector, ConnectorError, LimitScope, PushItem, PushOp};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+fn connector(sim: &Sim, extra: Value) -> SalesforceConnector {
+    let mut params = sim.params();
+    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+        params[k] = v;
+    }
+    let params = SalesforceParams::from_value(&params).expect("valid params");
+    let http = HttpSettings {
+        limits: Limits::new(10_000, Duration::from_secs(1)),
+        retry: RetryPolicy {
+            max_attempts: 3,
+            min_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(20),
+            max_elapsed: Duration::from_secs(5),
+        },
+        timeout: Duration::from_secs(5),
+    };
+    SalesforceConnector::new(params, http).expect("connector builds")
+}
+
+/// Every change of `object` from `cursor` to the end, and the last cursor.
+async fn read_all(
+    c: &SalesforceConnector,
+    object: &str,
+    cursor: Option<String>,
+) -> (Vec<String>, Option<String>) {
+    let mut cursor = cursor;
+    let mut seen = Vec::new();
+    for _ in 0..1000 {
+        let f = c.fetch(object, cursor.as_deref()).await.expect("fetch");
+        seen.extend(f.changes.iter().map(|ch| ch.external_id.clone()));
+        cursor = f.cursor.or(cursor);
+        if !f.more {
+            return (seen, cursor);
+        }
+    }
+    panic!("never reached the end");
+}
+
+fn create(fields: serde_json::Map<String, Value>) -> PushItem {
+    PushItem {
+        op: PushOp::Create {
+            canonical_id: Uuid::now_v7(),
+        },
+        fields: fields.into_iter().collect(),
+        version: 1,
+    }
+}
+
+#[tokio::test]
+async fn conformance_suite_passes_for_every_object() {
+    let sim = Sim::start().await.unwrap();
+    // Small batches so backfills cross pages and `nextRecordsUrl` is followed.
+    sim.with(|s| s.batch_size = 4);
+    let c = connector(&sim, json!({"page_size": 10}));
+    for object in ["Contact", "Account", "Lead", "Opportunity"] {
+        revsync_sdk::testsuite::run(&c, &sim, object).await;
+    }
+}
+
+#[tokio::test]
+async fn client_credentials_flow_reads() {
+    let sim = Sim::start().await.unwrap();
+    sim.seed("Account", 3);
+    let c = connector(
+        &sim,
+        json!({"auth": {"flow": "client_credentials", "token_url": sim.token_url(),
+                        "client_id": "sim-client", "client_secret": "sim-secret"}}),
+    );
+    let (seen, _) = read_all(&c, "Account", None).await;
+    assert_eq!(seen.len(), 3);
+}
+
+#[tokio::test]
+async fn token_expiring_mid_backfill_is_refreshed_once_and_no_page_is_lost() {
+    let sim = Sim::start().await.unwrap();
+    let seeded: BTreeSet<String> = sim.seed("Contact", 30).into_iter().collect();
+    sim.with(|s| s.batch_size = 4);
+    let c = connector(&sim, json!({"page_size": 10}));
+    let first = c.fetch("Contact", None).await.unwrap();
+    assert_eq!(first.changes.len(), 10);
+    // The token dies after the next query call: in the middle of following nextRecordsUrl.
+    sim.limit_tokens(1);
+    let (rest, _) = read_all(&c, "Contact", first.cursor.clone()).await;
+    let mut all: Vec<String> = first
+        .changes
+        .iter()
+        .map(|c| c.external_id.clone())
+        .collect();
+    all.extend(rest);
+    assert_eq!(all.len(), 30, "no record read twice or lost: {all:?}");
+    assert_eq!(all.iter().cloned().collect::<BTreeSet<_>>(), seeded);
+    assert_eq!(sim.with(|s| s.token_requests), 2, "one login, one refresh");
+}
+
+#[tokio::test]
+async fn concurrent_requests_share_a_single_refresh() {
+    let sim = Sim::start().await.unwrap();
+    let ids = sim.seed("Contact", 8);
+    let c = Arc::new(connector(&sim, json!({})));
+    c.fetch("Contact", None).await.unwrap();
+    sim.expire_tokens();
+    let mut tasks = tokio::task::JoinSet::new();
+    for id in ids {
+        let c = c.clone();
+        tasks.spawn(async move { c.fetch_by_ids("Contact", &[id]).await });
+    }
+    while let Some(r) = tasks.join_next().await {
+        assert_eq!(r.unwrap().unwrap().len(), 1);
+    }
+    assert_eq!(sim.with(|s| s.token_requests), 2, "eight 401s, one refresh");
+}
+
+#[tokio::test]
+async fn the_daily_reserve_is_never_crossed_and_reads_resume_when_usage_falls() {
+    let sim = Sim::start().await.unwrap();
+    sim.seed("Contact", 300);
+    sim.with(|s| {
+        s.api_max = 100;
+        s.api_used = 80;
+    });
+    // 10% of 100 is kept: revsync stops at 90.
+    let c = connector(&sim, json!({"page_size": 5, "quota_recheck_secs": 1}));
+    let mut cursor: Option<String> = None;
+    let mut refused = None;
+    for _ in 0..50 {
+        match c.fetch("Contact", cursor.as_deref()).await {
+            Ok(f) => cursor = f.cursor,
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+        assert!(sim.with(|s| s.api_used) <= 90, "the reserve was crossed");
+    }
+    assert!(matches!(
+        refused,
+        Some(ConnectorError::RateLimited {
+            scope: LimitScope::Reserve,
+            retry_after: Some(_)
+        })
+    ));
+    assert_eq!(sim.with(|s| s.api_used), 90);
+    assert!(c.quota_status().reserve_reached, "quota_reserve_reached");
+    // Pushes are held back too, without a call.
+    let e = c
+        .push("Contact", &[create(sample_fields("Contact", "held"))])
+        .await;
+    assert!(matches!(
+        e,
+        Err(ConnectorError::RateLimited {
+            scope: LimitScope::Reserve,
+            ..
+        })
+    ));
+    assert_eq!(
+        sim.with(|s| s.api_used),
+        90,
+        "nothing was sent while paused"
+    );
+
+    // Other tools' calls age out of the rolling window; after the recheck period one
+    // call learns it and reads resume.
+    sim.with(|s| s.api_used = 20);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    c.fetch("Contact", cursor.as_deref())
+        .await
+        .expect("resumed");
+    assert!(!c.quota_status().reserve_reached);
+}
+
+#[tokio::test]
+async fn request_limit_exceeded_pauses_without_a_retry_loop() {
+    let sim = Sim::start().await.unwrap();
+    sim.with(|s| {
+        s.api_max = 50;
+        s.api_used = 50;
+    });
+    let c = connector(&sim, json!({}));
+    let e = c.fetch("Contact", None).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ConnectorError::RateLimited {
+                scope: LimitScope::Daily | LimitScope::Reserve,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(!e.is_retryable());
+    let e = c.fetch("Account", None).await.unwrap_err();
+    assert!(matches!(
+        e,
+        ConnectorError::RateLimited {
+            scope: LimitScope::Daily | LimitScope::Reserve,
+            ..
+        }
+    ));
+    assert_eq!(
+        sim.with(|s| s.limit_refusals),
+        1,
+        "refused once, never retried"
+    );
+}
+
+#[tokio::test]
+async fn a_collection_with_3_bad_records_of_200_fails_exactly_those_3() {
+    let sim = Sim::start().await.unwrap();
+    let existing = sim.seed("Contact", 1);
+    let taken = sim.record(&existing[0]).unwrap().fields["Email"].clone();
+    let c = connector(&sim, json!({}));
+    let mut items: Vec<PushItem> = (0..200)
+        .map(|i| create(sample_fields("Contact", &format!("bulk{i}"))))
+        .collect();
+    items[17].fields.remove("LastName");
+    items[88].fields.insert("LastName".into(), json!(""));
+    items[150].fields.insert("Email".into(), taken);
+    let results = c
+        .push("Contact", &items)
+        .await
+        .expect("the call itself succeeds");
+    assert_eq!(results.len(), 200);
+    let failed: Vec<usize> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.is_err())
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(failed, vec![17, 88, 150]);
+    for i in [17, 88] {
+        assert!(
+            matches!(&results[i], Err(ConnectorError::Permanent { detail, .. }) if detail.starts_with("REQUIRED_FIELD_MISSING")),
+            "{:?}",
+            results[i]
+        );
+    }
+    assert!(
+        matches!(&results[150], Err(ConnectorError::Permanent { detail, .. }) if detail.starts_with("DUPLICATES_DETECTED"))
+    );
+    assert_eq!(sim.ids("Contact").len(), 1 + 197);
+    assert_eq!(
+        sim.with(|s| s.write_calls),
+        1,
+        "one collection call for 200 records"
+    );
+}
+
+#[tokio::test]
+async fn a_create_whose_response_was_dropped_leaves_one_record() {
+    let sim = Sim::start().await.unwrap();
+    let c = connector(&sim, json!({}));
+    let item = create(sample_fields("Contact", "lost"));
+    // Lost once: the client's own retry upserts on the external id.
+    sim.with(|s| s.drop_responses = 1);
+    let first = c
+        .push("Contact", std::slice::from_ref(&item))
+        .await
+        .unwrap();
+    assert_eq!(sim.ids("Contact").len(), 1);
+    // Lost on every attempt: the push fails; the runtime's later retry finds the record.
+    sim.with(|s| s.drop_responses = 3);
+    let e = c
+        .push("Contact", std::slice::from_ref(&item))
+        .await
+        .unwrap_err();
+    assert!(e.is_retryable(), "{e:?}");
+    let again = c
+        .push("Contact", std::slice::from_ref(&item))
+        .await
+        .unwrap();
+    assert_eq!(first[0].as_ref().unwrap(), again[0].as_ref().unwrap());
+    assert_eq!(
+        sim.ids("Contact").len(),
+        1,
+        "a retried create made a duplicate"
+    );
+    let rec = sim.record(first[0].as_ref().unwrap()).unwrap();
+    let PushOp::Create { canonical_id } = item.op else {
+        unreachable!()
+    };
+    assert_eq!(
+        rec.fields[EXTERNAL_ID_FIELD],
+        json!(canonical_id.to_string())
+    );
+}
+
+#[tokio::test]
+async fn records_sharing_a_systemmodstamp_across_pages_are_all_read() {
+    let sim = Sim::start().await.unwrap();
+    sim.seed("Contact", 3);
+    sim.with(|s| {
+        s.frozen = true;
+        s.batch_size = 4;
+    });
+    let same: BTreeSet<String> = sim.seed("Contact", 57).into_iter().collect();
+    sim.with(|s| s.frozen = false);
+    sim.seed("Contact", 2);
+    let c = connector(&sim, json!({"page_size": 10}));
+    let (seen, cursor) = read_all(&c, "Contact", None).await;
+    assert_eq!(seen.len(), 62, "each record read exactly once");
+    let seen: BTreeSet<String> = seen.into_iter().collect();
+    assert!(same.is_subset(&seen));
+    // Nothing new: the cursor sits on the last record, not on "now".
+    let f = c.fetch("Contact", cursor.as_deref()).await.unwrap();
+    assert!(f.changes.is_empty() && !f.more);
+    assert_eq!(f.cursor, cursor);
+}
+
+#[tokio::test]
+async fn deletions_are_read_through_query_all() {
+    let sim = Sim::start().await.unwrap();
+    let ids = sim.seed("Account", 2);
+    let c = connector(&sim, json!({}));
+    let (_, cursor) = read_all(&c, "Account", None).await;
+    let r = c
+        .push(
+            "Account",
+            &[PushItem {
+                op: PushOp::Delete {
+                    external_id: ids[0].clone(),
+                },
+                fields: Default::default(),
+                version: 2,
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r[0].as_deref().ok(), Some(ids[0].as_str()));
+    let f = c.fetch("Account", cursor.as_deref()).await.unwrap();
+    assert_eq!(f.changes.len(), 1);
+    assert!(f.changes[0].deleted);
+    // Deleting again is not an error: it is already what was asked.
+    let r = c
+        .push(
+            "Account",
+            &[PushItem {
+                op: PushOp::Delete {
+                    external_id: ids[0].clone(),
+                },
+                fields: Default::default(),
+                version: 3,
+            }],
+        )
+        .await
+        .unwrap();
+    assert!(r[0].is_ok(), "{:?}", r[0]);
+}

@@ -1,0 +1,493 @@
+//! Stripe objects as `Change`s in Stripe's own field names, plus MRR in exact minor units.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use revsync_sdk::Change;
+use serde_json::{json, Value};
+
+use crate::config::CustomersAs;
+
+/// The metadata key a created customer carries its canonical id under.
+pub const REVSYNC_ID: &str = "revsync_id";
+
+/// Which revsync object a Stripe object (its `object` field) belongs to.
+pub fn object_for(stripe_object: &str) -> Option<&'static str> {
+    match stripe_object {
+        "customer" => Some("customers"),
+        "subscription" => Some("subscriptions"),
+        "invoice" => Some("invoices"),
+        _ => None,
+    }
+}
+
+/// The customer id of a field that is either an id or an expanded object.
+fn id_of(v: Option<&Value>) -> Value {
+    match v {
+        Some(Value::String(s)) => json!(s),
+        Some(Value::Object(o)) => o.get("id").cloned().unwrap_or(Value::Null),
+        _ => Value::Null,
+    }
+}
+
+fn copy(fields: &mut BTreeMap<String, Value>, obj: &Value, keys: &[&str]) {
+    for k in keys {
+        fields.insert((*k).to_owned(), obj.get(*k).cloned().unwrap_or(Value::Null));
+    }
+}
+
+/// A Stripe object (customer, subscription or invoice) as a change observed at `at`.
+pub fn to_change(
+    obj: &Value,
+    at: DateTime<Utc>,
+    customers_as: CustomersAs,
+) -> Result<Change, String> {
+    let id = obj
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or("object without an id")?;
+    let kind = obj
+        .get("object")
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("{id}: no `object` field"))?;
+    let object = object_for(kind).ok_or_else(|| format!("{id}: unexpected object `{kind}`"))?;
+    let deleted = obj.get("deleted").and_then(Value::as_bool).unwrap_or(false);
+    let mut fields = BTreeMap::new();
+    if !deleted {
+        match kind {
+            "customer" => customer_fields(obj, customers_as, &mut fields),
+            "subscription" => subscription_fields(obj, &mut fields),
+            _ => invoice_fields(obj, &mut fields),
+        }
+    }
+    Ok(Change {
+        object: object.to_owned(),
+        external_id: id.to_owned(),
+        source_updated_at: at,
+        fields,
+        deleted,
+    })
+}
+
+fn customer_fields(obj: &Value, customers_as: CustomersAs, f: &mut BTreeMap<String, Value>) {
+    copy(
+        f,
+        obj,
+        &[
+            "name",
+            "email",
+            "phone",
+            "description",
+            "currency",
+            "created",
+            "delinquent",
+            "metadata",
+        ],
+    );
+    let address = obj.get("address").cloned().unwrap_or(Value::Null);
+    f.insert(
+        "address.country".into(),
+        address.get("country").cloned().unwrap_or(Value::Null),
+    );
+    f.insert(
+        "address.city".into(),
+        address.get("city").cloned().unwrap_or(Value::Null),
+    );
+    f.insert(
+        REVSYNC_ID.into(),
+        obj.pointer("/metadata/revsync_id")
+            .cloned()
+            .unwrap_or(Value::Null),
+    );
+    // B2B: the customer is the company and its email names the billing contact; the
+    // contact travels as fields of the organization for the engine to link a person.
+    if customers_as == CustomersAs::Organization {
+        f.insert(
+            "billing_contact_email".into(),
+            obj.get("email").cloned().unwrap_or(Value::Null),
+        );
+        f.insert(
+            "billing_contact_name".into(),
+            obj.get("name").cloned().unwrap_or(Value::Null),
+        );
+    }
+}
+
+fn subscription_fields(obj: &Value, f: &mut BTreeMap<String, Value>) {
+    copy(
+        f,
+        obj,
+        &[
+            "status",
+            "currency",
+            "created",
+            "trial_end",
+            "cancel_at",
+            "canceled_at",
+            "ended_at",
+            "metadata",
+        ],
+    );
+    f.insert("customer".into(), id_of(obj.get("customer")));
+    f.insert(
+        "started_at".into(),
+        obj.get("start_date").cloned().unwrap_or(Value::Null),
+    );
+    let items = obj
+        .pointer("/items/data")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let first = items.first().cloned().unwrap_or(Value::Null);
+    let price = first.get("price").cloned().unwrap_or(Value::Null);
+    f.insert(
+        "plan".into(),
+        price.get("id").cloned().unwrap_or(Value::Null),
+    );
+    f.insert(
+        "interval".into(),
+        price
+            .pointer("/recurring/interval")
+            .cloned()
+            .unwrap_or(Value::Null),
+    );
+    f.insert(
+        "interval_count".into(),
+        price
+            .pointer("/recurring/interval_count")
+            .cloned()
+            .unwrap_or(Value::Null),
+    );
+    let quantity: i64 = items
+        .iter()
+        .filter_map(|i| i.get("quantity").and_then(Value::as_i64))
+        .sum();
+    f.insert("quantity".into(), json!(quantity));
+    f.insert(
+        "items".into(),
+        Value::Array(
+            items
+                .iter()
+                .map(|i| {
+                    json!({
+                        "price": i.pointer("/price/id"),
+                        "quantity": i.get("quantity"),
+                        "unit_amount": i.pointer("/price/unit_amount"),
+                        "interval": i.pointer("/price/recurring/interval"),
+                        "interval_count": i.pointer("/price/recurring/interval_count"),
+                        "usage_type": i.pointer("/price/recurring/usage_type"),
+                    })
+                })
+                .collect(),
+        ),
+    );
+    match mrr_minor(obj) {
+        Ok(m) => {
+            f.insert("mrr".into(), json!(m));
+        }
+        Err(why) => {
+            let id = obj.get("id").and_then(Value::as_str).unwrap_or_default();
+            tracing::warn!(subscription = id, reason = %why, "mrr not computed");
+            f.insert("mrr".into(), Value::Null);
+        }
+    }
+}
+
+fn invoice_fields(obj: &Value, f: &mut BTreeMap<String, Value>) {
+    copy(
+        f,
+        obj,
+        &[
+            "number",
+            "status",
+            "currency",
+            "amount_due",
+            "amount_paid",
+            "amount_remaining",
+            "total",
+            "created",
+            "metadata",
+        ],
+    );
+    f.insert("customer".into(), id_of(obj.get("customer")));
+    // Newer API versions moved the subscription under `parent.subscription_details`.
+    let sub = match obj.get("subscription") {
+        Some(v) if !v.is_null() => id_of(Some(v)),
+        _ => id_of(obj.pointer("/parent/subscription_details/subscription")),
+    };
+    f.insert("subscription".into(), sub);
+    let finalized = obj
+        .pointer("/status_transitions/finalized_at")
+        .cloned()
+        .unwrap_or(Value::Null);
+    f.insert(
+        "issued_at".into(),
+        if finalized.is_null() {
+            obj.get("created").cloned().unwrap_or(Value::Null)
+        } else {
+            finalized
+        },
+    );
+    f.insert(
+        "due_at".into(),
+        obj.get("due_date").cloned().unwrap_or(Value::Null),
+    );
+    f.insert(
+        "paid_at".into(),
+        obj.pointer("/status_transitions/paid_at")
+            .cloned()
+            .unwrap_or(Value::Null),
+    );
+}
+
+/// An exact fraction; MRR is rounded once, at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ratio {
+    num: i128,
+    den: i128,
+}
+
+fn gcd(a: i128, b: i128) -> i128 {
+    let (mut a, mut b) = (a.abs(), b.abs());
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a.max(1)
+}
+
+impl Ratio {
+    fn new(num: i128, den: i128) -> Self {
+        let g = gcd(num, den);
+        let s = if den < 0 { -1 } else { 1 };
+        Ratio {
+            num: s * num / g,
+            den: s * den / g,
+        }
+    }
+    fn add(self, o: Ratio) -> Ratio {
+        Ratio::new(self.num * o.den + o.num * self.den, self.den * o.den)
+    }
+    fn mul(self, o: Ratio) -> Ratio {
+        Ratio::new(self.num * o.num, self.den * o.den)
+    }
+    /// Half to even: 2.5 -> 2, 3.5 -> 4 (values here are never negative).
+    fn round_half_even(self) -> i128 {
+        let q = self.num.div_euclid(self.den);
+        let r = self.num.rem_euclid(self.den);
+        match (2 * r).cmp(&self.den) {
+            std::cmp::Ordering::Less => q,
+            std::cmp::Ordering::Greater => q + 1,
+            std::cmp::Ordering::Equal => q + (q & 1),
+        }
+    }
+}
+
+/// A decimal such as `25.5` or `"1999.5"` as an exact fraction (no floats touch money).
+fn decimal(v: &Value) -> Option<Ratio> {
+    let s = match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    let (int, frac) = s.split_once('.').unwrap_or((&s, ""));
+    if frac.len() > 12 {
+        return None;
+    }
+    let digits: i128 = format!("{int}{frac}").parse().ok()?;
+    Some(Ratio::new(digits, 10i128.pow(frac.len() as u32)))
+}
+
+/// Per-month factor of a billing interval: month / n, year / 12n, week 52/12n, day 365/12n.
+fn per_month(interval: &str, count: i64) -> Result<Ratio, String> {
+    if count < 1 {
+        return Err(format!("interval_count {count}"));
+    }
+    let n = i128::from(count);
+    Ok(match interval {
+        "month" => Ratio::new(1, n),
+        "year" => Ratio::new(1, 12 * n),
+        "week" => Ratio::new(52, 12 * n),
+        "day" => Ratio::new(365, 12 * n),
+        other => return Err(format!("unknown interval `{other}`")),
+    })
+}
+
+/// Monthly recurring revenue in minor units (MODEL.md): 0 for trialing, canceled and
+/// incomplete subscriptions and for metered prices; discounts from expanded discount
+/// objects (`discount`, `discounts[]`) reduce it. Unexpanded discount ids cannot be
+/// priced and are ignored (the simulator and `fetch` expand them).
+pub fn mrr_minor(sub: &Value) -> Result<i64, String> {
+    let status = sub.get("status").and_then(Value::as_str).unwrap_or("");
+    if matches!(
+        status,
+        "trialing" | "canceled" | "incomplete" | "incomplete_expired"
+    ) {
+        return Ok(0);
+    }
+    let items = sub
+        .pointer("/items/data")
+        .and_then(Value::as_array)
+        .ok_or("no items")?;
+    let mut total = Ratio::new(0, 1);
+    let mut period: Option<Ratio> = None;
+    for item in items {
+        let price = item.get("price").ok_or("item without a price")?;
+        let recurring = price.get("recurring").ok_or("price is not recurring")?;
+        if recurring.get("usage_type").and_then(Value::as_str) == Some("metered") {
+            continue;
+        }
+        let unit = match price.get("unit_amount") {
+            Some(Value::Number(n)) => Ratio::new(n.as_i64().ok_or("unit_amount")?.into(), 1),
+            _ => price
+                .get("unit_amount_decimal")
+                .and_then(decimal)
+                .ok_or("price without unit_amount (tiered prices are not priced)")?,
+        };
+        let qty = item.get("quantity").and_then(Value::as_i64).unwrap_or(1);
+        let factor = per_month(
+            recurring
+                .get("interval")
+                .and_then(Value::as_str)
+                .unwrap_or(""),
+            recurring
+                .get("interval_count")
+                .and_then(Value::as_i64)
+                .unwrap_or(1),
+        )?;
+        period.get_or_insert(factor);
+        total = total.add(unit.mul(Ratio::new(qty.into(), 1)).mul(factor));
+    }
+    let mut discounts: Vec<&Value> = Vec::new();
+    if let Some(d) = sub.get("discount").filter(|d| d.is_object()) {
+        discounts.push(d);
+    }
+    if let Some(list) = sub.get("discounts").and_then(Value::as_array) {
+        discounts.extend(list.iter().filter(|d| d.is_object()));
+    }
+    for d in discounts {
+        let coupon = d
+            .get("coupon")
+            .filter(|c| c.is_object())
+            .or_else(|| d.pointer("/source/coupon").filter(|c| c.is_object()));
+        let Some(coupon) = coupon else { continue };
+        if let Some(p) = coupon.get("percent_off").and_then(decimal) {
+            total = total.mul(Ratio::new(100 * p.den - p.num, 100 * p.den));
+        } else if let Some(off) = coupon.get("amount_off").and_then(Value::as_i64) {
+            // An amount off applies once per invoice, i.e. once per billing period.
+            let per = period.unwrap_or(Ratio::new(1, 1));
+            total = total.add(Ratio::new(-i128::from(off), 1).mul(per));
+        }
+    }
+    if total.num < 0 {
+        total = Ratio::new(0, 1);
+    }
+    i64::try_from(total.round_half_even()).map_err(|_| "mrr overflows".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(status: &str, items: &[(i64, i64, &str, i64)]) -> Value {
+        json!({
+            "id": "sub_1", "object": "subscription", "status": status, "customer": "cus_1",
+            "currency": "usd",
+            "items": {"object": "list", "data": items.iter().map(|(amount, qty, interval, count)| json!({
+                "object": "subscription_item", "quantity": qty,
+                "price": {"id": "price_1", "unit_amount": amount,
+                          "recurring": {"interval": interval, "interval_count": count, "usage_type": "licensed"}}
+            })).collect::<Vec<_>>()}
+        })
+    }
+
+    #[test]
+    fn monthly_yearly_and_quantities_are_exact() {
+        assert_eq!(
+            mrr_minor(&sub("active", &[(2000, 1, "month", 1)])),
+            Ok(2000)
+        );
+        assert_eq!(
+            mrr_minor(&sub("active", &[(2000, 3, "month", 1)])),
+            Ok(6000)
+        );
+        // 12,000 a year is 1,000 a month.
+        assert_eq!(
+            mrr_minor(&sub("active", &[(12_000, 1, "year", 1)])),
+            Ok(1000)
+        );
+        // 9,999 x 7 / 12 = 5832.75 -> 5833
+        assert_eq!(
+            mrr_minor(&sub("active", &[(9_999, 7, "year", 1)])),
+            Ok(5833)
+        );
+        // Quarterly: 3,000 / 3.
+        assert_eq!(
+            mrr_minor(&sub("active", &[(3_000, 1, "month", 3)])),
+            Ok(1000)
+        );
+        // Weekly: 1,000 x 52 / 12 = 4333.33 -> 4333
+        assert_eq!(
+            mrr_minor(&sub("active", &[(1_000, 1, "week", 1)])),
+            Ok(4333)
+        );
+        // Daily: 100 x 365 / 12 = 3041.67 -> 3042
+        assert_eq!(mrr_minor(&sub("active", &[(100, 1, "day", 1)])), Ok(3042));
+    }
+
+    #[test]
+    fn rounding_is_half_to_even_once_at_the_end() {
+        // 30 / 12 = 2.5 -> 2; 42 / 12 = 3.5 -> 4.
+        assert_eq!(mrr_minor(&sub("active", &[(30, 1, "year", 1)])), Ok(2));
+        assert_eq!(mrr_minor(&sub("active", &[(42, 1, "year", 1)])), Ok(4));
+        // Two items of 2.5 each: 5 exactly (per-item rounding would say 4).
+        assert_eq!(
+            mrr_minor(&sub("active", &[(30, 1, "year", 1), (30, 1, "year", 1)])),
+            Ok(5)
+        );
+    }
+
+    #[test]
+    fn inactive_and_metered_contribute_nothing() {
+        for status in ["trialing", "canceled", "incomplete", "incomplete_expired"] {
+            assert_eq!(
+                mrr_minor(&sub(status, &[(2000, 1, "month", 1)])),
+                Ok(0),
+                "{status}"
+            );
+        }
+        let mut s = sub("active", &[(2000, 1, "month", 1), (500, 1, "month", 1)]);
+        s["items"]["data"][1]["price"]["recurring"]["usage_type"] = json!("metered");
+        assert_eq!(mrr_minor(&s), Ok(2000));
+    }
+
+    #[test]
+    fn discounts_reduce_mrr() {
+        let mut s = sub("active", &[(10_000, 1, "month", 1)]);
+        s["discounts"] = json!([{"object": "discount", "source": {"type": "coupon",
+            "coupon": {"object": "coupon", "percent_off": 25.5, "amount_off": null}}}]);
+        assert_eq!(mrr_minor(&s), Ok(7450));
+        let mut s = sub("active", &[(120_000, 1, "year", 1)]);
+        s["discount"] = json!({"object": "discount", "coupon": {"object": "coupon", "percent_off": null, "amount_off": 12_000}});
+        // (120,000 - 12,000) / 12
+        assert_eq!(mrr_minor(&s), Ok(9000));
+    }
+
+    #[test]
+    fn a_customer_keeps_stripes_names_and_its_canonical_id() {
+        let c = json!({"id": "cus_1", "object": "customer", "name": "Acme", "email": "ap@acme.com",
+                       "metadata": {"revsync_id": "0190"}, "created": 1});
+        let ch = to_change(&c, Utc::now(), CustomersAs::Organization).unwrap();
+        assert_eq!(ch.object, "customers");
+        assert_eq!(ch.fields["name"], json!("Acme"));
+        assert_eq!(ch.fields[REVSYNC_ID], json!("0190"));
+        assert_eq!(ch.fields["billing_contact_email"], json!("ap@acme.com"));
+        let ch = to_change(&c, Utc::now(), CustomersAs::Person).unwrap();
+        assert!(!ch.fields.contains_key("billing_contact_email"));
+        let gone = json!({"id": "cus_1", "object": "customer", "deleted": true});
+        assert!(
+            to_change(&gone, Utc::now(), CustomersAs::Person)
+                .unwrap()
+                .deleted
+        );
+    }
+}

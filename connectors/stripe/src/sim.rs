@@ -1,0 +1,1034 @@
+//! A stateful Stripe on loopback (feature `sim`): customers, subscriptions, invoices and
+//! events with the real shapes (API_FACTS 4, fixtures3.json), newest-first paging,
+//! idempotency keys, bracket-notation forms, per-endpoint 429s, event retention and
+//! signed webhook delivery.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use revsync_sdk::http::{ApiClient, ApiRequest, Body, DefaultPolicy, Limits, RetryPolicy};
+use serde_json::{json, Map, Value};
+
+use crate::webhook::signature_header;
+
+/// How the simulated account behaves.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub secret_key: String,
+    /// Requests per second each endpoint takes before answering 429.
+    pub endpoint_limit: u32,
+    /// Events older than this are gone from `/v1/events` (Stripe: 30 days).
+    pub retention_secs: i64,
+    /// Where every event is POSTed, signed with this endpoint secret.
+    pub webhook: Option<(String, String)>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            secret_key: "sk_test_sim".into(),
+            endpoint_limit: 25,
+            retention_secs: 30 * 24 * 3600,
+            webhook: None,
+        }
+    }
+}
+
+fn fixtures() -> &'static Value {
+    static F: OnceLock<Value> = OnceLock::new();
+    F.get_or_init(|| {
+        serde_json::from_str(include_str!("../fixtures/objects.json")).expect("fixtures parse")
+    })
+}
+
+fn template(name: &str) -> Value {
+    fixtures()[name].clone()
+}
+
+fn new_id(prefix: &str) -> String {
+    // The random tail of a v7 uuid: ids carry no order, as Stripe's do not.
+    let u = uuid::Uuid::now_v7().simple().to_string();
+    format!("{prefix}_{}", &u[18..])
+}
+
+#[derive(Default)]
+struct Table {
+    rows: HashMap<String, Value>,
+    /// Insertion sequence, the tie-break of equal `created` seconds.
+    seq: HashMap<String, u64>,
+    /// Deleted customers stay readable as `{"deleted": true}`.
+    deleted: HashMap<String, Value>,
+}
+
+impl Table {
+    fn insert(&mut self, id: &str, v: Value, seq: u64) {
+        self.seq.entry(id.to_owned()).or_insert(seq);
+        self.rows.insert(id.to_owned(), v);
+    }
+
+    /// Newest first, as Stripe lists.
+    fn newest_first(&self) -> Vec<&Value> {
+        let mut all: Vec<&Value> = self.rows.values().collect();
+        all.sort_by_key(|v| {
+            let id = v["id"].as_str().unwrap_or_default();
+            std::cmp::Reverse((
+                v["created"].as_i64().unwrap_or(0),
+                self.seq.get(id).copied().unwrap_or(0),
+            ))
+        });
+        all
+    }
+}
+
+struct State {
+    cfg: SimConfig,
+    offset_secs: i64,
+    seq: u64,
+    customers: Table,
+    subscriptions: Table,
+    invoices: Table,
+    prices: HashMap<String, Value>,
+    /// Oldest first.
+    events: Vec<Value>,
+    /// key -> (request fingerprint, status, body)
+    idempotency: HashMap<String, (String, u16, Value)>,
+    windows: HashMap<String, (u64, u32)>,
+    lock_timeouts: VecDeque<()>,
+    started: Instant,
+    requests: u64,
+    throttled: u64,
+    outbox: Option<tokio::sync::mpsc::UnboundedSender<Value>>,
+}
+
+impl State {
+    fn now(&self) -> i64 {
+        chrono::Utc::now().timestamp() + self.offset_secs
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    fn table(&mut self, object: &str) -> Option<&mut Table> {
+        match object {
+            "customers" => Some(&mut self.customers),
+            "subscriptions" => Some(&mut self.subscriptions),
+            "invoices" => Some(&mut self.invoices),
+            _ => None,
+        }
+    }
+
+    fn purge_events(&mut self) {
+        let oldest = self.now() - self.cfg.retention_secs;
+        self.events
+            .retain(|e| e["created"].as_i64().unwrap_or(0) >= oldest);
+    }
+
+    fn emit(
+        &mut self,
+        kind: &str,
+        object: &Value,
+        previous: Option<Value>,
+        idem_key: Option<&str>,
+    ) {
+        let mut e = template("event");
+        e["id"] = json!(new_id("evt"));
+        e["type"] = json!(kind);
+        e["created"] = json!(self.now());
+        e["api_version"] = json!("2024-06-20");
+        e["livemode"] = json!(false);
+        e["data"] = json!({ "object": object });
+        if let Some(p) = previous {
+            e["data"]["previous_attributes"] = p;
+        }
+        e["request"] =
+            json!({ "id": idem_key.map(|_| new_id("req")), "idempotency_key": idem_key });
+        e["pending_webhooks"] = json!(u8::from(self.outbox.is_some()));
+        if let Some(tx) = &self.outbox {
+            let _ = tx.send(e.clone());
+        }
+        self.events.push(e);
+    }
+}
+
+/// A running simulator; dropping it leaves the server running until the runtime ends.
+#[derive(Clone)]
+pub struct Sim {
+    state: Arc<Mutex<State>>,
+    addr: SocketAddr,
+}
+
+fn error(
+    status: StatusCode,
+    kind: &str,
+    code: Option<&str>,
+    message: &str,
+    param: Option<&str>,
+) -> (u16, Value) {
+    let mut e = json!({"type": kind, "message": message});
+    if let Some(c) = code {
+        e["code"] = json!(c);
+        e["doc_url"] = json!(format!(
+            "https://stripe.com/docs/error-codes/{}",
+            c.replace('_', "-")
+        ));
+    }
+    if let Some(p) = param {
+        e["param"] = json!(p);
+    }
+    (status.as_u16(), json!({ "error": e }))
+}
+
+fn missing(what: &str, id: &str) -> (u16, Value) {
+    error(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        Some("resource_missing"),
+        &format!("No such {what}: '{id}'"),
+        Some("id"),
+    )
+}
+
+/// `a[b][0][c]=v` pairs as nested JSON; all-numeric keys become arrays, `a[]` appends.
+pub fn parse_brackets(pairs: impl IntoIterator<Item = (String, String)>) -> Value {
+    let mut root = Map::new();
+    for (key, value) in pairs {
+        let (head, rest) = match key.find('[') {
+            Some(i) => (&key[..i], &key[i..]),
+            None => (key.as_str(), ""),
+        };
+        let mut path = vec![head.to_owned()];
+        path.extend(
+            rest.split('[')
+                .skip(1)
+                .map(|s| s.trim_end_matches(']').to_owned()),
+        );
+        let mut slot = &mut root;
+        for (i, part) in path.iter().enumerate() {
+            let last = i == path.len() - 1;
+            let next_is_push = path.get(i + 1).is_some_and(|p| p.is_empty());
+            if last {
+                slot.insert(part.clone(), json!(value));
+            } else if next_is_push {
+                let arr = slot.entry(part.clone()).or_insert_with(|| json!([]));
+                if let Some(a) = arr.as_array_mut() {
+                    a.push(json!(value));
+                }
+                break;
+            } else {
+                let entry = slot.entry(part.clone()).or_insert_with(|| json!({}));
+                if !entry.is_object() {
+                    *entry = json!({});
+                }
+                slot = entry.as_object_mut().expect("object");
+            }
+        }
+    }
+    fn arrays(v: Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let numeric = !m.is_empty() && m.keys().all(|k| k.parse::<usize>().is_ok());
+                if numeric {
+                    let mut items: Vec<(usize, Value)> = m
+                        .into_iter()
+                        .map(|(k, v)| (k.parse().unwrap_or(0), arrays(v)))
+                        .collect();
+                    items.sort_by_key(|(k, _)| *k);
+                    Value::Array(items.into_iter().map(|(_, v)| v).collect())
+                } else {
+                    Value::Object(m.into_iter().map(|(k, v)| (k, arrays(v))).collect())
+                }
+            }
+            other => other,
+        }
+    }
+    arrays(Value::Object(root))
+}
+
+fn parse_form(bytes: &[u8]) -> Value {
+    parse_brackets(form_urlencoded::parse(bytes).map(|(k, v)| (k.into_owned(), v.into_owned())))
+}
+
+const CUSTOMER_PARAMS: &[&str] = &[
+    "name",
+    "email",
+    "phone",
+    "description",
+    "address",
+    "shipping",
+    "metadata",
+    "preferred_locales",
+    "tax_exempt",
+    "invoice_settings",
+    "balance",
+    "expand",
+];
+
+fn as_int(v: &Value) -> Option<i64> {
+    match v {
+        Value::String(s) => s.parse().ok(),
+        Value::Number(n) => n.as_i64(),
+        _ => None,
+    }
+}
+
+impl Sim {
+    /// Serve on 127.0.0.1 on a free port.
+    pub async fn start(cfg: SimConfig) -> Sim {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let webhook = cfg.webhook.clone();
+        let state = Arc::new(Mutex::new(State {
+            cfg,
+            offset_secs: 0,
+            seq: 0,
+            customers: Table::default(),
+            subscriptions: Table::default(),
+            invoices: Table::default(),
+            prices: HashMap::new(),
+            events: Vec::new(),
+            idempotency: HashMap::new(),
+            windows: HashMap::new(),
+            lock_timeouts: VecDeque::new(),
+            started: Instant::now(),
+            requests: 0,
+            throttled: 0,
+            outbox: webhook.as_ref().map(|_| tx),
+        }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        let sim = Sim { state, addr };
+        let app = Router::new().fallback({
+            let sim = sim.clone();
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let sim = sim.clone();
+                async move { sim.handle(method, uri, headers, body) }
+            }
+        });
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        if let Some((url, secret)) = webhook {
+            let sim2 = sim.clone();
+            tokio::spawn(deliver(sim2, rx, url, secret));
+        }
+        sim
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The simulator's clock (unix seconds), which tests may move forward.
+    pub fn now(&self) -> i64 {
+        self.lock().now()
+    }
+
+    pub fn advance(&self, secs: i64) {
+        self.lock().offset_secs += secs;
+    }
+
+    /// The next `n` requests answer 429 `lock_timeout`.
+    pub fn inject_lock_timeouts(&self, n: usize) {
+        self.lock().lock_timeouts.extend(std::iter::repeat_n((), n));
+    }
+
+    /// (requests served, 429s answered).
+    pub fn request_counts(&self) -> (u64, u64) {
+        let s = self.lock();
+        (s.requests, s.throttled)
+    }
+
+    pub fn ids(&self, object: &str) -> Vec<String> {
+        let mut s = self.lock();
+        s.table(object)
+            .map(|t| t.rows.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn get(&self, object: &str, id: &str) -> Option<Value> {
+        let mut s = self.lock();
+        s.table(object).and_then(|t| t.rows.get(id).cloned())
+    }
+
+    /// Events still retained, oldest first.
+    pub fn events(&self) -> Vec<Value> {
+        let mut s = self.lock();
+        s.purge_events();
+        s.events.clone()
+    }
+
+    /// A webhook delivery of `event` as Stripe would send it, signed at `t`.
+    pub fn signed(&self, event: &Value, secret: &str, t: i64) -> (Vec<(String, String)>, Vec<u8>) {
+        let body = serde_json::to_vec(event).expect("event serializes");
+        let header = signature_header(secret, t, &body);
+        (
+            vec![
+                (
+                    "content-type".into(),
+                    "application/json; charset=utf-8".into(),
+                ),
+                ("stripe-signature".into(), header),
+            ],
+            body,
+        )
+    }
+
+    /// A customer created as a user would in the dashboard.
+    pub fn seed_customer(&self, name: &str, email: &str) -> String {
+        let mut s = self.lock();
+        let (_, v) = create_customer(&mut s, &json!({"name": name, "email": email}), None);
+        v["id"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Change a customer as a user would (emits `customer.updated`).
+    pub fn update_customer(&self, id: &str, params: Value) -> Value {
+        let mut s = self.lock();
+        update_customer(&mut s, id, &params, None).1
+    }
+
+    pub fn create_price(
+        &self,
+        unit_amount: i64,
+        currency: &str,
+        interval: &str,
+        interval_count: i64,
+        metered: bool,
+    ) -> String {
+        let mut s = self.lock();
+        let mut p = template("price");
+        let id = new_id("price");
+        p["id"] = json!(id);
+        p["created"] = json!(s.now());
+        p["unit_amount"] = json!(unit_amount);
+        p["unit_amount_decimal"] = json!(unit_amount.to_string());
+        p["currency"] = json!(currency);
+        p["recurring"] = json!({"interval": interval, "interval_count": interval_count,
+            "meter": null, "usage_type": if metered {"metered"} else {"licensed"}, "trial_period_days": null});
+        p["transform_quantity"] = Value::Null;
+        s.prices.insert(id.clone(), p);
+        id
+    }
+
+    /// A subscription of `customer` to `(price, quantity)` items in `status`.
+    pub fn seed_subscription(
+        &self,
+        customer: &str,
+        items: &[(&str, i64)],
+        status: &str,
+    ) -> Result<String, Value> {
+        let mut s = self.lock();
+        let params = json!({
+            "customer": customer,
+            "items": items.iter().map(|(p, q)| json!({"price": p, "quantity": q.to_string()})).collect::<Vec<_>>(),
+        });
+        let (code, v) = create_subscription(&mut s, &params, status, None);
+        if code == 200 {
+            Ok(v["id"].as_str().unwrap_or_default().to_owned())
+        } else {
+            Err(v)
+        }
+    }
+
+    pub fn seed_invoice(&self, customer: &str, amount_due: i64, status: &str) -> String {
+        let mut s = self.lock();
+        let now = s.now();
+        let mut inv = template("invoice");
+        let id = new_id("in");
+        inv["id"] = json!(id);
+        inv["created"] = json!(now);
+        inv["effective_at"] = json!(now);
+        inv["customer"] = json!(customer);
+        inv["amount_due"] = json!(amount_due);
+        inv["amount_remaining"] = json!(if status == "paid" { 0 } else { amount_due });
+        inv["amount_paid"] = json!(if status == "paid" { amount_due } else { 0 });
+        inv["subtotal"] = json!(amount_due);
+        inv["total"] = json!(amount_due);
+        inv["status"] = json!(status);
+        inv["number"] = json!(format!("SIM-{:04}", s.seq + 1));
+        inv["lines"] = json!({"object": "list", "data": [], "has_more": false, "url": format!("/v1/invoices/{id}/lines")});
+        inv["parent"] = Value::Null;
+        inv["last_finalization_error"] = Value::Null;
+        let seq = s.next_seq();
+        s.invoices.insert(&id, inv.clone(), seq);
+        s.emit("invoice.created", &inv, None, None);
+        id
+    }
+
+    fn handle(&self, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+        let mut s = self.lock();
+        s.requests += 1;
+        let (status, value, replayed) = route(&mut s, &method, &uri, &headers, &body);
+        if status == 429 {
+            s.throttled += 1;
+        }
+        drop(s);
+        let mut resp = (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            axum::Json(value),
+        )
+            .into_response();
+        let h = resp.headers_mut();
+        h.insert("request-id", new_id("req").parse().expect("header value"));
+        if let Some(k) = headers.get("idempotency-key") {
+            h.insert("idempotency-key", k.clone());
+        }
+        if replayed {
+            h.insert("idempotent-replayed", "true".parse().expect("header value"));
+        }
+        resp
+    }
+}
+
+async fn deliver(
+    sim: Sim,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Value>,
+    url: String,
+    secret: String,
+) {
+    let Ok(client) = ApiClient::new(
+        &url,
+        Limits::new(1000, Duration::from_secs(1)),
+        RetryPolicy {
+            max_attempts: 3,
+            min_delay: Duration::from_millis(50),
+            max_delay: Duration::from_millis(500),
+            max_elapsed: Duration::from_secs(5),
+        },
+        Duration::from_secs(5),
+        Arc::new(DefaultPolicy),
+    ) else {
+        return;
+    };
+    while let Some(event) = rx.recv().await {
+        let body = serde_json::to_vec(&event).expect("event serializes");
+        let t = sim.now();
+        let mut req = ApiRequest::post(url.clone())
+            .with_header("Stripe-Signature", signature_header(&secret, t, &body))
+            .with_retry(true);
+        req.body = Some(Body::Raw {
+            content_type: "application/json; charset=utf-8".into(),
+            bytes: body,
+        });
+        if let Err(e) = client.send(req).await {
+            tracing::warn!(error = %e, "simulated webhook delivery failed");
+        }
+    }
+}
+
+fn authorized(s: &State, headers: &HeaderMap) -> bool {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|k| k == s.cfg.secret_key)
+}
+
+fn route(
+    s: &mut State,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> (u16, Value, bool) {
+    if !authorized(s, headers) {
+        let (c, v) = error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            None,
+            "Invalid API Key provided: sk_****",
+            None,
+        );
+        return (c, v, false);
+    }
+    let segments: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
+    // Stripe limits per endpoint; the collection stands for the endpoint here.
+    let endpoint = format!(
+        "{method} /{}",
+        segments
+            .iter()
+            .take(2)
+            .copied()
+            .collect::<Vec<_>>()
+            .join("/")
+    );
+    let second = s.started.elapsed().as_secs();
+    let limit = s.cfg.endpoint_limit;
+    let w = s.windows.entry(endpoint).or_insert((second, 0));
+    if w.0 != second {
+        *w = (second, 0);
+    }
+    w.1 += 1;
+    if w.1 > limit {
+        let (c, v) = error(StatusCode::TOO_MANY_REQUESTS, "invalid_request_error", Some("rate_limit"),
+            "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits.", None);
+        return (c, v, false);
+    }
+    if s.lock_timeouts.pop_front().is_some() {
+        let (c, v) = error(StatusCode::TOO_MANY_REQUESTS, "invalid_request_error", Some("lock_timeout"),
+            "This object cannot be accessed right now because another API request or Stripe process is currently accessing it. If you see this error intermittently, retry the request.", None);
+        return (c, v, false);
+    }
+    let params = if *method == Method::POST {
+        parse_form(body)
+    } else {
+        parse_form(uri.query().unwrap_or("").as_bytes())
+    };
+    let idem = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if *method == Method::POST {
+        if let Some(key) = &idem {
+            let fingerprint = format!("{method} {} {params}", uri.path());
+            if let Some((fp, status, body)) = s.idempotency.get(key) {
+                if *fp == fingerprint {
+                    return (*status, body.clone(), true);
+                }
+                let (c, v) = error(StatusCode::BAD_REQUEST, "idempotency_error", None,
+                    &format!("Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{key}' if you meant to execute a different request."), None);
+                return (c, v, false);
+            }
+            let (status, body) = dispatch(s, method, &segments, &params, Some(key));
+            // Validation failures are not saved: the request never began executing.
+            if status != 400 {
+                s.idempotency
+                    .insert(key.clone(), (fingerprint, status, body.clone()));
+            }
+            return (status, body, false);
+        }
+    }
+    let (status, body) = dispatch(s, method, &segments, &params, idem.as_deref());
+    (status, body, false)
+}
+
+fn dispatch(
+    s: &mut State,
+    method: &Method,
+    seg: &[&str],
+    params: &Value,
+    idem: Option<&str>,
+) -> (u16, Value) {
+    match (method.as_str(), seg) {
+        ("GET", ["v1", "events"]) => {
+            s.purge_events();
+            let events: Vec<Value> = s.events.iter().rev().cloned().collect();
+            list(events.iter().collect(), params, "/v1/events", |e| {
+                event_matches(e, params)
+            })
+        }
+        ("GET", ["v1", "events", id]) => {
+            s.purge_events();
+            s.events
+                .iter()
+                .find(|e| e["id"] == *id)
+                .cloned()
+                .map_or_else(|| missing("event", id), |e| (200, e))
+        }
+        ("GET", ["v1", object @ ("customers" | "subscriptions" | "invoices")]) => {
+            let path = format!("/v1/{object}");
+            let object = object.to_string();
+            let t = s.table(&object).expect("known table");
+            let rows = t.newest_first();
+            list(rows, params, &path, |v| list_filter(&object, v, params))
+        }
+        ("GET", ["v1", object @ ("customers" | "subscriptions" | "invoices"), id]) => {
+            let what = object.trim_end_matches('s').to_owned();
+            let t = s.table(object).expect("known table");
+            match t.rows.get(*id).or_else(|| t.deleted.get(*id)) {
+                Some(v) => (200, v.clone()),
+                None => missing(&what, id),
+            }
+        }
+        ("POST", ["v1", "customers"]) => create_customer(s, params, idem),
+        ("POST", ["v1", "customers", id]) => update_customer(s, id, params, idem),
+        ("DELETE", ["v1", "customers", id]) => {
+            let Some(c) = s.customers.rows.remove(*id) else {
+                return missing("customer", id);
+            };
+            let gone = json!({"id": id, "object": "customer", "deleted": true});
+            s.customers.deleted.insert((*id).to_owned(), gone.clone());
+            s.emit("customer.deleted", &c, None, idem);
+            (200, gone)
+        }
+        ("POST", ["v1", "subscriptions"]) => create_subscription(s, params, "active", idem),
+        ("DELETE", ["v1", "subscriptions", id]) => {
+            let now = s.now();
+            let Some(sub) = s.subscriptions.rows.get_mut(*id) else {
+                return missing("subscription", id);
+            };
+            sub["status"] = json!("canceled");
+            sub["canceled_at"] = json!(now);
+            sub["ended_at"] = json!(now);
+            let sub = sub.clone();
+            s.emit("customer.subscription.deleted", &sub, None, idem);
+            (200, sub)
+        }
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            None,
+            &format!("Unrecognized request URL ({method} /{}).", seg.join("/")),
+            None,
+        ),
+    }
+}
+
+fn created_ok(v: &Value, params: &Value) -> bool {
+    let c = v["created"].as_i64().unwrap_or(0);
+    let f = &params["created"];
+    if let Some(exact) = as_int(f) {
+        return c == exact;
+    }
+    let test = |op: &str, pass: fn(i64, i64) -> bool| as_int(&f[op]).is_none_or(|x| pass(c, x));
+    test("gt", |c, x| c > x)
+        && test("gte", |c, x| c >= x)
+        && test("lt", |c, x| c < x)
+        && test("lte", |c, x| c <= x)
+}
+
+fn event_matches(e: &Value, params: &Value) -> bool {
+    let kind = e["type"].as_str().unwrap_or_default();
+    let type_ok = match (&params["type"], params["types"].as_array()) {
+        (Value::String(t), _) => match t.strip_suffix('*') {
+            Some(prefix) => kind.starts_with(prefix),
+            None => kind == t,
+        },
+        (_, Some(types)) => types.iter().any(|t| t == kind),
+        _ => true,
+    };
+    type_ok && created_ok(e, params)
+}
+
+fn list_filter(object: &str, v: &Value, params: &Value) -> bool {
+    if !created_ok(v, params) {
+        return false;
+    }
+    if let Some(c) = params["customer"].as_str() {
+        if v["customer"] != c {
+            return false;
+        }
+    }
+    match object {
+        "subscriptions" => match params["status"].as_str() {
+            None => v["status"] != "canceled",
+            Some("all") => true,
+            Some(st) => v["status"] == st,
+        },
+        "invoices" => params["status"].as_str().is_none_or(|st| v["status"] == st),
+        "customers" => params["email"].as_str().is_none_or(|e| v["email"] == e),
+        _ => true,
+    }
+}
+
+fn list(
+    rows: Vec<&Value>,
+    params: &Value,
+    url: &str,
+    keep: impl Fn(&Value) -> bool,
+) -> (u16, Value) {
+    let limit = match &params["limit"] {
+        Value::Null => 10,
+        v => match as_int(v) {
+            Some(n) if (1..=100).contains(&n) => n as usize,
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    None,
+                    "Invalid limit: must be between 1 and 100",
+                    Some("limit"),
+                )
+            }
+        },
+    };
+    let rows: Vec<&Value> = rows.into_iter().filter(|v| keep(v)).collect();
+    let start = match (
+        params["starting_after"].as_str(),
+        params["ending_before"].as_str(),
+    ) {
+        (Some(_), Some(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                None,
+                "You may only specify one of these parameters: ending_before, starting_after.",
+                None,
+            )
+        }
+        (Some(after), None) => match rows.iter().position(|v| v["id"] == after) {
+            Some(i) => i + 1,
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    Some("resource_missing"),
+                    &format!("No such object: '{after}'"),
+                    Some("starting_after"),
+                )
+            }
+        },
+        (None, Some(before)) => match rows.iter().position(|v| v["id"] == before) {
+            Some(i) => i.saturating_sub(limit),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    Some("resource_missing"),
+                    &format!("No such object: '{before}'"),
+                    Some("ending_before"),
+                )
+            }
+        },
+        (None, None) => 0,
+    };
+    let end = match params["ending_before"].as_str() {
+        Some(before) => rows.iter().position(|v| v["id"] == before).unwrap_or(0),
+        None => (start + limit).min(rows.len()),
+    };
+    let data: Vec<Value> = rows[start.min(end)..end]
+        .iter()
+        .map(|v| (*v).clone())
+        .collect();
+    let has_more = if params["ending_before"].is_string() {
+        start > 0
+    } else {
+        end < rows.len()
+    };
+    (
+        200,
+        json!({"object": "list", "url": url, "has_more": has_more, "data": data}),
+    )
+}
+
+fn unknown_param(params: &Value, allowed: &[&str]) -> Option<(u16, Value)> {
+    let bad = params
+        .as_object()?
+        .keys()
+        .find(|k| !allowed.contains(&k.as_str()))?;
+    Some(error(
+        StatusCode::BAD_REQUEST,
+        "invalid_request_error",
+        Some("parameter_unknown"),
+        &format!("Received unknown parameter: {bad}"),
+        Some(bad),
+    ))
+}
+
+/// Stripe's form values are strings; an empty one unsets the field.
+fn set_field(obj: &mut Value, key: &str, v: &Value) {
+    if key == "metadata" {
+        if let Value::Object(m) = v {
+            for (k, val) in m {
+                if val == "" {
+                    obj["metadata"].as_object_mut().map(|md| md.remove(k));
+                } else {
+                    obj["metadata"][k] = val.clone();
+                }
+            }
+        } else if v == "" {
+            obj["metadata"] = json!({});
+        }
+    } else if key == "balance" {
+        obj[key] = as_int(v).map_or(Value::Null, |n| json!(n));
+    } else if key != "expand" {
+        obj[key] = if *v == Value::String(String::new()) {
+            Value::Null
+        } else {
+            v.clone()
+        };
+    }
+}
+
+fn create_customer(s: &mut State, params: &Value, idem: Option<&str>) -> (u16, Value) {
+    if let Some(e) = unknown_param(params, CUSTOMER_PARAMS) {
+        return e;
+    }
+    let mut c = template("customer");
+    let id = new_id("cus");
+    c["id"] = json!(id);
+    c["created"] = json!(s.now());
+    c["discount"] = Value::Null;
+    c["currency"] = Value::Null;
+    c["invoice_prefix"] = json!(id[4..12].to_uppercase());
+    for (k, v) in params.as_object().into_iter().flatten() {
+        set_field(&mut c, k, v);
+    }
+    let seq = s.next_seq();
+    s.customers.insert(&id, c.clone(), seq);
+    s.emit("customer.created", &c, None, idem);
+    (200, c)
+}
+
+fn update_customer(s: &mut State, id: &str, params: &Value, idem: Option<&str>) -> (u16, Value) {
+    if let Some(e) = unknown_param(params, CUSTOMER_PARAMS) {
+        return e;
+    }
+    let Some(c) = s.customers.rows.get_mut(id) else {
+        return missing("customer", id);
+    };
+    let mut previous = Map::new();
+    for (k, v) in params.as_object().into_iter().flatten() {
+        if k != "expand" {
+            previous.insert(k.clone(), c[k.as_str()].clone());
+        }
+        set_field(c, k, v);
+    }
+    let c = c.clone();
+    s.emit("customer.updated", &c, Some(Value::Object(previous)), idem);
+    (200, c)
+}
+
+fn create_subscription(
+    s: &mut State,
+    params: &Value,
+    status: &str,
+    idem: Option<&str>,
+) -> (u16, Value) {
+    if let Some(e) = unknown_param(params, &["customer", "items", "metadata", "expand"]) {
+        return e;
+    }
+    let Some(customer) = params["customer"].as_str() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            Some("parameter_missing"),
+            "Missing required param: customer.",
+            Some("customer"),
+        );
+    };
+    if !s.customers.rows.contains_key(customer) {
+        return missing("customer", customer);
+    }
+    let now = s.now();
+    let id = new_id("sub");
+    let mut items = Vec::new();
+    let mut currency = Value::Null;
+    for (i, item) in params["items"].as_array().into_iter().flatten().enumerate() {
+        let price_id = item["price"].as_str().unwrap_or_default();
+        let Some(price) = s.prices.get(price_id) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                Some("resource_missing"),
+                &format!("No such price: '{price_id}'"),
+                Some(&format!("items[{i}][price]")),
+            );
+        };
+        currency = price["currency"].clone();
+        let mut si = template("subscription_item");
+        si["id"] = json!(new_id("si"));
+        si["created"] = json!(now);
+        si["price"] = price.clone();
+        si["quantity"] = json!(as_int(&item["quantity"]).unwrap_or(1));
+        si["subscription"] = json!(id);
+        si["current_period_start"] = json!(now);
+        si["current_period_end"] = json!(now + 30 * 86_400);
+        si["plan"] = Value::Null;
+        items.push(si);
+    }
+    if items.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            Some("parameter_missing"),
+            "Missing required param: items.",
+            Some("items"),
+        );
+    }
+    let mut sub = template("subscription");
+    sub["id"] = json!(id);
+    sub["created"] = json!(now);
+    sub["start_date"] = json!(now);
+    sub["billing_cycle_anchor"] = json!(now);
+    sub["customer"] = json!(customer);
+    sub["currency"] = currency;
+    sub["status"] = json!(status);
+    sub["items"] = json!({"object": "list", "data": items, "has_more": false,
+        "url": format!("/v1/subscription_items?subscription={id}")});
+    for k in [
+        "cancel_at",
+        "canceled_at",
+        "ended_at",
+        "trial_end",
+        "trial_start",
+        "next_pending_invoice_item_invoice",
+    ] {
+        sub[k] = Value::Null;
+    }
+    if status == "trialing" {
+        sub["trial_start"] = json!(now);
+        sub["trial_end"] = json!(now + 14 * 86_400);
+    }
+    sub["cancel_at_period_end"] = json!(false);
+    sub["pending_update"] = Value::Null;
+    sub["pause_collection"] = Value::Null;
+    sub["transfer_data"] = Value::Null;
+    sub["billing_schedules"] = json!([]);
+    if let Some(m) = params["metadata"].as_object() {
+        sub["metadata"] = Value::Object(m.clone());
+    }
+    let seq = s.next_seq();
+    s.subscriptions.insert(&id, sub.clone(), seq);
+    s.emit("customer.subscription.created", &sub, None, idem);
+    (200, sub)
+}
+
+impl Sim {
+    /// A status change as Stripe's billing would make it (emits `customer.subscription.updated`).
+    pub fn set_subscription_status(&self, id: &str, status: &str) -> Option<Value> {
+        let mut s = self.lock();
+        let sub = s.subscriptions.rows.get_mut(id)?;
+        let previous = json!({"status": sub["status"].clone()});
+        sub["status"] = json!(status);
+        let sub = sub.clone();
+        s.emit("customer.subscription.updated", &sub, Some(previous), None);
+        Some(sub)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn brackets_nest_index_and_append() {
+        let v = parse_form(b"name=A+B&metadata[revsync_id]=x&items[1][price]=p2&items[0][price]=p1&items[0][quantity]=3&expand[]=a&expand[]=b&created[gt]=5");
+        assert_eq!(
+            v,
+            json!({
+                "name": "A B",
+                "metadata": {"revsync_id": "x"},
+                "items": [{"price": "p1", "quantity": "3"}, {"price": "p2"}],
+                "expand": ["a", "b"],
+                "created": {"gt": "5"},
+            })
+        );
+    }
+
+    #[test]
+    fn the_fixture_holds_every_template() {
+        for name in [
+            "customer",
+            "subscription",
+            "subscription_item",
+            "price",
+            "invoice",
+            "event",
+        ] {
+            assert!(template(name).is_object(), "{name}");
+        }
+    }
+}

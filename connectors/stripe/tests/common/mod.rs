@@ -1,0 +1,31 @@
+//! Shared set-up: a simulator and a connector pointed at it, on one clock.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use revsync_sdk::http::Limits;
+use revsync_stripe::config::StripeParams;
+use revsync_stripe::sim::{Sim, SimConfig};
+use revsync_stripe::StripeConnector;
+use serde_json::json;
+
+pub const KEY: &str = "sk_test_sim";
+pub const WHSEC: &str = "whsec_sim_secret";
+
+pub async fn sim() -> Sim {
+    Sim::start(SimConfig::default()).await
+}
+
+pub fn connector(sim: &Sim, extra: serde_json::Value) -> StripeConnector {
+    let mut params =
+        json!({"secret_key": KEY, "webhook_secret": WHSEC, "base_url": sim.base_url()});
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        params[k] = v.clone();
+    }
+    let params = StripeParams::from_value(&params).expect("valid params");
+    let clock = sim.clone();
+    StripeConnector::new(params, Limits::new(100, Duration::from_secs(1)))
+        .expect("connector builds")
+        .with_clock(move || DateTime::<Utc>::from_timestamp(clock.now(), 0).expect("time"))
+}

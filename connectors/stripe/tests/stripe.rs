@@ -1,0 +1,449 @@
+//! The Stripe connector against its simulator over loopback: idempotent creates, the
+//! event-retention fallback, webhook ordering and signatures, MRR, and 429 handling.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use revsync_sdk::{
+    Change, Connector, ConnectorError, Inbound, PushItem, PushOp, WebhookError, WebhookRequest,
+};
+use revsync_stripe::sim::{Sim, SimConfig};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use uuid::Uuid;
+
+/// Read from `cursor` until the connector says there is no more; bounded.
+async fn drain(
+    c: &dyn Connector,
+    object: &str,
+    mut cursor: Option<String>,
+) -> (Vec<Change>, Option<String>) {
+    let mut all = Vec::new();
+    for _ in 0..1000 {
+        let f = c.fetch(object, cursor.as_deref()).await.expect("fetch");
+        assert!(f.invalid.is_empty(), "{:?}", f.invalid);
+        all.extend(f.changes);
+        if f.cursor.is_some() {
+            cursor = f.cursor;
+        }
+        if !f.more {
+            return (all, cursor);
+        }
+    }
+    panic!("fetch never finished");
+}
+
+/// What the engine keeps per link: the newest source timestamp wins.
+fn apply_newest(store: &mut BTreeMap<String, Change>, ch: Change) {
+    match store.get(&ch.external_id) {
+        Some(old) if old.source_updated_at > ch.source_updated_at => {}
+        _ => {
+            store.insert(ch.external_id.clone(), ch);
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_same_create_pushed_twice_with_the_same_key_leaves_one_customer() {
+    let sim = common::sim().await;
+    let c = common::connector(&sim, json!({}));
+    let item = PushItem {
+        op: PushOp::Create {
+            canonical_id: Uuid::now_v7(),
+        },
+        fields: [
+            ("name".to_owned(), json!("Acme GmbH")),
+            ("email".to_owned(), json!("ap@acme.example")),
+        ]
+        .into(),
+        version: 3,
+    };
+    let first = c
+        .push("customers", std::slice::from_ref(&item))
+        .await
+        .unwrap();
+    let again = c
+        .push("customers", std::slice::from_ref(&item))
+        .await
+        .unwrap();
+    let id = first[0].clone().unwrap();
+    assert_eq!(again[0].as_deref().ok(), Some(id.as_str()));
+    assert_eq!(sim.ids("customers"), vec![id.clone()], "one customer");
+    let created = sim
+        .events()
+        .iter()
+        .filter(|e| e["type"] == "customer.created")
+        .count();
+    assert_eq!(created, 1, "one customer.created event");
+    let PushOp::Create { canonical_id } = &item.op else {
+        unreachable!()
+    };
+    let stored = sim.get("customers", &id).unwrap();
+    assert_eq!(
+        stored["metadata"]["revsync_id"],
+        json!(canonical_id.to_string())
+    );
+
+    // Same key, other parameters: Stripe's idempotency_error, permanent, nothing created.
+    let mut changed = item.clone();
+    changed.fields.insert("name".into(), json!("Other"));
+    let r = c.push("customers", &[changed]).await.unwrap();
+    match &r[0] {
+        Err(ConnectorError::Permanent {
+            status: Some(400),
+            detail,
+            ..
+        }) => {
+            assert!(detail.contains("idempotency_error"), "{detail}")
+        }
+        other => panic!("expected idempotency_error, got {other:?}"),
+    }
+    assert_eq!(sim.ids("customers").len(), 1);
+
+    // A new version is a new request.
+    let mut v4 = item.clone();
+    v4.op = PushOp::Update {
+        external_id: id.clone(),
+    };
+    v4.version = 4;
+    v4.fields.insert("name".into(), json!("Acme AG"));
+    assert_eq!(
+        c.push("customers", &[v4]).await.unwrap()[0].as_deref().ok(),
+        Some(id.as_str())
+    );
+    assert_eq!(sim.get("customers", &id).unwrap()["name"], json!("Acme AG"));
+}
+
+#[tokio::test]
+async fn billing_objects_are_read_only_unless_allowed() {
+    let sim = common::sim().await;
+    let c = common::connector(&sim, json!({}));
+    let caps = c.capabilities();
+    let write = |name: &str| caps.objects.iter().find(|o| o.name == name).unwrap().write;
+    assert!(write("customers") && !write("subscriptions") && !write("invoices"));
+    let item = PushItem {
+        op: PushOp::Update {
+            external_id: "sub_x".into(),
+        },
+        fields: BTreeMap::new(),
+        version: 1,
+    };
+    assert!(matches!(
+        c.push("subscriptions", &[item]).await,
+        Err(ConnectorError::Permanent { .. })
+    ));
+    let c = common::connector(&sim, json!({"allow_billing_writes": true}));
+    assert!(c.capabilities().objects.iter().all(|o| o.write));
+}
+
+#[tokio::test]
+async fn a_cursor_older_than_retention_rereads_everything_and_loses_nothing() {
+    let sim = common::sim().await;
+    let c = common::connector(&sim, json!({}));
+    let a = sim.seed_customer("Alpha", "a@alpha.example");
+    let b = sim.seed_customer("Beta", "b@beta.example");
+    let (first, cursor) = drain(&c, "customers", None).await;
+    assert_eq!(first.len(), 2);
+
+    // A day later, while the daemon is stopped: one update, one new customer.
+    sim.advance(86_400);
+    sim.update_customer(&a, json!({"name": "Alpha Renamed"}));
+    let new = sim.seed_customer("Gamma", "g@gamma.example");
+    // The daemon comes back after 31 days: those events have expired.
+    sim.advance(31 * 86_400);
+    assert!(
+        sim.events().is_empty(),
+        "the simulator dropped events past retention"
+    );
+
+    let (second, _) = drain(&c, "customers", cursor).await;
+    let by_id: BTreeMap<_, _> = second
+        .iter()
+        .map(|ch| (ch.external_id.clone(), ch))
+        .collect();
+    assert_eq!(
+        by_id.len(),
+        3,
+        "full re-read returns every customer: {:?}",
+        by_id.keys()
+    );
+    assert_eq!(by_id[&a].fields["name"], json!("Alpha Renamed"));
+    assert!(by_id.contains_key(&b) && by_id.contains_key(&new));
+    let status = c.status();
+    assert_eq!(status.full_rereads, 1);
+    assert_eq!(status.last_full_reread.unwrap().object, "customers");
+    // The operator sees it on /status through the connector's notices.
+    let notices = revsync_sdk::Connector::notices(&c);
+    assert!(
+        notices.len() == 1
+            && notices[0].contains("30-day event retention: full re-read of customers"),
+        "{notices:?}"
+    );
+}
+
+#[tokio::test]
+async fn events_after_the_backfill_arrive_with_their_event_time() {
+    let sim = common::sim().await;
+    let c = common::connector(&sim, json!({}));
+    let a = sim.seed_customer("Alpha", "a@alpha.example");
+    let (_, cursor) = drain(&c, "customers", None).await;
+    sim.advance(10);
+    sim.update_customer(&a, json!({"name": "Alpha 2", "metadata": {"crm_id": "42"}}));
+    let (changes, cursor) = drain(&c, "customers", cursor).await;
+    let last = changes.last().unwrap();
+    assert_eq!(last.fields["name"], json!("Alpha 2"));
+    assert_eq!(last.fields["metadata"]["crm_id"], json!("42"));
+    let evt = sim
+        .events()
+        .into_iter()
+        .rev()
+        .find(|e| e["type"] == "customer.updated")
+        .unwrap();
+    assert_eq!(
+        last.source_updated_at.timestamp(),
+        evt["created"].as_i64().unwrap()
+    );
+    // Read again from the cursor: the boundary second is not re-delivered.
+    let (again, _) = drain(&c, "customers", cursor).await;
+    assert!(again.is_empty(), "{again:?}");
+}
+
+fn request<'a>(headers: &'a [(String, String)], body: &'a [u8], at: i64) -> WebhookRequest<'a> {
+    WebhookRequest {
+        method: "POST",
+        uri: "http://127.0.0.1/webhooks/stripe",
+        headers,
+        body,
+        received_at: DateTime::<Utc>::from_timestamp(at, 0).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn out_of_order_and_repeated_webhooks_leave_the_newest_state() {
+    let sim = common::sim().await;
+    let c = common::connector(&sim, json!({}));
+    let a = sim.seed_customer("Alpha", "a@alpha.example");
+    for name in ["One", "Two", "Three"] {
+        sim.advance(5);
+        sim.update_customer(&a, json!({"name": name}));
+    }
+    let events = sim.events();
+    let now = sim.now();
+    let mut store = BTreeMap::new();
+    let mut applied_ids = std::collections::BTreeSet::new();
+    // Newest first, then the oldest again: delivered out of order and twice.
+    let mut deliveries: Vec<&Value> = events.iter().rev().collect();
+    deliveries.push(&events[0]);
+    for e in deliveries {
+        let (h, b) = sim.signed(e, common::WHSEC, now);
+        for ev in c.verify_webhook(&request(&h, &b, now)).unwrap() {
+            assert_eq!(ev.id, e["id"].as_str().unwrap());
+            if !applied_ids.insert(ev.id.clone()) {
+                continue; // the daemon's inbox dedupes on the event id
+            }
+            let Inbound::Change(ch) = ev.inbound else {
+                panic!("stripe events carry the object")
+            };
+            apply_newest(&mut store, ch);
+        }
+    }
+    assert_eq!(applied_ids.len(), 4);
+    assert_eq!(store[&a].fields["name"], json!("Three"));
+}
+
+#[tokio::test]
+async fn an_independently_computed_signature_verifies_and_tampered_or_stale_ones_do_not() {
+    let sim = common::sim().await;
+    let c = common::connector(&sim, json!({}));
+    sim.seed_customer("Alpha", "a@alpha.example");
+    let body = serde_json::to_vec(&sim.events()[0]).unwrap();
+    let t = 1_750_000_000_i64;
+    let mut mac = Hmac::<Sha256>::new_from_slice(common::WHSEC.as_bytes()).unwrap();
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(&body);
+    let sig: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let rotated = format!("t={t},v1={},v1={sig}", "ab".repeat(32));
+    let headers = vec![("stripe-signature".to_owned(), rotated)];
+    let events = c
+        .verify_webhook(&request(&headers, &body, t + 299))
+        .expect("valid signature");
+    assert_eq!(events.len(), 1);
+
+    let mut tampered = body.clone();
+    let i = tampered.iter().position(|b| *b == b'A').unwrap();
+    tampered[i] = b'B';
+    assert!(matches!(
+        c.verify_webhook(&request(&headers, &tampered, t)),
+        Err(WebhookError::BadSignature(_))
+    ));
+    assert!(matches!(
+        c.verify_webhook(&request(&headers, &body, t + 301)),
+        Err(WebhookError::Stale(_))
+    ));
+    assert!(matches!(
+        c.verify_webhook(&request(&headers, &body, t - 301)),
+        Err(WebhookError::Stale(_))
+    ));
+    let wrong = vec![("stripe-signature".to_owned(), format!("t={t},v1={sig}"))];
+    let other = common::connector(&sim, json!({"webhook_secret": "whsec_other"}));
+    assert!(matches!(
+        other.verify_webhook(&request(&wrong, &body, t)),
+        Err(WebhookError::BadSignature(_))
+    ));
+    let garbage = vec![(
+        "stripe-signature".to_owned(),
+        format!("t={t},v1={}", sign(&t, b"not json")),
+    )];
+    assert!(matches!(
+        c.verify_webhook(&request(&garbage, b"not json", t)),
+        Err(WebhookError::Malformed(_))
+    ));
+}
+
+fn sign(t: &i64, body: &[u8]) -> String {
+    revsync_stripe::webhook::compute_signature(common::WHSEC, *t, body)
+}
+
+#[tokio::test]
+async fn mrr_is_exact_for_monthly_yearly_and_quantities() {
+    let sim = common::sim().await;
+    let c = common::connector(&sim, json!({}));
+    let cus = sim.seed_customer("Alpha", "a@alpha.example");
+    let monthly = sim.create_price(2_000, "usd", "month", 1, false);
+    let yearly = sim.create_price(99_999, "eur", "year", 1, false);
+    let quarterly = sim.create_price(3_001, "usd", "month", 3, false);
+    let metered = sim.create_price(10, "usd", "month", 1, true);
+    let cases = [
+        (
+            sim.seed_subscription(&cus, &[(&monthly, 1)], "active")
+                .unwrap(),
+            2_000,
+        ),
+        // 99,999 / 12 = 8333.25
+        (
+            sim.seed_subscription(&cus, &[(&yearly, 1)], "active")
+                .unwrap(),
+            8_333,
+        ),
+        (
+            sim.seed_subscription(&cus, &[(&monthly, 7)], "active")
+                .unwrap(),
+            14_000,
+        ),
+        // 3 x 99,999 / 12 = 24999.75
+        (
+            sim.seed_subscription(&cus, &[(&yearly, 3)], "past_due")
+                .unwrap(),
+            25_000,
+        ),
+        // 3,001 x 2 / 3 = 2000.67, plus a metered item worth nothing
+        (
+            sim.seed_subscription(&cus, &[(&quarterly, 2), (&metered, 1)], "active")
+                .unwrap(),
+            2_001,
+        ),
+        (
+            sim.seed_subscription(&cus, &[(&monthly, 5)], "trialing")
+                .unwrap(),
+            0,
+        ),
+    ];
+    let canceled = sim
+        .seed_subscription(&cus, &[(&monthly, 1)], "active")
+        .unwrap();
+    let (changes, _) = drain(&c, "subscriptions", None).await;
+    let by_id: BTreeMap<_, _> = changes
+        .iter()
+        .map(|ch| (ch.external_id.clone(), ch))
+        .collect();
+    for (id, mrr) in &cases {
+        assert_eq!(by_id[id].fields["mrr"], json!(mrr), "{id}");
+        assert_eq!(by_id[id].fields["customer"], json!(cus));
+    }
+    assert_eq!(by_id[&cases[1].0].fields["currency"], json!("eur"));
+    assert_eq!(by_id[&cases[2].0].fields["quantity"], json!(7));
+    assert_eq!(by_id[&cases[1].0].fields["interval"], json!("year"));
+
+    // Cancellation arrives as an event and brings MRR to 0; canceled ones are listed too.
+    sim.advance(5);
+    sim.set_subscription_status(&canceled, "canceled");
+    let (all, _) = drain(&c, "subscriptions", None).await;
+    assert!(all
+        .iter()
+        .any(|ch| ch.external_id == canceled && ch.fields["mrr"] == json!(0)));
+}
+
+#[tokio::test]
+async fn lock_timeouts_and_endpoint_limits_are_retried() {
+    let sim = Sim::start(SimConfig {
+        endpoint_limit: 3,
+        ..SimConfig::default()
+    })
+    .await;
+    let c = common::connector(&sim, json!({"endpoint_requests_per_second": 25}));
+    for i in 0..5 {
+        sim.seed_customer(&format!("C{i}"), &format!("c{i}@x.example"));
+    }
+    sim.inject_lock_timeouts(2);
+    let ids: Vec<String> = sim.ids("customers");
+    // Eight reads against a limit of three per second: some answered 429, all succeed.
+    let changes = c
+        .fetch_by_ids("customers", &[ids.clone(), ids[..3].to_vec()].concat())
+        .await
+        .unwrap();
+    assert_eq!(changes.len(), 8);
+    let (_, throttled) = sim.request_counts();
+    assert!(throttled >= 3, "the simulator answered {throttled} 429s");
+    assert!(c.rate_limit().unwrap().throttled_429 >= 3);
+}
+
+#[tokio::test]
+async fn the_simulator_delivers_signed_webhooks_the_connector_accepts() {
+    use axum::body::Bytes;
+    use axum::http::HeaderMap;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Vec<(String, String)>, Vec<u8>)>();
+    let app = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
+        let tx = tx.clone();
+        async move {
+            let h = headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_owned(),
+                        v.to_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect();
+            let _ = tx.send((h, body.to_vec()));
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let sim = Sim::start(SimConfig {
+        webhook: Some((url, common::WHSEC.into())),
+        ..SimConfig::default()
+    })
+    .await;
+    let c = common::connector(&sim, json!({}));
+    let id = sim.seed_customer("Alpha", "a@alpha.example");
+    let (h, b) = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let events = c.verify_webhook(&request(&h, &b, sim.now())).unwrap();
+    assert_eq!(events[0].object, "customers");
+    let Inbound::Change(ch) = &events[0].inbound else {
+        panic!()
+    };
+    assert_eq!(ch.external_id, id);
+}

@@ -1,0 +1,331 @@
+//! Zendesk over the SDK's `ApiClient`: auth, the exports budget beside the account one,
+//! error bodies, and bulk jobs (submit, wait out TooManyJobs, poll to completion).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use reqwest::Method;
+use revsync_sdk::http::{
+    pause_when_exhausted, retry_after, AccountLimiter, ApiClient, ApiPolicy, ApiRequest, Auth,
+    LimiterStats, Limits, RetryPolicy,
+};
+use revsync_sdk::{ConnectorError, LimitScope};
+use serde_json::Value;
+
+use crate::config::{self, ZendeskParams};
+
+/// Marks a TooManyJobs answer inside a `Transient` error, so the job loop can tell the
+/// 30-job ceiling (wait for a slot) from any other failure.
+const TOO_MANY_JOBS: &str = "TooManyJobs";
+
+/// How Zendesk's answers differ from plain status codes.
+pub struct ZendeskPolicy {
+    /// Exports have their own per-minute budget; their header pauses only them.
+    exports: Arc<AccountLimiter>,
+}
+
+impl ApiPolicy for ZendeskPolicy {
+    fn classify(&self, status: u16, headers: &HeaderMap, body: &[u8]) -> Option<ConnectorError> {
+        if (200..300).contains(&status) {
+            return None;
+        }
+        let parsed: Option<Value> = serde_json::from_slice(body).ok();
+        let code = parsed
+            .as_ref()
+            .and_then(|v| v.get("error"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if code == TOO_MANY_JOBS {
+            // Not a request-budget problem: pausing the account would also stop the job
+            // status polls that free the slots. The job loop waits instead.
+            return Some(ConnectorError::Transient(format!(
+                "{TOO_MANY_JOBS}: the account has 30 bulk jobs queued or running"
+            )));
+        }
+        if status == 429 {
+            return Some(ConnectorError::RateLimited {
+                retry_after: retry_after(headers),
+                scope: LimitScope::Burst,
+            });
+        }
+        if matches!(status, 400 | 409 | 422) {
+            return Some(ConnectorError::Permanent {
+                detail: describe_error(parsed.as_ref())
+                    .unwrap_or_else(|| format!("zendesk answered {status}")),
+                status: Some(status),
+                body: Some(String::from_utf8_lossy(&body[..body.len().min(2048)]).into_owned()),
+            });
+        }
+        None
+    }
+
+    fn observe(&self, headers: &HeaderMap) -> Option<Duration> {
+        if let Some(wait) = header_pair(headers, "zendesk-ratelimit-incremental-exports-cursor") {
+            self.exports.pause_for(wait);
+        }
+        pause_when_exhausted(headers, "ratelimit-remaining", "ratelimit-reset")
+            .or_else(|| pause_when_exhausted(headers, "x-rate-limit-remaining", "ratelimit-reset"))
+    }
+}
+
+/// `total=20; remaining=0; resets=41` -> the reset delay once nothing remains.
+fn header_pair(headers: &HeaderMap, name: &str) -> Option<Duration> {
+    let value = headers.get(name)?.to_str().ok()?;
+    let field = |key: &str| -> Option<u64> {
+        value.split(';').find_map(|part| {
+            let (k, v) = part.trim().split_once('=')?;
+            (k.trim() == key).then(|| v.trim().parse().ok())?
+        })
+    };
+    (field("remaining")? == 0).then(|| field("resets").map(Duration::from_secs))?
+}
+
+/// `RecordInvalid: Record validation errors (email: is invalid)`, from either error shape.
+pub fn describe_error(v: Option<&Value>) -> Option<String> {
+    let v = v?;
+    if let Some(errors) = v.get("errors").and_then(Value::as_array) {
+        let parts: Vec<String> = errors
+            .iter()
+            .map(|e| {
+                let text = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or_default();
+                format!("{}: {}", text("code"), text("detail"))
+            })
+            .collect();
+        return Some(parts.join("; "));
+    }
+    let error = match v.get("error")? {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut out = error;
+    if let Some(d) = v.get("description").and_then(Value::as_str) {
+        out = format!("{out}: {d}");
+    }
+    if let Some(details) = v.get("details").filter(|d| !d.is_null()) {
+        out = format!("{out} ({details})");
+    }
+    Some(out)
+}
+
+/// One Zendesk account: requests, exports and bulk jobs.
+#[derive(Clone)]
+pub struct ZendeskClient {
+    api: ApiClient,
+    auth: Auth,
+    exports: Arc<AccountLimiter>,
+    job_poll: Duration,
+    job_timeout: Duration,
+}
+
+impl ZendeskClient {
+    pub fn new(p: &ZendeskParams, limits: Limits) -> Result<Self, ConnectorError> {
+        let exports = Arc::new(AccountLimiter::new(Limits::new(
+            p.exports_per_minute,
+            Duration::from_secs(60),
+        )));
+        let policy = Arc::new(ZendeskPolicy {
+            exports: exports.clone(),
+        });
+        let api = ApiClient::new(
+            &p.api_base(),
+            limits,
+            RetryPolicy::default(),
+            Duration::from_secs(60),
+            policy,
+        )?;
+        let auth = match &p.auth {
+            config::Auth::ApiToken { email, token } => Auth::Basic {
+                user: format!("{email}/token"),
+                password: token.clone(),
+            },
+            config::Auth::Oauth { access_token } => Auth::Bearer(access_token.clone()),
+        };
+        Ok(Self {
+            api,
+            auth,
+            exports,
+            job_poll: Duration::from_millis(p.job_poll_interval_ms),
+            job_timeout: Duration::from_secs(p.job_timeout_secs),
+        })
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> ApiRequest {
+        ApiRequest::new(method, path).with_auth(self.auth.clone())
+    }
+
+    pub fn stats(&self) -> LimiterStats {
+        self.api.limiter().stats()
+    }
+
+    pub async fn json(&self, req: ApiRequest) -> Result<Value, ConnectorError> {
+        self.api.send(req).await?.json()
+    }
+
+    /// An incremental export page: takes an exports permit before the account's.
+    pub async fn export(&self, req: ApiRequest) -> Result<Value, ConnectorError> {
+        self.exports.acquire().await;
+        self.json(req).await
+    }
+
+    /// Submit a bulk request and wait for its job; the job's `results`.
+    ///
+    /// TooManyJobs waits for a slot with growing delays up to the job timeout, then hands
+    /// the batch back as rate limited (nothing was queued, so a retry is safe).
+    pub async fn run_job(&self, req: ApiRequest) -> Result<Vec<Value>, ConnectorError> {
+        let deadline = tokio::time::Instant::now() + self.job_timeout;
+        let mut wait = self.job_poll;
+        let job = loop {
+            match self.json(req.clone()).await {
+                Ok(v) => break v,
+                Err(ConnectorError::Transient(m)) if m.starts_with(TOO_MANY_JOBS) => {
+                    if tokio::time::Instant::now() + wait > deadline {
+                        return Err(ConnectorError::RateLimited {
+                            retry_after: Some(wait),
+                            scope: LimitScope::Burst,
+                        });
+                    }
+                    tracing::info!(
+                        wait_ms = wait.as_millis() as u64,
+                        "zendesk job slots full, waiting"
+                    );
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(30));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let mut status = job
+            .get("job_status")
+            .cloned()
+            .ok_or_else(|| malformed("a bulk request answered without `job_status`"))?;
+        let id = status
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| malformed("job_status without an id"))?
+            .to_owned();
+        loop {
+            match status.get("status").and_then(Value::as_str) {
+                Some("completed") => return Ok(results(&status)),
+                Some("failed") => {
+                    let r = results(&status);
+                    if !r.is_empty() {
+                        return Ok(r);
+                    }
+                    let message = status.get("message").and_then(Value::as_str).unwrap_or("");
+                    return Err(ConnectorError::Permanent {
+                        detail: format!("zendesk job {id} failed: {message}"),
+                        status: None,
+                        body: Some(status.to_string()),
+                    });
+                }
+                Some("queued" | "working") => {}
+                other => return Err(malformed(&format!("job {id} has status {other:?}"))),
+            }
+            if tokio::time::Instant::now() + self.job_poll > deadline {
+                return Err(ConnectorError::Transient(format!(
+                    "zendesk job {id} did not finish within {}s",
+                    self.job_timeout.as_secs()
+                )));
+            }
+            tokio::time::sleep(self.job_poll).await;
+            let v = self
+                .json(self.request(Method::GET, &format!("job_statuses/{id}")))
+                .await?;
+            status = v
+                .get("job_status")
+                .cloned()
+                .ok_or_else(|| malformed("job status answer without `job_status`"))?;
+        }
+    }
+}
+
+fn results(status: &Value) -> Vec<Value> {
+    status
+        .get("results")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+pub fn malformed(what: &str) -> ConnectorError {
+    ConnectorError::Permanent {
+        detail: format!("malformed zendesk answer: {what}"),
+        status: None,
+        body: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+    use serde_json::json;
+
+    #[test]
+    fn error_bodies_are_described_in_both_shapes() {
+        let old = json!({"error": "RecordInvalid", "description": "Record validation errors",
+            "details": {"email": [{"description": "is invalid"}]}});
+        let d = describe_error(Some(&old)).unwrap();
+        assert!(
+            d.starts_with("RecordInvalid: Record validation errors ("),
+            "{d}"
+        );
+        let new = json!({"errors": [{"code": "InvalidPagination", "detail": "too deep"}]});
+        assert_eq!(
+            describe_error(Some(&new)).unwrap(),
+            "InvalidPagination: too deep"
+        );
+    }
+
+    #[test]
+    fn too_many_jobs_is_told_apart_from_rate_limits() {
+        let p = ZendeskPolicy {
+            exports: Arc::new(AccountLimiter::new(Limits::new(
+                10,
+                Duration::from_secs(60),
+            ))),
+        };
+        let body = br#"{"error":"TooManyJobs","description":"Try again later."}"#;
+        let e = p.classify(429, &HeaderMap::new(), body).unwrap();
+        assert!(matches!(e, ConnectorError::Transient(m) if m.starts_with(TOO_MANY_JOBS)));
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("7"));
+        let e = p.classify(429, &h, b"{}").unwrap();
+        assert_eq!(
+            e,
+            ConnectorError::RateLimited {
+                retry_after: Some(Duration::from_secs(7)),
+                scope: LimitScope::Burst
+            }
+        );
+    }
+
+    #[test]
+    fn exhausted_headers_pause() {
+        let p = ZendeskPolicy {
+            exports: Arc::new(AccountLimiter::new(Limits::new(
+                10,
+                Duration::from_secs(60),
+            ))),
+        };
+        let mut h = HeaderMap::new();
+        h.insert("ratelimit-remaining", HeaderValue::from_static("0"));
+        h.insert("ratelimit-reset", HeaderValue::from_static("41"));
+        assert_eq!(p.observe(&h), Some(Duration::from_secs(41)));
+        let mut h = HeaderMap::new();
+        h.insert(
+            "zendesk-ratelimit-incremental-exports-cursor",
+            HeaderValue::from_static("total=20; remaining=0; resets=12"),
+        );
+        assert_eq!(
+            header_pair(&h, "zendesk-ratelimit-incremental-exports-cursor"),
+            Some(Duration::from_secs(12))
+        );
+        assert_eq!(
+            p.observe(&h),
+            None,
+            "an exhausted export budget does not pause the account"
+        );
+    }
+}

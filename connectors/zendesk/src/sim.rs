@@ -1,0 +1,958 @@
+//! A stateful Zendesk on loopback (feature `sim`): incremental exports that hold back the
+//! most recent minute, bulk jobs processed asynchronously under the 30-job ceiling, a
+//! per-window request budget with Zendesk's headers, offset paging that refuses to go past
+//! 10,000 records, and signed webhook deliveries.
+//!
+//! Record times come from a clock the tests can move forward (`advance`), so "a minute
+//! later" costs nothing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+
+use crate::config::SignatureOrder;
+
+/// How the simulated account behaves.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub email: String,
+    pub token: String,
+    pub webhook_secret: String,
+    /// Requests per `window` (Zendesk: per minute, by plan).
+    pub requests_per_window: u32,
+    /// Incremental export requests per `window` (Zendesk: 10).
+    pub exports_per_window: u32,
+    pub window: Duration,
+    /// Largest export page (Zendesk: 1000).
+    pub export_page_max: usize,
+    /// How long a bulk job waits before it runs.
+    pub job_delay: Duration,
+    /// Queued plus running jobs allowed (Zendesk: 30).
+    pub max_jobs: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            email: "ops@acme.example".into(),
+            token: "zendesk-sim-token".into(),
+            webhook_secret: "zendesk-sim-webhook-secret".into(),
+            requests_per_window: 700,
+            exports_per_window: 10,
+            window: Duration::from_secs(60),
+            export_page_max: 1000,
+            job_delay: Duration::from_millis(20),
+            max_jobs: 30,
+        }
+    }
+}
+
+/// What the simulator saw, for assertions.
+#[derive(Debug, Clone, Default)]
+pub struct SimStats {
+    pub requests: u64,
+    pub throttled: u64,
+    pub too_many_jobs: u64,
+    pub jobs: u64,
+    pub exports: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Rec {
+    ts: i64,
+    body: Value,
+    solved_at: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Obj {
+    Users,
+    Orgs,
+    Tickets,
+}
+
+impl Obj {
+    fn key(self) -> &'static str {
+        match self {
+            Obj::Users => "users",
+            Obj::Orgs => "organizations",
+            Obj::Tickets => "tickets",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Obj> {
+        match s {
+            "users" => Some(Obj::Users),
+            "organizations" => Some(Obj::Orgs),
+            "tickets" => Some(Obj::Tickets),
+            _ => None,
+        }
+    }
+}
+
+struct Inner {
+    cfg: SimConfig,
+    users: BTreeMap<u64, Rec>,
+    orgs: BTreeMap<u64, Rec>,
+    tickets: BTreeMap<u64, Rec>,
+    next_id: u64,
+    /// Seconds added to the wall clock by `advance`.
+    offset: i64,
+    jobs: HashMap<String, Value>,
+    active_jobs: usize,
+    window_started: Instant,
+    window_requests: u32,
+    window_exports: u32,
+    idempotency: HashMap<String, u64>,
+    stats: SimStats,
+}
+
+impl Inner {
+    fn now(&self) -> i64 {
+        Utc::now().timestamp() + self.offset
+    }
+
+    fn table(&mut self, o: Obj) -> &mut BTreeMap<u64, Rec> {
+        match o {
+            Obj::Users => &mut self.users,
+            Obj::Orgs => &mut self.orgs,
+            Obj::Tickets => &mut self.tickets,
+        }
+    }
+
+    fn insert(&mut self, o: Obj, fields: &Map<String, Value>, ts: i64) -> u64 {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut body = Map::new();
+        match o {
+            Obj::Users => {
+                body.insert("role".into(), json!("end-user"));
+                body.insert("active".into(), json!(true));
+            }
+            Obj::Orgs => {
+                body.insert("domain_names".into(), json!([]));
+            }
+            Obj::Tickets => {
+                body.insert("status".into(), json!("new"));
+            }
+        }
+        body.insert("created_at".into(), json!(rfc3339(ts)));
+        let rec = Rec {
+            ts,
+            body: Value::Object(body),
+            solved_at: None,
+        };
+        self.table(o).insert(id, rec);
+        self.update(o, id, fields, ts);
+        id
+    }
+
+    fn update(&mut self, o: Obj, id: u64, fields: &Map<String, Value>, ts: i64) {
+        let key = o.key();
+        let Some(rec) = self.table(o).get_mut(&id) else {
+            return;
+        };
+        let body = rec.body.as_object_mut().expect("records are objects");
+        for (k, v) in fields {
+            if !matches!(k.as_str(), "id" | "url" | "created_at" | "updated_at") {
+                body.insert(k.clone(), v.clone());
+            }
+        }
+        body.insert("id".into(), json!(id));
+        body.insert("url".into(), json!(format!("/api/v2/{key}/{id}.json")));
+        body.insert("updated_at".into(), json!(rfc3339(ts)));
+        rec.ts = ts;
+        if o == Obj::Tickets {
+            let solved = matches!(
+                body.get("status").and_then(Value::as_str),
+                Some("solved" | "closed")
+            );
+            if solved && rec.solved_at.is_none() {
+                rec.solved_at = Some(rfc3339(ts));
+            }
+        }
+    }
+
+    /// Records an export may serve: everything but the most recent minute, by (time, id).
+    fn visible(&self, o: Obj) -> Vec<(i64, u64, &Rec)> {
+        let horizon = self.now() - 60;
+        let table = match o {
+            Obj::Users => &self.users,
+            Obj::Orgs => &self.orgs,
+            Obj::Tickets => &self.tickets,
+        };
+        let mut rows: Vec<_> = table
+            .iter()
+            .filter(|(_, r)| r.ts <= horizon)
+            .map(|(id, r)| (r.ts, *id, r))
+            .collect();
+        rows.sort_by_key(|(ts, id, _)| (*ts, *id));
+        rows
+    }
+}
+
+fn rfc3339(ts: i64) -> String {
+    DateTime::<Utc>::from_timestamp(ts, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+type Shared = Arc<Mutex<Inner>>;
+type Q = Query<HashMap<String, String>>;
+
+/// A running simulator.
+#[derive(Clone)]
+pub struct Sim {
+    state: Shared,
+    pub addr: SocketAddr,
+}
+
+impl Sim {
+    pub async fn start(cfg: SimConfig) -> Self {
+        let state = Arc::new(Mutex::new(Inner {
+            cfg,
+            users: BTreeMap::new(),
+            orgs: BTreeMap::new(),
+            tickets: BTreeMap::new(),
+            next_id: 360_000,
+            offset: 0,
+            jobs: HashMap::new(),
+            active_jobs: 0,
+            window_started: Instant::now(),
+            window_requests: 0,
+            window_exports: 0,
+            idempotency: HashMap::new(),
+            stats: SimStats::default(),
+        }));
+        let api = Router::new()
+            .route(
+                "/incremental/users/cursor",
+                get(|s: State<Shared>, q: Q| export_cursor(s, q, Obj::Users)),
+            )
+            .route(
+                "/incremental/tickets/cursor",
+                get(|s: State<Shared>, q: Q| export_cursor(s, q, Obj::Tickets)),
+            )
+            .route("/incremental/organizations", get(export_time))
+            .route("/{object}/show_many", get(show_many))
+            .route(
+                "/users",
+                get(|s: State<Shared>, q: Q| list(s, q, Obj::Users)),
+            )
+            .route(
+                "/organizations",
+                get(|s: State<Shared>, q: Q| list(s, q, Obj::Orgs)),
+            )
+            .route(
+                "/users/create_or_update_many",
+                post(|s: State<Shared>, b: Json<Value>| submit(s, b, Bulk::UsersUpsert)),
+            )
+            .route(
+                "/users/update_many",
+                put(|s: State<Shared>, b: Json<Value>| submit(s, b, Bulk::Update(Obj::Users))),
+            )
+            .route(
+                "/organizations/create_many",
+                post(|s: State<Shared>, b: Json<Value>| submit(s, b, Bulk::OrgsCreate)),
+            )
+            .route(
+                "/organizations/update_many",
+                put(|s: State<Shared>, b: Json<Value>| submit(s, b, Bulk::Update(Obj::Orgs))),
+            )
+            .route("/tickets", post(create_ticket))
+            .route("/tickets/{id}", put(update_ticket))
+            .route("/job_statuses/{id}", get(job_status))
+            .layer(axum::middleware::from_fn_with_state(state.clone(), gate))
+            .with_state(state.clone());
+        let app = Router::new().nest("/api/v2", api);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { state, addr }
+    }
+
+    /// The API base URL (`base_url:` of a connector file).
+    pub fn base_url(&self) -> String {
+        format!("http://{}/api/v2", self.addr)
+    }
+
+    /// `params:` of a connector file pointing at this simulator.
+    pub fn params(&self) -> Value {
+        let s = self.lock();
+        json!({
+            "base_url": self.base_url(),
+            "auth": {"method": "api_token", "email": s.cfg.email, "token": s.cfg.token},
+            "webhook_secret": s.cfg.webhook_secret,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Moves the record clock forward, as if `secs` had passed.
+    pub fn advance(&self, secs: i64) {
+        self.lock().offset += secs;
+    }
+
+    /// The simulator's current time (Unix seconds).
+    pub fn now(&self) -> i64 {
+        self.lock().now()
+    }
+
+    /// Creates records as a Zendesk user would, stamped now; their ids.
+    pub fn seed(&self, object: &str, n: usize) -> Vec<String> {
+        let o = Obj::parse(object).expect("users, organizations or tickets");
+        let mut s = self.lock();
+        let ts = s.now();
+        self.seed_locked(&mut s, o, n, ts)
+    }
+
+    /// Creates records stamped at `ts` (for ties on one second).
+    pub fn seed_at(&self, object: &str, n: usize, ts: i64) -> Vec<String> {
+        let o = Obj::parse(object).expect("users, organizations or tickets");
+        let mut s = self.lock();
+        self.seed_locked(&mut s, o, n, ts)
+    }
+
+    fn seed_locked(&self, s: &mut Inner, o: Obj, n: usize, ts: i64) -> Vec<String> {
+        (0..n)
+            .map(|_| {
+                let k = s.next_id + 1;
+                let fields = match o {
+                    Obj::Users => json!({"name": format!("User {k}"), "email": format!("user{k}@example.com")}),
+                    Obj::Orgs => json!({"name": format!("Org {k}"), "domain_names": [format!("org{k}.example")]}),
+                    Obj::Tickets => json!({"subject": format!("Ticket {k}"), "status": "open", "priority": "normal"}),
+                };
+                let fields = fields.as_object().cloned().unwrap_or_default();
+                s.insert(o, &fields, ts).to_string()
+            })
+            .collect()
+    }
+
+    /// Changes one record's fields, stamped now.
+    pub fn update(&self, object: &str, id: &str, fields: Value) {
+        let o = Obj::parse(object).expect("users, organizations or tickets");
+        let mut s = self.lock();
+        let ts = s.now();
+        let id: u64 = id.parse().expect("numeric id");
+        s.update(o, id, fields.as_object().expect("an object of fields"), ts);
+    }
+
+    pub fn record(&self, object: &str, id: &str) -> Option<Value> {
+        let o = Obj::parse(object)?;
+        let mut s = self.lock();
+        s.table(o).get(&id.parse().ok()?).map(|r| r.body.clone())
+    }
+
+    pub fn ids(&self, object: &str) -> Vec<String> {
+        let o = Obj::parse(object).expect("users, organizations or tickets");
+        let mut s = self.lock();
+        s.table(o).keys().map(u64::to_string).collect()
+    }
+
+    /// Uses up `n` requests of the current window, as another tool on the account would.
+    pub fn spend_requests(&self, n: u32) {
+        let mut s = self.lock();
+        if s.window_started.elapsed() >= s.cfg.window {
+            s.window_started = Instant::now();
+            s.window_exports = 0;
+            s.window_requests = 0;
+        }
+        s.window_requests += n;
+    }
+
+    pub fn stats(&self) -> SimStats {
+        self.lock().stats.clone()
+    }
+
+    /// Fills `n` job slots with jobs that finish after `hold` (another integration busy).
+    pub fn occupy_job_slots(&self, n: usize, hold: Duration) {
+        self.lock().active_jobs += n;
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(hold).await;
+            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+            s.active_jobs = s.active_jobs.saturating_sub(n);
+        });
+    }
+
+    /// A signed event-subscription delivery: (headers, body).
+    pub fn webhook(
+        &self,
+        event_type: &str,
+        object_id: &str,
+        signed_at: DateTime<Utc>,
+    ) -> (Vec<(String, String)>, Vec<u8>) {
+        let subject = event_type.split('.').next().unwrap_or("user");
+        let body = json!({
+            "type": format!("zen:event-type:{event_type}"),
+            "account_id": 12_514_403,
+            "id": uuid::Uuid::now_v7().to_string(),
+            "time": rfc3339(signed_at.timestamp()),
+            "zendesk_event_version": "2022-06-20",
+            "subject": format!("zen:{subject}:{object_id}"),
+            "detail": {"id": object_id},
+            "event": {},
+        })
+        .to_string()
+        .into_bytes();
+        let ts = signed_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let secret = self.lock().cfg.webhook_secret.clone();
+        let sig = crate::webhook::sign(&secret, SignatureOrder::TimestampBody, &ts, &body);
+        let headers = vec![
+            ("x-zendesk-webhook-signature".to_string(), sig),
+            ("x-zendesk-webhook-signature-timestamp".to_string(), ts),
+            ("x-zendesk-webhook-id".to_string(), "01HSIM".to_string()),
+            ("user-agent".to_string(), "Zendesk Webhook".to_string()),
+            ("content-type".to_string(), "application/json".to_string()),
+        ];
+        (headers, body)
+    }
+
+    /// POSTs a signed event to `url` (the daemon's webhook endpoint); the status answered.
+    pub async fn deliver(
+        &self,
+        url: &str,
+        event_type: &str,
+        object_id: &str,
+    ) -> Result<u16, String> {
+        let (headers, body) = self.webhook(event_type, object_id, Utc::now());
+        let mut req = reqwest::Client::new().post(url).body(body);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.send()
+            .await
+            .map(|r| r.status().as_u16())
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn error(status: StatusCode, code: &str, description: &str) -> Response {
+    (
+        status,
+        Json(json!({"error": code, "description": description})),
+    )
+        .into_response()
+}
+
+/// Authentication and the request budget, with Zendesk's headers on every answer.
+async fn gate(State(state): State<Shared>, req: Request, next: Next) -> Response {
+    let export = req.uri().path().contains("/incremental/");
+    let auth = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let (limit, remaining, reset) = {
+        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        s.stats.requests += 1;
+        let basic = format!(
+            "Basic {}",
+            STANDARD.encode(format!("{}/token:{}", s.cfg.email, s.cfg.token))
+        );
+        let bearer = format!("Bearer {}", s.cfg.token);
+        if auth != basic && auth != bearer {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "Couldn't authenticate you",
+                "bad credentials",
+            );
+        }
+        if s.window_started.elapsed() >= s.cfg.window {
+            s.window_started = Instant::now();
+            s.window_requests = 0;
+            s.window_exports = 0;
+        }
+        let reset = s
+            .cfg
+            .window
+            .saturating_sub(s.window_started.elapsed())
+            .as_secs()
+            .max(1);
+        let over = s.window_requests >= s.cfg.requests_per_window
+            || (export && s.window_exports >= s.cfg.exports_per_window);
+        if over {
+            s.stats.throttled += 1;
+            let mut r = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                "rate limit exceeded",
+            );
+            r.headers_mut()
+                .insert("retry-after", HeaderValue::from(reset));
+            return r;
+        }
+        s.window_requests += 1;
+        if export {
+            s.window_exports += 1;
+            s.stats.exports += 1;
+        }
+        (
+            s.cfg.requests_per_window,
+            s.cfg.requests_per_window - s.window_requests,
+            reset,
+        )
+    };
+    let mut r = next.run(req).await;
+    let h = r.headers_mut();
+    h.insert("x-rate-limit", HeaderValue::from(limit));
+    h.insert("x-rate-limit-remaining", HeaderValue::from(remaining));
+    h.insert("ratelimit-limit", HeaderValue::from(limit));
+    h.insert("ratelimit-remaining", HeaderValue::from(remaining));
+    h.insert("ratelimit-reset", HeaderValue::from(reset));
+    r
+}
+
+fn encode_cursor(ts: i64, id: u64) -> String {
+    STANDARD.encode(format!("{ts}|{id}"))
+}
+
+fn decode_cursor(c: &str) -> Option<(i64, u64)> {
+    let raw = String::from_utf8(STANDARD.decode(c).ok()?).ok()?;
+    let (ts, id) = raw.split_once('|')?;
+    Some((ts.parse().ok()?, id.parse().ok()?))
+}
+
+/// `start_time`, or why it is refused.
+fn start_time(s: &Inner, q: &HashMap<String, String>) -> Result<i64, &'static str> {
+    let t: i64 = q
+        .get("start_time")
+        .and_then(|v| v.parse().ok())
+        .ok_or("start_time is required")?;
+    if t > s.now() - 60 {
+        return Err("start_time must be more than a minute in the past");
+    }
+    Ok(t)
+}
+
+fn page_size(s: &Inner, q: &HashMap<String, String>) -> usize {
+    q.get("per_page")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000usize)
+        .clamp(1, s.cfg.export_page_max)
+}
+
+async fn export_cursor(
+    State(state): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    o: Obj,
+) -> Response {
+    let s = state.lock().unwrap_or_else(|e| e.into_inner());
+    let from = match q.get("cursor") {
+        Some(c) => match decode_cursor(c) {
+            Some(p) => p,
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidCursor",
+                    "cursor is not valid",
+                )
+            }
+        },
+        None => match start_time(&s, &q) {
+            Ok(t) => (t, 0),
+            Err(why) => return error(StatusCode::BAD_REQUEST, "InvalidValue", why),
+        },
+    };
+    let per = page_size(&s, &q);
+    let rows: Vec<_> = s
+        .visible(o)
+        .into_iter()
+        .filter(|(ts, id, _)| (*ts, *id) > from)
+        .collect();
+    let page = &rows[..rows.len().min(per)];
+    let after = page.last().map_or(from, |(ts, id, _)| (*ts, *id));
+    let cursor = encode_cursor(after.0, after.1);
+    let mut body = json!({
+        o.key(): page.iter().map(|(_, _, r)| r.body.clone()).collect::<Vec<_>>(),
+        "after_cursor": cursor,
+        "after_url": format!("/api/v2/incremental/{}/cursor?cursor={cursor}", o.key()),
+        "before_cursor": null,
+        "before_url": null,
+        "end_of_stream": rows.len() <= per,
+    });
+    if o == Obj::Tickets && q.get("include").is_some_and(|i| i.contains("metric_sets")) {
+        body["metric_sets"] = page
+            .iter()
+            .map(|(_, id, r)| json!({"ticket_id": id, "solved_at": r.solved_at}))
+            .collect();
+    }
+    Json(body).into_response()
+}
+
+/// The time-based export: a page is never cut inside a second (ties all come together),
+/// and the next `start_time` is the last second served, so its records come again.
+async fn export_time(
+    State(state): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let s = state.lock().unwrap_or_else(|e| e.into_inner());
+    let start = match start_time(&s, &q) {
+        Ok(t) => t,
+        Err(why) => return error(StatusCode::BAD_REQUEST, "InvalidValue", why),
+    };
+    let per = page_size(&s, &q);
+    let rows: Vec<_> = s
+        .visible(Obj::Orgs)
+        .into_iter()
+        .filter(|(ts, _, _)| *ts >= start)
+        .collect();
+    let mut n = rows.len().min(per);
+    if let Some((last, _, _)) = n.checked_sub(1).map(|i| rows[i]) {
+        while n < rows.len() && rows[n].0 == last {
+            n += 1;
+        }
+    }
+    let page = &rows[..n];
+    let mut end_time = page.last().map_or(start, |(ts, _, _)| *ts);
+    if end_time == start && n >= per {
+        // A full page of one second: move past it, or the next page is the same page.
+        end_time += 1;
+    }
+    Json(json!({
+        "organizations": page.iter().map(|(_, _, r)| r.body.clone()).collect::<Vec<_>>(),
+        "count": n,
+        "end_time": end_time,
+        "end_of_stream": n < per,
+        "next_page": format!("/api/v2/incremental/organizations?start_time={end_time}"),
+    }))
+    .into_response()
+}
+
+async fn show_many(
+    State(state): State<Shared>,
+    Path(object): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(o) = Obj::parse(&object) else {
+        return error(StatusCode::NOT_FOUND, "InvalidEndpoint", "not found");
+    };
+    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+    let list = |k: &str| -> Vec<String> {
+        q.get(k)
+            .map(|v| {
+                v.split(',')
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (ids, external) = (list("ids"), list("external_ids"));
+    if ids.len() + external.len() > 100 {
+        return error(StatusCode::BAD_REQUEST, "InvalidValue", "at most 100 ids");
+    }
+    let table = s.table(o);
+    let mut out: Vec<Value> = ids
+        .iter()
+        .filter_map(|id| table.get(&id.parse().ok()?).map(|r| r.body.clone()))
+        .collect();
+    out.extend(
+        table
+            .values()
+            .filter(|r| {
+                r.body
+                    .get("external_id")
+                    .and_then(Value::as_str)
+                    .is_some_and(|e| external.iter().any(|x| x == e))
+            })
+            .map(|r| r.body.clone()),
+    );
+    Json(json!({ o.key(): out })).into_response()
+}
+
+/// Offset paging, which Zendesk refuses past the first 10,000 records.
+async fn list(
+    State(state): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    o: Obj,
+) -> Response {
+    let page: usize = q
+        .get("page")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let per: usize = q
+        .get("per_page")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100)
+        .clamp(1, 100);
+    if (page - 1) * per + per > 10_000 {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"errors": [{"code": "InvalidPaginationParameter", "title": "Invalid pagination",
+                "detail": "Offset pagination is limited to the first 10,000 records; use cursor pagination", "status": "400"}]})),
+        )
+            .into_response();
+    }
+    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+    let table = s.table(o);
+    let count = table.len();
+    let rows: Vec<Value> = table
+        .values()
+        .skip((page - 1) * per)
+        .take(per)
+        .map(|r| r.body.clone())
+        .collect();
+    let next = (page * per < count)
+        .then(|| format!("/api/v2/{}?page={}&per_page={per}", o.key(), page + 1));
+    Json(json!({ o.key(): rows, "count": count, "next_page": next })).into_response()
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Bulk {
+    UsersUpsert,
+    OrgsCreate,
+    Update(Obj),
+}
+
+/// Queue a bulk job (the ceiling is checked here), then run it after `job_delay`.
+async fn submit(State(state): State<Shared>, Json(body): Json<Value>, bulk: Bulk) -> Response {
+    let key = match bulk {
+        Bulk::UsersUpsert | Bulk::Update(Obj::Users) => "users",
+        _ => "organizations",
+    };
+    let Some(items) = body.get(key).and_then(Value::as_array).cloned() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidValue",
+            &format!("body needs `{key}`"),
+        );
+    };
+    if items.len() > 100 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidValue",
+            "at most 100 records per job",
+        );
+    }
+    let (id, delay, job) = {
+        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        let max = s.cfg.max_jobs;
+        if s.active_jobs >= max {
+            s.stats.too_many_jobs += 1;
+            let mut r = (
+                StatusCode::TOO_MANY_REQUESTS,
+                Json(json!({"error": "TooManyJobs",
+                    "description": "Too many jobs are currently queued or running. Try again later.",
+                    "current_job_ids": []})),
+            )
+                .into_response();
+            r.headers_mut().insert(
+                "zendesk-ratelimit-inflight-jobs",
+                HeaderValue::from_str(&format!("total={max}; remaining=0; resets=60"))
+                    .expect("ascii"),
+            );
+            return r;
+        }
+        s.active_jobs += 1;
+        s.stats.jobs += 1;
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        let job = json!({"id": id, "url": format!("/api/v2/job_statuses/{id}.json"), "total": items.len(),
+            "progress": 0, "status": "queued", "message": null, "results": null});
+        s.jobs.insert(id.clone(), job.clone());
+        let remaining = max - s.active_jobs;
+        (id, s.cfg.job_delay, (job, max, remaining))
+    };
+    let state2 = state.clone();
+    let job_id = id.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        let mut s = state2.lock().unwrap_or_else(|e| e.into_inner());
+        let results = run_bulk(&mut s, bulk, &items);
+        if let Some(j) = s.jobs.get_mut(&job_id) {
+            j["status"] = json!("completed");
+            j["progress"] = json!(items.len());
+            j["message"] = json!(format!("Completed at {}", rfc3339(Utc::now().timestamp())));
+            j["results"] = Value::Array(results);
+        }
+        s.active_jobs = s.active_jobs.saturating_sub(1);
+    });
+    let (job, max, remaining) = job;
+    let mut r = Json(json!({ "job_status": job })).into_response();
+    r.headers_mut().insert(
+        "zendesk-ratelimit-inflight-jobs",
+        HeaderValue::from_str(&format!("total={max}; remaining={remaining}; resets=60"))
+            .expect("ascii"),
+    );
+    r
+}
+
+fn invalid_email(fields: &Map<String, Value>) -> bool {
+    fields
+        .get("email")
+        .and_then(Value::as_str)
+        .is_some_and(|e| !e.contains('@'))
+}
+
+fn find(s: &Inner, o: Obj, field: &str, value: &str) -> Option<u64> {
+    let table = match o {
+        Obj::Users => &s.users,
+        Obj::Orgs => &s.orgs,
+        Obj::Tickets => &s.tickets,
+    };
+    table
+        .iter()
+        .find(|(_, r)| {
+            r.body
+                .get(field)
+                .and_then(Value::as_str)
+                .is_some_and(|v| v.eq_ignore_ascii_case(value))
+        })
+        .map(|(id, _)| *id)
+}
+
+fn run_bulk(s: &mut Inner, bulk: Bulk, items: &[Value]) -> Vec<Value> {
+    let ts = s.now();
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let fields = item.as_object().cloned().unwrap_or_default();
+        let text = |k: &str| {
+            fields
+                .get(k)
+                .and_then(Value::as_str)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        match bulk {
+            Bulk::UsersUpsert => {
+                if invalid_email(&fields) {
+                    out.push(
+                        json!({"index": i, "status": "Failed", "error": "RecordInvalid",
+                        "details": "Email: is not properly formatted"}),
+                    );
+                    continue;
+                }
+                let existing = text("external_id")
+                    .and_then(|e| find(s, Obj::Users, "external_id", &e))
+                    .or_else(|| text("email").and_then(|e| find(s, Obj::Users, "email", &e)));
+                match existing {
+                    Some(id) => {
+                        s.update(Obj::Users, id, &fields, ts);
+                        out.push(json!({"index": i, "id": id, "status": "Updated"}));
+                    }
+                    None => {
+                        let id = s.insert(Obj::Users, &fields, ts);
+                        out.push(json!({"index": i, "id": id, "status": "Created"}));
+                    }
+                }
+            }
+            Bulk::OrgsCreate => {
+                let dup_ext = text("external_id")
+                    .is_some_and(|e| find(s, Obj::Orgs, "external_id", &e).is_some());
+                let dup_name =
+                    text("name").is_none_or(|n| find(s, Obj::Orgs, "name", &n).is_some());
+                if dup_ext || dup_name {
+                    let field = if dup_ext { "external_id" } else { "name" };
+                    out.push(json!({"index": i, "error": "DuplicateValue",
+                        "details": format!("{field}: has already been taken or is empty")}));
+                    continue;
+                }
+                let id = s.insert(Obj::Orgs, &fields, ts);
+                out.push(json!({"index": i, "id": id}));
+            }
+            Bulk::Update(o) => {
+                let id = fields.get("id").and_then(Value::as_u64);
+                match id.filter(|id| s.table(o).contains_key(id)) {
+                    Some(_) if o == Obj::Users && invalid_email(&fields) => out.push(json!({"id": id, "index": i,
+                        "action": "update", "success": false, "status": "Failed", "error": "RecordInvalid",
+                        "details": "Email: is not properly formatted"})),
+                    Some(id) => {
+                        s.update(o, id, &fields, ts);
+                        out.push(json!({"id": id, "index": i, "action": "update", "status": "Updated", "success": true}));
+                    }
+                    None => out.push(json!({"id": fields.get("id"), "index": i, "action": "update",
+                        "success": false, "status": "Failed", "error": "RecordNotFound"})),
+                }
+            }
+        }
+    }
+    out
+}
+
+async fn create_ticket(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let Some(fields) = body.get("ticket").and_then(Value::as_object).cloned() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidValue",
+            "body needs `ticket`",
+        );
+    };
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(id) = key.as_ref().and_then(|k| s.idempotency.get(k).copied()) {
+        let t = s.tickets.get(&id).map(|r| r.body.clone());
+        return (
+            StatusCode::CREATED,
+            [("x-idempotency-lookup", "hit")],
+            Json(json!({"ticket": t})),
+        )
+            .into_response();
+    }
+    let ts = s.now();
+    let id = s.insert(Obj::Tickets, &fields, ts);
+    if let Some(k) = key {
+        s.idempotency.insert(k, id);
+    }
+    let t = s.tickets.get(&id).map(|r| r.body.clone());
+    (
+        StatusCode::CREATED,
+        [("x-idempotency-lookup", "miss")],
+        Json(json!({"ticket": t})),
+    )
+        .into_response()
+}
+
+async fn update_ticket(
+    State(state): State<Shared>,
+    Path(id): Path<u64>,
+    Json(body): Json<Value>,
+) -> Response {
+    let fields = body
+        .get("ticket")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+    if !s.tickets.contains_key(&id) {
+        return error(StatusCode::NOT_FOUND, "RecordNotFound", "Not found");
+    }
+    let ts = s.now();
+    s.update(Obj::Tickets, id, &fields, ts);
+    Json(json!({"ticket": s.tickets[&id].body})).into_response()
+}
+
+async fn job_status(State(state): State<Shared>, Path(id): Path<String>) -> Response {
+    let s = state.lock().unwrap_or_else(|e| e.into_inner());
+    let id = id.trim_end_matches(".json");
+    match s.jobs.get(id) {
+        Some(j) => Json(json!({"job_status": j})).into_response(),
+        None => error(StatusCode::NOT_FOUND, "RecordNotFound", "Not found"),
+    }
+}

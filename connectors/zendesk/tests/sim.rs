@@ -1,0 +1,439 @@
+//! The Zendesk connector against its simulator over real HTTP on loopback.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use reqwest::Method;
+use revsync_sdk::http::Limits;
+use revsync_sdk::testsuite::{self, Harness, SampleWebhook};
+use revsync_sdk::{Connector, ConnectorError, PushItem, PushOp, WebhookError, WebhookRequest};
+use revsync_zendesk::config::ZendeskParams;
+use revsync_zendesk::sim::{Sim, SimConfig};
+use revsync_zendesk::ZendeskConnector;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+/// A simulator with export limits lifted (the 10/min budget is the connector's to keep,
+/// and tests would otherwise wait out real minutes).
+async fn sim(cfg: SimConfig) -> Sim {
+    Sim::start(SimConfig {
+        exports_per_window: 10_000,
+        ..cfg
+    })
+    .await
+}
+
+fn params(sim: &Sim, extra: Value) -> ZendeskParams {
+    let mut p = sim.params();
+    p["exports_per_minute"] = json!(1000);
+    p["job_poll_interval_ms"] = json!(20);
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        p[k] = v.clone();
+    }
+    ZendeskParams::from_value(&p).expect("valid params")
+}
+
+fn connector(sim: &Sim, extra: Value) -> ZendeskConnector {
+    ZendeskConnector::new(
+        params(sim, extra),
+        Limits::new(6000, Duration::from_secs(60)),
+    )
+    .unwrap()
+}
+
+struct H(Sim);
+
+#[async_trait]
+impl Harness for H {
+    async fn seed(&self, object: &str, n: usize) -> Vec<String> {
+        let ids = self.0.seed(object, n);
+        // Exports hold back the most recent minute.
+        self.0.advance(61);
+        ids
+    }
+
+    async fn ids(&self, object: &str) -> BTreeSet<String> {
+        self.0.ids(object).into_iter().collect()
+    }
+
+    fn new_fields(&self, object: &str, i: usize) -> BTreeMap<String, Value> {
+        let u = Uuid::now_v7().simple().to_string();
+        let v = match object {
+            "users" => {
+                json!({"name": format!("New {i}"), "email": format!("new{i}-{u}@example.com")})
+            }
+            "organizations" => {
+                json!({"name": format!("New Org {i} {u}"), "domain_names": [format!("n{i}.example")]})
+            }
+            _ => {
+                json!({"subject": format!("New ticket {i}"), "status": "open", "priority": "high"})
+            }
+        };
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn signed_webhook(&self) -> Option<SampleWebhook> {
+        Some(self.0.webhook("user.created", "360123", Utc::now()))
+    }
+
+    fn tampered_webhook(&self) -> Option<SampleWebhook> {
+        let (h, mut body) = self.0.webhook("user.created", "360123", Utc::now());
+        body.extend_from_slice(b" ");
+        Some((h, body))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_suite_passes_for_every_object() {
+    let s = sim(SimConfig::default()).await;
+    let c = connector(&s, json!({"ticket_writes": true}));
+    let h = H(s.clone());
+    for object in ["users", "organizations", "tickets"] {
+        testsuite::run(&c, &h, object).await;
+    }
+}
+
+/// 12,000 users over a dozen 1000-record pages while users keep changing between pages:
+/// every user is read, and every user's last read state is its current state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twelve_thousand_users_none_lost_while_updates_arrive() {
+    let s = sim(SimConfig::default()).await;
+    let c = connector(&s, json!({}));
+    let ids = s.seed("users", 12_000);
+    s.advance(61);
+    let mut latest: HashMap<String, Value> = HashMap::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    let mut updated = BTreeSet::new();
+    for round in 0..2 {
+        loop {
+            let f = c.fetch("users", cursor.as_deref()).await.unwrap();
+            assert!(f.invalid.is_empty(), "{:?}", f.invalid);
+            pages += 1;
+            for ch in f.changes {
+                latest.insert(ch.external_id, ch.fields["name"].clone());
+            }
+            cursor = f.cursor;
+            if round == 0 && pages < 30 {
+                for k in 0..40 {
+                    let id = &ids[(pages * 733 + k * 97) % ids.len()];
+                    s.update("users", id, json!({"name": format!("changed {pages}-{k}")}));
+                    updated.insert(id.clone());
+                }
+                // Time passes between pages: earlier updates leave the held-back minute.
+                s.advance(7);
+            }
+            if !f.more {
+                break;
+            }
+        }
+        // The next poll, a minute later: the remaining updates are now exportable.
+        s.advance(61);
+    }
+    assert!(
+        pages >= 13,
+        "12,000 users need at least 12 pages of 1000, read {pages}"
+    );
+    let missing: Vec<_> = ids.iter().filter(|id| !latest.contains_key(*id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} users never read, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    for id in &updated {
+        let now = s.record("users", id).unwrap()["name"].clone();
+        assert_eq!(latest[id], now, "user {id}: the last update was lost");
+    }
+    assert!(
+        updated.len() > 400,
+        "updates arrived during the export ({})",
+        updated.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_failed_item_of_a_batch_job_fails_alone() {
+    let s = sim(SimConfig::default()).await;
+    let c = connector(&s, json!({}));
+    let before = s.ids("users").len();
+    let items: Vec<PushItem> = (0..5)
+        .map(|i| {
+            let email = if i == 2 {
+                "not-an-email".to_string()
+            } else {
+                format!("batch{i}@example.com")
+            };
+            PushItem {
+                op: PushOp::Create {
+                    canonical_id: Uuid::now_v7(),
+                },
+                fields: serde_json::from_value(json!({"name": format!("B {i}"), "email": email}))
+                    .unwrap(),
+                version: 1,
+            }
+        })
+        .collect();
+    let r = c.push("users", &items).await.unwrap();
+    assert_eq!(r.len(), 5);
+    for (i, res) in r.iter().enumerate() {
+        if i == 2 {
+            match res {
+                Err(ConnectorError::Permanent { detail, .. }) => {
+                    assert!(detail.contains("RecordInvalid"), "{detail}")
+                }
+                other => panic!("item 2 must be a permanent failure (dead letter), got {other:?}"),
+            }
+        } else {
+            let id = res
+                .as_ref()
+                .unwrap_or_else(|e| panic!("item {i} failed: {e}"));
+            assert_eq!(
+                s.record("users", id).unwrap()["email"],
+                json!(format!("batch{i}@example.com"))
+            );
+        }
+    }
+    assert_eq!(s.ids("users").len(), before + 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_jobs_backs_off_then_completes() {
+    let s = sim(SimConfig::default()).await;
+    let c = connector(&s, json!({}));
+    s.occupy_job_slots(30, Duration::from_millis(1500));
+    let items: Vec<PushItem> = (0..3)
+        .map(|i| PushItem {
+            op: PushOp::Create {
+                canonical_id: Uuid::now_v7(),
+            },
+            fields: serde_json::from_value(
+                json!({"name": format!("J {i}"), "email": format!("j{i}@example.com")}),
+            )
+            .unwrap(),
+            version: 1,
+        })
+        .collect();
+    let started = Instant::now();
+    let r = c.push("users", &items).await.unwrap();
+    assert!(r.iter().all(Result::is_ok), "{r:?}");
+    assert!(s.stats().too_many_jobs >= 1, "the job ceiling was hit");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1400),
+        "waited for a free slot"
+    );
+    assert_eq!(s.stats().jobs, 1, "exactly one job was queued");
+}
+
+/// Time-based export with a page of 10 and 25 organizations on one second: the page
+/// boundary falls inside the tie, and `start_time = end_time` serves the second again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tied_organization_timestamps_neither_lost_nor_doubled() {
+    let s = sim(SimConfig {
+        export_page_max: 10,
+        ..SimConfig::default()
+    })
+    .await;
+    let c = connector(&s, json!({}));
+    let t0 = s.now();
+    let mut all = s.seed_at("organizations", 5, t0 - 300);
+    all.extend(s.seed_at("organizations", 25, t0 - 299));
+    all.extend(s.seed_at("organizations", 7, t0 - 298));
+    let read = |cursor: Option<String>| {
+        let c = &c;
+        async move {
+            let mut cursor = cursor;
+            let mut seen = Vec::new();
+            loop {
+                let f = c.fetch("organizations", cursor.as_deref()).await.unwrap();
+                seen.extend(f.changes.into_iter().map(|ch| ch.external_id));
+                cursor = f.cursor;
+                if !f.more {
+                    return (seen, cursor);
+                }
+            }
+        }
+    };
+    let (seen, cursor) = read(None).await;
+    let unique: BTreeSet<_> = seen.iter().cloned().collect();
+    assert_eq!(unique.len(), seen.len(), "duplicates in the backfill");
+    assert_eq!(
+        unique,
+        all.iter().cloned().collect::<BTreeSet<_>>(),
+        "backfill missed records"
+    );
+
+    // Later: two changed (one of them from the boundary second) and two new.
+    let changed = [all[3].clone(), all[36].clone()];
+    for id in &changed {
+        s.update("organizations", id, json!({"notes": "changed"}));
+    }
+    let fresh = s.seed("organizations", 2);
+    s.advance(61);
+    let (seen, _) = read(cursor).await;
+    let mut expected: Vec<String> = changed.iter().chain(&fresh).cloned().collect();
+    expected.sort();
+    let mut got = seen.clone();
+    got.sort();
+    assert_eq!(got, expected, "incremental read: each change exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_and_stale_signatures_are_rejected() {
+    let s = sim(SimConfig::default()).await;
+    let c = connector(&s, json!({}));
+    let now = Utc::now();
+    let check = |c: &ZendeskConnector, (headers, body): SampleWebhook| {
+        c.verify_webhook(&WebhookRequest {
+            method: "POST",
+            uri: "http://127.0.0.1/webhooks/zendesk",
+            headers: &headers,
+            body: &body,
+            received_at: now,
+        })
+    };
+    let events = check(&c, s.webhook("user.created", "42", now)).unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].object, "users");
+    assert!(check(
+        &c,
+        s.webhook("user.created", "42", now - chrono::Duration::seconds(290))
+    )
+    .is_ok());
+
+    let (h, mut body) = s.webhook("user.created", "42", now);
+    body[3] ^= 1;
+    assert!(matches!(
+        check(&c, (h, body)),
+        Err(WebhookError::BadSignature(_))
+    ));
+    let (mut h, body) = s.webhook("user.created", "42", now);
+    h.retain(|(k, _)| k != "x-zendesk-webhook-signature");
+    assert!(matches!(
+        check(&c, (h, body)),
+        Err(WebhookError::BadSignature(_))
+    ));
+    let (mut h, body) = s.webhook("user.created", "42", now);
+    h.retain(|(k, _)| k != "x-zendesk-webhook-signature-timestamp");
+    assert!(matches!(
+        check(&c, (h, body)),
+        Err(WebhookError::BadSignature(_))
+    ));
+    // A replay: the signature is right, the timestamp outside the 300 s window.
+    for skew in [-400, 400] {
+        let r = check(
+            &c,
+            s.webhook("user.created", "42", now + chrono::Duration::seconds(skew)),
+        );
+        assert!(
+            matches!(r, Err(WebhookError::Stale(_))),
+            "skew {skew}: {r:?}"
+        );
+    }
+    let wrong = connector(&s, json!({"webhook_secret": "another-secret"}));
+    assert!(matches!(
+        check(&wrong, s.webhook("user.created", "42", now)),
+        Err(WebhookError::BadSignature(_))
+    ));
+    // The unconfirmed order is a setting: the other order refuses this sender's signatures.
+    let other = connector(&s, json!({"webhook_signature_order": "body_timestamp"}));
+    assert!(matches!(
+        check(&other, s.webhook("user.created", "42", now)),
+        Err(WebhookError::BadSignature(_))
+    ));
+}
+
+/// `ratelimit-remaining: 0` pauses the account until `ratelimit-reset`: no 429 needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhausted_budget_headers_pause_before_a_429() {
+    let s = sim(SimConfig {
+        requests_per_window: 3,
+        window: Duration::from_secs(1),
+        ..SimConfig::default()
+    })
+    .await;
+    let c = connector(&s, json!({}));
+    let ids = s.seed("users", 3);
+    let started = Instant::now();
+    for _ in 0..7 {
+        assert_eq!(c.fetch_by_ids("users", &ids).await.unwrap().len(), 3);
+    }
+    assert_eq!(s.stats().throttled, 0, "the headers were obeyed");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited for the window to reset"
+    );
+}
+
+/// Another tool spent the account's budget: 429 + Retry-After, then success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_requests_wait_for_retry_after_and_succeed() {
+    let s = sim(SimConfig {
+        requests_per_window: 3,
+        window: Duration::from_secs(1),
+        ..SimConfig::default()
+    })
+    .await;
+    let c = connector(&s, json!({}));
+    let ids = s.seed("users", 3);
+    s.spend_requests(3);
+    assert_eq!(c.fetch_by_ids("users", &ids).await.unwrap().len(), 3);
+    assert!(s.stats().throttled >= 1, "the simulator answered 429");
+    assert!(
+        c.rate_limit().unwrap().throttled_429 >= 1,
+        "the limiter counted it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offset_pages_beyond_ten_thousand_records_are_refused() {
+    let s = sim(SimConfig::default()).await;
+    let client = revsync_zendesk::client::ZendeskClient::new(
+        &params(&s, json!({})),
+        Limits::new(6000, Duration::from_secs(60)),
+    )
+    .unwrap();
+    let page = |n: u32| {
+        client
+            .request(Method::GET, "users")
+            .with_query("page", n.to_string())
+            .with_query("per_page", "100")
+    };
+    assert!(client.json(page(100)).await.is_ok());
+    match client.json(page(101)).await {
+        Err(ConnectorError::Permanent {
+            status: Some(400),
+            detail,
+            ..
+        }) => {
+            assert!(detail.contains("InvalidPaginationParameter"), "{detail}")
+        }
+        other => panic!("page 101 must be refused with 400, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_export_status_relations_and_solved_time() {
+    let s = sim(SimConfig::default()).await;
+    let c = connector(&s, json!({}));
+    let user = s.seed("users", 1).remove(0);
+    let t = s.seed("tickets", 1).remove(0);
+    s.update(
+        "tickets",
+        &t,
+        json!({"status": "solved", "requester_id": user.parse::<u64>().unwrap()}),
+    );
+    s.advance(61);
+    let f = c.fetch("tickets", None).await.unwrap();
+    let ch = f.changes.iter().find(|ch| ch.external_id == t).unwrap();
+    assert_eq!(ch.fields["status"], json!("solved"));
+    assert_eq!(ch.fields["requester_id"], json!(user));
+    assert!(ch.fields["solved_at"].is_string(), "{:?}", ch.fields);
+    let err = c.push("tickets", &[]).await.unwrap_err();
+    assert!(
+        matches!(err, ConnectorError::Permanent { .. }),
+        "tickets are read-only by default"
+    );
+}
