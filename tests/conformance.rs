@@ -67,6 +67,7 @@ async fn the_suite_passes_against_a_conforming_connector() {
         id: "acme",
         params: &params,
         rate_limit: &limits,
+        mapped_fields: &Default::default(),
     };
     let connector = AcmeType.build(&ctx).unwrap().unwrap();
     testsuite::run(connector.as_ref(), &AcmeHarness(fake), "contacts").await;
@@ -83,6 +84,7 @@ async fn the_suite_fails_a_connector_that_duplicates_creates() {
         id: "acme",
         params: &params,
         rate_limit: &limits,
+        mapped_fields: &Default::default(),
     };
     let connector = AcmeType.build(&ctx).unwrap().unwrap();
     let broken = DropsIdempotencyKeys(connector);

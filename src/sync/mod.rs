@@ -141,10 +141,22 @@ pub fn start(
         let Some(kind) = registry.get(&c.type_name) else {
             continue;
         };
+        let mapped_fields: std::collections::BTreeMap<String, Vec<String>> = c
+            .objects
+            .iter()
+            .map(|(name, o)| {
+                let fields = o
+                    .fields
+                    .keys()
+                    .map(|f| f.split('.').next().unwrap_or(f).to_owned());
+                (name.clone(), fields.collect())
+            })
+            .collect();
         let ctx = revsync_sdk::BuildContext {
             id: &c.id,
             params: &c.params,
             rate_limit: &c.rate_limit,
+            mapped_fields: &mapped_fields,
         };
         let built = match kind.build(&ctx) {
             None => {

@@ -60,7 +60,7 @@ impl ConnectorType for Salesforce {
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Option<Result<Arc<dyn Connector>, ConnectorError>> {
-        let params = match SalesforceParams::from_value(ctx.params) {
+        let mut params = match SalesforceParams::from_value(ctx.params) {
             Ok(p) => p,
             Err(errors) => {
                 let detail = errors
@@ -71,6 +71,16 @@ impl ConnectorType for Salesforce {
                 return Some(Err(permanent(detail)));
             }
         };
+        // SOQL names its fields: select what the YAML mapping reads, beside the fields the
+        // protocol needs (Id, SystemModstamp, IsDeleted, relations).
+        for (object, fields) in ctx.mapped_fields {
+            let extra = params.fields.entry(object.clone()).or_default();
+            for f in fields {
+                if !extra.contains(f) {
+                    extra.push(f.clone());
+                }
+            }
+        }
         // No per-second REST limit is documented, only 25 concurrent long requests and the
         // daily allocation (enforced by the quota); this pacing keeps bursts polite.
         let limits = match ctx

@@ -360,3 +360,37 @@ async fn deletions_are_read_through_query_all() {
         .unwrap();
     assert!(r[0].is_ok(), "{:?}", r[0]);
 }
+
+/// "The selected fields come from the mapping": a field only the YAML maps is read.
+#[tokio::test]
+async fn fields_the_mapping_reads_are_selected() {
+    use revsync_sdk::{BuildContext, ConnectorType};
+    let sim = Sim::start().await.unwrap();
+    let mut fields = revsync_salesforce::sim::sample_fields("Contact", "mapped");
+    fields.insert("Department".into(), json!("Research"));
+    sim.with(|s| s.insert("Contact", fields));
+    let params = sim.params();
+    let limits = revsync_sdk::http::RateLimitConfig::default();
+    let build = |mapped: std::collections::BTreeMap<String, Vec<String>>| {
+        let ctx = BuildContext {
+            id: "sf",
+            params: &params,
+            rate_limit: &limits,
+            mapped_fields: &mapped,
+        };
+        revsync_salesforce::Salesforce.build(&ctx).unwrap().unwrap()
+    };
+    let plain = build(Default::default())
+        .fetch("Contact", None)
+        .await
+        .unwrap();
+    assert!(
+        !plain.changes[0].fields.contains_key("Department"),
+        "not mapped, not selected"
+    );
+    let mapped = [("Contact".to_owned(), vec!["Department".to_owned()])]
+        .into_iter()
+        .collect();
+    let read = build(mapped).fetch("Contact", None).await.unwrap();
+    assert_eq!(read.changes[0].fields["Department"], json!("Research"));
+}
