@@ -103,43 +103,54 @@ impl Inbox {
                 WebhookError::Malformed(m) => Refused::Malformed(m),
             }
         })?;
+        // One writer decides "seen before?" and writes, so a redelivery racing its original
+        // is stored once; the store calls run off the async threads (a write can stall
+        // behind a flush).
         let guard = self.write_lock.lock().await;
-        let mut batch = WriteBatch::new();
-        let mut fresh = 0;
-        for ev in events {
-            let seen = seen_key(connector_id, &ev.id);
-            let known = self
-                .store
-                .get(Table::Inbox, &seen)
-                .map_err(|e| Refused::Unavailable(e.to_string()))?;
-            if known.is_some() {
-                continue;
+        let (store, connector_owned) = (self.store.clone(), connector_id.to_owned());
+        let first_seq = self.next_seq.load(Ordering::SeqCst);
+        let stored = tokio::task::spawn_blocking(move || -> Result<(usize, u64), String> {
+            let mut batch = WriteBatch::new();
+            let mut seq = first_seq;
+            let mut fresh = 0;
+            for ev in events {
+                let seen = seen_key(&connector_owned, &ev.id);
+                if store
+                    .get(Table::Inbox, &seen)
+                    .map_err(|e| e.to_string())?
+                    .is_some()
+                {
+                    continue;
+                }
+                let (change, hint) = match ev.inbound {
+                    Inbound::Change(c) => (Some(c), None),
+                    Inbound::Hint { external_id } => (None, Some(external_id)),
+                };
+                let item = InboxItem {
+                    connector: connector_owned.clone(),
+                    event_id: ev.id,
+                    object: ev.object,
+                    change,
+                    hint,
+                };
+                seq += 1;
+                batch.put(
+                    Table::Inbox,
+                    item_key(seq),
+                    serde_json::to_vec(&item).expect("inbox items serialize"),
+                );
+                batch.put(Table::Inbox, seen, Vec::new());
+                fresh += 1;
             }
-            let (change, hint) = match ev.inbound {
-                Inbound::Change(c) => (Some(c), None),
-                Inbound::Hint { external_id } => (None, Some(external_id)),
-            };
-            let item = InboxItem {
-                connector: connector_id.to_owned(),
-                event_id: ev.id,
-                object: ev.object,
-                change,
-                hint,
-            };
-            let seq = self.next_seq.fetch_add(1, Ordering::SeqCst) + 1;
-            batch.put(
-                Table::Inbox,
-                item_key(seq),
-                serde_json::to_vec(&item).expect("inbox items serialize"),
-            );
-            batch.put(Table::Inbox, seen, Vec::new());
-            fresh += 1;
-        }
-        if !batch.is_empty() {
-            self.store
-                .write(batch)
-                .map_err(|e| Refused::Unavailable(e.to_string()))?;
-        }
+            if !batch.is_empty() {
+                store.write(batch).map_err(|e| e.to_string())?;
+            }
+            Ok((fresh, seq))
+        })
+        .await
+        .map_err(|e| Refused::Unavailable(e.to_string()))?;
+        let (fresh, last_seq) = stored.map_err(Refused::Unavailable)?;
+        self.next_seq.store(last_seq, Ordering::SeqCst);
         drop(guard);
         // Durable before the answer: concurrent requests share one disk flush.
         self.flusher
@@ -171,36 +182,57 @@ impl Inbox {
                     Vec::new()
                 });
             let mut progressed = false;
+            let mut pending: Vec<(Vec<u8>, InboxItem)> = Vec::new();
             for (key, value) in items {
-                let item: InboxItem = match serde_json::from_slice(&value) {
-                    Ok(i) => i,
+                match serde_json::from_slice::<InboxItem>(&value) {
+                    Ok(i) => pending.push((key, i)),
                     Err(e) => {
                         tracing::error!(error = %e, "an unreadable inbox item was dropped");
-                        let _ = self.remove(key);
-                        continue;
+                        let _ = self.remove(vec![key]);
                     }
-                };
-                match apply_item(&engine, &connectors, &item).await {
+                }
+            }
+            // Consecutive changes of one connector object go through the engine as one page
+            // and leave the inbox in one write: far less to flush than two writes per event.
+            let mut i = 0;
+            while i < pending.len() {
+                let (conn, object, is_change) = (
+                    pending[i].1.connector.clone(),
+                    pending[i].1.object.clone(),
+                    pending[i].1.change.is_some(),
+                );
+                let mut j = i + 1;
+                while is_change
+                    && j < pending.len()
+                    && pending[j].1.change.is_some()
+                    && pending[j].1.connector == conn
+                    && pending[j].1.object == object
+                {
+                    j += 1;
+                }
+                let group = &pending[i..j];
+                let keys: Vec<Vec<u8>> = group.iter().map(|(k, _)| k.clone()).collect();
+                match apply_group(&engine, &connectors, group).await {
                     Ok(n) => {
-                        status.update(&item.connector, |s| s.records_in += n as u64);
-                        let _ = self.remove(key);
+                        status.update(&conn, |s| s.records_in += n as u64);
+                        let _ = self.remove(keys);
                         progressed = true;
                     }
                     Err(Retry::Later(e)) => {
-                        tracing::warn!(connector = %item.connector, event = %item.event_id, error = %e, "webhook event will be retried");
+                        tracing::warn!(connector = %conn, events = group.len(), error = %e, "webhook events will be retried");
                         break;
                     }
                     Err(Retry::Never(e)) => {
-                        tracing::error!(connector = %item.connector, event = %item.event_id, error = %e, "webhook event could not be applied; dropped");
-                        status.update(&item.connector, |s| {
+                        tracing::error!(connector = %conn, events = group.len(), error = %e, "webhook events could not be applied; dropped");
+                        status.update(&conn, |s| {
                             s.errors.count += 1;
-                            s.errors.last_message =
-                                Some(format!("webhook event {}: {e}", item.event_id));
+                            s.errors.last_message = Some(format!("webhook events: {e}"));
                             s.errors.last_at = Some(chrono::Utc::now());
                         });
-                        let _ = self.remove(key);
+                        let _ = self.remove(keys);
                     }
                 }
+                i = j;
             }
             if progressed {
                 continue;
@@ -213,9 +245,11 @@ impl Inbox {
         }
     }
 
-    fn remove(&self, key: Vec<u8>) -> Result<(), crate::store::StoreError> {
+    fn remove(&self, keys: Vec<Vec<u8>>) -> Result<(), crate::store::StoreError> {
         let mut b = WriteBatch::new();
-        b.delete(Table::Inbox, key);
+        for key in keys {
+            b.delete(Table::Inbox, key);
+        }
         self.store.write(b)
     }
 }
@@ -225,13 +259,15 @@ enum Retry {
     Never(String),
 }
 
-async fn apply_item(
+/// Apply a run of inbox items: either one hint, or consecutive changes of one object.
+async fn apply_group(
     engine: &Arc<Engine>,
     connectors: &std::collections::HashMap<String, Arc<dyn Connector>>,
-    item: &InboxItem,
+    group: &[(Vec<u8>, InboxItem)],
 ) -> Result<usize, Retry> {
+    let item = &group[0].1;
     let changes = match (&item.change, &item.hint) {
-        (Some(c), _) => vec![c.clone()],
+        (Some(_), _) => group.iter().filter_map(|(_, i)| i.change.clone()).collect(),
         (None, Some(id)) => {
             let conn = connectors
                 .get(&item.connector)
