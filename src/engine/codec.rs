@@ -91,10 +91,14 @@ pub fn outbox_prefix(connector: &str) -> Vec<u8> {
     join(&[connector.as_bytes(), b""])
 }
 
-/// `Pushed`: (connector, object, record) -> what that system holds and what is queued.
-pub fn sync_key(connector: &str, object: &str, record: Uuid) -> Vec<u8> {
-    join(&[connector.as_bytes(), object.as_bytes(), record.as_bytes()])
+/// `Pushed`: record -> for each (connector, object), what that system holds and what is
+/// queued. One key per record: a change touches one entry however many systems it reaches.
+pub fn sync_key(record: Uuid) -> Vec<u8> {
+    record.as_bytes().to_vec()
 }
+
+/// A record's sync states by (connector, object).
+pub type SyncStates = std::collections::BTreeMap<(String, String), SyncState>;
 
 /// `Audit`: (record, source time, digest) -> entry; a record's trail in time order,
 /// and a deterministic key so replaying a page never adds an entry twice.

@@ -370,12 +370,12 @@ impl Engine {
         object: &str,
         record: Uuid,
     ) -> Result<Option<codec::Hash>, EngineError> {
-        match self
-            .store
-            .get(Table::Pushed, &codec::sync_key(connector, object, record))?
-        {
-            Some(b) => codec::decode::<codec::SyncState>(&b)
-                .map(|s| s.held)
+        match self.store.get(Table::Pushed, &codec::sync_key(record))? {
+            Some(b) => codec::decode::<codec::SyncStates>(&b)
+                .map(|s| {
+                    s.get(&(connector.to_owned(), object.to_owned()))
+                        .and_then(|st| st.held)
+                })
                 .map_err(|e| EngineError::Corrupt {
                     table: "pushed",
                     detail: e.to_string(),

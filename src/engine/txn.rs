@@ -24,6 +24,9 @@ pub(super) struct Txn<'a> {
     dirty: BTreeSet<Uuid>,
     /// Records created in this page: nothing about them is in the store yet.
     fresh: std::collections::HashSet<Uuid>,
+    /// Sync states of the records this page touched, written back at the end.
+    sync: HashMap<Uuid, codec::SyncStates>,
+    sync_dirty: BTreeSet<Uuid>,
     kv: HashMap<(Table, Vec<u8>), Option<Vec<u8>>>,
 }
 
@@ -51,6 +54,8 @@ impl<'a> Txn<'a> {
             records: HashMap::new(),
             dirty: BTreeSet::new(),
             fresh: std::collections::HashSet::new(),
+            sync: HashMap::new(),
+            sync_dirty: BTreeSet::new(),
             kv: HashMap::new(),
         }
     }
@@ -106,20 +111,48 @@ impl<'a> Txn<'a> {
         self.records.insert(rec.id, rec);
     }
 
-    /// A record created in this page has no stored sync state: skip the (always missing) read.
-    fn sync_state(&self, key: &[u8], record: Uuid) -> Result<SyncState, EngineError> {
-        let stored = if self.fresh.contains(&record) {
-            self.kv
-                .get(&(Table::Pushed, key.to_vec()))
-                .cloned()
-                .flatten()
-        } else {
-            self.get(Table::Pushed, key)?
-        };
-        Ok(match stored {
-            Some(b) => codec::decode(&b).map_err(corrupt("pushed"))?,
-            None => SyncState::default(),
-        })
+    /// A record's sync states, loaded once per page. A record created in this page has
+    /// none stored: the (always missing) read is skipped.
+    fn sync_states(&mut self, record: Uuid) -> Result<&mut codec::SyncStates, EngineError> {
+        if !self.sync.contains_key(&record) {
+            let loaded = if self.fresh.contains(&record) {
+                codec::SyncStates::new()
+            } else {
+                match self.store.get(Table::Pushed, &codec::sync_key(record))? {
+                    Some(b) => codec::decode(&b).map_err(corrupt("pushed"))?,
+                    None => codec::SyncStates::new(),
+                }
+            };
+            self.sync.insert(record, loaded);
+        }
+        Ok(self.sync.get_mut(&record).expect("just inserted"))
+    }
+
+    fn sync_get(
+        &mut self,
+        record: Uuid,
+        connector: &str,
+        object: &str,
+    ) -> Result<SyncState, EngineError> {
+        let key = (connector.to_owned(), object.to_owned());
+        Ok(self
+            .sync_states(record)?
+            .get(&key)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    fn sync_set(
+        &mut self,
+        record: Uuid,
+        connector: &str,
+        object: &str,
+        st: SyncState,
+    ) -> Result<(), EngineError> {
+        self.sync_states(record)?
+            .insert((connector.to_owned(), object.to_owned()), st);
+        self.sync_dirty.insert(record);
+        Ok(())
     }
 
     /// Record an audit event once. The key is derived from what the event is about (a lost
@@ -386,10 +419,9 @@ impl<'a> Txn<'a> {
             if mapping.direction != Direction::In {
                 // What this system holds now, as far as we know: its own values.
                 let (_, held) = self.project_values(mapping, &incoming_values)?;
-                let key = codec::sync_key(conn, obj, id);
-                let mut st = self.sync_state(&key, id)?;
+                let mut st = self.sync_get(id, conn, obj)?;
                 st.held = Some(held);
-                self.put(Table::Pushed, key, codec::encode(&st));
+                self.sync_set(id, conn, obj, st)?;
             }
             report.enqueued += self.enqueue_projections(id)?;
         } else {
@@ -450,13 +482,12 @@ impl<'a> Txn<'a> {
             if proj.is_empty() {
                 continue;
             }
-            let key = codec::sync_key(&m.connector, &m.object, id);
-            let mut st = self.sync_state(&key, id)?;
+            let mut st = self.sync_get(id, &m.connector, &m.object)?;
             if st.held == Some(hash) || st.queued == Some(hash) {
                 continue;
             }
             st.queued = Some(hash);
-            self.put(Table::Pushed, key, codec::encode(&st));
+            self.sync_set(id, &m.connector, &m.object, st)?;
             let entry = OutboxEntry {
                 record: id,
                 object: m.object.clone(),
@@ -604,16 +635,14 @@ impl<'a> Txn<'a> {
                     codec::link_key(&l.connector, &l.object, &l.external_id),
                     survivor_id.as_bytes().to_vec(),
                 );
-                let (from, to) = (
-                    codec::sync_key(&l.connector, &l.object, a_id),
-                    codec::sync_key(&l.connector, &l.object, survivor_id),
-                );
-                if self.get(Table::Pushed, &to)?.is_none() {
-                    if let Some(st) = self.get(Table::Pushed, &from)? {
-                        self.put(Table::Pushed, to, st);
-                    }
+                let key = (l.connector.clone(), l.object.clone());
+                let moved = self.sync_states(a_id)?.remove(&key);
+                self.sync_dirty.insert(a_id);
+                if let Some(st) = moved {
+                    let survivor = self.sync_states(survivor_id)?;
+                    survivor.entry(key).or_insert(st);
+                    self.sync_dirty.insert(survivor_id);
                 }
-                self.del(Table::Pushed, from);
             }
             s.links.sort();
             // The absorbed record's identity keys stay as aliases of the survivor.
@@ -713,7 +742,13 @@ impl<'a> Txn<'a> {
             index::tombstone(conn, obj, ext),
             codec::encode(&(id, ts)),
         );
-        self.del(Table::Pushed, codec::sync_key(conn, obj, id));
+        if self
+            .sync_states(id)?
+            .remove(&(conn.to_owned(), obj.to_owned()))
+            .is_some()
+        {
+            self.sync_dirty.insert(id);
+        }
         let policy_name = match policy {
             DeletePolicy::Ignore => "ignore",
             DeletePolicy::Archive => "archive",
@@ -767,13 +802,12 @@ impl<'a> Txn<'a> {
             self.del(Table::Outbox, codec::outbox_key(connector, *seq));
         }
         let id = self.alive(record)?;
-        let key = codec::sync_key(connector, object, id);
-        let mut st = self.sync_state(&key, id)?;
+        let mut st = self.sync_get(id, connector, object)?;
         st.held = Some(hash);
         if st.queued == Some(hash) {
             st.queued = None;
         }
-        self.put(Table::Pushed, key, codec::encode(&st));
+        self.sync_set(id, connector, object, st)?;
         if let Some(ext) = created_external_id {
             if let Some(mut rec) = self.load(id)? {
                 if rec
@@ -837,6 +871,14 @@ impl<'a> Txn<'a> {
         for id in std::mem::take(&mut self.dirty) {
             let rec = &self.records[&id];
             batch.put(Table::Records, codec::record_key(id), codec::encode(rec));
+        }
+        for id in std::mem::take(&mut self.sync_dirty) {
+            match self.sync.get(&id) {
+                Some(states) if !states.is_empty() => {
+                    batch.put(Table::Pushed, codec::sync_key(id), codec::encode(states))
+                }
+                _ => batch.delete(Table::Pushed, codec::sync_key(id)),
+            }
         }
         for ((table, key), value) in self.kv {
             match value {

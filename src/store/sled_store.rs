@@ -111,7 +111,15 @@ impl Store for SledStore {
 mod tests {
     use super::*;
 
+    /// sled's background flusher holds the directory lock for a moment after a drop, so
+    /// a reopen in the same process may briefly find it taken.
     fn open(dir: &Path) -> SledStore {
+        for _ in 0..100 {
+            match SledStore::open(dir, 1000, 16) {
+                Ok(s) => return s,
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        }
         SledStore::open(dir, 1000, 16).unwrap()
     }
 
