@@ -56,6 +56,10 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Start the four simulators with a generated company world and the daemon against them.
+    Demo(crate::demo::DemoArgs),
+    /// Run one simulator alone, in the foreground, printing its base URL and credentials.
+    Sim(crate::demo::SimArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -143,6 +147,8 @@ pub fn main() -> ExitCode {
             object,
             config,
         } => resync(&config.config, &connector, object.as_deref()),
+        Command::Demo(a) => crate::demo::demo(a),
+        Command::Sim(a) => crate::demo::sim(a),
     };
     ExitCode::from(code)
 }

@@ -280,16 +280,24 @@ proptest! {
             let r = e.find(link).unwrap().unwrap();
             if r.value(field) == Some(value) { continue; }
             // Otherwise it is in the audit trail of the survivor or of a record merged into it.
+            // Merges chain (A absorbs B, which had absorbed C): follow them all.
             let mut ids = vec![r.id];
-            for a in e.audit(r.id, usize::MAX).unwrap() {
-                if let AuditEvent::Merged { absorbed, .. } = a.event { ids.push(absorbed); }
+            let mut k = 0;
+            while k < ids.len() {
+                for a in e.audit(ids[k], usize::MAX).unwrap() {
+                    if let AuditEvent::Merged { absorbed, .. } = a.event {
+                        if !ids.contains(&absorbed) { ids.push(absorbed); }
+                    }
+                }
+                k += 1;
             }
             let kept = ids.iter().any(|id| e.audit(*id, usize::MAX).unwrap().iter().any(|a| match &a.event {
                 AuditEvent::Overwritten { field: f, old, .. } => f == field && &old.value == value,
                 AuditEvent::Rejected { field: f, value: v, .. } => f == field && &v.value == value,
                 _ => false,
             }));
-            prop_assert!(kept, "value {:?} of {} lost", value, link);
+            let trail: Vec<String> = ids.iter().flat_map(|id| e.audit(*id, usize::MAX).unwrap().into_iter().map(move |a| format!("{id}: {:?}", a.event))).collect();
+            prop_assert!(kept, "value {:?} of {} lost; record {:?}; trails {:#?}", value, link, r.fields.get(field), trail);
         }
     }
 }

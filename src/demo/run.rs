@@ -1,0 +1,882 @@
+//! Running the demo: simulators up and seeded, the daemon on config/demo/, progress until
+//! convergence, then a summary built only from what the daemon answers over HTTP.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::seed::{self, CopyRef, Sims, HUBSPOT, SALESFORCE, STRIPE, ZENDESK};
+use super::world::World;
+use super::{DemoArgs, SimArgs, System};
+use crate::cli::exit;
+use crate::registry::Registry;
+
+const CONNECTORS: [&str; 4] = [HUBSPOT, SALESFORCE, ZENDESK, STRIPE];
+
+/// When the Salesforce rep edits titles, after the daemon started.
+const EDIT_AFTER: Duration = Duration::from_secs(6);
+
+/// Zendesk's ten exports a minute space each object's reads 18 s apart: convergence is
+/// not declared before every object had a chance to be read again after the first pushes.
+const MIN_RUN: Duration = Duration::from_secs(24);
+
+/// config/demo/, compiled in so the demo runs from any directory.
+const FILES: [(&str, &str); 5] = [
+    (
+        "revsync.yaml",
+        include_str!("../../config/demo/revsync.yaml"),
+    ),
+    (
+        "connectors/hubspot.yaml",
+        include_str!("../../config/demo/connectors/hubspot.yaml"),
+    ),
+    (
+        "connectors/salesforce.yaml",
+        include_str!("../../config/demo/connectors/salesforce.yaml"),
+    ),
+    (
+        "connectors/zendesk.yaml",
+        include_str!("../../config/demo/connectors/zendesk.yaml"),
+    ),
+    (
+        "connectors/stripe.yaml",
+        include_str!("../../config/demo/connectors/stripe.yaml"),
+    ),
+];
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
+/// A fresh directory per run: the store of one demo never leaks into the next.
+fn run_dir() -> anyhow::Result<PathBuf> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let dir = std::env::temp_dir().join(format!("revsync-demo-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(dir.join("connectors"))?;
+    for (name, text) in FILES {
+        std::fs::write(dir.join(name), text)?;
+    }
+    Ok(dir)
+}
+
+pub fn demo(args: DemoArgs) -> u8 {
+    let Some(rt) = runtime() else {
+        return exit::FAILURE;
+    };
+    let dir = match run_dir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: cannot create the demo's run directory: {e}");
+            return exit::FAILURE;
+        }
+    };
+    let code = rt.block_on(async {
+        match demo_inner(&args, &dir).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                exit::FAILURE
+            }
+        }
+    });
+    // The simulators live only in this process: the store is meaningless without them.
+    let _ = std::fs::remove_dir_all(&dir);
+    code
+}
+
+/// Counters of one connector, from `/status`.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Counts {
+    records_in: u64,
+    records_out: u64,
+    outbox: u64,
+    dead_letters: u64,
+    throttled: u64,
+    state: String,
+    read_ok: bool,
+}
+
+fn counts(status: &Value) -> BTreeMap<String, Counts> {
+    status["connectors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap_or_default().to_owned(),
+                Counts {
+                    records_in: c["records_in"].as_u64().unwrap_or(0),
+                    records_out: c["records_out"].as_u64().unwrap_or(0),
+                    outbox: c["outbox_depth"].as_u64().unwrap_or(0),
+                    dead_letters: c["dead_letters"].as_u64().unwrap_or(0),
+                    throttled: c["rate_limit"]["throttled"].as_u64().unwrap_or(0),
+                    state: c["state"].as_str().unwrap_or_default().to_owned(),
+                    read_ok: !c["last_success_at"].is_null() && c["records_in"].as_u64() > Some(0),
+                },
+            )
+        })
+        .collect()
+}
+
+/// Cancelled on the first SIGINT or SIGTERM. Listening from the start, so a signal that
+/// arrives between two waits is not lost.
+fn stop_signal() -> anyhow::Result<CancellationToken> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let token = CancellationToken::new();
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let t = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        t.cancel();
+    });
+    Ok(token)
+}
+
+async fn demo_inner(args: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
+    let stop = stop_signal()?;
+    let t0 = Instant::now();
+    let world = World::generate(args.world.seed, args.world.sizes());
+    let sims = Sims::start().await.context("starting the simulators")?;
+    let (refs, edits) = seed::seed_all(&sims, &world);
+    let seeded = world.copies();
+    eprintln!(
+        "simulators up and seeded in {:.1}s: {} people, {} companies, {} deals, {} tickets, {} subscriptions, {} invoices",
+        t0.elapsed().as_secs_f64(),
+        world.people.len(),
+        world.companies.len(),
+        world.hubspot_deals.len() + world.salesforce_opportunities.len(),
+        world.tickets.len(),
+        world.subscriptions.len(),
+        world.invoices()
+    );
+    for (name, url, n) in [
+        ("hubspot", sims.hubspot.url(), seeded[0]),
+        ("salesforce", sims.salesforce.url(), seeded[1]),
+        ("zendesk", sims.zendesk.base_url(), seeded[2]),
+        ("stripe", sims.stripe.base_url(), seeded[3]),
+    ] {
+        eprintln!("  {name:11} {url:34} {n:>6} records");
+    }
+
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let mut env = sims.env();
+    env.insert("REVSYNC_SERVER__LISTEN".into(), addr.to_string());
+    env.insert(
+        "REVSYNC_STORE__PATH".into(),
+        dir.join("data").display().to_string(),
+    );
+    let cfg = crate::config::load(dir, &Registry::builtin(), &env)
+        .map_err(|e| anyhow::anyhow!("the demo configuration is invalid:\n{e}"))?;
+    crate::telemetry::init(&cfg.daemon.log)?;
+
+    // Another app on the same HubSpot account spends most of the 10-second budget now and
+    // then: the daemon meets 429s it did not cause and must absorb them.
+    let other_app = {
+        let hs = sims.hubspot.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            hs.consume_burst(185);
+        })
+    };
+
+    // A rep edits titles in Salesforce once the daemon has read both systems: those
+    // people's HubSpot titles are now the older ones.
+    let rep = {
+        let sf = sims.salesforce.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(EDIT_AFTER).await;
+            seed::edit_titles(&sf, &edits);
+            edits.len()
+        })
+    };
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn(crate::app::serve(
+        cfg,
+        Registry::builtin(),
+        listener,
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let base = format!("http://{addr}");
+    eprintln!("daemon on {base}  (status: {base}/status)");
+
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .no_proxy()
+        .build()?;
+    let started = Instant::now();
+    let outcome = converge(&client, &base, args.timeout_secs, &daemon, &stop).await;
+    other_app.abort();
+    if let Ok(n) = rep.await {
+        eprintln!(
+            "a rep edited {n} titles in Salesforce {}s into the run",
+            EDIT_AFTER.as_secs()
+        );
+    }
+    let elapsed = started.elapsed();
+
+    let last = get_json(&client, &format!("{base}/status")).await.ok();
+    let summary = match &last {
+        Some(_) => Some(summarize(&client, &base, &world, &refs).await),
+        None => None,
+    };
+    print_summary(&outcome, elapsed, last.as_ref(), summary.as_ref(), &base);
+
+    let interrupted = matches!(outcome, Outcome::Interrupted);
+    if !args.once && !interrupted && !daemon.is_finished() {
+        println!("\nserving {base}/status and the simulators; Ctrl-C to stop");
+        stop.cancelled().await;
+    }
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(Duration::from_secs(20), daemon).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => eprintln!("error: the daemon stopped on an error: {e:#}"),
+        Ok(Err(e)) => eprintln!("error: the daemon task failed: {e}"),
+        Err(_) => eprintln!("warning: the daemon did not stop within 20s"),
+    }
+    Ok(if matches!(outcome, Outcome::Converged) {
+        exit::OK
+    } else {
+        exit::FAILURE
+    })
+}
+
+#[derive(Debug)]
+enum Outcome {
+    Converged,
+    TimedOut(String),
+    Interrupted,
+    DaemonStopped,
+}
+
+async fn get_json(client: &reqwest::Client, url: &str) -> anyhow::Result<Value> {
+    Ok(client.get(url).send().await?.json().await?)
+}
+
+/// Converged: every connector has read successfully, every outbox is empty, and two
+/// consecutive polls saw no new writes. Reads alone do not count against it: echoes of our
+/// own writes keep arriving (Zendesk's exports hold back the latest minute) and change
+/// nothing.
+async fn converge(
+    client: &reqwest::Client,
+    base: &str,
+    timeout_secs: u64,
+    daemon: &tokio::task::JoinHandle<anyhow::Result<()>>,
+    stop: &CancellationToken,
+) -> Outcome {
+    let tty = std::io::stderr().is_terminal();
+    let bar = if tty {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.enable_steady_tick(Duration::from_millis(120));
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(timeout_secs);
+    let mut previous: Option<BTreeMap<String, Counts>> = None;
+    let mut quiet_polls = 0;
+    let mut last_line = Instant::now();
+    let mut why = String::from("no answer from /status yet");
+    let outcome = loop {
+        if daemon.is_finished() {
+            break Outcome::DaemonStopped;
+        }
+        if Instant::now() >= deadline {
+            break Outcome::TimedOut(why);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(1000)) => {}
+            _ = stop.cancelled() => break Outcome::Interrupted,
+        }
+        let Ok(status) = get_json(client, &format!("{base}/status")).await else {
+            continue;
+        };
+        let now = counts(&status);
+        let line = progress_line(&now, started.elapsed());
+        bar.set_message(line.clone());
+        if !tty && last_line.elapsed() >= Duration::from_secs(5) {
+            eprintln!("{line}");
+            last_line = Instant::now();
+        }
+        let behind: Vec<String> = CONNECTORS
+            .iter()
+            .filter(|c| now.get(**c).is_none_or(|s| !s.read_ok))
+            .map(|c| format!("{c} has not completed a read"))
+            .collect();
+        let queued: u64 = now.values().map(|c| c.outbox).sum();
+        let still = previous.as_ref().is_some_and(|p| {
+            p.iter()
+                .all(|(k, a)| now.get(k).is_some_and(|b| a.records_out == b.records_out))
+        });
+        let early = started.elapsed() < MIN_RUN;
+        why = if !behind.is_empty() {
+            behind.join(", ")
+        } else if queued > 0 {
+            format!("{queued} pushes still queued")
+        } else if early {
+            "still in the first read cycle".to_owned()
+        } else {
+            "writes still happening".to_owned()
+        };
+        quiet_polls = if behind.is_empty() && queued == 0 && still && !early {
+            quiet_polls + 1
+        } else {
+            0
+        };
+        previous = Some(now);
+        if quiet_polls >= 2 {
+            break Outcome::Converged;
+        }
+    };
+    bar.finish_and_clear();
+    outcome
+}
+
+fn progress_line(now: &BTreeMap<String, Counts>, t: Duration) -> String {
+    let parts: Vec<String> = CONNECTORS
+        .iter()
+        .filter_map(|c| now.get(*c).map(|s| (c, s)))
+        .map(|(c, s)| {
+            format!(
+                "{c} in {} out {} queued {}{}",
+                s.records_in,
+                s.records_out,
+                s.outbox,
+                if s.state == "backing_off" {
+                    " (backing off)"
+                } else {
+                    ""
+                }
+            )
+        })
+        .collect();
+    format!(
+        "converging {:>5.1}s  {}",
+        t.as_secs_f64(),
+        parts.join(" | ")
+    )
+}
+
+/// What the daemon says about the seeded copies.
+#[derive(Default)]
+struct Summary {
+    /// kind -> (copies seeded and found, distinct canonical records)
+    kinds: BTreeMap<String, (usize, BTreeSet<String>)>,
+    missing: usize,
+    conflicts: usize,
+    examples: Vec<String>,
+    /// connector -> copies revsync created beside one the system already had.
+    second_copies: BTreeMap<String, usize>,
+}
+
+async fn summarize(
+    client: &reqwest::Client,
+    base: &str,
+    world: &World,
+    refs: &[CopyRef],
+) -> Summary {
+    let mut s = Summary::default();
+    // Which canonical record each seeded copy became, asked of the daemon itself.
+    let views = lookup_all(
+        client,
+        base,
+        refs.iter()
+            .map(|(c, o, id)| format!("{c}:{o}:{id}"))
+            .collect(),
+        0,
+    )
+    .await;
+    let mut canonical_ids = BTreeSet::new();
+    for v in &views {
+        let Some(v) = v else {
+            s.missing += 1;
+            continue;
+        };
+        let id = v["merged_into"]
+            .as_str()
+            .or(v["id"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let kind = v["kind"].as_str().unwrap_or("?").to_owned();
+        let e = s.kinds.entry(kind).or_default();
+        e.0 += 1;
+        e.1.insert(id.clone());
+        canonical_ids.insert(id);
+    }
+    // Conflicts: a value that lost to another system's, as each record's audit keeps it.
+    let audited = lookup_all(client, base, canonical_ids.into_iter().collect(), 200).await;
+    let mut other_examples = Vec::new();
+    let mut example_ids = Vec::new();
+    let seeded: BTreeSet<String> = refs
+        .iter()
+        .map(|(c, o, id)| format!("{c}:{o}:{id}"))
+        .collect();
+    for v in audited.iter().flatten() {
+        // A copy revsync created in a system that already held one (the world seeds no
+        // duplicates in Stripe or Zendesk; in HubSpot and Salesforce only the rep's, which
+        // are seeded too): "never create a second record", checked.
+        let mut per: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+        for l in v["links"].as_array().into_iter().flatten() {
+            let c = l["connector"].as_str().unwrap_or_default();
+            let key = format!(
+                "{c}:{}:{}",
+                l["object"].as_str().unwrap_or_default(),
+                l["external_id"].as_str().unwrap_or_default()
+            );
+            let e = per.entry(c).or_default();
+            if seeded.contains(&key) {
+                e.0 += 1;
+            } else {
+                e.1 += 1;
+            }
+        }
+        for (c, (had, made)) in per {
+            let extra = if had > 0 {
+                made
+            } else {
+                made.saturating_sub(1)
+            };
+            if extra > 0 {
+                *s.second_copies.entry(c.to_owned()).or_default() += extra;
+            }
+        }
+        for a in v["audit"].as_array().into_iter().flatten() {
+            let (winner, loser) = match a["event"].as_str() {
+                Some("overwritten") => (&a["new"], &a["old"]),
+                Some("rejected") => {
+                    let field = a["field"].as_str().unwrap_or_default();
+                    (&v["fields"][field], &a["value"])
+                }
+                _ => continue,
+            };
+            // The raw form of a normalized phone is not a disagreement.
+            let raw = a["field"].as_str().is_some_and(|f| f.ends_with("_raw"));
+            // A relation not yet resolved losing to the resolved one is not a disagreement.
+            let relation = winner["value"].is_object() || loser["value"].is_object();
+            if raw
+                || relation
+                || winner["source"] == loser["source"]
+                || winner["value"] == loser["value"]
+            {
+                continue;
+            }
+            s.conflicts += 1;
+            // Examples: a newer value replacing another system's, the plainest case.
+            let plain = a["event"] == "overwritten" && a["field"] != "title";
+            if plain && other_examples.len() < 4 && !example_ids.contains(&v["id"]) {
+                example_ids.push(v["id"].clone());
+                other_examples.push(example(v, a, winner, loser));
+            }
+        }
+    }
+    // Titles edited in both HubSpot and Salesforce: one won by each, when there are both.
+    for later in [true, false] {
+        let candidates = world
+            .title_conflicts
+            .iter()
+            .filter(|c| c.salesforce_later == later && c.hubspot != c.salesforce)
+            .take(10);
+        for c in candidates {
+            let url = format!("{base}/records/{}?audit=50", c.email);
+            let Ok(v) = get_json(client, &url).await else {
+                continue;
+            };
+            if let Some(line) = title_example(&v) {
+                s.examples.push(line);
+                break;
+            }
+        }
+    }
+    s.examples
+        .extend(other_examples.into_iter().take(3 - s.examples.len().min(3)));
+    s.examples.truncate(3);
+    s
+}
+
+/// The audit entry where one system's title lost to the other's (our own writes coming
+/// back as echoes are skipped: same system on both sides).
+fn title_example(v: &Value) -> Option<String> {
+    v["audit"].as_array()?.iter().find_map(|a| {
+        if a["field"] != "title" {
+            return None;
+        }
+        let (winner, loser) = match a["event"].as_str()? {
+            "overwritten" => (&a["new"], &a["old"]),
+            "rejected" => (&v["fields"]["title"], &a["value"]),
+            _ => return None,
+        };
+        (winner["source"] != loser["source"] && winner["value"] != loser["value"])
+            .then(|| example(v, a, winner, loser))
+    })
+}
+
+fn example(v: &Value, a: &Value, winner: &Value, loser: &Value) -> String {
+    let who = v["fields"]["email"]["value"]
+        .as_str()
+        .or(v["fields"]["domain"]["value"].as_str())
+        .or(v["fields"]["name"]["value"].as_str())
+        .unwrap_or_else(|| v["id"].as_str().unwrap_or("?"));
+    let text = |j: &Value| match j {
+        Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    };
+    format!(
+        "{} {}, {}: {} from {} ({}) won over {} from {} ({}) [rule: {}]; the loser is kept in the audit log",
+        v["kind"].as_str().unwrap_or("record"),
+        who,
+        a["field"].as_str().unwrap_or("?"),
+        text(&winner["value"]),
+        winner["source"].as_str().unwrap_or("?"),
+        winner["source_time"].as_str().unwrap_or("?"),
+        text(&loser["value"]),
+        loser["source"].as_str().unwrap_or("?"),
+        loser["source_time"].as_str().unwrap_or("?"),
+        a["reason"].as_str().unwrap_or("-"),
+    )
+}
+
+/// `GET /records/{query}` for every query, a few at a time; `None` where nothing matched.
+async fn lookup_all(
+    client: &reqwest::Client,
+    base: &str,
+    queries: Vec<String>,
+    audit: usize,
+) -> Vec<Option<Value>> {
+    let sem = Arc::new(tokio::sync::Semaphore::new(16));
+    let mut tasks = Vec::with_capacity(queries.len());
+    for q in queries {
+        let client = client.clone();
+        let sem = sem.clone();
+        let mut url = match url::Url::parse(&format!("{base}/records/")) {
+            Ok(u) => u,
+            Err(_) => continue,
+        };
+        if let Ok(mut seg) = url.path_segments_mut() {
+            seg.pop_if_empty().push(&q);
+        }
+        url.query_pairs_mut()
+            .append_pair("audit", &audit.to_string());
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire_owned().await.ok()?;
+            let resp = client.get(url).send().await.ok()?;
+            if !resp.status().is_success() {
+                return None;
+            }
+            resp.json::<Value>().await.ok()
+        }));
+    }
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(t.await.ok().flatten());
+    }
+    out
+}
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+fn per_system(c: &BTreeMap<String, Counts>, f: impl Fn(&Counts) -> u64) -> String {
+    CONNECTORS
+        .iter()
+        .map(|id| format!("{id} {}", thousands(c.get(*id).map_or(0, &f))))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn print_summary(
+    outcome: &Outcome,
+    elapsed: Duration,
+    status: Option<&Value>,
+    summary: Option<&Summary>,
+    base: &str,
+) {
+    let secs = elapsed.as_secs_f64();
+    match outcome {
+        Outcome::Converged => println!("\nconverged in {secs:.1}s"),
+        Outcome::TimedOut(why) => {
+            println!("\nNOT converged after {secs:.1}s: {why}")
+        }
+        Outcome::Interrupted => println!("\ninterrupted after {secs:.1}s, before converging"),
+        Outcome::DaemonStopped => println!("\nthe daemon stopped after {secs:.1}s"),
+    }
+    let Some(status) = status else {
+        println!("no /status answer: no summary");
+        return;
+    };
+    let c = counts(status);
+    let read: u64 = c.values().map(|x| x.records_in).sum();
+    println!("  records read        {}", per_system(&c, |x| x.records_in));
+    let mut canonical = 0;
+    let mut merged = 0;
+    let mut conflicts = 0;
+    if let Some(s) = summary {
+        let parts: Vec<String> = s
+            .kinds
+            .iter()
+            .map(|(k, (_, ids))| format!("{k} {}", thousands(ids.len() as u64)))
+            .collect();
+        canonical = s.kinds.values().map(|(_, ids)| ids.len()).sum::<usize>();
+        let copies: usize = s.kinds.values().map(|(n, _)| n).sum();
+        merged = copies - canonical;
+        conflicts = s.conflicts;
+        println!(
+            "  canonical records   {} ({})",
+            thousands(canonical as u64),
+            parts.join(", ")
+        );
+        println!(
+            "  identities merged   {}  ({} seeded copies became {} records{})",
+            thousands(merged as u64),
+            thousands(copies as u64),
+            thousands(canonical as u64),
+            if s.missing > 0 {
+                format!("; {} copies not found", s.missing)
+            } else {
+                String::new()
+            }
+        );
+        println!(
+            "  conflicts resolved  {}  (values two systems disagreed on; each loser is in its record's audit log)",
+            thousands(conflicts as u64)
+        );
+        for e in &s.examples {
+            println!("    - {e}");
+        }
+    }
+    println!(
+        "  records written     {}",
+        per_system(&c, |x| x.records_out)
+    );
+    if let Some(s) = summary.filter(|s| !s.second_copies.is_empty()) {
+        let total: usize = s.second_copies.values().sum();
+        let parts: Vec<String> = s
+            .second_copies
+            .iter()
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect();
+        println!(
+            "  second copies made  {total}  ({}): created before that system's own copy was read",
+            parts.join(", ")
+        );
+    }
+    let throttled: u64 = c.values().map(|x| x.throttled).sum();
+    println!(
+        "  429s met, absorbed  {}  ({})",
+        thousands(throttled),
+        per_system(&c, |x| x.throttled)
+    );
+    let dead: u64 = c.values().map(|x| x.dead_letters).sum();
+    let queued: u64 = c.values().map(|x| x.outbox).sum();
+    println!(
+        "  dead letters        {}  ({}); still queued {}",
+        thousands(dead),
+        per_system(&c, |x| x.dead_letters),
+        thousands(queued)
+    );
+    println!("  status              {base}/status   records: {base}/records/<email|domain|id>");
+    // One line for scripts.
+    let mut line = format!(
+        "summary: converged={} secs={secs:.1}",
+        matches!(outcome, Outcome::Converged)
+    );
+    for id in CONNECTORS {
+        let x = c.get(id).cloned().unwrap_or_default();
+        line += &format!(" {id}_read={} {id}_written={}", x.records_in, x.records_out);
+    }
+    line += &format!(
+        " read={read} canonical={canonical} merged={merged} conflicts={conflicts} throttled={throttled} dead_letters={dead}"
+    );
+    println!("{line}");
+}
+
+pub fn sim(args: SimArgs) -> u8 {
+    let Some(rt) = runtime() else {
+        return exit::FAILURE;
+    };
+    rt.block_on(async {
+        match sim_inner(args).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                exit::FAILURE
+            }
+        }
+    })
+}
+
+async fn sim_inner(args: SimArgs) -> anyhow::Result<u8> {
+    let stop = stop_signal()?;
+    let world = World::generate(args.world.seed, args.world.sizes());
+    let mut refs = Vec::new();
+    let hook = args.webhook_url.clone();
+    if hook.is_some() && matches!(args.system, System::Salesforce | System::Zendesk) {
+        eprintln!(
+            "warning: the {:?} simulator does not send webhooks; --webhook-url is ignored",
+            args.system
+        );
+    }
+    // (base URL, real address, credentials to print)
+    let (url, lines): (String, Vec<String>) = match args.system {
+        System::Hubspot => {
+            let opts = seed::hubspot_options(hook);
+            let s = revsync_hubspot::sim::Sim::start(opts.clone()).await;
+            seed::seed_hubspot(&s, &world, &mut refs);
+            (
+                s.url(),
+                vec![
+                    format!("token: {}   (Authorization: Bearer)", opts.token),
+                    format!(
+                        "client_secret: {}   (v3 webhook signatures)",
+                        opts.client_secret
+                    ),
+                    format!(
+                        "limits: {} requests per {}s, {} searches per second",
+                        opts.burst_limit,
+                        opts.burst_window.as_secs(),
+                        opts.search_per_sec
+                    ),
+                ],
+            )
+        }
+        System::Salesforce => {
+            let s = revsync_salesforce::sim::Sim::start().await?;
+            let edits = seed::seed_salesforce(&s, &world, &mut refs);
+            seed::edit_titles(&s, &edits);
+            (
+                s.url(),
+                vec![
+                    format!("token_url: {}", s.token_url()),
+                    format!(
+                        "client_id: {}  client_secret: {}  refresh_token: {}",
+                        revsync_salesforce::sim::CLIENT_ID,
+                        revsync_salesforce::sim::CLIENT_SECRET,
+                        revsync_salesforce::sim::REFRESH_TOKEN
+                    ),
+                    format!(
+                        "organization_id: {}  external_id_field: {}",
+                        revsync_salesforce::sim::ORG_ID,
+                        revsync_salesforce::sim::EXTERNAL_ID_FIELD
+                    ),
+                ],
+            )
+        }
+        System::Zendesk => {
+            let cfg = seed::zendesk_config();
+            let s = revsync_zendesk::sim::Sim::start(cfg.clone()).await;
+            seed::seed_zendesk(&s, &world, &mut refs);
+            (
+                s.base_url(),
+                vec![
+                    format!(
+                        "email: {}  token: {}   (api_token auth)",
+                        cfg.email, cfg.token
+                    ),
+                    format!("webhook_secret: {}", cfg.webhook_secret),
+                    format!(
+                        "limits: {} requests and {} exports per {}s",
+                        cfg.requests_per_window,
+                        cfg.exports_per_window,
+                        cfg.window.as_secs()
+                    ),
+                ],
+            )
+        }
+        System::Stripe => {
+            let cfg = seed::stripe_config(hook);
+            let s = revsync_stripe::sim::Sim::start(cfg.clone()).await;
+            seed::seed_stripe(&s, &world, &mut refs);
+            let mut lines = vec![
+                format!("secret_key: {}   (Authorization: Bearer)", cfg.secret_key),
+                format!(
+                    "limits: {} requests per second per endpoint",
+                    cfg.endpoint_limit
+                ),
+            ];
+            if let Some((u, secret)) = &cfg.webhook {
+                lines.push(format!("webhooks to {u}, signed with {secret}"));
+            }
+            (s.base_url(), lines)
+        }
+    };
+    let url = match args.port {
+        Some(port) => forward(port, &url).await?,
+        None => url,
+    };
+    println!("{:?} simulator: {url}", args.system);
+    for l in lines {
+        println!("  {l}");
+    }
+    println!(
+        "  {} records loaded (world seed {})",
+        refs.len(),
+        args.world.seed
+    );
+    println!("Ctrl-C to stop");
+    stop.cancelled().await;
+    Ok(exit::OK)
+}
+
+/// The simulators pick their own port; `--port` forwards a fixed loopback port to it.
+async fn forward(port: u16, url: &str) -> anyhow::Result<String> {
+    let parsed = url::Url::parse(url)?;
+    let target: std::net::SocketAddr = format!(
+        "{}:{}",
+        parsed.host_str().unwrap_or("127.0.0.1"),
+        parsed.port().unwrap_or(80)
+    )
+    .parse()?;
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+    let bound = listener.local_addr()?.port();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    let mut public = parsed;
+    let _ = public.set_port(Some(bound));
+    Ok(public.to_string().trim_end_matches('/').to_owned())
+}

@@ -1,0 +1,329 @@
+//! Starting the four simulators and loading each with its part of the generated world,
+//! through the simulators' own seeding hooks (as users of those systems would create
+//! the records), not through their rate-limited APIs.
+
+use std::collections::BTreeMap;
+
+use chrono::{Duration, Utc};
+use serde_json::{json, Map, Value};
+
+use super::world::{World, PLANS};
+
+use revsync_hubspot::sim as hs;
+use revsync_salesforce::sim as sf;
+use revsync_stripe::sim as st;
+use revsync_zendesk::sim as zd;
+
+/// Connector ids of the demo configuration (config/demo/connectors/*.yaml).
+pub const HUBSPOT: &str = "hubspot";
+pub const SALESFORCE: &str = "salesforce";
+pub const ZENDESK: &str = "zendesk";
+pub const STRIPE: &str = "stripe";
+
+/// The four running simulators.
+pub struct Sims {
+    pub hubspot: hs::Sim,
+    pub salesforce: sf::Sim,
+    pub zendesk: zd::Sim,
+    pub stripe: st::Sim,
+}
+
+/// A copy the world put in a system: (connector id, object, external id).
+pub type CopyRef = (&'static str, &'static str, String);
+
+/// Simulator credentials: fixed, public and only ever valid against these simulators.
+pub fn hubspot_options(webhook_url: Option<String>) -> hs::SimOptions {
+    hs::SimOptions {
+        token: "pat-na1-revsync-demo".into(),
+        client_secret: "revsync-demo-client-secret".into(),
+        webhook_url,
+        ..hs::SimOptions::default()
+    }
+}
+
+pub fn stripe_config(webhook_url: Option<String>) -> st::SimConfig {
+    st::SimConfig {
+        secret_key: "sk_test_revsync_demo".into(),
+        webhook: webhook_url.map(|u| (u, "whsec_revsync_demo".into())),
+        ..st::SimConfig::default()
+    }
+}
+
+pub fn zendesk_config() -> zd::SimConfig {
+    zd::SimConfig {
+        email: "ops@acme.example".into(),
+        token: "zendesk-revsync-demo-token".into(),
+        webhook_secret: "zendesk-revsync-demo-webhook-secret".into(),
+        ..zd::SimConfig::default()
+    }
+}
+
+impl Sims {
+    pub async fn start() -> anyhow::Result<Sims> {
+        Ok(Sims {
+            hubspot: hs::Sim::start(hubspot_options(None)).await,
+            salesforce: sf::Sim::start().await?,
+            zendesk: zd::Sim::start(zendesk_config()).await,
+            stripe: st::Sim::start(stripe_config(None)).await,
+        })
+    }
+
+    /// The `${...}` values config/demo/connectors/*.yaml refer to.
+    pub fn env(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("DEMO_HUBSPOT_URL".to_owned(), self.hubspot.url()),
+            (
+                "DEMO_SALESFORCE_TOKEN_URL".to_owned(),
+                self.salesforce.token_url(),
+            ),
+            ("DEMO_ZENDESK_URL".to_owned(), self.zendesk.base_url()),
+            ("DEMO_STRIPE_URL".to_owned(), self.stripe.base_url()),
+        ])
+    }
+}
+
+/// A title a rep changes in Salesforce while the demo runs: (record id, new title).
+pub type TitleEdit = (String, String);
+
+/// Every copy seeded, so the summary can ask the daemon which canonical record each became,
+/// and the Salesforce title edits still to make.
+pub fn seed_all(sims: &Sims, w: &World) -> (Vec<CopyRef>, Vec<TitleEdit>) {
+    let mut refs = Vec::new();
+    seed_hubspot(&sims.hubspot, w, &mut refs);
+    seed_zendesk(&sims.zendesk, w, &mut refs);
+    seed_stripe(&sims.stripe, w, &mut refs);
+    let edits = seed_salesforce(&sims.salesforce, w, &mut refs);
+    (refs, edits)
+}
+
+/// The rep's edits, stamped now: newer than anything HubSpot holds for those people.
+pub fn edit_titles(sim: &sf::Sim, edits: &[TitleEdit]) {
+    let now = Utc::now();
+    sim.with(|s| {
+        for (id, title) in edits {
+            if let Some(r) = s.records.get_mut(id) {
+                r.fields.insert("Title".into(), json!(title));
+                r.stamp = now;
+            }
+        }
+    });
+}
+
+pub fn seed_hubspot(sim: &hs::Sim, w: &World, refs: &mut Vec<CopyRef>) {
+    let mut company_ids = BTreeMap::new();
+    let ids = sim.seed("companies", w.hubspot_companies.len());
+    for (c, id) in w.hubspot_companies.iter().zip(ids) {
+        let co = &w.companies[c.company];
+        let employees = co.employees.to_string();
+        // The generated placeholder domain must go: an empty one is "no domain".
+        let props = [
+            ("name", co.name.as_str()),
+            ("domain", c.domain.as_deref().unwrap_or("")),
+            ("website", c.website.as_deref().unwrap_or("")),
+            ("industry", co.industry),
+            ("numberofemployees", employees.as_str()),
+        ];
+        sim.update("companies", &id, &props);
+        company_ids.insert(c.company, id.clone());
+        refs.push((HUBSPOT, "companies", id));
+    }
+    let ids = sim.seed("contacts", w.hubspot_contacts.len());
+    for (c, id) in w.hubspot_contacts.iter().zip(ids) {
+        let p = &w.people[c.person];
+        let mut props = vec![
+            ("email", c.email.as_str()),
+            ("firstname", p.first.as_str()),
+            ("lastname", p.last.as_str()),
+            ("lifecyclestage", "lead"),
+        ];
+        if let Some(phone) = &c.phone {
+            props.push(("phone", phone));
+        }
+        if let Some(t) = &c.title {
+            props.push(("jobtitle", t));
+        }
+        if let Some(co) = company_ids.get(&p.company) {
+            props.push(("associatedcompanyid", co));
+        }
+        sim.update("contacts", &id, &props);
+        refs.push((HUBSPOT, "contacts", id));
+    }
+    let ids = sim.seed("deals", w.hubspot_deals.len());
+    for (d, id) in w.hubspot_deals.iter().zip(ids) {
+        let amount = d.amount.to_string();
+        let close = format!("{}T00:00:00.000Z", d.close_date);
+        let mut props = vec![
+            ("dealname", d.name.as_str()),
+            ("amount", amount.as_str()),
+            ("deal_currency_code", "USD"),
+            ("dealstage", d.stage),
+            ("pipeline", "default"),
+            ("closedate", close.as_str()),
+        ];
+        if let Some(co) = company_ids.get(&d.company) {
+            props.push(("associatedcompanyid", co));
+        }
+        sim.update("deals", &id, &props);
+        refs.push((HUBSPOT, "deals", id));
+    }
+}
+
+fn obj(v: Value) -> Map<String, Value> {
+    v.as_object().cloned().unwrap_or_default()
+}
+
+pub fn seed_salesforce(sim: &sf::Sim, w: &World, refs: &mut Vec<CopyRef>) -> Vec<TitleEdit> {
+    // Records were last modified over the past month; the "edited later" titles change
+    // while the demo runs, after the daemon has read both systems: an edit made while
+    // the sync is live, not a timestamp race at start-up.
+    let now = Utc::now();
+    let mut past = now - Duration::days(30);
+    let mut edits = Vec::new();
+    let mut next_past = || {
+        past += Duration::seconds(7);
+        past
+    };
+    sim.with(|s| {
+        let mut accounts = BTreeMap::new();
+        for (company, website) in &w.salesforce_accounts {
+            let co = &w.companies[*company];
+            let id = s.insert(
+                "Account",
+                obj(
+                    json!({"Name": co.name, "Website": website, "Industry": "Technology",
+                           "NumberOfEmployees": co.employees}),
+                ),
+            );
+            set_stamp(s, &id, next_past());
+            accounts.insert(*company, id.clone());
+            refs.push((SALESFORCE, "Account", id));
+        }
+        for sp in &w.salesforce_people {
+            let c = &sp.copy;
+            let p = &w.people[c.person];
+            let mut f = json!({"FirstName": p.first, "LastName": p.last, "Email": c.email});
+            if let Some(phone) = &c.phone {
+                f["Phone"] = json!(phone);
+            }
+            match &c.title {
+                Some(t) if sp.edited_later => {
+                    f["Title"] = json!(p.title);
+                    edits.push((t.clone(), t.clone()));
+                }
+                Some(t) => f["Title"] = json!(t),
+                None => {}
+            }
+            let object = if sp.lead {
+                f["Company"] = json!(w.companies[p.company].name);
+                f["Status"] = json!("Open - Not Contacted");
+                "Lead"
+            } else {
+                if let Some(a) = accounts.get(&p.company) {
+                    f["AccountId"] = json!(a);
+                }
+                "Contact"
+            };
+            let id = s.insert(object, obj(f));
+            set_stamp(s, &id, next_past());
+            if sp.edited_later {
+                if let Some(e) = edits.last_mut() {
+                    e.0 = id.clone();
+                }
+            }
+            refs.push((SALESFORCE, object, id));
+        }
+        for d in &w.salesforce_opportunities {
+            let mut f = json!({"Name": d.name, "StageName": d.stage, "CloseDate": d.close_date,
+                               "Amount": d.amount, "CurrencyIsoCode": "USD"});
+            if let Some(a) = accounts.get(&d.company) {
+                f["AccountId"] = json!(a);
+            }
+            let id = s.insert("Opportunity", obj(f));
+            set_stamp(s, &id, next_past());
+            refs.push((SALESFORCE, "Opportunity", id));
+        }
+    });
+    edits
+}
+
+fn set_stamp(s: &mut sf::SimState, id: &str, t: chrono::DateTime<Utc>) {
+    if let Some(r) = s.records.get_mut(id) {
+        r.stamp = t;
+    }
+}
+
+pub fn seed_zendesk(sim: &zd::Sim, w: &World, refs: &mut Vec<CopyRef>) {
+    // Zendesk's exports hold back the latest minute: stamp the world two minutes ago so
+    // the first read sees all of it, then put the clock back.
+    sim.advance(-120);
+    let mut orgs = BTreeMap::new();
+    let ids = sim.seed("organizations", w.zendesk_orgs.len());
+    for (c, id) in w.zendesk_orgs.iter().zip(ids) {
+        let co = &w.companies[*c];
+        sim.update(
+            "organizations",
+            &id,
+            json!({"name": co.name, "domain_names": [co.domain]}),
+        );
+        orgs.insert(*c, id.clone());
+        refs.push((ZENDESK, "organizations", id));
+    }
+    let user_ids = sim.seed("users", w.zendesk_users.len());
+    for (u, id) in w.zendesk_users.iter().zip(&user_ids) {
+        let p = &w.people[u.person];
+        let mut f = json!({"name": format!("{} {}", p.first, p.last), "email": u.email,
+                           "phone": u.phone});
+        if let Some(o) = orgs.get(&p.company).and_then(|o| o.parse::<u64>().ok()) {
+            f["organization_id"] = json!(o);
+        }
+        sim.update("users", id, f);
+        refs.push((ZENDESK, "users", id.clone()));
+    }
+    let ids = sim.seed("tickets", w.tickets.len());
+    for (t, id) in w.tickets.iter().zip(ids) {
+        let u = &w.zendesk_users[t.requester];
+        let mut f = json!({"subject": t.subject, "status": t.status, "priority": t.priority});
+        if let Some(r) = user_ids
+            .get(t.requester)
+            .and_then(|r| r.parse::<u64>().ok())
+        {
+            f["requester_id"] = json!(r);
+        }
+        if let Some(o) = orgs
+            .get(&w.people[u.person].company)
+            .and_then(|o| o.parse::<u64>().ok())
+        {
+            f["organization_id"] = json!(o);
+        }
+        sim.update("tickets", &id, f);
+        refs.push((ZENDESK, "tickets", id));
+    }
+    sim.advance(120);
+}
+
+pub fn seed_stripe(sim: &st::Sim, w: &World, refs: &mut Vec<CopyRef>) {
+    let prices: Vec<String> = PLANS
+        .iter()
+        .map(|(_, cents, interval)| sim.create_price(*cents, "usd", interval, 1, false))
+        .collect();
+    let customers: Vec<String> = w
+        .stripe_customers
+        .iter()
+        .map(|c| {
+            let id = sim.seed_customer(&c.name, &c.email);
+            refs.push((STRIPE, "customers", id.clone()));
+            id
+        })
+        .collect();
+    for s in &w.subscriptions {
+        let customer = &customers[s.customer];
+        match sim.seed_subscription(customer, &[(&prices[s.plan], s.quantity)], s.status) {
+            Ok(id) => refs.push((STRIPE, "subscriptions", id)),
+            Err(e) => tracing::warn!(error = %e, "the simulator refused a demo subscription"),
+        }
+        for (amount, status) in &s.invoices {
+            let id = sim.seed_invoice(customer, *amount, status);
+            refs.push((STRIPE, "invoices", id));
+        }
+    }
+}

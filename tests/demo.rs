@@ -1,0 +1,149 @@
+//! `revsync demo --once` and `revsync sim`, run as the real binary against the simulators.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_revsync");
+
+/// `key=value` pairs of the demo's one-line `summary:` output.
+fn summary(stdout: &str) -> std::collections::BTreeMap<String, String> {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("summary:"))
+        .unwrap_or_else(|| panic!("no summary line in:\n{stdout}"));
+    line.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+fn num(s: &std::collections::BTreeMap<String, String>, key: &str) -> u64 {
+    s.get(key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no number `{key}` in {s:?}"))
+}
+
+#[test]
+fn demo_once_converges_and_merges_identities() {
+    let started = Instant::now();
+    let mut child = Command::new(BIN)
+        .args([
+            "demo",
+            "--once",
+            "--people",
+            "150",
+            "--companies",
+            "30",
+            "--deals",
+            "40",
+            "--tickets",
+            "60",
+            "--subscriptions",
+            "20",
+            "--timeout-secs",
+            "70",
+        ])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start revsync demo");
+    // Bounded: the demo's own timeout is 70 s; the summary and shutdown take a few more.
+    let deadline = Duration::from_secs(110);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            panic!("revsync demo --once still running after {deadline:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let out = child.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        status.success(),
+        "exit {status:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("converged in"), "{stdout}");
+    for heading in [
+        "records read",
+        "canonical records",
+        "identities merged",
+        "conflicts resolved",
+        "records written",
+        "429s",
+    ] {
+        assert!(stdout.contains(heading), "no `{heading}` in:\n{stdout}");
+    }
+
+    let s = summary(&stdout);
+    assert_eq!(s["converged"], "true");
+    for system in ["hubspot", "salesforce", "zendesk", "stripe"] {
+        assert!(
+            num(&s, &format!("{system}_read")) > 0,
+            "nothing read from {system}"
+        );
+    }
+    let canonical = num(&s, "canonical");
+    assert!(canonical > 0);
+    assert!(
+        canonical < num(&s, "read"),
+        "identities should merge: {s:?}"
+    );
+    assert!(num(&s, "merged") > 0, "{s:?}");
+}
+
+#[test]
+fn sim_serves_one_system_with_its_credentials() {
+    let mut child = Command::new(BIN)
+        .args(["sim", "hubspot", "--people", "20", "--companies", "5"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start revsync sim");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut url = None;
+    let mut token = None;
+    for line in lines.by_ref().take(10) {
+        let line = line.expect("read");
+        if let Some(u) = line.split("simulator: ").nth(1) {
+            url = Some(u.trim().to_owned());
+        }
+        if let Some(t) = line.trim().strip_prefix("token: ") {
+            token = t.split_whitespace().next().map(str::to_owned);
+        }
+        if line.starts_with("Ctrl-C") {
+            break;
+        }
+    }
+    let (url, token) = (
+        url.expect("base URL printed"),
+        token.expect("token printed"),
+    );
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let body: serde_json::Value = rt.block_on(async {
+        reqwest::Client::new()
+            .get(format!("{url}/crm/v3/objects/contacts?limit=100"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("simulator answers")
+            .json()
+            .await
+            .expect("json")
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let results = body["results"].as_array().expect("results");
+    assert!(!results.is_empty(), "{body}");
+}
