@@ -479,6 +479,8 @@ async fn run_once() -> Report {
         engine: engine.clone(),
         status,
         cancel: cancel.clone(),
+        // The target is write-only here: nothing to read first.
+        gated: Default::default(),
     });
     let running = tokio::spawn(dispatcher.run());
 

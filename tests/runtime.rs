@@ -359,10 +359,26 @@ async fn a_panicking_connector_is_restarted_and_the_others_carry_on() {
             >= 1
     })
     .await;
-    eventually("B's record reached A regardless", 20, || async {
-        a.count() == 2
+    // B carries on reading; creates into A wait for A's first complete read, which its
+    // panics prevent (creating there could duplicate a record A already holds).
+    eventually("B read its record regardless", 20, || async {
+        d.connector("acme-b").await["records_in"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1
     })
     .await;
+    eventually("A shows why creates wait", 20, || async {
+        d.connector("acme-a").await["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("wait for its first complete read"))
+    })
+    .await;
+    assert_eq!(
+        a.count(),
+        1,
+        "nothing was created in A before it could be read"
+    );
     let ready = reqwest::get(format!("{}/readyz", d.base)).await.unwrap();
     assert_eq!(ready.status(), 200);
     d.stop().await;
@@ -441,6 +457,41 @@ async fn resync_rereads_everything_and_the_cli_reports_it() {
             && letters.contains("name too long")
             && letters.contains("status 400"),
         "{letters}"
+    );
+    d.stop().await;
+}
+
+/// A system that is slow to read must not get creates for records it already holds: they
+/// wait for its first complete read, which links its copies instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_wait_for_the_first_complete_read_of_the_target() {
+    let (a, b) = (Fake::start().await, Fake::start().await);
+    for i in 0..12 {
+        a.seed(&format!("both{i}@corp.test"), &format!("Both Sides{i}"));
+        b.seed(&format!("both{i}@corp.test"), &format!("Both Sides{i}"));
+    }
+    a.seed("only-a@corp.test", "Only InA");
+    b.state.lock().unwrap().list_delay_ms = 700;
+    let d = start(&a, &b).await;
+    let has_only_a = || {
+        b.state
+            .lock()
+            .unwrap()
+            .contacts
+            .values()
+            .any(|c| c.email == "only-a@corp.test")
+    };
+    eventually("the record only A had reached B", 30, || async {
+        has_only_a()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(b.count(), 13, "a create duplicated a record B already held");
+    assert_eq!(b.state.lock().unwrap().creates, 1);
+    assert_eq!(
+        a.state.lock().unwrap().creates,
+        0,
+        "A already held all of B's records"
     );
     d.stop().await;
 }

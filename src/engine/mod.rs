@@ -389,6 +389,22 @@ impl Engine {
         self.outbox_signal.clone()
     }
 
+    /// Whether `connector` has read `object` to its end at least once. Until then its
+    /// existing copies are not all linked, and a create there could duplicate one.
+    pub fn backfilled(&self, connector: &str, object: &str) -> Result<bool, EngineError> {
+        Ok(self
+            .store
+            .get(Table::Meta, &backfill_key(connector, object))?
+            .is_some())
+    }
+
+    pub fn mark_backfilled(&self, connector: &str, object: &str) -> Result<(), EngineError> {
+        self.write_with(|txn| {
+            txn.put_raw(Table::Meta, backfill_key(connector, object), Vec::new());
+            Ok(())
+        })
+    }
+
     /// Set a connector object's cursor alone (a completed full re-read).
     pub fn set_cursor(
         &self,
@@ -490,4 +506,14 @@ pub fn lookup_view(
     };
     let trail = engine.audit(rec.id, audit)?;
     Ok(Some(view::record_json(&rec, &trail)))
+}
+
+fn backfill_key(connector: &str, object: &str) -> Vec<u8> {
+    [
+        b"backfilled\0".as_slice(),
+        connector.as_bytes(),
+        b"\0",
+        object.as_bytes(),
+    ]
+    .concat()
 }

@@ -23,6 +23,8 @@ pub struct Dispatcher {
     pub engine: Arc<Engine>,
     pub status: Arc<StatusHub>,
     pub cancel: CancellationToken,
+    /// Objects this connector also reads: creates there wait for the first complete read.
+    pub gated: std::collections::HashSet<String>,
 }
 
 /// Entries for one (record, object, operation), coalesced: pushed once, acked together.
@@ -152,6 +154,60 @@ impl Dispatcher {
         object: &str,
         chunk: Vec<Pending>,
     ) -> Result<Option<Duration>, EngineError> {
+        // Until this system's own copies are all linked (its first complete read), a create
+        // could duplicate one of them: hold creates, let updates and deletes through.
+        let hold_creates = if self.gated.contains(object) {
+            let (c, o) = (self.connector_id.clone(), object.to_owned());
+            !self.blocking(move |e| e.backfilled(&c, &o)).await?
+        } else {
+            false
+        };
+        let (chunk, held): (Vec<Pending>, Vec<Pending>) = if hold_creates {
+            let mut keep = Vec::new();
+            let mut held = Vec::new();
+            for p in chunk {
+                let (c, o, rec) = (
+                    self.connector_id.clone(),
+                    object.to_owned(),
+                    p.latest.1.record,
+                );
+                let is_create = matches!(p.latest.1.op, QueuedOp::Upsert)
+                    && self
+                        .blocking(move |e| {
+                            Ok(e.find(&rec.to_string())?
+                                .is_none_or(|r| r.link(&c, &o).is_none()))
+                        })
+                        .await?;
+                if is_create {
+                    held.push(p)
+                } else {
+                    keep.push(p)
+                }
+            }
+            (keep, held)
+        } else {
+            (chunk, Vec::new())
+        };
+        let waiting = format!("creates in {object} wait for its first complete read");
+        let conn = self.connector_id.clone();
+        if held.is_empty() {
+            self.status.update(&conn, |s| {
+                if s.note.as_deref() == Some(waiting.as_str()) {
+                    s.note = None;
+                }
+            });
+        } else {
+            self.status
+                .update(&conn, |s| s.note = Some(waiting.clone()));
+        }
+        if chunk.is_empty() {
+            return Ok(if held.is_empty() {
+                None
+            } else {
+                Some(Duration::from_secs(1))
+            });
+        }
+
         let conn = self.connector_id.clone();
         // Build each item from the record as it is now (latest state wins).
         let mut sendable: Vec<(Pending, Uuid, PushItem, codec::Hash, bool)> = Vec::new();

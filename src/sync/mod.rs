@@ -218,6 +218,7 @@ pub fn start(
             engine: engine.clone(),
             status: status.clone(),
             cancel: cancel.clone(),
+            gated: read_by.get(&c.id).into_iter().flatten().cloned().collect(),
         });
         let (name, st, cn) = (format!("push {}", c.id), status.clone(), cancel.clone());
         tasks.spawn(

@@ -64,6 +64,7 @@ impl PollLoop {
             tracing::warn!(connector = conn, object = obj, problem = %bad, "skipped an unreadable record");
         }
         let more = fetched.more;
+        let complete = !more;
         let page = Page {
             object: obj.to_owned(),
             changes: fetched.changes,
@@ -75,6 +76,18 @@ impl PollLoop {
             .await
             .map_err(|e| ConnectorError::Transient(e.to_string()))?
             .map_err(|e| ConnectorError::Transient(format!("applying a page: {e}")))?;
+        // The first read to the end links every copy the system already holds: from then
+        // on, creating a record there cannot duplicate one of them.
+        if complete {
+            let (engine, c, o) = (self.engine.clone(), conn.to_owned(), obj.to_owned());
+            let _ = tokio::task::spawn_blocking(move || {
+                if !engine.backfilled(&c, &o)? {
+                    engine.mark_backfilled(&c, &o)?;
+                }
+                Ok::<(), crate::engine::EngineError>(())
+            })
+            .await;
+        }
         for bad in &report.invalid {
             tracing::warn!(connector = conn, object = obj, problem = %bad, "skipped an invalid value");
         }

@@ -57,6 +57,8 @@ pub struct FakeState {
     pub writes: Vec<Instant>,
     pub creates: u64,
     pub updates: u64,
+    /// Slow reads: each list page answers after this long (a big or busy system).
+    pub list_delay_ms: u64,
 }
 
 #[derive(Clone)]
@@ -132,6 +134,10 @@ async fn list(
             Json(json!({"error": "bad token"})),
         )
             .into_response();
+    }
+    let delay = s.lock().unwrap().list_delay_ms;
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
     }
     let s = s.lock().unwrap();
     let after = q.after.unwrap_or(0);
