@@ -23,7 +23,7 @@ pub struct Dispatcher {
     pub engine: Arc<Engine>,
     pub status: Arc<StatusHub>,
     pub cancel: CancellationToken,
-    /// Objects this connector also reads: creates there wait for the first complete read.
+    /// Objects this connector also reads: creates wait until each was read to its end once.
     pub gated: std::collections::HashSet<String>,
 }
 
@@ -156,9 +156,20 @@ impl Dispatcher {
     ) -> Result<Option<Duration>, EngineError> {
         // Until this system's own copies are all linked (its first complete read), a create
         // could duplicate one of them: hold creates, let updates and deletes through.
+        // Every object it reads counts: a person may already be a Salesforce Lead while
+        // revsync would create a Contact.
         let hold_creates = if self.gated.contains(object) {
-            let (c, o) = (self.connector_id.clone(), object.to_owned());
-            !self.blocking(move |e| e.backfilled(&c, &o)).await?
+            let (c, objects) = (self.connector_id.clone(), self.gated.clone());
+            !self
+                .blocking(move |e| {
+                    for o in &objects {
+                        if !e.backfilled(&c, o)? {
+                            return Ok(false);
+                        }
+                    }
+                    Ok(true)
+                })
+                .await?
         } else {
             false
         };
