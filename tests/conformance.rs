@@ -57,9 +57,8 @@ impl Harness for AcmeHarness {
     }
 }
 
-#[tokio::test]
-async fn the_suite_passes_against_a_conforming_connector() {
-    let fake = Fake::start().await;
+/// The Acme connector pointed at `fake`, built the way the daemon builds connectors.
+fn acme(fake: &Fake) -> std::sync::Arc<dyn revsync_sdk::Connector> {
     let params =
         json!({"base_url": fake.url(), "token": "acme-token", "webhook_token": "hook-secret"});
     let limits = revsync_sdk::http::RateLimitConfig::default();
@@ -69,7 +68,13 @@ async fn the_suite_passes_against_a_conforming_connector() {
         rate_limit: &limits,
         mapped_fields: &Default::default(),
     };
-    let connector = AcmeType.build(&ctx).unwrap().unwrap();
+    AcmeType.build(&ctx).unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn the_suite_passes_against_a_conforming_connector() {
+    let fake = Fake::start().await;
+    let connector = acme(&fake);
     testsuite::run(connector.as_ref(), &AcmeHarness(fake), "contacts").await;
 }
 
@@ -77,16 +82,7 @@ async fn the_suite_passes_against_a_conforming_connector() {
 #[tokio::test]
 async fn the_suite_fails_a_connector_that_duplicates_creates() {
     let fake = Fake::start().await;
-    let params =
-        json!({"base_url": fake.url(), "token": "acme-token", "webhook_token": "hook-secret"});
-    let limits = revsync_sdk::http::RateLimitConfig::default();
-    let ctx = revsync_sdk::BuildContext {
-        id: "acme",
-        params: &params,
-        rate_limit: &limits,
-        mapped_fields: &Default::default(),
-    };
-    let connector = AcmeType.build(&ctx).unwrap().unwrap();
+    let connector = acme(&fake);
     let broken = DropsIdempotencyKeys(connector);
     let outcome =
         tokio::spawn(async move { testsuite::run(&broken, &AcmeHarness(fake), "contacts").await })
