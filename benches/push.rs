@@ -481,6 +481,7 @@ async fn run_once() -> Report {
         cancel: cancel.clone(),
         // The target is write-only here: nothing to read first.
         gated: Default::default(),
+        caught_up: Default::default(),
     });
     let running = tokio::spawn(dispatcher.run());
 

@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 #[cfg(feature = "demo")]
 mod run;
 #[cfg(feature = "demo")]
-mod seed;
+pub mod seed;
 pub mod world;
 
 /// The generated world's size and seed.

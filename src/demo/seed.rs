@@ -306,15 +306,33 @@ pub fn seed_stripe(sim: &st::Sim, w: &World, refs: &mut Vec<CopyRef>) {
         .iter()
         .map(|(_, cents, interval)| sim.create_price(*cents, "usd", interval, 1, false))
         .collect();
+    // The HubSpot id of each company, from the copies seeded there (absent when the Stripe
+    // simulator runs alone).
+    let hubspot_company: BTreeMap<usize, String> = w
+        .hubspot_companies
+        .iter()
+        .zip(
+            refs.iter()
+                .filter(|(c, o, _)| *c == HUBSPOT && *o == "companies"),
+        )
+        .map(|(h, (_, _, id))| (h.company, id.clone()))
+        .collect();
+    let mut xrefs = Vec::new();
     let customers: Vec<String> = w
         .stripe_customers
         .iter()
         .map(|c| {
             let id = sim.seed_customer(&c.name, &c.email);
+            if let Some(crm) = hubspot_company.get(&c.company).filter(|_| c.crm_xref) {
+                xrefs.push((id.clone(), crm.clone()));
+            }
             refs.push((STRIPE, "customers", id.clone()));
             id
         })
         .collect();
+    for (id, crm) in xrefs {
+        sim.update_customer(&id, json!({"metadata": {"hubspot_company_id": crm}}));
+    }
     for s in &w.subscriptions {
         let customer = &customers[s.customer];
         match sim.seed_subscription(customer, &[(&prices[s.plan], s.quantity)], s.status) {

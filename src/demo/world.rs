@@ -237,8 +237,6 @@ pub struct PersonCopy {
     pub email: String,
     pub phone: Option<String>,
     pub title: Option<String>,
-    /// Only the first name typed (a rep's quick duplicate).
-    pub first_only: bool,
 }
 
 pub struct SfPerson {
@@ -268,6 +266,9 @@ pub struct StripeCustomer {
     pub company: usize,
     pub name: String,
     pub email: String,
+    /// Finance put the CRM company's id in the customer's metadata: the only link
+    /// between a free-mail billing contact and its company.
+    pub crm_xref: bool,
 }
 
 pub struct Subscription {
@@ -473,18 +474,9 @@ impl World {
                     email: messy_email(&mut rng, &p.email),
                     phone: phones.as_ref().map(|f| f[0].clone()),
                     title: Some(hs_title.clone()),
-                    first_only: false,
                 });
-                // A rep, not finding the contact, typed it again.
-                if rng.pct(3) {
-                    w.hubspot_contacts.push(PersonCopy {
-                        person: j,
-                        email: format!(" {} ", p.email.to_uppercase()),
-                        phone: None,
-                        title: None,
-                        first_only: true,
-                    });
-                }
+                // No second HubSpot contact with the same email: HubSpot keeps email unique
+                // among contacts (it is an upsert key). Reps' duplicates live in Salesforce.
             } else if rng.pct(50) {
                 hs_title.clear();
             }
@@ -509,7 +501,6 @@ impl World {
                         email: messy_email(&mut rng, &p.email),
                         phone: phones.as_ref().map(|f| f[1].clone()),
                         title: Some(title),
-                        first_only: false,
                     },
                     lead,
                     edited_later,
@@ -522,7 +513,6 @@ impl World {
                             email: p.email.to_uppercase(),
                             phone: None,
                             title: None,
-                            first_only: false,
                         },
                         lead: true,
                         edited_later: false,
@@ -535,7 +525,6 @@ impl World {
                     email: messy_email(&mut rng, &p.email),
                     phone: phones.as_ref().map(|f| f[2].clone()),
                     title: None,
-                    first_only: false,
                 });
             }
         }
@@ -601,8 +590,11 @@ impl World {
 
         for s in 0..sizes.subscriptions.min(w.companies.len()) {
             let c = &w.companies[s];
-            // Billing contacts on free mail: no domain to match, one system only.
-            let email = if rng.pct(5) {
+            // Billing contacts on free mail: no domain to match; the HubSpot company id in
+            // the customer's metadata is what ties it to its company.
+            let in_hubspot = w.hubspot_companies.iter().any(|h| h.company == s);
+            let crm_xref = in_hubspot && rng.pct(5);
+            let email = if crm_xref {
                 format!("{}.billing@{}", slug(&c.name), rng.pick(FREE_MAIL))
             } else {
                 format!("{}@{}", rng.pick(&["billing", "ap", "finance"]), c.domain)
@@ -616,6 +608,7 @@ impl World {
                 company: s,
                 name,
                 email,
+                crm_xref,
             });
             let plan = rng.below(PLANS.len());
             let status = rng.pick(&["active", "active", "active", "trialing", "past_due"]);

@@ -61,6 +61,23 @@ pub mod index {
         k.push(0);
         k
     }
+    /// `referrer` names a copy revsync has not linked yet (a contact's company not read
+    /// yet): once that copy is linked, the referrer's projections can name it.
+    pub fn waiting(connector: &str, object: &str, external_id: &str, referrer: Uuid) -> Vec<u8> {
+        let mut k = waiting_for(connector, object, external_id);
+        k.extend_from_slice(referrer.as_bytes());
+        k
+    }
+    pub fn waiting_for(connector: &str, object: &str, external_id: &str) -> Vec<u8> {
+        let mut k = join(&[
+            b"w",
+            connector.as_bytes(),
+            object.as_bytes(),
+            external_id.as_bytes(),
+        ]);
+        k.push(0);
+        k
+    }
     /// A deleted link: where it pointed and when it was deleted.
     pub fn tombstone(connector: &str, object: &str, external_id: &str) -> Vec<u8> {
         join(&[

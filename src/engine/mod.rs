@@ -455,6 +455,20 @@ impl Engine {
         let Some(m) = self.mappings.get(connector, object) else {
             return Ok(None);
         };
+        // One copy per system: a person whose copy there is a Salesforce Lead, linked after
+        // a push to Contact was queued, gets no Contact besides it.
+        let here = |l: &&revsync_sdk::Link| l.connector == connector;
+        if !record.links.iter().filter(here).any(|l| l.object == object)
+            && record.links.iter().filter(here).any(|l| {
+                l.object != object
+                    && self
+                        .mappings
+                        .get(connector, &l.object)
+                        .is_some_and(|o| o.kind == m.kind)
+            })
+        {
+            return Ok(None);
+        }
         let txn = Txn::new(
             self.store.as_ref(),
             &self.mappings,

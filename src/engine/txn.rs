@@ -424,6 +424,18 @@ impl<'a> Txn<'a> {
                 self.sync_set(id, conn, obj, st)?;
             }
             report.enqueued += self.enqueue_projections(id)?;
+            if link_added || created {
+                // Records referring to this copy, or to this record, can now name it in
+                // this system: their projections there change.
+                let mut waiting = self.ids_under(&index::waiting_for(conn, obj, ext))?;
+                if !created {
+                    waiting.extend(self.referrers(id)?);
+                }
+                waiting.remove(&id);
+                for r in waiting {
+                    report.enqueued += self.enqueue_projections(r)?;
+                }
+            }
         } else {
             // The stale check keeps the newest source time per link even when nothing changed.
             self.save(rec);
@@ -446,8 +458,20 @@ impl<'a> Txn<'a> {
             self.put(Table::Index, k, rec.id.as_bytes().to_vec());
         }
         for e in rec.fields.values() {
-            if let Value::Ref(target) = e.value {
-                self.put(Table::Index, index::referrer(target, rec.id), Vec::new());
+            match &e.value {
+                Value::Ref(target) => {
+                    self.put(Table::Index, index::referrer(*target, rec.id), Vec::new())
+                }
+                Value::ExtRef {
+                    connector,
+                    object,
+                    id,
+                } => self.put(
+                    Table::Index,
+                    index::waiting(connector, object, id, rec.id),
+                    Vec::new(),
+                ),
+                _ => {}
             }
         }
         Ok(())
@@ -671,17 +695,7 @@ impl<'a> Txn<'a> {
     }
 
     fn repoint_referrers(&mut self, from: Uuid, to: Uuid) -> Result<(), EngineError> {
-        let prefix = index::referrers_of(from);
-        let mut referrers: BTreeSet<Uuid> = BTreeSet::new();
-        for (k, _) in self.store.scan(Table::Index, &prefix, None, usize::MAX)? {
-            referrers.insert(uuid_from(&k[prefix.len()..])?);
-        }
-        for ((t, k), v) in &self.kv {
-            if *t == Table::Index && v.is_some() && k.starts_with(&prefix) {
-                referrers.insert(uuid_from(&k[prefix.len()..])?);
-            }
-        }
-        for r in referrers {
+        for r in self.referrers(from)? {
             self.del(Table::Index, index::referrer(from, r));
             let Some(mut rec) = self.load(r)? else {
                 continue;
@@ -829,10 +843,36 @@ impl<'a> Txn<'a> {
                         id.as_bytes().to_vec(),
                     );
                     self.save(rec);
+                    // Records that refer to this one (a deal to its company) could not name
+                    // it in this system until now: their projections there change.
+                    let mut waiting = self.referrers(id)?;
+                    waiting.extend(self.ids_under(&index::waiting_for(connector, object, ext))?);
+                    waiting.remove(&id);
+                    for r in waiting {
+                        self.enqueue_projections(r)?;
+                    }
                 }
             }
         }
         Ok(())
+    }
+
+    fn referrers(&self, target: Uuid) -> Result<BTreeSet<Uuid>, EngineError> {
+        self.ids_under(&index::referrers_of(target))
+    }
+
+    /// The ids that end the `Index` keys under `prefix`, stored or written in this batch.
+    fn ids_under(&self, prefix: &[u8]) -> Result<BTreeSet<Uuid>, EngineError> {
+        let mut out = BTreeSet::new();
+        for (k, _) in self.store.scan(Table::Index, prefix, None, usize::MAX)? {
+            out.insert(uuid_from(&k[prefix.len()..])?);
+        }
+        for ((t, k), v) in &self.kv {
+            if *t == Table::Index && v.is_some() && k.starts_with(prefix) {
+                out.insert(uuid_from(&k[prefix.len()..])?);
+            }
+        }
+        Ok(out)
     }
 
     /// Put an entry back in the outbox under a new sequence (dead-letter replay).

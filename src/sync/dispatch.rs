@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::engine::codec::{self, DeadLetter, OutboxEntry, PushOp as QueuedOp};
-use crate::engine::{Engine, EngineError, Projection};
+use crate::engine::{Engine, EngineError};
 use crate::status::{ConnectorState, StatusHub};
 
 /// How many outbox entries one round looks at, in batches.
@@ -25,7 +25,33 @@ pub struct Dispatcher {
     pub cancel: CancellationToken,
     /// Objects this connector also reads: creates wait until each was read to its end once.
     pub gated: std::collections::HashSet<String>,
+    /// Which of those objects were read to their end since this process started.
+    pub caught_up: Arc<CaughtUp>,
 }
+
+/// Objects of one connector read to their end since this process started. Until all are,
+/// nothing is pushed there: edits made in that system while the daemon was down must be
+/// read (and win or lose by policy) before revsync writes over them.
+#[derive(Debug, Default)]
+pub struct CaughtUp(std::sync::Mutex<std::collections::HashSet<String>>);
+
+impl CaughtUp {
+    pub fn mark(&self, object: &str) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(object.to_owned());
+    }
+
+    pub fn all(&self, objects: &std::collections::HashSet<String>) -> bool {
+        let read = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        objects.iter().all(|o| read.contains(o))
+    }
+}
+
+/// A pending entry made ready to send: the record, one item per copy in the object, the
+/// projection's hash, and whether the system already holds it (nothing to send).
+type Built = (Uuid, Vec<PushItem>, codec::Hash, bool);
 
 /// Entries for one (record, object, operation), coalesced: pushed once, acked together.
 struct Pending {
@@ -154,6 +180,18 @@ impl Dispatcher {
         object: &str,
         chunk: Vec<Pending>,
     ) -> Result<Option<Duration>, EngineError> {
+        let catching_up = "pushes wait for this run's first read of every object";
+        if !self.caught_up.all(&self.gated) {
+            let conn = self.connector_id.clone();
+            self.status
+                .update(&conn, |s| s.note = Some(catching_up.to_owned()));
+            return Ok(Some(Duration::from_millis(500)));
+        }
+        self.status.update(&self.connector_id, |s| {
+            if s.note.as_deref() == Some(catching_up) {
+                s.note = None;
+            }
+        });
         // Until this system's own copies are all linked (its first complete read), a create
         // could duplicate one of them: hold creates, let updates and deletes through.
         // Every object it reads counts: a person may already be a Salesforce Lead while
@@ -221,62 +259,55 @@ impl Dispatcher {
 
         let conn = self.connector_id.clone();
         // Build each item from the record as it is now (latest state wins).
-        let mut sendable: Vec<(Pending, Uuid, PushItem, codec::Hash, bool)> = Vec::new();
+        // A record may have several copies in one object (a rep's duplicates that the same
+        // email tied together): every copy is told, so none of them stays stale.
+        let mut sendable: Vec<(Pending, Uuid, Vec<PushItem>, codec::Hash)> = Vec::new();
         for p in chunk {
             let (c, o, entry) = (conn.clone(), object.to_owned(), p.latest.1.clone());
             let built = self
-                .blocking(
-                    move |e| -> Result<Option<(Uuid, PushItem, codec::Hash, bool)>, EngineError> {
-                        let Some(rec) = e.find(&entry.record.to_string())? else {
-                            return Ok(None);
-                        };
-                        if let QueuedOp::Delete { external_id } = &entry.op {
-                            let item = PushItem {
-                                op: PushOp::Delete {
-                                    external_id: external_id.clone(),
-                                },
-                                fields: BTreeMap::new(),
-                                version: rec.version,
-                            };
-                            return Ok(Some((rec.id, item, [0; 16], false)));
-                        }
-                        let Some((fields, hash)) = e.projection(&c, &o, &rec)? else {
-                            return Ok(None);
-                        };
-                        if e.held(&c, &o, rec.id)? == Some(hash) {
-                            return Ok(Some((
-                                rec.id,
-                                PushItem {
-                                    op: PushOp::Update {
-                                        external_id: String::new(),
-                                    },
-                                    fields: Projection::new(),
-                                    version: 0,
-                                },
-                                hash,
-                                true,
-                            )));
-                        }
-                        let op = match rec.link(&c, &o) {
-                            Some(l) => PushOp::Update {
-                                external_id: l.external_id.clone(),
+                .blocking(move |e| -> Result<Option<Built>, EngineError> {
+                    let Some(rec) = e.find(&entry.record.to_string())? else {
+                        return Ok(None);
+                    };
+                    if let QueuedOp::Delete { external_id } = &entry.op {
+                        let item = PushItem {
+                            op: PushOp::Delete {
+                                external_id: external_id.clone(),
                             },
-                            None => PushOp::Create {
-                                canonical_id: rec.id,
-                            },
+                            fields: BTreeMap::new(),
+                            version: rec.version,
                         };
-                        Ok(Some((
-                            rec.id,
-                            PushItem {
-                                op,
-                                fields,
-                                version: rec.version,
-                            },
-                            hash,
-                            false,
-                        )))
-                    },
-                )
+                        return Ok(Some((rec.id, vec![item], [0; 16], false)));
+                    }
+                    let Some((fields, hash)) = e.projection(&c, &o, &rec)? else {
+                        return Ok(None);
+                    };
+                    if e.held(&c, &o, rec.id)? == Some(hash) {
+                        return Ok(Some((rec.id, Vec::new(), hash, true)));
+                    }
+                    let mut ops: Vec<PushOp> = rec
+                        .links
+                        .iter()
+                        .filter(|l| l.connector == c && l.object == o)
+                        .map(|l| PushOp::Update {
+                            external_id: l.external_id.clone(),
+                        })
+                        .collect();
+                    if ops.is_empty() {
+                        ops.push(PushOp::Create {
+                            canonical_id: rec.id,
+                        });
+                    }
+                    let items = ops
+                        .into_iter()
+                        .map(|op| PushItem {
+                            op,
+                            fields: fields.clone(),
+                            version: rec.version,
+                        })
+                        .collect();
+                    Ok(Some((rec.id, items, hash, false)))
+                })
                 .await?;
             match built {
                 // The record is gone (it cannot be: records are never erased) or unmapped: drop.
@@ -293,13 +324,13 @@ impl Dispatcher {
                     self.blocking(move |e| e.confirm_push(&c, &seqs, rec, &o, hash, None))
                         .await?;
                 }
-                Some((rec, item, hash, false)) => sendable.push((p, rec, item, hash, false)),
+                Some((rec, items, hash, false)) => sendable.push((p, rec, items, hash)),
             }
         }
         if sendable.is_empty() {
             return Ok(None);
         }
-        let items: Vec<PushItem> = sendable.iter().map(|s| s.2.clone()).collect();
+        let items: Vec<PushItem> = sendable.iter().flat_map(|s| s.2.clone()).collect();
         let started = std::time::Instant::now();
         let outcome = self.connector.push(object, &items).await;
         tracing::debug!(connector = %conn, object, items = items.len(), elapsed_ms = started.elapsed().as_millis() as u64, ok = outcome.is_ok(), "push");
@@ -317,8 +348,21 @@ impl Dispatcher {
         };
         let mut blocked: Option<Duration> = None;
         let mut pushed = 0u64;
-        for ((p, rec, item, hash, _), result) in sendable.into_iter().zip(results) {
-            match result {
+        let mut results = results.into_iter();
+        for (p, rec, items, hash) in sendable {
+            // One pending entry is done when every copy took it; a failure retries all of
+            // them (an update sent twice is harmless).
+            let mut outcome: Result<String, ConnectorError> = Ok(String::new());
+            for r in results.by_ref().take(items.len()) {
+                match (&outcome, r) {
+                    (Ok(_), r) => outcome = r,
+                    (Err(_), _) => {}
+                }
+            }
+            let Some(item) = items.into_iter().next() else {
+                continue;
+            };
+            match outcome {
                 Ok(external_id) => {
                     let created = matches!(item.op, PushOp::Create { .. }).then_some(external_id);
                     let (c, o, seqs) = (conn.clone(), object.to_owned(), p.seqs.clone());

@@ -185,6 +185,7 @@ pub fn start(
         connectors.insert(c.id.clone(), built.clone());
         let caps = built.capabilities();
 
+        let caught_up = Arc::new(dispatch::CaughtUp::default());
         for (object, obj_cfg) in &c.objects {
             let readable = caps.objects.iter().any(|o| &o.name == object && o.read);
             if obj_cfg.direction == Direction::Out || !readable {
@@ -200,6 +201,7 @@ pub fn start(
                 interval: Duration::from_secs(c.poll.interval_secs).max(built.min_poll_interval()),
                 jitter_pct: c.poll.jitter_pct,
                 cancel: cancel.clone(),
+                caught_up: caught_up.clone(),
             });
             let (name, st, cn) = (
                 format!("poll {}/{}", c.id, object),
@@ -219,6 +221,7 @@ pub fn start(
             status: status.clone(),
             cancel: cancel.clone(),
             gated: read_by.get(&c.id).into_iter().flatten().cloned().collect(),
+            caught_up,
         });
         let (name, st, cn) = (format!("push {}", c.id), status.clone(), cancel.clone());
         tasks.spawn(

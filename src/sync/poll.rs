@@ -19,6 +19,9 @@ pub struct PollLoop {
     pub interval: Duration,
     pub jitter_pct: u8,
     pub cancel: CancellationToken,
+    /// Shared with the connector's dispatcher, which pushes only once every object it
+    /// reads was read to its end in this run.
+    pub caught_up: Arc<super::dispatch::CaughtUp>,
 }
 
 impl PollLoop {
@@ -79,6 +82,7 @@ impl PollLoop {
         // The first read to the end links every copy the system already holds: from then
         // on, creating a record there cannot duplicate one of them.
         if complete {
+            self.caught_up.mark(obj);
             let (engine, c, o) = (self.engine.clone(), conn.to_owned(), obj.to_owned());
             let _ = tokio::task::spawn_blocking(move || {
                 if !engine.backfilled(&c, &o)? {

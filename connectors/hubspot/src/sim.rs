@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use chrono::{TimeZone, Utc};
 use revsync_sdk::http::{ApiClient, ApiRequest, Body, DefaultPolicy, Limits, RetryPolicy};
+use revsync_sdk::simfault::{self, Fault, Faults};
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
@@ -102,6 +103,7 @@ type Shared = Arc<Mutex<St>>;
 pub struct Sim {
     state: Shared,
     addr: SocketAddr,
+    faults: Faults,
 }
 
 const PORTAL_ID: u64 = 62515;
@@ -146,6 +148,10 @@ impl Sim {
         if let Some(url) = webhook_url {
             tokio::spawn(deliver(state.clone(), rx, url, secret));
         }
+        let faults = Faults::new({
+            let state = state.clone();
+            move |fault| fault_answer(&state, fault)
+        });
         let app = Router::new()
             .route("/crm/v3/objects/{obj}", get(list))
             .route("/crm/v3/objects/{obj}/search", post(search))
@@ -165,6 +171,10 @@ impl Sim {
                     "resource not found",
                 )
             })
+            .layer(axum::middleware::from_fn_with_state(
+                faults.clone(),
+                simfault::inject,
+            ))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -173,7 +183,17 @@ impl Sim {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { state, addr }
+        Self {
+            state,
+            addr,
+            faults,
+        }
+    }
+
+    /// Injected faults (none until set): 429s of the rolling window, 500s, stalls and
+    /// cut-short answers, on every route.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
     }
 
     pub fn url(&self) -> String {
@@ -585,6 +605,33 @@ fn limited(policy: &str, message: &str, headers: HeaderMap) -> Response {
         "requestId": correlation_id(),
     });
     (StatusCode::TOO_MANY_REQUESTS, headers, axum::Json(body)).into_response()
+}
+
+/// What HubSpot answers for an injected refusal: the ten-secondly 429 with the window's
+/// headers showing nothing left, as the account's own limit would; or a 500.
+fn fault_answer(state: &Shared, fault: Fault) -> Response {
+    match fault {
+        Fault::Throttle => {
+            let st = lock(state);
+            let mut h = st.limit_headers(0);
+            if st.opts.retry_after_on_429 {
+                h.insert(
+                    "retry-after",
+                    HeaderValue::from(st.opts.burst_window.as_secs().max(1)),
+                );
+            }
+            limited(
+                "TEN_SECONDLY_ROLLING",
+                "You have reached your ten_secondly_rolling limit.",
+                h,
+            )
+        }
+        _ => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            "internal error",
+        ),
+    }
 }
 
 fn ok(status: StatusCode, headers: HeaderMap, body: Value) -> Response {

@@ -13,6 +13,7 @@ use hmac::{Hmac, Mac};
 use revsync_hubspot::sim::{Sim, SimOptions};
 use revsync_hubspot::{Cursor, Pos};
 use revsync_sdk::http::RateLimitConfig;
+use revsync_sdk::simfault::FaultPlan;
 use revsync_sdk::{
     ConnectorError, Inbound, LimitScope, PushItem, PushOp, WebhookError, WebhookRequest,
 };
@@ -538,4 +539,74 @@ async fn webhooks_with_a_bad_signature_or_an_old_timestamp_are_rejected() {
         recent
     )
     .is_ok());
+}
+
+/// A short rolling window, so the pause a 429 asks for (the window) is short too.
+fn quick_window() -> SimOptions {
+    SimOptions {
+        burst_window: Duration::from_millis(100),
+        ..fast()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_429_bursts_are_absorbed_by_a_backfill() {
+    let sim = Sim::start(quick_window()).await;
+    let seeded: BTreeSet<String> = sim.seed("companies", 250).into_iter().collect();
+    sim.faults().set(FaultPlan {
+        throttle: 0.3,
+        throttle_burst: 2,
+        seed: 11,
+        ..FaultPlan::default()
+    });
+    let c = connector(&sim, json!({}), unlimited());
+    let (pages, _) = read_pass(c.as_ref(), "companies", None).await;
+    let seen: BTreeSet<String> = pages
+        .iter()
+        .flat_map(|p| p.changes.iter().map(|ch| ch.external_id.clone()))
+        .collect();
+    assert_eq!(seen, seeded);
+    let injected = sim.faults().counts().throttled;
+    assert!(injected >= 2, "no burst was injected");
+    assert!(c.rate_limit().unwrap().throttled_429 > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_answer_was_cut_or_stalled_leaves_one_record() {
+    let sim = Sim::start(quick_window()).await;
+    // Shorter than the stall: the client gives up on upserts that were applied.
+    let c = connector(&sim, json!({"timeout_ms": 200}), unlimited());
+    let items = vec![
+        create(json!({"email": "cut@example.com", "firstname": "Cut"})),
+        create(json!({"firstname": "No email"})),
+    ];
+    for plan in [
+        FaultPlan {
+            malformed: 1.0,
+            ..FaultPlan::default()
+        },
+        FaultPlan {
+            stall: 1.0,
+            stall_for: Duration::from_millis(600),
+            ..FaultPlan::default()
+        },
+    ] {
+        sim.faults().set(plan);
+        let e = c
+            .push("contacts", &items)
+            .await
+            .expect_err("the answer never arrived whole");
+        assert!(e.is_retryable(), "{e:?}");
+        assert_eq!(sim.ids("contacts").len(), 2, "the work was done once");
+    }
+    sim.faults().clear();
+    let ids = c.push("contacts", &items).await.unwrap();
+    let ids: BTreeSet<String> = ids.into_iter().map(|r| r.unwrap()).collect();
+    assert_eq!(
+        ids,
+        sim.ids("contacts"),
+        "a retried create made a second record"
+    );
+    let counts = sim.faults().counts();
+    assert!(counts.malformed >= 1 && counts.stalled >= 1, "{counts:?}");
 }

@@ -34,6 +34,27 @@ fn error_codes(body: &[u8]) -> Vec<RestError> {
     serde_json::from_slice::<Vec<RestError>>(body).unwrap_or_default()
 }
 
+/// How long the org is left alone after the concurrent-request limit refused a call.
+/// Backoff grows from there; the limit clears as soon as one long request ends.
+pub const CONCURRENT_LIMIT_WAIT: Duration = Duration::from_secs(1);
+
+/// `REQUEST_LIMIT_EXCEEDED` names two limits: the rolling daily allocation
+/// (`TotalRequests Limit exceeded.`) and the cap on concurrent long-running requests
+/// (`ConcurrentPerOrgLongTxn Limit exceeded.`, API_FACTS 2.4). The second is a burst: it
+/// clears when another request finishes, so it is retried and the daily quota untouched.
+fn concurrent_limit(codes: &[RestError]) -> Option<ConnectorError> {
+    codes
+        .iter()
+        .any(|e| {
+            e.error_code == "REQUEST_LIMIT_EXCEEDED"
+                && e.message.to_ascii_lowercase().contains("concurrent")
+        })
+        .then_some(ConnectorError::RateLimited {
+            retry_after: Some(CONCURRENT_LIMIT_WAIT),
+            scope: LimitScope::Burst,
+        })
+}
+
 /// `api-usage=used/max` from `Sforce-Limit-Info` (other entries such as `api-bursts` ignored).
 pub fn parse_limit_info(value: &str) -> Option<(u64, u64)> {
     value.split([';', ',']).find_map(|part| {
@@ -210,6 +231,12 @@ impl ApiPolicy for SfPolicy {
     fn classify(&self, status: u16, _headers: &HeaderMap, body: &[u8]) -> Option<ConnectorError> {
         let codes = error_codes(body);
         let has = |code: &str| codes.iter().any(|e| e.error_code == code);
+        if status == 403 {
+            // Too many long requests in flight on the org: wait briefly, then retry.
+            if let Some(e) = concurrent_limit(&codes) {
+                return Some(e);
+            }
+        }
         match status {
             401 => Some(ConnectorError::Auth(
                 if has(INVALID_SESSION) || codes.is_empty() {
@@ -261,6 +288,10 @@ impl ApiPolicy for TokenPolicy {
     fn classify(&self, status: u16, _headers: &HeaderMap, body: &[u8]) -> Option<ConnectorError> {
         if !(400..=499).contains(&status) {
             return None;
+        }
+        // A login is a request like any other for the concurrent limit, not a refusal.
+        if let Some(e) = concurrent_limit(&error_codes(body)) {
+            return Some(e);
         }
         let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
         let error = v["error"].as_str().unwrap_or("unknown_error");
@@ -491,6 +522,33 @@ mod tests {
         q.observe(951, 1000);
         drop(probe);
         assert!(q.admit().is_err(), "still over: wait a full period again");
+    }
+
+    #[test]
+    fn the_concurrent_request_limit_is_a_short_retried_throttle() {
+        let q = Arc::new(Quota::new(10, Duration::from_secs(900)));
+        let p = SfPolicy { quota: q.clone() };
+        let body = br#"[{"message":"ConcurrentPerOrgLongTxn Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#;
+        let e = p.classify(403, &HeaderMap::new(), body).unwrap();
+        assert_eq!(
+            e,
+            ConnectorError::RateLimited {
+                retry_after: Some(CONCURRENT_LIMIT_WAIT),
+                scope: LimitScope::Burst,
+            }
+        );
+        assert!(e.is_retryable());
+        assert!(
+            !q.status().reserve_reached,
+            "the daily quota was marked spent"
+        );
+        assert!(q.admit().is_ok());
+        // The token endpoint reads it the same way, not as a refused login.
+        assert_eq!(TokenPolicy.classify(403, &HeaderMap::new(), body), Some(e));
+        assert!(matches!(
+            TokenPolicy.classify(400, &HeaderMap::new(), br#"{"error":"invalid_grant"}"#),
+            Some(ConnectorError::Auth(_))
+        ));
     }
 
     #[test]

@@ -67,6 +67,14 @@ pub struct SalesforceParams {
     /// the default selection.
     #[serde(default)]
     pub fields: BTreeMap<String, Vec<String>>,
+    /// Per-request timeout, from connect to the last byte of the answer. Generous: a
+    /// 2,000-record query page or a 200-record collection write can take a while.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_timeout_ms() -> u64 {
+    120_000
 }
 
 fn default_quota_recheck_secs() -> u64 {
@@ -146,6 +154,12 @@ impl SalesforceParams {
                     .with_example("quota_recheck_secs: 900"),
             );
         }
+        if p.timeout_ms == 0 {
+            errors.push(
+                ParamError::new("timeout_ms", "must be at least 1, got 0")
+                    .with_example("timeout_ms: 120000"),
+            );
+        }
         for (object, fields) in &p.fields {
             if !crate::mapping::OBJECTS.contains(&object.as_str()) {
                 errors.push(ParamError::new(
@@ -184,6 +198,15 @@ mod tests {
         let p = SalesforceParams::from_value(&json!({"auth": auth()})).unwrap();
         assert_eq!(p.daily_reserve_pct, 10);
         assert_eq!(p.api_version, "v66.0");
+        assert_eq!(p.timeout_ms, 120_000);
+    }
+
+    #[test]
+    fn a_zero_timeout_is_refused() {
+        let e =
+            SalesforceParams::from_value(&json!({"auth": auth(), "timeout_ms": 0})).unwrap_err();
+        assert_eq!(e[0].path, "timeout_ms");
+        assert_eq!(e[0].message, "must be at least 1, got 0");
     }
 
     #[test]

@@ -93,7 +93,7 @@ impl ConnectorType for Salesforce {
         let http = HttpSettings {
             limits,
             retry: RetryPolicy::default(),
-            timeout: Duration::from_secs(120),
+            timeout: Duration::from_millis(params.timeout_ms),
         };
         Some(SalesforceConnector::new(params, http).map(|c| Arc::new(c) as Arc<dyn Connector>))
     }

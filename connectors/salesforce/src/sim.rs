@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use revsync_sdk::simfault::{self, Fault, Faults};
 use serde_json::{json, Map, Value};
 
 use crate::mapping::parse_datetime;
@@ -692,16 +693,42 @@ async fn upsert_many(
     })
 }
 
+/// What Salesforce answers for an injected refusal. REST never answers 429: the throttle
+/// is the concurrent long-running request limit (API_FACTS 2.4), a 403 that clears in
+/// seconds, unlike the daily allocation's `TotalRequests` 403.
+fn fault_answer(state: &Shared, fault: Fault) -> Response {
+    let s = lock(state);
+    let mut r = match fault {
+        Fault::Throttle => rest_error(
+            StatusCode::FORBIDDEN,
+            "REQUEST_LIMIT_EXCEEDED",
+            "ConcurrentPerOrgLongTxn Limit exceeded.",
+        ),
+        _ => rest_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "UNKNOWN_EXCEPTION",
+            "An unexpected error occurred. Please include this ErrorId if you contact support: 1234567890-12345 (-987654321)",
+        ),
+    };
+    add_limit_info(&s, &mut r);
+    r
+}
+
 /// A running simulator.
 #[derive(Clone)]
 pub struct Sim {
     pub state: Shared,
     pub addr: SocketAddr,
+    faults: Faults,
 }
 
 impl Sim {
     pub async fn start() -> std::io::Result<Self> {
         let state: Shared = Arc::new(Mutex::new(SimState::default()));
+        let faults = Faults::new({
+            let state = state.clone();
+            move |fault| fault_answer(&state, fault)
+        });
         let app = Router::new()
             .route("/services/oauth2/token", post(token))
             .route("/services/data/{v}/query", get(query))
@@ -715,6 +742,11 @@ impl Sim {
                 "/services/data/{v}/composite/sobjects/{object}/{field}",
                 patch(upsert_many),
             )
+            // The token endpoint too: a login may meet the same refusals.
+            .layer(axum::middleware::from_fn_with_state(
+                faults.clone(),
+                simfault::inject,
+            ))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -726,7 +758,16 @@ impl Sim {
                 tracing::error!(error = %e, "salesforce simulator stopped");
             }
         });
-        Ok(Self { state, addr })
+        Ok(Self {
+            state,
+            addr,
+            faults,
+        })
+    }
+
+    /// Injected faults (none until set), on every route including the token endpoint.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
     }
 
     pub fn url(&self) -> String {

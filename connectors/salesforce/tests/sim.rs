@@ -9,6 +9,7 @@ use revsync_salesforce::config::SalesforceParams;
 use revsync_salesforce::sim::{sample_fields, Sim, EXTERNAL_ID_FIELD};
 use revsync_salesforce::SalesforceConnector;
 use revsync_sdk::http::{Limits, RetryPolicy};
+use revsync_sdk::simfault::FaultPlan;
 use revsync_sdk::{Connector, ConnectorError, LimitScope, PushItem, PushOp};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -393,4 +394,93 @@ async fn fields_the_mapping_reads_are_selected() {
         .collect();
     let read = build(mapped).fetch("Contact", None).await.unwrap();
     assert_eq!(read.changes[0].fields["Department"], json!("Research"));
+}
+
+/// The connector as the daemon builds it (default retry policy, `timeout_ms` honoured).
+fn built(sim: &Sim, extra: Value) -> Arc<dyn Connector> {
+    use revsync_sdk::{BuildContext, ConnectorType};
+    let mut params = sim.params();
+    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+        params[k] = v;
+    }
+    let ctx = BuildContext {
+        id: "sf",
+        params: &params,
+        rate_limit: &revsync_sdk::http::RateLimitConfig::default(),
+        mapped_fields: &Default::default(),
+    };
+    revsync_salesforce::Salesforce.build(&ctx).unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn concurrent_limit_bursts_are_absorbed_without_touching_the_daily_quota() {
+    let sim = Sim::start().await.unwrap();
+    let seeded: BTreeSet<String> = sim.seed("Contact", 12).into_iter().collect();
+    sim.with(|s| s.batch_size = 4);
+    sim.faults().set(FaultPlan {
+        throttle: 0.3,
+        throttle_burst: 2,
+        seed: 5,
+        ..FaultPlan::default()
+    });
+    let c = built(&sim, json!({"page_size": 10}));
+    let mut cursor: Option<String> = None;
+    let mut seen = BTreeSet::new();
+    loop {
+        let f = c.fetch("Contact", cursor.as_deref()).await.expect("fetch");
+        seen.extend(f.changes.into_iter().map(|ch| ch.external_id));
+        cursor = f.cursor.or(cursor);
+        if !f.more {
+            break;
+        }
+    }
+    assert_eq!(seen, seeded);
+    assert!(
+        sim.faults().counts().throttled >= 2,
+        "no burst was injected"
+    );
+    assert!(c.rate_limit().unwrap().throttled_429 >= 2);
+    // A concurrent-limit 403 is not the daily allocation: nothing pauses.
+    sim.faults().clear();
+    assert!(c.fetch("Account", None).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_create_whose_answer_was_cut_or_stalled_leaves_one_record() {
+    let sim = Sim::start().await.unwrap();
+    // Shorter than the stall: the client gives up on upserts that were applied.
+    let c = built(&sim, json!({"timeout_ms": 200}));
+    // Log in cleanly first: the faults are for the write.
+    c.fetch("Contact", None).await.unwrap();
+    let item = create(sample_fields("Contact", "ambiguous"));
+    for plan in [
+        FaultPlan {
+            malformed: 1.0,
+            ..FaultPlan::default()
+        },
+        FaultPlan {
+            stall: 1.0,
+            stall_for: Duration::from_millis(600),
+            ..FaultPlan::default()
+        },
+    ] {
+        sim.faults().set(plan);
+        let e = c
+            .push("Contact", std::slice::from_ref(&item))
+            .await
+            .expect_err("the answer never arrived whole");
+        assert!(e.is_retryable(), "{e:?}");
+        assert_eq!(sim.ids("Contact").len(), 1, "the work was done once");
+    }
+    sim.faults().clear();
+    let r = c
+        .push("Contact", std::slice::from_ref(&item))
+        .await
+        .unwrap();
+    let id = r[0].as_ref().unwrap();
+    assert_eq!(
+        sim.ids("Contact"),
+        BTreeSet::from([id.clone()]),
+        "a retried create made a second record"
+    );
 }

@@ -411,13 +411,24 @@ pub struct ApiResponse {
 }
 
 impl ApiResponse {
-    /// The body decoded as `T`; a body that does not decode is the API's fault, not a
-    /// reason to retry.
+    /// The body decoded as `T`. A body that does not decode is the API's fault, not a
+    /// reason to retry; a body that stops mid-document was cut short on the way (a
+    /// dropped connection, a proxy) and is transient like a timeout: what the request
+    /// did is unknown, and only sending it again (writes are idempotent) tells.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ConnectorError> {
-        serde_json::from_slice(&self.body).map_err(|e| ConnectorError::Permanent {
-            detail: format!("malformed response: {e}"),
-            status: Some(self.status),
-            body: Some(truncated_body(&self.body)),
+        serde_json::from_slice(&self.body).map_err(|e| {
+            if e.is_eof() && !self.body.is_empty() {
+                ConnectorError::Transient(format!(
+                    "response cut short after {} bytes: {e}",
+                    self.body.len()
+                ))
+            } else {
+                ConnectorError::Permanent {
+                    detail: format!("malformed response: {e}"),
+                    status: Some(self.status),
+                    body: Some(truncated_body(&self.body)),
+                }
+            }
         })
     }
 
@@ -889,6 +900,34 @@ mod tests {
         limiter.pause_for(Duration::from_secs(10));
         let waited = waiter.await.unwrap();
         assert!(waited >= Duration::from_millis(10_100), "{waited:?}");
+    }
+
+    #[test]
+    fn a_body_cut_short_is_transient_and_a_wrong_one_permanent() {
+        let answer = |body: &'static str| ApiResponse {
+            status: 201,
+            headers: HeaderMap::new(),
+            body: Bytes::from_static(body.as_bytes()),
+        };
+        let cut = answer(r#"{"id":"42","na"#).json::<serde_json::Value>();
+        assert!(matches!(cut, Err(ConnectorError::Transient(_))), "{cut:?}");
+        // Complete but not what was asked for, or nothing at all: the API's fault.
+        let wrong = answer(r#"{"id":42}"#).json::<Vec<String>>();
+        assert!(
+            matches!(
+                wrong,
+                Err(ConnectorError::Permanent {
+                    status: Some(201),
+                    ..
+                })
+            ),
+            "{wrong:?}"
+        );
+        let empty = answer("").json::<serde_json::Value>();
+        assert!(
+            matches!(empty, Err(ConnectorError::Permanent { .. })),
+            "{empty:?}"
+        );
     }
 
     #[test]

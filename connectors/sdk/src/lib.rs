@@ -11,6 +11,8 @@ pub mod http;
 pub mod model;
 mod schema;
 pub mod secret;
+#[cfg(feature = "sim")]
+pub mod simfault;
 pub mod sync;
 #[cfg(feature = "testsuite")]
 pub mod testsuite;

@@ -37,6 +37,13 @@ pub struct StripeParams {
     /// How far a `Stripe-Signature` timestamp may be from now.
     #[serde(default = "default_webhook_tolerance_secs")]
     pub webhook_tolerance_secs: u32,
+    /// Per-request timeout, from connect to the last byte of the answer.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_timeout_ms() -> u64 {
+    30_000
 }
 
 fn default_endpoint_requests_per_second() -> u32 {
@@ -81,6 +88,12 @@ impl StripeParams {
                     .with_example("requests_per_second: 100"),
             );
         }
+        if p.timeout_ms == 0 {
+            errors.push(
+                ParamError::new("timeout_ms", "must be at least 1, got 0")
+                    .with_example("timeout_ms: 30000"),
+            );
+        }
         if let Err(e) = check_base_url("base_url", &p.base_url) {
             errors.push(e);
         }
@@ -109,6 +122,16 @@ mod tests {
         assert_eq!(p.requests_per_second(), 25);
         let p = StripeParams::from_value(&json!({"secret_key": "sk_live_abc"})).unwrap();
         assert_eq!(p.requests_per_second(), 100);
+    }
+
+    #[test]
+    fn the_timeout_defaults_to_30s_and_zero_is_refused() {
+        let p = StripeParams::from_value(&json!({"secret_key": "sk_test_abc"})).unwrap();
+        assert_eq!(p.timeout_ms, 30_000);
+        let e = StripeParams::from_value(&json!({"secret_key": "sk_test_abc", "timeout_ms": 0}))
+            .unwrap_err();
+        assert_eq!(e[0].path, "timeout_ms");
+        assert_eq!(e[0].message, "must be at least 1, got 0");
     }
 
     #[test]

@@ -270,7 +270,7 @@ impl StripeConnector {
             params.secret_key.clone(),
             overall,
             per_endpoint,
-            Duration::from_secs(30),
+            Duration::from_millis(params.timeout_ms),
         )?;
         Ok(Self {
             client,

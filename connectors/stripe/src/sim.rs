@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use revsync_sdk::http::{ApiClient, ApiRequest, Body, DefaultPolicy, Limits, RetryPolicy};
+use revsync_sdk::simfault::{self, Fault, Faults};
 use serde_json::{json, Map, Value};
 
 use crate::webhook::signature_header;
@@ -163,6 +164,7 @@ impl State {
 pub struct Sim {
     state: Arc<Mutex<State>>,
     addr: SocketAddr,
+    faults: Faults,
 }
 
 fn error(
@@ -305,14 +307,23 @@ impl Sim {
             .await
             .expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
-        let sim = Sim { state, addr };
-        let app = Router::new().fallback({
-            let sim = sim.clone();
-            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+        let sim = Sim {
+            state,
+            addr,
+            faults: Faults::new(fault_answer),
+        };
+        let app = Router::new()
+            .fallback({
                 let sim = sim.clone();
-                async move { sim.handle(method, uri, headers, body) }
-            }
-        });
+                move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                    let sim = sim.clone();
+                    async move { sim.handle(method, uri, headers, body) }
+                }
+            })
+            .layer(axum::middleware::from_fn_with_state(
+                sim.faults.clone(),
+                simfault::inject,
+            ));
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -325,6 +336,12 @@ impl Sim {
 
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Injected faults (none until set): rate-limit 429s, 500s, stalls and cut-short
+    /// answers, on every route. A stalled or cut POST has stored its idempotent answer.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -490,6 +507,30 @@ impl Sim {
         }
         resp
     }
+}
+
+/// What Stripe answers for an injected refusal: the rate limiter's 429, or a 500
+/// `api_error`; both with a request id, as every answer has.
+fn fault_answer(fault: Fault) -> Response {
+    let (status, body) = match fault {
+        Fault::Throttle => error(StatusCode::TOO_MANY_REQUESTS, "invalid_request_error", Some("rate_limit"),
+            "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits.", None),
+        _ => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "api_error",
+            None,
+            "Something went wrong on Stripe's end.",
+            None,
+        ),
+    };
+    let mut r = (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        axum::Json(body),
+    )
+        .into_response();
+    r.headers_mut()
+        .insert("request-id", new_id("req").parse().expect("header value"));
+    r
 }
 
 async fn deliver(

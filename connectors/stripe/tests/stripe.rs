@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
+use revsync_sdk::simfault::FaultPlan;
 use revsync_sdk::{
     Change, Connector, ConnectorError, Inbound, PushItem, PushOp, WebhookError, WebhookRequest,
 };
@@ -446,4 +447,78 @@ async fn the_simulator_delivers_signed_webhooks_the_connector_accepts() {
         panic!()
     };
     assert_eq!(ch.external_id, id);
+}
+
+#[tokio::test]
+async fn injected_429_bursts_are_absorbed_by_a_backfill() {
+    let sim = common::sim().await;
+    for i in 0..5 {
+        sim.seed_customer(&format!("C{i}"), &format!("c{i}@x.example"));
+    }
+    sim.faults().set(FaultPlan {
+        throttle: 0.3,
+        throttle_burst: 2,
+        seed: 4,
+        ..FaultPlan::default()
+    });
+    let c = common::connector(&sim, json!({}));
+    let (changes, _) = drain(&c, "customers", None).await;
+    let mut seen: Vec<String> = changes.into_iter().map(|ch| ch.external_id).collect();
+    seen.sort();
+    seen.dedup();
+    let mut seeded = sim.ids("customers");
+    seeded.sort();
+    assert_eq!(seen, seeded);
+    assert!(
+        sim.faults().counts().throttled >= 2,
+        "no burst was injected"
+    );
+    assert!(c.rate_limit().unwrap().throttled_429 >= 2);
+}
+
+#[tokio::test]
+async fn a_create_whose_answer_was_cut_or_stalled_leaves_one_customer() {
+    let sim = common::sim().await;
+    // Shorter than the stall: the client gives up on creates that were made.
+    let c = common::connector(&sim, json!({"timeout_ms": 200}));
+    let item = PushItem {
+        op: PushOp::Create {
+            canonical_id: Uuid::now_v7(),
+        },
+        fields: [("name".to_owned(), json!("Ambiguous Ltd"))].into(),
+        version: 1,
+    };
+    for plan in [
+        FaultPlan {
+            stall: 1.0,
+            stall_for: std::time::Duration::from_millis(600),
+            ..FaultPlan::default()
+        },
+        FaultPlan {
+            malformed: 1.0,
+            ..FaultPlan::default()
+        },
+    ] {
+        sim.faults().set(plan);
+        let r = c
+            .push("customers", std::slice::from_ref(&item))
+            .await
+            .unwrap();
+        assert!(
+            matches!(&r[0], Err(e) if e.is_retryable()),
+            "the answer never arrived whole: {:?}",
+            r[0]
+        );
+        assert_eq!(sim.ids("customers").len(), 1, "the work was done once");
+    }
+    sim.faults().clear();
+    let r = c
+        .push("customers", std::slice::from_ref(&item))
+        .await
+        .unwrap();
+    assert_eq!(
+        sim.ids("customers"),
+        vec![r[0].clone().unwrap()],
+        "a retried create made a second customer"
+    );
 }

@@ -131,7 +131,7 @@ impl ZendeskClient {
             &p.api_base(),
             limits,
             RetryPolicy::default(),
-            Duration::from_secs(60),
+            Duration::from_millis(p.timeout_ms),
             policy,
         )?;
         let auth = match &p.auth {

@@ -47,6 +47,9 @@ pub struct ZendeskParams {
     /// Push tickets (creation carries an `Idempotency-Key`); tickets are read-only otherwise.
     #[serde(default)]
     pub ticket_writes: bool,
+    /// Per-request timeout, from connect to the last byte of the answer.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
 }
 
 /// The bytes `X-Zendesk-Webhook-Signature` is an HMAC of.
@@ -78,6 +81,10 @@ fn default_job_poll_interval_ms() -> u64 {
 
 fn default_job_timeout_secs() -> u64 {
     300
+}
+
+fn default_timeout_ms() -> u64 {
+    60_000
 }
 
 impl ZendeskParams {
@@ -138,6 +145,12 @@ impl ZendeskParams {
                 .with_example("job_poll_interval_ms: 1000"),
             );
         }
+        if p.timeout_ms == 0 {
+            errors.push(
+                ParamError::new("timeout_ms", "must be at least 1, got 0")
+                    .with_example("timeout_ms: 60000"),
+            );
+        }
         collected(p, errors)
     }
 
@@ -164,5 +177,27 @@ mod tests {
         let p = ZendeskParams::from_value(&json!({"auth": auth, "subdomain": "acme"})).unwrap();
         assert_eq!(p.api_base(), "https://acme.zendesk.com/api/v2");
         assert_eq!(p.requests_per_minute, 700);
+        assert_eq!(p.exports_per_minute, 10);
+        assert_eq!(p.timeout_ms, 60_000);
+    }
+
+    #[test]
+    fn a_zero_timeout_or_export_rate_is_refused() {
+        let auth = json!({"method": "oauth", "access_token": "x"});
+        let e = ZendeskParams::from_value(
+            &json!({"auth": auth, "subdomain": "acme", "timeout_ms": 0, "exports_per_minute": 0}),
+        )
+        .unwrap_err();
+        let found: Vec<(&str, &str)> = e
+            .iter()
+            .map(|e| (e.path.as_str(), e.message.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("exports_per_minute", "0 is outside 1..=1000"),
+                ("timeout_ms", "must be at least 1, got 0")
+            ]
+        );
     }
 }

@@ -20,6 +20,7 @@ use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use revsync_sdk::simfault::{self, Fault, Faults};
 use serde_json::{json, Map, Value};
 
 use crate::config::SignatureOrder;
@@ -217,6 +218,7 @@ type Q = Query<HashMap<String, String>>;
 pub struct Sim {
     state: Shared,
     pub addr: SocketAddr,
+    faults: Faults,
 }
 
 impl Sim {
@@ -276,7 +278,13 @@ impl Sim {
             .route("/job_statuses/{id}", get(job_status))
             .layer(axum::middleware::from_fn_with_state(state.clone(), gate))
             .with_state(state.clone());
-        let app = Router::new().nest("/api/v2", api);
+        let faults = Faults::new(fault_answer);
+        let app = Router::new()
+            .nest("/api/v2", api)
+            .layer(axum::middleware::from_fn_with_state(
+                faults.clone(),
+                simfault::inject,
+            ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
@@ -284,7 +292,18 @@ impl Sim {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { state, addr }
+        Self {
+            state,
+            addr,
+            faults,
+        }
+    }
+
+    /// Injected faults (none until set): 429s with `Retry-After: 1`, 503s, stalls and
+    /// cut-short answers, on every route. A stalled or cut ticket create has stored its
+    /// idempotency key.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
     }
 
     /// The API base URL (`base_url:` of a connector file).
@@ -451,6 +470,28 @@ fn error(status: StatusCode, code: &str, description: &str) -> Response {
         Json(json!({"error": code, "description": description})),
     )
         .into_response()
+}
+
+/// What Zendesk answers for an injected refusal: the rate limiter's 429 with a second's
+/// `Retry-After`, or a 503 while the service is briefly unavailable.
+fn fault_answer(fault: Fault) -> Response {
+    match fault {
+        Fault::Throttle => {
+            let mut r = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                "rate limit exceeded",
+            );
+            r.headers_mut()
+                .insert("retry-after", HeaderValue::from_static("1"));
+            r
+        }
+        _ => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "the service is temporarily unavailable, try again shortly",
+        ),
+    }
 }
 
 /// Authentication and the request budget, with Zendesk's headers on every answer.

@@ -437,3 +437,83 @@ async fn tickets_export_status_relations_and_solved_time() {
         "tickets are read-only by default"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_429_bursts_are_absorbed_by_an_export() {
+    let s = sim(SimConfig::default()).await;
+    let seeded: BTreeSet<String> = s.seed("users", 30).into_iter().collect();
+    s.advance(61);
+    // Every request is refused until a burst of two was: one export meets both.
+    let faults = s.faults().clone();
+    faults.set(revsync_sdk::simfault::FaultPlan {
+        throttle: 1.0,
+        throttle_burst: 2,
+        ..Default::default()
+    });
+    tokio::spawn(async move {
+        // The client waits out Retry-After (1 s) before its next attempt.
+        while faults.counts().throttled < 2 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        faults.clear();
+    });
+    let c = connector(&s, json!({}));
+    let mut cursor: Option<String> = None;
+    let mut seen = BTreeSet::new();
+    for _ in 0..100 {
+        let f = c.fetch("users", cursor.as_deref()).await.expect("fetch");
+        seen.extend(f.changes.into_iter().map(|ch| ch.external_id));
+        cursor = f.cursor.or(cursor);
+        if !f.more {
+            break;
+        }
+    }
+    assert_eq!(seen, seeded);
+    assert!(s.faults().counts().throttled >= 2, "no burst was injected");
+    assert!(c.rate_limit().unwrap().throttled_429 >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_create_whose_answer_was_cut_or_stalled_leaves_one_ticket() {
+    use revsync_sdk::simfault::FaultPlan;
+    let s = sim(SimConfig::default()).await;
+    // Shorter than the stall: the client gives up on creates that were made.
+    let c = connector(&s, json!({"ticket_writes": true, "timeout_ms": 200}));
+    let item = PushItem {
+        op: PushOp::Create {
+            canonical_id: Uuid::now_v7(),
+        },
+        fields: serde_json::from_value(json!({"subject": "Printer on fire", "status": "open"}))
+            .unwrap(),
+        version: 1,
+    };
+    for plan in [
+        FaultPlan {
+            malformed: 1.0,
+            ..FaultPlan::default()
+        },
+        FaultPlan {
+            stall: 1.0,
+            stall_for: Duration::from_millis(600),
+            ..FaultPlan::default()
+        },
+    ] {
+        s.faults().set(plan);
+        let e = c
+            .push("tickets", std::slice::from_ref(&item))
+            .await
+            .expect_err("the answer never arrived whole");
+        assert!(e.is_retryable(), "{e:?}");
+        assert_eq!(s.ids("tickets").len(), 1, "the work was done once");
+    }
+    s.faults().clear();
+    let r = c
+        .push("tickets", std::slice::from_ref(&item))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.ids("tickets"),
+        vec![r[0].clone().unwrap()],
+        "a retried create made a second ticket"
+    );
+}
