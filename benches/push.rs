@@ -384,6 +384,7 @@ fn fill(engine: &Engine) -> usize {
             .into_iter()
             .collect(),
             deleted: false,
+            canonical_id: None,
         })
         .collect();
     for (n, page) in changes.chunks(FILL_PAGE).enumerate() {

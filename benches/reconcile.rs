@@ -970,6 +970,7 @@ impl Plan {
             source_updated_at: DateTime::<Utc>::from_timestamp(secs, 0).expect("a 2024 time"),
             fields,
             deleted: false,
+            canonical_id: None,
         }
     }
 

@@ -209,6 +209,7 @@ fn change(stream: Stream, k: u64, j: usize, n: u64, new: bool) -> Change {
         source_updated_at: source_time(k, j),
         fields,
         deleted: false,
+        canonical_id: None,
     }
 }
 

@@ -663,3 +663,128 @@ fn mappings_are_checked_against_the_canonical_model() {
     assert!(all.contains("field `objects.deals.fields.amount`: money field `amount` needs `currency_field: <source field>` or `currency: USD`"), "{all}");
     assert_eq!(errors.len(), 3);
 }
+
+#[test]
+fn a_copy_revsync_created_joins_its_record_even_before_the_create_is_confirmed() {
+    // A deal has no identity key: only the canonical id the create carried can say that
+    // the HubSpot deal read back is the Salesforce opportunity's record.
+    let (_d, e, _) = setup();
+    e.apply(
+        "salesforce-main",
+        page(
+            "Opportunity",
+            vec![change(
+                "Opportunity",
+                "006A",
+                1,
+                json!({"Name": "Big", "Amount": 10, "CurrencyIsoCode": "USD"}),
+            )],
+        ),
+    )
+    .unwrap();
+    let deal = e.find("salesforce-main:Opportunity:006A").unwrap().unwrap();
+    // The create's answer was lost; HubSpot's copy is read before the retry.
+    let mut read_back = change(
+        "deals",
+        "77",
+        2,
+        json!({"dealname": "Big", "amount": "10", "deal_currency_code": "USD"}),
+    );
+    read_back.canonical_id = Some(deal.id);
+    let r = e
+        .apply("hubspot-main", page("deals", vec![read_back]))
+        .unwrap();
+    assert_eq!(r.created, 0, "no second canonical deal");
+    let found = e.find("hubspot-main:deals:77").unwrap().unwrap();
+    assert_eq!(found.id, deal.id);
+
+    // An id that names no record (another tool's external id) changes nothing.
+    let mut stranger = change("deals", "78", 3, json!({"dealname": "Other"}));
+    stranger.canonical_id = Some(uuid::Uuid::now_v7());
+    let r = e
+        .apply("hubspot-main", page("deals", vec![stranger]))
+        .unwrap();
+    assert_eq!(r.created, 1);
+}
+
+#[test]
+fn a_relation_is_pushed_once_its_target_is_linked_in_that_system() {
+    // The contact is read before its company: Salesforce cannot be told the Account
+    // until the company has one; when it gets one, the contact is queued again.
+    let (_d, e, _) = setup();
+    e.apply(
+        "salesforce-main",
+        page(
+            "Contact",
+            vec![change(
+                "Contact",
+                "003A",
+                1,
+                json!({"Email": "ada@acme.com", "LastName": "Lovelace", "AccountId": "001A"}),
+            )],
+        ),
+    )
+    .unwrap();
+    e.apply(
+        "hubspot-main",
+        page(
+            "contacts",
+            vec![change(
+                "contacts",
+                "101",
+                2,
+                json!({"email": "ada@acme.com"}),
+            )],
+        ),
+    )
+    .unwrap();
+    let before = e.outbox("hubspot-main", 1000).unwrap().len();
+    // The Account arrives, and HubSpot already holds the company (same domain).
+    e.apply(
+        "hubspot-main",
+        page(
+            "companies",
+            vec![change(
+                "companies",
+                "501",
+                3,
+                json!({"name": "Acme", "domain": "acme.com"}),
+            )],
+        ),
+    )
+    .unwrap();
+    e.apply(
+        "salesforce-main",
+        page(
+            "Account",
+            vec![change(
+                "Account",
+                "001A",
+                4,
+                json!({"Name": "Acme", "Website": "acme.com"}),
+            )],
+        ),
+    )
+    .unwrap();
+    let person = e.find("ada@acme.com").unwrap().unwrap();
+    let queued: Vec<_> = e
+        .outbox("hubspot-main", 1000)
+        .unwrap()
+        .into_iter()
+        .skip(before)
+        .filter(|(_, entry)| entry.record == person.id && entry.object == "contacts")
+        .collect();
+    assert!(
+        !queued.is_empty(),
+        "the contact's company became known to HubSpot: the contact must be pushed again"
+    );
+    let (proj, _) = e
+        .projection("hubspot-main", "contacts", &person)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        proj.get("associatedcompanyid").map(|v| v.to_string()),
+        Some("\"501\"".to_owned()),
+        "{proj:?}"
+    );
+}

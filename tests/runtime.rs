@@ -359,8 +359,9 @@ async fn a_panicking_connector_is_restarted_and_the_others_carry_on() {
             >= 1
     })
     .await;
-    // B carries on reading; creates into A wait for A's first complete read, which its
-    // panics prevent (creating there could duplicate a record A already holds).
+    // B carries on reading; pushes into A wait for A's first complete read in this run,
+    // which its panics prevent (creating there could duplicate a record A already holds,
+    // updating could overwrite an edit made there while revsync was down).
     eventually("B read its record regardless", 20, || async {
         d.connector("acme-b").await["records_in"]
             .as_u64()
@@ -368,10 +369,10 @@ async fn a_panicking_connector_is_restarted_and_the_others_carry_on() {
             >= 1
     })
     .await;
-    eventually("A shows why creates wait", 20, || async {
+    eventually("A shows why pushes wait", 20, || async {
         d.connector("acme-a").await["note"]
             .as_str()
-            .is_some_and(|n| n.contains("wait for its first complete read"))
+            .is_some_and(|n| n.contains("wait for this run's first read"))
     })
     .await;
     assert_eq!(

@@ -287,6 +287,14 @@ impl<'a> Txn<'a> {
                 evidence.push(format!("{conn} {obj} {ext} names {c}:{o}:{x}"));
             }
         }
+        // A copy revsync created names the record it was made for: read back before the
+        // create was confirmed, it joins that record instead of starting a second one.
+        if let Some(made_for) = change.canonical_id.filter(|_| !stale) {
+            if self.load(made_for)?.is_some() {
+                candidates.insert(self.alive(made_for)?);
+                evidence.push(format!("{conn} {obj} {ext} was created for {made_for}"));
+            }
+        }
         candidates.retain(|id| {
             self.records
                 .get(id)
@@ -690,7 +698,21 @@ impl<'a> Txn<'a> {
         }
         s.version += 1;
         s.updated_ts = self.now;
+        // Records referring to either side may now name the survivor in systems where only
+        // one side had a copy: their projections change.
+        let mut waiting = self.referrers(survivor_id)?;
+        for l in &s.links {
+            waiting.extend(self.ids_under(&index::waiting_for(
+                &l.connector,
+                &l.object,
+                &l.external_id,
+            ))?);
+        }
+        waiting.remove(&survivor_id);
         self.save(s);
+        for r in waiting {
+            report.enqueued += self.enqueue_projections(r)?;
+        }
         Ok(survivor_id)
     }
 

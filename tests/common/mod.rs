@@ -83,6 +83,7 @@ pub fn change(object: &str, id: &str, secs: i64, fields: serde_json::Value) -> C
         source_updated_at: at(secs),
         fields: map.into_iter().collect(),
         deleted: false,
+        canonical_id: None,
     }
 }
 
@@ -93,6 +94,7 @@ pub fn deleted(object: &str, id: &str, secs: i64) -> Change {
         source_updated_at: at(secs),
         fields: BTreeMap::new(),
         deleted: true,
+        canonical_id: None,
     }
 }
 

@@ -586,8 +586,9 @@ impl Snapshot {
             put("stripe:organization", text(&b["name"]), f);
         }
 
-        // A phone reads the same typed or in E.164; which form a system ends with depends
-        // on whether anything else made revsync write that record.
+        // A phone reads the same typed or in E.164, an email the same in any case; which
+        // form a system ends with depends on whether anything else made revsync write
+        // that record.
         for keys in snap.held.values_mut() {
             for copies in keys.values_mut() {
                 for f in copies.iter_mut() {
@@ -595,6 +596,12 @@ impl Snapshot {
                         if let Some(p) = f.get_mut(name) {
                             let d: String = p.chars().filter(char::is_ascii_digit).collect();
                             *p = d[d.len().saturating_sub(10)..].to_owned();
+                        }
+                    }
+                    // Likewise an email's case and stray spaces.
+                    for name in ["email", "Email"] {
+                        if let Some(e) = f.get_mut(name) {
+                            *e = key(e);
                         }
                     }
                 }
@@ -620,6 +627,22 @@ impl Snapshot {
                     .map(move |(id, n)| format!("{system}: {n} records carry revsync id {id}"))
             })
             .collect()
+    }
+
+    /// The same snapshot without relation fields (company, account, organization).
+    pub fn without_relations(&self) -> Snapshot {
+        let mut s = self.clone();
+        for keys in s.held.values_mut() {
+            for copies in keys.values_mut() {
+                for f in copies.iter_mut() {
+                    for r in ["company", "account", "organization"] {
+                        f.remove(r);
+                    }
+                }
+                copies.sort();
+            }
+        }
+        s
     }
 
     /// Lines where two snapshots differ, for a readable assertion.

@@ -335,6 +335,7 @@ fn to_change(v: &Value) -> Change {
         .into_iter()
         .collect(),
         deleted: false,
+        canonical_id: None,
     }
 }
 

@@ -114,6 +114,8 @@ pub struct Client {
     token: Secret,
     pub policy: HubSpotPolicy,
     search_page: usize,
+    /// The unique property creates carry the canonical id in: read back with every record.
+    id_prop: String,
 }
 
 /// What a batch write answered: objects written and per-input errors.
@@ -150,11 +152,21 @@ impl Client {
             token: p.token.clone(),
             policy,
             search_page: p.search_page_size as usize,
+            id_prop: p.canonical_id_property.clone(),
         })
     }
 
     pub fn search_page(&self) -> usize {
         self.search_page
+    }
+
+    /// The properties a read asks for: the object's, and the canonical id property.
+    fn properties(&self, spec: &ObjectSpec) -> Vec<&str> {
+        let mut p: Vec<&str> = spec.properties.to_vec();
+        if !p.contains(&self.id_prop.as_str()) {
+            p.push(&self.id_prop);
+        }
+        p
     }
 
     fn auth(&self) -> Auth {
@@ -171,7 +183,7 @@ impl Client {
         let mut req = ApiRequest::get(format!("/crm/v3/objects/{}", spec.name))
             .with_auth(self.auth())
             .with_query("limit", LIST_LIMIT.to_string())
-            .with_query("properties", spec.properties.join(","))
+            .with_query("properties", self.properties(spec).join(","))
             .with_query("archived", archived.to_string());
         let assoc: Vec<&str> = spec.associations.iter().map(|(_, to)| *to).collect();
         if !assoc.is_empty() {
@@ -204,7 +216,7 @@ impl Client {
                 {"propertyName": spec.modified, "operator": "GTE", "value": since_ms.max(0).to_string()}
             ]}],
             "sorts": [{"propertyName": spec.modified, "direction": if descending { "DESCENDING" } else { "ASCENDING" }}],
-            "properties": spec.properties,
+            "properties": self.properties(spec),
             "limit": limit,
             "after": after.to_string(),
         });
@@ -226,7 +238,7 @@ impl Client {
         let inputs: Vec<Value> = ids.iter().map(|id| json!({"id": id})).collect();
         let req = ApiRequest::post(format!("/crm/v3/objects/{}/batch/read", spec.name))
             .with_auth(self.auth())
-            .with_json(json!({"properties": spec.properties, "inputs": inputs}))
+            .with_json(json!({"properties": self.properties(spec), "inputs": inputs}))
             .with_retry(true);
         let page: Value = self.api.send(req).await?.json()?;
         results_of(&page)

@@ -221,6 +221,7 @@ impl HubSpotConnector {
     }
 
     fn changes(
+        &self,
         spec: &ObjectSpec,
         objs: &[Value],
         assoc: Option<&BTreeMap<String, BTreeMap<String, Vec<String>>>>,
@@ -229,7 +230,13 @@ impl HubSpotConnector {
         for o in objs {
             let id = o.get("id").and_then(client::value_id).unwrap_or_default();
             match mapping::to_change(spec, o, assoc.and_then(|a| a.get(&id))) {
-                Ok(c) => out.changes.push(c),
+                Ok(mut c) => {
+                    // A record revsync created names the canonical record it was made for.
+                    c.canonical_id = revsync_sdk::canonical_id_in(
+                        c.fields.get(&self.params.canonical_id_property),
+                    );
+                    out.changes.push(c)
+                }
                 Err(e) => out.invalid.push(e),
             }
         }
@@ -267,7 +274,7 @@ impl HubSpotConnector {
                 archived_since_ms,
             } => {
                 let (objs, next) = self.client.list(spec, after.as_deref(), false).await?;
-                Self::changes(spec, &objs, None, &mut out);
+                self.changes(spec, &objs, None, &mut out);
                 let next = match next {
                     Some(after) => Cursor::Backfill {
                         after: Some(after),
@@ -396,7 +403,7 @@ impl HubSpotConnector {
             fresh.push(o.clone());
         }
         let assoc = self.with_associations(spec, &fresh).await?;
-        Self::changes(spec, &fresh, Some(&assoc), out);
+        self.changes(spec, &fresh, Some(&assoc), out);
         let cursor = if full {
             if tie_page {
                 // A whole page at one timestamp: page on within it.
@@ -699,7 +706,7 @@ impl Connector for HubSpotConnector {
                 .map_err(|e| self.note(e))?;
             let assoc = self.with_associations(spec, &objs).await?;
             let mut page = Fetched::default();
-            Self::changes(spec, &objs, Some(&assoc), &mut page);
+            self.changes(spec, &objs, Some(&assoc), &mut page);
             changes.extend(page.changes);
         }
         Ok(changes)

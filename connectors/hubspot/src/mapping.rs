@@ -197,6 +197,7 @@ pub fn to_change(
         source_updated_at: updated,
         fields,
         deleted,
+        canonical_id: None,
     })
 }
 

@@ -191,6 +191,7 @@ fn deleted(object: &str, id: String, at: DateTime<Utc>) -> Change {
         source_updated_at: at,
         fields: Default::default(),
         deleted: true,
+        canonical_id: None,
     }
 }
 

@@ -154,7 +154,19 @@ impl SalesforceConnector {
                 f.push(extra.clone());
             }
         }
+        // The External ID revsync upserts on: a copy it created names its record.
+        let ext = &self.params.external_id_field;
+        if !f.contains(ext) {
+            f.push(ext.clone());
+        }
         f
+    }
+
+    /// The canonical id a copy revsync created carries in the External ID field.
+    fn made_for(&self, mut change: Change) -> Change {
+        change.canonical_id =
+            revsync_sdk::canonical_id_in(change.fields.get(&self.params.external_id_field));
+        change
     }
 
     /// Run a query and follow `nextRecordsUrl` to its end: query locators expire, so a
@@ -285,7 +297,7 @@ impl Connector for SalesforceConnector {
         for r in &records {
             match mapping::to_change(object, r) {
                 Ok((change, at)) => {
-                    out.changes.push(change);
+                    out.changes.push(self.made_for(change));
                     last = Some(at);
                 }
                 Err(e) => out.invalid.push(e),
@@ -309,7 +321,7 @@ impl Connector for SalesforceConnector {
             let soql = mapping::by_ids_soql(object, &self.fields(object), chunk);
             for r in self.query(&soql).await? {
                 match mapping::to_change(object, &r) {
-                    Ok((c, _)) => changes.push(c),
+                    Ok((c, _)) => changes.push(self.made_for(c)),
                     Err(e) => tracing::warn!(object, problem = %e, "unreadable record skipped"),
                 }
             }

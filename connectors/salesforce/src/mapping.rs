@@ -228,6 +228,7 @@ pub fn to_change(object: &str, record: &Value) -> Result<(Change, Cursor), Strin
             source_updated_at: stamp,
             fields,
             deleted,
+            canonical_id: None,
         },
         Cursor {
             stamp,

@@ -21,7 +21,9 @@ pub use connector::{
     check_base_url, collected, parse_params, BuildContext, ConnectorType, ParamError,
 };
 pub use error::{ConnectorError, LimitScope};
-pub use model::{Change, FieldDef, FieldEntry, FieldType, Kind, Link, Provenance, Record, Value};
+pub use model::{
+    canonical_id_in, Change, FieldDef, FieldEntry, FieldType, Kind, Link, Provenance, Record, Value,
+};
 pub use secret::Secret;
 pub use sync::{
     Capabilities, Connector, Fetched, Inbound, ObjectCapability, PushItem, PushOp, PushResult,

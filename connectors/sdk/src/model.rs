@@ -279,6 +279,19 @@ pub struct Change {
     pub fields: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
     pub deleted: bool,
+    /// The canonical id revsync stamped on this copy when it created it (HubSpot's
+    /// `revsync_id` property, Salesforce's External ID field, Zendesk's `external_id`,
+    /// Stripe's `metadata[revsync_id]`). A copy read back before its create was confirmed
+    /// (the answer was lost, or the daemon died) still joins the record it was made for.
+    #[serde(default)]
+    pub canonical_id: Option<Uuid>,
+}
+
+/// A canonical id as a system holds it in text; anything else (another tool's external
+/// id) is not one.
+pub fn canonical_id_in(v: Option<&serde_json::Value>) -> Option<Uuid> {
+    v.and_then(serde_json::Value::as_str)
+        .and_then(|s| Uuid::parse_str(s.trim()).ok())
 }
 
 #[cfg(test)]

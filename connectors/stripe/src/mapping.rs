@@ -66,6 +66,7 @@ pub fn to_change(
         source_updated_at: at,
         fields,
         deleted,
+        canonical_id: revsync_sdk::canonical_id_in(obj.pointer("/metadata/revsync_id")),
     })
 }
 

@@ -77,6 +77,8 @@ fn change(object: &str, v: &Value, deleted: bool) -> Result<Change, String> {
         source_updated_at: updated,
         fields: fields_of(v),
         deleted,
+        // revsync creates users and organizations with external_id = canonical id.
+        canonical_id: revsync_sdk::canonical_id_in(v.get("external_id")),
     })
 }
 

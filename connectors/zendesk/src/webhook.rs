@@ -130,6 +130,7 @@ pub fn parse(
                 source_updated_at: at,
                 fields: BTreeMap::new(),
                 deleted: true,
+                canonical_id: None,
             })
         } else {
             // The detail is a partial record (no name, no phone): read the whole one.
