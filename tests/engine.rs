@@ -788,3 +788,101 @@ fn a_relation_is_pushed_once_its_target_is_linked_in_that_system() {
         "{proj:?}"
     );
 }
+
+#[test]
+fn a_relation_read_before_its_target_follows_links_the_target_gains_later() {
+    // The contact names an Account not read yet; the Account is read, then created in
+    // HubSpot by revsync: the HubSpot contact must then be told its company.
+    let (_d, e, _) = setup();
+    e.apply(
+        "salesforce-main",
+        page(
+            "Contact",
+            vec![change(
+                "Contact",
+                "003A",
+                1,
+                json!({"Email": "ada@acme.com", "LastName": "Lovelace", "AccountId": "001A"}),
+            )],
+        ),
+    )
+    .unwrap();
+    e.apply(
+        "hubspot-main",
+        page(
+            "contacts",
+            vec![change(
+                "contacts",
+                "101",
+                2,
+                json!({"email": "ada@acme.com"}),
+            )],
+        ),
+    )
+    .unwrap();
+    e.apply(
+        "salesforce-main",
+        page(
+            "Account",
+            vec![change(
+                "Account",
+                "001A",
+                3,
+                json!({"Name": "Acme", "Website": "acme.com"}),
+            )],
+        ),
+    )
+    .unwrap();
+    let org = e.find("salesforce-main:Account:001A").unwrap().unwrap();
+    let (seq, entry) = e
+        .outbox("hubspot-main", 1000)
+        .unwrap()
+        .into_iter()
+        .find(|(_, entry)| entry.record == org.id && entry.object == "companies")
+        .expect("the company is queued for HubSpot");
+    // The contact was pushed first, while HubSpot had no company to name.
+    let person = e.find("ada@acme.com").unwrap().unwrap();
+    let (_, pushed) = e
+        .projection("hubspot-main", "contacts", &person)
+        .unwrap()
+        .unwrap();
+    let seqs: Vec<u64> = e
+        .outbox("hubspot-main", 1000)
+        .unwrap()
+        .into_iter()
+        .filter(|(_, x)| x.record == person.id && x.object == "contacts")
+        .map(|(s, _)| s)
+        .collect();
+    e.confirm_push("hubspot-main", &seqs, person.id, "contacts", pushed, None)
+        .unwrap();
+    let before = e.outbox("hubspot-main", 1000).unwrap().len();
+    e.confirm_push(
+        "hubspot-main",
+        &[seq],
+        org.id,
+        "companies",
+        entry.hash,
+        Some("501"),
+    )
+    .unwrap();
+    let person = e.find("ada@acme.com").unwrap().unwrap();
+    let queued = e
+        .outbox("hubspot-main", 1000)
+        .unwrap()
+        .into_iter()
+        .filter(|(_, x)| x.record == person.id && x.object == "contacts")
+        .count();
+    assert!(
+        queued > 0,
+        "the contact was not queued again ({before} entries before)"
+    );
+    let (proj, _) = e
+        .projection("hubspot-main", "contacts", &person)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        proj.get("associatedcompanyid"),
+        Some(&json!("501")),
+        "{proj:?}"
+    );
+}

@@ -435,7 +435,7 @@ impl<'a> Txn<'a> {
             if link_added || created {
                 // Records referring to this copy, or to this record, can now name it in
                 // this system: their projections there change.
-                let mut waiting = self.ids_under(&index::waiting_for(conn, obj, ext))?;
+                let mut waiting = self.resolve_waiting(conn, obj, ext, id)?;
                 if !created {
                     waiting.extend(self.referrers(id)?);
                 }
@@ -700,16 +700,17 @@ impl<'a> Txn<'a> {
         s.updated_ts = self.now;
         // Records referring to either side may now name the survivor in systems where only
         // one side had a copy: their projections change.
+        let links: Vec<(String, String, String)> = s
+            .links
+            .iter()
+            .map(|l| (l.connector.clone(), l.object.clone(), l.external_id.clone()))
+            .collect();
+        self.save(s);
         let mut waiting = self.referrers(survivor_id)?;
-        for l in &s.links {
-            waiting.extend(self.ids_under(&index::waiting_for(
-                &l.connector,
-                &l.object,
-                &l.external_id,
-            ))?);
+        for (c, o, x) in links {
+            waiting.extend(self.resolve_waiting(&c, &o, &x, survivor_id)?);
         }
         waiting.remove(&survivor_id);
-        self.save(s);
         for r in waiting {
             report.enqueued += self.enqueue_projections(r)?;
         }
@@ -868,7 +869,7 @@ impl<'a> Txn<'a> {
                     // Records that refer to this one (a deal to its company) could not name
                     // it in this system until now: their projections there change.
                     let mut waiting = self.referrers(id)?;
-                    waiting.extend(self.ids_under(&index::waiting_for(connector, object, ext))?);
+                    waiting.extend(self.resolve_waiting(connector, object, ext, id)?);
                     waiting.remove(&id);
                     for r in waiting {
                         self.enqueue_projections(r)?;
@@ -877,6 +878,46 @@ impl<'a> Txn<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Records whose relation named the copy (connector, object, external id) before it
+    /// was linked: the relation now names `target` itself, indexed as a referrer, so any
+    /// link `target` gains later (a company created in HubSpot) reaches them too.
+    fn resolve_waiting(
+        &mut self,
+        connector: &str,
+        object: &str,
+        external_id: &str,
+        target: Uuid,
+    ) -> Result<BTreeSet<Uuid>, EngineError> {
+        let waiting = self.ids_under(&index::waiting_for(connector, object, external_id))?;
+        for &r in &waiting {
+            self.del(
+                Table::Index,
+                index::waiting(connector, object, external_id, r),
+            );
+            if r == target {
+                continue;
+            }
+            let Some(mut rec) = self.load(r)? else {
+                continue;
+            };
+            let mut touched = false;
+            for e in rec.fields.values_mut() {
+                let names_it = matches!(&e.value, Value::ExtRef { connector: c, object: o, id }
+                    if c == connector && o == object && id == external_id);
+                if names_it {
+                    e.value = Value::Ref(target);
+                    touched = true;
+                }
+            }
+            if touched {
+                rec.version += 1;
+                self.put(Table::Index, index::referrer(target, r), Vec::new());
+                self.save(rec);
+            }
+        }
+        Ok(waiting)
     }
 
     fn referrers(&self, target: Uuid) -> Result<BTreeSet<Uuid>, EngineError> {

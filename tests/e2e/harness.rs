@@ -629,22 +629,6 @@ impl Snapshot {
             .collect()
     }
 
-    /// The same snapshot without relation fields (company, account, organization).
-    pub fn without_relations(&self) -> Snapshot {
-        let mut s = self.clone();
-        for keys in s.held.values_mut() {
-            for copies in keys.values_mut() {
-                for f in copies.iter_mut() {
-                    for r in ["company", "account", "organization"] {
-                        f.remove(r);
-                    }
-                }
-                copies.sort();
-            }
-        }
-        s
-    }
-
     /// Lines where two snapshots differ, for a readable assertion.
     pub fn diff(&self, other: &Snapshot) -> Vec<String> {
         let mut out = Vec::new();

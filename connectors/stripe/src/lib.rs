@@ -601,13 +601,42 @@ impl Connector for StripeConnector {
                         *meta = json!({});
                     }
                     meta[mapping::REVSYNC_ID] = json!(canonical_id.to_string());
-                    // Same record and version: same key, so Stripe replays the first
-                    // answer instead of creating again.
-                    let key = format!("revsync-{canonical_id}-v{}", item.version);
-                    self.client
-                        .post(path, form_encode(&body), &key)
-                        .await
-                        .and_then(|v| created_id(&v))
+                    if object == "customers" {
+                        // A create whose answer was lost may be retried after the record
+                        // changed. The key must then stay the same, and so must its
+                        // parameters (Stripe answers idempotency_error otherwise). So the
+                        // customer is created carrying only its canonical id, under a key
+                        // of that id alone, and then given its fields: a retry replays the
+                        // same create and never makes a second customer.
+                        let key = format!("revsync-{canonical_id}-create");
+                        let bare =
+                            json!({"metadata": {mapping::REVSYNC_ID: canonical_id.to_string()}});
+                        match self
+                            .client
+                            .post(path, form_encode(&bare), &key)
+                            .await
+                            .and_then(|v| created_id(&v))
+                        {
+                            Ok(id) => {
+                                let form = form_encode(&body);
+                                let key =
+                                    format!("revsync-{id}-v{}-{}", item.version, short_hash(&form));
+                                self.client
+                                    .post(&format!("{path}/{id}"), form, &key)
+                                    .await
+                                    .map(|_| id)
+                            }
+                            Err(e) => Err(e),
+                        }
+                    } else {
+                        // Same record and version: same key, so Stripe replays the first
+                        // answer instead of creating again.
+                        let key = format!("revsync-{canonical_id}-v{}", item.version);
+                        self.client
+                            .post(path, form_encode(&body), &key)
+                            .await
+                            .and_then(|v| created_id(&v))
+                    }
                 }
                 PushOp::Update { external_id } => {
                     let form = form_encode(&body_from_fields(object, &item.fields));
