@@ -56,6 +56,12 @@ pub struct SalesforceParams {
     /// `LIMIT` of each incremental SOQL query: records per `fetch` page.
     #[serde(default = "default_page_size")]
     pub page_size: u32,
+    /// Once caught up, the next read starts this far before the newest record read.
+    /// SystemModstamp has whole seconds, so a record written in an already-read second
+    /// with a lower Id would be skipped; a long transaction's records carry the time it
+    /// started and may commit after later ones were read. Re-read records change nothing.
+    #[serde(default = "default_overlap_secs")]
+    pub overlap_secs: u64,
     /// Read through `queryAll` so deletions (`IsDeleted`) are seen.
     #[serde(default = "default_true")]
     pub include_deleted: bool,
@@ -79,6 +85,10 @@ fn default_timeout_ms() -> u64 {
 
 fn default_quota_recheck_secs() -> u64 {
     900
+}
+
+fn default_overlap_secs() -> u64 {
+    60
 }
 
 fn default_page_size() -> u32 {

@@ -294,16 +294,34 @@ impl Connector for SalesforceConnector {
             ..Fetched::default()
         };
         let mut last = from;
+        let mut newest_read = None;
         for r in &records {
             match mapping::to_change(object, r) {
                 Ok((change, at)) => {
                     out.changes.push(self.made_for(change));
+                    newest_read = Some(at.stamp);
                     last = Some(at);
                 }
                 Err(e) => out.invalid.push(e),
             }
         }
-        out.cursor = last.map(|c| c.encode());
+        out.cursor = match newest_read {
+            // Caught up: step back `overlap_secs` from the newest record read (never from
+            // the old cursor, which would drift back), so ties in a read second and late
+            // commits are read again. A read that reaches the end always ends on the
+            // newest record, so the cursor stays put while nothing changes.
+            Some(stamp) if !out.more && self.params.overlap_secs > 0 => {
+                let back = stamp - chrono::Duration::seconds(self.params.overlap_secs as i64);
+                Some(
+                    mapping::Cursor {
+                        stamp: back,
+                        id: mapping::LOWEST_ID.to_owned(),
+                    }
+                    .encode(),
+                )
+            }
+            _ => last.map(|c| c.encode()),
+        };
         Ok(out)
     }
 

@@ -118,6 +118,9 @@ pub struct Cursor {
     pub id: String,
 }
 
+/// Lower than any record id: a cursor at (t, LOWEST_ID) reads every record of second t.
+pub const LOWEST_ID: &str = "000000000000000";
+
 impl Cursor {
     pub fn encode(&self) -> String {
         format!("{}|{}", soql_datetime(self.stamp), self.id)

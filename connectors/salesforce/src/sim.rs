@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use revsync_sdk::simfault::{self, Fault, Faults};
 use serde_json::{json, Map, Value};
 
@@ -115,7 +115,11 @@ fn item_error(code: &str, message: &str, fields: &[&str]) -> Value {
 impl SimState {
     fn tick(&mut self) -> DateTime<Utc> {
         if !self.frozen {
-            self.clock += Duration::seconds(1);
+            // SystemModstamp is the server's time of the write, in whole seconds (the API
+            // shows `.000`): many writes share a second, and a write is never stamped
+            // before the wall clock, so it reads back as newer than an earlier edit.
+            let now = Utc::now().trunc_subsecs(0);
+            self.clock = self.clock.max(now);
         }
         self.clock
     }
