@@ -455,18 +455,9 @@ impl Engine {
         let Some(m) = self.mappings.get(connector, object) else {
             return Ok(None);
         };
-        // One copy per system: a person whose copy there is a Salesforce Lead, linked after
-        // a push to Contact was queued, gets no Contact besides it.
-        let here = |l: &&revsync_sdk::Link| l.connector == connector;
-        if !record.links.iter().filter(here).any(|l| l.object == object)
-            && record.links.iter().filter(here).any(|l| {
-                l.object != object
-                    && self
-                        .mappings
-                        .get(connector, &l.object)
-                        .is_some_and(|o| o.kind == m.kind)
-            })
-        {
+        // Checked again at push time: the Lead may have been linked after a push to
+        // Contact was queued.
+        if copy_elsewhere(record, connector, object) {
             return Ok(None);
         }
         let txn = Txn::new(
@@ -487,6 +478,14 @@ impl Engine {
             .map(|m| (m.object.clone(), m.kind))
             .collect()
     }
+}
+
+/// One copy per system: a record whose copy in `connector` lives in another object (a
+/// person who is a Salesforce Lead) gets none in `object` (no Contact besides it). A
+/// record's links are all copies of its one kind, so the object alone tells.
+pub(crate) fn copy_elsewhere(record: &Record, connector: &str, object: &str) -> bool {
+    let mut here = record.links.iter().filter(|l| l.connector == connector);
+    record.link(connector, object).is_none() && here.any(|l| l.object != object)
 }
 
 pub(crate) fn read_record(store: &dyn Store, id: Uuid) -> Result<Option<Record>, EngineError> {

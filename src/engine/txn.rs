@@ -497,17 +497,12 @@ impl<'a> Txn<'a> {
         let mut n = 0;
         let targets: Vec<&ObjectMapping> = self.mappings.outbound(rec.kind).collect();
         for (i, m) in targets.iter().enumerate() {
-            let linked_here = rec
-                .links
-                .iter()
-                .any(|l| l.connector == m.connector && l.object == m.object);
-            let linked_elsewhere = rec
-                .links
-                .iter()
-                .any(|l| l.connector == m.connector && l.object != m.object);
-            // One copy per system: a person that is a Salesforce Contact is not also created as a Lead.
+            // One copy per system: a person that is a Salesforce Contact is not also
+            // created as a Lead; with no copy there yet, only the first object creates.
             let first_for_connector = !targets[..i].iter().any(|t| t.connector == m.connector);
-            if !linked_here && (linked_elsewhere || !first_for_connector) {
+            if super::copy_elsewhere(&rec, &m.connector, &m.object)
+                || (rec.link(&m.connector, &m.object).is_none() && !first_for_connector)
+            {
                 continue;
             }
             let (proj, hash) = self.project(m, &rec)?;
