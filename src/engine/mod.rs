@@ -164,6 +164,11 @@ impl Engine {
             txn.apply_change(mapping, delete_policy, change, &mut report)?;
         }
         let (batch, seq) = txn.finish(connector, &page.object, page.cursor.as_deref())?;
+        // The crash test's worst moment: a page with changes is built, none of it written.
+        #[cfg(feature = "failpoints")]
+        if !page.changes.is_empty() {
+            crash_point("engine-apply-write", connector, &page.object);
+        }
         self.store.write(batch)?;
         self.outbox_seq.store(seq, Ordering::SeqCst);
         if report.enqueued > 0 {
@@ -529,4 +534,18 @@ fn backfill_key(connector: &str, object: &str) -> Vec<u8> {
         object.as_bytes(),
     ]
     .concat()
+}
+
+/// Dies with SIGKILL when the failpoint `name` is armed with `return(connector/object)`
+/// for this page's object (e.g. `FAILPOINTS=engine-apply-write=return(zendesk/users)`).
+#[cfg(feature = "failpoints")]
+fn crash_point(name: &str, connector: &str, object: &str) {
+    fail::fail_point!(name, |target: Option<String>| {
+        if target.as_deref() == Some(format!("{connector}/{object}").as_str()) {
+            // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
+    });
 }

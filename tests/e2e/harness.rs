@@ -124,6 +124,11 @@ impl Rig {
 
     /// Starts the daemon on this rig's store (a fresh port each time).
     pub fn start(&self) -> Daemon {
+        self.start_with(&[])
+    }
+
+    /// Starts the daemon with extra environment (e.g. `FAILPOINTS`).
+    pub fn start_with(&self, env: &[(&str, &str)]) -> Daemon {
         let port = free_port();
         let log = self.dir.path().join("daemon.log");
         let err = std::fs::OpenOptions::new()
@@ -142,6 +147,9 @@ impl Rig {
             .stdout(Stdio::null())
             .stderr(err);
         for (k, v) in self.sims.env() {
+            cmd.env(k, v);
+        }
+        for (k, v) in env {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start revsync run");
@@ -294,6 +302,21 @@ impl Daemon {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Waits for the daemon to exit on its own; its exit status.
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("a running daemon");
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        panic!("revsync still ran after {within:?}:\n{}", self.log_tail());
     }
 
     /// SIGTERM and wait for a clean exit.

@@ -600,7 +600,8 @@ async fn chaos_ends_in_the_fault_free_state() {
 }
 
 /// (e) The daemon is SIGKILLed at random moments, ten times, and restarted on the same
-/// store: the final state is the fault-free run's, with no record made twice.
+/// store: the final state is the fault-free run's, with no record made twice. Then once
+/// more at the worst moment (between building a page and writing it): no edit is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_restarts_end_in_the_fault_free_state() {
     let _one = ONE_AT_A_TIME.lock().await;
@@ -626,5 +627,58 @@ async fn sigkill_restarts_end_in_the_fault_free_state() {
     let mut d = rig.start();
     d.converge(&rig.sims, CONVERGE).await;
     assert_same_as_fault_free(&rig, &d).await;
+    d.stop();
+
+    // And once at the worst moment, on purpose: a Zendesk page carrying an edit is built
+    // and the daemon dies (SIGKILL, from a crash point) before writing any of it. The
+    // Zendesk user export is cursor-exact (nothing is read twice), so the edit reaches the
+    // other systems only if the stored cursor never moved past data it did not store.
+    let email = people_in(
+        &Snapshot::take(&rig.sims),
+        &["hubspot", "salesforce", "zendesk"],
+    )
+    .into_iter()
+    .next()
+    .expect("a person in the three systems");
+    let zd = &rig.sims.zendesk;
+    let user = zd
+        .ids("users")
+        .into_iter()
+        .find(|id| {
+            zd.record("users", id)
+                .and_then(|b| b["email"].as_str().map(key))
+                .as_deref()
+                == Some(email.as_str())
+        })
+        .expect("the Zendesk user");
+    zd.update(
+        "users",
+        &user,
+        serde_json::json!({"phone": "+1 415 555 0199"}),
+    );
+    // Exports hold back the most recent minute: let a minute pass on Zendesk's clock.
+    zd.advance(61);
+    let mut d = rig.start_with(&[("FAILPOINTS", "engine-apply-write=return(zendesk/users)")]);
+    let died = d.wait_exit(Duration::from_secs(60));
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&died),
+        Some(libc::SIGKILL),
+        "the crash point did not fire ({died}); is the `failpoints` feature on?"
+    );
+    let mut d = rig.start();
+    d.converge(&rig.sims, CONVERGE).await;
+    let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
+    assert!(
+        digits(&hubspot_prop(&rig, &email, "phone")).ends_with("4155550199"),
+        "the edit made before the crash never reached HubSpot: {:?}",
+        hubspot_prop(&rig, &email, "phone")
+    );
+    let sf = salesforce_values(&rig, &email, "Phone");
+    assert!(
+        !sf.is_empty() && sf.iter().all(|p| digits(p).ends_with("4155550199")),
+        "the edit made before the crash never reached Salesforce: {sf:?}"
+    );
+    let repeated = Snapshot::take(&rig.sims).repeated_creates();
+    assert!(repeated.is_empty(), "{}", repeated.join("\n"));
     d.stop();
 }
