@@ -483,6 +483,11 @@ async fn run_once() -> Report {
         // The target is write-only here: nothing to read first.
         gated: Default::default(),
         caught_up: Default::default(),
+        first_reads: {
+            let reads = revsync::sync::dispatch::FirstReads::default();
+            reads.set(Vec::new());
+            Arc::new(reads)
+        },
     });
     let running = tokio::spawn(dispatcher.run());
 

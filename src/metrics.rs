@@ -44,6 +44,7 @@ pub struct Metrics {
     store_flushes: Gauge,
     connector_state: Family<ConnectorStateLabels, Gauge>,
     records_in: Family<ConnectorLabels, Gauge>,
+    records_reread: Family<ConnectorLabels, Gauge>,
     records_out: Family<ConnectorLabels, Gauge>,
     errors: Family<ConnectorLabels, Gauge>,
     outbox_depth: Family<ConnectorLabels, Gauge>,
@@ -80,6 +81,7 @@ impl Metrics {
             store_flushes: Gauge::default(),
             connector_state: Family::default(),
             records_in: Family::default(),
+            records_reread: Family::default(),
             records_out: Family::default(),
             errors: Family::default(),
             outbox_depth: Family::default(),
@@ -125,8 +127,13 @@ impl Metrics {
         );
         r.register(
             "connector_records_in",
-            "Records read from the connector's system",
+            "Changes read from the connector's system that were new",
             self.records_in.clone(),
+        );
+        r.register(
+            "connector_records_reread",
+            "Records read again with nothing new (overlap windows, repeated events)",
+            self.records_reread.clone(),
         );
         r.register(
             "connector_records_out",
@@ -206,6 +213,9 @@ impl Metrics {
                 connector: c.id.clone(),
             };
             self.records_in.get_or_create(&l).set(c.records_in as i64);
+            self.records_reread
+                .get_or_create(&l)
+                .set(c.records_reread as i64);
             self.records_out.get_or_create(&l).set(c.records_out as i64);
             self.errors.get_or_create(&l).set(c.errors.count as i64);
             self.outbox_depth

@@ -98,7 +98,10 @@ pub struct ConnectorStatus {
     pub last_success_at: Option<DateTime<Utc>>,
     /// Seconds since the last successful read or push.
     pub lag_secs: Option<u64>,
+    /// Changes read that were new to revsync.
     pub records_in: u64,
+    /// Reports read again with nothing new (overlap windows, events delivered twice).
+    pub records_reread: u64,
     pub records_out: u64,
     /// Records or values skipped because the source sent something unreadable.
     pub invalid_records: u64,
@@ -136,6 +139,7 @@ impl ConnectorStatus {
             last_success_at: None,
             lag_secs: None,
             records_in: 0,
+            records_reread: 0,
             records_out: 0,
             invalid_records: 0,
             errors: ErrorSummary::default(),

@@ -886,3 +886,135 @@ fn a_relation_read_before_its_target_follows_links_the_target_gains_later() {
         "{proj:?}"
     );
 }
+
+/// A Stripe customer names its CRM company in metadata, but is read before that company:
+/// once the company is read, the two are one record, as if read in the other order.
+#[test]
+fn a_cross_system_id_read_before_its_target_merges_when_the_target_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    config_in(dir.path(), "");
+    std::fs::write(
+        dir.path().join("connectors/stripe.yaml"),
+        "version: 1\nid: stripe-main\ntype: stripe\nparams: { secret_key: sk_test_x, base_url: 'http://127.0.0.1:9' }\nobjects:\n  customers:\n    kind: organization\n    fields: { name: name, metadata.crm_id: { xref: hubspot-main.companies } }\n",
+    )
+    .unwrap();
+    let cfg = revsync::config::load(
+        dir.path(),
+        &revsync::registry::Registry::builtin(),
+        &std::collections::BTreeMap::new(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let e = engine(&cfg, Arc::new(MemStore::new()));
+
+    e.apply(
+        "stripe-main",
+        page(
+            "customers",
+            vec![change(
+                "customers",
+                "cus_1",
+                1,
+                json!({"name": "Prestige Health", "metadata.crm_id": "5"}),
+            )],
+        ),
+    )
+    .unwrap();
+    let early = e.find("stripe-main:customers:cus_1").unwrap().unwrap();
+    e.apply(
+        "hubspot-main",
+        page(
+            "companies",
+            vec![change(
+                "companies",
+                "5",
+                2,
+                json!({"name": "Prestige Health", "domain": "prestigehealth.com"}),
+            )],
+        ),
+    )
+    .unwrap();
+    let company = e.find("prestigehealth.com").unwrap().unwrap();
+    let customer = e.find("stripe-main:customers:cus_1").unwrap().unwrap();
+    assert_eq!(customer.id, company.id, "still two records");
+    assert_eq!(company.id, early.id, "the older record survives");
+    assert_eq!(company.links.len(), 2, "{:?}", company.links);
+    let trail = e.audit(company.id, 50).unwrap();
+    assert!(
+        trail
+            .iter()
+            .any(|a| matches!(&a.event, AuditEvent::Merged { evidence, .. }
+            if evidence.contains("stripe-main customers cus_1 names hubspot-main:companies:5"))),
+        "{trail:?}"
+    );
+
+    // Read again (a replay), nothing splits or merges twice.
+    e.apply(
+        "hubspot-main",
+        page(
+            "companies",
+            vec![change(
+                "companies",
+                "5",
+                2,
+                json!({"name": "Prestige Health", "domain": "prestigehealth.com"}),
+            )],
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        e.find("prestigehealth.com").unwrap().unwrap().links.len(),
+        2
+    );
+}
+
+/// A company whose domain field is empty but whose website is set (common in HubSpot) is
+/// found by the domain its website gives, like one with the domain filled in.
+#[test]
+fn an_empty_domain_is_taken_from_the_website() {
+    let dir = tempfile::tempdir().unwrap();
+    config_in(dir.path(), "");
+    std::fs::write(
+        dir.path().join("connectors/crm.yaml"),
+        "version: 1\nid: crm\ntype: hubspot\nparams: { token: t, base_url: 'http://127.0.0.1:9' }\nobjects:\n  companies:\n    kind: organization\n    fields: { name: name, domain: domain, website: website }\n",
+    )
+    .unwrap();
+    let cfg = revsync::config::load(
+        dir.path(),
+        &revsync::registry::Registry::builtin(),
+        &std::collections::BTreeMap::new(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let e = engine(&cfg, Arc::new(MemStore::new()));
+    e.apply(
+        "zendesk-main",
+        page(
+            "organizations",
+            vec![change(
+                "organizations",
+                "77",
+                1,
+                json!({"name": "Dunder Logistics", "domain_names": ["dunderlogistics.io"]}),
+            )],
+        ),
+    )
+    .unwrap();
+    e.apply(
+        "crm",
+        page(
+            "companies",
+            vec![change(
+                "companies",
+                "1113",
+                2,
+                json!({"name": "Dunder Logistics", "domain": null, "website": "https://www.dunderlogistics.io/pricing"}),
+            )],
+        ),
+    )
+    .unwrap();
+    let zd = e.find("zendesk-main:organizations:77").unwrap().unwrap();
+    let crm = e.find("crm:companies:1113").unwrap().unwrap();
+    assert_eq!(
+        zd.id, crm.id,
+        "the website's domain did not identify the company"
+    );
+}

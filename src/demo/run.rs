@@ -107,6 +107,7 @@ pub fn demo(args: DemoArgs) -> u8 {
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Counts {
     records_in: u64,
+    records_reread: u64,
     records_out: u64,
     outbox: u64,
     dead_letters: u64,
@@ -125,6 +126,7 @@ fn counts(status: &Value) -> BTreeMap<String, Counts> {
                 c["id"].as_str().unwrap_or_default().to_owned(),
                 Counts {
                     records_in: c["records_in"].as_u64().unwrap_or(0),
+                    records_reread: c["records_reread"].as_u64().unwrap_or(0),
                     records_out: c["records_out"].as_u64().unwrap_or(0),
                     outbox: c["outbox_depth"].as_u64().unwrap_or(0),
                     dead_letters: c["dead_letters"].as_u64().unwrap_or(0),
@@ -644,6 +646,12 @@ fn print_summary(
     let c = counts(status);
     let read: u64 = c.values().map(|x| x.records_in).sum();
     println!("  records read        {}", per_system(&c, |x| x.records_in));
+    if c.values().any(|x| x.records_reread > 0) {
+        println!(
+            "  read again          {}  (overlap windows and repeated events: nothing new)",
+            per_system(&c, |x| x.records_reread)
+        );
+    }
     let mut canonical = 0;
     let mut merged = 0;
     let mut conflicts = 0;

@@ -61,6 +61,24 @@ pub mod index {
         k.push(0);
         k
     }
+    /// `record` carries a cross-system id (a Stripe customer's `metadata.hubspot_company_id`)
+    /// naming a copy not linked yet: once it is, the two are one customer and merge.
+    /// The value names the copy that carried the id, for the merge's audit entry.
+    pub fn xref_waiting(connector: &str, object: &str, external_id: &str, record: Uuid) -> Vec<u8> {
+        let mut k = xref_waiting_for(connector, object, external_id);
+        k.extend_from_slice(record.as_bytes());
+        k
+    }
+    pub fn xref_waiting_for(connector: &str, object: &str, external_id: &str) -> Vec<u8> {
+        let mut k = join(&[
+            b"xw",
+            connector.as_bytes(),
+            object.as_bytes(),
+            external_id.as_bytes(),
+        ]);
+        k.push(0);
+        k
+    }
     /// `referrer` names a copy revsync has not linked yet (a contact's company not read
     /// yet): once that copy is linked, the referrer's projections can name it.
     pub fn waiting(connector: &str, object: &str, external_id: &str, referrer: Uuid) -> Vec<u8> {

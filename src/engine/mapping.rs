@@ -258,14 +258,17 @@ impl ObjectMapping {
         m
     }
 
-    /// Values implied by others: domain from website, deal status from stage.
+    /// Values implied by others: domain from website (when the system has no domain
+    /// field, or leaves it empty: HubSpot companies often carry only a website, and the
+    /// domain is what identifies them), deal status from stage.
     fn derive(&self, values: &mut BTreeMap<String, Value>) {
         let mapped = |name: &str| {
             self.fields
                 .iter()
                 .any(|f| matches!(&f.target, Target::Field(d) if d.name == name))
         };
-        if self.kind == Kind::Organization && !mapped("domain") {
+        let has_domain = values.get("domain").is_some_and(|v| !v.is_empty());
+        if self.kind == Kind::Organization && !has_domain {
             if let Some(Value::Text(site)) = values.get("website") {
                 if let Some(d) = normalize::domain(site) {
                     values.insert("domain".into(), Value::Text(d));

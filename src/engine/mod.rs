@@ -50,6 +50,9 @@ pub struct ApplyReport {
     pub unchanged: usize,
     /// Older than what the record already holds from that same copy.
     pub stale: usize,
+    /// At or before the copy's newest known time (an overlap window read again, an event
+    /// delivered twice): nothing new, so not counted as read.
+    pub replayed: usize,
     pub merged: usize,
     pub deleted: usize,
     pub enqueued: usize,

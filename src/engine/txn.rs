@@ -266,6 +266,9 @@ impl<'a> Txn<'a> {
         if stale {
             report.stale += 1;
         }
+        if seen {
+            report.replayed += 1;
+        }
 
         // Identity: an existing link, then exact keys, then explicit cross-system ids.
         let mut candidates: BTreeSet<Uuid> = linked.into_iter().collect();
@@ -281,10 +284,13 @@ impl<'a> Txn<'a> {
                 evidence.push(label);
             }
         }
+        let mut xrefs_unlinked = Vec::new();
         for (c, o, x) in mapped.xrefs.iter().filter(|_| !stale) {
             if let Some(id) = self.get_id(Table::Links, &codec::link_key(c, o, x))? {
                 candidates.insert(self.alive(id)?);
                 evidence.push(format!("{conn} {obj} {ext} names {c}:{o}:{x}"));
+            } else {
+                xrefs_unlinked.push((c.clone(), o.clone(), x.clone()));
             }
         }
         // A copy revsync created names the record it was made for: read back before the
@@ -315,6 +321,15 @@ impl<'a> Txn<'a> {
             }
         };
         let id = rec.id;
+        // Named copies not read yet: when they are, this record and theirs merge.
+        for (c, o, x) in xrefs_unlinked {
+            let named_by = format!("{conn} {obj} {ext}");
+            self.put(
+                Table::Index,
+                index::xref_waiting(&c, &o, &x, id),
+                named_by.into_bytes(),
+            );
+        }
 
         let at = Provenance {
             connector: conn.to_owned(),
@@ -443,6 +458,7 @@ impl<'a> Txn<'a> {
                 for r in waiting {
                     report.enqueued += self.enqueue_projections(r)?;
                 }
+                self.merge_xref_waiting(conn, obj, ext, id, report)?;
             }
         } else {
             // The stale check keeps the newest source time per link even when nothing changed.
@@ -869,6 +885,13 @@ impl<'a> Txn<'a> {
                     for r in waiting {
                         self.enqueue_projections(r)?;
                     }
+                    self.merge_xref_waiting(
+                        connector,
+                        object,
+                        ext,
+                        id,
+                        &mut ApplyReport::default(),
+                    )?;
                 }
             }
         }
@@ -915,22 +938,79 @@ impl<'a> Txn<'a> {
         Ok(waiting)
     }
 
+    /// Records that carried a cross-system id naming the copy (connector, object,
+    /// external id) before it was linked (a Stripe customer read before the HubSpot
+    /// company its metadata names): now that `target` holds that copy, they are one
+    /// customer and merge, exactly as if the copy had been linked when they were read.
+    fn merge_xref_waiting(
+        &mut self,
+        connector: &str,
+        object: &str,
+        external_id: &str,
+        target: Uuid,
+        report: &mut ApplyReport,
+    ) -> Result<(), EngineError> {
+        let waiting =
+            self.entries_under(&index::xref_waiting_for(connector, object, external_id))?;
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        let target = self.alive(target)?;
+        let Some(kind) = self.load(target)?.map(|r| r.kind) else {
+            return Ok(());
+        };
+        let mut candidates = BTreeSet::from([target]);
+        let mut evidence = Vec::new();
+        for (r, named_by) in waiting {
+            self.del(
+                Table::Index,
+                index::xref_waiting(connector, object, external_id, r),
+            );
+            let r = self.alive(r)?;
+            if r != target && self.load(r)?.is_some_and(|rec| rec.kind == kind) {
+                candidates.insert(r);
+                let named_by = String::from_utf8_lossy(&named_by).into_owned();
+                evidence.push(format!(
+                    "{named_by} names {connector}:{object}:{external_id}"
+                ));
+            }
+        }
+        if candidates.len() > 1 {
+            let survivor = self.merge_records(&candidates, &evidence.join("; "), report)?;
+            report.enqueued += self.enqueue_projections(survivor)?;
+        }
+        Ok(())
+    }
+
     fn referrers(&self, target: Uuid) -> Result<BTreeSet<Uuid>, EngineError> {
         self.ids_under(&index::referrers_of(target))
     }
 
     /// The ids that end the `Index` keys under `prefix`, stored or written in this batch.
     fn ids_under(&self, prefix: &[u8]) -> Result<BTreeSet<Uuid>, EngineError> {
-        let mut out = BTreeSet::new();
-        for (k, _) in self.store.scan(Table::Index, prefix, None, usize::MAX)? {
-            out.insert(uuid_from(&k[prefix.len()..])?);
-        }
+        Ok(self.entries_under(prefix)?.into_keys().collect())
+    }
+
+    /// The `Index` entries under `prefix` as (id ending the key, value): stored ones, as
+    /// this batch has changed them so far.
+    fn entries_under(&self, prefix: &[u8]) -> Result<BTreeMap<Uuid, Vec<u8>>, EngineError> {
+        let mut found: BTreeMap<Vec<u8>, Vec<u8>> = self
+            .store
+            .scan(Table::Index, prefix, None, usize::MAX)?
+            .into_iter()
+            .collect();
         for ((t, k), v) in &self.kv {
-            if *t == Table::Index && v.is_some() && k.starts_with(prefix) {
-                out.insert(uuid_from(&k[prefix.len()..])?);
+            if *t == Table::Index && k.starts_with(prefix) {
+                match v {
+                    Some(v) => found.insert(k.clone(), v.clone()),
+                    None => found.remove(k),
+                };
             }
         }
-        Ok(out)
+        found
+            .into_iter()
+            .map(|(k, v)| Ok((uuid_from(&k[prefix.len()..])?, v)))
+            .collect()
     }
 
     /// Put an entry back in the outbox under a new sequence (dead-letter replay).

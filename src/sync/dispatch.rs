@@ -23,10 +23,48 @@ pub struct Dispatcher {
     pub engine: Arc<Engine>,
     pub status: Arc<StatusHub>,
     pub cancel: CancellationToken,
-    /// Objects this connector also reads: creates wait until each was read to its end once.
+    /// Objects this connector also reads: pushes wait until each was read to its end in this run.
     pub gated: std::collections::HashSet<String>,
     /// Which of those objects were read to their end since this process started.
     pub caught_up: Arc<CaughtUp>,
+    /// Every object any connector reads: creates anywhere wait for their first read.
+    pub first_reads: Arc<FirstReads>,
+}
+
+/// Every (connector, object) the daemon reads, known once all connectors have started.
+/// Until each was read to its end once (ever: the marker is stored), no connector creates
+/// records. A copy in one system may name, or be, a copy in another system that is not
+/// read yet (a Stripe customer whose metadata names a HubSpot company): created
+/// earlier, it would be created twice. Updates and deletes are not held.
+#[derive(Debug, Default)]
+pub struct FirstReads {
+    objects: std::sync::OnceLock<Vec<(String, String)>>,
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl FirstReads {
+    pub fn set(&self, objects: Vec<(String, String)>) {
+        let _ = self.objects.set(objects);
+    }
+
+    /// The first object not read to its end yet (`connector/object`), or `None` once
+    /// every one was.
+    pub fn pending(&self, engine: &Engine) -> Result<Option<String>, EngineError> {
+        use std::sync::atomic::Ordering;
+        if self.done.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let Some(objects) = self.objects.get() else {
+            return Ok(Some("every connector, starting".into()));
+        };
+        for (c, o) in objects {
+            if !engine.backfilled(c, o)? {
+                return Ok(Some(format!("{c}/{o}")));
+            }
+        }
+        self.done.store(true, Ordering::Relaxed);
+        Ok(None)
+    }
 }
 
 /// Objects of one connector read to their end since this process started. Until all are,
@@ -192,25 +230,14 @@ impl Dispatcher {
                 s.note = None;
             }
         });
-        // Until this system's own copies are all linked (its first complete read), a create
-        // could duplicate one of them: hold creates, let updates and deletes through.
-        // Every object it reads counts: a person may already be a Salesforce Lead while
-        // revsync would create a Contact.
-        let hold_creates = if self.gated.contains(object) {
-            let (c, objects) = (self.connector_id.clone(), self.gated.clone());
-            !self
-                .blocking(move |e| {
-                    for o in &objects {
-                        if !e.backfilled(&c, o)? {
-                            return Ok(false);
-                        }
-                    }
-                    Ok(true)
-                })
-                .await?
-        } else {
-            false
-        };
+        // Until every system's copies are all linked (each object's first complete read),
+        // a create could duplicate one of them: hold creates, let updates and deletes
+        // through. Every object counts, in every system: a person may already be a
+        // Salesforce Lead while revsync would create a Contact, and a Stripe customer may
+        // name a HubSpot company not read yet.
+        let first_reads = self.first_reads.clone();
+        let unread = self.blocking(move |e| first_reads.pending(e)).await?;
+        let hold_creates = unread.is_some();
         let (chunk, held): (Vec<Pending>, Vec<Pending>) = if hold_creates {
             let mut keep = Vec::new();
             let mut held = Vec::new();
@@ -237,11 +264,12 @@ impl Dispatcher {
         } else {
             (chunk, Vec::new())
         };
-        let waiting = format!("creates in {object} wait for its first complete read");
+        const WAITING: &str = "creates wait for the first complete read of ";
+        let waiting = format!("{WAITING}{}", unread.unwrap_or_default());
         let conn = self.connector_id.clone();
         if held.is_empty() {
             self.status.update(&conn, |s| {
-                if s.note.as_deref() == Some(waiting.as_str()) {
+                if s.note.as_deref().is_some_and(|n| n.starts_with(WAITING)) {
                     s.note = None;
                 }
             });

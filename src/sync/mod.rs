@@ -136,6 +136,7 @@ pub fn start(
     let inbox = Inbox::open(store.clone(), flusher)?;
     let mut connectors: HashMap<String, Arc<dyn Connector>> = HashMap::new();
     let mut read_by: HashMap<String, Vec<String>> = HashMap::new();
+    let first_reads = Arc::new(dispatch::FirstReads::default());
 
     for (_, c) in config.connectors.iter().filter(|(_, c)| c.enabled) {
         let Some(kind) = registry.get(&c.type_name) else {
@@ -222,6 +223,7 @@ pub fn start(
             cancel: cancel.clone(),
             gated: read_by.get(&c.id).into_iter().flatten().cloned().collect(),
             caught_up,
+            first_reads: first_reads.clone(),
         });
         let (name, st, cn) = (format!("push {}", c.id), status.clone(), cancel.clone());
         tasks.spawn(
@@ -232,6 +234,12 @@ pub fn start(
         tracing::info!(connector = %c.id, "connector started");
     }
 
+    first_reads.set(
+        read_by
+            .iter()
+            .flat_map(|(c, objects)| objects.iter().map(move |o| (c.clone(), o.clone())))
+            .collect(),
+    );
     let connectors = Arc::new(connectors);
     {
         let (inbox, engine, conns, st, cn) = (

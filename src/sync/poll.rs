@@ -97,7 +97,8 @@ impl PollLoop {
         }
         let invalid = (fetched.invalid.len() + report.invalid.len()) as u64;
         self.status.update(conn, |s| {
-            s.records_in += n as u64;
+            s.records_in += (n - report.replayed.min(n)) as u64;
+            s.records_reread += report.replayed as u64;
             s.last_success_at = Some(chrono::Utc::now());
             s.invalid_records += invalid;
             if !s.push_blocked {
