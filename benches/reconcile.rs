@@ -23,6 +23,10 @@
 //!   per table, time spent inside the store) to show where time goes. It costs a little, so
 //!   the headline figures come from runs without it.
 
+// The daemon's allocator (src/main.rs), for the engine and the raw reference alike.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

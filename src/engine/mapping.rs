@@ -61,6 +61,22 @@ impl Mappings {
             .find(|m| m.connector == connector && m.object == object)
     }
 
+    /// Whether some object's cross-system id field names copies in (connector, object).
+    pub fn xref_target(&self, connector: &str, object: &str) -> bool {
+        self.objects.iter().flat_map(|m| &m.fields).any(|f| {
+            matches!(&f.target, Target::Xref { connector: c, object: o } if c == connector && o == object)
+        })
+    }
+
+    /// Whether some relation field of `connector` names copies in its `object`.
+    pub fn ref_target(&self, connector: &str, object: &str) -> bool {
+        self.objects
+            .iter()
+            .filter(|m| m.connector == connector)
+            .flat_map(|m| &m.fields)
+            .any(|f| f.ref_object.as_deref() == Some(object))
+    }
+
     /// Objects that receive records of `kind` (direction out or both).
     pub fn outbound(&self, kind: Kind) -> impl Iterator<Item = &ObjectMapping> {
         self.objects

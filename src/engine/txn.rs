@@ -908,6 +908,10 @@ impl<'a> Txn<'a> {
         external_id: &str,
         target: Uuid,
     ) -> Result<BTreeSet<Uuid>, EngineError> {
+        // No relation names this object: nothing can wait (and no scan per new link).
+        if !self.mappings.ref_target(connector, object) {
+            return Ok(BTreeSet::new());
+        }
         let waiting = self.ids_under(&index::waiting_for(connector, object, external_id))?;
         for &r in &waiting {
             self.del(
@@ -950,6 +954,10 @@ impl<'a> Txn<'a> {
         target: Uuid,
         report: &mut ApplyReport,
     ) -> Result<(), EngineError> {
+        // No xref names this object: nothing can wait (and no scan per new link).
+        if !self.mappings.xref_target(connector, object) {
+            return Ok(());
+        }
         let waiting =
             self.entries_under(&index::xref_waiting_for(connector, object, external_id))?;
         if waiting.is_empty() {
