@@ -438,7 +438,10 @@ impl World {
             let hs = hs || !(sf || zd || i < sizes.subscriptions);
             if hs {
                 // A few were entered with a website only: the domain must come from the URL.
-                let website_only = rng.pct(4);
+                // Always at least one that other systems hold too, so small worlds (the
+                // end-to-end tests') have one to identify.
+                let website_only = rng.pct(4)
+                    || ((sf || zd) && w.hubspot_companies.iter().all(|h| h.domain.is_some()));
                 w.hubspot_companies.push(HsCompany {
                     company: i,
                     domain: (!website_only).then(|| c.domain.clone()),
