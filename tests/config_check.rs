@@ -103,6 +103,7 @@ fn broken_fixtures_report_every_error_with_file_connector_and_field() {
         format!("error: {f}/connectors/g_bad_duration.yaml: connector `bad-duration`: field `poll.interval_secs`: invalid type: string \"10m\", expected u64\n    hint: `interval_secs` is a whole number of seconds, e.g. `interval_secs: 60`"),
         format!("error: {f}/connectors/h_zero_interval.yaml: connector `zero-interval`: field `poll.interval_secs`: 0 is outside 1..=86400 seconds"),
         format!("error: {f}/connectors/h_zero_interval.yaml: connector `zero-interval`: field `objects.contact`: unknown hubspot object `contact`\n    hint: did you mean `contacts`? hubspot objects: contacts, companies, deals"),
+        format!("error: {f}/connectors/i_bad_phone_region.yaml: connector `bad-region`: field `phone_region`: `Atlantis` is not a country phone numbers can be read for\n    hint: an ISO 3166 country code or name\n    example: phone_region: US"),
     ];
     for e in &expected {
         assert!(
@@ -111,7 +112,7 @@ fn broken_fixtures_report_every_error_with_file_connector_and_field() {
         );
     }
     assert!(
-        stderr.trim_end().ends_with("10 configuration errors"),
+        stderr.trim_end().ends_with("11 configuration errors"),
         "{stderr}"
     );
     assert!(out.stdout.is_empty(), "nothing on stdout when invalid");

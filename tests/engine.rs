@@ -1018,3 +1018,54 @@ fn an_empty_domain_is_taken_from_the_website() {
         "the website's domain did not identify the company"
     );
 }
+
+/// With `phone_region`, a number written without its country code is read in that
+/// country; without it, the number stays as written (it could be from anywhere).
+#[test]
+fn national_phone_numbers_read_in_the_connectors_phone_region() {
+    let dir = tempfile::tempdir().unwrap();
+    config_in(dir.path(), "");
+    std::fs::write(
+        dir.path().join("connectors/crm.yaml"),
+        "version: 1\nid: crm\ntype: hubspot\nparams: { token: t, base_url: 'http://127.0.0.1:9' }\nphone_region: United States\nobjects:\n  contacts:\n    kind: person\n    fields: { email: email, phone: phone }\n",
+    )
+    .unwrap();
+    let cfg = revsync::config::load(
+        dir.path(),
+        &revsync::registry::Registry::builtin(),
+        &std::collections::BTreeMap::new(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let e = engine(&cfg, Arc::new(MemStore::new()));
+    e.apply(
+        "crm",
+        page(
+            "contacts",
+            vec![change(
+                "contacts",
+                "1",
+                1,
+                json!({"email": "ann@acme.com", "phone": "(415) 867-5309"}),
+            )],
+        ),
+    )
+    .unwrap();
+    e.apply(
+        "hubspot-main",
+        page(
+            "contacts",
+            vec![change(
+                "contacts",
+                "2",
+                1,
+                json!({"email": "bob@acme.com", "phone": "(415) 867-5310"}),
+            )],
+        ),
+    )
+    .unwrap();
+    let ann = e.find("ann@acme.com").unwrap().unwrap();
+    assert_eq!(ann.value("phone"), Some(&text("+14158675309")));
+    assert_eq!(ann.value("phone_raw"), Some(&text("(415) 867-5309")));
+    let bob = e.find("bob@acme.com").unwrap().unwrap();
+    assert_eq!(bob.value("phone"), Some(&text("(415) 867-5310")));
+}

@@ -15,6 +15,9 @@ pub struct ConnectorConfig {
     pub poll: PollConfig,
     pub objects: BTreeMap<String, ObjectConfig>,
     pub deletes: DeletePolicy,
+    /// Country of numbers written without a country code (ISO 3166 alpha-2), so
+    /// `(415) 867-5309` reads as +14158675309. Without it such numbers stay as written.
+    pub phone_region: Option<String>,
     /// Overrides of the API's documented rate limit (a lower plan, a shared account).
     pub rate_limit: revsync_sdk::http::RateLimitConfig,
     /// Raw `params:` with secrets interpolated; the connector type parses it.
@@ -100,6 +103,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "poll",
     "objects",
     "deletes",
+    "phone_region",
     "rate_limit",
     "params",
 ];

@@ -538,6 +538,23 @@ fn load_connector(
     }
 
     let deletes = ctx.section(&map, "deletes", DeletePolicy::default, errors);
+    let phone_region = match ctx.section(&map, "phone_region", || None::<String>, errors) {
+        Some(Some(raw)) => match crate::engine::normalize::phone_region(&raw) {
+            Some(code) => Some(Some(code.to_owned())),
+            None => {
+                errors.push(
+                    ctx.error(
+                        "phone_region",
+                        format!("`{raw}` is not a country phone numbers can be read for"),
+                    )
+                    .hint("an ISO 3166 country code or name")
+                    .example("phone_region: US"),
+                );
+                None
+            }
+        },
+        other => other,
+    };
     let rate_limit = ctx.section(
         &map,
         "rate_limit",
@@ -617,6 +634,7 @@ fn load_connector(
         poll: poll?,
         objects: objects?,
         deletes: deletes?,
+        phone_region: phone_region?,
         rate_limit: rate_limit?,
         params,
     })

@@ -40,7 +40,10 @@ impl Mappings {
                     &obj.fields,
                     &same_connector,
                 ) {
-                    Ok(m) => objects.push(m),
+                    Ok(m) => objects.push(ObjectMapping {
+                        phone_region: c.phone_region.clone(),
+                        ..m
+                    }),
                     Err(errs) => errors.extend(errs.into_iter().map(|(field, msg)| {
                         ConfigError::new(file, format!("objects.{name}.fields.{field}"), msg)
                             .connector(Some(&c.id))
@@ -131,6 +134,8 @@ pub struct ObjectMapping {
     pub kind: Kind,
     pub direction: Direction,
     pub fields: Vec<FieldMap>,
+    /// The connector's `phone_region`: the country of numbers without a country code.
+    pub phone_region: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -231,6 +236,7 @@ impl ObjectMapping {
             kind,
             direction,
             fields: out,
+            phone_region: None,
         })
     }
 
@@ -336,20 +342,22 @@ impl ObjectMapping {
                 })
             }
             FieldType::Phone => {
-                return Ok(match normalize::phone(&text()?, None) {
-                    Some(p) => {
-                        // The raw form is kept only when it says more than the E.164 one, so
-                        // our own normalized write coming back changes nothing.
-                        let raw_differs = p.e164.as_deref() != Some(p.raw.as_str());
-                        let mut out =
-                            vec![(name, Value::Text(p.e164.unwrap_or_else(|| p.raw.clone())))];
-                        if self.kind == Kind::Person && def.name == "phone" && raw_differs {
-                            out.push(("phone_raw".into(), Value::Text(p.raw)));
+                return Ok(
+                    match normalize::phone(&text()?, self.phone_region.as_deref()) {
+                        Some(p) => {
+                            // The raw form is kept only when it says more than the E.164 one, so
+                            // our own normalized write coming back changes nothing.
+                            let raw_differs = p.e164.as_deref() != Some(p.raw.as_str());
+                            let mut out =
+                                vec![(name, Value::Text(p.e164.unwrap_or_else(|| p.raw.clone())))];
+                            if self.kind == Kind::Person && def.name == "phone" && raw_differs {
+                                out.push(("phone_raw".into(), Value::Text(p.raw)));
+                            }
+                            out
                         }
-                        out
-                    }
-                    None => vec![(name, Value::Null)],
-                });
+                        None => vec![(name, Value::Null)],
+                    },
+                );
             }
             FieldType::Domain => {
                 let t = text()?;

@@ -271,6 +271,12 @@ pub struct Phone {
 /// none gives `+14155550123`). Extensions are dropped
 /// from `e164` (E.164 has none) but survive in `raw`. A number libphonenumber parses but
 /// does not consider valid for its country gets `e164: None`.
+/// The ISO 3166 alpha-2 code of a country phone numbers can be read for (`US`, `germany`
+/// gives `DE`), or `None` when it is no such country.
+pub fn phone_region(raw: &str) -> Option<&'static str> {
+    country(raw).filter(|alpha2| PhoneRegion::from_str(alpha2).is_ok())
+}
+
 pub fn phone(raw: &str, default_region: Option<&str>) -> Option<Phone> {
     let raw = raw.trim();
     if raw.is_empty() {
