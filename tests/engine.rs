@@ -892,18 +892,11 @@ fn a_relation_read_before_its_target_follows_links_the_target_gains_later() {
 #[test]
 fn a_cross_system_id_read_before_its_target_merges_when_the_target_is_read() {
     let dir = tempfile::tempdir().unwrap();
-    config_in(dir.path(), "");
-    std::fs::write(
-        dir.path().join("connectors/stripe.yaml"),
-        "version: 1\nid: stripe-main\ntype: stripe\nparams: { secret_key: sk_test_x, base_url: 'http://127.0.0.1:9' }\nobjects:\n  customers:\n    kind: organization\n    fields: { name: name, metadata.crm_id: { xref: hubspot-main.companies } }\n",
-    )
-    .unwrap();
-    let cfg = revsync::config::load(
+    let cfg = config_with_connector(
         dir.path(),
-        &revsync::registry::Registry::builtin(),
-        &std::collections::BTreeMap::new(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+        "stripe",
+        "version: 1\nid: stripe-main\ntype: stripe\nparams: { secret_key: sk_test_x, base_url: 'http://127.0.0.1:9' }\nobjects:\n  customers:\n    kind: organization\n    fields: { name: name, metadata.crm_id: { xref: hubspot-main.companies } }\n",
+    );
     let e = engine(&cfg, Arc::new(MemStore::new()));
 
     e.apply(
@@ -972,18 +965,11 @@ fn a_cross_system_id_read_before_its_target_merges_when_the_target_is_read() {
 #[test]
 fn an_empty_domain_is_taken_from_the_website() {
     let dir = tempfile::tempdir().unwrap();
-    config_in(dir.path(), "");
-    std::fs::write(
-        dir.path().join("connectors/crm.yaml"),
-        "version: 1\nid: crm\ntype: hubspot\nparams: { token: t, base_url: 'http://127.0.0.1:9' }\nobjects:\n  companies:\n    kind: organization\n    fields: { name: name, domain: domain, website: website }\n",
-    )
-    .unwrap();
-    let cfg = revsync::config::load(
+    let cfg = config_with_connector(
         dir.path(),
-        &revsync::registry::Registry::builtin(),
-        &std::collections::BTreeMap::new(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+        "crm",
+        "version: 1\nid: crm\ntype: hubspot\nparams: { token: t, base_url: 'http://127.0.0.1:9' }\nobjects:\n  companies:\n    kind: organization\n    fields: { name: name, domain: domain, website: website }\n",
+    );
     let e = engine(&cfg, Arc::new(MemStore::new()));
     e.apply(
         "zendesk-main",
@@ -1024,18 +1010,11 @@ fn an_empty_domain_is_taken_from_the_website() {
 #[test]
 fn national_phone_numbers_read_in_the_connectors_phone_region() {
     let dir = tempfile::tempdir().unwrap();
-    config_in(dir.path(), "");
-    std::fs::write(
-        dir.path().join("connectors/crm.yaml"),
-        "version: 1\nid: crm\ntype: hubspot\nparams: { token: t, base_url: 'http://127.0.0.1:9' }\nphone_region: United States\nobjects:\n  contacts:\n    kind: person\n    fields: { email: email, phone: phone }\n",
-    )
-    .unwrap();
-    let cfg = revsync::config::load(
+    let cfg = config_with_connector(
         dir.path(),
-        &revsync::registry::Registry::builtin(),
-        &std::collections::BTreeMap::new(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+        "crm",
+        "version: 1\nid: crm\ntype: hubspot\nparams: { token: t, base_url: 'http://127.0.0.1:9' }\nphone_region: United States\nobjects:\n  contacts:\n    kind: person\n    fields: { email: email, phone: phone }\n",
+    );
     let e = engine(&cfg, Arc::new(MemStore::new()));
     e.apply(
         "crm",

@@ -51,6 +51,13 @@ pub fn config_with_env(dir: &Path, daemon_extra: &str, env: &[(&str, &str)]) -> 
     config::load(dir, &Registry::builtin(), &env).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The three connectors plus one more (`connectors/{name}.yaml` with `yaml`), loaded.
+pub fn config_with_connector(dir: &Path, name: &str, yaml: &str) -> Config {
+    config_in(dir, "");
+    std::fs::write(dir.join(format!("connectors/{name}.yaml")), yaml).unwrap();
+    config::load(dir, &Registry::builtin(), &BTreeMap::new()).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// A test clock, in microseconds.
 pub struct TestClock(pub Arc<AtomicI64>);
 
