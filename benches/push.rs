@@ -488,6 +488,7 @@ async fn run_once() -> Report {
             reads.set(Vec::new());
             Arc::new(reads)
         },
+        resume_after: Default::default(),
     });
     let running = tokio::spawn(dispatcher.run());
 

@@ -1048,3 +1048,101 @@ fn national_phone_numbers_read_in_the_connectors_phone_region() {
     let bob = e.find("bob@acme.com").unwrap().unwrap();
     assert_eq!(bob.value("phone"), Some(&text("(415) 867-5310")));
 }
+
+/// A domain read off a website identifies a company and fills an empty domain, but never
+/// replaces the domain another system states, even when its report is newer.
+#[test]
+fn a_domain_implied_by_a_website_never_replaces_a_stated_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_with_connector(
+        dir.path(),
+        "crm",
+        "version: 1\nid: crm\ntype: hubspot\nparams: { token: t, base_url: 'http://127.0.0.1:9' }\nobjects:\n  companies:\n    kind: organization\n    fields: { name: name, domain: domain, website: website }\n",
+    );
+    let e = engine(&cfg, Arc::new(MemStore::new()));
+    let company = |id: &str, secs: i64, fields: serde_json::Value| {
+        page("companies", vec![change("companies", id, secs, fields)])
+    };
+    e.apply(
+        "hubspot-main",
+        company("5", 1, json!({"name": "Acme", "domain": "acme.com"})),
+    )
+    .unwrap();
+    e.apply(
+        "crm",
+        company(
+            "9",
+            2,
+            json!({"name": "Acme", "website": "https://acme.com/"}),
+        ),
+    )
+    .unwrap();
+    e.apply(
+        "crm",
+        company(
+            "9",
+            3,
+            json!({"name": "Acme", "website": "https://www.acme-group.com/"}),
+        ),
+    )
+    .unwrap();
+    let rec = e.find("crm:companies:9").unwrap().unwrap();
+    assert_eq!(rec.links.len(), 2, "{:?}", rec.links);
+    assert_eq!(rec.value("domain"), Some(&text("acme.com")));
+    assert_eq!(
+        rec.value("website"),
+        Some(&text("https://www.acme-group.com/"))
+    );
+}
+
+/// A cross-system id corrected before its target was read no longer counts: the company it
+/// named first stays a different company.
+#[test]
+fn a_corrected_cross_system_id_forgets_the_id_it_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_with_connector(
+        dir.path(),
+        "stripe",
+        "version: 1\nid: stripe-main\ntype: stripe\nparams: { secret_key: sk_test_x, base_url: 'http://127.0.0.1:9' }\nobjects:\n  customers:\n    kind: organization\n    fields: { name: name, metadata.crm_id: { xref: hubspot-main.companies } }\n",
+    );
+    let e = engine(&cfg, Arc::new(MemStore::new()));
+    let customer = |secs: i64, crm: &str| {
+        page(
+            "customers",
+            vec![change(
+                "customers",
+                "cus_1",
+                secs,
+                json!({"name": "Prestige Health", "metadata.crm_id": crm}),
+            )],
+        )
+    };
+    let company = |id: &str, secs: i64, domain: &str| {
+        page(
+            "companies",
+            vec![change(
+                "companies",
+                id,
+                secs,
+                json!({"name": "Prestige", "domain": domain}),
+            )],
+        )
+    };
+    e.apply("stripe-main", customer(1, "5")).unwrap();
+    e.apply("stripe-main", customer(2, "6")).unwrap();
+    e.apply("hubspot-main", company("5", 3, "prestige.org"))
+        .unwrap();
+    e.apply("hubspot-main", company("6", 4, "prestigehealth.com"))
+        .unwrap();
+    let cus = e.find("stripe-main:customers:cus_1").unwrap().unwrap();
+    assert_eq!(
+        e.find("hubspot-main:companies:6").unwrap().unwrap().id,
+        cus.id,
+        "the id it names now joins"
+    );
+    assert_ne!(
+        e.find("hubspot-main:companies:5").unwrap().unwrap().id,
+        cus.id,
+        "the id it named before must not"
+    );
+}

@@ -496,3 +496,47 @@ async fn creates_wait_for_the_first_complete_read_of_the_target() {
     );
     d.stop().await;
 }
+
+/// While one system's first read cannot complete, creates wait everywhere, but updates
+/// queued behind a hundred held creates still go out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_creates_do_not_hold_back_the_updates_queued_behind_them() {
+    let (a, b) = (Fake::start().await, Fake::start().await);
+    a.seed("shared@corp.test", "Old Name");
+    b.state.lock().unwrap().clock += 1000;
+    for i in 0..100 {
+        b.seed(&format!("b-only{i}@corp.test"), &format!("Only InB{i}"));
+    }
+    b.seed("shared@corp.test", "New Name");
+    for i in 0..15 {
+        b.seed(&format!("b-tail{i}@corp.test"), &format!("Tail InB{i}"));
+    }
+    // Eleven pages of ten: the hundred B-only records, then `shared`; then B is down.
+    b.state.lock().unwrap().list_pages_left = Some(11);
+    let d = start(&a, &b).await;
+    let renamed = || {
+        a.state
+            .lock()
+            .unwrap()
+            .contacts
+            .values()
+            .any(|c| c.email == "shared@corp.test" && c.name == "New Name")
+    };
+    eventually(
+        "the update queued behind the held creates reached A",
+        20,
+        || async { renamed() },
+    )
+    .await;
+    assert_eq!(
+        a.state.lock().unwrap().creates,
+        0,
+        "creates must wait for B"
+    );
+    let note = d.connector("acme-a").await["note"].clone();
+    assert_eq!(
+        note, "creates wait for the first complete read of acme-b/contacts",
+        "{note}"
+    );
+    d.stop().await;
+}

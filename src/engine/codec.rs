@@ -69,6 +69,16 @@ pub mod index {
         k.extend_from_slice(record.as_bytes());
         k
     }
+    /// The cross-system ids a copy named when last read, so that entries for an id it no
+    /// longer names (finance corrected it) are dropped instead of merging strangers later.
+    pub fn xref_named(connector: &str, object: &str, external_id: &str) -> Vec<u8> {
+        join(&[
+            b"xn",
+            connector.as_bytes(),
+            object.as_bytes(),
+            external_id.as_bytes(),
+        ])
+    }
     pub fn xref_waiting_for(connector: &str, object: &str, external_id: &str) -> Vec<u8> {
         let mut k = join(&[
             b"xw",

@@ -178,9 +178,19 @@ pub struct Mapped {
     pub xrefs: Vec<(String, String, String)>,
     /// Values that could not be read; the rest of the record goes on.
     pub problems: Vec<String>,
+    /// Fields implied rather than stated (a domain read off a website): they identify the
+    /// record and fill an empty field, but never replace what another system states.
+    pub implied: Vec<String>,
 }
 
 impl ObjectMapping {
+    /// Whether a field of this object holds another system's id (`xref`).
+    pub fn has_xrefs(&self) -> bool {
+        self.fields
+            .iter()
+            .any(|f| matches!(f.target, Target::Xref { .. }))
+    }
+
     pub fn compile(
         connector: &str,
         connector_type: &str,
@@ -276,14 +286,14 @@ impl ObjectMapping {
                 },
             }
         }
-        self.derive(&mut m.values);
+        self.derive(&mut m.values, &mut m.implied);
         m
     }
 
     /// Values implied by others: domain from website (when the system has no domain
     /// field, or leaves it empty: HubSpot companies often carry only a website, and the
     /// domain is what identifies them), deal status from stage.
-    fn derive(&self, values: &mut BTreeMap<String, Value>) {
+    fn derive(&self, values: &mut BTreeMap<String, Value>, implied: &mut Vec<String>) {
         let mapped = |name: &str| {
             self.fields
                 .iter()
@@ -294,6 +304,7 @@ impl ObjectMapping {
             if let Some(Value::Text(site)) = values.get("website") {
                 if let Some(d) = normalize::domain(site) {
                     values.insert("domain".into(), Value::Text(d));
+                    implied.push("domain".into());
                 }
             }
         }

@@ -253,8 +253,24 @@ impl Engine {
         connector: &str,
         limit: usize,
     ) -> Result<Vec<(u64, OutboxEntry)>, EngineError> {
+        self.outbox_after(connector, None, limit)
+    }
+
+    /// Up to `limit` queued entries of `connector` after sequence `after`, in order.
+    pub fn outbox_after(
+        &self,
+        connector: &str,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, OutboxEntry)>, EngineError> {
+        let after = after.map(|seq| codec::outbox_key(connector, seq));
         self.store
-            .scan(Table::Outbox, &codec::outbox_prefix(connector), None, limit)?
+            .scan(
+                Table::Outbox,
+                &codec::outbox_prefix(connector),
+                after.as_deref(),
+                limit,
+            )?
             .into_iter()
             .map(|(k, v)| {
                 let seq = u64::from_be_bytes(k[k.len() - 8..].try_into().expect("8-byte suffix"));

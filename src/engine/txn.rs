@@ -284,6 +284,9 @@ impl<'a> Txn<'a> {
                 evidence.push(label);
             }
         }
+        if !stale && mapping.has_xrefs() {
+            self.forget_xrefs(conn, obj, ext, mapped.xrefs.iter().cloned().collect())?;
+        }
         let mut xrefs_unlinked = Vec::new();
         for (c, o, x) in mapped.xrefs.iter().filter(|_| !stale) {
             if let Some(id) = self.get_id(Table::Links, &codec::link_key(c, o, x))? {
@@ -358,6 +361,13 @@ impl<'a> Txn<'a> {
         let incoming_values = mapped.values.clone();
         let mut changed = false;
         for (field, value) in mapped.values {
+            let stated_elsewhere = rec
+                .fields
+                .get(&field)
+                .is_some_and(|e| !e.value.is_empty() && e.from.connector != conn);
+            if stated_elsewhere && mapped.implied.contains(&field) {
+                continue;
+            }
             let incoming = FieldEntry {
                 value,
                 from: at.clone(),
@@ -764,6 +774,9 @@ impl<'a> Txn<'a> {
             change.external_id.as_str(),
         );
         let ts = change.source_updated_at.timestamp_micros();
+        if mapping.has_xrefs() {
+            self.forget_xrefs(conn, obj, ext, BTreeSet::new())?;
+        }
         let Some(id) = linked else {
             report.unchanged += 1;
             return Ok(());
@@ -986,6 +999,39 @@ impl<'a> Txn<'a> {
         if candidates.len() > 1 {
             let survivor = self.merge_records(&candidates, &evidence.join("; "), report)?;
             report.enqueued += self.enqueue_projections(survivor)?;
+        }
+        Ok(())
+    }
+
+    /// Note which ids the copy names now; drop the waiting entries it made for ids it no
+    /// longer names (changed, cleared, or the copy deleted: `now` empty).
+    fn forget_xrefs(
+        &mut self,
+        conn: &str,
+        obj: &str,
+        ext: &str,
+        now: BTreeSet<(String, String, String)>,
+    ) -> Result<(), EngineError> {
+        let key = index::xref_named(conn, obj, ext);
+        let before: BTreeSet<(String, String, String)> = match self.get(Table::Index, &key)? {
+            Some(b) => codec::decode(&b).map_err(corrupt("xref names"))?,
+            None => BTreeSet::new(),
+        };
+        if before == now {
+            return Ok(());
+        }
+        let me = format!("{conn} {obj} {ext}");
+        for (c, o, x) in before.difference(&now) {
+            for (r, named_by) in self.entries_under(&index::xref_waiting_for(c, o, x))? {
+                if named_by == me.as_bytes() {
+                    self.del(Table::Index, index::xref_waiting(c, o, x, r));
+                }
+            }
+        }
+        if now.is_empty() {
+            self.del(Table::Index, key);
+        } else {
+            self.put(Table::Index, key, codec::encode(&now));
         }
         Ok(())
     }

@@ -29,6 +29,9 @@ pub struct Dispatcher {
     pub caught_up: Arc<CaughtUp>,
     /// Every object any connector reads: creates anywhere wait for their first read.
     pub first_reads: Arc<FirstReads>,
+    /// While creates are held, where the next round's outbox window starts: each round
+    /// moves on past held creates, so updates queued behind them still go out.
+    pub resume_after: std::sync::Mutex<Option<u64>>,
 }
 
 /// Every (connector, object) the daemon reads, known once all connectors have started.
@@ -97,6 +100,16 @@ struct Pending {
     latest: (u64, OutboxEntry),
 }
 
+/// What one batch achieved.
+enum Pushed {
+    /// Sent, acknowledged or dropped entries (or had none).
+    Progress,
+    /// Every entry was a create held until every system's first read.
+    AllHeld,
+    /// The connector must stop pushing for a while.
+    Blocked(Duration),
+}
+
 /// What one round achieved, to decide how long to wait.
 enum Round {
     Idle(Option<i64>),
@@ -156,9 +169,26 @@ impl Dispatcher {
     async fn round(&self) -> Result<Round, EngineError> {
         let batch = self.connector.capabilities().batch_size.max(1);
         let conn = self.connector_id.clone();
+        let limit = batch * ROUND_BATCHES;
+        let first_reads = self.first_reads.clone();
+        let holding = self
+            .blocking(move |e| first_reads.pending(e))
+            .await?
+            .is_some();
+        let after = if holding {
+            *self.resume_after.lock().unwrap_or_else(|e| e.into_inner())
+        } else {
+            None
+        };
         let entries = self
-            .blocking(move |e| e.outbox(&conn, batch * ROUND_BATCHES))
+            .blocking(move |e| e.outbox_after(&conn, after, limit))
             .await?;
+        // The window reached the end of the outbox: the next one starts over.
+        let wrapped = entries.len() < limit;
+        *self.resume_after.lock().unwrap_or_else(|e| e.into_inner()) = match entries.last() {
+            Some((seq, _)) if holding && !wrapped => Some(*seq),
+            _ => None,
+        };
         let now = self.engine.now();
         let mut next_due: Option<i64> = None;
         // Coalesce by (record, object, op) in outbox order.
@@ -192,7 +222,11 @@ impl Dispatcher {
             }
         }
         if order.is_empty() {
-            return Ok(Round::Idle(next_due));
+            return Ok(if holding && !wrapped {
+                Round::Worked
+            } else {
+                Round::Idle(next_due)
+            });
         }
         let mut by_object: BTreeMap<String, Vec<Pending>> = BTreeMap::new();
         for key in order {
@@ -200,30 +234,34 @@ impl Dispatcher {
                 by_object.entry(key.1.clone()).or_default().push(p);
             }
         }
+        let mut progress = false;
         for (object, items) in by_object {
             let mut items = items.into_iter().peekable();
             while items.peek().is_some() {
                 let chunk: Vec<Pending> = items.by_ref().take(batch).collect();
-                if let Some(blocked) = self.push_batch(&object, chunk).await? {
-                    return Ok(Round::Blocked(blocked));
+                match self.push_batch(&object, chunk).await? {
+                    Pushed::Blocked(wait) => return Ok(Round::Blocked(wait)),
+                    Pushed::Progress => progress = true,
+                    Pushed::AllHeld => {}
                 }
             }
         }
-        Ok(Round::Worked)
+        // Only held creates, all of the outbox seen: look again in a second.
+        Ok(if progress || (holding && !wrapped) {
+            Round::Worked
+        } else {
+            Round::Blocked(Duration::from_secs(1))
+        })
     }
 
     /// Push one batch; `Some(wait)` when the connector must stop pushing for a while.
-    async fn push_batch(
-        &self,
-        object: &str,
-        chunk: Vec<Pending>,
-    ) -> Result<Option<Duration>, EngineError> {
+    async fn push_batch(&self, object: &str, chunk: Vec<Pending>) -> Result<Pushed, EngineError> {
         let catching_up = "pushes wait for this run's first read of every object";
         if !self.caught_up.all(&self.gated) {
             let conn = self.connector_id.clone();
             self.status
                 .update(&conn, |s| s.note = Some(catching_up.to_owned()));
-            return Ok(Some(Duration::from_millis(500)));
+            return Ok(Pushed::Blocked(Duration::from_millis(500)));
         }
         self.status.update(&self.connector_id, |s| {
             if s.note.as_deref() == Some(catching_up) {
@@ -279,9 +317,9 @@ impl Dispatcher {
         }
         if chunk.is_empty() {
             return Ok(if held.is_empty() {
-                None
+                Pushed::Progress
             } else {
-                Some(Duration::from_secs(1))
+                Pushed::AllHeld
             });
         }
 
@@ -352,11 +390,24 @@ impl Dispatcher {
                     self.blocking(move |e| e.confirm_push(&c, &seqs, rec, &o, hash, None))
                         .await?;
                 }
-                Some((rec, items, hash, false)) => sendable.push((p, rec, items, hash)),
+                Some((rec, items, hash, false)) => {
+                    // Two entries of one record (one queued before a merge absorbed its
+                    // record): one push, acknowledged for both, never two creates.
+                    let is_delete = items.iter().any(|i| matches!(i.op, PushOp::Delete { .. }));
+                    let twin = sendable.iter_mut().find(|s| {
+                        s.1 == rec
+                            && s.2.iter().any(|i| matches!(i.op, PushOp::Delete { .. }))
+                                == is_delete
+                    });
+                    match twin {
+                        Some(t) => t.0.seqs.extend(p.seqs),
+                        None => sendable.push((p, rec, items, hash)),
+                    }
+                }
             }
         }
         if sendable.is_empty() {
-            return Ok(None);
+            return Ok(Pushed::Progress);
         }
         let items: Vec<PushItem> = sendable.iter().flat_map(|s| s.2.clone()).collect();
         let started = std::time::Instant::now();
@@ -423,7 +474,10 @@ impl Dispatcher {
                 }
             });
         }
-        Ok(blocked)
+        Ok(match blocked {
+            Some(wait) => Pushed::Blocked(wait),
+            None => Pushed::Progress,
+        })
     }
 
     /// Handle one failed item: retry later, pause the connector, or dead-letter it.

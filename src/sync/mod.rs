@@ -224,6 +224,7 @@ pub fn start(
             gated: read_by.get(&c.id).into_iter().flatten().cloned().collect(),
             caught_up,
             first_reads: first_reads.clone(),
+            resume_after: Default::default(),
         });
         let (name, st, cn) = (format!("push {}", c.id), status.clone(), cancel.clone());
         tasks.spawn(

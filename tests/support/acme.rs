@@ -59,6 +59,9 @@ pub struct FakeState {
     pub updates: u64,
     /// Slow reads: each list page answers after this long (a big or busy system).
     pub list_delay_ms: u64,
+    /// Serve this many list pages, then answer 503 to every read (a system whose first
+    /// read never completes).
+    pub list_pages_left: Option<u32>,
 }
 
 #[derive(Clone)]
@@ -134,6 +137,14 @@ async fn list(
             Json(json!({"error": "bad token"})),
         )
             .into_response();
+    }
+    {
+        let mut st = s.lock().unwrap();
+        match st.list_pages_left {
+            Some(0) => return (StatusCode::SERVICE_UNAVAILABLE, "down").into_response(),
+            Some(n) => st.list_pages_left = Some(n - 1),
+            None => {}
+        }
     }
     let delay = s.lock().unwrap().list_delay_ms;
     if delay > 0 {
