@@ -20,6 +20,20 @@ fn setup() -> (tempfile::TempDir, revsync::engine::Engine, Arc<MemStore>) {
     (dir, e, store)
 }
 
+/// A Stripe whose customers name their HubSpot company in `metadata.crm_id`.
+const STRIPE_WITH_XREF: &str = "version: 1\nid: stripe-main\ntype: stripe\nparams: { secret_key: sk_test_x, base_url: 'http://127.0.0.1:9' }\nobjects:\n  customers:\n    kind: organization\n    fields: { name: name, metadata.crm_id: { xref: hubspot-main.companies } }\n";
+
+/// A CRM whose companies have a domain and a website field.
+const CRM_WITH_WEBSITE: &str = "version: 1\nid: crm\ntype: hubspot\nparams: { token: t, base_url: 'http://127.0.0.1:9' }\nobjects:\n  companies:\n    kind: organization\n    fields: { name: name, domain: domain, website: website }\n";
+
+/// The three connectors plus one more, over a fresh in-memory store.
+fn with_connector(name: &str, yaml: &str) -> (tempfile::TempDir, revsync::engine::Engine) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_with_connector(dir.path(), name, yaml);
+    let e = engine(&cfg, Arc::new(MemStore::new()));
+    (dir, e)
+}
+
 fn text(s: &str) -> Value {
     Value::Text(s.into())
 }
@@ -891,13 +905,7 @@ fn a_relation_read_before_its_target_follows_links_the_target_gains_later() {
 /// once the company is read, the two are one record, as if read in the other order.
 #[test]
 fn a_cross_system_id_read_before_its_target_merges_when_the_target_is_read() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config_with_connector(
-        dir.path(),
-        "stripe",
-        "version: 1\nid: stripe-main\ntype: stripe\nparams: { secret_key: sk_test_x, base_url: 'http://127.0.0.1:9' }\nobjects:\n  customers:\n    kind: organization\n    fields: { name: name, metadata.crm_id: { xref: hubspot-main.companies } }\n",
-    );
-    let e = engine(&cfg, Arc::new(MemStore::new()));
+    let (_dir, e) = with_connector("stripe", STRIPE_WITH_XREF);
 
     e.apply(
         "stripe-main",
@@ -964,13 +972,7 @@ fn a_cross_system_id_read_before_its_target_merges_when_the_target_is_read() {
 /// found by the domain its website gives, like one with the domain filled in.
 #[test]
 fn an_empty_domain_is_taken_from_the_website() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config_with_connector(
-        dir.path(),
-        "crm",
-        "version: 1\nid: crm\ntype: hubspot\nparams: { token: t, base_url: 'http://127.0.0.1:9' }\nobjects:\n  companies:\n    kind: organization\n    fields: { name: name, domain: domain, website: website }\n",
-    );
-    let e = engine(&cfg, Arc::new(MemStore::new()));
+    let (_dir, e) = with_connector("crm", CRM_WITH_WEBSITE);
     e.apply(
         "zendesk-main",
         page(
@@ -1053,13 +1055,7 @@ fn national_phone_numbers_read_in_the_connectors_phone_region() {
 /// replaces the domain another system states, even when its report is newer.
 #[test]
 fn a_domain_implied_by_a_website_never_replaces_a_stated_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config_with_connector(
-        dir.path(),
-        "crm",
-        "version: 1\nid: crm\ntype: hubspot\nparams: { token: t, base_url: 'http://127.0.0.1:9' }\nobjects:\n  companies:\n    kind: organization\n    fields: { name: name, domain: domain, website: website }\n",
-    );
-    let e = engine(&cfg, Arc::new(MemStore::new()));
+    let (_dir, e) = with_connector("crm", CRM_WITH_WEBSITE);
     let company = |id: &str, secs: i64, fields: serde_json::Value| {
         page("companies", vec![change("companies", id, secs, fields)])
     };
@@ -1099,13 +1095,7 @@ fn a_domain_implied_by_a_website_never_replaces_a_stated_one() {
 /// named first stays a different company.
 #[test]
 fn a_corrected_cross_system_id_forgets_the_id_it_replaced() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config_with_connector(
-        dir.path(),
-        "stripe",
-        "version: 1\nid: stripe-main\ntype: stripe\nparams: { secret_key: sk_test_x, base_url: 'http://127.0.0.1:9' }\nobjects:\n  customers:\n    kind: organization\n    fields: { name: name, metadata.crm_id: { xref: hubspot-main.companies } }\n",
-    );
-    let e = engine(&cfg, Arc::new(MemStore::new()));
+    let (_dir, e) = with_connector("stripe", STRIPE_WITH_XREF);
     let customer = |secs: i64, crm: &str| {
         page(
             "customers",
