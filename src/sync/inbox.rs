@@ -213,8 +213,11 @@ impl Inbox {
                 let group = &pending[i..j];
                 let keys: Vec<Vec<u8>> = group.iter().map(|(k, _)| k.clone()).collect();
                 match apply_group(&engine, &connectors, group).await {
-                    Ok(n) => {
-                        status.update(&conn, |s| s.records_in += n as u64);
+                    Ok((fresh, again)) => {
+                        status.update(&conn, |s| {
+                            s.records_in += fresh as u64;
+                            s.records_reread += again as u64;
+                        });
                         let _ = self.remove(keys);
                         progressed = true;
                     }
@@ -264,7 +267,7 @@ async fn apply_group(
     engine: &Arc<Engine>,
     connectors: &std::collections::HashMap<String, Arc<dyn Connector>>,
     group: &[(Vec<u8>, InboxItem)],
-) -> Result<usize, Retry> {
+) -> Result<(usize, usize), Retry> {
     let item = &group[0].1;
     let changes = match (&item.change, &item.hint) {
         (Some(_), _) => group.iter().filter_map(|(_, i)| i.change.clone()).collect(),
@@ -282,7 +285,7 @@ async fn apply_group(
                     }
                 })?
         }
-        (None, None) => return Ok(0),
+        (None, None) => return Ok((0, 0)),
     };
     let n = changes.len();
     let (engine, conn) = (engine.clone(), item.connector.clone());
@@ -292,12 +295,14 @@ async fn apply_group(
         changes,
         cursor: None,
     };
-    tokio::task::spawn_blocking(move || engine.apply(&conn, page))
+    let report = tokio::task::spawn_blocking(move || engine.apply(&conn, page))
         .await
         .map_err(|e| Retry::Later(e.to_string()))?
         .map_err(|e| match e {
             crate::engine::EngineError::UnknownObject { .. } => Retry::Never(e.to_string()),
             other => Retry::Later(other.to_string()),
         })?;
-    Ok(n)
+    // An event for a change already read (by a poll, or delivered twice) brings nothing new.
+    let again = report.replayed.min(n);
+    Ok((n - again, again))
 }
