@@ -489,6 +489,7 @@ async fn run_once() -> Report {
             Arc::new(reads)
         },
         resume_after: Default::default(),
+        pass_progress: Default::default(),
     });
     let running = tokio::spawn(dispatcher.run());
 

@@ -301,13 +301,20 @@ impl Engine {
     }
 
     /// Keep a failed push in the outbox, to be tried again at `entry.not_before`.
+    /// Put an entry back with its new attempt count and due time. `superseded` are older
+    /// entries coalesced into it (the push is built from the record as it is now): they
+    /// go, or they would be due at once and skip the backoff.
     pub fn reschedule(
         &self,
         connector: &str,
         seq: u64,
         entry: &OutboxEntry,
+        superseded: &[u64],
     ) -> Result<(), EngineError> {
         self.write_with(|txn| {
+            for s in superseded.iter().filter(|s| **s != seq) {
+                txn.del_raw(Table::Outbox, codec::outbox_key(connector, *s));
+            }
             txn.put_raw(
                 Table::Outbox,
                 codec::outbox_key(connector, seq),

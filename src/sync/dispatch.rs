@@ -32,6 +32,8 @@ pub struct Dispatcher {
     /// While creates are held, where the next round's outbox window starts: each round
     /// moves on past held creates, so updates queued behind them still go out.
     pub resume_after: std::sync::Mutex<Option<u64>>,
+    /// Whether the current pass over the outbox (while creates are held) pushed anything.
+    pub pass_progress: std::sync::atomic::AtomicBool,
 }
 
 /// Every (connector, object) the daemon reads, known once all connectors have started.
@@ -123,6 +125,7 @@ impl Dispatcher {
         loop {
             let notified = signal.notified();
             let wait = match self.round().await {
+                Ok(Round::Worked) if self.cancel.is_cancelled() => return,
                 Ok(Round::Worked) => continue,
                 Ok(Round::Idle(next)) => match next {
                     Some(at) => {
@@ -191,9 +194,10 @@ impl Dispatcher {
         };
         let now = self.engine.now();
         let mut next_due: Option<i64> = None;
-        // Coalesce by (record, object, op) in outbox order.
-        let mut pending: BTreeMap<(Uuid, String, bool), Pending> = BTreeMap::new();
-        let mut order: Vec<(Uuid, String, bool)> = Vec::new();
+        // Coalesce by (record, object, op) in outbox order; deletes by the copy they name
+        // (a record can hold two copies in one object, and each must go).
+        let mut pending: BTreeMap<(Uuid, String, Option<String>), Pending> = BTreeMap::new();
+        let mut order: Vec<(Uuid, String, Option<String>)> = Vec::new();
         for (seq, entry) in entries {
             if entry.not_before > now {
                 next_due = Some(next_due.map_or(entry.not_before, |n| n.min(entry.not_before)));
@@ -202,7 +206,10 @@ impl Dispatcher {
             let key = (
                 entry.record,
                 entry.object.clone(),
-                matches!(entry.op, QueuedOp::Delete { .. }),
+                match &entry.op {
+                    QueuedOp::Delete { external_id } => Some(external_id.clone()),
+                    _ => None,
+                },
             );
             match pending.get_mut(&key) {
                 Some(p) => {
@@ -240,21 +247,36 @@ impl Dispatcher {
             while items.peek().is_some() {
                 let chunk: Vec<Pending> = items.by_ref().take(batch).collect();
                 match self.push_batch(&object, chunk).await? {
-                    Pushed::Blocked(wait) => return Ok(Round::Blocked(wait)),
+                    Pushed::Blocked(wait) => {
+                        // This window comes again once the pause is over.
+                        *self.resume_after.lock().unwrap_or_else(|e| e.into_inner()) = after;
+                        return Ok(Round::Blocked(wait));
+                    }
                     Pushed::Progress => progress = true,
                     Pushed::AllHeld => {}
                 }
             }
         }
-        // Only held creates, all of the outbox seen: look again in a second.
-        Ok(if progress || (holding && !wrapped) {
+        if !holding {
+            return Ok(Round::Worked);
+        }
+        // While creates are held, a pass walks the whole outbox window by window so the
+        // updates behind them go out; a pass that pushed nothing waits before the next.
+        use std::sync::atomic::Ordering;
+        if progress {
+            self.pass_progress.store(true, Ordering::Relaxed);
+        }
+        if !wrapped {
+            return Ok(Round::Worked);
+        }
+        Ok(if self.pass_progress.swap(false, Ordering::Relaxed) {
             Round::Worked
         } else {
-            Round::Blocked(Duration::from_secs(1))
+            Round::Blocked(Duration::from_secs(5))
         })
     }
 
-    /// Push one batch; `Some(wait)` when the connector must stop pushing for a while.
+    /// Push one batch: what it achieved, or how long the connector must stop pushing.
     async fn push_batch(&self, object: &str, chunk: Vec<Pending>) -> Result<Pushed, EngineError> {
         let catching_up = "pushes wait for this run's first read of every object";
         if !self.caught_up.all(&self.gated) {
@@ -391,14 +413,15 @@ impl Dispatcher {
                         .await?;
                 }
                 Some((rec, items, hash, false)) => {
-                    // Two entries of one record (one queued before a merge absorbed its
-                    // record): one push, acknowledged for both, never two creates.
-                    let is_delete = items.iter().any(|i| matches!(i.op, PushOp::Delete { .. }));
-                    let twin = sendable.iter_mut().find(|s| {
-                        s.1 == rec
-                            && s.2.iter().any(|i| matches!(i.op, PushOp::Delete { .. }))
-                                == is_delete
-                    });
+                    // Two upserts of one record (one queued before a merge absorbed its
+                    // record): one push, acknowledged for both, never two creates. Deletes
+                    // each name their own copy and are never folded.
+                    let is_upsert = |items: &[PushItem]| {
+                        !items.iter().any(|i| matches!(i.op, PushOp::Delete { .. }))
+                    };
+                    let twin = sendable
+                        .iter_mut()
+                        .find(|s| s.1 == rec && is_upsert(&s.2) && is_upsert(&items));
                     match twin {
                         Some(t) => t.0.seqs.extend(p.seqs),
                         None => sendable.push((p, rec, items, hash)),
@@ -516,6 +539,7 @@ impl Dispatcher {
             }
             e if e.is_retryable() => {
                 let (seq, mut entry) = p.latest;
+                let superseded = p.seqs;
                 entry.attempts += 1;
                 let delay = match e {
                     ConnectorError::RateLimited {
@@ -531,7 +555,7 @@ impl Dispatcher {
                 );
                 tracing::warn!(connector = %conn, object, error = %err, attempts = entry.attempts, retry_in_ms = delay.as_millis() as u64, "push failed; will retry");
                 let c = conn.clone();
-                self.blocking(move |e| e.reschedule(&c, seq, &entry))
+                self.blocking(move |e| e.reschedule(&c, seq, &entry, &superseded))
                     .await?;
                 Ok(None)
             }

@@ -225,6 +225,7 @@ pub fn start(
             caught_up,
             first_reads: first_reads.clone(),
             resume_after: Default::default(),
+            pass_progress: Default::default(),
         });
         let (name, st, cn) = (format!("push {}", c.id), status.clone(), cancel.clone());
         tasks.spawn(
