@@ -300,10 +300,10 @@ impl Engine {
         })
     }
 
-    /// Keep a failed push in the outbox, to be tried again at `entry.not_before`.
-    /// Put an entry back with its new attempt count and due time. `superseded` are older
-    /// entries coalesced into it (the push is built from the record as it is now): they
-    /// go, or they would be due at once and skip the backoff.
+    /// Keep a failed push in the outbox, to be tried again at `entry.not_before`, with its
+    /// new attempt count. `superseded` are older entries coalesced into it (the push is
+    /// built from the record as it is now): they go, or they would be due at once and
+    /// skip the backoff.
     pub fn reschedule(
         &self,
         connector: &str,
@@ -466,9 +466,15 @@ impl Engine {
             self.outbox_seq.load(Ordering::SeqCst),
         );
         f(&mut txn)?;
+        let before = self.outbox_seq.load(Ordering::SeqCst);
         let (batch, seq) = txn.finish_without_cursor()?;
         self.store.write(batch)?;
         self.outbox_seq.store(seq, Ordering::SeqCst);
+        // A confirmed create can queue pushes (referrers that can now name it, a merge):
+        // the dispatchers need not wait for their next timer to see them.
+        if seq != before {
+            self.outbox_signal.notify_waiters();
+        }
         Ok(())
     }
 
