@@ -44,19 +44,14 @@ fn the_same_person_from_three_systems_is_one_record() {
     e.apply("hubspot-main", page("contacts", vec![change("contacts", "101", 1, json!({"email": " Ada@Example.COM ", "firstname": "Ada", "phone": "+1 (415) 555-0123"}))])).unwrap();
     let r = e.apply("salesforce-main", page("Contact", vec![change("Contact", "003A", 2, json!({"Email": "ada@example.com", "LastName": "Lovelace", "Phone": "415.555.0123"}))])).unwrap();
     assert_eq!((r.created, r.updated), (0, 1));
-    e.apply(
+    apply_one(
+        &e,
         "zendesk-main",
-        page(
-            "users",
-            vec![change(
-                "users",
-                "9",
-                3,
-                json!({"email": "ADA@example.com", "name": "Ada  Lovelace"}),
-            )],
-        ),
-    )
-    .unwrap();
+        "users",
+        "9",
+        3,
+        json!({"email": "ADA@example.com", "name": "Ada  Lovelace"}),
+    );
 
     let rec = e.find("ada@example.com").unwrap().expect("found by email");
     assert_eq!(rec.links.len(), 3, "{:?}", rec.links);
@@ -81,45 +76,30 @@ fn the_same_person_from_three_systems_is_one_record() {
 #[test]
 fn organizations_match_on_bare_domain_but_never_on_free_mail() {
     let (_d, e, _) = setup();
-    e.apply(
+    apply_one(
+        &e,
         "salesforce-main",
-        page(
-            "Account",
-            vec![change(
-                "Account",
-                "001",
-                1,
-                json!({"Name": "Acme", "Website": "https://www.Acme.com/about"}),
-            )],
-        ),
-    )
-    .unwrap();
-    e.apply(
+        "Account",
+        "001",
+        1,
+        json!({"Name": "Acme", "Website": "https://www.Acme.com/about"}),
+    );
+    apply_one(
+        &e,
         "hubspot-main",
-        page(
-            "companies",
-            vec![change(
-                "companies",
-                "5",
-                2,
-                json!({"name": "ACME Inc", "domain": "acme.com"}),
-            )],
-        ),
-    )
-    .unwrap();
-    e.apply(
+        "companies",
+        "5",
+        2,
+        json!({"name": "ACME Inc", "domain": "acme.com"}),
+    );
+    apply_one(
+        &e,
         "zendesk-main",
-        page(
-            "organizations",
-            vec![change(
-                "organizations",
-                "77",
-                3,
-                json!({"name": "Acme Support", "domain_names": ["ACME.com", "acme.io"]}),
-            )],
-        ),
-    )
-    .unwrap();
+        "organizations",
+        "77",
+        3,
+        json!({"name": "Acme Support", "domain_names": ["ACME.com", "acme.io"]}),
+    );
     let acme = e.find("acme.com").unwrap().unwrap();
     assert_eq!(acme.links.len(), 3);
     assert_eq!(
@@ -158,46 +138,31 @@ fn organizations_match_on_bare_domain_but_never_on_free_mail() {
 #[test]
 fn newest_value_wins_and_the_overwritten_one_is_in_the_audit_log() {
     let (_d, e, _) = setup();
-    e.apply(
+    apply_one(
+        &e,
         "hubspot-main",
-        page(
-            "contacts",
-            vec![change(
-                "contacts",
-                "1",
-                10,
-                json!({"email": "g@x.io", "jobtitle": "CTO"}),
-            )],
-        ),
-    )
-    .unwrap();
-    e.apply(
+        "contacts",
+        "1",
+        10,
+        json!({"email": "g@x.io", "jobtitle": "CTO"}),
+    );
+    apply_one(
+        &e,
         "salesforce-main",
-        page(
-            "Contact",
-            vec![change(
-                "Contact",
-                "A",
-                20,
-                json!({"Email": "g@x.io", "Title": "Chief Technology Officer"}),
-            )],
-        ),
-    )
-    .unwrap();
+        "Contact",
+        "A",
+        20,
+        json!({"Email": "g@x.io", "Title": "Chief Technology Officer"}),
+    );
     // An older edit arriving late loses, and is kept too.
-    e.apply(
+    apply_one(
+        &e,
         "zendesk-main",
-        page(
-            "users",
-            vec![change(
-                "users",
-                "z",
-                5,
-                json!({"email": "g@x.io", "name": "Grace Hopper"}),
-            )],
-        ),
-    )
-    .unwrap();
+        "users",
+        "z",
+        5,
+        json!({"email": "g@x.io", "name": "Grace Hopper"}),
+    );
     let rec = e.find("g@x.io").unwrap().unwrap();
     assert_eq!(rec.value("title"), Some(&text("Chief Technology Officer")));
     assert_eq!(rec.fields["title"].from.connector, "salesforce-main");
@@ -208,19 +173,14 @@ fn newest_value_wins_and_the_overwritten_one_is_in_the_audit_log() {
 #[test]
 fn an_empty_value_never_erases_and_bad_values_are_counted_not_fatal() {
     let (_d, e, _) = setup();
-    e.apply(
+    apply_one(
+        &e,
         "hubspot-main",
-        page(
-            "contacts",
-            vec![change(
-                "contacts",
-                "1",
-                1,
-                json!({"email": "e@x.io", "jobtitle": "VP"}),
-            )],
-        ),
-    )
-    .unwrap();
+        "contacts",
+        "1",
+        1,
+        json!({"email": "e@x.io", "jobtitle": "VP"}),
+    );
     let r = e
         .apply("hubspot-main", page("contacts", vec![change("contacts", "1", 2, json!({"email": "e@x.io", "jobtitle": "", "lifecyclestage": "astronaut", "firstname": "Eve"}))]))
         .unwrap();
@@ -247,32 +207,22 @@ fn priority_policy_from_yaml_beats_recency() {
         "merge:\n  person.title: { priority: [salesforce-main] }\n",
     );
     let e = engine(&cfg, Arc::new(MemStore::new()));
-    e.apply(
+    apply_one(
+        &e,
         "salesforce-main",
-        page(
-            "Contact",
-            vec![change(
-                "Contact",
-                "A",
-                1,
-                json!({"Email": "p@x.io", "Title": "Founder"}),
-            )],
-        ),
-    )
-    .unwrap();
-    e.apply(
+        "Contact",
+        "A",
+        1,
+        json!({"Email": "p@x.io", "Title": "Founder"}),
+    );
+    apply_one(
+        &e,
         "hubspot-main",
-        page(
-            "contacts",
-            vec![change(
-                "contacts",
-                "1",
-                99,
-                json!({"email": "p@x.io", "jobtitle": "Intern"}),
-            )],
-        ),
-    )
-    .unwrap();
+        "contacts",
+        "1",
+        99,
+        json!({"email": "p@x.io", "jobtitle": "Intern"}),
+    );
     let rec = e.find("p@x.io").unwrap().unwrap();
     assert_eq!(rec.value("title"), Some(&text("Founder")));
     let audit = e.audit(rec.id, 100).unwrap();
@@ -378,19 +328,14 @@ fn replaying_a_page_changes_nothing() {
 #[test]
 fn out_of_order_events_never_regress_a_copy() {
     let (_d, e, _) = setup();
-    e.apply(
+    apply_one(
+        &e,
         "hubspot-main",
-        page(
-            "contacts",
-            vec![change(
-                "contacts",
-                "1",
-                50,
-                json!({"email": "o@x.io", "jobtitle": "New title"}),
-            )],
-        ),
-    )
-    .unwrap();
+        "contacts",
+        "1",
+        50,
+        json!({"email": "o@x.io", "jobtitle": "New title"}),
+    );
     let r = e
         .apply(
             "hubspot-main",
@@ -415,32 +360,22 @@ fn out_of_order_events_never_regress_a_copy() {
 #[test]
 fn new_evidence_merges_two_records_into_the_older_one() {
     let (_d, e, _) = setup();
-    e.apply(
+    apply_one(
+        &e,
         "hubspot-main",
-        page(
-            "contacts",
-            vec![change(
-                "contacts",
-                "1",
-                1,
-                json!({"email": "old@x.io", "firstname": "Kim"}),
-            )],
-        ),
-    )
-    .unwrap();
-    e.apply(
+        "contacts",
+        "1",
+        1,
+        json!({"email": "old@x.io", "firstname": "Kim"}),
+    );
+    apply_one(
+        &e,
         "zendesk-main",
-        page(
-            "users",
-            vec![change(
-                "users",
-                "z1",
-                2,
-                json!({"email": "kim@x.io", "name": "Kim Park"}),
-            )],
-        ),
-    )
-    .unwrap();
+        "users",
+        "z1",
+        2,
+        json!({"email": "kim@x.io", "name": "Kim Park"}),
+    );
     let older = e.find("old@x.io").unwrap().unwrap();
     let younger = e.find("kim@x.io").unwrap().unwrap();
     assert_ne!(older.id, younger.id);
@@ -482,49 +417,34 @@ fn new_evidence_merges_two_records_into_the_older_one() {
 #[test]
 fn relations_resolve_across_systems() {
     let (_d, e, _) = setup();
-    e.apply(
+    apply_one(
+        &e,
         "salesforce-main",
-        page(
-            "Account",
-            vec![change(
-                "Account",
-                "001",
-                1,
-                json!({"Name": "Globex", "Website": "globex.com"}),
-            )],
-        ),
-    )
-    .unwrap();
-    e.apply(
+        "Account",
+        "001",
+        1,
+        json!({"Name": "Globex", "Website": "globex.com"}),
+    );
+    apply_one(
+        &e,
         "salesforce-main",
-        page(
-            "Contact",
-            vec![change(
-                "Contact",
-                "003",
-                2,
-                json!({"Email": "hank@globex.com", "AccountId": "001"}),
-            )],
-        ),
-    )
-    .unwrap();
+        "Contact",
+        "003",
+        2,
+        json!({"Email": "hank@globex.com", "AccountId": "001"}),
+    );
     let org = e.find("globex.com").unwrap().unwrap();
     let person = e.find("hank@globex.com").unwrap().unwrap();
     assert_eq!(person.value("organization"), Some(&Value::Ref(org.id)));
     // HubSpot learns the company: the contact's projection names HubSpot's company id.
-    e.apply(
+    apply_one(
+        &e,
         "hubspot-main",
-        page(
-            "companies",
-            vec![change(
-                "companies",
-                "55",
-                3,
-                json!({"name": "Globex", "domain": "globex.com"}),
-            )],
-        ),
-    )
-    .unwrap();
+        "companies",
+        "55",
+        3,
+        json!({"name": "Globex", "domain": "globex.com"}),
+    );
     let (proj, _) = e
         .projection("hubspot-main", "contacts", &person)
         .unwrap()
@@ -683,19 +603,14 @@ fn a_copy_revsync_created_joins_its_record_even_before_the_create_is_confirmed()
     // A deal has no identity key: only the canonical id the create carried can say that
     // the HubSpot deal read back is the Salesforce opportunity's record.
     let (_d, e, _) = setup();
-    e.apply(
+    apply_one(
+        &e,
         "salesforce-main",
-        page(
-            "Opportunity",
-            vec![change(
-                "Opportunity",
-                "006A",
-                1,
-                json!({"Name": "Big", "Amount": 10, "CurrencyIsoCode": "USD"}),
-            )],
-        ),
-    )
-    .unwrap();
+        "Opportunity",
+        "006A",
+        1,
+        json!({"Name": "Big", "Amount": 10, "CurrencyIsoCode": "USD"}),
+    );
     let deal = e.find("salesforce-main:Opportunity:006A").unwrap().unwrap();
     // The create's answer was lost; HubSpot's copy is read before the retry.
     let mut read_back = change(
@@ -726,60 +641,40 @@ fn a_relation_is_pushed_once_its_target_is_linked_in_that_system() {
     // The contact is read before its company: Salesforce cannot be told the Account
     // until the company has one; when it gets one, the contact is queued again.
     let (_d, e, _) = setup();
-    e.apply(
+    apply_one(
+        &e,
         "salesforce-main",
-        page(
-            "Contact",
-            vec![change(
-                "Contact",
-                "003A",
-                1,
-                json!({"Email": "ada@acme.com", "LastName": "Lovelace", "AccountId": "001A"}),
-            )],
-        ),
-    )
-    .unwrap();
-    e.apply(
+        "Contact",
+        "003A",
+        1,
+        json!({"Email": "ada@acme.com", "LastName": "Lovelace", "AccountId": "001A"}),
+    );
+    apply_one(
+        &e,
         "hubspot-main",
-        page(
-            "contacts",
-            vec![change(
-                "contacts",
-                "101",
-                2,
-                json!({"email": "ada@acme.com"}),
-            )],
-        ),
-    )
-    .unwrap();
+        "contacts",
+        "101",
+        2,
+        json!({"email": "ada@acme.com"}),
+    );
     let before = e.outbox("hubspot-main", 1000).unwrap().len();
     // The Account arrives, and HubSpot already holds the company (same domain).
-    e.apply(
+    apply_one(
+        &e,
         "hubspot-main",
-        page(
-            "companies",
-            vec![change(
-                "companies",
-                "501",
-                3,
-                json!({"name": "Acme", "domain": "acme.com"}),
-            )],
-        ),
-    )
-    .unwrap();
-    e.apply(
+        "companies",
+        "501",
+        3,
+        json!({"name": "Acme", "domain": "acme.com"}),
+    );
+    apply_one(
+        &e,
         "salesforce-main",
-        page(
-            "Account",
-            vec![change(
-                "Account",
-                "001A",
-                4,
-                json!({"Name": "Acme", "Website": "acme.com"}),
-            )],
-        ),
-    )
-    .unwrap();
+        "Account",
+        "001A",
+        4,
+        json!({"Name": "Acme", "Website": "acme.com"}),
+    );
     let person = e.find("ada@acme.com").unwrap().unwrap();
     let queued: Vec<_> = e
         .outbox("hubspot-main", 1000)
@@ -808,45 +703,30 @@ fn a_relation_read_before_its_target_follows_links_the_target_gains_later() {
     // The contact names an Account not read yet; the Account is read, then created in
     // HubSpot by revsync: the HubSpot contact must then be told its company.
     let (_d, e, _) = setup();
-    e.apply(
+    apply_one(
+        &e,
         "salesforce-main",
-        page(
-            "Contact",
-            vec![change(
-                "Contact",
-                "003A",
-                1,
-                json!({"Email": "ada@acme.com", "LastName": "Lovelace", "AccountId": "001A"}),
-            )],
-        ),
-    )
-    .unwrap();
-    e.apply(
+        "Contact",
+        "003A",
+        1,
+        json!({"Email": "ada@acme.com", "LastName": "Lovelace", "AccountId": "001A"}),
+    );
+    apply_one(
+        &e,
         "hubspot-main",
-        page(
-            "contacts",
-            vec![change(
-                "contacts",
-                "101",
-                2,
-                json!({"email": "ada@acme.com"}),
-            )],
-        ),
-    )
-    .unwrap();
-    e.apply(
+        "contacts",
+        "101",
+        2,
+        json!({"email": "ada@acme.com"}),
+    );
+    apply_one(
+        &e,
         "salesforce-main",
-        page(
-            "Account",
-            vec![change(
-                "Account",
-                "001A",
-                3,
-                json!({"Name": "Acme", "Website": "acme.com"}),
-            )],
-        ),
-    )
-    .unwrap();
+        "Account",
+        "001A",
+        3,
+        json!({"Name": "Acme", "Website": "acme.com"}),
+    );
     let org = e.find("salesforce-main:Account:001A").unwrap().unwrap();
     let (seq, entry) = e
         .outbox("hubspot-main", 1000)
@@ -907,33 +787,23 @@ fn a_relation_read_before_its_target_follows_links_the_target_gains_later() {
 fn a_cross_system_id_read_before_its_target_merges_when_the_target_is_read() {
     let (_dir, e) = with_connector("stripe", STRIPE_WITH_XREF);
 
-    e.apply(
+    apply_one(
+        &e,
         "stripe-main",
-        page(
-            "customers",
-            vec![change(
-                "customers",
-                "cus_1",
-                1,
-                json!({"name": "Prestige Health", "metadata.crm_id": "5"}),
-            )],
-        ),
-    )
-    .unwrap();
+        "customers",
+        "cus_1",
+        1,
+        json!({"name": "Prestige Health", "metadata.crm_id": "5"}),
+    );
     let early = e.find("stripe-main:customers:cus_1").unwrap().unwrap();
-    e.apply(
+    apply_one(
+        &e,
         "hubspot-main",
-        page(
-            "companies",
-            vec![change(
-                "companies",
-                "5",
-                2,
-                json!({"name": "Prestige Health", "domain": "prestigehealth.com"}),
-            )],
-        ),
-    )
-    .unwrap();
+        "companies",
+        "5",
+        2,
+        json!({"name": "Prestige Health", "domain": "prestigehealth.com"}),
+    );
     let company = e.find("prestigehealth.com").unwrap().unwrap();
     let customer = e.find("stripe-main:customers:cus_1").unwrap().unwrap();
     assert_eq!(customer.id, company.id, "still two records");
@@ -949,19 +819,14 @@ fn a_cross_system_id_read_before_its_target_merges_when_the_target_is_read() {
     );
 
     // Read again (a replay), nothing splits or merges twice.
-    e.apply(
+    apply_one(
+        &e,
         "hubspot-main",
-        page(
-            "companies",
-            vec![change(
-                "companies",
-                "5",
-                2,
-                json!({"name": "Prestige Health", "domain": "prestigehealth.com"}),
-            )],
-        ),
-    )
-    .unwrap();
+        "companies",
+        "5",
+        2,
+        json!({"name": "Prestige Health", "domain": "prestigehealth.com"}),
+    );
     assert_eq!(
         e.find("prestigehealth.com").unwrap().unwrap().links.len(),
         2
@@ -973,32 +838,22 @@ fn a_cross_system_id_read_before_its_target_merges_when_the_target_is_read() {
 #[test]
 fn an_empty_domain_is_taken_from_the_website() {
     let (_dir, e) = with_connector("crm", CRM_WITH_WEBSITE);
-    e.apply(
+    apply_one(
+        &e,
         "zendesk-main",
-        page(
-            "organizations",
-            vec![change(
-                "organizations",
-                "77",
-                1,
-                json!({"name": "Dunder Logistics", "domain_names": ["dunderlogistics.io"]}),
-            )],
-        ),
-    )
-    .unwrap();
-    e.apply(
+        "organizations",
+        "77",
+        1,
+        json!({"name": "Dunder Logistics", "domain_names": ["dunderlogistics.io"]}),
+    );
+    apply_one(
+        &e,
         "crm",
-        page(
-            "companies",
-            vec![change(
-                "companies",
-                "1113",
-                2,
-                json!({"name": "Dunder Logistics", "domain": null, "website": "https://www.dunderlogistics.io/pricing"}),
-            )],
-        ),
-    )
-    .unwrap();
+        "companies",
+        "1113",
+        2,
+        json!({"name": "Dunder Logistics", "domain": null, "website": "https://www.dunderlogistics.io/pricing"}),
+    );
     let zd = e.find("zendesk-main:organizations:77").unwrap().unwrap();
     let crm = e.find("crm:companies:1113").unwrap().unwrap();
     assert_eq!(
@@ -1018,32 +873,22 @@ fn national_phone_numbers_read_in_the_connectors_phone_region() {
         "version: 1\nid: crm\ntype: hubspot\nparams: { token: t, base_url: 'http://127.0.0.1:9' }\nphone_region: United States\nobjects:\n  contacts:\n    kind: person\n    fields: { email: email, phone: phone }\n",
     );
     let e = engine(&cfg, Arc::new(MemStore::new()));
-    e.apply(
+    apply_one(
+        &e,
         "crm",
-        page(
-            "contacts",
-            vec![change(
-                "contacts",
-                "1",
-                1,
-                json!({"email": "ann@acme.com", "phone": "(415) 867-5309"}),
-            )],
-        ),
-    )
-    .unwrap();
-    e.apply(
+        "contacts",
+        "1",
+        1,
+        json!({"email": "ann@acme.com", "phone": "(415) 867-5309"}),
+    );
+    apply_one(
+        &e,
         "hubspot-main",
-        page(
-            "contacts",
-            vec![change(
-                "contacts",
-                "2",
-                1,
-                json!({"email": "bob@acme.com", "phone": "(415) 867-5310"}),
-            )],
-        ),
-    )
-    .unwrap();
+        "contacts",
+        "2",
+        1,
+        json!({"email": "bob@acme.com", "phone": "(415) 867-5310"}),
+    );
     let ann = e.find("ann@acme.com").unwrap().unwrap();
     assert_eq!(ann.value("phone"), Some(&text("+14158675309")));
     assert_eq!(ann.value("phone_raw"), Some(&text("(415) 867-5309")));

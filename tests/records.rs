@@ -21,19 +21,14 @@ fn populate(dir: &std::path::Path) {
     );
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&cfg.daemon.store.path, 100, 16).unwrap());
     let e = engine(&cfg, store.clone());
-    e.apply(
+    apply_one(
+        &e,
         "hubspot-main",
-        page(
-            "contacts",
-            vec![change(
-                "contacts",
-                "101",
-                1,
-                json!({"email": "Ada@Example.com", "firstname": "Ada", "jobtitle": "CTO"}),
-            )],
-        ),
-    )
-    .unwrap();
+        "contacts",
+        "101",
+        1,
+        json!({"email": "Ada@Example.com", "firstname": "Ada", "jobtitle": "CTO"}),
+    );
     e.apply("salesforce-main", page("Contact", vec![change("Contact", "003A", 2, json!({"Email": "ada@example.com", "LastName": "Lovelace", "Title": "Chief Technology Officer"}))])).unwrap();
     store.flush().unwrap();
 }

@@ -741,21 +741,31 @@ impl<'a> Txn<'a> {
     fn repoint_referrers(&mut self, from: Uuid, to: Uuid) -> Result<(), EngineError> {
         for r in self.referrers(from)? {
             self.del(Table::Index, index::referrer(from, r));
-            let Some(mut rec) = self.load(r)? else {
-                continue;
-            };
-            let mut touched = false;
-            for e in rec.fields.values_mut() {
-                if e.value == Value::Ref(from) {
-                    e.value = Value::Ref(to);
-                    touched = true;
-                }
-            }
-            if touched {
-                rec.version += 1;
-                self.put(Table::Index, index::referrer(to, r), Vec::new());
-                self.save(rec);
-            }
+            self.retarget(r, to, |v| *v == Value::Ref(from))?;
+        }
+        Ok(())
+    }
+
+    /// Point every relation of record `r` that `names` matches at `target`, and index `r`
+    /// as its referrer.
+    fn retarget(
+        &mut self,
+        r: Uuid,
+        target: Uuid,
+        names: impl Fn(&Value) -> bool,
+    ) -> Result<(), EngineError> {
+        let Some(mut rec) = self.load(r)? else {
+            return Ok(());
+        };
+        let mut touched = false;
+        for e in rec.fields.values_mut().filter(|e| names(&e.value)) {
+            e.value = Value::Ref(target);
+            touched = true;
+        }
+        if touched {
+            rec.version += 1;
+            self.put(Table::Index, index::referrer(target, r), Vec::new());
+            self.save(rec);
         }
         Ok(())
     }
@@ -931,25 +941,11 @@ impl<'a> Txn<'a> {
                 Table::Index,
                 index::waiting(connector, object, external_id, r),
             );
-            if r == target {
-                continue;
-            }
-            let Some(mut rec) = self.load(r)? else {
-                continue;
-            };
-            let mut touched = false;
-            for e in rec.fields.values_mut() {
-                let names_it = matches!(&e.value, Value::ExtRef { connector: c, object: o, id }
-                    if c == connector && o == object && id == external_id);
-                if names_it {
-                    e.value = Value::Ref(target);
-                    touched = true;
-                }
-            }
-            if touched {
-                rec.version += 1;
-                self.put(Table::Index, index::referrer(target, r), Vec::new());
-                self.save(rec);
+            if r != target {
+                self.retarget(r, target, |v| {
+                    matches!(v, Value::ExtRef { connector: c, object: o, id }
+                        if c == connector && o == object && id == external_id)
+                })?;
             }
         }
         Ok(waiting)

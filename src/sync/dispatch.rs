@@ -174,10 +174,9 @@ impl Dispatcher {
         let conn = self.connector_id.clone();
         let limit = batch * ROUND_BATCHES;
         let first_reads = self.first_reads.clone();
-        let holding = self
-            .blocking(move |e| first_reads.pending(e))
-            .await?
-            .is_some();
+        // The first object not read to its end yet: while there is one, creates are held.
+        let unread = self.blocking(move |e| first_reads.pending(e)).await?;
+        let holding = unread.is_some();
         let after = if holding {
             *self.resume_after.lock().unwrap_or_else(|e| e.into_inner())
         } else {
@@ -246,7 +245,7 @@ impl Dispatcher {
             let mut items = items.into_iter().peekable();
             while items.peek().is_some() {
                 let chunk: Vec<Pending> = items.by_ref().take(batch).collect();
-                match self.push_batch(&object, chunk).await? {
+                match self.push_batch(&object, chunk, unread.as_deref()).await? {
                     Pushed::Blocked(wait) => {
                         // This window comes again once the pause is over.
                         *self.resume_after.lock().unwrap_or_else(|e| e.into_inner()) = after;
@@ -277,7 +276,12 @@ impl Dispatcher {
     }
 
     /// Push one batch: what it achieved, or how long the connector must stop pushing.
-    async fn push_batch(&self, object: &str, chunk: Vec<Pending>) -> Result<Pushed, EngineError> {
+    async fn push_batch(
+        &self,
+        object: &str,
+        chunk: Vec<Pending>,
+        unread: Option<&str>,
+    ) -> Result<Pushed, EngineError> {
         let catching_up = "pushes wait for this run's first read of every object";
         if !self.caught_up.all(&self.gated) {
             let conn = self.connector_id.clone();
@@ -295,8 +299,6 @@ impl Dispatcher {
         // through. Every object counts, in every system: a person may already be a
         // Salesforce Lead while revsync would create a Contact, and a Stripe customer may
         // name a HubSpot company not read yet.
-        let first_reads = self.first_reads.clone();
-        let unread = self.blocking(move |e| first_reads.pending(e)).await?;
         let hold_creates = unread.is_some();
         let (chunk, held): (Vec<Pending>, Vec<Pending>) = if hold_creates {
             let mut keep = Vec::new();

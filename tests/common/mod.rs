@@ -105,6 +105,22 @@ pub fn deleted(object: &str, id: &str, secs: i64) -> Change {
     }
 }
 
+/// Apply one change of `object` from `connector`, as a page of its own.
+pub fn apply_one(
+    e: &Engine,
+    connector: &str,
+    object: &str,
+    id: &str,
+    secs: i64,
+    fields: serde_json::Value,
+) -> revsync::engine::ApplyReport {
+    e.apply(
+        connector,
+        page(object, vec![change(object, id, secs, fields)]),
+    )
+    .unwrap_or_else(|err| panic!("{connector} {object} {id}: {err}"))
+}
+
 pub fn page(object: &str, changes: Vec<Change>) -> Page {
     Page {
         object: object.into(),
