@@ -513,21 +513,28 @@ fn check(engine: &Engine, store: &dyn Store) -> (Vec<String>, Seen) {
         .scan(Table::Outbox, b"", None, usize::MAX)
         .expect("scan outbox");
     for (key, value) in &outbox {
-        let (conn, s) = key.split_at(key.len() - 9);
-        let conn = String::from_utf8_lossy(conn);
-        let s = u64::from_be_bytes(s[1..].try_into().expect("8 bytes"));
-        if s > seq {
-            bad.push(format!(
-                "invariant 3: outbox {conn} #{s} is beyond the stored sequence {seq}"
-            ));
-        }
-        match codec::decode::<OutboxEntry>(value) {
-            Err(e) => bad.push(format!("invariant 3: outbox {conn} #{s} is corrupt: {e}")),
-            Ok(entry) if alive(entry.record).is_none() => bad.push(format!(
-                "invariant 3: outbox {conn} #{s} names {}, which does not lead to a live record",
-                entry.record
-            )),
-            Ok(_) => {}
+        let (conn, last) = codec::split_seq_key(key);
+        let entries: Vec<(u64, OutboxEntry)> = match codec::decode_outbox_chunk(key, value) {
+            Ok(entries) => entries,
+            Err(e) => {
+                bad.push(format!(
+                    "invariant 3: outbox {conn} #{last} is corrupt: {e}"
+                ));
+                continue;
+            }
+        };
+        for (s, entry) in entries {
+            if s > seq || s > last {
+                bad.push(format!(
+                    "invariant 3: outbox {conn} #{s} is beyond the stored sequence {seq} or its chunk's #{last}"
+                ));
+            }
+            if alive(entry.record).is_none() {
+                bad.push(format!(
+                    "invariant 3: outbox {conn} #{s} names {}, which does not lead to a live record",
+                    entry.record
+                ));
+            }
         }
     }
 

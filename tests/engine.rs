@@ -981,3 +981,196 @@ fn a_corrected_cross_system_id_forgets_the_id_it_replaced() {
         "the id it named before must not"
     );
 }
+
+/// The outbox is stored in chunks (one key per page and target): confirming, retrying and
+/// dead-lettering single entries inside chunks must leave exactly the others, in order.
+#[test]
+fn entries_inside_an_outbox_chunk_are_confirmed_retried_and_dead_lettered_one_by_one() {
+    let (_d, e, _) = setup();
+    // 150 contacts in one page: Zendesk gets 150 creates, over three chunks.
+    let changes = (0..150)
+        .map(|i| {
+            change(
+                "contacts",
+                &format!("c{i}"),
+                1,
+                json!({"email": format!("p{i}@x.io"), "firstname": format!("P{i}")}),
+            )
+        })
+        .collect();
+    e.apply("hubspot-main", page("contacts", changes)).unwrap();
+    let all = e.outbox("zendesk-main", usize::MAX).unwrap();
+    assert_eq!(all.len(), 150);
+    assert_eq!(e.outbox_len("zendesk-main", 1000).unwrap(), 150);
+    assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "in sequence order");
+    let seqs: Vec<u64> = all.iter().map(|(s, _)| *s).collect();
+
+    // Paging from inside a chunk starts right after the given sequence.
+    let page2 = e.outbox_after("zendesk-main", Some(seqs[69]), 5).unwrap();
+    assert_eq!(
+        page2.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        seqs[70..75]
+    );
+
+    // Confirm one in the middle of the first chunk and the last of the second.
+    for i in [10, 127] {
+        let (seq, entry) = &all[i];
+        e.confirm_push(
+            "zendesk-main",
+            &[*seq],
+            entry.record,
+            "users",
+            entry.hash,
+            Some(&format!("z{i}")),
+        )
+        .unwrap();
+    }
+    // A retry keeps its place with its new attempt count.
+    let (seq, entry) = &all[64];
+    let mut retried = entry.clone();
+    retried.attempts = 3;
+    retried.not_before = 42;
+    e.reschedule("zendesk-main", *seq, &retried, &[*seq, seqs[65]])
+        .unwrap();
+    // A refused one leaves for the dead letters.
+    let (seq, entry) = &all[149];
+    let letter = revsync::engine::codec::DeadLetter {
+        entry: entry.clone(),
+        request: "{}".into(),
+        class: "permanent".into(),
+        detail: "refused".into(),
+        status: Some(422),
+        response: None,
+        failed_ts: 0,
+    };
+    e.dead_letter("zendesk-main", &[*seq], &letter).unwrap();
+
+    let left = e.outbox("zendesk-main", usize::MAX).unwrap();
+    let want: Vec<u64> = seqs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| ![10, 127, 65, 149].contains(i))
+        .map(|(_, s)| *s)
+        .collect();
+    assert_eq!(left.iter().map(|(s, _)| *s).collect::<Vec<_>>(), want);
+    assert_eq!(e.outbox_len("zendesk-main", 1000).unwrap(), 146);
+    let kept = left.iter().find(|(s, _)| *s == seqs[64]).unwrap();
+    assert_eq!((kept.1.attempts, kept.1.not_before), (3, 42));
+    assert_eq!(e.dead_letters(Some("zendesk-main"), 10).unwrap().len(), 1);
+
+    // Emptying a chunk removes it; the rest still reads in order.
+    let first_chunk: Vec<u64> = left
+        .iter()
+        .map(|(s, _)| *s)
+        .filter(|s| *s <= seqs[63])
+        .collect();
+    for s in &first_chunk {
+        let entry = &left.iter().find(|(x, _)| x == s).unwrap().1;
+        e.confirm_push(
+            "zendesk-main",
+            &[*s],
+            entry.record,
+            "users",
+            entry.hash,
+            None,
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        e.outbox("zendesk-main", 1).unwrap()[0].0,
+        seqs[64],
+        "the first entry left after the emptied chunk"
+    );
+    assert_eq!(
+        e.outbox_len("zendesk-main", 1000).unwrap(),
+        146 - first_chunk.len()
+    );
+}
+
+/// Stores written before sync states moved into the record's value keep them under their
+/// own key: they must still suppress echoes, and move into the record on its next write.
+#[test]
+fn sync_states_from_a_store_written_before_they_moved_into_the_record_still_hold() {
+    use revsync::engine::codec;
+    use revsync::store::{Store, Table, WriteBatch};
+
+    let (_d, e, store) = setup();
+    apply_one(
+        &e,
+        "hubspot-main",
+        "contacts",
+        "1",
+        1,
+        json!({"email": "old@x.io", "firstname": "Olga", "jobtitle": "CTO"}),
+    );
+    let (seq, entry) = e.outbox("salesforce-main", 10).unwrap()[0].clone();
+    let rec = e.record(entry.record).unwrap().unwrap();
+    let (proj, hash) = e
+        .projection("salesforce-main", "Contact", &rec)
+        .unwrap()
+        .unwrap();
+    e.confirm_push(
+        "salesforce-main",
+        &[seq],
+        rec.id,
+        "Contact",
+        hash,
+        Some("003OLD"),
+    )
+    .unwrap();
+
+    // Rewrite the record the old way: the record alone, its states in `Pushed`.
+    let key = codec::record_key(rec.id);
+    let (stored, states) =
+        codec::decode_record_and_sync(&store.get(Table::Records, &key).unwrap().unwrap()).unwrap();
+    let states = states.expect("written with its states");
+    let mut legacy = WriteBatch::new();
+    legacy.put(Table::Records, key.clone(), codec::encode(&stored));
+    legacy.put(
+        Table::Pushed,
+        codec::sync_key(rec.id),
+        codec::encode(&states),
+    );
+    store.write(legacy).unwrap();
+
+    assert_eq!(
+        e.held("salesforce-main", "Contact", rec.id).unwrap(),
+        Some(hash)
+    );
+    let echo = change("Contact", "003OLD", 5, serde_json::to_value(&proj).unwrap());
+    let r = e
+        .apply("salesforce-main", page("Contact", vec![echo]))
+        .unwrap();
+    assert_eq!(
+        r.enqueued, 0,
+        "the old states still suppress the echo: {r:?}"
+    );
+
+    apply_one(
+        &e,
+        "hubspot-main",
+        "contacts",
+        "1",
+        9,
+        json!({"jobtitle": "CEO"}),
+    );
+    assert!(
+        store
+            .get(Table::Pushed, &codec::sync_key(rec.id))
+            .unwrap()
+            .is_none(),
+        "the old key goes once the record is written"
+    );
+    let (_, moved) =
+        codec::decode_record_and_sync(&store.get(Table::Records, &key).unwrap().unwrap()).unwrap();
+    assert!(moved.is_some(), "the states moved into the record");
+    assert_eq!(
+        e.held("salesforce-main", "Contact", rec.id).unwrap(),
+        Some(hash)
+    );
+    assert_eq!(
+        e.outbox("salesforce-main", 10).unwrap().len(),
+        1,
+        "the title change is queued"
+    );
+}

@@ -117,11 +117,39 @@ pub mod index {
     }
 }
 
-/// `Outbox`: (connector, sequence) -> entry; a connector's outbox in order.
+/// `Outbox`: (connector, sequence) -> chunk; a connector's outbox in order.
+///
+/// A chunk holds up to [`OUTBOX_CHUNK_MAX`] entries queued by one write, keyed by the
+/// sequence of its last entry: a page queues one key per target system instead of one
+/// per entry (a third of the engine's keyed writes), and the chunk holding sequence `s`
+/// is the first key at or after `s`, since one connector's chunks never overlap.
 pub fn outbox_key(connector: &str, seq: u64) -> Vec<u8> {
     let mut k = join(&[connector.as_bytes(), b""]);
     k.extend_from_slice(&seq.to_be_bytes());
     k
+}
+
+/// Entries per outbox chunk. Small enough that a confirmation, which rewrites the chunk
+/// without the confirmed entry, stays a few KB; large enough that a page of 500 changes
+/// writes a handful of keys per target.
+pub const OUTBOX_CHUNK_MAX: usize = 64;
+
+/// First byte of a chunk value. A single entry, as stores written before chunks hold it,
+/// starts with the length of its record id (16), so both read back without a migration.
+const OUTBOX_CHUNK_TAG: u8 = 0xC1;
+
+pub type OutboxChunk = Vec<(u64, OutboxEntry)>;
+
+pub fn encode_outbox_chunk(entries: &[(u64, OutboxEntry)]) -> Vec<u8> {
+    postcard::to_extend(entries, vec![OUTBOX_CHUNK_TAG]).expect("engine types always encode")
+}
+
+/// The entries of the chunk stored under `key`, in sequence order.
+pub fn decode_outbox_chunk(key: &[u8], value: &[u8]) -> Result<OutboxChunk, postcard::Error> {
+    match value.split_first() {
+        Some((&OUTBOX_CHUNK_TAG, rest)) => decode(rest),
+        _ => Ok(vec![(split_seq_key(key).1, decode(value)?)]),
+    }
 }
 
 /// (connector, sequence) back out of an outbox or dead-letter key.
@@ -137,7 +165,8 @@ pub fn outbox_prefix(connector: &str) -> Vec<u8> {
 }
 
 /// `Pushed`: record -> for each (connector, object), what that system holds and what is
-/// queued. One key per record: a change touches one entry however many systems it reaches.
+/// queued. Only in stores written before these states moved into the record's own value
+/// ([`encode_record`]); the next write of the record moves them and drops this key.
 pub fn sync_key(record: Uuid) -> Vec<u8> {
     record.as_bytes().to_vec()
 }
@@ -246,6 +275,69 @@ pub struct AuditEntry {
     pub event: AuditEvent,
 }
 
+/// First byte of a `Records` value that carries the record's sync states after it. A
+/// record alone, as stores written before kept it (its states in `Pushed`), starts with
+/// the length of its id (16).
+const RECORD_TAG: u8 = 0xC2;
+
+/// A `Records` value: the record, then its sync states. One key per record holds both, so
+/// a change writes one value for them instead of two (ADR 0015).
+pub fn encode_record(rec: &Record, sync: &SyncStates) -> Vec<u8> {
+    let v = postcard::to_extend(rec, vec![RECORD_TAG]).expect("engine types always encode");
+    postcard::to_extend(sync, v).expect("engine types always encode")
+}
+
+/// The record alone.
 pub fn decode_record(bytes: &[u8]) -> Result<Record, postcard::Error> {
-    decode(bytes)
+    match bytes.split_first() {
+        Some((&RECORD_TAG, rest)) => postcard::take_from_bytes(rest).map(|(r, _)| r),
+        _ => decode(bytes),
+    }
+}
+
+/// The record and its sync states; `None` for a value written before they moved in here
+/// (its states are then under the record's key in `Pushed`).
+pub fn decode_record_and_sync(
+    bytes: &[u8],
+) -> Result<(Record, Option<SyncStates>), postcard::Error> {
+    match bytes.split_first() {
+        Some((&RECORD_TAG, rest)) => {
+            let (rec, rest) = postcard::take_from_bytes(rest)?;
+            Ok((rec, Some(decode(rest)?)))
+        }
+        _ => Ok((decode(bytes)?, None)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: u8) -> OutboxEntry {
+        OutboxEntry {
+            record: Uuid::from_bytes([n; 16]),
+            object: "contacts".into(),
+            op: PushOp::Upsert,
+            hash: [n; 16],
+            enqueued_ts: 7,
+            attempts: 0,
+            not_before: 0,
+        }
+    }
+
+    #[test]
+    fn an_outbox_chunk_reads_back_and_so_does_a_single_entry_from_before_chunks() {
+        let key = outbox_key("zendesk-main", 12);
+        let chunk = vec![(10, entry(1)), (12, entry(2))];
+        assert_eq!(
+            decode_outbox_chunk(&key, &encode_outbox_chunk(&chunk)).unwrap(),
+            chunk
+        );
+        // A store written before chunks: one entry per key, its sequence in the key.
+        assert_eq!(
+            decode_outbox_chunk(&key, &encode(&entry(3))).unwrap(),
+            vec![(12, entry(3))]
+        );
+        assert!(decode_outbox_chunk(&key, &[OUTBOX_CHUNK_TAG, 0xff]).is_err());
+    }
 }

@@ -263,25 +263,57 @@ impl Engine {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<(u64, OutboxEntry)>, EngineError> {
-        let after = after.map(|seq| codec::outbox_key(connector, seq));
-        self.store
-            .scan(
-                Table::Outbox,
-                &codec::outbox_prefix(connector),
-                after.as_deref(),
-                limit,
-            )?
-            .into_iter()
-            .map(|(k, v)| {
-                let seq = u64::from_be_bytes(k[k.len() - 8..].try_into().expect("8-byte suffix"));
-                codec::decode(&v)
-                    .map(|e| (seq, e))
+        let prefix = codec::outbox_prefix(connector);
+        let mut from = after.map(|seq| codec::outbox_key(connector, seq));
+        let mut out = Vec::new();
+        // Chunks hold 1 to OUTBOX_CHUNK_MAX entries: read a few at a time until `limit`.
+        let per_scan = limit.div_ceil(codec::OUTBOX_CHUNK_MAX).clamp(1, 64);
+        while out.len() < limit {
+            let chunks = self
+                .store
+                .scan(Table::Outbox, &prefix, from.as_deref(), per_scan)?;
+            let Some((last, _)) = chunks.last() else {
+                break;
+            };
+            from = Some(last.clone());
+            for (k, v) in &chunks {
+                let chunk = codec::decode_outbox_chunk(k, v).map_err(|e| EngineError::Corrupt {
+                    table: "outbox",
+                    detail: e.to_string(),
+                })?;
+                out.extend(
+                    chunk
+                        .into_iter()
+                        .filter(|(seq, _)| after.is_none_or(|a| *seq > a)),
+                );
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// Entries in `connector`'s outbox, counted up to about `cap`.
+    pub fn outbox_len(&self, connector: &str, cap: usize) -> Result<usize, EngineError> {
+        let prefix = codec::outbox_prefix(connector);
+        let (mut n, mut from) = (0, None::<Vec<u8>>);
+        while n < cap {
+            let chunks = self
+                .store
+                .scan(Table::Outbox, &prefix, from.as_deref(), 256)?;
+            let Some((last, _)) = chunks.last() else {
+                break;
+            };
+            from = Some(last.clone());
+            for (k, v) in &chunks {
+                n += codec::decode_outbox_chunk(k, v)
                     .map_err(|e| EngineError::Corrupt {
                         table: "outbox",
                         detail: e.to_string(),
-                    })
-            })
-            .collect()
+                    })?
+                    .len();
+            }
+        }
+        Ok(n.min(cap))
     }
 
     /// Record that `connector` confirmed holding `record`'s projection `hash` (and, for a
@@ -313,13 +345,9 @@ impl Engine {
     ) -> Result<(), EngineError> {
         self.write_with(|txn| {
             for s in superseded.iter().filter(|s| **s != seq) {
-                txn.del_raw(Table::Outbox, codec::outbox_key(connector, *s));
+                txn.outbox_remove(connector, *s);
             }
-            txn.put_raw(
-                Table::Outbox,
-                codec::outbox_key(connector, seq),
-                codec::encode(entry),
-            );
+            txn.outbox_replace(connector, seq, entry.clone());
             Ok(())
         })
     }
@@ -334,7 +362,7 @@ impl Engine {
         let first = *seqs.first().expect("at least one sequence");
         self.write_with(|txn| {
             for seq in seqs {
-                txn.del_raw(Table::Outbox, codec::outbox_key(connector, *seq));
+                txn.outbox_remove(connector, *seq);
             }
             txn.put_raw(
                 Table::DeadLetters,
@@ -386,11 +414,16 @@ impl Engine {
         Ok(true)
     }
 
-    /// Entries in a table under a connector's prefix, counted up to `cap`.
-    pub fn count(&self, table: Table, connector: &str, cap: usize) -> Result<usize, EngineError> {
+    /// A connector's dead letters, counted up to `cap`.
+    pub fn dead_letter_count(&self, connector: &str, cap: usize) -> Result<usize, EngineError> {
         Ok(self
             .store
-            .scan(table, &codec::outbox_prefix(connector), None, cap)?
+            .scan(
+                Table::DeadLetters,
+                &codec::outbox_prefix(connector),
+                None,
+                cap,
+            )?
             .len())
     }
 
@@ -401,18 +434,26 @@ impl Engine {
         object: &str,
         record: Uuid,
     ) -> Result<Option<codec::Hash>, EngineError> {
-        match self.store.get(Table::Pushed, &codec::sync_key(record))? {
-            Some(b) => codec::decode::<codec::SyncStates>(&b)
-                .map(|s| {
-                    s.get(&(connector.to_owned(), object.to_owned()))
-                        .and_then(|st| st.held)
-                })
-                .map_err(|e| EngineError::Corrupt {
-                    table: "pushed",
-                    detail: e.to_string(),
-                }),
-            None => Ok(None),
-        }
+        let corrupt = |table| {
+            move |e: postcard::Error| EngineError::Corrupt {
+                table,
+                detail: e.to_string(),
+            }
+        };
+        let states = match self.store.get(Table::Records, &codec::record_key(record))? {
+            None => return Ok(None),
+            Some(b) => match codec::decode_record_and_sync(&b).map_err(corrupt("records"))? {
+                (_, Some(states)) => states,
+                // Written before sync states moved into the record.
+                (_, None) => match self.store.get(Table::Pushed, &codec::sync_key(record))? {
+                    Some(b) => codec::decode(&b).map_err(corrupt("pushed"))?,
+                    None => return Ok(None),
+                },
+            },
+        };
+        Ok(states
+            .get(&(connector.to_owned(), object.to_owned()))
+            .and_then(|st| st.held))
     }
 
     /// Woken whenever entries are added to an outbox.

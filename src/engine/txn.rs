@@ -1,7 +1,8 @@
 //! One page's worth of engine work: reads see the page's own earlier writes, and
 //! everything is handed to the store as one atomic batch at the end.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use revsync_sdk::{Change, FieldEntry, Kind, Link, Provenance, Record, Value};
 use sha2::{Digest, Sha256};
@@ -27,7 +28,19 @@ pub(super) struct Txn<'a> {
     /// Sync states of the records this page touched, written back at the end.
     sync: HashMap<Uuid, codec::SyncStates>,
     sync_dirty: BTreeSet<Uuid>,
-    kv: HashMap<(Table, Vec<u8>), Option<Vec<u8>>>,
+    /// Sync states read with their record from the store and not yet in `sync`: the
+    /// record's value holds both, so reading one reads the other.
+    stored_sync: RefCell<HashMap<Uuid, codec::SyncStates>>,
+    /// Records whose sync states were still under their own key in `Pushed` (a store
+    /// written before they moved into the record): that key goes when the record is written.
+    legacy_sync: RefCell<HashSet<Uuid>>,
+    /// Writes to the other tables, per table, so reads and prefix scans see them without
+    /// building an owned key.
+    kv: BTreeMap<Table, BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
+    /// Outbox entries queued by this write, per connector, written as chunks at the end.
+    queued: BTreeMap<String, Vec<(u64, OutboxEntry)>>,
+    /// Stored outbox entries this write drops (`None`) or rewrites, per connector.
+    outbox_edits: BTreeMap<String, BTreeMap<u64, Option<OutboxEntry>>>,
 }
 
 fn corrupt(table: &'static str) -> impl Fn(postcard::Error) -> EngineError {
@@ -56,25 +69,29 @@ impl<'a> Txn<'a> {
             fresh: std::collections::HashSet::new(),
             sync: HashMap::new(),
             sync_dirty: BTreeSet::new(),
-            kv: HashMap::new(),
+            stored_sync: RefCell::new(HashMap::new()),
+            legacy_sync: RefCell::new(HashSet::new()),
+            kv: BTreeMap::new(),
+            queued: BTreeMap::new(),
+            outbox_edits: BTreeMap::new(),
         }
     }
 
     // ---- reads and writes through the overlay
 
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
-        if let Some(v) = self.kv.get(&(table, key.to_vec())) {
+        if let Some(v) = self.kv.get(&table).and_then(|t| t.get(key)) {
             return Ok(v.clone());
         }
         Ok(self.store.get(table, key)?)
     }
 
     fn put(&mut self, table: Table, key: Vec<u8>, value: Vec<u8>) {
-        self.kv.insert((table, key), Some(value));
+        self.kv.entry(table).or_default().insert(key, Some(value));
     }
 
     fn del(&mut self, table: Table, key: Vec<u8>) {
-        self.kv.insert((table, key), None);
+        self.kv.entry(table).or_default().insert(key, None);
     }
 
     fn get_id(&self, table: Table, key: &[u8]) -> Result<Option<Uuid>, EngineError> {
@@ -85,7 +102,29 @@ impl<'a> Txn<'a> {
         if let Some(r) = self.records.get(&id) {
             return Ok(Some(r.clone()));
         }
-        super::read_record(self.store, id)
+        self.read_stored(id)
+    }
+
+    /// A record as stored, keeping its sync states aside for [`Txn::sync_states`].
+    fn read_stored(&self, id: Uuid) -> Result<Option<Record>, EngineError> {
+        let Some(bytes) = self.store.get(Table::Records, &codec::record_key(id))? else {
+            return Ok(None);
+        };
+        let (rec, sync) = codec::decode_record_and_sync(&bytes).map_err(corrupt("records"))?;
+        let sync = match sync {
+            Some(s) => s,
+            None => {
+                self.legacy_sync.borrow_mut().insert(id);
+                match self.store.get(Table::Pushed, &codec::sync_key(id))? {
+                    Some(b) => codec::decode(&b).map_err(corrupt("pushed"))?,
+                    None => codec::SyncStates::new(),
+                }
+            }
+        };
+        if !self.sync.contains_key(&id) {
+            self.stored_sync.borrow_mut().insert(id, sync);
+        }
+        Ok(Some(rec))
     }
 
     /// Follow `merged_into` to the surviving record.
@@ -96,9 +135,8 @@ impl<'a> Txn<'a> {
                 .get(&id)
                 .map(|r| r.merged_into)
                 .map(Ok)
-                .unwrap_or_else(|| {
-                    super::read_record(self.store, id).map(|r| r.and_then(|r| r.merged_into))
-                })? {
+                .unwrap_or_else(|| self.read_stored(id).map(|r| r.and_then(|r| r.merged_into)))?
+            {
                 Some(next) => id = next,
                 None => return Ok(id),
             }
@@ -111,21 +149,29 @@ impl<'a> Txn<'a> {
         self.records.insert(rec.id, rec);
     }
 
-    /// A record's sync states, loaded once per page. A record created in this page has
-    /// none stored: the (always missing) read is skipped.
+    /// A record's sync states, loaded once per page (usually already read with the
+    /// record). A record created in this page has none stored: no read.
     fn sync_states(&mut self, record: Uuid) -> Result<&mut codec::SyncStates, EngineError> {
         if !self.sync.contains_key(&record) {
-            let loaded = if self.fresh.contains(&record) {
-                codec::SyncStates::new()
-            } else {
-                match self.store.get(Table::Pushed, &codec::sync_key(record))? {
-                    Some(b) => codec::decode(&b).map_err(corrupt("pushed"))?,
-                    None => codec::SyncStates::new(),
-                }
-            };
+            let loaded = self.stored_states(record)?;
             self.sync.insert(record, loaded);
         }
         Ok(self.sync.get_mut(&record).expect("just inserted"))
+    }
+
+    fn stored_states(&self, record: Uuid) -> Result<codec::SyncStates, EngineError> {
+        if self.fresh.contains(&record) {
+            return Ok(codec::SyncStates::new());
+        }
+        if let Some(s) = self.stored_sync.borrow_mut().remove(&record) {
+            return Ok(s);
+        }
+        self.read_stored(record)?;
+        Ok(self
+            .stored_sync
+            .borrow_mut()
+            .remove(&record)
+            .unwrap_or_default())
     }
 
     fn sync_get(
@@ -200,11 +246,94 @@ impl<'a> Txn<'a> {
 
     fn enqueue(&mut self, connector: &str, entry: OutboxEntry) {
         self.seq += 1;
-        self.put(
-            Table::Outbox,
-            codec::outbox_key(connector, self.seq),
-            codec::encode(&entry),
-        );
+        let seq = self.seq;
+        match self.queued.get_mut(connector) {
+            Some(q) => q.push((seq, entry)),
+            None => {
+                self.queued.insert(connector.to_owned(), vec![(seq, entry)]);
+            }
+        }
+    }
+
+    /// Drop a queued outbox entry (pushed, dead-lettered or superseded).
+    pub fn outbox_remove(&mut self, connector: &str, seq: u64) {
+        if let Some(q) = self.queued.get_mut(connector) {
+            q.retain(|(s, _)| *s != seq);
+        }
+        self.outbox_edits
+            .entry(connector.to_owned())
+            .or_default()
+            .insert(seq, None);
+    }
+
+    /// Rewrite a queued outbox entry in place (a retry's attempt count and time).
+    pub fn outbox_replace(&mut self, connector: &str, seq: u64, entry: OutboxEntry) {
+        if let Some(slot) = self
+            .queued
+            .get_mut(connector)
+            .and_then(|q| q.iter_mut().find(|(s, _)| *s == seq))
+        {
+            slot.1 = entry;
+            return;
+        }
+        self.outbox_edits
+            .entry(connector.to_owned())
+            .or_default()
+            .insert(seq, Some(entry));
+    }
+
+    /// Apply the outbox edits to the stored chunks that hold them, then queue this write's
+    /// new entries as chunks.
+    fn finish_outbox(&mut self, batch: &mut WriteBatch) -> Result<(), EngineError> {
+        for (connector, edits) in std::mem::take(&mut self.outbox_edits) {
+            let prefix = codec::outbox_prefix(&connector);
+            let mut edits = edits.into_iter().peekable();
+            while let Some(&(first, _)) = edits.peek() {
+                let after = codec::outbox_key(&connector, first.saturating_sub(1));
+                let seek = if first == 0 {
+                    None
+                } else {
+                    Some(after.as_slice())
+                };
+                let Some((key, value)) = self.store.scan(Table::Outbox, &prefix, seek, 1)?.pop()
+                else {
+                    break;
+                };
+                let last = codec::split_seq_key(&key).1;
+                let mut chunk =
+                    codec::decode_outbox_chunk(&key, &value).map_err(corrupt("outbox"))?;
+                let before = chunk.len();
+                let mut changed = false;
+                while let Some((seq, edit)) = edits.next_if(|(s, _)| *s <= last) {
+                    let Some(pos) = chunk.iter().position(|(s, _)| *s == seq) else {
+                        continue;
+                    };
+                    match edit {
+                        Some(entry) => chunk[pos].1 = entry,
+                        None => {
+                            chunk.remove(pos);
+                        }
+                    }
+                    changed = true;
+                }
+                if chunk.is_empty() {
+                    batch.delete(Table::Outbox, key);
+                } else if changed || chunk.len() != before {
+                    batch.put(Table::Outbox, key, codec::encode_outbox_chunk(&chunk));
+                }
+            }
+        }
+        for (connector, entries) in std::mem::take(&mut self.queued) {
+            for chunk in entries.chunks(codec::OUTBOX_CHUNK_MAX) {
+                let last = chunk.last().expect("chunks are never empty").0;
+                batch.put(
+                    Table::Outbox,
+                    codec::outbox_key(&connector, last),
+                    codec::encode_outbox_chunk(chunk),
+                );
+            }
+        }
+        Ok(())
     }
 
     // ---- apply
@@ -870,7 +999,7 @@ impl<'a> Txn<'a> {
         created_external_id: Option<&str>,
     ) -> Result<(), EngineError> {
         for seq in seqs {
-            self.del(Table::Outbox, codec::outbox_key(connector, *seq));
+            self.outbox_remove(connector, *seq);
         }
         let id = self.alive(record)?;
         let mut st = self.sync_get(id, connector, object)?;
@@ -1049,13 +1178,18 @@ impl<'a> Txn<'a> {
             .scan(Table::Index, prefix, None, usize::MAX)?
             .into_iter()
             .collect();
-        for ((t, k), v) in &self.kv {
-            if *t == Table::Index && k.starts_with(prefix) {
-                match v {
-                    Some(v) => found.insert(k.clone(), v.clone()),
-                    None => found.remove(k),
-                };
-            }
+        let written = self.kv.get(&Table::Index).into_iter().flat_map(|t| {
+            t.range::<[u8], _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(k, _)| k.starts_with(prefix))
+        });
+        for (k, v) in written {
+            match v {
+                Some(v) => found.insert(k.clone(), v.clone()),
+                None => found.remove(k),
+            };
         }
         found
             .into_iter()
@@ -1096,22 +1230,45 @@ impl<'a> Txn<'a> {
 
     pub fn finish_without_cursor(mut self) -> Result<(WriteBatch, u64), EngineError> {
         let mut batch = WriteBatch::new();
-        for id in std::mem::take(&mut self.dirty) {
-            let rec = &self.records[&id];
-            batch.put(Table::Records, codec::record_key(id), codec::encode(rec));
-        }
-        for id in std::mem::take(&mut self.sync_dirty) {
-            match self.sync.get(&id) {
-                Some(states) if !states.is_empty() => {
-                    batch.put(Table::Pushed, codec::sync_key(id), codec::encode(states))
+        let mut ids = std::mem::take(&mut self.dirty);
+        ids.append(&mut std::mem::take(&mut self.sync_dirty));
+        for id in ids {
+            let stored;
+            let rec = match self.records.get(&id) {
+                Some(r) => r,
+                None => match self.read_stored(id)? {
+                    Some(r) => {
+                        stored = r;
+                        &stored
+                    }
+                    // Sync states of a record that is not there: nothing to keep them with.
+                    None => continue,
+                },
+            };
+            let loaded;
+            let states = match self.sync.get(&id) {
+                Some(s) => s,
+                None => {
+                    loaded = self.stored_states(id)?;
+                    &loaded
                 }
-                _ => batch.delete(Table::Pushed, codec::sync_key(id)),
+            };
+            batch.put(
+                Table::Records,
+                codec::record_key(id),
+                codec::encode_record(rec, states),
+            );
+            if self.legacy_sync.borrow().contains(&id) {
+                batch.delete(Table::Pushed, codec::sync_key(id));
             }
         }
-        for ((table, key), value) in self.kv {
-            match value {
-                Some(v) => batch.put(table, key, v),
-                None => batch.delete(table, key),
+        self.finish_outbox(&mut batch)?;
+        for (table, writes) in self.kv {
+            for (key, value) in writes {
+                match value {
+                    Some(v) => batch.put(table, key, v),
+                    None => batch.delete(table, key),
+                }
             }
         }
         batch.put(

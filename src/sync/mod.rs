@@ -22,7 +22,7 @@ use crate::config::{Config, Direction};
 use crate::engine::Engine;
 use crate::registry::Registry;
 use crate::status::{ConnectorState, StatusHub};
-use crate::store::{Store, Table};
+use crate::store::Store;
 use inbox::Inbox;
 use supervise::supervise;
 
@@ -311,8 +311,8 @@ async fn upkeep(
             let (e, id) = (engine.clone(), c.id.clone());
             let counts = tokio::task::spawn_blocking(move || {
                 (
-                    e.count(Table::Outbox, &id, 1_000_000),
-                    e.count(Table::DeadLetters, &id, 1_000_000),
+                    e.outbox_len(&id, 1_000_000),
+                    e.dead_letter_count(&id, 1_000_000),
                 )
             })
             .await;
