@@ -46,6 +46,7 @@ pub struct Metrics {
     records_in: Family<ConnectorLabels, Gauge>,
     records_reread: Family<ConnectorLabels, Gauge>,
     records_out: Family<ConnectorLabels, Gauge>,
+    edits_read_before_push: Family<ConnectorLabels, Gauge>,
     errors: Family<ConnectorLabels, Gauge>,
     outbox_depth: Family<ConnectorLabels, Gauge>,
     dead_letters: Family<ConnectorLabels, Gauge>,
@@ -83,6 +84,7 @@ impl Metrics {
             records_in: Family::default(),
             records_reread: Family::default(),
             records_out: Family::default(),
+            edits_read_before_push: Family::default(),
             errors: Family::default(),
             outbox_depth: Family::default(),
             dead_letters: Family::default(),
@@ -134,6 +136,11 @@ impl Metrics {
             "connector_records_reread",
             "Records read again with nothing new (overlap windows, repeated events)",
             self.records_reread.clone(),
+        );
+        r.register(
+            "connector_edits_read_before_push",
+            "Edits made in the connector's system since its last read, found and applied before an update would have written over them",
+            self.edits_read_before_push.clone(),
         );
         r.register(
             "connector_records_out",
@@ -217,6 +224,9 @@ impl Metrics {
                 .get_or_create(&l)
                 .set(c.records_reread as i64);
             self.records_out.get_or_create(&l).set(c.records_out as i64);
+            self.edits_read_before_push
+                .get_or_create(&l)
+                .set(c.edits_read_before_push as i64);
             self.errors.get_or_create(&l).set(c.errors.count as i64);
             self.outbox_depth
                 .get_or_create(&l)

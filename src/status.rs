@@ -103,6 +103,9 @@ pub struct ConnectorStatus {
     /// Reports read again with nothing new (overlap windows, events delivered twice).
     pub records_reread: u64,
     pub records_out: u64,
+    /// Edits found in this system by the read before an update, made since its last poll:
+    /// applied first, so the update did not write over them.
+    pub edits_read_before_push: u64,
     /// Records or values skipped because the source sent something unreadable.
     pub invalid_records: u64,
     pub errors: ErrorSummary,
@@ -141,6 +144,7 @@ impl ConnectorStatus {
             records_in: 0,
             records_reread: 0,
             records_out: 0,
+            edits_read_before_push: 0,
             invalid_records: 0,
             errors: ErrorSummary::default(),
             outbox_depth: 0,

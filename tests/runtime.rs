@@ -540,3 +540,49 @@ async fn held_creates_do_not_hold_back_the_updates_queued_behind_them() {
     );
     d.stop().await;
 }
+
+/// Someone renames a contact in B after revsync's last read of B; then another rename
+/// made earlier in A is read and pushed to B. B's rename is the newer one: the push must
+/// not write the older name over it, and A must get B's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_made_in_the_target_since_its_last_read_is_not_written_over() {
+    let (a, b) = (Fake::start().await, Fake::start().await);
+    let in_a = a.seed("x@corp.test", "Old Name");
+    let d = start(&a, &b).await;
+    let copy_in_b = || b.state.lock().unwrap().contacts.values().next().cloned();
+    eventually("the contact reached B", 20, || async {
+        copy_in_b().is_some()
+    })
+    .await;
+    // Let revsync read its own write back from B, then stop B's list reads: from here on
+    // only a read by id can see what happens in B.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    b.state.lock().unwrap().list_pages_left = Some(0);
+    let in_b = copy_in_b().unwrap().id;
+    {
+        let mut s = a.state.lock().unwrap();
+        let c = s.contacts.get_mut(&in_a).unwrap();
+        c.name = "Name From A".into();
+        c.updated = 1_800_000_100;
+    }
+    {
+        let mut s = b.state.lock().unwrap();
+        let c = s.contacts.get_mut(&in_b).unwrap();
+        c.name = "Renamed In B".into();
+        c.updated = 1_800_000_200;
+    }
+    let name_in_a = || a.state.lock().unwrap().contacts[&in_a].name.clone();
+    eventually("B's newer rename reached A", 20, || async {
+        name_in_a() == "Renamed In B"
+    })
+    .await;
+    assert_eq!(
+        copy_in_b().unwrap().name,
+        "Renamed In B",
+        "the push wrote the older name over B's"
+    );
+    assert!(b.state.lock().unwrap().reads_by_id >= 1);
+    let sb = d.connector("acme-b").await;
+    assert!(sb["edits_read_before_push"].as_u64().unwrap() >= 1, "{sb}");
+    d.stop().await;
+}

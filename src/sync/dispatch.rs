@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::engine::codec::{self, DeadLetter, OutboxEntry, PushOp as QueuedOp};
-use crate::engine::{Engine, EngineError};
+use crate::engine::{Engine, EngineError, Page};
 use crate::status::{ConnectorState, StatusHub};
 
 /// How many outbox entries one round looks at, in batches.
@@ -433,6 +433,63 @@ impl Dispatcher {
         }
         if sendable.is_empty() {
             return Ok(Pushed::Progress);
+        }
+        // An edit made in this system since revsync last read it would be written over by
+        // these updates, with no audit entry anywhere. Read the copies first and apply
+        // what changed: if anything did, the entries stay queued and the next round builds
+        // them from the merged records (which may keep the edit, or now need no push).
+        let updated: Vec<String> = sendable
+            .iter()
+            .flat_map(|s| &s.2)
+            .filter_map(|i| match &i.op {
+                PushOp::Update { external_id } => Some(external_id.clone()),
+                _ => None,
+            })
+            .collect();
+        if !updated.is_empty() {
+            match self.connector.fetch_by_ids(object, &updated).await {
+                Ok(changes) if changes.is_empty() => {}
+                Ok(changes) => {
+                    let (c, page) = (
+                        conn.clone(),
+                        Page {
+                            object: object.to_owned(),
+                            changes,
+                            // A read by id says nothing about where polling stands.
+                            cursor: None,
+                        },
+                    );
+                    let report = self.blocking(move |e| e.apply(&c, page)).await?;
+                    let news = report.created + report.updated + report.merged + report.deleted;
+                    if news > 0 {
+                        tracing::info!(connector = %conn, object, edits = news, "edits made in the target since its last read were applied before pushing over them");
+                        self.status
+                            .update(&conn, |s| s.edits_read_before_push += news as u64);
+                        return Ok(Pushed::Progress);
+                    }
+                }
+                // The push would meet the same limit or outage: it waits like a failed push.
+                Err(
+                    err @ (ConnectorError::Transient(_)
+                    | ConnectorError::RateLimited { .. }
+                    | ConnectorError::Auth(_)),
+                ) => {
+                    let mut blocked: Option<Duration> = None;
+                    for (p, _, items, _) in sendable {
+                        let Some(item) = items.into_iter().next() else {
+                            continue;
+                        };
+                        if let Some(wait) = self.failed(object, p, &item, err.clone()).await? {
+                            blocked = Some(blocked.map_or(wait, |b| b.max(wait)));
+                        }
+                    }
+                    return Ok(blocked.map_or(Pushed::Progress, Pushed::Blocked));
+                }
+                // A read this system refuses for good must not stop its pushes.
+                Err(err) => {
+                    tracing::warn!(connector = %conn, object, error = %err, "could not read the copies before updating them; pushing anyway");
+                }
+            }
         }
         let items: Vec<PushItem> = sendable.iter().flat_map(|s| s.2.clone()).collect();
         let started = std::time::Instant::now();

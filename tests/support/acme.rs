@@ -59,9 +59,11 @@ pub struct FakeState {
     pub updates: u64,
     /// Slow reads: each list page answers after this long (a big or busy system).
     pub list_delay_ms: u64,
-    /// Serve this many list pages, then answer 503 to every read (a system whose first
-    /// read never completes).
+    /// Serve this many list pages, then answer 503 to every list read (a system whose
+    /// first read never completes). Reads by id still answer.
     pub list_pages_left: Option<u32>,
+    /// Reads of one contact by id.
+    pub reads_by_id: u64,
 }
 
 #[derive(Clone)]
@@ -80,6 +82,7 @@ impl Fake {
         let app = Router::new()
             .route("/v1/contacts", get(list))
             .route("/v1/contacts/batch", post(batch))
+            .route("/v1/contacts/{id}", get(one))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -126,17 +129,26 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
+/// The 401 for a request without the account's token.
+fn unauthorized(headers: &HeaderMap) -> Option<Response> {
+    (headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer acme-token")).then(
+        || {
+            (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"error": "bad token"})),
+            )
+                .into_response()
+        },
+    )
+}
+
 async fn list(
     State(s): State<Arc<Mutex<FakeState>>>,
     headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Response {
-    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer acme-token") {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"error": "bad token"})),
-        )
-            .into_response();
+    if let Some(refused) = unauthorized(&headers) {
+        return refused;
     }
     {
         let mut st = s.lock().unwrap();
@@ -164,6 +176,29 @@ async fn list(
         .get(limit.min(rows.len()).saturating_sub(1))
         .map(|c| c.updated);
     Json(json!({"results": page, "next": next, "more": rows.len() > limit})).into_response()
+}
+
+async fn one(
+    State(s): State<Arc<Mutex<FakeState>>>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    if let Some(refused) = unauthorized(&headers) {
+        return refused;
+    }
+    let mut s = s.lock().unwrap();
+    s.reads_by_id += 1;
+    match s.contacts.get(&id) {
+        Some(c) => {
+            Json(json!({"id": c.id, "email": c.email, "name": c.name, "updated": c.updated}))
+                .into_response()
+        }
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "no such contact"})),
+        )
+            .into_response(),
+    }
 }
 
 async fn batch(State(s): State<Arc<Mutex<FakeState>>>, Json(body): Json<Value>) -> Response {
@@ -398,9 +433,19 @@ impl Connector for Acme {
     async fn fetch_by_ids(
         &self,
         _object: &str,
-        _ids: &[String],
+        ids: &[String],
     ) -> Result<Vec<Change>, ConnectorError> {
-        Ok(Vec::new())
+        let mut out = Vec::new();
+        for id in ids {
+            let req = ApiRequest::get(format!("/v1/contacts/{id}"))
+                .with_auth(Auth::Bearer(self.token.clone()));
+            match self.client.send(req).await {
+                Ok(resp) => out.push(to_change(&resp.json()?)),
+                Err(ConnectorError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
     }
 
     async fn push(
