@@ -24,8 +24,13 @@ struct Daemon {
 }
 
 async fn start(a: &Fake, b: &Fake) -> Daemon {
+    start_with(a, b, "").await
+}
+
+/// `b_object` is added to acme-b's `contacts` object (`direction: out`, ...).
+async fn start_with(a: &Fake, b: &Fake, b_object: &str) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), a, b);
+    write_config(dir.path(), a, b, b_object);
     let cfg = revsync::config::load(
         dir.path(),
         &registry(),
@@ -50,18 +55,18 @@ fn registry() -> Registry {
     Registry::with(vec![Box::new(AcmeType)])
 }
 
-fn write_config(dir: &Path, a: &Fake, b: &Fake) {
+fn write_config(dir: &Path, a: &Fake, b: &Fake, b_object: &str) {
     std::fs::create_dir_all(dir.join("connectors")).unwrap();
     std::fs::write(
         dir.join("revsync.yaml"),
         format!("version: 1\nserver:\n  admin_token: {ADMIN}\n  max_body_bytes: 4096\nstore:\n  path: {}\nshutdown_timeout_secs: 5\n", dir.join("data").display()),
     )
     .unwrap();
-    for (id, fake) in [("acme-a", a), ("acme-b", b)] {
+    for (id, fake, extra) in [("acme-a", a, ""), ("acme-b", b, b_object)] {
         std::fs::write(
             dir.join(format!("connectors/{id}.yaml")),
             format!(
-                "version: 1\nid: {id}\ntype: acme\nparams:\n  base_url: {}\n  token: acme-token\n  webhook_token: hook-secret\npoll:\n  interval_secs: 1\n  jitter_pct: 0\nobjects:\n  contacts:\n    kind: person\n    fields: {{ email: email, name: {{ to: full_name }} }}\n",
+                "version: 1\nid: {id}\ntype: acme\nparams:\n  base_url: {}\n  token: acme-token\n  webhook_token: hook-secret\npoll:\n  interval_secs: 1\n  jitter_pct: 0\nobjects:\n  contacts:\n    kind: person\n    fields: {{ email: email, name: {{ to: full_name }} }}\n{extra}",
                 fake.url()
             ),
         )
@@ -584,5 +589,39 @@ async fn an_edit_made_in_the_target_since_its_last_read_is_not_written_over() {
     assert!(b.state.lock().unwrap().reads_by_id >= 1);
     let sb = d.connector("acme-b").await;
     assert!(sb["edits_read_before_push"].as_u64().unwrap() >= 1, "{sb}");
+    d.stop().await;
+}
+
+/// A `direction: out` object is written, never read: not even the read before an update,
+/// whose edits would otherwise flow back against the configuration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_only_object_is_not_read_before_its_updates() {
+    let (a, b) = (Fake::start().await, Fake::start().await);
+    let in_a = a.seed("x@corp.test", "Old Name");
+    let d = start_with(&a, &b, "    direction: out\n").await;
+    let name_in_b = || {
+        b.state
+            .lock()
+            .unwrap()
+            .contacts
+            .values()
+            .next()
+            .map(|c| c.name.clone())
+    };
+    eventually("the contact reached B", 20, || async {
+        name_in_b().is_some()
+    })
+    .await;
+    {
+        let mut s = a.state.lock().unwrap();
+        let c = s.contacts.get_mut(&in_a).unwrap();
+        c.name = "Name From A".into();
+        c.updated = 1_800_000_100;
+    }
+    eventually("A's rename reached B", 20, || async {
+        name_in_b().as_deref() == Some("Name From A")
+    })
+    .await;
+    assert_eq!(b.state.lock().unwrap().reads_by_id, 0, "B was read");
     d.stop().await;
 }

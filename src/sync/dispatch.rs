@@ -112,6 +112,13 @@ enum Pushed {
     Blocked(Duration),
 }
 
+/// One try at a batch: done, or its entries to build again because the read before the
+/// push applied edits to their records.
+enum Attempt {
+    Done(Pushed),
+    Rebuild(Vec<Pending>),
+}
+
 /// What one round achieved, to decide how long to wait.
 enum Round {
     Idle(Option<i64>),
@@ -282,12 +289,37 @@ impl Dispatcher {
         chunk: Vec<Pending>,
         unread: Option<&str>,
     ) -> Result<Pushed, EngineError> {
+        // Read the copies first only where a read can tell an edit from our own write: the
+        // object is read at all (not `direction: out`), and the system's reads by id carry
+        // each copy's own modification time (Stripe's objects have none: a read stamped
+        // "now" would beat every newer value revsync holds).
+        let read_first =
+            self.gated.contains(object) && self.connector.reads_by_id_carry_modified_times();
+        match self.push_attempt(object, chunk, unread, read_first).await? {
+            Attempt::Done(pushed) => Ok(pushed),
+            // The read brought edits, now applied: build the items again from the merged
+            // records and push them in this same round, without a second read.
+            Attempt::Rebuild(chunk) => match self.push_attempt(object, chunk, unread, false).await?
+            {
+                Attempt::Done(pushed) => Ok(pushed),
+                Attempt::Rebuild(_) => unreachable!("no read, so nothing to rebuild for"),
+            },
+        }
+    }
+
+    async fn push_attempt(
+        &self,
+        object: &str,
+        chunk: Vec<Pending>,
+        unread: Option<&str>,
+        read_first: bool,
+    ) -> Result<Attempt, EngineError> {
         let catching_up = "pushes wait for this run's first read of every object";
         if !self.caught_up.all(&self.gated) {
             let conn = self.connector_id.clone();
             self.status
                 .update(&conn, |s| s.note = Some(catching_up.to_owned()));
-            return Ok(Pushed::Blocked(Duration::from_millis(500)));
+            return Ok(Attempt::Done(Pushed::Blocked(Duration::from_millis(500))));
         }
         self.status.update(&self.connector_id, |s| {
             if s.note.as_deref() == Some(catching_up) {
@@ -340,11 +372,11 @@ impl Dispatcher {
                 .update(&conn, |s| s.note = Some(waiting.clone()));
         }
         if chunk.is_empty() {
-            return Ok(if held.is_empty() {
+            return Ok(Attempt::Done(if held.is_empty() {
                 Pushed::Progress
             } else {
                 Pushed::AllHeld
-            });
+            }));
         }
 
         let conn = self.connector_id.clone();
@@ -432,12 +464,13 @@ impl Dispatcher {
             }
         }
         if sendable.is_empty() {
-            return Ok(Pushed::Progress);
+            return Ok(Attempt::Done(Pushed::Progress));
         }
         // An edit made in this system since revsync last read it would be written over by
         // these updates, with no audit entry anywhere. Read the copies first and apply
-        // what changed: if anything did, the entries stay queued and the next round builds
-        // them from the merged records (which may keep the edit, or now need no push).
+        // what changed: if anything did, the items are built again from the merged records
+        // (which may keep the edit, lose it to a newer value with an audit entry, or now
+        // need no push).
         let updated: Vec<String> = sendable
             .iter()
             .flat_map(|s| &s.2)
@@ -446,7 +479,7 @@ impl Dispatcher {
                 _ => None,
             })
             .collect();
-        if !updated.is_empty() {
+        if read_first && !updated.is_empty() {
             match self.connector.fetch_by_ids(object, &updated).await {
                 Ok(changes) if changes.is_empty() => {}
                 Ok(changes) => {
@@ -465,17 +498,24 @@ impl Dispatcher {
                         tracing::info!(connector = %conn, object, edits = news, "edits made in the target since its last read were applied before pushing over them");
                         self.status
                             .update(&conn, |s| s.edits_read_before_push += news as u64);
-                        return Ok(Pushed::Progress);
+                        return Ok(Attempt::Rebuild(
+                            sendable.into_iter().map(|s| s.0).collect(),
+                        ));
                     }
                 }
-                // The push would meet the same limit or outage: it waits like a failed push.
+                // The updates would meet the same limit or outage: they wait like a failed
+                // push. Creates and deletes in the batch need no read and go on, unless the
+                // connector must stop altogether.
                 Err(
                     err @ (ConnectorError::Transient(_)
                     | ConnectorError::RateLimited { .. }
                     | ConnectorError::Auth(_)),
                 ) => {
+                    let (updates, rest): (Vec<_>, Vec<_>) = sendable
+                        .into_iter()
+                        .partition(|s| s.2.iter().any(|i| matches!(i.op, PushOp::Update { .. })));
                     let mut blocked: Option<Duration> = None;
-                    for (p, _, items, _) in sendable {
+                    for (p, _, items, _) in updates {
                         let Some(item) = items.into_iter().next() else {
                             continue;
                         };
@@ -483,7 +523,13 @@ impl Dispatcher {
                             blocked = Some(blocked.map_or(wait, |b| b.max(wait)));
                         }
                     }
-                    return Ok(blocked.map_or(Pushed::Progress, Pushed::Blocked));
+                    if let Some(wait) = blocked {
+                        return Ok(Attempt::Done(Pushed::Blocked(wait)));
+                    }
+                    sendable = rest;
+                    if sendable.is_empty() {
+                        return Ok(Attempt::Done(Pushed::Progress));
+                    }
                 }
                 // A read this system refuses for good must not stop its pushes.
                 Err(err) => {
@@ -556,10 +602,10 @@ impl Dispatcher {
                 }
             });
         }
-        Ok(match blocked {
+        Ok(Attempt::Done(match blocked {
             Some(wait) => Pushed::Blocked(wait),
             None => Pushed::Progress,
-        })
+        }))
     }
 
     /// Handle one failed item: retry later, pause the connector, or dead-letter it.

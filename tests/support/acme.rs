@@ -430,6 +430,10 @@ impl Connector for Acme {
         Some(self.client.limiter().stats())
     }
 
+    fn reads_by_id_carry_modified_times(&self) -> bool {
+        true
+    }
+
     async fn fetch_by_ids(
         &self,
         _object: &str,

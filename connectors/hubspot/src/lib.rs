@@ -691,6 +691,11 @@ impl Connector for HubSpotConnector {
             .map_err(|e| self.note(e))
     }
 
+    /// Batch reads carry `updatedAt`, the copy's own time.
+    fn reads_by_id_carry_modified_times(&self) -> bool {
+        true
+    }
+
     async fn fetch_by_ids(
         &self,
         object: &str,

@@ -325,6 +325,11 @@ impl Connector for SalesforceConnector {
         Ok(out)
     }
 
+    /// SOQL reads carry `SystemModstamp`, the row's own time.
+    fn reads_by_id_carry_modified_times(&self) -> bool {
+        true
+    }
+
     async fn fetch_by_ids(
         &self,
         object: &str,

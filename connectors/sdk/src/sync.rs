@@ -142,6 +142,14 @@ pub trait Connector: Send + Sync + 'static {
         ids: &[String],
     ) -> Result<Vec<Change>, ConnectorError>;
 
+    /// Whether [`Connector::fetch_by_ids`] stamps each copy with the system's own time of
+    /// its last change. Only then does the dispatcher read copies before updating them
+    /// (an edit made since the last poll is applied, not written over): a read stamped
+    /// with the time of reading would win over every newer value revsync holds.
+    fn reads_by_id_carry_modified_times(&self) -> bool {
+        false
+    }
+
     /// Write a batch of at most `batch_size` items. `Ok` holds one result per item, in
     /// order (a 207 with some failed items is `Ok`); `Err` means nothing was written.
     async fn push(

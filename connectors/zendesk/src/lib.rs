@@ -580,6 +580,11 @@ impl Connector for ZendeskConnector {
         }
     }
 
+    /// `show_many` records carry `updated_at`, the record's own time.
+    fn reads_by_id_carry_modified_times(&self) -> bool {
+        true
+    }
+
     async fn fetch_by_ids(
         &self,
         object: &str,
