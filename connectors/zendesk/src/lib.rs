@@ -259,6 +259,7 @@ impl ZendeskConnector {
         let mut results: Vec<Option<PushResult>> = vec![None; items.len()];
         let mut creates = Vec::new();
         let mut updates = Vec::new();
+        let mut deletes = Vec::new();
         for (i, item) in items.iter().enumerate() {
             match &item.op {
                 PushOp::Create { canonical_id } => {
@@ -272,7 +273,7 @@ impl ZendeskConnector {
                 PushOp::Update { external_id } => {
                     updates.push((i, external_id.clone(), mapping::payload(&item.fields)))
                 }
-                PushOp::Delete { .. } => results[i] = Some(Err(unsupported_delete("users"))),
+                PushOp::Delete { external_id } => deletes.push((i, external_id.clone())),
             }
         }
         for chunk in creates.chunks(BATCH) {
@@ -289,6 +290,7 @@ impl ZendeskConnector {
             }
         }
         self.run_updates("users", &updates, &mut results).await?;
+        self.run_deletes("users", &deletes, &mut results).await?;
         Ok(finish(results))
     }
 
@@ -299,6 +301,7 @@ impl ZendeskConnector {
         let mut results: Vec<Option<PushResult>> = vec![None; items.len()];
         let mut creates = Vec::new();
         let mut updates = Vec::new();
+        let mut deletes = Vec::new();
         for (i, item) in items.iter().enumerate() {
             match &item.op {
                 PushOp::Create { canonical_id } => {
@@ -309,9 +312,7 @@ impl ZendeskConnector {
                 PushOp::Update { external_id } => {
                     updates.push((i, external_id.clone(), mapping::payload(&item.fields)))
                 }
-                PushOp::Delete { .. } => {
-                    results[i] = Some(Err(unsupported_delete("organizations")))
-                }
+                PushOp::Delete { external_id } => deletes.push((i, external_id.clone())),
             }
         }
         // create_many is not an upsert: a create whose answer was lost already exists
@@ -360,6 +361,8 @@ impl ZendeskConnector {
             }
         }
         self.run_updates("organizations", &updates, &mut results)
+            .await?;
+        self.run_deletes("organizations", &deletes, &mut results)
             .await?;
         Ok(finish(results))
     }
@@ -426,6 +429,41 @@ impl ZendeskConnector {
                             .find(|r| r.get("index").and_then(Value::as_u64) == Some(pos as u64))
                     });
                 results[*i] = Some(item_result(r.cloned()));
+            }
+        }
+        Ok(())
+    }
+
+    /// `DELETE /{object}/destroy_many?ids=…`, at most 100 ids per job. Zendesk documents
+    /// deletion results only as `{"success": …}` for the whole job. Per-id results, if a
+    /// job gives them, are read like the others', and an id already gone counts as done.
+    async fn run_deletes(
+        &self,
+        object: &str,
+        deletes: &[(usize, String)],
+        results: &mut [Option<PushResult>],
+    ) -> Result<(), ConnectorError> {
+        for chunk in deletes.chunks(BATCH) {
+            let ids: Vec<&str> = chunk.iter().map(|(_, id)| id.as_str()).collect();
+            let req = self
+                .client
+                .request(Method::DELETE, &format!("{object}/destroy_many"))
+                .with_query("ids", ids.join(","))
+                // Deleting what is already deleted changes nothing.
+                .with_retry(true);
+            match self.client.run_job(req).await {
+                Ok(job) => {
+                    for (i, id) in chunk {
+                        results[*i] = Some(delete_result(&job, id));
+                    }
+                }
+                // The job failed as a whole: every id in it gets the answer.
+                Err(e @ ConnectorError::Permanent { .. }) => {
+                    for (i, _) in chunk {
+                        results[*i] = Some(Err(e.clone()));
+                    }
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(())
@@ -498,6 +536,21 @@ fn by_index(job: &[Value], n: usize) -> Vec<Option<Value>> {
         }
     }
     out
+}
+
+/// A completed deletion job's answer for `id`: done unless a result names it as failed
+/// for another reason than being gone already.
+fn delete_result(job: &[Value], id: &str) -> PushResult {
+    let named = job
+        .iter()
+        .find(|r| r.get("id").and_then(mapping::id_text).as_deref() == Some(id));
+    match named {
+        Some(r) if r.get("error").and_then(Value::as_str) == Some("RecordNotFound") => {
+            Ok(id.to_owned())
+        }
+        Some(r) => item_result(Some(r.clone())),
+        None => Ok(id.to_owned()),
+    }
 }
 
 /// One job result: the record's id, or why Zendesk refused it.
@@ -658,6 +711,33 @@ mod tests {
         assert_eq!(ids.into_iter().collect::<Vec<_>>(), vec!["4", "5"]);
         assert_eq!(time_cursor(Some("t:17:")).unwrap().0, 17);
         assert!(time_cursor(Some("garbage")).is_err());
+    }
+
+    #[test]
+    fn deletion_results_count_gone_as_done_and_keep_other_failures() {
+        // Zendesk documents only the whole-job form; per-id results are read if given.
+        let job = vec![
+            json!({"id": 1, "action": "delete", "success": true, "status": "Deleted"}),
+            json!({"id": 2, "success": false, "status": "Failed", "error": "RecordNotFound"}),
+            json!({"id": 3, "success": false, "status": "Failed", "error": "PermissionDenied",
+                "details": "agents cannot be deleted here"}),
+        ];
+        assert_eq!(delete_result(&job, "1").unwrap(), "1");
+        assert_eq!(delete_result(&job, "2").unwrap(), "2", "already gone: done");
+        assert!(matches!(
+            delete_result(&job, "3"),
+            Err(ConnectorError::Permanent { .. })
+        ));
+        assert_eq!(
+            delete_result(&job, "4").unwrap(),
+            "4",
+            "completed, not named"
+        );
+        assert_eq!(
+            delete_result(&[], "5").unwrap(),
+            "5",
+            "a job answering only success"
+        );
     }
 
     #[test]

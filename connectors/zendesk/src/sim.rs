@@ -15,7 +15,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -273,6 +273,7 @@ impl Sim {
                 "/organizations/update_many",
                 put(|s: State<Shared>, b: Json<Value>| submit(s, b, Bulk::Update(Obj::Orgs))),
             )
+            .route("/{object}/destroy_many", delete(destroy))
             .route("/tickets", post(create_ticket))
             .route("/tickets/{id}", put(update_ticket))
             .route("/job_statuses/{id}", get(job_status))
@@ -764,10 +765,28 @@ enum Bulk {
     UsersUpsert,
     OrgsCreate,
     Update(Obj),
+    /// `destroy_many`: users are deactivated (`active: false`), organizations get a
+    /// `deleted_at`, tickets the status `deleted`; all stay in the exports, as Zendesk's do.
+    Destroy(Obj),
 }
 
-/// Queue a bulk job (the ceiling is checked here), then run it after `job_delay`.
-async fn submit(State(state): State<Shared>, Json(body): Json<Value>, bulk: Bulk) -> Response {
+/// `DELETE /{object}/destroy_many?ids=1,2,3`: a bulk job like the others.
+async fn destroy(state: State<Shared>, Path(object): Path<String>, Query(q): Q) -> Response {
+    let Some(o) = Obj::parse(&object) else {
+        return error(StatusCode::NOT_FOUND, "InvalidEndpoint", "not found");
+    };
+    let ids: Option<Vec<Value>> = q.get("ids").map(|ids| {
+        ids.split(',')
+            .map(|id| json!({"id": id.trim().parse::<u64>().ok()}))
+            .collect()
+    });
+    match ids {
+        Some(items) if !items.is_empty() => queue(state, items, Bulk::Destroy(o)).await,
+        _ => error(StatusCode::BAD_REQUEST, "InvalidValue", "`ids` is required"),
+    }
+}
+
+async fn submit(state: State<Shared>, Json(body): Json<Value>, bulk: Bulk) -> Response {
     let key = match bulk {
         Bulk::UsersUpsert | Bulk::Update(Obj::Users) => "users",
         _ => "organizations",
@@ -779,6 +798,11 @@ async fn submit(State(state): State<Shared>, Json(body): Json<Value>, bulk: Bulk
             &format!("body needs `{key}`"),
         );
     };
+    queue(state, items, bulk).await
+}
+
+/// Queue a bulk job (the ceiling is checked here), then run it after `job_delay`.
+async fn queue(State(state): State<Shared>, items: Vec<Value>, bulk: Bulk) -> Response {
     if items.len() > 100 {
         return error(
             StatusCode::BAD_REQUEST,
@@ -824,7 +848,7 @@ async fn submit(State(state): State<Shared>, Json(body): Json<Value>, bulk: Bulk
             j["status"] = json!("completed");
             j["progress"] = json!(items.len());
             j["message"] = json!(format!("Completed at {}", rfc3339(Utc::now().timestamp())));
-            j["results"] = Value::Array(results);
+            j["results"] = results;
         }
         s.active_jobs = s.active_jobs.saturating_sub(1);
     });
@@ -862,8 +886,21 @@ fn find(s: &Inner, o: Obj, field: &str, value: &str) -> Option<u64> {
         .map(|(id, _)| *id)
 }
 
-fn run_bulk(s: &mut Inner, bulk: Bulk, items: &[Value]) -> Vec<Value> {
+fn run_bulk(s: &mut Inner, bulk: Bulk, items: &[Value]) -> Value {
     let ts = s.now();
+    if let Bulk::Destroy(o) = bulk {
+        // Zendesk documents only this form for deletion jobs: whether all went through.
+        let gone = match o {
+            Obj::Users => json!({"active": false}),
+            Obj::Orgs => json!({"deleted_at": rfc3339(ts)}),
+            Obj::Tickets => json!({"status": "deleted"}),
+        };
+        let gone = gone.as_object().cloned().unwrap_or_default();
+        for id in items.iter().filter_map(|i| i["id"].as_u64()) {
+            s.update(o, id, &gone, ts);
+        }
+        return json!({"success": true});
+    }
     let mut out = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let fields = item.as_object().cloned().unwrap_or_default();
@@ -925,9 +962,10 @@ fn run_bulk(s: &mut Inner, bulk: Bulk, items: &[Value]) -> Vec<Value> {
                         "success": false, "status": "Failed", "error": "RecordNotFound"})),
                 }
             }
+            Bulk::Destroy(_) => unreachable!("deletion jobs answered above"),
         }
     }
-    out
+    Value::Array(out)
 }
 
 async fn create_ticket(

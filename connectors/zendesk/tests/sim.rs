@@ -517,3 +517,45 @@ async fn a_ticket_create_whose_answer_was_cut_or_stalled_leaves_one_ticket() {
         "a retried create made a second ticket"
     );
 }
+
+/// A propagated delete: `destroy_many` deactivates users and stamps organizations'
+/// `deleted_at`; the export then reports both as deleted, and deleting again is a no-op.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_go_through_destroy_many_and_read_back_as_deleted() {
+    let s = sim(SimConfig::default()).await;
+    let c = connector(&s, json!({}));
+    for object in ["users", "organizations"] {
+        let ids = s.seed(object, 3);
+        let del = |id: &str| PushItem {
+            op: PushOp::Delete {
+                external_id: id.to_owned(),
+            },
+            fields: BTreeMap::new(),
+            version: 1,
+        };
+        let r = c.push(object, &[del(&ids[0]), del(&ids[2])]).await.unwrap();
+        assert_eq!(
+            r.iter()
+                .map(|r| r.as_ref().ok().cloned())
+                .collect::<Vec<_>>(),
+            vec![Some(ids[0].clone()), Some(ids[2].clone())],
+            "{object}: {r:?}"
+        );
+        // Retried: the same ids again change nothing and still succeed.
+        let again = c.push(object, &[del(&ids[0])]).await.unwrap();
+        assert!(again[0].is_ok(), "{object}: {again:?}");
+
+        s.advance(61);
+        let read = c.fetch_by_ids(object, &ids).await.unwrap();
+        let deleted: BTreeSet<String> = read
+            .iter()
+            .filter(|ch| ch.deleted)
+            .map(|ch| ch.external_id.clone())
+            .collect();
+        assert_eq!(
+            deleted,
+            [ids[0].clone(), ids[2].clone()].into_iter().collect(),
+            "{object}"
+        );
+    }
+}
