@@ -13,7 +13,8 @@
 //! seen from all three systems (emails in other case or with blanks, phones formatted
 //! differently, a website URL where another system has a bare domain), the rest distinct.
 //! Only calls into the engine or the store (and a final `flush`) are timed; generating and
-//! serializing the changes is not. Each run (engine, raw, raw with values padded to 512 B)
+//! serializing the changes is not. Each run (engine, raw, raw with values padded to 512 B, raw
+//! writing the three keys identity needs)
 //! happens in a fresh child process of this binary, so its RSS figures are its own.
 //!
 //! Environment:
@@ -55,7 +56,7 @@ const SEED: u64 = 0x7265_7673_796e_6321;
 const SAMPLE: u32 = 200;
 const TARGET_RATIO: f64 = 0.5;
 
-/// Set in the child processes that do one run each (`engine`, `raw` or `raw512`).
+/// Set in the child processes that do one run each (`engine`, `raw`, `raw512` or `raw3`).
 const CHILD_ENV: &str = "RECONCILE_CHILD";
 
 fn main() {
@@ -103,11 +104,12 @@ fn parent() {
         let engine = spawn("engine", n, tmp.path());
         let raw = spawn("raw", n, tmp.path());
         let padded = spawn("raw512", n, tmp.path());
+        let keyed = spawn("raw3", n, tmp.path());
         println!(
             "   load average before {load_before}, after {} (other work on the machine skews wall times)",
             load_average()
         );
-        print_size(n, &engine, &raw, &padded);
+        print_size(n, &engine, &raw, &padded, &keyed);
         rows.push((n, engine, raw));
     }
     print_summary(&rows);
@@ -165,8 +167,9 @@ fn child(mode: &str) {
     let breakdown = std::env::var("RECONCILE_BREAKDOWN").is_ok_and(|v| v == "1");
     let run = match mode {
         "engine" => run_engine(&cfg, &plan, &path, breakdown),
-        "raw" => run_raw(&cfg, &plan, &path, 0),
-        "raw512" => run_raw(&cfg, &plan, &path, 512),
+        "raw" => run_raw(&cfg, &plan, &path, 0, false),
+        "raw512" => run_raw(&cfg, &plan, &path, 512, false),
+        "raw3" => run_raw(&cfg, &plan, &path, 0, true),
         other => panic!("unknown {CHILD_ENV} `{other}`"),
     };
     let _ = std::fs::remove_dir_all(&path);
@@ -427,7 +430,11 @@ fn run_engine(cfg: &Config, plan: &Plan, path: &Path, breakdown: bool) -> Run {
 }
 
 /// `pad_to > 0` pads each value with JSON whitespace to at least that many bytes.
-fn run_raw(cfg: &Config, plan: &Plan, path: &Path, pad_to: usize) -> Run {
+/// `three_keys` also writes the two other keys an engine with identity cannot do without:
+/// the identity key (email, domain, or the id) naming a record id, and the record under a
+/// new time-ordered id (the change's bytes again). Not the reference: a yardstick
+/// for the engine's remaining cost beyond its necessary keys.
+fn run_raw(cfg: &Config, plan: &Plan, path: &Path, pad_to: usize, three_keys: bool) -> Run {
     let store = open_store(cfg, path);
     let (mut fields_bytes, mut change_bytes) = (0usize, 0usize);
     let mut timed = Duration::ZERO;
@@ -451,6 +458,18 @@ fn run_raw(cfg: &Config, plan: &Plan, path: &Path, pad_to: usize) -> Run {
                 c.external_id.as_bytes(),
             ]
             .join(&0u8);
+            if three_keys {
+                let id = uuid::Uuid::now_v7();
+                let ident = ["email", "Email", "domain", "Website", "website"]
+                    .iter()
+                    .find_map(|f| match c.fields.get(*f) {
+                        Some(Json::String(v)) => Some(v.trim().to_lowercase()),
+                        _ => None,
+                    })
+                    .unwrap_or_else(|| c.external_id.clone());
+                batch.put(Table::Index, ident.into_bytes(), id.as_bytes().to_vec());
+                batch.put(Table::Records, id.as_bytes().to_vec(), bytes.clone());
+            }
             batch.put(Table::Inbox, key, bytes);
         }
         let cursor_key = [sys.id().as_bytes(), sys.object(ent).as_bytes()].join(&0u8);
@@ -509,19 +528,19 @@ fn check(engine: &Engine, plan: &Plan) -> String {
 
 // ---- output
 
-fn print_size(n: usize, engine: &Run, raw: &Run, padded: &Run) {
+fn print_size(n: usize, engine: &Run, raw: &Run, padded: &Run, keyed: &Run) {
     println!(
         "   mean JSON size: source fields {:.0} B, whole change {:.0} B (the bytes the raw run stores)",
         raw.mean_fields, raw.mean_change
     );
-    let runs = [engine, raw, padded];
+    let runs = [engine, raw, padded, keyed];
     let row = |label: &str, f: &dyn Fn(&Run) -> String| {
         let cells: Vec<String> = runs.iter().map(|r| format!("{:>14}", f(r))).collect();
         println!("   {label:<22}{}", cells.join(" "));
     };
     println!(
-        "   {:<22}{:>14} {:>14} {:>14}",
-        "", "engine", "raw sled", "raw, 512 B"
+        "   {:<22}{:>14} {:>14} {:>14} {:>14}",
+        "", "engine", "raw sled", "raw, 512 B", "raw, 3 keys"
     );
     row("timed (s)", &|r| format!("{:.2}", r.timed.as_secs_f64()));
     row("wall incl. gen (s)", &|r| {
@@ -542,6 +561,10 @@ fn print_size(n: usize, engine: &Run, raw: &Run, padded: &Run) {
         "   ratio engine/raw records/s: {:.3} (target >= {TARGET_RATIO} at 1M); against 512 B raw values: {:.3}",
         engine.per_sec(n) / raw.per_sec(n),
         engine.per_sec(n) / padded.per_sec(n),
+    );
+    println!(
+        "   against raw sled writing the three keys identity needs (record, link, identity index): {:.3}",
+        engine.per_sec(n) / keyed.per_sec(n),
     );
     for note in &engine.notes {
         println!("   {note}");
