@@ -866,13 +866,10 @@ fn an_empty_domain_is_taken_from_the_website() {
 /// country; without it, the number stays as written (it could be from anywhere).
 #[test]
 fn national_phone_numbers_read_in_the_connectors_phone_region() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config_with_connector(
-        dir.path(),
+    let (_d, e) = with_connector(
         "crm",
         "version: 1\nid: crm\ntype: hubspot\nparams: { token: t, base_url: 'http://127.0.0.1:9' }\nphone_region: United States\nobjects:\n  contacts:\n    kind: person\n    fields: { email: email, phone: phone }\n",
     );
-    let e = engine(&cfg, Arc::new(MemStore::new()));
     apply_one(
         &e,
         "crm",

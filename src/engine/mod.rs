@@ -263,17 +263,48 @@ impl Engine {
         after: Option<u64>,
         limit: usize,
     ) -> Result<Vec<(u64, OutboxEntry)>, EngineError> {
-        let prefix = codec::outbox_prefix(connector);
-        let mut from = after.map(|seq| codec::outbox_key(connector, seq));
         let mut out = Vec::new();
         // Chunks hold 1 to OUTBOX_CHUNK_MAX entries: read a few at a time until `limit`.
         let per_scan = limit.div_ceil(codec::OUTBOX_CHUNK_MAX).clamp(1, 64);
-        while out.len() < limit {
+        self.outbox_chunks(connector, after, per_scan, |chunk| {
+            out.extend(
+                chunk
+                    .into_iter()
+                    .filter(|(seq, _)| after.is_none_or(|a| *seq > a)),
+            );
+            out.len() < limit
+        })?;
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// Entries in `connector`'s outbox, counted up to about `cap`.
+    pub fn outbox_len(&self, connector: &str, cap: usize) -> Result<usize, EngineError> {
+        let mut n = 0;
+        self.outbox_chunks(connector, None, 256, |chunk| {
+            n += chunk.len();
+            n < cap
+        })?;
+        Ok(n.min(cap))
+    }
+
+    /// `connector`'s outbox chunks in order, from the one holding the first sequence after
+    /// `after`, read `per_scan` at a time, while `each` asks for more.
+    fn outbox_chunks(
+        &self,
+        connector: &str,
+        after: Option<u64>,
+        per_scan: usize,
+        mut each: impl FnMut(codec::OutboxChunk) -> bool,
+    ) -> Result<(), EngineError> {
+        let prefix = codec::outbox_prefix(connector);
+        let mut from = after.map(|seq| codec::outbox_key(connector, seq));
+        loop {
             let chunks = self
                 .store
                 .scan(Table::Outbox, &prefix, from.as_deref(), per_scan)?;
             let Some((last, _)) = chunks.last() else {
-                break;
+                return Ok(());
             };
             from = Some(last.clone());
             for (k, v) in &chunks {
@@ -281,39 +312,11 @@ impl Engine {
                     table: "outbox",
                     detail: e.to_string(),
                 })?;
-                out.extend(
-                    chunk
-                        .into_iter()
-                        .filter(|(seq, _)| after.is_none_or(|a| *seq > a)),
-                );
+                if !each(chunk) {
+                    return Ok(());
+                }
             }
         }
-        out.truncate(limit);
-        Ok(out)
-    }
-
-    /// Entries in `connector`'s outbox, counted up to about `cap`.
-    pub fn outbox_len(&self, connector: &str, cap: usize) -> Result<usize, EngineError> {
-        let prefix = codec::outbox_prefix(connector);
-        let (mut n, mut from) = (0, None::<Vec<u8>>);
-        while n < cap {
-            let chunks = self
-                .store
-                .scan(Table::Outbox, &prefix, from.as_deref(), 256)?;
-            let Some((last, _)) = chunks.last() else {
-                break;
-            };
-            from = Some(last.clone());
-            for (k, v) in &chunks {
-                n += codec::decode_outbox_chunk(k, v)
-                    .map_err(|e| EngineError::Corrupt {
-                        table: "outbox",
-                        detail: e.to_string(),
-                    })?
-                    .len();
-            }
-        }
-        Ok(n.min(cap))
     }
 
     /// Record that `connector` confirmed holding `record`'s projection `hash` (and, for a
@@ -434,23 +437,10 @@ impl Engine {
         object: &str,
         record: Uuid,
     ) -> Result<Option<codec::Hash>, EngineError> {
-        let corrupt = |table| {
-            move |e: postcard::Error| EngineError::Corrupt {
-                table,
-                detail: e.to_string(),
-            }
+        let Some(stored) = read_record_and_sync(self.store.as_ref(), record)? else {
+            return Ok(None);
         };
-        let states = match self.store.get(Table::Records, &codec::record_key(record))? {
-            None => return Ok(None),
-            Some(b) => match codec::decode_record_and_sync(&b).map_err(corrupt("records"))? {
-                (_, Some(states)) => states,
-                // Written before sync states moved into the record.
-                (_, None) => match self.store.get(Table::Pushed, &codec::sync_key(record))? {
-                    Some(b) => codec::decode(&b).map_err(corrupt("pushed"))?,
-                    None => return Ok(None),
-                },
-            },
-        };
+        let states = stored.sync;
         Ok(states
             .get(&(connector.to_owned(), object.to_owned()))
             .and_then(|st| st.held))
@@ -576,6 +566,43 @@ pub(crate) fn read_record(store: &dyn Store, id: Uuid) -> Result<Option<Record>,
             })
         })
         .transpose()
+}
+
+/// A record as stored, with its sync states.
+pub(crate) struct Stored {
+    pub record: Record,
+    pub sync: codec::SyncStates,
+    /// The states came from the record's own key in `Pushed` (a store written before they
+    /// moved into the record): that key must go when the record is next written.
+    pub legacy_sync: bool,
+}
+
+pub(crate) fn read_record_and_sync(
+    store: &dyn Store,
+    id: Uuid,
+) -> Result<Option<Stored>, EngineError> {
+    let corrupt = |table| {
+        move |e: postcard::Error| EngineError::Corrupt {
+            table,
+            detail: e.to_string(),
+        }
+    };
+    let Some(bytes) = store.get(Table::Records, &codec::record_key(id))? else {
+        return Ok(None);
+    };
+    let (record, sync) = codec::decode_record_and_sync(&bytes).map_err(corrupt("records"))?;
+    let (sync, legacy_sync) = match sync {
+        Some(s) => (s, false),
+        None => match store.get(Table::Pushed, &codec::sync_key(id))? {
+            Some(b) => (codec::decode(&b).map_err(corrupt("pushed"))?, true),
+            None => (codec::SyncStates::new(), true),
+        },
+    };
+    Ok(Some(Stored {
+        record,
+        sync,
+        legacy_sync,
+    }))
 }
 
 pub(crate) fn uuid_from(b: &[u8]) -> Result<Uuid, EngineError> {

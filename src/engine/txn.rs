@@ -107,24 +107,16 @@ impl<'a> Txn<'a> {
 
     /// A record as stored, keeping its sync states aside for [`Txn::sync_states`].
     fn read_stored(&self, id: Uuid) -> Result<Option<Record>, EngineError> {
-        let Some(bytes) = self.store.get(Table::Records, &codec::record_key(id))? else {
+        let Some(stored) = super::read_record_and_sync(self.store, id)? else {
             return Ok(None);
         };
-        let (rec, sync) = codec::decode_record_and_sync(&bytes).map_err(corrupt("records"))?;
-        let sync = match sync {
-            Some(s) => s,
-            None => {
-                self.legacy_sync.borrow_mut().insert(id);
-                match self.store.get(Table::Pushed, &codec::sync_key(id))? {
-                    Some(b) => codec::decode(&b).map_err(corrupt("pushed"))?,
-                    None => codec::SyncStates::new(),
-                }
-            }
-        };
-        if !self.sync.contains_key(&id) {
-            self.stored_sync.borrow_mut().insert(id, sync);
+        if stored.legacy_sync {
+            self.legacy_sync.borrow_mut().insert(id);
         }
-        Ok(Some(rec))
+        if !self.sync.contains_key(&id) {
+            self.stored_sync.borrow_mut().insert(id, stored.sync);
+        }
+        Ok(Some(stored.record))
     }
 
     /// Follow `merged_into` to the surviving record.
@@ -289,20 +281,18 @@ impl<'a> Txn<'a> {
             let prefix = codec::outbox_prefix(&connector);
             let mut edits = edits.into_iter().peekable();
             while let Some(&(first, _)) = edits.peek() {
+                // Sequences start at 1: the chunk holding `first` is the first key after it.
                 let after = codec::outbox_key(&connector, first.saturating_sub(1));
-                let seek = if first == 0 {
-                    None
-                } else {
-                    Some(after.as_slice())
-                };
-                let Some((key, value)) = self.store.scan(Table::Outbox, &prefix, seek, 1)?.pop()
+                let Some((key, value)) = self
+                    .store
+                    .scan(Table::Outbox, &prefix, Some(&after), 1)?
+                    .pop()
                 else {
                     break;
                 };
                 let last = codec::split_seq_key(&key).1;
                 let mut chunk =
                     codec::decode_outbox_chunk(&key, &value).map_err(corrupt("outbox"))?;
-                let before = chunk.len();
                 let mut changed = false;
                 while let Some((seq, edit)) = edits.next_if(|(s, _)| *s <= last) {
                     let Some(pos) = chunk.iter().position(|(s, _)| *s == seq) else {
@@ -318,7 +308,7 @@ impl<'a> Txn<'a> {
                 }
                 if chunk.is_empty() {
                     batch.delete(Table::Outbox, key);
-                } else if changed || chunk.len() != before {
+                } else if changed {
                     batch.put(Table::Outbox, key, codec::encode_outbox_chunk(&chunk));
                 }
             }

@@ -471,15 +471,19 @@ impl Dispatcher {
         // what changed: if anything did, the items are built again from the merged records
         // (which may keep the edit, lose it to a newer value with an audit entry, or now
         // need no push).
-        let updated: Vec<String> = sendable
-            .iter()
-            .flat_map(|s| &s.2)
-            .filter_map(|i| match &i.op {
-                PushOp::Update { external_id } => Some(external_id.clone()),
-                _ => None,
-            })
-            .collect();
-        if read_first && !updated.is_empty() {
+        let updated: Vec<String> = if read_first {
+            sendable
+                .iter()
+                .flat_map(|s| &s.2)
+                .filter_map(|i| match &i.op {
+                    PushOp::Update { external_id } => Some(external_id.clone()),
+                    _ => None,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if !updated.is_empty() {
             match self.connector.fetch_by_ids(object, &updated).await {
                 Ok(changes) if changes.is_empty() => {}
                 Ok(changes) => {
