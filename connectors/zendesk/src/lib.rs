@@ -470,8 +470,10 @@ impl ZendeskConnector {
     }
 
     async fn push_tickets(&self, items: &[PushItem]) -> Result<Vec<PushResult>, ConnectorError> {
-        let mut out = Vec::with_capacity(items.len());
-        for item in items {
+        let mut results: Vec<Option<PushResult>> = vec![None; items.len()];
+        let mut deletes = Vec::new();
+        let mut sent = false;
+        for (i, item) in items.iter().enumerate() {
             let body = mapping::payload(&item.fields);
             let r = match &item.op {
                 PushOp::Create { canonical_id } => {
@@ -494,9 +496,12 @@ impl ZendeskConnector {
                         .with_json(json!({ "ticket": body }));
                     self.client.json(req).await
                 }
-                PushOp::Delete { .. } => Err(unsupported_delete("tickets")),
+                PushOp::Delete { external_id } => {
+                    deletes.push((i, external_id.clone()));
+                    continue;
+                }
             };
-            out.push(match r {
+            results[i] = Some(match r {
                 Ok(v) => v
                     .pointer("/ticket/id")
                     .and_then(mapping::id_text)
@@ -506,18 +511,16 @@ impl ZendeskConnector {
                     e @ (ConnectorError::Auth(_)
                     | ConnectorError::RateLimited { .. }
                     | ConnectorError::Transient(_)),
-                ) if out.is_empty() => return Err(e),
+                ) if !sent => return Err(e),
                 Err(e) => Err(e),
             });
+            sent = true;
         }
-        Ok(out)
+        // Deleted tickets go to Zendesk's "deleted tickets" view and read back with the
+        // status `deleted` (the export's `exclude_deleted` aside).
+        self.run_deletes("tickets", &deletes, &mut results).await?;
+        Ok(finish(results))
     }
-}
-
-fn unsupported_delete(object: &str) -> ConnectorError {
-    permanent(format!(
-        "deleting zendesk {object} is not supported by this connector"
-    ))
 }
 
 /// The job's result for each of `n` submitted items: by `index` when given, else by

@@ -275,6 +275,15 @@ impl Sim {
             )
             .route("/{object}/destroy_many", delete(destroy))
             .route("/tickets", post(create_ticket))
+            // Their own routes: `/tickets/{id}` would otherwise take these names as ids.
+            .route(
+                "/tickets/show_many",
+                get(|s: State<Shared>, q: Q| show_many(s, Path("tickets".to_owned()), q)),
+            )
+            .route(
+                "/tickets/destroy_many",
+                delete(|s: State<Shared>, q: Q| destroy(s, Path("tickets".to_owned()), q)),
+            )
             .route("/tickets/{id}", put(update_ticket))
             .route("/job_statuses/{id}", get(job_status))
             .layer(axum::middleware::from_fn_with_state(state.clone(), gate))

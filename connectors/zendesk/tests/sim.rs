@@ -523,8 +523,8 @@ async fn a_ticket_create_whose_answer_was_cut_or_stalled_leaves_one_ticket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletes_go_through_destroy_many_and_read_back_as_deleted() {
     let s = sim(SimConfig::default()).await;
-    let c = connector(&s, json!({}));
-    for object in ["users", "organizations"] {
+    let c = connector(&s, json!({"ticket_writes": true}));
+    for object in ["users", "organizations", "tickets"] {
         let ids = s.seed(object, 3);
         let del = |id: &str| PushItem {
             op: PushOp::Delete {
