@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use revsync_sdk::{Connector, ConnectorError, LimitScope, PushItem, PushOp};
+use revsync_sdk::{Connector, ConnectorError, Kind, LimitScope, PushItem, PushOp};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -27,7 +27,8 @@ pub struct Dispatcher {
     pub gated: std::collections::HashSet<String>,
     /// Which of those objects were read to their end since this process started.
     pub caught_up: Arc<CaughtUp>,
-    /// Every object any connector reads: creates anywhere wait for their first read.
+    /// Every object any connector reads: creates of a kind wait for the first read of
+    /// every object of that kind.
     pub first_reads: Arc<FirstReads>,
     /// While creates are held, where the next round's outbox window starts: each round
     /// moves on past held creates, so updates queued behind them still go out.
@@ -36,40 +37,76 @@ pub struct Dispatcher {
     pub pass_progress: std::sync::atomic::AtomicBool,
 }
 
-/// Every (connector, object) the daemon reads, known once all connectors have started.
-/// Until each was read to its end once (ever: the marker is stored), no connector creates
-/// records. A copy in one system may name, or be, a copy in another system that is not
-/// read yet (a Stripe customer whose metadata names a HubSpot company): created
-/// earlier, it would be created twice. Updates and deletes are not held.
+/// Every (connector, object) the daemon reads, with its kind, known once all connectors
+/// have started. Until each object of a kind was read to its end once (ever: the marker is
+/// stored), no connector creates records of that kind. A copy in one system may name, or
+/// be, a copy in another system that is not read yet (a Stripe customer whose metadata
+/// names a HubSpot company): created earlier, it would be created twice. Identity only
+/// ever joins records of one kind, so a first read that never ends holds back its own
+/// kind, not every create everywhere. Updates and deletes are not held.
 #[derive(Debug, Default)]
 pub struct FirstReads {
-    objects: std::sync::OnceLock<Vec<(String, String)>>,
+    objects: std::sync::OnceLock<Vec<(String, String, Kind)>>,
     done: std::sync::atomic::AtomicBool,
 }
 
+/// What creates still wait for: per kind, the first object of that kind not read to its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unread {
+    /// Connectors are still starting: which objects exist is not known yet.
+    Starting,
+    Objects(BTreeMap<Kind, String>),
+}
+
+impl Unread {
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Unread::Objects(m) if m.is_empty())
+    }
+
+    /// The object (`connector/object`) a create of a `kind` record waits for, if any.
+    pub fn holds(&self, kind: Option<Kind>) -> Option<&str> {
+        match (self, kind) {
+            (Unread::Starting, _) => Some("every connector, starting"),
+            (Unread::Objects(m), Some(k)) => m.get(&k).map(String::as_str),
+            // A record gone since it was queued: nothing will be built for it anyway.
+            (Unread::Objects(m), None) => m.values().next().map(String::as_str),
+        }
+    }
+}
+
 impl FirstReads {
-    pub fn set(&self, objects: Vec<(String, String)>) {
+    pub fn set(&self, objects: Vec<(String, String, Kind)>) {
         let _ = self.objects.set(objects);
     }
 
-    /// The first object not read to its end yet (`connector/object`), or `None` once
-    /// every one was.
-    pub fn pending(&self, engine: &Engine) -> Result<Option<String>, EngineError> {
+    pub fn pending(&self, engine: &Engine) -> Result<Unread, EngineError> {
         use std::sync::atomic::Ordering;
         if self.done.load(Ordering::Relaxed) {
-            return Ok(None);
+            return Ok(Unread::Objects(BTreeMap::new()));
         }
         let Some(objects) = self.objects.get() else {
-            return Ok(Some("every connector, starting".into()));
+            return Ok(Unread::Starting);
         };
-        for (c, o) in objects {
-            if !engine.backfilled(c, o)? {
-                return Ok(Some(format!("{c}/{o}")));
-            }
+        let unread = first_unread(objects, |c, o| engine.backfilled(c, o))?;
+        if unread.is_empty() {
+            self.done.store(true, Ordering::Relaxed);
         }
-        self.done.store(true, Ordering::Relaxed);
-        Ok(None)
+        Ok(unread)
     }
+}
+
+/// Per kind, the first of `objects` that `backfilled` says was never read to its end.
+fn first_unread(
+    objects: &[(String, String, Kind)],
+    backfilled: impl Fn(&str, &str) -> Result<bool, EngineError>,
+) -> Result<Unread, EngineError> {
+    let mut by_kind = BTreeMap::new();
+    for (c, o, kind) in objects {
+        if !by_kind.contains_key(kind) && !backfilled(c, o)? {
+            by_kind.insert(*kind, format!("{c}/{o}"));
+        }
+    }
+    Ok(Unread::Objects(by_kind))
 }
 
 /// Objects of one connector read to their end since this process started. Until all are,
@@ -181,9 +218,10 @@ impl Dispatcher {
         let conn = self.connector_id.clone();
         let limit = batch * ROUND_BATCHES;
         let first_reads = self.first_reads.clone();
-        // The first object not read to its end yet: while there is one, creates are held.
+        // Objects not read to their end yet: while there are any, creates of their kinds
+        // are held.
         let unread = self.blocking(move |e| first_reads.pending(e)).await?;
-        let holding = unread.is_some();
+        let holding = !unread.is_empty();
         let after = if holding {
             *self.resume_after.lock().unwrap_or_else(|e| e.into_inner())
         } else {
@@ -252,7 +290,7 @@ impl Dispatcher {
             let mut items = items.into_iter().peekable();
             while items.peek().is_some() {
                 let chunk: Vec<Pending> = items.by_ref().take(batch).collect();
-                match self.push_batch(&object, chunk, unread.as_deref()).await? {
+                match self.push_batch(&object, chunk, &unread).await? {
                     Pushed::Blocked(wait) => {
                         // This window comes again once the pause is over.
                         *self.resume_after.lock().unwrap_or_else(|e| e.into_inner()) = after;
@@ -287,7 +325,7 @@ impl Dispatcher {
         &self,
         object: &str,
         chunk: Vec<Pending>,
-        unread: Option<&str>,
+        unread: &Unread,
     ) -> Result<Pushed, EngineError> {
         // Read the copies first only where a read can tell an edit from our own write: the
         // object is read at all (not `direction: out`), and the system's reads by id carry
@@ -311,7 +349,7 @@ impl Dispatcher {
         &self,
         object: &str,
         chunk: Vec<Pending>,
-        unread: Option<&str>,
+        unread: &Unread,
         read_first: bool,
     ) -> Result<Attempt, EngineError> {
         let catching_up = "pushes wait for this run's first read of every object";
@@ -326,13 +364,15 @@ impl Dispatcher {
                 s.note = None;
             }
         });
-        // Until every system's copies are all linked (each object's first complete read),
-        // a create could duplicate one of them: hold creates, let updates and deletes
-        // through. Every object counts, in every system: a person may already be a
+        // Until every copy of a kind is linked (the first complete read of each object of
+        // that kind, in every system), a create of that kind could duplicate one of them:
+        // hold those creates, let updates and deletes through. A person may already be a
         // Salesforce Lead while revsync would create a Contact, and a Stripe customer may
         // name a HubSpot company not read yet.
-        let hold_creates = unread.is_some();
-        let (chunk, held): (Vec<Pending>, Vec<Pending>) = if hold_creates {
+        let mut waiting_for = None;
+        let (chunk, held): (Vec<Pending>, Vec<Pending>) = if unread.is_empty() {
+            (chunk, Vec::new())
+        } else {
             let mut keep = Vec::new();
             let mut held = Vec::new();
             for p in chunk {
@@ -341,25 +381,30 @@ impl Dispatcher {
                     object.to_owned(),
                     p.latest.1.record,
                 );
-                let is_create = matches!(p.latest.1.op, QueuedOp::Upsert)
-                    && self
-                        .blocking(move |e| {
-                            Ok(e.find(&rec.to_string())?
-                                .is_none_or(|r| r.link(&c, &o).is_none()))
+                // `Some(kind)` when this entry would create the copy: the record has none here.
+                let creates = if matches!(p.latest.1.op, QueuedOp::Upsert) {
+                    self.blocking(move |e| {
+                        Ok(match e.find(&rec.to_string())? {
+                            Some(r) => r.link(&c, &o).is_none().then_some(Some(r.kind)),
+                            None => Some(None),
                         })
-                        .await?;
-                if is_create {
-                    held.push(p)
+                    })
+                    .await?
                 } else {
-                    keep.push(p)
+                    None
+                };
+                match creates.and_then(|kind| unread.holds(kind)) {
+                    Some(object) => {
+                        waiting_for.get_or_insert_with(|| object.to_owned());
+                        held.push(p)
+                    }
+                    None => keep.push(p),
                 }
             }
             (keep, held)
-        } else {
-            (chunk, Vec::new())
         };
         const WAITING: &str = "creates wait for the first complete read of ";
-        let waiting = format!("{WAITING}{}", unread.unwrap_or_default());
+        let waiting = format!("{WAITING}{}", waiting_for.unwrap_or_default());
         let conn = self.connector_id.clone();
         if held.is_empty() {
             self.status.update(&conn, |s| {
@@ -707,5 +752,63 @@ pub(super) fn quota_state(scope: LimitScope) -> (ConnectorState, &'static str) {
     match scope {
         LimitScope::Reserve => (ConnectorState::QuotaReserveReached, "quota reserve reached"),
         _ => (ConnectorState::Paused, "daily limit reached"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn objects() -> Vec<(String, String, Kind)> {
+        [
+            ("hubspot", "contacts", Kind::Person),
+            ("hubspot", "companies", Kind::Organization),
+            ("salesforce", "Lead", Kind::Person),
+            ("salesforce", "Account", Kind::Organization),
+        ]
+        .into_iter()
+        .map(|(c, o, k)| (c.to_owned(), o.to_owned(), k))
+        .collect()
+    }
+
+    #[test]
+    fn a_first_read_that_never_ends_holds_creates_of_its_own_kind_only() {
+        let read = [
+            "hubspot/contacts",
+            "hubspot/companies",
+            "salesforce/Account",
+        ];
+        let unread = first_unread(&objects(), |c, o| {
+            Ok(read.contains(&format!("{c}/{o}").as_str()))
+        })
+        .unwrap();
+        assert!(!unread.is_empty());
+        assert_eq!(unread.holds(Some(Kind::Person)), Some("salesforce/Lead"));
+        assert_eq!(unread.holds(Some(Kind::Organization)), None);
+        assert_eq!(unread.holds(Some(Kind::Deal)), None);
+        // A record gone since it was queued is held while anything is unread.
+        assert_eq!(unread.holds(None), Some("salesforce/Lead"));
+    }
+
+    #[test]
+    fn creates_are_held_while_starting_and_free_once_everything_was_read() {
+        assert_eq!(
+            Unread::Starting.holds(Some(Kind::Deal)),
+            Some("every connector, starting")
+        );
+        let unread = first_unread(&objects(), |_, _| Ok(true)).unwrap();
+        assert!(unread.is_empty());
+        assert_eq!(unread.holds(Some(Kind::Person)), None);
+        assert_eq!(unread.holds(None), None);
+    }
+
+    #[test]
+    fn each_kind_waits_for_its_first_unread_object_in_order() {
+        let unread = first_unread(&objects(), |_, _| Ok(false)).unwrap();
+        assert_eq!(unread.holds(Some(Kind::Person)), Some("hubspot/contacts"));
+        assert_eq!(
+            unread.holds(Some(Kind::Organization)),
+            Some("hubspot/companies")
+        );
     }
 }

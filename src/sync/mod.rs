@@ -137,6 +137,7 @@ pub fn start(
     let mut connectors: HashMap<String, Arc<dyn Connector>> = HashMap::new();
     let mut read_by: HashMap<String, Vec<String>> = HashMap::new();
     let first_reads = Arc::new(dispatch::FirstReads::default());
+    let mut first_read = Vec::new();
 
     for (_, c) in config.connectors.iter().filter(|(_, c)| c.enabled) {
         let Some(kind) = registry.get(&c.type_name) else {
@@ -193,6 +194,7 @@ pub fn start(
                 continue;
             }
             read_objects(&mut read_by, &c.id, object);
+            first_read.push((c.id.clone(), object.clone(), obj_cfg.kind));
             let poll = Arc::new(poll::PollLoop {
                 connector_id: c.id.clone(),
                 object: object.clone(),
@@ -236,12 +238,7 @@ pub fn start(
         tracing::info!(connector = %c.id, "connector started");
     }
 
-    first_reads.set(
-        read_by
-            .iter()
-            .flat_map(|(c, objects)| objects.iter().map(move |o| (c.clone(), o.clone())))
-            .collect(),
-    );
+    first_reads.set(first_read);
     let connectors = Arc::new(connectors);
     {
         let (inbox, engine, conns, st, cn) = (
