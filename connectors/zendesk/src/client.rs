@@ -173,6 +173,12 @@ impl ZendeskClient {
     /// TooManyJobs waits for a slot with growing delays up to the job timeout, then hands
     /// the batch back as rate limited (nothing was queued, so a retry is safe).
     pub async fn run_job(&self, req: ApiRequest) -> Result<Vec<Value>, ConnectorError> {
+        Ok(self.run_job_outcome(req).await?.results)
+    }
+
+    /// [`Self::run_job`], also telling a completed job from a failed one that still
+    /// listed some results: there, an item it does not name was not necessarily done.
+    pub async fn run_job_outcome(&self, req: ApiRequest) -> Result<JobOutcome, ConnectorError> {
         let deadline = tokio::time::Instant::now() + self.job_timeout;
         let mut wait = self.job_poll;
         let job = loop {
@@ -206,11 +212,19 @@ impl ZendeskClient {
             .to_owned();
         loop {
             match status.get("status").and_then(Value::as_str) {
-                Some("completed") => return Ok(results(&status)),
+                Some("completed") => {
+                    return Ok(JobOutcome {
+                        results: results(&status),
+                        completed: true,
+                    })
+                }
                 Some("failed") => {
                     let r = results(&status);
                     if !r.is_empty() {
-                        return Ok(r);
+                        return Ok(JobOutcome {
+                            results: r,
+                            completed: false,
+                        });
                     }
                     let message = status.get("message").and_then(Value::as_str).unwrap_or("");
                     return Err(ConnectorError::Permanent {
@@ -238,6 +252,13 @@ impl ZendeskClient {
                 .ok_or_else(|| malformed("job status answer without `job_status`"))?;
         }
     }
+}
+
+/// A finished job: its per-item results, and whether it completed (or failed part way).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobOutcome {
+    pub results: Vec<Value>,
+    pub completed: bool,
 }
 
 fn results(status: &Value) -> Vec<Value> {

@@ -24,7 +24,7 @@ use revsync_sdk::{
 };
 use serde_json::{json, Map, Value};
 
-use client::{describe_error, malformed, ZendeskClient};
+use client::{describe_error, malformed, JobOutcome, ZendeskClient};
 use config::ZendeskParams;
 
 /// Export pages hold at most this many records.
@@ -451,7 +451,7 @@ impl ZendeskConnector {
                 .with_query("ids", ids.join(","))
                 // Deleting what is already deleted changes nothing.
                 .with_retry(true);
-            match self.client.run_job(req).await {
+            match self.client.run_job_outcome(req).await {
                 Ok(job) => {
                     for (i, id) in chunk {
                         results[*i] = Some(delete_result(&job, id));
@@ -471,8 +471,20 @@ impl ZendeskConnector {
 
     async fn push_tickets(&self, items: &[PushItem]) -> Result<Vec<PushResult>, ConnectorError> {
         let mut results: Vec<Option<PushResult>> = vec![None; items.len()];
-        let mut deletes = Vec::new();
-        let mut sent = false;
+        let deletes: Vec<(usize, String)> = items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| match &item.op {
+                PushOp::Delete { external_id } => Some((i, external_id.clone())),
+                _ => None,
+            })
+            .collect();
+        // Deletes first: a batch-wide error there (a full job queue, say) hands the batch
+        // back before any create was sent, so no confirmed ticket is left unrecorded.
+        // Deleted tickets go to Zendesk's "deleted tickets" view; the export, read without
+        // `exclude_deleted`, lists them with the status `deleted`.
+        self.run_deletes("tickets", &deletes, &mut results).await?;
+        let mut sent = !deletes.is_empty();
         for (i, item) in items.iter().enumerate() {
             let body = mapping::payload(&item.fields);
             let r = match &item.op {
@@ -496,10 +508,7 @@ impl ZendeskConnector {
                         .with_json(json!({ "ticket": body }));
                     self.client.json(req).await
                 }
-                PushOp::Delete { external_id } => {
-                    deletes.push((i, external_id.clone()));
-                    continue;
-                }
+                PushOp::Delete { .. } => continue,
             };
             results[i] = Some(match r {
                 Ok(v) => v
@@ -516,9 +525,6 @@ impl ZendeskConnector {
             });
             sent = true;
         }
-        // Deleted tickets go to Zendesk's "deleted tickets" view and read back with the
-        // status `deleted` (the export's `exclude_deleted` aside).
-        self.run_deletes("tickets", &deletes, &mut results).await?;
         Ok(finish(results))
     }
 }
@@ -541,10 +547,12 @@ fn by_index(job: &[Value], n: usize) -> Vec<Option<Value>> {
     out
 }
 
-/// A completed deletion job's answer for `id`: done unless a result names it as failed
-/// for another reason than being gone already.
-fn delete_result(job: &[Value], id: &str) -> PushResult {
+/// A deletion job's answer for `id`: done unless a result names it as failed for another
+/// reason than being gone already. A job that failed part way and does not name `id`
+/// may have stopped before it: tried again, not counted as done.
+fn delete_result(job: &JobOutcome, id: &str) -> PushResult {
     let named = job
+        .results
         .iter()
         .find(|r| r.get("id").and_then(mapping::id_text).as_deref() == Some(id));
     match named {
@@ -552,7 +560,10 @@ fn delete_result(job: &[Value], id: &str) -> PushResult {
             Ok(id.to_owned())
         }
         Some(r) => item_result(Some(r.clone())),
-        None => Ok(id.to_owned()),
+        None if job.completed => Ok(id.to_owned()),
+        None => Err(ConnectorError::Transient(format!(
+            "zendesk deletion job failed before it reached {id}"
+        ))),
     }
 }
 
@@ -719,12 +730,15 @@ mod tests {
     #[test]
     fn deletion_results_count_gone_as_done_and_keep_other_failures() {
         // Zendesk documents only the whole-job form; per-id results are read if given.
-        let job = vec![
-            json!({"id": 1, "action": "delete", "success": true, "status": "Deleted"}),
-            json!({"id": 2, "success": false, "status": "Failed", "error": "RecordNotFound"}),
-            json!({"id": 3, "success": false, "status": "Failed", "error": "PermissionDenied",
-                "details": "agents cannot be deleted here"}),
-        ];
+        let job = JobOutcome {
+            results: vec![
+                json!({"id": 1, "action": "delete", "success": true, "status": "Deleted"}),
+                json!({"id": 2, "success": false, "status": "Failed", "error": "RecordNotFound"}),
+                json!({"id": 3, "success": false, "status": "Failed", "error": "PermissionDenied",
+                    "details": "agents cannot be deleted here"}),
+            ],
+            completed: true,
+        };
         assert_eq!(delete_result(&job, "1").unwrap(), "1");
         assert_eq!(delete_result(&job, "2").unwrap(), "2", "already gone: done");
         assert!(matches!(
@@ -736,11 +750,26 @@ mod tests {
             "4",
             "completed, not named"
         );
+        let bare = JobOutcome {
+            results: Vec::new(),
+            completed: true,
+        };
         assert_eq!(
-            delete_result(&[], "5").unwrap(),
+            delete_result(&bare, "5").unwrap(),
             "5",
             "a job answering only success"
         );
+        // A job that failed part way names where it stopped; the ids it never reached
+        // are tried again, not counted as deleted.
+        let failed = JobOutcome {
+            completed: false,
+            ..job
+        };
+        assert_eq!(delete_result(&failed, "1").unwrap(), "1");
+        assert!(matches!(
+            delete_result(&failed, "4"),
+            Err(ConnectorError::Transient(_))
+        ));
     }
 
     #[test]
