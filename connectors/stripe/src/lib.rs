@@ -257,6 +257,23 @@ fn short_hash(form: &[(String, String)]) -> String {
 }
 
 impl StripeConnector {
+    /// Give the object `id` the item's fields. The form's hash is in the key: one version
+    /// never reuses a key with other parameters (Stripe would answer idempotency_error).
+    async fn update(
+        &self,
+        object: &str,
+        path: &str,
+        id: &str,
+        item: &PushItem,
+    ) -> Result<String, ConnectorError> {
+        let form = form_encode(&body_from_fields(object, &item.fields));
+        let key = format!("revsync-{id}-v{}-{}", item.version, short_hash(&form));
+        self.client
+            .post(&format!("{path}/{id}"), form, &key)
+            .await
+            .and_then(|v| created_id(&v))
+    }
+
     /// `overall` is the account budget; the per-endpoint budget comes from the params.
     pub fn new(params: StripeParams, overall: Limits) -> Result<Self, ConnectorError> {
         let per_endpoint = Limits::new(
@@ -629,28 +646,18 @@ impl Connector for StripeConnector {
                             Err(e) => Err(e),
                         }
                     } else {
-                        // Same record and version: same key, so Stripe replays the first
-                        // answer instead of creating again.
-                        let key = format!("revsync-{canonical_id}-v{}", item.version);
-                        self.client
-                            .post(path, form_encode(&body), &key)
-                            .await
-                            .and_then(|v| created_id(&v))
+                        // A subscription needs prices and items, an invoice its lines:
+                        // revsync maps neither (they are read-only here), so Stripe would
+                        // refuse the create. Said plainly, without a request.
+                        Err(permanent(format!(
+                            "revsync does not create stripe {object}: they need prices and \
+                             items it does not map; create them in Stripe, and revsync reads \
+                             and updates them"
+                        )))
                     }
                 }
                 PushOp::Update { external_id } => {
-                    let form = form_encode(&body_from_fields(object, &item.fields));
-                    // The form's hash in the key: one version never reuses a key with
-                    // other parameters (Stripe would answer idempotency_error).
-                    let key = format!(
-                        "revsync-{external_id}-v{}-{}",
-                        item.version,
-                        short_hash(&form)
-                    );
-                    self.client
-                        .post(&format!("{path}/{external_id}"), form, &key)
-                        .await
-                        .and_then(|v| created_id(&v))
+                    self.update(object, path, external_id, item).await
                 }
                 PushOp::Delete { external_id } => {
                     match self.client.delete(&format!("{path}/{external_id}")).await {

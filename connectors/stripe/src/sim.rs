@@ -705,6 +705,14 @@ fn dispatch(
             (200, gone)
         }
         ("POST", ["v1", "subscriptions"]) => create_subscription(s, params, "active", idem),
+        ("POST", ["v1", "subscriptions", id]) => update(
+            s,
+            "subscriptions",
+            id,
+            params,
+            SUBSCRIPTION_UPDATE_PARAMS,
+            idem,
+        ),
         ("DELETE", ["v1", "subscriptions", id]) => {
             let now = s.now();
             let Some(sub) = s.subscriptions.rows.get_mut(*id) else {
@@ -914,22 +922,42 @@ fn create_customer(s: &mut State, params: &Value, idem: Option<&str>) -> (u16, V
 }
 
 fn update_customer(s: &mut State, id: &str, params: &Value, idem: Option<&str>) -> (u16, Value) {
-    if let Some(e) = unknown_param(params, CUSTOMER_PARAMS) {
+    update(s, "customers", id, params, CUSTOMER_PARAMS, idem)
+}
+
+/// What `POST /v1/subscriptions/{id}` changes here: metadata and a few flags.
+const SUBSCRIPTION_UPDATE_PARAMS: &[&str] =
+    &["metadata", "description", "cancel_at_period_end", "expand"];
+
+/// Set `params` on one object and emit `{type}.updated` with the values they replaced.
+fn update(
+    s: &mut State,
+    object: &str,
+    id: &str,
+    params: &Value,
+    allowed: &[&str],
+    idem: Option<&str>,
+) -> (u16, Value) {
+    if let Some(e) = unknown_param(params, allowed) {
         return e;
     }
-    let Some(c) = s.customers.rows.get_mut(id) else {
-        return missing("customer", id);
+    let (what, event) = match object {
+        "customers" => ("customer", "customer.updated"),
+        _ => ("subscription", "customer.subscription.updated"),
+    };
+    let Some(row) = s.table(object).and_then(|t| t.rows.get_mut(id)) else {
+        return missing(what, id);
     };
     let mut previous = Map::new();
     for (k, v) in params.as_object().into_iter().flatten() {
         if k != "expand" {
-            previous.insert(k.clone(), c[k.as_str()].clone());
+            previous.insert(k.clone(), row[k.as_str()].clone());
         }
-        set_field(c, k, v);
+        set_field(row, k, v);
     }
-    let c = c.clone();
-    s.emit("customer.updated", &c, Some(Value::Object(previous)), idem);
-    (200, c)
+    let row = row.clone();
+    s.emit(event, &row, Some(Value::Object(previous)), idem);
+    (200, row)
 }
 
 fn create_subscription(

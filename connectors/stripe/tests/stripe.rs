@@ -516,3 +516,49 @@ async fn a_create_whose_answer_was_cut_or_stalled_leaves_one_customer() {
         "a retried create made a second customer"
     );
 }
+
+/// Stripe subscriptions and invoices need prices, items and lines that revsync does not
+/// map: a create is refused plainly, without a request that Stripe would answer 400 (or,
+/// retried under another key, one that could make a second subscription). Updates of
+/// what revsync does map go through.
+#[tokio::test]
+async fn billing_creates_are_refused_without_a_request_and_updates_go_through() {
+    let sim = common::sim().await;
+    let c = common::connector(&sim, json!({"allow_billing_writes": true}));
+    let customer = sim.seed_customer("Acme", "billing@acme.example");
+    let price = sim.create_price(5_000, "usd", "month", 1, false);
+    let sub = sim
+        .seed_subscription(&customer, &[(&price, 1)], "active")
+        .unwrap();
+    let before = sim.request_counts().0;
+    for object in ["subscriptions", "invoices"] {
+        let create = PushItem {
+            op: PushOp::Create {
+                canonical_id: Uuid::now_v7(),
+            },
+            fields: serde_json::from_value(json!({"customer": customer})).unwrap(),
+            version: 1,
+        };
+        let r = c.push(object, &[create]).await.unwrap();
+        assert!(
+            matches!(&r[0], Err(ConnectorError::Permanent { detail, .. }) if detail.contains("does not create")),
+            "{object}: {r:?}"
+        );
+    }
+    assert_eq!(sim.request_counts().0, before, "a create was sent");
+    assert_eq!(sim.ids("subscriptions"), vec![sub.clone()]);
+
+    let update = PushItem {
+        op: PushOp::Update {
+            external_id: sub.clone(),
+        },
+        fields: serde_json::from_value(json!({"metadata.note": "renewal call booked"})).unwrap(),
+        version: 2,
+    };
+    let r = c.push("subscriptions", &[update]).await.unwrap();
+    assert_eq!(r[0].as_deref().ok(), Some(sub.as_str()), "{r:?}");
+    assert_eq!(
+        sim.get("subscriptions", &sub).unwrap()["metadata"]["note"],
+        json!("renewal call booked")
+    );
+}
