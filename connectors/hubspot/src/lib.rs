@@ -501,16 +501,40 @@ impl HubSpotConnector {
                 continue;
             }
             calls += 1;
-            let inputs = group.iter().map(|(_, input, _)| input.clone()).collect();
-            match self.client.batch_write(spec, op, inputs).await {
-                Ok(answer) => assign(&group, &answer, key_prop, &mut out),
-                Err(e) => {
-                    let e = self.note(e);
-                    for (i, _, _) in &group {
-                        out[*i] = Some(Err(e.clone()));
+            // A call refused for good may be refused for one input: email upserts are all
+            // or nothing, so one bad address would dead-letter the other 99. The halves are
+            // sent again until each refused input stands alone.
+            let mut parts = vec![group];
+            let mut wrote = false;
+            let mut refused = None;
+            while let Some(mut part) = parts.pop() {
+                let inputs = part.iter().map(|(_, input, _)| input.clone()).collect();
+                match self.client.batch_write(spec, op, inputs).await {
+                    Ok(answer) => {
+                        wrote = true;
+                        assign(&part, &answer, key_prop, &mut out);
                     }
-                    call_errors.push(e);
+                    Err(ConnectorError::Permanent { .. }) if part.len() > 1 => {
+                        let back = part.split_off(part.len() / 2);
+                        parts.push(back);
+                        parts.push(part);
+                    }
+                    Err(e) => {
+                        let e = self.note(e);
+                        // Only a refusal of these inputs is theirs alone; a limit or an
+                        // outage answers the rest of the group too, without more calls.
+                        if !matches!(e, ConnectorError::Permanent { .. }) {
+                            part.extend(parts.drain(..).flatten());
+                        }
+                        for (i, _, _) in &part {
+                            out[*i] = Some(Err(e.clone()));
+                        }
+                        refused = Some(e);
+                    }
                 }
+            }
+            if let Some(e) = refused.filter(|_| !wrote) {
+                call_errors.push(e);
             }
         }
         if !deletes.is_empty() {
@@ -528,8 +552,13 @@ impl HubSpotConnector {
                 out[i] = Some(r.clone().map(|_| id));
             }
         }
-        if calls > 0 && call_errors.len() == calls {
-            // Nothing was written: the whole batch failed the same way.
+        let one_kind = call_errors
+            .windows(2)
+            .all(|w| std::mem::discriminant(&w[0]) == std::mem::discriminant(&w[1]));
+        if calls > 0 && call_errors.len() == calls && one_kind {
+            // Nothing was written, and every call failed the same way: say it once for
+            // the batch. Mixed failures (a 400 for one group, a 429 for another) stay
+            // per item, so the rate-limited items are retried, not dead-lettered.
             return Err(call_errors.swap_remove(0));
         }
 

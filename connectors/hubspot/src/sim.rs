@@ -1083,6 +1083,26 @@ async fn batch(
     if op != "read" {
         st.stats.batch_writes += 1;
     }
+    // "Partial upserts are not supported when using `email` as the idProperty"
+    // (API_FACTS 1.3): one refused input refuses the call, and nothing is written.
+    if op == "upsert" {
+        for input in inputs
+            .iter()
+            .filter(|i| i.get("idProperty").and_then(Value::as_str) == Some("email"))
+        {
+            let key = input.get("id").and_then(text).unwrap_or_default();
+            let mut props = input
+                .get("properties")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            props.insert("email".into(), json!(key));
+            let existing = st.find_unique(spec.name, "email", &key);
+            if let Err((_, m)) = validate(&st, spec, &props, existing) {
+                return bad(&format!("{m} (email upserts are all or nothing)"));
+            }
+        }
+    }
     let now = now_ms();
     let mut results = Vec::new();
     let mut errors = Vec::new();

@@ -262,9 +262,12 @@ async fn a_207_fails_only_the_bad_items() {
     let r = c.push("contacts", &items).await.unwrap();
     assert_eq!(r.len(), 3);
     assert!(r[0].is_ok() && r[2].is_ok(), "{r:?}");
+    // Email upserts are all or nothing: the bad address fails its call, and the connector
+    // sends the halves again so that the good one still lands.
     match &r[1] {
-        Err(ConnectorError::Permanent { detail, .. }) => {
-            assert!(detail.contains("VALIDATION_ERROR"), "{detail}")
+        Err(ConnectorError::Permanent { detail, body, .. }) => {
+            let said = format!("{detail} {}", body.as_deref().unwrap_or_default());
+            assert!(said.contains("VALIDATION_ERROR"), "{said}")
         }
         other => panic!("expected a permanent error, got {other:?}"),
     }
@@ -609,4 +612,42 @@ async fn a_create_whose_answer_was_cut_or_stalled_leaves_one_record() {
     );
     let counts = sim.faults().counts();
     assert!(counts.malformed >= 1 && counts.stalled >= 1, "{counts:?}");
+}
+
+/// One call of a push refused for good (an invalid email), the next one
+/// refused by the daily limit: each item keeps its own answer. Said once for the whole
+/// batch, the refusal would dead-letter the items that only met the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_call_failures_stay_per_item() {
+    let sim = Sim::start(SimOptions {
+        daily_limit: Some(1_000),
+        ..fast()
+    })
+    .await;
+    // The email upsert spends the last request of the day; the revsync_id upsert meets
+    // the daily 429.
+    sim.set_daily_remaining(1);
+    let c = connector(&sim, json!({}), unlimited());
+    let items = vec![
+        create(json!({"email": "not-an-email"})),
+        create(json!({"firstname": "No email"})),
+    ];
+    let r = c
+        .push("contacts", &items)
+        .await
+        .expect("per-item answers, not one for the batch");
+    assert!(
+        matches!(&r[0], Err(ConnectorError::Permanent { .. })),
+        "{r:?}"
+    );
+    assert!(
+        matches!(
+            &r[1],
+            Err(ConnectorError::RateLimited {
+                scope: LimitScope::Daily,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
 }
