@@ -604,6 +604,9 @@ impl Dispatcher {
         };
         let mut blocked: Option<Duration> = None;
         let mut pushed = 0u64;
+        // A confirmation that cannot be stored does not stop the others: each one left
+        // unrecorded is a copy the system made that the next round would create again.
+        let mut unconfirmed: Option<EngineError> = None;
         let mut results = results.into_iter();
         for (p, rec, items, hash) in sendable {
             // One pending entry is done when every copy took it; a failure retries all of
@@ -622,11 +625,18 @@ impl Dispatcher {
                 Ok(external_id) => {
                     let created = matches!(item.op, PushOp::Create { .. }).then_some(external_id);
                     let (c, o, seqs) = (conn.clone(), object.to_owned(), p.seqs.clone());
-                    self.blocking(move |e| {
-                        e.confirm_push(&c, &seqs, rec, &o, hash, created.as_deref())
-                    })
-                    .await?;
-                    pushed += 1;
+                    match self
+                        .blocking(move |e| {
+                            e.confirm_push(&c, &seqs, rec, &o, hash, created.as_deref())
+                        })
+                        .await
+                    {
+                        Ok(()) => pushed += 1,
+                        Err(e) => {
+                            tracing::error!(connector = %conn, object, record = %rec, error = %e, "could not record a confirmed push");
+                            unconfirmed.get_or_insert(e);
+                        }
+                    }
                 }
                 Err(err) => {
                     if let Some(wait) = self.failed(object, p, &item, err).await? {
@@ -650,6 +660,9 @@ impl Dispatcher {
                     s.state = ConnectorState::Idle;
                 }
             });
+        }
+        if let Some(e) = unconfirmed {
+            return Err(e);
         }
         Ok(Attempt::Done(match blocked {
             Some(wait) => Pushed::Blocked(wait),
