@@ -405,10 +405,14 @@ impl Connector for SalesforceConnector {
                 false,
             ));
         }
+        // An id that is not one fails alone: the rest of the batch is still sent.
+        let mut results: BTreeMap<usize, PushResult> = BTreeMap::new();
+        let (deletes, malformed): (Vec<_>, Vec<_>) =
+            deletes.into_iter().partition(|(_, id)| mapping::is_id(id));
+        for (i, bad) in malformed {
+            results.insert(i, Err(permanent(format!("`{bad}` is not a Salesforce id"))));
+        }
         if !deletes.is_empty() {
-            if let Some((_, bad)) = deletes.iter().find(|(_, id)| !mapping::is_id(id)) {
-                return Err(permanent(format!("`{bad}` is not a Salesforce id")));
-            }
             let ids: Vec<&str> = deletes.iter().map(|(_, id)| id.as_str()).collect();
             groups.push((
                 deletes.iter().map(|(i, _)| *i).collect(),
@@ -421,7 +425,6 @@ impl Connector for SalesforceConnector {
                 true,
             ));
         }
-        let mut results: BTreeMap<usize, PushResult> = BTreeMap::new();
         for (n, (indexes, req, deleting)) in groups.into_iter().enumerate() {
             match self.write_group(req, indexes.len(), deleting).await {
                 Ok(rs) => results.extend(indexes.into_iter().zip(rs)),

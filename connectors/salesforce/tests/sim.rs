@@ -492,3 +492,36 @@ async fn a_create_whose_answer_was_cut_or_stalled_leaves_one_record() {
         "a retried create made a second record"
     );
 }
+
+/// A delete naming something that is not a Salesforce id fails alone: the other items
+/// of its batch are still sent and answered.
+#[tokio::test]
+async fn a_malformed_delete_id_fails_only_its_own_item() {
+    let sim = Sim::start().await.unwrap();
+    let ids = sim.seed("Account", 1);
+    let c = connector(&sim, json!({}));
+    let item = |op| PushItem {
+        op,
+        fields: Default::default(),
+        version: 2,
+    };
+    let r = c
+        .push(
+            "Account",
+            &[
+                item(PushOp::Delete {
+                    external_id: "not-an-id".into(),
+                }),
+                item(PushOp::Delete {
+                    external_id: ids[0].clone(),
+                }),
+            ],
+        )
+        .await
+        .expect("per-item answers");
+    assert!(
+        matches!(&r[0], Err(ConnectorError::Permanent { detail, .. }) if detail.contains("not a Salesforce id")),
+        "{r:?}"
+    );
+    assert_eq!(r[1].as_deref().ok(), Some(ids[0].as_str()), "{r:?}");
+}
