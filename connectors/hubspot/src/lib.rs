@@ -501,9 +501,12 @@ impl HubSpotConnector {
                 continue;
             }
             calls += 1;
-            // A call refused for good may be refused for one input: email upserts are all
-            // or nothing, so one bad address would dead-letter the other 99. The halves are
-            // sent again until each refused input stands alone.
+            // Email upserts are all or nothing: one bad address refuses the call, and would
+            // dead-letter the other 99. The halves are sent again until each refused input
+            // stands alone: 15 calls for one bad input in 100. A refusal every input shares
+            // (a property the portal lacks) stops at the budget of 12 splits (25 calls).
+            let mut splits_left = if key_prop == Some("email") { 12 } else { 0 };
+            let mut split = false;
             let mut parts = vec![group];
             let mut wrote = false;
             let mut refused = None;
@@ -514,16 +517,18 @@ impl HubSpotConnector {
                         wrote = true;
                         assign(&part, &answer, key_prop, &mut out);
                     }
-                    Err(ConnectorError::Permanent { .. }) if part.len() > 1 => {
+                    Err(ConnectorError::Permanent { .. }) if part.len() > 1 && splits_left > 0 => {
+                        splits_left -= 1;
+                        split = true;
                         let back = part.split_off(part.len() / 2);
                         parts.push(back);
                         parts.push(part);
                     }
                     Err(e) => {
                         let e = self.note(e);
-                        // Only a refusal of these inputs is theirs alone; a limit or an
-                        // outage answers the rest of the group too, without more calls.
-                        if !matches!(e, ConnectorError::Permanent { .. }) {
+                        // A limit, an outage or the spent budget answers the rest of the
+                        // group too, without more calls.
+                        if !matches!(e, ConnectorError::Permanent { .. }) || splits_left == 0 {
                             part.extend(parts.drain(..).flatten());
                         }
                         for (i, _, _) in &part {
@@ -533,7 +538,8 @@ impl HubSpotConnector {
                     }
                 }
             }
-            if let Some(e) = refused.filter(|_| !wrote) {
+            // A split group's items each carry their own answer: none speaks for the batch.
+            if let Some(e) = refused.filter(|_| !wrote && !split) {
                 call_errors.push(e);
             }
         }

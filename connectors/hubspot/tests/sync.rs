@@ -651,3 +651,24 @@ async fn mixed_call_failures_stay_per_item() {
         "{r:?}"
     );
 }
+
+/// Forty bad addresses in one push: the halving stops at its budget instead of sending
+/// every address alone, and each item still gets its own answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn splitting_a_refused_email_upsert_is_bounded() {
+    let sim = Sim::start(fast()).await;
+    let c = connector(&sim, json!({}), unlimited());
+    let items: Vec<PushItem> = (0..40)
+        .map(|i| create(json!({"email": format!("bad-address-{i}")})))
+        .collect();
+    let r = c.push("contacts", &items).await.expect("per-item answers");
+    assert_eq!(r.len(), 40);
+    assert!(
+        r.iter()
+            .all(|r| matches!(r, Err(ConnectorError::Permanent { .. }))),
+        "{r:?}"
+    );
+    let calls = sim.stats().batch_writes;
+    assert!((2..=25).contains(&calls), "{calls} calls");
+    assert!(sim.ids("contacts").is_empty());
+}
