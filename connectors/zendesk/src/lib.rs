@@ -501,6 +501,11 @@ impl ZendeskConnector {
                         .with_retry(true);
                     self.client.json(req).await
                 }
+                // Deleted just now in this batch: an update would answer 404, or revive it.
+                PushOp::Update { external_id } if deletes.iter().any(|(_, d)| d == external_id) => {
+                    results[i] = Some(Ok(external_id.clone()));
+                    continue;
+                }
                 PushOp::Update { external_id } => {
                     let req = self
                         .client

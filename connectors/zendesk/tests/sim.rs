@@ -609,3 +609,36 @@ async fn a_ticket_batch_whose_delete_job_cannot_start_creates_nothing() {
         .collect();
     assert_eq!(ids, vec![old[0].as_str()], "a ticket was created: {ids:?}");
 }
+
+/// An update and a delete of one ticket in one batch (an older edit still queued when
+/// the delete came): the ticket is deleted and stays deleted, and both items are done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_beside_a_delete_of_the_same_ticket_does_not_revive_it() {
+    let s = sim(SimConfig::default()).await;
+    let c = connector(&s, json!({"ticket_writes": true}));
+    let ids = s.seed("tickets", 1);
+    let items = [
+        PushItem {
+            op: PushOp::Update {
+                external_id: ids[0].clone(),
+            },
+            fields: serde_json::from_value(json!({"subject": "Edited", "status": "open"})).unwrap(),
+            version: 2,
+        },
+        PushItem {
+            op: PushOp::Delete {
+                external_id: ids[0].clone(),
+            },
+            fields: BTreeMap::new(),
+            version: 3,
+        },
+    ];
+    let r = c.push("tickets", &items).await.unwrap();
+    assert!(r.iter().all(Result::is_ok), "{r:?}");
+    s.advance(61);
+    let read = c.fetch("tickets", None).await.unwrap().changes;
+    assert!(
+        read.iter().any(|ch| ch.external_id == ids[0] && ch.deleted),
+        "the ticket came back: {read:?}"
+    );
+}
