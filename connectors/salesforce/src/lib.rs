@@ -428,8 +428,11 @@ impl Connector for SalesforceConnector {
         for (n, (indexes, req, deleting)) in groups.into_iter().enumerate() {
             match self.write_group(req, indexes.len(), deleting).await {
                 Ok(rs) => results.extend(indexes.into_iter().zip(rs)),
-                // Nothing written yet: the whole batch failed as one.
-                Err(e) if n == 0 => return Err(e),
+                // Nothing written yet, and the cause is the connection, not these records:
+                // the whole batch goes back as one. A refusal stays with its own group.
+                Err(e) if n == 0 && !matches!(e, ConnectorError::Permanent { .. }) => {
+                    return Err(e)
+                }
                 Err(e) => results.extend(indexes.into_iter().map(|i| (i, Err(e.clone())))),
             }
         }
