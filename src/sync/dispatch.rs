@@ -604,9 +604,9 @@ impl Dispatcher {
         };
         let mut blocked: Option<Duration> = None;
         let mut pushed = 0u64;
-        // A confirmation that cannot be stored does not stop the others: each one left
-        // unrecorded is a copy the system made that the next round would create again.
-        let mut unconfirmed: Option<EngineError> = None;
+        // A store error while recording one answer does not stop the others: each answer
+        // left unrecorded is a copy the system made that the next round would create again.
+        let mut store_error: Option<EngineError> = None;
         let mut results = results.into_iter();
         for (p, rec, items, hash) in sendable {
             // One pending entry is done when every copy took it; a failure retries all of
@@ -634,15 +634,18 @@ impl Dispatcher {
                         Ok(()) => pushed += 1,
                         Err(e) => {
                             tracing::error!(connector = %conn, object, record = %rec, error = %e, "could not record a confirmed push");
-                            unconfirmed.get_or_insert(e);
+                            store_error.get_or_insert(e);
                         }
                     }
                 }
-                Err(err) => {
-                    if let Some(wait) = self.failed(object, p, &item, err).await? {
-                        blocked = Some(blocked.map_or(wait, |b| b.max(wait)));
+                Err(err) => match self.failed(object, p, &item, err).await {
+                    Ok(Some(wait)) => blocked = Some(blocked.map_or(wait, |b| b.max(wait))),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(connector = %conn, object, error = %e, "could not record a failed push");
+                        store_error.get_or_insert(e);
                     }
-                }
+                },
             }
         }
         if pushed > 0 {
@@ -661,7 +664,8 @@ impl Dispatcher {
                 }
             });
         }
-        if let Some(e) = unconfirmed {
+        // A pause the system asked for (auth, daily quota) outlasts the store's retry.
+        if let (Some(e), None) = (store_error, blocked) {
             return Err(e);
         }
         Ok(Attempt::Done(match blocked {
