@@ -257,17 +257,18 @@ fn short_hash(form: &[(String, String)]) -> String {
 }
 
 impl StripeConnector {
-    /// Give the object `id` the item's fields. The form's hash is in the key: one version
-    /// never reuses a key with other parameters (Stripe would answer idempotency_error).
+    /// Give the object `id` the fields of `body`. The form's hash is in the key: one
+    /// version never reuses a key with other parameters (Stripe would answer
+    /// idempotency_error).
     async fn update(
         &self,
-        object: &str,
         path: &str,
         id: &str,
-        item: &PushItem,
+        body: &Value,
+        version: u64,
     ) -> Result<String, ConnectorError> {
-        let form = form_encode(&body_from_fields(object, &item.fields));
-        let key = format!("revsync-{id}-v{}-{}", item.version, short_hash(&form));
+        let form = form_encode(body);
+        let key = format!("revsync-{id}-v{version}-{}", short_hash(&form));
         self.client
             .post(&format!("{path}/{id}"), form, &key)
             .await
@@ -634,15 +635,7 @@ impl Connector for StripeConnector {
                             .await
                             .and_then(|v| created_id(&v))
                         {
-                            Ok(id) => {
-                                let form = form_encode(&body);
-                                let key =
-                                    format!("revsync-{id}-v{}-{}", item.version, short_hash(&form));
-                                self.client
-                                    .post(&format!("{path}/{id}"), form, &key)
-                                    .await
-                                    .map(|_| id)
-                            }
+                            Ok(id) => self.update(path, &id, &body, item.version).await,
                             Err(e) => Err(e),
                         }
                     } else {
@@ -657,7 +650,8 @@ impl Connector for StripeConnector {
                     }
                 }
                 PushOp::Update { external_id } => {
-                    self.update(object, path, external_id, item).await
+                    let body = body_from_fields(object, &item.fields);
+                    self.update(path, external_id, &body, item.version).await
                 }
                 PushOp::Delete { external_id } => {
                     match self.client.delete(&format!("{path}/{external_id}")).await {
