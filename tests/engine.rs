@@ -1031,16 +1031,8 @@ fn entries_inside_an_outbox_chunk_are_confirmed_retried_and_dead_lettered_one_by
         .unwrap();
     // A refused one leaves for the dead letters.
     let (seq, entry) = &all[149];
-    let letter = revsync::engine::codec::DeadLetter {
-        entry: entry.clone(),
-        request: "{}".into(),
-        class: "permanent".into(),
-        detail: "refused".into(),
-        status: Some(422),
-        response: None,
-        failed_ts: 0,
-    };
-    e.dead_letter("zendesk-main", &[*seq], &letter).unwrap();
+    e.dead_letter("zendesk-main", &[*seq], &refused(entry))
+        .unwrap();
 
     let left = e.outbox("zendesk-main", usize::MAX).unwrap();
     let want: Vec<u64> = seqs
@@ -1170,4 +1162,91 @@ fn sync_states_from_a_store_written_before_they_moved_into_the_record_still_hold
         1,
         "the title change is queued"
     );
+}
+
+/// `/status` reads outbox depth and dead letters from counters kept as entries move: after
+/// queueing, confirming, coalescing, retrying, dead-lettering and replaying they must equal
+/// a recount, and an engine opened over the same store must start from the same figures.
+#[test]
+fn queue_counts_kept_as_entries_move_equal_a_recount() {
+    let (dir, e, store) = setup();
+    let recount = |e: &revsync::engine::Engine, c: &str| {
+        let n = e.queue_counts(c);
+        let want = (
+            e.outbox_len(c, usize::MAX).unwrap() as u64,
+            e.dead_letter_count(c, usize::MAX).unwrap() as u64,
+        );
+        assert_eq!((n.outbox, n.dead_letters), want, "{c}");
+        want
+    };
+    let changes = (0..150)
+        .map(|i| {
+            change(
+                "contacts",
+                &format!("c{i}"),
+                1,
+                json!({"email": format!("p{i}@x.io")}),
+            )
+        })
+        .collect();
+    e.apply("hubspot-main", page("contacts", changes)).unwrap();
+    assert_eq!(recount(&e, "zendesk-main"), (150, 0));
+    let all = e.outbox("zendesk-main", usize::MAX).unwrap();
+    let (seq, entry) = &all[10];
+    e.confirm_push(
+        "zendesk-main",
+        &[*seq],
+        entry.record,
+        "users",
+        entry.hash,
+        Some("z10"),
+    )
+    .unwrap();
+    let mut retried = all[64].1.clone();
+    retried.attempts = 2;
+    e.reschedule("zendesk-main", all[64].0, &retried, &[all[64].0, all[65].0])
+        .unwrap();
+    e.dead_letter(
+        "zendesk-main",
+        &[all[149].0, all[148].0],
+        &refused(&all[149].1),
+    )
+    .unwrap();
+    e.dead_letter("zendesk-main", &[all[100].0], &refused(&all[100].1))
+        .unwrap();
+    // Removing an entry that is already gone changes nothing.
+    e.reschedule("zendesk-main", all[64].0, &retried, &[all[65].0])
+        .unwrap();
+    assert_eq!(recount(&e, "zendesk-main"), (145, 2));
+    assert!(e.replay_dead_letter("zendesk-main", all[100].0).unwrap());
+    assert!(!e.replay_dead_letter("zendesk-main", all[100].0).unwrap());
+    assert_eq!(recount(&e, "zendesk-main"), (146, 1));
+    // A second record's change queues more, for every other connector.
+    apply_one(
+        &e,
+        "hubspot-main",
+        "contacts",
+        "c0",
+        5,
+        json!({"email": "p0@x.io", "firstname": "P"}),
+    );
+    let now = recount(&e, "zendesk-main");
+    recount(&e, "salesforce-main");
+    drop(e);
+    let cfg = config_in(dir.path(), "");
+    let reopened = engine(&cfg, store);
+    assert_eq!(recount(&reopened, "zendesk-main"), now);
+}
+
+/// A dead letter for `entry`, as a 422 would leave it.
+fn refused(entry: &revsync::engine::codec::OutboxEntry) -> revsync::engine::codec::DeadLetter {
+    revsync::engine::codec::DeadLetter {
+        entry: entry.clone(),
+        request: "{}".into(),
+        class: "permanent".into(),
+        detail: "refused".into(),
+        status: Some(422),
+        response: None,
+        failed_ts: 0,
+    }
 }

@@ -7,6 +7,7 @@
 //! result: applying a page is idempotent.
 
 pub mod codec;
+pub mod counts;
 pub mod mapping;
 pub mod normalize;
 pub mod policy;
@@ -87,6 +88,8 @@ pub struct Engine {
     writer: Mutex<()>,
     clock: Clock,
     outbox_signal: Arc<tokio::sync::Notify>,
+    /// Outbox depth and dead letters per connector, kept as entries move.
+    counts: counts::Counters,
 }
 
 impl Engine {
@@ -121,8 +124,10 @@ impl Engine {
             }
             None => 0,
         };
+        let counts = counts::Counters::count(store.as_ref())?;
         Ok(Self {
             store,
+            counts,
             mappings,
             policies,
             deletes: config
@@ -166,13 +171,14 @@ impl Engine {
         for change in &page.changes {
             txn.apply_change(mapping, delete_policy, change, &mut report)?;
         }
-        let (batch, seq) = txn.finish(connector, &page.object, page.cursor.as_deref())?;
+        let (batch, seq, moves) = txn.finish(connector, &page.object, page.cursor.as_deref())?;
         // The crash test's worst moment: a page with changes is built, none of it written.
         #[cfg(feature = "failpoints")]
         if !page.changes.is_empty() {
             crash_point("engine-apply-write", connector, &page.object);
         }
         self.store.write(batch)?;
+        self.counts.apply(&moves);
         self.outbox_seq.store(seq, Ordering::SeqCst);
         if report.enqueued > 0 {
             self.outbox_signal.notify_waiters();
@@ -417,6 +423,18 @@ impl Engine {
         Ok(true)
     }
 
+    /// A connector's outbox depth and dead letters, as kept while entries move (no store
+    /// read: cheap enough for every `/status`).
+    pub fn queue_counts(&self, connector: &str) -> counts::QueueCounts {
+        self.counts.get(connector)
+    }
+
+    /// The live counts, for writers of the outbox or dead letters outside [`Txn`] (see
+    /// [`counts::Counters::apply`]).
+    pub fn counters(&self) -> &counts::Counters {
+        &self.counts
+    }
+
     /// A connector's dead letters, counted up to `cap`.
     pub fn dead_letter_count(&self, connector: &str, cap: usize) -> Result<usize, EngineError> {
         Ok(self
@@ -498,8 +516,9 @@ impl Engine {
         );
         f(&mut txn)?;
         let before = self.outbox_seq.load(Ordering::SeqCst);
-        let (batch, seq) = txn.finish_without_cursor()?;
+        let (batch, seq, moves) = txn.finish_without_cursor()?;
         self.store.write(batch)?;
+        self.counts.apply(&moves);
         self.outbox_seq.store(seq, Ordering::SeqCst);
         // A confirmed create can queue pushes (referrers that can now name it, a merge):
         // the dispatchers need not wait for their next timer to see them.

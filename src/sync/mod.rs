@@ -305,20 +305,12 @@ async fn upkeep(
                     current_wait_ms: l.current_wait_ms,
                 });
             });
-            let (e, id) = (engine.clone(), c.id.clone());
-            let counts = tokio::task::spawn_blocking(move || {
-                (
-                    e.outbox_len(&id, 1_000_000),
-                    e.dead_letter_count(&id, 1_000_000),
-                )
-            })
-            .await;
-            if let Ok((Ok(outbox), Ok(dead))) = counts {
-                status.update(&c.id, |s| {
-                    s.outbox_depth = outbox as u64;
-                    s.dead_letters = dead as u64;
-                });
-            }
+            // Kept as entries move: no store read, nothing decoded.
+            let counts = engine.queue_counts(&c.id);
+            status.update(&c.id, |s| {
+                s.outbox_depth = counts.outbox;
+                s.dead_letters = counts.dead_letters;
+            });
         }
         tokio::select! {
             _ = cancel.cancelled() => return,
