@@ -1250,3 +1250,25 @@ fn refused(entry: &revsync::engine::codec::OutboxEntry) -> revsync::engine::code
         failed_ts: 0,
     }
 }
+
+/// `/records` shows a record's newest audit entries: read from the end of its trail, and
+/// given oldest first.
+#[test]
+fn a_records_newest_audit_entries_are_read_from_the_end() {
+    let (_d, e, _) = setup();
+    for t in 1..=6 {
+        apply_one(
+            &e,
+            "hubspot-main",
+            "contacts",
+            "1",
+            t,
+            json!({"email": "a@x.io", "firstname": format!("N{t}")}),
+        );
+    }
+    let rec = e.find("a@x.io").unwrap().unwrap();
+    let all = e.audit(rec.id, usize::MAX).unwrap();
+    assert_eq!(all.len(), 5, "{all:?}");
+    assert_eq!(e.audit(rec.id, 2).unwrap(), all[3..]);
+    assert!(e.audit(rec.id, 0).unwrap().is_empty());
+}

@@ -11,6 +11,7 @@ pub mod counts;
 pub mod mapping;
 pub mod normalize;
 pub mod policy;
+pub mod retention;
 pub mod valuemaps;
 
 mod txn;
@@ -236,13 +237,14 @@ impl Engine {
             .transpose()
     }
 
-    /// A record's audit trail, oldest first (at most `limit` entries, the newest ones).
+    /// A record's audit trail, oldest first (at most `limit` entries, the newest ones):
+    /// read from its end, so a long trail costs only what is shown.
     pub fn audit(&self, id: Uuid, limit: usize) -> Result<Vec<AuditEntry>, EngineError> {
-        let all = self
+        let mut newest = self
             .store
-            .scan(Table::Audit, id.as_bytes(), None, usize::MAX)?;
-        let skip = all.len().saturating_sub(limit);
-        all[skip..]
+            .scan_rev(Table::Audit, id.as_bytes(), None, limit)?;
+        newest.reverse();
+        newest
             .iter()
             .map(|(_, v)| {
                 codec::decode(v).map_err(|e| EngineError::Corrupt {
@@ -251,6 +253,25 @@ impl Engine {
                 })
             })
             .collect()
+    }
+
+    /// Start a pass of audit retention (see [`retention`]): run it with
+    /// [`retention::AuditPruner::step`] over [`Engine::store`], off the async threads.
+    pub fn audit_pruner(&self, max_per_record: u64, max_age_days: u64) -> retention::AuditPruner {
+        let cutoff = (max_age_days > 0).then(|| {
+            let age =
+                i64::try_from(max_age_days.saturating_mul(86_400_000_000)).unwrap_or(i64::MAX);
+            (self.clock)().saturating_sub(age)
+        });
+        retention::AuditPruner::new(
+            usize::try_from(max_per_record).unwrap_or(usize::MAX),
+            cutoff,
+        )
+    }
+
+    /// The store under the engine, for background passes that work in bounded pages.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
     }
 
     /// A connector's pending pushes, in order.
@@ -633,6 +654,9 @@ pub(crate) fn uuid_from(b: &[u8]) -> Result<Uuid, EngineError> {
 
 /// The unified JSON view of the record `query` names (email, domain, canonical id or
 /// `connector:object:external_id`), with its latest `audit` entries.
+/// The most audit entries one record lookup returns, whatever it asks for.
+pub const MAX_AUDIT_SHOWN: usize = 1000;
+
 pub fn lookup_view(
     engine: &Engine,
     query: &str,
@@ -641,7 +665,7 @@ pub fn lookup_view(
     let Some(rec) = engine.find(query)? else {
         return Ok(None);
     };
-    let trail = engine.audit(rec.id, audit)?;
+    let trail = engine.audit(rec.id, audit.min(MAX_AUDIT_SHOWN))?;
     Ok(Some(view::record_json(&rec, &trail)))
 }
 

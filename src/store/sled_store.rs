@@ -74,6 +74,36 @@ impl Store for SledStore {
         Ok(out)
     }
 
+    fn scan_rev(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let full = Self::key(table, prefix);
+        let end = match before {
+            Some(b) => std::ops::Bound::Excluded(Self::key(table, b)),
+            None => match super::prefix_end(&full) {
+                Some(e) => std::ops::Bound::Excluded(e),
+                None => std::ops::Bound::Unbounded,
+            },
+        };
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .range((std::ops::Bound::Included(full.clone()), end))
+            .rev()
+        {
+            let (k, v) = item?;
+            if !k.starts_with(&full) || out.len() >= limit {
+                break;
+            }
+            out.push((k[1..].to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
     fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let mut b = sled::Batch::default();
         for op in batch.into_ops() {
@@ -134,6 +164,12 @@ mod tests {
         assert_eq!(s.get(Table::Records, b"a").unwrap().unwrap(), b"1");
         assert_eq!(s.get(Table::Links, b"a").unwrap().unwrap(), b"2");
         assert!(s.get(Table::Outbox, b"a").unwrap().is_none());
+    }
+
+    #[test]
+    fn reverse_scans_read_the_last_keys_first() {
+        let dir = tempfile::tempdir().unwrap();
+        super::super::check_scan_rev(&open(dir.path()));
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod dispatch;
 pub mod flush;
 pub mod inbox;
 pub mod poll;
+pub mod seen;
 mod supervise;
 
 use std::collections::HashMap;
@@ -261,6 +262,15 @@ pub fn start(
         );
         tasks.spawn("status upkeep", upkeep(engine, conns, st, cn));
     }
+    tasks.spawn(
+        "retention",
+        retention(
+            store.clone(),
+            engine.clone(),
+            config.daemon.retention.clone(),
+            cancel.clone(),
+        ),
+    );
     Ok(Arc::new(Runtime {
         connectors,
         inbox,
@@ -317,4 +327,77 @@ async fn upkeep(
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
     }
+}
+
+/// Entries read per page by the retention passes: each page is one short blocking call.
+const PRUNE_PAGE: usize = 1000;
+
+/// Forget webhook ids past their TTL and audit entries past their bounds, every
+/// `prune_interval_secs`, a page at a time on the blocking pool.
+async fn retention(
+    store: Arc<dyn Store>,
+    engine: Arc<Engine>,
+    cfg: crate::config::RetentionConfig,
+    cancel: CancellationToken,
+) {
+    let every = Duration::from_secs(cfg.prune_interval_secs.max(1));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let ttl = cfg.webhook_seen_ttl_secs;
+        let seen_pass = (store.clone(), seen::now_secs(), None::<Vec<u8>>);
+        let ids = in_pages(seen_pass, &cancel, "webhook ids", move |(s, now, after)| {
+            let p = seen::prune_page(s.as_ref(), *now, ttl, after.as_deref(), PRUNE_PAGE)?;
+            *after = p.next;
+            Ok((p.removed, after.is_some()))
+        })
+        .await;
+        let pruner = engine.audit_pruner(cfg.audit_max_entries_per_record, cfg.audit_max_age_days);
+        let audit = in_pages((store.clone(), pruner), &cancel, "audit", |(s, p)| {
+            let n = p.step(s.as_ref(), PRUNE_PAGE)?;
+            Ok((n, !p.done()))
+        })
+        .await;
+        tracing::debug!(
+            webhook_ids = ids,
+            audit_entries = audit,
+            "retention pass done"
+        );
+    }
+}
+
+/// Run a background pass one page at a time on the blocking pool, until it ends, fails
+/// (the next pass tries again) or shutdown starts. Returns how many entries it removed.
+async fn in_pages<P: Send + 'static>(
+    mut pass: P,
+    cancel: &CancellationToken,
+    what: &'static str,
+    step: impl Fn(&mut P) -> Result<(usize, bool), crate::store::StoreError> + Clone + Send + 'static,
+) -> usize {
+    let mut removed = 0;
+    while !cancel.is_cancelled() {
+        let step = step.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let r = step(&mut pass);
+            (pass, r)
+        })
+        .await;
+        match done {
+            Ok((p, Ok((n, more)))) => {
+                removed += n;
+                if !more {
+                    break;
+                }
+                pass = p;
+            }
+            Ok((_, Err(e))) => {
+                tracing::warn!(pass = what, error = %e, "pruning failed; the next pass retries");
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    removed
 }
