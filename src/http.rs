@@ -314,7 +314,10 @@ async fn resync(
     }
     match state.runtime.resync(&req.connector, req.object.as_deref()) {
         Ok(objects) => (StatusCode::ACCEPTED, Json(json!({ "started": objects }))).into_response(),
-        Err(m) => error(StatusCode::BAD_REQUEST, "bad_request", m),
+        Err(e @ crate::sync::ResyncError::AlreadyRunning(_)) => {
+            error(StatusCode::CONFLICT, "conflict", e.to_string())
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, "bad_request", e.to_string()),
     }
 }
 
