@@ -1179,17 +1179,7 @@ fn queue_counts_kept_as_entries_move_equal_a_recount() {
         assert_eq!((n.outbox, n.dead_letters), want, "{c}");
         want
     };
-    let changes = (0..150)
-        .map(|i| {
-            change(
-                "contacts",
-                &format!("c{i}"),
-                1,
-                json!({"email": format!("p{i}@x.io")}),
-            )
-        })
-        .collect();
-    e.apply("hubspot-main", page("contacts", changes)).unwrap();
+    new_contacts(&e, 150);
     assert_eq!(recount(&e, "zendesk-main"), (150, 0));
     let all = e.outbox("zendesk-main", usize::MAX).unwrap();
     let (seq, entry) = &all[10];
@@ -1271,4 +1261,38 @@ fn a_records_newest_audit_entries_are_read_from_the_end() {
     assert_eq!(all.len(), 5, "{all:?}");
     assert_eq!(e.audit(rec.id, 2).unwrap(), all[3..]);
     assert!(e.audit(rec.id, 0).unwrap().is_empty());
+}
+
+/// "Replay all" walks the dead letters a page at a time and replays every one, past the
+/// first page; a listing never returns more than its cap.
+#[test]
+fn replaying_every_dead_letter_goes_past_the_first_page() {
+    let (_d, e, _) = setup();
+    let n = revsync::engine::SCAN_PAGE + 76;
+    new_contacts(&e, n);
+    for (seq, entry) in e.outbox("zendesk-main", usize::MAX).unwrap() {
+        e.dead_letter("zendesk-main", &[seq], &refused(&entry))
+            .unwrap();
+    }
+    assert_eq!(e.queue_counts("zendesk-main").dead_letters, n as u64);
+    assert_eq!(e.replay_dead_letters(Some("salesforce-main")).unwrap(), 0);
+    assert_eq!(e.replay_dead_letters(Some("zendesk-main")).unwrap(), n);
+    assert_eq!(e.dead_letter_count("zendesk-main", usize::MAX).unwrap(), 0);
+    assert_eq!(e.outbox_len("zendesk-main", usize::MAX).unwrap(), n);
+    assert_eq!(e.replay_dead_letters(None).unwrap(), 0);
+}
+
+/// `n` new HubSpot contacts in one page: each queues a create for every other system.
+fn new_contacts(e: &revsync::engine::Engine, n: usize) {
+    let changes = (0..n)
+        .map(|i| {
+            change(
+                "contacts",
+                &format!("c{i}"),
+                1,
+                json!({"email": format!("p{i}@x.io")}),
+            )
+        })
+        .collect();
+    e.apply("hubspot-main", page("contacts", changes)).unwrap();
 }

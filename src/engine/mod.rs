@@ -31,6 +31,12 @@ pub use mapping::Mappings;
 pub use policy::Policies;
 use txn::Txn;
 
+/// Entries one store call reads when the engine walks a range it needs whole.
+pub const SCAN_PAGE: usize = 1024;
+
+/// The most entries one listing request returns (dead letters), whatever it asks for.
+pub const MAX_LIST: usize = 10_000;
+
 /// A record as one system's fields: what a push sends.
 pub type Projection = BTreeMap<String, serde_json::Value>;
 
@@ -411,7 +417,7 @@ impl Engine {
     ) -> Result<Vec<(String, u64, DeadLetter)>, EngineError> {
         let prefix = connector.map(codec::outbox_prefix).unwrap_or_default();
         self.store
-            .scan(Table::DeadLetters, &prefix, None, limit)?
+            .scan(Table::DeadLetters, &prefix, None, limit.min(MAX_LIST))?
             .into_iter()
             .map(|(k, v)| {
                 let (conn, seq) = codec::split_seq_key(&k);
@@ -442,6 +448,37 @@ impl Engine {
         })?;
         self.outbox_signal.notify_waiters();
         Ok(true)
+    }
+
+    /// Put every dead letter of one connector (or all: `None`) back in its outbox, a page
+    /// of keys at a time; how many went back. Letters written while it runs (a replayed
+    /// push refused again) wait for the next replay: it ends at the last one there now.
+    pub fn replay_dead_letters(&self, connector: Option<&str>) -> Result<usize, EngineError> {
+        let prefix = connector.map(codec::outbox_prefix).unwrap_or_default();
+        let Some((last, _)) = self
+            .store
+            .scan_rev(Table::DeadLetters, &prefix, None, 1)?
+            .pop()
+        else {
+            return Ok(0);
+        };
+        let (mut replayed, mut after) = (0, None::<Vec<u8>>);
+        loop {
+            let page = self
+                .store
+                .scan(Table::DeadLetters, &prefix, after.as_deref(), SCAN_PAGE)?;
+            for (key, _) in &page {
+                if *key > last {
+                    return Ok(replayed);
+                }
+                let (conn, seq) = codec::split_seq_key(key);
+                replayed += usize::from(self.replay_dead_letter(&conn, seq)?);
+            }
+            if page.len() < SCAN_PAGE {
+                return Ok(replayed);
+            }
+            after = page.last().map(|(k, _)| k.clone());
+        }
     }
 
     /// A connector's outbox depth and dead letters, as kept while entries move (no store

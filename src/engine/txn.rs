@@ -1169,11 +1169,21 @@ impl<'a> Txn<'a> {
     /// The `Index` entries under `prefix` as (id ending the key, value): stored ones, as
     /// this batch has changed them so far.
     fn entries_under(&self, prefix: &[u8]) -> Result<BTreeMap<Uuid, Vec<u8>>, EngineError> {
-        let mut found: BTreeMap<Vec<u8>, Vec<u8>> = self
-            .store
-            .scan(Table::Index, prefix, None, usize::MAX)?
-            .into_iter()
-            .collect();
+        // Every entry is needed (a merge repoints every referrer), but read in pages: no
+        // one store call walks an unbounded range.
+        let mut found: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self
+                .store
+                .scan(Table::Index, prefix, after.as_deref(), super::SCAN_PAGE)?;
+            let full = page.len() == super::SCAN_PAGE;
+            after = page.last().map(|(k, _)| k.clone());
+            found.extend(page);
+            if !full {
+                break;
+            }
+        }
         let written = self.kv.get(&Table::Index).into_iter().flat_map(|t| {
             t.range::<[u8], _>((
                 std::ops::Bound::Included(prefix),
