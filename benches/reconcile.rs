@@ -804,6 +804,10 @@ impl Store for Metered {
     fn stats(&self) -> StoreStats {
         self.inner.stats()
     }
+
+    fn refresh_stats(&self) {
+        self.inner.refresh_stats()
+    }
 }
 
 // ---- generator

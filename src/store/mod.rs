@@ -188,7 +188,12 @@ pub trait Store: Send + Sync + 'static {
     /// Make everything written so far durable. Concurrent callers share one disk flush.
     fn flush(&self) -> Result<(), StoreError>;
 
+    /// Figures kept in memory: no IO, safe on the async threads.
     fn stats(&self) -> StoreStats;
+
+    /// Measure what [`Store::stats`] reports and costs IO (the size on disk). Called from
+    /// a background task on the blocking pool.
+    fn refresh_stats(&self) {}
 }
 
 /// The reverse scan's contract, checked against each backend.
