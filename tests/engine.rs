@@ -1246,18 +1246,7 @@ fn refused(entry: &revsync::engine::codec::OutboxEntry) -> revsync::engine::code
 #[test]
 fn a_records_newest_audit_entries_are_read_from_the_end() {
     let (_d, e, _) = setup();
-    for t in 1..=6 {
-        apply_one(
-            &e,
-            "hubspot-main",
-            "contacts",
-            "1",
-            t,
-            json!({"email": "a@x.io", "firstname": format!("N{t}")}),
-        );
-    }
-    let rec = e.find("a@x.io").unwrap().unwrap();
-    let all = e.audit(rec.id, usize::MAX).unwrap();
+    let (rec, all) = renamed_five_times(&e);
     assert_eq!(all.len(), 5, "{all:?}");
     assert_eq!(e.audit(rec.id, 2).unwrap(), all[3..]);
     assert!(e.audit(rec.id, 0).unwrap().is_empty());
@@ -1295,4 +1284,85 @@ fn new_contacts(e: &revsync::engine::Engine, n: usize) {
         })
         .collect();
     e.apply("hubspot-main", page("contacts", changes)).unwrap();
+}
+
+/// The retention task, as the daemon runs it: old webhook ids and audit entries past the
+/// per-record bound go, the rest stays, and it stops when told.
+#[test]
+fn the_retention_task_prunes_webhook_ids_and_audit_entries() {
+    use revsync::store::{Store, Table, WriteBatch};
+    use revsync::sync::seen;
+    let (_d, e, store) = setup();
+    let (rec, all) = renamed_five_times(&e);
+    assert_eq!(all.len(), 5);
+    let mut b = WriteBatch::new();
+    b.put(
+        Table::Inbox,
+        [seen::PREFIX, b"hs\0old"].concat(),
+        seen::stamp(1),
+    );
+    b.put(
+        Table::Inbox,
+        [seen::PREFIX, b"hs\0new"].concat(),
+        seen::stamp(seen::now_secs()),
+    );
+    store.write(b).unwrap();
+
+    let cfg = revsync::config::RetentionConfig {
+        webhook_seen_ttl_secs: 3600,
+        audit_max_entries_per_record: 2,
+        audit_max_age_days: 0,
+        prune_interval_secs: 1,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let engine = Arc::new(e);
+    let task = rt.spawn(revsync::sync::retention(
+        store.clone(),
+        engine.clone(),
+        cfg,
+        cancel.clone(),
+    ));
+    let ids = || {
+        store
+            .scan(Table::Inbox, seen::PREFIX, None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect::<Vec<_>>()
+    };
+    rt.block_on(async {
+        for _ in 0..50 {
+            if ids().len() == 1 && engine.audit(rec.id, usize::MAX).unwrap().len() == 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
+    assert_eq!(ids(), [[seen::PREFIX, b"hs\0new"].concat()]);
+    let kept = engine.audit(rec.id, usize::MAX).unwrap();
+    assert_eq!(kept, all[3..], "the newest two");
+    cancel.cancel();
+    rt.block_on(async {
+        tokio::time::timeout(std::time::Duration::from_secs(2), task)
+            .await
+            .unwrap()
+            .unwrap()
+    });
+}
+
+/// A contact whose first name changed five times: its record and its audit (five entries).
+fn renamed_five_times(
+    e: &revsync::engine::Engine,
+) -> (revsync_sdk::Record, Vec<revsync::engine::codec::AuditEntry>) {
+    for t in 1..=6 {
+        let fields = json!({"email": "a@x.io", "firstname": format!("N{t}")});
+        apply_one(e, "hubspot-main", "contacts", "1", t, fields);
+    }
+    let rec = e.find("a@x.io").unwrap().unwrap();
+    let all = e.audit(rec.id, usize::MAX).unwrap();
+    (rec, all)
 }

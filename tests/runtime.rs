@@ -655,6 +655,21 @@ async fn a_second_resync_of_a_connector_is_refused_while_one_runs() {
             .contains("already running"),
         "{body}"
     );
+    let base = d.base.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let dd = Daemon {
+            base,
+            stop: None,
+            done: tokio::spawn(async { Ok(()) }),
+            _dir: tempfile::tempdir().unwrap(),
+        };
+        cli(&dd, &["resync", "acme-a"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1), "the CLI fails too");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("already running"), "{stderr}");
     eventually("the first resync ends", 20, || async {
         d.connector("acme-a").await["resync"]["done"] == true
     })

@@ -459,8 +459,8 @@ async fn upkeep(
 const PRUNE_PAGE: usize = 1000;
 
 /// Forget webhook ids past their TTL and audit entries past their bounds, every
-/// `prune_interval_secs`, a page at a time on the blocking pool.
-async fn retention(
+/// `prune_interval_secs`, a page at a time on the blocking pool, until `cancel`.
+pub async fn retention(
     store: Arc<dyn Store>,
     engine: Arc<Engine>,
     cfg: crate::config::RetentionConfig,
