@@ -759,6 +759,20 @@ impl Store for Metered {
         r
     }
 
+    fn scan_rev(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let t = Instant::now();
+        let r = self.inner.scan_rev(table, prefix, before, limit);
+        add_elapsed(&self.meter.scan_ns, t);
+        self.meter.scans.fetch_add(1, Ordering::Relaxed);
+        r
+    }
+
     fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let mut counted = WriteBatch::new();
         let mut bytes = 0;
@@ -789,6 +803,10 @@ impl Store for Metered {
 
     fn stats(&self) -> StoreStats {
         self.inner.stats()
+    }
+
+    fn refresh_stats(&self) {
+        self.inner.refresh_stats()
     }
 }
 

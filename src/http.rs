@@ -273,13 +273,7 @@ async fn dlq_replay(
     let done = tokio::task::spawn_blocking(move || -> Result<usize, crate::engine::EngineError> {
         match (req.all, req.connector, req.seq) {
             (false, Some(c), Some(seq)) => Ok(usize::from(engine.replay_dead_letter(&c, seq)?)),
-            (true, c, None) => {
-                let mut n = 0;
-                for (conn, seq, _) in engine.dead_letters(c.as_deref(), usize::MAX)? {
-                    n += usize::from(engine.replay_dead_letter(&conn, seq)?);
-                }
-                Ok(n)
-            }
+            (true, c, None) => engine.replay_dead_letters(c.as_deref()),
             _ => Ok(usize::MAX),
         }
     })
@@ -314,7 +308,10 @@ async fn resync(
     }
     match state.runtime.resync(&req.connector, req.object.as_deref()) {
         Ok(objects) => (StatusCode::ACCEPTED, Json(json!({ "started": objects }))).into_response(),
-        Err(m) => error(StatusCode::BAD_REQUEST, "bad_request", m),
+        Err(e @ crate::sync::ResyncError::AlreadyRunning(_)) => {
+            error(StatusCode::CONFLICT, "conflict", e.to_string())
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, "bad_request", e.to_string()),
     }
 }
 

@@ -94,6 +94,8 @@ fn broken_fixtures_report_every_error_with_file_connector_and_field() {
         format!("error: {f}/revsync.yaml: field `server.lisen_backlog`: unknown field `lisen_backlog`, expected one of `listen`, `admin_token`, `max_body_bytes`, `public_url`\n    hint: did you mean `listen`?"),
         // a bad duration in the daemon file does not hide behind the first error
         format!("error: {f}/revsync.yaml: field `shutdown_timeout_secs`: 0 is outside 1..=3600 seconds\n    example: shutdown_timeout_secs: 30"),
+        // a webhook id memory shorter than the vendors' retries
+        format!("error: {f}/revsync.yaml: field `retention.webhook_seen_ttl_secs`: 3600 is outside 345600..=31536000 seconds (4 to 365 days): shorter than a vendor's retry window lets a redelivered event apply twice\n    example: retention:"),
         // bad YAML syntax, with its position
         format!("error: {f}/connectors/a_bad_yaml.yaml: invalid YAML: while parsing a flow sequence, expected ',' or ']' at byte 81 line 5 column 1"),
         format!("error: {f}/connectors/b_unknown_key.yaml: connector `typo-key`: field `poll.intervl_secs`: unknown field `intervl_secs`, expected `interval_secs` or `jitter_pct`\n    hint: did you mean `interval_secs`?"),
@@ -112,7 +114,7 @@ fn broken_fixtures_report_every_error_with_file_connector_and_field() {
         );
     }
     assert!(
-        stderr.trim_end().ends_with("11 configuration errors"),
+        stderr.trim_end().ends_with("12 configuration errors"),
         "{stderr}"
     );
     assert!(out.stdout.is_empty(), "nothing on stdout when invalid");

@@ -1031,16 +1031,8 @@ fn entries_inside_an_outbox_chunk_are_confirmed_retried_and_dead_lettered_one_by
         .unwrap();
     // A refused one leaves for the dead letters.
     let (seq, entry) = &all[149];
-    let letter = revsync::engine::codec::DeadLetter {
-        entry: entry.clone(),
-        request: "{}".into(),
-        class: "permanent".into(),
-        detail: "refused".into(),
-        status: Some(422),
-        response: None,
-        failed_ts: 0,
-    };
-    e.dead_letter("zendesk-main", &[*seq], &letter).unwrap();
+    e.dead_letter("zendesk-main", &[*seq], &refused(entry))
+        .unwrap();
 
     let left = e.outbox("zendesk-main", usize::MAX).unwrap();
     let want: Vec<u64> = seqs
@@ -1170,4 +1162,207 @@ fn sync_states_from_a_store_written_before_they_moved_into_the_record_still_hold
         1,
         "the title change is queued"
     );
+}
+
+/// `/status` reads outbox depth and dead letters from counters kept as entries move: after
+/// queueing, confirming, coalescing, retrying, dead-lettering and replaying they must equal
+/// a recount, and an engine opened over the same store must start from the same figures.
+#[test]
+fn queue_counts_kept_as_entries_move_equal_a_recount() {
+    let (dir, e, store) = setup();
+    let recount = |e: &revsync::engine::Engine, c: &str| {
+        let n = e.queue_counts(c);
+        let want = (
+            e.outbox_len(c, usize::MAX).unwrap() as u64,
+            e.dead_letter_count(c, usize::MAX).unwrap() as u64,
+        );
+        assert_eq!((n.outbox, n.dead_letters), want, "{c}");
+        want
+    };
+    new_contacts(&e, 150);
+    assert_eq!(recount(&e, "zendesk-main"), (150, 0));
+    let all = e.outbox("zendesk-main", usize::MAX).unwrap();
+    let (seq, entry) = &all[10];
+    e.confirm_push(
+        "zendesk-main",
+        &[*seq],
+        entry.record,
+        "users",
+        entry.hash,
+        Some("z10"),
+    )
+    .unwrap();
+    let mut retried = all[64].1.clone();
+    retried.attempts = 2;
+    e.reschedule("zendesk-main", all[64].0, &retried, &[all[64].0, all[65].0])
+        .unwrap();
+    e.dead_letter(
+        "zendesk-main",
+        &[all[149].0, all[148].0],
+        &refused(&all[149].1),
+    )
+    .unwrap();
+    e.dead_letter("zendesk-main", &[all[100].0], &refused(&all[100].1))
+        .unwrap();
+    // Removing an entry that is already gone changes nothing.
+    e.reschedule("zendesk-main", all[64].0, &retried, &[all[65].0])
+        .unwrap();
+    assert_eq!(recount(&e, "zendesk-main"), (145, 2));
+    assert!(e.replay_dead_letter("zendesk-main", all[100].0).unwrap());
+    assert!(!e.replay_dead_letter("zendesk-main", all[100].0).unwrap());
+    assert_eq!(recount(&e, "zendesk-main"), (146, 1));
+    // A second record's change queues more, for every other connector.
+    apply_one(
+        &e,
+        "hubspot-main",
+        "contacts",
+        "c0",
+        5,
+        json!({"email": "p0@x.io", "firstname": "P"}),
+    );
+    let now = recount(&e, "zendesk-main");
+    recount(&e, "salesforce-main");
+    drop(e);
+    let cfg = config_in(dir.path(), "");
+    let reopened = engine(&cfg, store);
+    assert_eq!(recount(&reopened, "zendesk-main"), now);
+}
+
+/// A dead letter for `entry`, as a 422 would leave it.
+fn refused(entry: &revsync::engine::codec::OutboxEntry) -> revsync::engine::codec::DeadLetter {
+    revsync::engine::codec::DeadLetter {
+        entry: entry.clone(),
+        request: "{}".into(),
+        class: "permanent".into(),
+        detail: "refused".into(),
+        status: Some(422),
+        response: None,
+        failed_ts: 0,
+    }
+}
+
+/// `/records` shows a record's newest audit entries: read from the end of its trail, and
+/// given oldest first.
+#[test]
+fn a_records_newest_audit_entries_are_read_from_the_end() {
+    let (_d, e, _) = setup();
+    let (rec, all) = renamed_five_times(&e);
+    assert_eq!(all.len(), 5, "{all:?}");
+    assert_eq!(e.audit(rec.id, 2).unwrap(), all[3..]);
+    assert!(e.audit(rec.id, 0).unwrap().is_empty());
+}
+
+/// "Replay all" walks the dead letters a page at a time and replays every one, past the
+/// first page; a listing never returns more than its cap.
+#[test]
+fn replaying_every_dead_letter_goes_past_the_first_page() {
+    let (_d, e, _) = setup();
+    let n = revsync::engine::SCAN_PAGE + 76;
+    new_contacts(&e, n);
+    for (seq, entry) in e.outbox("zendesk-main", usize::MAX).unwrap() {
+        e.dead_letter("zendesk-main", &[seq], &refused(&entry))
+            .unwrap();
+    }
+    assert_eq!(e.queue_counts("zendesk-main").dead_letters, n as u64);
+    assert_eq!(e.replay_dead_letters(Some("salesforce-main")).unwrap(), 0);
+    assert_eq!(e.replay_dead_letters(Some("zendesk-main")).unwrap(), n);
+    assert_eq!(e.dead_letter_count("zendesk-main", usize::MAX).unwrap(), 0);
+    assert_eq!(e.outbox_len("zendesk-main", usize::MAX).unwrap(), n);
+    assert_eq!(e.replay_dead_letters(None).unwrap(), 0);
+}
+
+/// `n` new HubSpot contacts in one page: each queues a create for every other system.
+fn new_contacts(e: &revsync::engine::Engine, n: usize) {
+    let changes = (0..n)
+        .map(|i| {
+            change(
+                "contacts",
+                &format!("c{i}"),
+                1,
+                json!({"email": format!("p{i}@x.io")}),
+            )
+        })
+        .collect();
+    e.apply("hubspot-main", page("contacts", changes)).unwrap();
+}
+
+/// The retention task, as the daemon runs it: old webhook ids and audit entries past the
+/// per-record bound go, the rest stays, and it stops when told.
+#[test]
+fn the_retention_task_prunes_webhook_ids_and_audit_entries() {
+    use revsync::store::{Store, Table, WriteBatch};
+    use revsync::sync::seen;
+    let (_d, e, store) = setup();
+    let (rec, all) = renamed_five_times(&e);
+    assert_eq!(all.len(), 5);
+    let mut b = WriteBatch::new();
+    b.put(
+        Table::Inbox,
+        [seen::PREFIX, b"hs\0old"].concat(),
+        seen::stamp(1),
+    );
+    b.put(
+        Table::Inbox,
+        [seen::PREFIX, b"hs\0new"].concat(),
+        seen::stamp(seen::now_secs()),
+    );
+    store.write(b).unwrap();
+
+    let cfg = revsync::config::RetentionConfig {
+        webhook_seen_ttl_secs: 3600,
+        audit_max_entries_per_record: 2,
+        audit_max_age_days: 0,
+        prune_interval_secs: 1,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let engine = Arc::new(e);
+    let task = rt.spawn(revsync::sync::retention(
+        store.clone(),
+        engine.clone(),
+        cfg,
+        cancel.clone(),
+    ));
+    let ids = || {
+        store
+            .scan(Table::Inbox, seen::PREFIX, None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect::<Vec<_>>()
+    };
+    rt.block_on(async {
+        for _ in 0..50 {
+            if ids().len() == 1 && engine.audit(rec.id, usize::MAX).unwrap().len() == 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    });
+    assert_eq!(ids(), [[seen::PREFIX, b"hs\0new"].concat()]);
+    let kept = engine.audit(rec.id, usize::MAX).unwrap();
+    assert_eq!(kept, all[3..], "the newest two");
+    cancel.cancel();
+    rt.block_on(async {
+        tokio::time::timeout(std::time::Duration::from_secs(2), task)
+            .await
+            .unwrap()
+            .unwrap()
+    });
+}
+
+/// A contact whose first name changed five times: its record and its audit (five entries).
+fn renamed_five_times(
+    e: &revsync::engine::Engine,
+) -> (revsync_sdk::Record, Vec<revsync::engine::codec::AuditEntry>) {
+    for t in 1..=6 {
+        let fields = json!({"email": "a@x.io", "firstname": format!("N{t}")});
+        apply_one(e, "hubspot-main", "contacts", "1", t, fields);
+    }
+    let rec = e.find("a@x.io").unwrap().unwrap();
+    let all = e.audit(rec.id, usize::MAX).unwrap();
+    (rec, all)
 }

@@ -625,3 +625,56 @@ async fn a_write_only_object_is_not_read_before_its_updates() {
     assert_eq!(b.state.lock().unwrap().reads_by_id, 0, "B was read");
     d.stop().await;
 }
+
+/// Two re-reads of one connector would race over its cursors: the second is refused with
+/// 409 while the first runs, and accepted again once it is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_resync_of_a_connector_is_refused_while_one_runs() {
+    let (a, b) = (Fake::start().await, Fake::start().await);
+    a.seed("slow@corp.test", "Slow Read");
+    let d = start(&a, &b).await;
+    eventually("initial sync", 20, || async { b.count() == 1 }).await;
+    a.state.lock().unwrap().list_delay_ms = 1500;
+    let post = || async {
+        let r = reqwest::Client::new()
+            .post(format!("{}/admin/resync", d.base))
+            .bearer_auth(ADMIN)
+            .json(&json!({ "connector": "acme-a" }))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    assert_eq!(post().await.0, 202);
+    let (code, body) = post().await;
+    assert_eq!(code, 409, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("already running"),
+        "{body}"
+    );
+    let base = d.base.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let dd = Daemon {
+            base,
+            stop: None,
+            done: tokio::spawn(async { Ok(()) }),
+            _dir: tempfile::tempdir().unwrap(),
+        };
+        cli(&dd, &["resync", "acme-a"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1), "the CLI fails too");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("already running"), "{stderr}");
+    eventually("the first resync ends", 20, || async {
+        d.connector("acme-a").await["resync"]["done"] == true
+    })
+    .await;
+    a.state.lock().unwrap().list_delay_ms = 0;
+    assert_eq!(post().await.0, 202, "refused only while one runs");
+    d.stop().await;
+}

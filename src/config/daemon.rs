@@ -24,6 +24,85 @@ pub struct DaemonConfig {
     /// Field merge rules by `<kind>.<field>` or `<kind>.*`, over the default ownership.
     #[serde(default)]
     pub merge: BTreeMap<String, MergeRuleConfig>,
+    /// How long what only grows is kept: webhook ids, audit entries.
+    #[serde(default)]
+    pub retention: RetentionConfig,
+}
+
+/// `retention:`: bounds on data that would otherwise only grow. Pruning runs in the
+/// background, in bounded batches, every `prune_interval_secs`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// How long an accepted webhook's id is remembered to refuse its redelivery. Longer
+    /// than every vendor's retry window (Stripe retries for up to 3 days).
+    #[serde(default = "default_webhook_seen_ttl_secs")]
+    pub webhook_seen_ttl_secs: u64,
+    /// The newest audit entries kept per record (the audit is the records' value history:
+    /// ADR 0018-b).
+    #[serde(default = "default_audit_max_entries_per_record")]
+    pub audit_max_entries_per_record: u64,
+    /// Audit entries older than this many days are dropped; 0 keeps them for ever.
+    #[serde(default)]
+    pub audit_max_age_days: u64,
+    #[serde(default = "default_prune_interval_secs")]
+    pub prune_interval_secs: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            webhook_seen_ttl_secs: default_webhook_seen_ttl_secs(),
+            audit_max_entries_per_record: default_audit_max_entries_per_record(),
+            audit_max_age_days: 0,
+            prune_interval_secs: default_prune_interval_secs(),
+        }
+    }
+}
+
+/// The shortest webhook id memory accepted: 4 days, a day beyond Stripe's 3-day retries.
+pub const MIN_WEBHOOK_SEEN_TTL_SECS: u64 = 4 * 86_400;
+
+impl RetentionConfig {
+    /// Each out-of-range value as (field under `retention.`, message, valid example).
+    pub fn problems(&self) -> Vec<(&'static str, String, &'static str)> {
+        let mut out = Vec::new();
+        if !(MIN_WEBHOOK_SEEN_TTL_SECS..=365 * 86_400).contains(&self.webhook_seen_ttl_secs) {
+            out.push((
+                "webhook_seen_ttl_secs",
+                format!(
+                    "{} is outside {MIN_WEBHOOK_SEEN_TTL_SECS}..=31536000 seconds (4 to 365 days): shorter than a vendor's retry window lets a redelivered event apply twice",
+                    self.webhook_seen_ttl_secs
+                ),
+                "retention:\n  webhook_seen_ttl_secs: 604800",
+            ));
+        }
+        if self.audit_max_entries_per_record == 0 {
+            out.push((
+                "audit_max_entries_per_record",
+                "must be at least 1".into(),
+                "retention:\n  audit_max_entries_per_record: 10000",
+            ));
+        }
+        if !(1..=86_400).contains(&self.prune_interval_secs) {
+            out.push((
+                "prune_interval_secs",
+                format!("{} is outside 1..=86400 seconds", self.prune_interval_secs),
+                "retention:\n  prune_interval_secs: 3600",
+            ));
+        }
+        out
+    }
+}
+
+fn default_webhook_seen_ttl_secs() -> u64 {
+    7 * 86_400
+}
+fn default_audit_max_entries_per_record() -> u64 {
+    10_000
+}
+fn default_prune_interval_secs() -> u64 {
+    3600
 }
 
 /// A merge rule under `merge:`.
@@ -57,6 +136,7 @@ impl Default for DaemonConfig {
             log: LogConfig::default(),
             shutdown_timeout_secs: default_shutdown_timeout_secs(),
             merge: BTreeMap::new(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -174,4 +254,5 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "log",
     "shutdown_timeout_secs",
     "merge",
+    "retention",
 ];

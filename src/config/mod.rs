@@ -17,7 +17,8 @@ use serde_json::{Map, Value};
 
 pub use connector::{ConnectorConfig, DeletePolicy, Direction, ObjectConfig, PollConfig};
 pub use daemon::{
-    DaemonConfig, LogConfig, LogFormat, MergeRuleConfig, PolicyName, ServerConfig, StoreConfig,
+    DaemonConfig, LogConfig, LogFormat, MergeRuleConfig, PolicyName, RetentionConfig, ServerConfig,
+    StoreConfig,
 };
 pub use error::{nearest, ConfigError, ConfigErrors};
 
@@ -387,6 +388,13 @@ fn load_daemon(file: &Path, env: &dyn Env, errors: &mut Vec<ConfigError>) -> Opt
             );
         }
     }
+    let retention = ctx.section(&map, "retention", RetentionConfig::default, errors);
+    for (field, message, example) in retention.iter().flat_map(RetentionConfig::problems) {
+        errors.push(
+            ctx.error(format!("retention.{field}"), message)
+                .example(example),
+        );
+    }
     let cfg = DaemonConfig {
         version: version?,
         server: server?,
@@ -394,6 +402,7 @@ fn load_daemon(file: &Path, env: &dyn Env, errors: &mut Vec<ConfigError>) -> Opt
         log: log?,
         shutdown_timeout_secs: shutdown_timeout_secs?,
         merge: ctx.section(&map, "merge", BTreeMap::new, errors)?,
+        retention: retention?,
     };
     if cfg.version != 1 {
         errors.push(

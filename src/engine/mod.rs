@@ -7,9 +7,11 @@
 //! result: applying a page is idempotent.
 
 pub mod codec;
+pub mod counts;
 pub mod mapping;
 pub mod normalize;
 pub mod policy;
+pub mod retention;
 pub mod valuemaps;
 
 mod txn;
@@ -28,6 +30,12 @@ use codec::{AuditEntry, DeadLetter, OutboxEntry};
 pub use mapping::Mappings;
 pub use policy::Policies;
 use txn::Txn;
+
+/// Entries one store call reads when the engine walks a range it needs whole.
+pub const SCAN_PAGE: usize = 1024;
+
+/// The most entries one listing request returns (dead letters), whatever it asks for.
+pub const MAX_LIST: usize = 10_000;
 
 /// A record as one system's fields: what a push sends.
 pub type Projection = BTreeMap<String, serde_json::Value>;
@@ -87,6 +95,8 @@ pub struct Engine {
     writer: Mutex<()>,
     clock: Clock,
     outbox_signal: Arc<tokio::sync::Notify>,
+    /// Outbox depth and dead letters per connector, kept as entries move.
+    counts: counts::Counters,
 }
 
 impl Engine {
@@ -121,8 +131,10 @@ impl Engine {
             }
             None => 0,
         };
+        let counts = counts::Counters::count(store.as_ref())?;
         Ok(Self {
             store,
+            counts,
             mappings,
             policies,
             deletes: config
@@ -166,13 +178,14 @@ impl Engine {
         for change in &page.changes {
             txn.apply_change(mapping, delete_policy, change, &mut report)?;
         }
-        let (batch, seq) = txn.finish(connector, &page.object, page.cursor.as_deref())?;
+        let (batch, seq, moves) = txn.finish(connector, &page.object, page.cursor.as_deref())?;
         // The crash test's worst moment: a page with changes is built, none of it written.
         #[cfg(feature = "failpoints")]
         if !page.changes.is_empty() {
             crash_point("engine-apply-write", connector, &page.object);
         }
         self.store.write(batch)?;
+        self.counts.apply(&moves);
         self.outbox_seq.store(seq, Ordering::SeqCst);
         if report.enqueued > 0 {
             self.outbox_signal.notify_waiters();
@@ -230,13 +243,14 @@ impl Engine {
             .transpose()
     }
 
-    /// A record's audit trail, oldest first (at most `limit` entries, the newest ones).
+    /// A record's audit trail, oldest first (at most `limit` entries, the newest ones):
+    /// read from its end, so a long trail costs only what is shown.
     pub fn audit(&self, id: Uuid, limit: usize) -> Result<Vec<AuditEntry>, EngineError> {
-        let all = self
+        let mut newest = self
             .store
-            .scan(Table::Audit, id.as_bytes(), None, usize::MAX)?;
-        let skip = all.len().saturating_sub(limit);
-        all[skip..]
+            .scan_rev(Table::Audit, id.as_bytes(), None, limit)?;
+        newest.reverse();
+        newest
             .iter()
             .map(|(_, v)| {
                 codec::decode(v).map_err(|e| EngineError::Corrupt {
@@ -245,6 +259,25 @@ impl Engine {
                 })
             })
             .collect()
+    }
+
+    /// Start a pass of audit retention (see [`retention`]): run it with
+    /// [`retention::AuditPruner::step`] over [`Engine::store`], off the async threads.
+    pub fn audit_pruner(&self, max_per_record: u64, max_age_days: u64) -> retention::AuditPruner {
+        let cutoff = (max_age_days > 0).then(|| {
+            let age =
+                i64::try_from(max_age_days.saturating_mul(86_400_000_000)).unwrap_or(i64::MAX);
+            (self.clock)().saturating_sub(age)
+        });
+        retention::AuditPruner::new(
+            usize::try_from(max_per_record).unwrap_or(usize::MAX),
+            cutoff,
+        )
+    }
+
+    /// The store under the engine, for background passes that work in bounded pages.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
     }
 
     /// A connector's pending pushes, in order.
@@ -384,7 +417,7 @@ impl Engine {
     ) -> Result<Vec<(String, u64, DeadLetter)>, EngineError> {
         let prefix = connector.map(codec::outbox_prefix).unwrap_or_default();
         self.store
-            .scan(Table::DeadLetters, &prefix, None, limit)?
+            .scan(Table::DeadLetters, &prefix, None, limit.min(MAX_LIST))?
             .into_iter()
             .map(|(k, v)| {
                 let (conn, seq) = codec::split_seq_key(&k);
@@ -415,6 +448,49 @@ impl Engine {
         })?;
         self.outbox_signal.notify_waiters();
         Ok(true)
+    }
+
+    /// Put every dead letter of one connector (or all: `None`) back in its outbox, a page
+    /// of keys at a time; how many went back. Letters written while it runs (a replayed
+    /// push refused again) wait for the next replay: it ends at the last one there now.
+    pub fn replay_dead_letters(&self, connector: Option<&str>) -> Result<usize, EngineError> {
+        let prefix = connector.map(codec::outbox_prefix).unwrap_or_default();
+        let Some((last, _)) = self
+            .store
+            .scan_rev(Table::DeadLetters, &prefix, None, 1)?
+            .pop()
+        else {
+            return Ok(0);
+        };
+        let (mut replayed, mut after) = (0, None::<Vec<u8>>);
+        loop {
+            let page = self
+                .store
+                .scan(Table::DeadLetters, &prefix, after.as_deref(), SCAN_PAGE)?;
+            for (key, _) in &page {
+                if *key > last {
+                    return Ok(replayed);
+                }
+                let (conn, seq) = codec::split_seq_key(key);
+                replayed += usize::from(self.replay_dead_letter(&conn, seq)?);
+            }
+            if page.len() < SCAN_PAGE {
+                return Ok(replayed);
+            }
+            after = page.last().map(|(k, _)| k.clone());
+        }
+    }
+
+    /// A connector's outbox depth and dead letters, as kept while entries move (no store
+    /// read: cheap enough for every `/status`).
+    pub fn queue_counts(&self, connector: &str) -> counts::QueueCounts {
+        self.counts.get(connector)
+    }
+
+    /// The live counts, for writers of the outbox or dead letters outside [`Txn`] (see
+    /// [`counts::Counters::apply`]).
+    pub fn counters(&self) -> &counts::Counters {
+        &self.counts
     }
 
     /// A connector's dead letters, counted up to `cap`.
@@ -498,8 +574,9 @@ impl Engine {
         );
         f(&mut txn)?;
         let before = self.outbox_seq.load(Ordering::SeqCst);
-        let (batch, seq) = txn.finish_without_cursor()?;
+        let (batch, seq, moves) = txn.finish_without_cursor()?;
         self.store.write(batch)?;
+        self.counts.apply(&moves);
         self.outbox_seq.store(seq, Ordering::SeqCst);
         // A confirmed create can queue pushes (referrers that can now name it, a merge):
         // the dispatchers need not wait for their next timer to see them.
@@ -614,6 +691,9 @@ pub(crate) fn uuid_from(b: &[u8]) -> Result<Uuid, EngineError> {
 
 /// The unified JSON view of the record `query` names (email, domain, canonical id or
 /// `connector:object:external_id`), with its latest `audit` entries.
+/// The most audit entries one record lookup returns, whatever it asks for.
+pub const MAX_AUDIT_SHOWN: usize = 1000;
+
 pub fn lookup_view(
     engine: &Engine,
     query: &str,
@@ -622,7 +702,7 @@ pub fn lookup_view(
     let Some(rec) = engine.find(query)? else {
         return Ok(None);
     };
-    let trail = engine.audit(rec.id, audit)?;
+    let trail = engine.audit(rec.id, audit.min(MAX_AUDIT_SHOWN))?;
     Ok(Some(view::record_json(&rec, &trail)))
 }
 

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::codec::{self, index, AuditEntry, AuditEvent, Hash, OutboxEntry, PushOp, SyncState};
+use super::counts::Moves;
 use super::mapping::{Mappings, ObjectMapping};
 use super::policy::{decide, Decision, Policies};
 use super::{normalize, uuid_from, ApplyReport, EngineError, Projection};
@@ -41,6 +42,8 @@ pub(super) struct Txn<'a> {
     queued: BTreeMap<String, Vec<(u64, OutboxEntry)>>,
     /// Stored outbox entries this write drops (`None`) or rewrites, per connector.
     outbox_edits: BTreeMap<String, BTreeMap<u64, Option<OutboxEntry>>>,
+    /// What this write does to the outbox and dead-letter counts.
+    moves: Moves,
 }
 
 fn corrupt(table: &'static str) -> impl Fn(postcard::Error) -> EngineError {
@@ -74,6 +77,7 @@ impl<'a> Txn<'a> {
             kv: BTreeMap::new(),
             queued: BTreeMap::new(),
             outbox_edits: BTreeMap::new(),
+            moves: Moves::default(),
         }
     }
 
@@ -302,6 +306,7 @@ impl<'a> Txn<'a> {
                         Some(entry) => chunk[pos].1 = entry,
                         None => {
                             chunk.remove(pos);
+                            self.moves.outbox(&connector, -1);
                         }
                     }
                     changed = true;
@@ -314,6 +319,7 @@ impl<'a> Txn<'a> {
             }
         }
         for (connector, entries) in std::mem::take(&mut self.queued) {
+            self.moves.outbox(&connector, entries.len() as i64);
             for chunk in entries.chunks(codec::OUTBOX_CHUNK_MAX) {
                 let last = chunk.last().expect("chunks are never empty").0;
                 batch.put(
@@ -1163,11 +1169,21 @@ impl<'a> Txn<'a> {
     /// The `Index` entries under `prefix` as (id ending the key, value): stored ones, as
     /// this batch has changed them so far.
     fn entries_under(&self, prefix: &[u8]) -> Result<BTreeMap<Uuid, Vec<u8>>, EngineError> {
-        let mut found: BTreeMap<Vec<u8>, Vec<u8>> = self
-            .store
-            .scan(Table::Index, prefix, None, usize::MAX)?
-            .into_iter()
-            .collect();
+        // Every entry is needed (a merge repoints every referrer), but read in pages: no
+        // one store call walks an unbounded range.
+        let mut found: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self
+                .store
+                .scan(Table::Index, prefix, after.as_deref(), super::SCAN_PAGE)?;
+            let full = page.len() == super::SCAN_PAGE;
+            after = page.last().map(|(k, _)| k.clone());
+            found.extend(page);
+            if !full {
+                break;
+            }
+        }
         let written = self.kv.get(&Table::Index).into_iter().flat_map(|t| {
             t.range::<[u8], _>((
                 std::ops::Bound::Included(prefix),
@@ -1207,7 +1223,7 @@ impl<'a> Txn<'a> {
         connector: &str,
         object: &str,
         cursor: Option<&str>,
-    ) -> Result<(WriteBatch, u64), EngineError> {
+    ) -> Result<(WriteBatch, u64, Moves), EngineError> {
         if let Some(c) = cursor {
             self.put(
                 Table::Cursors,
@@ -1218,7 +1234,7 @@ impl<'a> Txn<'a> {
         self.finish_without_cursor()
     }
 
-    pub fn finish_without_cursor(mut self) -> Result<(WriteBatch, u64), EngineError> {
+    pub fn finish_without_cursor(mut self) -> Result<(WriteBatch, u64, Moves), EngineError> {
         let mut batch = WriteBatch::new();
         let mut ids = std::mem::take(&mut self.dirty);
         ids.append(&mut std::mem::take(&mut self.sync_dirty));
@@ -1255,6 +1271,13 @@ impl<'a> Txn<'a> {
         self.finish_outbox(&mut batch)?;
         for (table, writes) in self.kv {
             for (key, value) in writes {
+                if table == Table::DeadLetters {
+                    // Rare writes: one read each tells a new letter from a rewrite.
+                    let stored = self.store.get(table, &key)?.is_some();
+                    let delta = i64::from(value.is_some()) - i64::from(stored);
+                    self.moves
+                        .dead_letters(&codec::split_seq_key(&key).0, delta);
+                }
                 match value {
                     Some(v) => batch.put(table, key, v),
                     None => batch.delete(table, key),
@@ -1266,7 +1289,7 @@ impl<'a> Txn<'a> {
             codec::META_OUTBOX_SEQ.to_vec(),
             self.seq.to_be_bytes().to_vec(),
         );
-        Ok((batch, self.seq))
+        Ok((batch, self.seq, self.moves))
     }
 }
 

@@ -53,6 +53,31 @@ impl Store for MemStore {
             .collect())
     }
 
+    fn scan_rev(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let data = self.data.read().expect("mem store poisoned");
+        let t = table as u8;
+        let end = match before {
+            Some(b) => std::ops::Bound::Excluded((t, b.to_vec())),
+            None => match super::prefix_end(prefix) {
+                Some(e) => std::ops::Bound::Excluded((t, e)),
+                None => std::ops::Bound::Excluded((t + 1, Vec::new())),
+            },
+        };
+        Ok(data
+            .range((std::ops::Bound::Included((t, prefix.to_vec())), end))
+            .rev()
+            .take_while(|((tb, k), _)| *tb == t && k.starts_with(prefix))
+            .take(limit)
+            .map(|((_, k), v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
     fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let mut data = self.data.write().expect("mem store poisoned");
         for op in batch.into_ops() {
@@ -83,6 +108,11 @@ impl Store for MemStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reverse_scans_read_the_last_keys_first() {
+        super::super::check_scan_rev(&MemStore::new());
+    }
 
     #[test]
     fn scans_like_sled() {

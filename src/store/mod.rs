@@ -112,6 +112,18 @@ pub enum StoreError {
     Io(#[from] sled::Error),
 }
 
+/// The first key after every key that starts with `prefix` (`None`: there is none).
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
 /// Figures shown on `/status` and `/metrics`.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct StoreStats {
@@ -136,11 +148,122 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError>;
 
+    /// Up to `limit` entries of `table` under `prefix`, in reverse key order (the last
+    /// first), starting strictly before `before` when given: the newest of a time-ordered
+    /// run without reading the rest.
+    ///
+    /// The default pages forward through the whole prefix, keeping only the last `limit`
+    /// entries: correct for wrappers and test stores; real backends override it.
+    fn scan_rev(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let mut last: std::collections::VecDeque<Entry> = std::collections::VecDeque::new();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self.scan(table, prefix, after.as_deref(), 1024)?;
+            let full = page.len() == 1024;
+            after = page.last().map(|(k, _)| k.clone());
+            for e in page {
+                if before.is_some_and(|b| e.0.as_slice() >= b) {
+                    return Ok(last.into_iter().rev().collect());
+                }
+                last.push_back(e);
+                if last.len() > limit {
+                    last.pop_front();
+                }
+            }
+            if !full {
+                return Ok(last.into_iter().rev().collect());
+            }
+        }
+    }
+
     /// Apply every operation atomically: after a crash either all are visible or none.
     fn write(&self, batch: WriteBatch) -> Result<(), StoreError>;
 
     /// Make everything written so far durable. Concurrent callers share one disk flush.
     fn flush(&self) -> Result<(), StoreError>;
 
+    /// Figures kept in memory: no IO, safe on the async threads.
     fn stats(&self) -> StoreStats;
+
+    /// Measure what [`Store::stats`] reports and costs IO (the size on disk). Called from
+    /// a background task on the blocking pool.
+    fn refresh_stats(&self) {}
+}
+
+/// The reverse scan's contract, checked against each backend.
+#[cfg(test)]
+pub(crate) fn check_scan_rev(s: &dyn Store) {
+    let mut b = WriteBatch::new();
+    for k in ["p/3", "p/1", "p/2", "q/1", "o/9"] {
+        b.put(Table::Index, k, k);
+    }
+    b.put(Table::Index, b"\xff\xff".to_vec(), b"top".to_vec());
+    b.put(Table::Links, "p/4", "other table");
+    b.put(Table::DeadLetters, "a", "last table");
+    s.write(b).unwrap();
+    let keys = |v: Vec<Entry>| v.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    assert_eq!(
+        keys(s.scan_rev(Table::Index, b"p/", None, 2).unwrap()),
+        [b"p/3".to_vec(), b"p/2".to_vec()]
+    );
+    assert_eq!(
+        keys(s.scan_rev(Table::Index, b"p/", Some(b"p/2"), 10).unwrap()),
+        [b"p/1".to_vec()]
+    );
+    assert_eq!(
+        keys(s.scan_rev(Table::Index, b"\xff", None, 10).unwrap()),
+        [b"\xff\xff".to_vec()]
+    );
+    assert_eq!(s.scan_rev(Table::Index, b"", None, 10).unwrap().len(), 6);
+    assert_eq!(
+        keys(s.scan_rev(Table::DeadLetters, b"", None, 10).unwrap()),
+        [b"a".to_vec()]
+    );
+    assert!(s
+        .scan_rev(Table::Cursors, b"", None, 10)
+        .unwrap()
+        .is_empty());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store with only the forward scan: the trait's own reverse scan answers.
+    struct ForwardOnly(MemStore);
+
+    impl Store for ForwardOnly {
+        fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            self.0.get(table, key)
+        }
+        fn scan(
+            &self,
+            table: Table,
+            prefix: &[u8],
+            after: Option<&[u8]>,
+            limit: usize,
+        ) -> Result<Vec<Entry>, StoreError> {
+            self.0.scan(table, prefix, after, limit)
+        }
+        fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+            self.0.write(batch)
+        }
+        fn flush(&self) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn stats(&self) -> StoreStats {
+            self.0.stats()
+        }
+    }
+
+    #[test]
+    fn the_default_reverse_scan_matches_the_backends() {
+        check_scan_rev(&ForwardOnly(MemStore::new()));
+    }
 }

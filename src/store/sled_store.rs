@@ -11,6 +11,8 @@ pub struct SledStore {
     path: String,
     flushes: AtomicU64,
     last_flush_ms: AtomicU64,
+    /// Measured by `refresh_stats` (it walks the data directory), read by `stats`.
+    size_on_disk: AtomicU64,
 }
 
 impl SledStore {
@@ -26,11 +28,13 @@ impl SledStore {
                 path: path.display().to_string(),
                 source,
             })?;
+        let size = db.size_on_disk().unwrap_or(0);
         Ok(Self {
             db,
             path: path.display().to_string(),
             flushes: AtomicU64::new(0),
             last_flush_ms: AtomicU64::new(u64::MAX),
+            size_on_disk: AtomicU64::new(size),
         })
     }
 
@@ -74,6 +78,36 @@ impl Store for SledStore {
         Ok(out)
     }
 
+    fn scan_rev(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        before: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let full = Self::key(table, prefix);
+        let end = match before {
+            Some(b) => std::ops::Bound::Excluded(Self::key(table, b)),
+            None => match super::prefix_end(&full) {
+                Some(e) => std::ops::Bound::Excluded(e),
+                None => std::ops::Bound::Unbounded,
+            },
+        };
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .range((std::ops::Bound::Included(full.clone()), end))
+            .rev()
+        {
+            let (k, v) = item?;
+            if !k.starts_with(&full) || out.len() >= limit {
+                break;
+            }
+            out.push((k[1..].to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
     fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let mut b = sled::Batch::default();
         for op in batch.into_ops() {
@@ -95,12 +129,18 @@ impl Store for SledStore {
         Ok(())
     }
 
+    fn refresh_stats(&self) {
+        if let Ok(size) = self.db.size_on_disk() {
+            self.size_on_disk.store(size, Ordering::Relaxed);
+        }
+    }
+
     fn stats(&self) -> StoreStats {
         let last = self.last_flush_ms.load(Ordering::Relaxed);
         StoreStats {
             backend: "sled",
             path: self.path.clone(),
-            size_on_disk_bytes: self.db.size_on_disk().unwrap_or(0),
+            size_on_disk_bytes: self.size_on_disk.load(Ordering::Relaxed),
             flushes: self.flushes.load(Ordering::Relaxed),
             last_flush_ms: (last != u64::MAX).then_some(last),
         }
@@ -137,6 +177,12 @@ mod tests {
     }
 
     #[test]
+    fn reverse_scans_read_the_last_keys_first() {
+        let dir = tempfile::tempdir().unwrap();
+        super::super::check_scan_rev(&open(dir.path()));
+    }
+
+    #[test]
     fn scan_pages_by_prefix_in_key_order() {
         let dir = tempfile::tempdir().unwrap();
         let s = open(dir.path());
@@ -155,6 +201,24 @@ mod tests {
         // The last table's scan must stop at its own end.
         let dl = s.scan(Table::DeadLetters, b"", None, 10).unwrap();
         assert!(dl.is_empty());
+    }
+
+    /// `/status` and `/metrics` read stats on the async threads: the size on disk is
+    /// measured only by `refresh_stats` (a background task, on the blocking pool).
+    #[test]
+    fn stats_read_no_disk_until_refreshed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let before = s.stats().size_on_disk_bytes;
+        let mut b = WriteBatch::new();
+        for i in 0..2000u32 {
+            b.put(Table::Audit, i.to_be_bytes().to_vec(), vec![7u8; 1024]);
+        }
+        s.write(b).unwrap();
+        s.flush().unwrap();
+        assert_eq!(s.stats().size_on_disk_bytes, before);
+        s.refresh_stats();
+        assert!(s.stats().size_on_disk_bytes > before);
     }
 
     #[test]

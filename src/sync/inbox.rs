@@ -35,7 +35,7 @@ fn item_key(seq: u64) -> Vec<u8> {
 
 fn seen_key(connector: &str, event_id: &str) -> Vec<u8> {
     [
-        b"d\0".as_slice(),
+        super::seen::PREFIX,
         connector.as_bytes(),
         b"\0",
         event_id.as_bytes(),
@@ -113,6 +113,7 @@ impl Inbox {
             let mut batch = WriteBatch::new();
             let mut seq = first_seq;
             let mut fresh = 0;
+            let accepted_at = super::seen::now_secs();
             for ev in events {
                 let seen = seen_key(&connector_owned, &ev.id);
                 if store
@@ -139,7 +140,7 @@ impl Inbox {
                     item_key(seq),
                     serde_json::to_vec(&item).expect("inbox items serialize"),
                 );
-                batch.put(Table::Inbox, seen, Vec::new());
+                batch.put(Table::Inbox, seen, super::seen::stamp(accepted_at));
                 fresh += 1;
             }
             if !batch.is_empty() {

@@ -4,10 +4,12 @@
 //!
 //! Data flows one way: connector -> engine -> store -> dispatcher -> connector.
 
+pub mod backoff;
 pub mod dispatch;
 pub mod flush;
 pub mod inbox;
 pub mod poll;
+pub mod seen;
 mod supervise;
 
 use std::collections::HashMap;
@@ -36,28 +38,80 @@ pub struct Runtime {
     cancel: CancellationToken,
     /// Readable objects per connector.
     objects: HashMap<String, Vec<String>>,
+    /// Connectors with a re-read running.
+    resyncing: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+/// Why a re-read was not started.
+#[derive(Debug, thiserror::Error)]
+pub enum ResyncError {
+    #[error("no running connector `{0}`")]
+    UnknownConnector(String),
+    #[error("`{connector}` does not read `{object}`; it reads: {reads}")]
+    UnknownObject {
+        connector: String,
+        object: String,
+        reads: String,
+    },
+    /// A second re-read of one connector would race the first over its cursors.
+    #[error("a resync of `{0}` is already running; wait for it to finish (see /status)")]
+    AlreadyRunning(String),
+}
+
+/// Retryable read failures in a row a re-read waits out before it gives up.
+const RESYNC_MAX_RETRIES: usize = 8;
+
+/// Marks a connector as re-reading until dropped (when the re-read ends, however it ends).
+struct Resyncing {
+    running: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    connector: String,
+}
+
+impl Drop for Resyncing {
+    fn drop(&mut self) {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.connector);
+    }
 }
 
 impl Runtime {
     /// Start a full re-read of a connector (one object, or all it reads). Pages are
     /// applied as they come; the object's cursor moves only once the re-read completes,
-    /// so an interrupted re-read leaves incremental sync where it was.
-    pub fn resync(&self, connector: &str, object: Option<&str>) -> Result<Vec<String>, String> {
+    /// so an interrupted re-read leaves incremental sync where it was. One at a time per
+    /// connector.
+    pub fn resync(
+        &self,
+        connector: &str,
+        object: Option<&str>,
+    ) -> Result<Vec<String>, ResyncError> {
         let conn = self
             .connectors
             .get(connector)
             .cloned()
-            .ok_or_else(|| format!("no running connector `{connector}`"))?;
+            .ok_or_else(|| ResyncError::UnknownConnector(connector.to_owned()))?;
         let all = self.objects.get(connector).cloned().unwrap_or_default();
         let objects = match object {
             Some(o) if all.iter().any(|x| x == o) => vec![o.to_owned()],
             Some(o) => {
-                return Err(format!(
-                    "`{connector}` does not read `{o}`; it reads: {}",
-                    all.join(", ")
-                ))
+                return Err(ResyncError::UnknownObject {
+                    connector: connector.to_owned(),
+                    object: o.to_owned(),
+                    reads: all.join(", "),
+                })
             }
             None => all,
+        };
+        let guard = {
+            let mut running = self.resyncing.lock().unwrap_or_else(|p| p.into_inner());
+            if !running.insert(connector.to_owned()) {
+                return Err(ResyncError::AlreadyRunning(connector.to_owned()));
+            }
+            Resyncing {
+                running: self.resyncing.clone(),
+                connector: connector.to_owned(),
+            }
         };
         let (engine, status, cancel, id, list) = (
             self.engine.clone(),
@@ -67,60 +121,127 @@ impl Runtime {
             objects.clone(),
         );
         self.tasks.spawn(format!("resync {connector}"), async move {
+            let _guard = guard;
             for object in list {
-                let mut progress = crate::status::ResyncProgress { object: object.clone(), ..Default::default() };
+                let progress = reread(&*conn, &engine, &status, &cancel, &id, &object).await;
                 status.update(&id, |s| s.resync = Some(progress.clone()));
-                let mut cursor: Option<String> = None;
-                let outcome: Result<(), String> = loop {
-                    if cancel.is_cancelled() {
-                        break Err("interrupted by shutdown".into());
-                    }
-                    let page = match conn.fetch(&object, cursor.as_deref()).await {
-                        Ok(p) => p,
-                        Err(e) if e.is_retryable() => {
-                            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                            continue;
-                        }
-                        Err(e) => break Err(e.to_string()),
-                    };
-                    let n = page.changes.len() as u64;
-                    let next = page.cursor.clone();
-                    let more = page.more;
-                    let (e, c) = (engine.clone(), id.clone());
-                    let p = crate::engine::Page { object: object.clone(), changes: page.changes, cursor: None };
-                    if let Err(err) = tokio::task::spawn_blocking(move || e.apply(&c, p)).await.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
-                        break Err(err);
-                    }
-                    progress.pages += 1;
-                    progress.records += n;
-                    status.update(&id, |s| {
-                        s.resync = Some(progress.clone());
-                        s.records_in += n;
-                    });
-                    if next.is_some() {
-                        cursor = next;
-                    }
-                    if !more {
-                        break Ok(());
-                    }
-                };
-                match (outcome, cursor) {
-                    (Ok(()), Some(final_cursor)) => {
-                        let (e, c, o) = (engine.clone(), id.clone(), object.clone());
-                        let _ = tokio::task::spawn_blocking(move || e.set_cursor(&c, &o, &final_cursor)).await;
-                        progress.done = true;
-                    }
-                    (Ok(()), None) => progress.done = true,
-                    (Err(e), _) => {
-                        tracing::error!(connector = %id, object = %object, error = %e, "resync failed; the cursor was left where it was");
-                        progress.error = Some(e);
-                    }
+                if progress.error.is_some() {
+                    // The objects after it are not read: the operator sees one failure.
+                    break;
                 }
-                status.update(&id, |s| s.resync = Some(progress.clone()));
             }
         });
         Ok(objects)
     }
+}
+
+/// Read one object from its start, applying each page; move its cursor at the end.
+async fn reread(
+    conn: &dyn Connector,
+    engine: &Arc<Engine>,
+    status: &StatusHub,
+    cancel: &CancellationToken,
+    id: &str,
+    object: &str,
+) -> crate::status::ResyncProgress {
+    let mut progress = crate::status::ResyncProgress {
+        object: object.to_owned(),
+        ..Default::default()
+    };
+    status.update(id, |s| s.resync = Some(progress.clone()));
+    let mut cursor: Option<String> = None;
+    let mut retry = backoff::Backoff::new(backoff::exponential(
+        Duration::from_secs(1),
+        Duration::from_secs(60),
+    ))
+    .at_most(RESYNC_MAX_RETRIES);
+    let outcome: Result<(), String> = loop {
+        if cancel.is_cancelled() {
+            break Err("interrupted by shutdown".into());
+        }
+        let page = match conn.fetch(object, cursor.as_deref()).await {
+            Ok(p) => {
+                retry.reset();
+                p
+            }
+            Err(e) if e.is_retryable() => {
+                let Some(wait) = retry.failed() else {
+                    break Err(format!("gave up after {RESYNC_MAX_RETRIES} retries: {e}"));
+                };
+                // The system's own Retry-After, when longer, is the one to honour.
+                let wait = match &e {
+                    revsync_sdk::ConnectorError::RateLimited {
+                        retry_after: Some(d),
+                        ..
+                    } => wait.max(*d),
+                    _ => wait,
+                };
+                tracing::warn!(connector = id, object, error = %e, wait_ms = wait.as_millis() as u64, "resync read failed; retrying");
+                if !backoff::sleep(wait, cancel).await {
+                    break Err("interrupted by shutdown".into());
+                }
+                continue;
+            }
+            Err(e) => break Err(e.to_string()),
+        };
+        let n = page.changes.len() as u64;
+        let (next, more) = (page.cursor.clone(), page.more);
+        let (e, c) = (engine.clone(), id.to_owned());
+        let p = crate::engine::Page {
+            object: object.to_owned(),
+            changes: page.changes,
+            cursor: None,
+        };
+        if let Err(err) = blocking(move || e.apply(&c, p)).await {
+            break Err(err);
+        }
+        progress.pages += 1;
+        progress.records += n;
+        status.update(id, |s| {
+            s.resync = Some(progress.clone());
+            s.records_in += n;
+        });
+        if next.is_some() {
+            cursor = next;
+        }
+        if !more {
+            break Ok(());
+        }
+    };
+    let written = match (&outcome, cursor) {
+        (Ok(()), Some(last)) => {
+            let (e, c, o) = (engine.clone(), id.to_owned(), object.to_owned());
+            blocking(move || e.set_cursor(&c, &o, &last)).await
+        }
+        _ => Ok(()),
+    };
+    settle(&mut progress, outcome, written);
+    if let Some(e) = &progress.error {
+        tracing::error!(connector = id, object, error = %e, "resync failed; the cursor was left where it was");
+    }
+    progress
+}
+
+/// A re-read is done only when it read everything and its cursor was stored.
+fn settle(
+    progress: &mut crate::status::ResyncProgress,
+    read: Result<(), String>,
+    cursor_written: Result<(), String>,
+) {
+    match read.and_then(|()| cursor_written.map_err(|e| format!("storing the cursor: {e}"))) {
+        Ok(()) => progress.done = true,
+        Err(e) => progress.error = Some(e),
+    }
+}
+
+/// Run a store call on the blocking pool, its failure (or panic) as a message.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::engine::EngineError> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
 }
 
 pub fn start(
@@ -259,8 +380,18 @@ pub fn start(
             cancel.clone(),
             connectors.clone(),
         );
-        tasks.spawn("status upkeep", upkeep(engine, conns, st, cn));
+        let store = store.clone();
+        tasks.spawn("status upkeep", upkeep(engine, store, conns, st, cn));
     }
+    tasks.spawn(
+        "retention",
+        retention(
+            store.clone(),
+            engine.clone(),
+            config.daemon.retention.clone(),
+            cancel.clone(),
+        ),
+    );
     Ok(Arc::new(Runtime {
         connectors,
         inbox,
@@ -269,6 +400,7 @@ pub fn start(
         tasks: tasks.clone(),
         cancel: cancel.clone(),
         objects: read_by,
+        resyncing: Default::default(),
     }))
 }
 
@@ -278,14 +410,18 @@ fn read_objects(map: &mut HashMap<String, Vec<String>>, connector: &str, object:
         .push(object.to_owned());
 }
 
-/// Keep outbox depth, dead letters, lag and rate-limit figures on `/status` current.
+/// Keep outbox depth, dead letters, lag, rate-limit and store figures on `/status` current,
+/// without a store call on the async threads.
 async fn upkeep(
     engine: Arc<Engine>,
+    store: Arc<dyn Store>,
     connectors: Arc<HashMap<String, Arc<dyn Connector>>>,
     status: Arc<StatusHub>,
     cancel: CancellationToken,
 ) {
     loop {
+        let s = store.clone();
+        let _ = tokio::task::spawn_blocking(move || s.refresh_stats()).await;
         for c in status.snapshot() {
             let limits = connectors.get(&c.id).and_then(|conn| conn.rate_limit());
             let notices = connectors
@@ -305,24 +441,115 @@ async fn upkeep(
                     current_wait_ms: l.current_wait_ms,
                 });
             });
-            let (e, id) = (engine.clone(), c.id.clone());
-            let counts = tokio::task::spawn_blocking(move || {
-                (
-                    e.outbox_len(&id, 1_000_000),
-                    e.dead_letter_count(&id, 1_000_000),
-                )
-            })
-            .await;
-            if let Ok((Ok(outbox), Ok(dead))) = counts {
-                status.update(&c.id, |s| {
-                    s.outbox_depth = outbox as u64;
-                    s.dead_letters = dead as u64;
-                });
-            }
+            // Kept as entries move: no store read, nothing decoded.
+            let counts = engine.queue_counts(&c.id);
+            status.update(&c.id, |s| {
+                s.outbox_depth = counts.outbox;
+                s.dead_letters = counts.dead_letters;
+            });
         }
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
+    }
+}
+
+/// Entries read per page by the retention passes: each page is one short blocking call.
+const PRUNE_PAGE: usize = 1000;
+
+/// Forget webhook ids past their TTL and audit entries past their bounds, every
+/// `prune_interval_secs`, a page at a time on the blocking pool, until `cancel`.
+pub async fn retention(
+    store: Arc<dyn Store>,
+    engine: Arc<Engine>,
+    cfg: crate::config::RetentionConfig,
+    cancel: CancellationToken,
+) {
+    let every = Duration::from_secs(cfg.prune_interval_secs.max(1));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let ttl = cfg.webhook_seen_ttl_secs;
+        let seen_pass = (store.clone(), seen::now_secs(), None::<Vec<u8>>);
+        let ids = in_pages(seen_pass, &cancel, "webhook ids", move |(s, now, after)| {
+            let p = seen::prune_page(s.as_ref(), *now, ttl, after.as_deref(), PRUNE_PAGE)?;
+            *after = p.next;
+            Ok((p.removed, after.is_some()))
+        })
+        .await;
+        let pruner = engine.audit_pruner(cfg.audit_max_entries_per_record, cfg.audit_max_age_days);
+        let audit = in_pages((store.clone(), pruner), &cancel, "audit", |(s, p)| {
+            let n = p.step(s.as_ref(), PRUNE_PAGE)?;
+            Ok((n, !p.done()))
+        })
+        .await;
+        tracing::debug!(
+            webhook_ids = ids,
+            audit_entries = audit,
+            "retention pass done"
+        );
+    }
+}
+
+/// Run a background pass one page at a time on the blocking pool, until it ends, fails
+/// (the next pass tries again) or shutdown starts. Returns how many entries it removed.
+async fn in_pages<P: Send + 'static>(
+    mut pass: P,
+    cancel: &CancellationToken,
+    what: &'static str,
+    step: impl Fn(&mut P) -> Result<(usize, bool), crate::store::StoreError> + Clone + Send + 'static,
+) -> usize {
+    let mut removed = 0;
+    while !cancel.is_cancelled() {
+        let step = step.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let r = step(&mut pass);
+            (pass, r)
+        })
+        .await;
+        match done {
+            Ok((p, Ok((n, more)))) => {
+                removed += n;
+                if !more {
+                    break;
+                }
+                pass = p;
+            }
+            Ok((_, Err(e))) => {
+                tracing::warn!(pass = what, error = %e, "pruning failed; the next pass retries");
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::ResyncProgress;
+
+    #[test]
+    fn a_resync_whose_cursor_was_not_stored_is_not_done() {
+        let mut p = ResyncProgress::default();
+        settle(&mut p, Ok(()), Err("store i/o: disk full".into()));
+        assert!(!p.done);
+        assert_eq!(
+            p.error.as_deref(),
+            Some("storing the cursor: store i/o: disk full")
+        );
+        let mut p = ResyncProgress::default();
+        settle(&mut p, Err("interrupted by shutdown".into()), Ok(()));
+        assert_eq!(
+            (p.done, p.error.as_deref()),
+            (false, Some("interrupted by shutdown"))
+        );
+        let mut p = ResyncProgress::default();
+        settle(&mut p, Ok(()), Ok(()));
+        assert!(p.done && p.error.is_none());
     }
 }

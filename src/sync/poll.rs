@@ -7,6 +7,7 @@ use std::time::Duration;
 use revsync_sdk::{Connector, ConnectorError, LimitScope};
 use tokio_util::sync::CancellationToken;
 
+use super::backoff::Backoff;
 use crate::engine::{Engine, Page};
 use crate::status::{ConnectorState, StatusHub};
 
@@ -26,22 +27,26 @@ pub struct PollLoop {
 
 impl PollLoop {
     pub async fn run(self: Arc<Self>) {
-        let mut failures = 0u32;
+        // Failed polls wait 1 s, doubling (jittered) up to four intervals, 5 minutes at most.
+        let cap = (self.interval.max(Duration::from_secs(5)) * 4).min(Duration::from_secs(300));
+        let mut retry = Backoff::new(super::backoff::exponential(Duration::from_secs(1), cap));
         loop {
             let wait = match self.poll_once().await {
-                Ok(true) => Duration::ZERO,
+                Ok(true) => {
+                    retry.reset();
+                    Duration::ZERO
+                }
                 Ok(false) => {
-                    failures = 0;
+                    retry.reset();
                     jittered(self.interval, self.jitter_pct)
                 }
                 Err(e) => {
-                    failures += 1;
-                    self.on_error(&e, failures)
+                    let next = retry.failed().unwrap_or(cap);
+                    self.on_error(&e, next)
                 }
             };
-            tokio::select! {
-                _ = self.cancel.cancelled() => return,
-                _ = tokio::time::sleep(wait) => {}
+            if !super::backoff::sleep(wait, &self.cancel).await {
+                return;
             }
         }
     }
@@ -118,8 +123,9 @@ impl PollLoop {
         Ok(more)
     }
 
-    /// Record the failure and say how long to wait before the next try.
-    fn on_error(&self, e: &ConnectorError, failures: u32) -> Duration {
+    /// Record the failure and say how long to wait before the next try: `backoff` unless
+    /// the error says better (a quota's reset, a Retry-After).
+    fn on_error(&self, e: &ConnectorError, backoff: Duration) -> Duration {
         let conn = self.connector_id.as_str();
         tracing::warn!(connector = conn, object = %self.object, error = %e, class = e.class(), "poll failed");
         let (state, wait) = match e {
@@ -135,10 +141,7 @@ impl PollLoop {
                 retry_after: Some(d),
                 ..
             } => (ConnectorState::BackingOff, *d),
-            _ => (
-                ConnectorState::BackingOff,
-                backoff(failures).min(self.interval.max(Duration::from_secs(5)) * 4),
-            ),
+            _ => (ConnectorState::BackingOff, backoff),
         };
         self.status.update(conn, |s| {
             s.state = state;
@@ -150,7 +153,8 @@ impl PollLoop {
     }
 }
 
-/// Exponential: 1 s, 2 s, 4 s ... capped at 5 minutes.
+/// Exponential: 1 s, 2 s, 4 s ... capped at 5 minutes. Only the dispatcher's retry
+/// timing still uses it, until its per-item policy (backon) replaces it.
 pub fn backoff(failures: u32) -> Duration {
     Duration::from_secs(1u64 << failures.saturating_sub(1).min(8)).min(Duration::from_secs(300))
 }

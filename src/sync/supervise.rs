@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use super::backoff::{exponential, sleep, Backoff};
 use crate::status::{ConnectorState, StatusHub};
 
 /// Run `make()`'s future until it returns (on cancellation); if it panics, count a
@@ -20,15 +21,15 @@ pub async fn supervise<F, Fut>(
     F: Fn() -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let mut failures = 0u32;
+    // 1 s, doubling (jittered) to about a minute: a task that keeps panicking is not spun.
+    let mut retry = Backoff::new(exponential(Duration::from_secs(1), Duration::from_secs(64)));
     loop {
         let handle = tokio::spawn(make());
         match handle.await {
             Ok(()) => return,
             Err(e) if e.is_panic() => {
-                failures += 1;
-                let delay = Duration::from_secs(1u64 << failures.min(6));
-                tracing::error!(task = %name, connector = %connector, restarts = failures, delay_secs = delay.as_secs(), "task panicked; restarting");
+                let delay = retry.failed().unwrap_or(Duration::from_secs(64));
+                tracing::error!(task = %name, connector = %connector, restarts = retry.failures(), delay_ms = delay.as_millis() as u64, "task panicked; restarting");
                 status.update(&connector, |s| {
                     s.restarts += 1;
                     s.state = ConnectorState::BackingOff;
@@ -36,9 +37,8 @@ pub async fn supervise<F, Fut>(
                     s.errors.last_message = Some(format!("{name} panicked; restarted"));
                     s.errors.last_at = Some(chrono::Utc::now());
                 });
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(delay) => {}
+                if !sleep(delay, &cancel).await {
+                    return;
                 }
             }
             Err(_) => return,
