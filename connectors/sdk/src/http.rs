@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use crate::error::{ConnectorError, LimitScope};
+use crate::error::{upstream_wait, ConnectorError, LimitScope, MAX_UPSTREAM_WAIT};
 use crate::secret::Secret;
 
 /// How much of an error body is kept: enough to read the API's message in the dead-letter
@@ -123,7 +123,7 @@ impl Add<Nanos> for TokioInstant {
     type Output = Self;
 
     fn add(self, other: Nanos) -> Self {
-        Self(self.0 + Duration::from(other))
+        Self(instant_after(self.0, Duration::from(other)))
     }
 }
 
@@ -219,8 +219,9 @@ impl AccountLimiter {
 
     /// Holds back every request of the account for `d` from now. A shorter pause than the
     /// one in force changes nothing: the API's longest instruction wins.
+    /// A pause comes from the API, so it is held to [`MAX_UPSTREAM_WAIT`].
     pub fn pause_for(&self, d: Duration) {
-        let until = Instant::now() + d;
+        let until = instant_after(Instant::now(), upstream_wait(d));
         let mut paused = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
         if paused.is_none_or(|current| current < until) {
             *paused = Some(until);
@@ -526,7 +527,8 @@ impl ApiClient {
                     } => *d,
                     _ => Duration::ZERO,
                 };
-                (started.elapsed() + delay.max(pause) <= policy.max_elapsed).then_some(delay)
+                let wait = delay.max(pause);
+                (started.elapsed().saturating_add(wait) <= policy.max_elapsed).then_some(delay)
             })
             .notify(|err, delay| {
                 tracing::debug!(
@@ -616,6 +618,9 @@ impl ApiClient {
                     .policy
                     .classify(status, &headers, &body)
                     .or_else(|| default_classification(status, &headers, &body, &what))
+                    // Whatever wait a policy read from the answer, the runtime gets it
+                    // clamped: it schedules retries on it too.
+                    .map(ConnectorError::with_upstream_wait)
                     .map_or(
                         Ok(ApiResponse {
                             status,
@@ -706,12 +711,12 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+        return Some(upstream_wait(Duration::from_secs(secs)));
     }
     // HTTP-date (IMF-fixdate) is a subset of RFC 2822 with "GMT" as the zone.
     let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
     let wait = at.signed_duration_since(chrono::Utc::now());
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
+    Some(upstream_wait(wait.to_std().unwrap_or(Duration::ZERO)))
 }
 
 /// The pause an API asks for with a pair of "remaining" and "reset in N seconds" headers
@@ -727,7 +732,16 @@ pub fn pause_when_exhausted(
     if number(remaining)? > 0 {
         return None;
     }
-    number(reset_secs).map(Duration::from_secs)
+    number(reset_secs).map(|secs| upstream_wait(Duration::from_secs(secs)))
+}
+
+/// `at + d`, or the farthest point the clock can hold when that overflows. Only ever
+/// reached with waits already held to [`MAX_UPSTREAM_WAIT`]; the fallback keeps a
+/// mistake there a long wait instead of a panic.
+fn instant_after(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d)
+        .or_else(|| at.checked_add(MAX_UPSTREAM_WAIT))
+        .unwrap_or(at)
 }
 
 fn transport_error(e: &reqwest::Error, what: &str) -> ConnectorError {
@@ -928,6 +942,26 @@ mod tests {
             matches!(empty, Err(ConnectorError::Permanent { .. })),
             "{empty:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_of_any_length_is_held_to_the_maximum() {
+        let limiter = AccountLimiter::new(Limits::new(100, Duration::from_secs(1)));
+        limiter.pause_for(Duration::MAX);
+        assert_eq!(
+            u128::from(limiter.stats().current_wait_ms),
+            MAX_UPSTREAM_WAIT.as_millis()
+        );
+        let stated = [
+            parse_retry_after("18446744073709551615"),
+            parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT"),
+            pause_when_exhausted(
+                &headers(&[("r", "0"), ("reset", "18446744073709551615")]),
+                "r",
+                "reset",
+            ),
+        ];
+        assert_eq!(stated, [Some(MAX_UPSTREAM_WAIT); 3]);
     }
 
     #[test]
@@ -1291,6 +1325,60 @@ mod fake_server_tests {
                 later.at - throttled_at
             );
         }
+    }
+
+    /// A server that asks for an absurd wait must not crash the client (an `Instant`
+    /// overflow), and the account pause it causes is held to the documented maximum.
+    #[tokio::test]
+    async fn overflowing_retry_after_is_clamped_not_a_panic() {
+        let (fake, base) = fake(vec![answer(
+            429,
+            &[("retry-after", "18446744073709551615")],
+            "{}",
+        )])
+        .await;
+        let client = client(&base, Arc::new(DefaultPolicy));
+        let err = client.send(ApiRequest::get("/items")).await.unwrap_err();
+        assert_eq!(
+            err,
+            ConnectorError::RateLimited {
+                retry_after: Some(MAX_UPSTREAM_WAIT),
+                scope: LimitScope::Burst
+            }
+        );
+        assert_eq!(
+            fake.seen().len(),
+            1,
+            "a day-long wait is beyond the retry budget"
+        );
+        let wait = client.limiter().stats().current_wait_ms;
+        assert!(
+            wait > 0 && u128::from(wait) <= MAX_UPSTREAM_WAIT.as_millis(),
+            "{wait}"
+        );
+    }
+
+    #[tokio::test]
+    async fn overflowing_reset_header_is_clamped_not_a_panic() {
+        struct Reset;
+        impl ApiPolicy for Reset {
+            fn observe(&self, headers: &HeaderMap) -> Option<Duration> {
+                pause_when_exhausted(headers, "x-remaining", "x-reset")
+            }
+        }
+        let (_fake, base) = fake(vec![answer(
+            200,
+            &[("x-remaining", "0"), ("x-reset", "18446744073709551615")],
+            "{}",
+        )])
+        .await;
+        let client = client(&base, Arc::new(Reset));
+        client.send(ApiRequest::get("/items")).await.unwrap();
+        let wait = client.limiter().stats().current_wait_ms;
+        assert!(
+            wait > 0 && u128::from(wait) <= MAX_UPSTREAM_WAIT.as_millis(),
+            "{wait}"
+        );
     }
 
     #[tokio::test]

@@ -20,7 +20,7 @@ pub mod testsuite;
 pub use connector::{
     check_base_url, collected, parse_params, BuildContext, ConnectorType, ParamError,
 };
-pub use error::{ConnectorError, LimitScope};
+pub use error::{upstream_wait, ConnectorError, LimitScope, MAX_UPSTREAM_WAIT};
 pub use model::{
     canonical_id_in, Change, FieldDef, FieldEntry, FieldType, Kind, Link, Provenance, Record, Value,
 };
