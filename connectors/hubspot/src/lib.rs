@@ -69,7 +69,12 @@ impl ConnectorType for HubSpot {
                 .rate_limit
                 .resolve(documented)
                 .map_err(|e| permanent(format!("connector {}: {e}", ctx.id)))?;
-            let c: Arc<dyn Connector> = Arc::new(HubSpotConnector::new(params, limits)?);
+            let max_body = ctx
+                .http
+                .max_response_bytes()
+                .map_err(|e| permanent(format!("connector {}: {e}", ctx.id)))?;
+            let c: Arc<dyn Connector> =
+                Arc::new(HubSpotConnector::new(params, limits)?.with_max_response_bytes(max_body));
             Ok(c)
         })())
     }
@@ -167,6 +172,14 @@ pub struct HubSpotConnector {
 }
 
 impl HubSpotConnector {
+    /// Caps every API answer's body (the connector file's `http.max_response_bytes`).
+    pub fn with_max_response_bytes(mut self, max: usize) -> Self {
+        let client = &mut self.client;
+        client.api = client.api.clone().with_max_response_bytes(max);
+        client.search = client.search.clone().with_max_response_bytes(max);
+        self
+    }
+
     pub fn new(params: HubSpotParams, limits: Limits) -> Result<Self, ConnectorError> {
         Ok(Self {
             client: Client::new(&params, limits)?,

@@ -323,6 +323,8 @@ pub struct HttpSettings {
     pub limits: Limits,
     pub retry: RetryPolicy,
     pub timeout: Duration,
+    /// The connector file's `http.max_response_bytes`, for every client built.
+    pub max_response_bytes: usize,
 }
 
 pub struct SfClient {
@@ -344,7 +346,8 @@ impl SfClient {
             http.retry,
             http.timeout,
             Arc::new(TokenPolicy),
-        )?;
+        )?
+        .with_max_response_bytes(http.max_response_bytes);
         Ok(Self {
             auth,
             token_http,
@@ -429,7 +432,8 @@ impl SfClient {
                 self.http.retry,
                 self.http.timeout,
                 self.policy.clone(),
-            )?,
+            )?
+            .with_max_response_bytes(self.http.max_response_bytes),
         };
         let generation = prev.map_or(0, |p| p.generation + 1);
         tracing::info!(generation, "salesforce session established");

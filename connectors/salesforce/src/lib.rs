@@ -90,10 +90,15 @@ impl ConnectorType for Salesforce {
             Ok(l) => l,
             Err(e) => return Some(Err(permanent(e))),
         };
+        let max_response_bytes = match ctx.http.max_response_bytes() {
+            Ok(n) => n,
+            Err(e) => return Some(Err(permanent(e))),
+        };
         let http = HttpSettings {
             limits,
             retry: RetryPolicy::default(),
             timeout: Duration::from_millis(params.timeout_ms),
+            max_response_bytes,
         };
         Some(SalesforceConnector::new(params, http).map(|c| Arc::new(c) as Arc<dyn Connector>))
     }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use governor::clock::{Clock, ReasonablyRealtime, Reference};
 use governor::middleware::NoOpMiddleware;
 use governor::nanos::Nanos;
@@ -29,6 +29,30 @@ use crate::secret::Secret;
 /// How much of an error body is kept: enough to read the API's message in the dead-letter
 /// queue, not so much that one bad answer bloats the store.
 const MAX_ERROR_BODY: usize = 4096;
+
+/// The largest response body read unless a connector file says otherwise
+/// (`http.max_response_bytes`): generous for Salesforce's 2,000-record pages with every
+/// field selected, and still a bound on what one answer can make the daemon hold.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The `http:` section of a connector file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Largest response body accepted, in bytes; [`DEFAULT_MAX_RESPONSE_BYTES`] when unset.
+    pub max_response_bytes: Option<u64>,
+}
+
+impl HttpConfig {
+    /// The body cap to build clients with: the configured value over the default.
+    pub fn max_response_bytes(&self) -> Result<usize, String> {
+        match self.max_response_bytes {
+            Some(0) => Err("http.max_response_bytes must be at least 1, got 0".into()),
+            Some(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+            None => Ok(usize::try_from(DEFAULT_MAX_RESPONSE_BYTES).unwrap_or(usize::MAX)),
+        }
+    }
+}
 
 /// A request budget: at most `requests` in any window of `per`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -443,6 +467,8 @@ impl ApiResponse {
 #[derive(Clone)]
 pub struct ApiClient {
     inner: Arc<Inner>,
+    /// Kept per handle, so setting it needs no access to the shared part.
+    max_response_bytes: usize,
 }
 
 struct Inner {
@@ -460,6 +486,7 @@ impl fmt::Debug for ApiClient {
             .field("base_url", &self.inner.base_str)
             .field("limiter", &self.inner.limiter)
             .field("retry", &self.inner.retry)
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish()
     }
 }
@@ -491,7 +518,15 @@ impl ApiClient {
                 retry,
                 policy,
             }),
+            max_response_bytes: usize::try_from(DEFAULT_MAX_RESPONSE_BYTES).unwrap_or(usize::MAX),
         })
+    }
+
+    /// Caps every response body this client reads: a larger one is a Permanent error,
+    /// read no further than the cap (see [`HttpConfig`]).
+    pub fn with_max_response_bytes(mut self, max: usize) -> Self {
+        self.max_response_bytes = max.max(1);
+        self
     }
 
     pub fn limiter(&self) -> &AccountLimiter {
@@ -608,7 +643,7 @@ impl ApiClient {
         inner.limiter.acquire().await;
         let started = Instant::now();
         let what = format!("{} {}", req.method, url.path());
-        let (status, outcome) = match self.exchange(req, url).await {
+        let (status, outcome) = match self.exchange(req, url, &what).await {
             Ok((status, headers, body)) => {
                 if let Some(pause) = inner.policy.observe(&headers) {
                     inner.limiter.pause_for(pause);
@@ -637,8 +672,8 @@ impl ApiClient {
                 }
                 (status, outcome)
             }
-            // 0 in the log: no answer at all.
-            Err(e) => (0, Err(transport_error(&e, &what))),
+            // 0 in the log: no answer (or none read to its end).
+            Err(e) => (0, Err(e)),
         };
         let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         match &outcome {
@@ -663,16 +698,51 @@ impl ApiClient {
         outcome
     }
 
+    /// Sends and reads the whole answer, body no larger than the client's cap: a
+    /// `Content-Length` over it is refused unread, and a body without one is read in
+    /// chunks that stop at the cap.
     async fn exchange(
         &self,
         req: &ApiRequest,
         url: &Url,
-    ) -> Result<(reqwest::StatusCode, HeaderMap, Bytes), reqwest::Error> {
-        let response = self.build(req, url.clone()).send().await?;
+        what: &str,
+    ) -> Result<(reqwest::StatusCode, HeaderMap, Bytes), ConnectorError> {
+        let transport = |e: reqwest::Error| transport_error(&e, what);
+        let mut response = self
+            .build(req, url.clone())
+            .send()
+            .await
+            .map_err(transport)?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.bytes().await?;
-        Ok((status, headers, body))
+        let cap = self.max_response_bytes;
+        // The same body would come back on a retry: nothing transient about it.
+        let too_large = |size: String| {
+            ConnectorError::Permanent {
+            detail: format!(
+                "{what} answered {status} with a body of {size}, over http.max_response_bytes ({cap})"
+            ),
+            status: Some(status.as_u16()),
+            body: None,
+        }
+        };
+        let announced = response.content_length();
+        if let Some(len) = announced.filter(|len| usize::try_from(*len).map_or(true, |l| l > cap)) {
+            return Err(too_large(format!("{len} bytes")));
+        }
+        // The announced length is the server's word: reserve no more than a little of it.
+        let reserve = announced
+            .and_then(|len| usize::try_from(len).ok())
+            .unwrap_or(0)
+            .min(1 << 20);
+        let mut body = BytesMut::with_capacity(reserve);
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            if chunk.len() > cap.saturating_sub(body.len()) {
+                return Err(too_large(format!("more than {cap} bytes")));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((status, headers, body.freeze()))
     }
 }
 
@@ -962,6 +1032,19 @@ mod tests {
             ),
         ];
         assert_eq!(stated, [Some(MAX_UPSTREAM_WAIT); 3]);
+    }
+
+    #[test]
+    fn http_config_defaults_and_refuses_zero() {
+        assert_eq!(
+            HttpConfig::default().max_response_bytes(),
+            Ok(64 * 1024 * 1024)
+        );
+        let set: HttpConfig = serde_json::from_str(r#"{"max_response_bytes": 1000}"#).unwrap();
+        assert_eq!(set.max_response_bytes(), Ok(1000));
+        let zero: HttpConfig = serde_json::from_str(r#"{"max_response_bytes": 0}"#).unwrap();
+        assert!(zero.max_response_bytes().is_err());
+        assert!(serde_json::from_str::<HttpConfig>(r#"{"max_body": 1}"#).is_err());
     }
 
     #[test]
@@ -1378,6 +1461,81 @@ mod fake_server_tests {
         assert!(
             wait > 0 && u128::from(wait) <= MAX_UPSTREAM_WAIT.as_millis(),
             "{wait}"
+        );
+    }
+
+    fn assert_too_large(err: ConnectorError, says: &str) {
+        match err {
+            ConnectorError::Permanent {
+                detail,
+                status: Some(200),
+                body: None,
+            } => assert!(detail.contains(says), "{detail}"),
+            other => panic!("expected permanent, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_cap_is_permanent_and_not_retried() {
+        let big: &'static str = Box::leak("x".repeat(4097).into_boxed_str());
+        let exact: &'static str = Box::leak(format!("\"{}\"", "x".repeat(4094)).into_boxed_str());
+        let (fake, base) = fake(vec![answer(200, &[], big), answer(200, &[], exact)]).await;
+        let client = client(&base, Arc::new(DefaultPolicy)).with_max_response_bytes(4096);
+        let err = client.send(ApiRequest::get("/big")).await.unwrap_err();
+        assert_too_large(err, "4097 bytes");
+        assert_eq!(fake.seen().len(), 1, "the same body would come back");
+        let fits = client.send(ApiRequest::get("/exact")).await.unwrap();
+        assert_eq!(fits.body.len(), 4096);
+    }
+
+    /// A body without Content-Length is read no further than the cap.
+    #[tokio::test]
+    async fn a_chunked_body_stops_at_the_cap() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let sent = Arc::new(AtomicU64::new(0));
+        let server = {
+            let sent = sent.clone();
+            tokio::spawn(async move {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 65536 {
+                    let n = socket.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                }
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                if socket.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = format!("400\r\n{}\r\n", "x".repeat(1024));
+                // 1 MiB offered; the client should hang up long before.
+                for _ in 0..1024 {
+                    if socket.write_all(chunk.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    sent.fetch_add(1024, Ordering::Relaxed);
+                }
+                let _ = socket.write_all(b"0\r\n\r\n").await;
+            })
+        };
+        let client = client(&base, Arc::new(DefaultPolicy)).with_max_response_bytes(4096);
+        let err = client
+            .send(ApiRequest::get("/stream").with_retry(false))
+            .await
+            .unwrap_err();
+        assert_too_large(err, "more than 4096 bytes");
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("the server stops once the client hangs up")
+            .unwrap();
+        assert!(
+            sent.load(Ordering::Relaxed) < 1024 * 1024,
+            "the client stopped reading at the cap"
         );
     }
 

@@ -159,6 +159,12 @@ impl StripeClient {
         })
     }
 
+    /// Caps every API answer's body.
+    pub fn with_max_response_bytes(mut self, max: usize) -> Self {
+        self.api = self.api.with_max_response_bytes(max);
+        self
+    }
+
     pub fn stats(&self) -> LimiterStats {
         self.api.limiter().stats()
     }

@@ -85,7 +85,12 @@ impl ConnectorType for Stripe {
                 .rate_limit
                 .resolve(documented)
                 .map_err(|e| permanent(format!("connector `{}`: {e}", ctx.id)))?;
-            let c: Arc<dyn Connector> = Arc::new(StripeConnector::new(params, overall)?);
+            let max_body = ctx
+                .http
+                .max_response_bytes()
+                .map_err(|e| permanent(format!("connector `{}`: {e}", ctx.id)))?;
+            let c: Arc<dyn Connector> =
+                Arc::new(StripeConnector::new(params, overall)?.with_max_response_bytes(max_body));
             Ok(c)
         })();
         Some(built)
@@ -257,6 +262,12 @@ fn short_hash(form: &[(String, String)]) -> String {
 }
 
 impl StripeConnector {
+    /// Caps every API answer's body (the connector file's `http.max_response_bytes`).
+    pub fn with_max_response_bytes(mut self, max: usize) -> Self {
+        self.client = self.client.with_max_response_bytes(max);
+        self
+    }
+
     /// Give the object `id` the fields of `body`. The form's hash is in the key: one
     /// version never reuses a key with other parameters (Stripe would answer
     /// idempotency_error).

@@ -151,6 +151,12 @@ impl ZendeskClient {
         })
     }
 
+    /// Caps every API answer's body.
+    pub fn with_max_response_bytes(mut self, max: usize) -> Self {
+        self.api = self.api.with_max_response_bytes(max);
+        self
+    }
+
     pub fn request(&self, method: Method, path: &str) -> ApiRequest {
         ApiRequest::new(method, path).with_auth(self.auth.clone())
     }

@@ -75,7 +75,9 @@ impl ConnectorType for Zendesk {
                     Duration::from_secs(60),
                 ))
                 .map_err(permanent)?;
-            let c: Arc<dyn Connector> = Arc::new(ZendeskConnector::new(params, limits)?);
+            let max_body = ctx.http.max_response_bytes().map_err(permanent)?;
+            let c: Arc<dyn Connector> =
+                Arc::new(ZendeskConnector::new(params, limits)?.with_max_response_bytes(max_body));
             Ok(c)
         })();
         Some(built)
@@ -98,6 +100,12 @@ pub struct ZendeskConnector {
 }
 
 impl ZendeskConnector {
+    /// Caps every API answer's body (the connector file's `http.max_response_bytes`).
+    pub fn with_max_response_bytes(mut self, max: usize) -> Self {
+        self.client = self.client.with_max_response_bytes(max);
+        self
+    }
+
     pub fn new(params: ZendeskParams, limits: Limits) -> Result<Self, ConnectorError> {
         let client = ZendeskClient::new(&params, limits)?;
         let verifier = params

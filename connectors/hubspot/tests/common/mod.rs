@@ -32,6 +32,7 @@ pub fn connector(sim: &Sim, params: Value, rate: RateLimitConfig) -> Arc<dyn Con
             id: "hubspot-test",
             params: &p,
             rate_limit: &rate,
+            http: &Default::default(),
             mapped_fields: &Default::default(),
         })
         .expect("hubspot builds a connector")
