@@ -186,12 +186,18 @@ impl SalesforceConnector {
         let mut records = Vec::new();
         loop {
             let body: Value = self.client.send(req).await?.json()?;
-            records.extend(body["records"].as_array().cloned().unwrap_or_default());
-            if body["done"].as_bool() != Some(false) {
+            records.extend(
+                body.get("records")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+            if body.get("done").and_then(Value::as_bool) != Some(false) {
                 return Ok(records);
             }
-            let next = body["nextRecordsUrl"]
-                .as_str()
+            let next = body
+                .get("nextRecordsUrl")
+                .and_then(Value::as_str)
                 .filter(|u| u.starts_with("/services/data/"))
                 .ok_or_else(|| {
                     permanent("query answered done:false without a usable nextRecordsUrl")

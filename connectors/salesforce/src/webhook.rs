@@ -4,6 +4,8 @@
 //! configured org (plus, outside revsync, a client certificate or IP allow-list). Each
 //! notification becomes a hint: the record is fetched through the API, so the message's
 //! field selection and its out-of-order or repeated delivery never matter.
+// This module parses what anyone on the internet can send: no arithmetic that can overflow.
+#![deny(clippy::arithmetic_side_effects)]
 
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;

@@ -209,7 +209,10 @@ pub struct AccountLimiter {
 
 impl AccountLimiter {
     pub fn new(limits: Limits) -> Self {
-        let quota = Quota::with_period(limits.period()).expect("period is at least 1 ns");
+        // `period()` is at least 1 ns, so governor always accepts it; the fallback only
+        // keeps that fact out of the panic paths.
+        let quota = Quota::with_period(limits.period())
+            .unwrap_or_else(|| Quota::per_second(std::num::NonZeroU32::MIN));
         Self {
             limits,
             governor: RateLimiter::direct_with_clock(quota, TokioClock),
@@ -856,10 +859,11 @@ fn permanent(detail: String) -> ConnectorError {
     }
 }
 
-/// At most [`MAX_ERROR_BODY`] bytes of the body as text, cut on a character boundary.
-fn truncated_body(body: &[u8]) -> String {
+/// At most [`MAX_ERROR_BODY`] bytes of the body as text, cut on a character boundary:
+/// what an error keeps of an API's answer.
+pub fn truncated_body(body: &[u8]) -> String {
     let end = body.len().min(MAX_ERROR_BODY);
-    let mut text = String::from_utf8_lossy(&body[..end]).into_owned();
+    let mut text = String::from_utf8_lossy(body.get(..end).unwrap_or(body)).into_owned();
     // A multi-byte character cut at the limit decodes as U+FFFD; drop that artefact.
     if end < body.len() && text.ends_with('\u{FFFD}') {
         text.pop();

@@ -26,6 +26,6 @@ pub use model::{
 };
 pub use secret::Secret;
 pub use sync::{
-    Capabilities, Connector, Fetched, Inbound, ObjectCapability, PushItem, PushOp, PushResult,
-    WebhookAck, WebhookError, WebhookEvent, WebhookRequest,
+    answer, cursor_text, Capabilities, Connector, Fetched, Inbound, ObjectCapability, PushItem,
+    PushOp, PushResult, WebhookAck, WebhookError, WebhookEvent, WebhookRequest,
 };

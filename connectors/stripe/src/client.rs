@@ -85,7 +85,7 @@ impl ApiPolicy for StripePolicy {
             _ => ConnectorError::Permanent {
                 detail,
                 status: Some(status),
-                body: Some(String::from_utf8_lossy(&body[..body.len().min(4096)]).into_owned()),
+                body: Some(revsync_sdk::http::truncated_body(body)),
             },
         })
     }

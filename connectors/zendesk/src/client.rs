@@ -54,7 +54,7 @@ impl ApiPolicy for ZendeskPolicy {
                 detail: describe_error(parsed.as_ref())
                     .unwrap_or_else(|| format!("zendesk answered {status}")),
                 status: Some(status),
-                body: Some(String::from_utf8_lossy(&body[..body.len().min(2048)]).into_owned()),
+                body: Some(revsync_sdk::http::truncated_body(body)),
             });
         }
         None
