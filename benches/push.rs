@@ -460,6 +460,7 @@ async fn run_once() -> Report {
         id: &target.id,
         params: &target.params,
         rate_limit: &target.rate_limit,
+        http: &target.http,
         mapped_fields: &Default::default(),
     };
     let connector = BenchType

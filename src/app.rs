@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -93,19 +93,21 @@ impl Tasks {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         self.live
             .lock()
-            .expect("task list poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .insert(id, name.into());
         let live = self.live.clone();
         self.tracker.spawn(async move {
             fut.await;
-            live.lock().expect("task list poisoned").remove(&id);
+            live.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&id);
         });
     }
 
     pub fn running(&self) -> Vec<String> {
         self.live
             .lock()
-            .expect("task list poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .values()
             .cloned()
             .collect()

@@ -1,7 +1,7 @@
 //! Live per-connector state, shared by the sync tasks (writers) and `/status` (reader).
 
 use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::sync::{PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -171,7 +171,7 @@ impl StatusHub {
     pub fn register(&self, status: ConnectorStatus) {
         self.connectors
             .write()
-            .expect("status lock poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .insert(status.id.clone(), status);
     }
 
@@ -180,7 +180,7 @@ impl StatusHub {
         if let Some(s) = self
             .connectors
             .write()
-            .expect("status lock poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .get_mut(id)
         {
             f(s);
@@ -194,7 +194,7 @@ impl StatusHub {
     pub fn snapshot(&self) -> Vec<ConnectorStatus> {
         self.connectors
             .read()
-            .expect("status lock poisoned")
+            .unwrap_or_else(PoisonError::into_inner)
             .values()
             .cloned()
             .collect()
@@ -204,6 +204,18 @@ impl StatusHub {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `/status` is display: one panicking update must not take it (and every task that
+    /// reports into it) down with a poisoned lock.
+    #[test]
+    fn a_panicking_update_leaves_the_status_usable() {
+        let hub = StatusHub::default();
+        hub.register(ConnectorStatus::new("a", "hubspot", vec![], true));
+        let panicked = std::panic::catch_unwind(|| hub.update("a", |_| panic!("bug")));
+        assert!(panicked.is_err());
+        hub.set_state("a", ConnectorState::Idle);
+        assert!(hub.snapshot()[0].state.is_started());
+    }
 
     #[test]
     fn disabled_connectors_count_as_started() {

@@ -121,6 +121,20 @@ fn broken_fixtures_report_every_error_with_file_connector_and_field() {
 }
 
 #[test]
+fn a_zero_or_misspelt_response_body_cap_is_refused() {
+    let out = revsync(&["check", "--config", "tests/fixtures/http_cap"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    let f = "tests/fixtures/http_cap";
+    for e in [
+        format!("error: {f}/connectors/typo.yaml: connector `typo-cap`: field `http.max_body`: unknown field `max_body`, expected `max_response_bytes`"),
+        format!("error: {f}/connectors/zero_cap.yaml: connector `zero-cap`: field `http.max_response_bytes`: must be at least 1, got 0\n    example: http:\n               max_response_bytes: 67108864"),
+    ] {
+        assert!(stderr.contains(e.as_str()), "missing:\n{e}\n--- in ---\n{stderr}");
+    }
+}
+
+#[test]
 fn a_secret_in_the_wrong_field_is_not_echoed() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("connectors")).unwrap();

@@ -66,6 +66,7 @@ fn acme(fake: &Fake) -> std::sync::Arc<dyn revsync_sdk::Connector> {
         id: "acme",
         params: &params,
         rate_limit: &limits,
+        http: &Default::default(),
         mapped_fields: &Default::default(),
     };
     AcmeType.build(&ctx).unwrap().unwrap()

@@ -1366,3 +1366,101 @@ fn renamed_five_times(
     let all = e.audit(rec.id, usize::MAX).unwrap();
     (rec, all)
 }
+
+/// A store whose next write panics when armed: a bug inside a transaction, as the engine
+/// sees it.
+struct PanickyStore {
+    inner: MemStore,
+    armed: std::sync::atomic::AtomicBool,
+}
+
+impl revsync::store::Store for PanickyStore {
+    fn get(
+        &self,
+        table: revsync::store::Table,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, revsync::store::StoreError> {
+        self.inner.get(table, key)
+    }
+
+    fn scan(
+        &self,
+        table: revsync::store::Table,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<revsync::store::Entry>, revsync::store::StoreError> {
+        self.inner.scan(table, prefix, after, limit)
+    }
+
+    fn write(&self, batch: revsync::store::WriteBatch) -> Result<(), revsync::store::StoreError> {
+        if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            panic!("injected panic inside the write");
+        }
+        self.inner.write(batch)
+    }
+
+    fn flush(&self) -> Result<(), revsync::store::StoreError> {
+        self.inner.flush()
+    }
+
+    fn stats(&self) -> revsync::store::StoreStats {
+        self.inner.stats()
+    }
+}
+
+#[test]
+fn a_panic_inside_one_apply_is_its_error_and_the_next_apply_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_in(dir.path(), "");
+    let store = Arc::new(PanickyStore {
+        inner: MemStore::new(),
+        armed: true.into(),
+    });
+    let e = engine(&cfg, store.clone());
+    let first = e.apply(
+        "hubspot-main",
+        page(
+            "contacts",
+            vec![change(
+                "contacts",
+                "1",
+                1,
+                json!({"email": "ada@example.com"}),
+            )],
+        ),
+    );
+    match first {
+        Err(revsync::engine::EngineError::Panicked(m)) => assert!(m.contains("injected"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        e.find("ada@example.com").unwrap().is_none(),
+        "nothing of it kept"
+    );
+    // The writer lock was not left poisoned: later writes go through.
+    apply_one(
+        &e,
+        "hubspot-main",
+        "contacts",
+        "2",
+        2,
+        json!({"email": "grace@example.com"}),
+    );
+    assert!(e.find("grace@example.com").unwrap().is_some());
+    let report = e
+        .apply(
+            "hubspot-main",
+            page(
+                "contacts",
+                vec![change(
+                    "contacts",
+                    "1",
+                    3,
+                    json!({"email": "ada@example.com"}),
+                )],
+            ),
+        )
+        .unwrap();
+    assert_eq!(report.created, 1);
+}

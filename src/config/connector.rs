@@ -20,6 +20,8 @@ pub struct ConnectorConfig {
     pub phone_region: Option<String>,
     /// Overrides of the API's documented rate limit (a lower plan, a shared account).
     pub rate_limit: revsync_sdk::http::RateLimitConfig,
+    /// The `http:` section: bounds on what the API's answers may make the daemon hold.
+    pub http: revsync_sdk::http::HttpConfig,
     /// Raw `params:` with secrets interpolated; the connector type parses it.
     pub params: serde_json::Value,
 }
@@ -105,6 +107,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "deletes",
     "phone_region",
     "rate_limit",
+    "http",
     "params",
 ];
 

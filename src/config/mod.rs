@@ -578,6 +578,16 @@ fn load_connector(
             );
         }
     }
+    let http = ctx.section(&map, "http", revsync_sdk::http::HttpConfig::default, errors);
+    if http
+        .as_ref()
+        .is_some_and(|h| h.max_response_bytes().is_err())
+    {
+        errors.push(
+            ctx.error("http.max_response_bytes", "must be at least 1, got 0")
+                .example("http:\n  max_response_bytes: 67108864"),
+        );
+    }
     let objects = ctx.section(
         &map,
         "objects",
@@ -645,6 +655,7 @@ fn load_connector(
         deletes: deletes?,
         phone_region: phone_region?,
         rate_limit: rate_limit?,
+        http: http?,
         params,
     })
 }

@@ -813,8 +813,9 @@ pub fn format_decimal(v: i64, scale: u32) -> String {
 /// RFC 3339, Salesforce's `+0000` offsets, or epoch seconds / milliseconds.
 pub fn parse_time(v: &Json) -> Result<DateTime<Utc>, String> {
     let from_epoch = |n: i64| {
-        // Seconds until year 5138; larger numbers are milliseconds.
-        if n.abs() < 100_000_000_000 {
+        // Seconds until year 5138; larger numbers are milliseconds. `unsigned_abs`: the
+        // number is the API's, and i64::MIN has no `abs`.
+        if n.unsigned_abs() < 100_000_000_000 {
             DateTime::from_timestamp(n, 0)
         } else {
             DateTime::from_timestamp_millis(n)
@@ -850,4 +851,23 @@ pub fn parse_date(v: &Json) -> Result<NaiveDate, String> {
     parse_time(v)
         .map(|t| t.date_naive())
         .map_err(|_| format!("`{v}` is not a date"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extreme_epoch_numbers_are_refused_not_a_panic() {
+        for n in [i64::MIN, i64::MAX] {
+            assert!(parse_time(&Json::from(n)).is_err(), "{n}");
+            assert!(parse_time(&Json::from(n.to_string())).is_err(), "{n}");
+        }
+        assert_eq!(
+            parse_time(&Json::from(1_700_000_000_i64))
+                .unwrap()
+                .timestamp(),
+            1_700_000_000
+        );
+    }
 }

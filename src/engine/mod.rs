@@ -18,8 +18,9 @@ mod txn;
 pub mod view;
 
 use std::collections::{BTreeMap, HashMap};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use revsync_sdk::{Change, Kind, Record};
 use uuid::Uuid;
@@ -76,6 +77,10 @@ pub enum EngineError {
     Corrupt { table: &'static str, detail: String },
     #[error("connector `{connector}` has no mapping for object `{object}`")]
     UnknownObject { connector: String, object: String },
+    /// A bug (or the store) panicked inside a write. Nothing of that write is kept; the
+    /// engine goes on serving other writes.
+    #[error("write panicked: {0}")]
+    Panicked(String),
 }
 
 /// Microseconds since the epoch; injectable so tests control time.
@@ -122,15 +127,7 @@ impl Engine {
         policies: Policies,
         clock: Clock,
     ) -> Result<Self, EngineError> {
-        let seq = match store.get(Table::Meta, codec::META_OUTBOX_SEQ)? {
-            Some(b) => {
-                u64::from_be_bytes(b.as_slice().try_into().map_err(|_| EngineError::Corrupt {
-                    table: "meta",
-                    detail: "outbox sequence is not 8 bytes".into(),
-                })?)
-            }
-            None => 0,
-        };
+        let seq = stored_outbox_seq(store.as_ref())?;
         let counts = counts::Counters::count(store.as_ref())?;
         Ok(Self {
             store,
@@ -161,7 +158,15 @@ impl Engine {
                 object: page.object.clone(),
             }
         })?;
-        let _guard = self.writer.lock().expect("engine writer poisoned");
+        self.exclusive(|| self.apply_locked(connector, mapping, page))
+    }
+
+    fn apply_locked(
+        &self,
+        connector: &str,
+        mapping: &mapping::ObjectMapping,
+        page: Page,
+    ) -> Result<ApplyReport, EngineError> {
         let now = (self.clock)();
         let mut txn = Txn::new(
             self.store.as_ref(),
@@ -564,7 +569,13 @@ impl Engine {
         &self,
         f: impl FnOnce(&mut Txn<'_>) -> Result<(), EngineError>,
     ) -> Result<(), EngineError> {
-        let _guard = self.writer.lock().expect("engine writer poisoned");
+        self.exclusive(|| self.write_locked(f))
+    }
+
+    fn write_locked(
+        &self,
+        f: impl FnOnce(&mut Txn<'_>) -> Result<(), EngineError>,
+    ) -> Result<(), EngineError> {
         let mut txn = Txn::new(
             self.store.as_ref(),
             &self.mappings,
@@ -584,6 +595,28 @@ impl Engine {
             self.outbox_signal.notify_waiters();
         }
         Ok(())
+    }
+
+    /// Runs `f` as the only writer. A panic inside it is this write's error, not the
+    /// engine's end: the batch is atomic, so the store holds all of it or none, and the
+    /// outbox sequence is re-read from the store before the next writer starts.
+    fn exclusive<T>(&self, f: impl FnOnce() -> Result<T, EngineError>) -> Result<T, EngineError> {
+        // The lock guards no data of its own, so one a panic poisoned is still good.
+        let _guard = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(result) => result,
+            Err(panic) => {
+                let detail = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".into());
+                tracing::error!(%detail, "engine write panicked; nothing of it was kept");
+                self.outbox_seq
+                    .store(stored_outbox_seq(self.store.as_ref())?, Ordering::SeqCst);
+                Err(EngineError::Panicked(detail))
+            }
+        }
     }
 
     pub fn now(&self) -> i64 {
@@ -714,6 +747,19 @@ fn backfill_key(connector: &str, object: &str) -> Vec<u8> {
         object.as_bytes(),
     ]
     .concat()
+}
+
+/// The last outbox sequence number the store has.
+fn stored_outbox_seq(store: &dyn Store) -> Result<u64, EngineError> {
+    match store.get(Table::Meta, codec::META_OUTBOX_SEQ)? {
+        Some(b) => Ok(u64::from_be_bytes(b.as_slice().try_into().map_err(
+            |_| EngineError::Corrupt {
+                table: "meta",
+                detail: "outbox sequence is not 8 bytes".into(),
+            },
+        )?)),
+        None => Ok(0),
+    }
 }
 
 /// Dies with SIGKILL when the failpoint `name` is armed with `return(connector/object)`

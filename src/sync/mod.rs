@@ -279,6 +279,7 @@ pub fn start(
             id: &c.id,
             params: &c.params,
             rate_limit: &c.rate_limit,
+            http: &c.http,
             mapped_fields: &mapped_fields,
         };
         let built = match kind.build(&ctx) {

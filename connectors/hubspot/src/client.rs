@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use reqwest::header::HeaderMap;
 use revsync_sdk::http::{ApiClient, ApiPolicy, ApiRequest, Auth, Limits, RetryPolicy};
-use revsync_sdk::{ConnectorError, LimitScope, Secret};
+use revsync_sdk::{upstream_wait, ConnectorError, LimitScope, Secret};
 use serde_json::{json, Value};
 
 use crate::config::{HubSpotParams, RetryAfterUnit};
@@ -68,14 +68,14 @@ impl ApiPolicy for HubSpotPolicy {
                 }
                 let stated =
                     header_u64(headers, "retry-after").map(|v| match self.retry_after_unit {
-                        RetryAfterUnit::Seconds => Duration::from_secs(v),
-                        RetryAfterUnit::Milliseconds => Duration::from_millis(v),
+                        RetryAfterUnit::Seconds => upstream_wait(Duration::from_secs(v)),
+                        RetryAfterUnit::Milliseconds => upstream_wait(Duration::from_millis(v)),
                     });
                 let window = if policy.eq_ignore_ascii_case("SECONDLY") {
                     Some(Duration::from_secs(1))
                 } else {
                     header_u64(headers, "x-hubspot-ratelimit-interval-milliseconds")
-                        .map(Duration::from_millis)
+                        .map(|ms| upstream_wait(Duration::from_millis(ms)))
                 };
                 // Without a stated wait, the rolling window has certainly moved on after one
                 // full interval.
@@ -102,7 +102,7 @@ impl ApiPolicy for HubSpotPolicy {
         }
         let interval =
             header_u64(headers, "x-hubspot-ratelimit-interval-milliseconds").unwrap_or(10_000);
-        Some(Duration::from_millis(interval))
+        Some(upstream_wait(Duration::from_millis(interval)))
     }
 }
 
@@ -412,6 +412,33 @@ mod tests {
             })
         );
         assert_eq!(policy().classify(400, &h, b"{}"), None);
+    }
+
+    #[test]
+    fn absurd_stated_waits_are_held_to_a_day() {
+        let huge = HeaderValue::from_static("18446744073709551615");
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", huge.clone());
+        h.insert("x-hubspot-ratelimit-interval-milliseconds", huge);
+        let burst = br#"{"policyName":"TEN_SECONDLY_ROLLING"}"#;
+        for unit in [RetryAfterUnit::Seconds, RetryAfterUnit::Milliseconds] {
+            let p = HubSpotPolicy {
+                retry_after_unit: unit,
+                ..policy()
+            };
+            assert_eq!(
+                p.classify(429, &h, burst),
+                Some(ConnectorError::RateLimited {
+                    retry_after: Some(revsync_sdk::MAX_UPSTREAM_WAIT),
+                    scope: LimitScope::Burst
+                })
+            );
+        }
+        h.insert(
+            "x-hubspot-ratelimit-remaining",
+            HeaderValue::from_static("0"),
+        );
+        assert_eq!(policy().observe(&h), Some(revsync_sdk::MAX_UPSTREAM_WAIT));
     }
 
     #[test]

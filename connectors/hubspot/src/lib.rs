@@ -19,8 +19,8 @@ use async_trait::async_trait;
 use chrono::Utc;
 use revsync_sdk::http::{LimiterStats, Limits};
 use revsync_sdk::{
-    BuildContext, Capabilities, Change, Connector, ConnectorError, ConnectorType, Fetched, Kind,
-    LimitScope, ObjectCapability, ParamError, PushItem, PushOp, PushResult, WebhookError,
+    answer, BuildContext, Capabilities, Change, Connector, ConnectorError, ConnectorType, Fetched,
+    Kind, LimitScope, ObjectCapability, ParamError, PushItem, PushOp, PushResult, WebhookError,
     WebhookEvent, WebhookRequest,
 };
 use serde::{Deserialize, Serialize};
@@ -69,7 +69,12 @@ impl ConnectorType for HubSpot {
                 .rate_limit
                 .resolve(documented)
                 .map_err(|e| permanent(format!("connector {}: {e}", ctx.id)))?;
-            let c: Arc<dyn Connector> = Arc::new(HubSpotConnector::new(params, limits)?);
+            let max_body = ctx
+                .http
+                .max_response_bytes()
+                .map_err(|e| permanent(format!("connector {}: {e}", ctx.id)))?;
+            let c: Arc<dyn Connector> =
+                Arc::new(HubSpotConnector::new(params, limits)?.with_max_response_bytes(max_body));
             Ok(c)
         })())
     }
@@ -149,8 +154,8 @@ pub enum Cursor {
 }
 
 impl Cursor {
-    pub fn encode(&self) -> String {
-        serde_json::to_string(self).expect("cursor serializes")
+    pub fn encode(&self) -> Result<String, ConnectorError> {
+        revsync_sdk::cursor_text(self)
     }
 
     pub fn decode(s: &str) -> Result<Self, ConnectorError> {
@@ -167,6 +172,14 @@ pub struct HubSpotConnector {
 }
 
 impl HubSpotConnector {
+    /// Caps every API answer's body (the connector file's `http.max_response_bytes`).
+    pub fn with_max_response_bytes(mut self, max: usize) -> Self {
+        let client = &mut self.client;
+        client.api = client.api.clone().with_max_response_bytes(max);
+        client.search = client.search.clone().with_max_response_bytes(max);
+        self
+    }
+
     pub fn new(params: HubSpotParams, limits: Limits) -> Result<Self, ConnectorError> {
         Ok(Self {
             client: Client::new(&params, limits)?,
@@ -287,7 +300,7 @@ impl HubSpotConnector {
                         archived_since_ms,
                     },
                 };
-                out.cursor = Some(next.encode());
+                out.cursor = Some(next.encode()?);
                 out.more = true;
             }
             Cursor::Search {
@@ -339,7 +352,7 @@ impl HubSpotConnector {
                         archived_since_ms: started_ms - self.overlap_ms(),
                     },
                 };
-                out.cursor = Some(next.encode());
+                out.cursor = Some(next.encode()?);
             }
         }
         Ok(out)
@@ -432,7 +445,7 @@ impl HubSpotConnector {
                 archived_since_ms,
             }
         };
-        out.cursor = Some(cursor.encode());
+        out.cursor = Some(cursor.encode()?);
         Ok(())
     }
 
@@ -532,7 +545,7 @@ impl HubSpotConnector {
                             part.extend(parts.drain(..).flatten());
                         }
                         for (i, _, _) in &part {
-                            out[*i] = Some(Err(e.clone()));
+                            answer(&mut out, *i, Err(e.clone()));
                         }
                         refused = Some(e);
                     }
@@ -555,12 +568,12 @@ impl HubSpotConnector {
                 call_errors.push(e.clone());
             }
             for (i, id) in deletes {
-                out[i] = Some(r.clone().map(|_| id));
+                answer(&mut out, i, r.clone().map(|_| id));
             }
         }
         let one_kind = call_errors
             .windows(2)
-            .all(|w| std::mem::discriminant(&w[0]) == std::mem::discriminant(&w[1]));
+            .all(|w| matches!(w, [a, b] if std::mem::discriminant(a) == std::mem::discriminant(b)));
         if calls > 0 && call_errors.len() == calls && one_kind {
             // Nothing was written, and every call failed the same way: say it once for
             // the batch. Mixed failures (a 400 for one group, a 429 for another) stay
@@ -572,7 +585,7 @@ impl HubSpotConnector {
         // (upsert and associate are both repeatable).
         let mut pairs: BTreeMap<&'static str, Vec<(usize, String, String)>> = BTreeMap::new();
         for (i, assoc) in links.iter().enumerate() {
-            if let Some(Ok(id)) = &out[i] {
+            if let Some(Some(Ok(id))) = out.get(i) {
                 for (to, to_id) in assoc {
                     pairs
                         .entry(to)
@@ -589,7 +602,7 @@ impl HubSpotConnector {
             if let Err(e) = self.client.associate(spec.name, to, &ps).await {
                 let e = self.note(e);
                 for (i, _, _) in list {
-                    out[i] = Some(Err(e.clone()));
+                    answer(&mut out, i, Err(e.clone()));
                 }
             }
         }
@@ -643,7 +656,7 @@ fn assign(
             .and_then(by_trace)
             .or_else(|| key.and_then(by_key));
         if let Some(i) = index {
-            out[i] = Some(Ok(id));
+            revsync_sdk::answer(out, i, Ok(id));
         }
     }
     for e in &answer.errors {
@@ -655,7 +668,7 @@ fn assign(
         {
             for t in traces {
                 if let Some(i) = by_trace(t) {
-                    out[i] = Some(Err(class.clone()));
+                    revsync_sdk::answer(out, i, Err(class.clone()));
                     hit = true;
                 }
             }
@@ -669,7 +682,7 @@ fn assign(
                     .flatten()
                 {
                     if let Some(i) = v.as_str().and_then(by_key) {
-                        out[i] = Some(Err(class.clone()));
+                        revsync_sdk::answer(out, i, Err(class.clone()));
                     }
                 }
             }
@@ -815,7 +828,7 @@ mod tests {
             scan: None,
             archived_since_ms: 1,
         };
-        assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
+        assert_eq!(Cursor::decode(&c.encode().unwrap()).unwrap(), c);
         assert!(Cursor::decode("garbage").is_err());
     }
 }

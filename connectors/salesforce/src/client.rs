@@ -262,7 +262,7 @@ impl ApiPolicy for SfPolicy {
                     .collect::<Vec<_>>()
                     .join("; "),
                 status: Some(status),
-                body: Some(String::from_utf8_lossy(&body[..body.len().min(4096)]).into_owned()),
+                body: Some(revsync_sdk::http::truncated_body(body)),
             }),
             _ => None,
         }
@@ -294,8 +294,9 @@ impl ApiPolicy for TokenPolicy {
             return Some(e);
         }
         let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-        let error = v["error"].as_str().unwrap_or("unknown_error");
-        let desc = v["error_description"].as_str().unwrap_or("");
+        let text = |key: &str| v.get(key).and_then(serde_json::Value::as_str);
+        let error = text("error").unwrap_or("unknown_error");
+        let desc = text("error_description").unwrap_or("");
         Some(ConnectorError::Auth(format!(
             "token request refused ({status}): {error} {desc}"
         )))
@@ -323,6 +324,8 @@ pub struct HttpSettings {
     pub limits: Limits,
     pub retry: RetryPolicy,
     pub timeout: Duration,
+    /// The connector file's `http.max_response_bytes`, for every client built.
+    pub max_response_bytes: usize,
 }
 
 pub struct SfClient {
@@ -344,7 +347,8 @@ impl SfClient {
             http.retry,
             http.timeout,
             Arc::new(TokenPolicy),
-        )?;
+        )?
+        .with_max_response_bytes(http.max_response_bytes);
         Ok(Self {
             auth,
             token_http,
@@ -429,7 +433,8 @@ impl SfClient {
                 self.http.retry,
                 self.http.timeout,
                 self.policy.clone(),
-            )?,
+            )?
+            .with_max_response_bytes(self.http.max_response_bytes),
         };
         let generation = prev.map_or(0, |p| p.generation + 1);
         tracing::info!(generation, "salesforce session established");

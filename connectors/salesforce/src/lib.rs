@@ -90,10 +90,15 @@ impl ConnectorType for Salesforce {
             Ok(l) => l,
             Err(e) => return Some(Err(permanent(e))),
         };
+        let max_response_bytes = match ctx.http.max_response_bytes() {
+            Ok(n) => n,
+            Err(e) => return Some(Err(permanent(e))),
+        };
         let http = HttpSettings {
             limits,
             retry: RetryPolicy::default(),
             timeout: Duration::from_millis(params.timeout_ms),
+            max_response_bytes,
         };
         Some(SalesforceConnector::new(params, http).map(|c| Arc::new(c) as Arc<dyn Connector>))
     }
@@ -181,12 +186,18 @@ impl SalesforceConnector {
         let mut records = Vec::new();
         loop {
             let body: Value = self.client.send(req).await?.json()?;
-            records.extend(body["records"].as_array().cloned().unwrap_or_default());
-            if body["done"].as_bool() != Some(false) {
+            records.extend(
+                body.get("records")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+            if body.get("done").and_then(Value::as_bool) != Some(false) {
                 return Ok(records);
             }
-            let next = body["nextRecordsUrl"]
-                .as_str()
+            let next = body
+                .get("nextRecordsUrl")
+                .and_then(Value::as_str)
                 .filter(|u| u.starts_with("/services/data/"))
                 .ok_or_else(|| {
                     permanent("query answered done:false without a usable nextRecordsUrl")

@@ -498,12 +498,19 @@ fn page(s: &mut SimState, all: Vec<Value>, offset: usize) -> Response {
     let total = all.len();
     let end = (offset + s.batch_size.max(1)).min(total);
     let records: Vec<Value> = all.get(offset..end).unwrap_or_default().to_vec();
-    let mut body = json!({"totalSize": total, "done": end >= total, "records": records});
+    let mut body = serde_json::Map::new();
+    body.insert("totalSize".into(), json!(total));
+    body.insert("done".into(), json!(end >= total));
+    body.insert("records".into(), Value::Array(records));
     if end < total {
         let loc = format!("01gSIM{:08}", s.locators.len() + 1);
-        body["nextRecordsUrl"] = json!(format!("/services/data/v66.0/query/{loc}-{end}"));
+        body.insert(
+            "nextRecordsUrl".into(),
+            json!(format!("/services/data/v66.0/query/{loc}-{end}")),
+        );
         s.locators.insert(loc, all);
     }
+    let body = Value::Object(body);
     answer(s, StatusCode::OK, body)
 }
 
@@ -623,13 +630,14 @@ async fn create_many(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    let types: Vec<String> = body["records"]
-        .as_array()
+    let types: Vec<String> = body
+        .get("records")
+        .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .map(|r| {
-            r["attributes"]["type"]
-                .as_str()
+            r.pointer("/attributes/type")
+                .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_owned()
         })

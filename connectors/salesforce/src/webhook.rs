@@ -4,7 +4,11 @@
 //! configured org (plus, outside revsync, a client certificate or IP allow-list). Each
 //! notification becomes a hint: the record is fetched through the API, so the message's
 //! field selection and its out-of-order or repeated delivery never matter.
+// This module parses what anyone on the internet can send: no arithmetic that can overflow.
+#![deny(clippy::arithmetic_side_effects)]
 
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::Reader;
 use revsync_sdk::{Inbound, WebhookError, WebhookEvent, WebhookRequest};
 
 /// The answer an Outbound Message expects; without `<Ack>true</Ack>` Salesforce re-sends
@@ -18,109 +22,57 @@ pub const ACK_BODY: &str = concat!(
 
 pub const ACK_CONTENT_TYPE: &str = "text/xml; charset=utf-8";
 
-/// An element of the message: local name (prefix dropped), `xsi:type`, text, children.
+/// Deepest nesting accepted. The envelope is six levels deep (Envelope, Body,
+/// notifications, Notification, sObject, field); anything far deeper is not Salesforce.
+const MAX_DEPTH: usize = 32;
+
+/// Most elements one message may hold: 100 notifications (Salesforce's batch) of up to
+/// ~1,000 selected fields each, with room to spare. Bounds the work an unauthenticated
+/// POST can cause.
+const MAX_ELEMENTS: usize = 200_000;
+
+/// Where an open element sits, as far as reading a message cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tag {
+    Notifications,
+    OrganizationId,
+    Notification,
+    NotificationId,
+    SObject,
+    SObjectId,
+    Other,
+}
+
+impl Tag {
+    /// The tag of an element named `name` (local name) opened inside `parent`.
+    fn of(parent: Option<Tag>, name: &[u8]) -> Tag {
+        match (parent, name) {
+            (_, b"notifications") => Tag::Notifications,
+            (Some(Tag::Notifications), b"OrganizationId") => Tag::OrganizationId,
+            (Some(Tag::Notifications), b"Notification") => Tag::Notification,
+            (Some(Tag::Notification), b"Id") => Tag::NotificationId,
+            (Some(Tag::Notification), b"sObject") => Tag::SObject,
+            (Some(Tag::SObject), b"Id") => Tag::SObjectId,
+            _ => Tag::Other,
+        }
+    }
+
+    /// Whether the element's text is read.
+    fn keeps_text(self) -> bool {
+        matches!(
+            self,
+            Tag::OrganizationId | Tag::NotificationId | Tag::SObjectId
+        )
+    }
+}
+
+/// One `Notification` as read so far: the first of each child wins.
 #[derive(Debug, Default)]
-struct Element {
-    name: String,
-    xsi_type: Option<String>,
-    text: String,
-    children: Vec<Element>,
-}
-
-impl Element {
-    fn child(&self, name: &str) -> Option<&Element> {
-        self.children.iter().find(|c| c.name == name)
-    }
-
-    fn find(&self, name: &str) -> Option<&Element> {
-        if self.name == name {
-            return Some(self);
-        }
-        self.children.iter().find_map(|c| c.find(name))
-    }
-}
-
-fn local(name: &str) -> &str {
-    name.rsplit(':').next().unwrap_or(name)
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
-}
-
-/// The `xsi:type` attribute's value, if the tag has one.
-fn xsi_type(tag: &str) -> Option<String> {
-    let at = tag.find("xsi:type=")? + "xsi:type=".len();
-    let rest = &tag[at..];
-    let quote = rest.chars().next().filter(|q| *q == '"' || *q == '\'')?;
-    let end = rest[1..].find(quote)?;
-    Some(rest[1..1 + end].to_owned())
-}
-
-/// A small, strict XML reader: enough for the SOAP envelope Salesforce sends (elements,
-/// attributes, text, declarations, comments), and an error for anything unbalanced.
-fn parse_xml(body: &str) -> Result<Element, String> {
-    let mut stack: Vec<Element> = vec![Element::default()];
-    let mut rest = body;
-    while let Some(open) = rest.find('<') {
-        let text = &rest[..open];
-        if let Some(top) = stack.last_mut() {
-            top.text.push_str(&unescape(text));
-        }
-        rest = &rest[open..];
-        if let Some(after) = rest.strip_prefix("<!--") {
-            let end = after.find("-->").ok_or("unterminated comment")?;
-            rest = &after[end + 3..];
-            continue;
-        }
-        if rest.starts_with("<?") || rest.starts_with("<!") {
-            let end = rest.find('>').ok_or("unterminated declaration")?;
-            rest = &rest[end + 1..];
-            continue;
-        }
-        let end = rest.find('>').ok_or("unterminated tag")?;
-        let tag = &rest[1..end];
-        rest = &rest[end + 1..];
-        if let Some(name) = tag.strip_prefix('/') {
-            let done = stack.pop().ok_or("unbalanced closing tag")?;
-            if done.name != local(name.trim()) || stack.is_empty() {
-                return Err(format!(
-                    "closing `{}` does not match `{}`",
-                    name.trim(),
-                    done.name
-                ));
-            }
-            if let Some(parent) = stack.last_mut() {
-                parent.children.push(done);
-            }
-            continue;
-        }
-        let self_closing = tag.ends_with('/');
-        let tag = tag.trim_end_matches('/');
-        let name = tag.split_whitespace().next().ok_or("empty tag")?;
-        let el = Element {
-            name: local(name).to_owned(),
-            xsi_type: xsi_type(tag),
-            ..Element::default()
-        };
-        if self_closing {
-            stack.last_mut().ok_or("no parent")?.children.push(el);
-        } else {
-            stack.push(el);
-        }
-    }
-    if stack.len() != 1 {
-        return Err("unclosed element".into());
-    }
-    let root = stack.pop().ok_or("empty document")?;
-    if root.children.is_empty() {
-        return Err("no element".into());
-    }
-    Ok(root)
+struct Pending {
+    id: Option<String>,
+    sobject: bool,
+    object: Option<String>,
+    record: Option<String>,
 }
 
 /// Org ids are sent 18 characters long and often configured 15 long: the first 15 (the
@@ -130,74 +82,219 @@ fn same_org(a: &str, b: &str) -> bool {
     a.len() >= 15 && b.len() >= 15 && short(a) == short(b)
 }
 
+fn malformed(detail: impl Into<String>) -> WebhookError {
+    WebhookError::Malformed(detail.into())
+}
+
+fn xml_error(e: impl std::fmt::Display) -> WebhookError {
+    malformed(format!("invalid xml: {e}"))
+}
+
+/// The sObject's type from its `xsi:type` attribute, prefix dropped (`sf:Contact`).
+fn sobject_type(tag: &BytesStart<'_>) -> Result<Option<String>, WebhookError> {
+    let Some(attr) = tag.try_get_attribute("xsi:type").map_err(xml_error)? else {
+        return Ok(None);
+    };
+    let value = attr
+        .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+        .map_err(xml_error)?;
+    Ok(Some(local(&value).to_owned()))
+}
+
+fn local(name: &str) -> &str {
+    name.rsplit(':').next().unwrap_or(name)
+}
+
+/// A finished `Notification` as the hint it asks for, or None for an object not synced.
+fn event_of(n: Pending, objects: &[&str]) -> Result<Option<WebhookEvent>, WebhookError> {
+    let id =
+        n.id.filter(|s| !s.is_empty())
+            .ok_or_else(|| malformed("a Notification without Id"))?;
+    if !n.sobject {
+        return Err(malformed(format!("notification {id} without sObject")));
+    }
+    let object = n
+        .object
+        .ok_or_else(|| malformed(format!("notification {id}: sObject has no xsi:type")))?;
+    let record = n
+        .record
+        .filter(|s| crate::mapping::is_id(s))
+        .ok_or_else(|| malformed(format!("notification {id}: sObject without a valid Id")))?;
+    // Another object's message is acknowledged and ignored: refusing it would only make
+    // Salesforce re-send it for a day.
+    let Some(object) = objects.iter().find(|o| **o == object) else {
+        tracing::debug!(
+            object,
+            "outbound message for an object not synced; acknowledged"
+        );
+        return Ok(None);
+    };
+    Ok(Some(WebhookEvent {
+        id,
+        object: (*object).to_owned(),
+        inbound: Inbound::Hint {
+            external_id: record,
+        },
+    }))
+}
+
 /// Verify an Outbound Message and turn each notification into a hint for `objects`.
+///
+/// The body is read as a stream of events with a bounded stack (no recursion, no tree):
+/// nesting and element count are capped, and the sender's `OrganizationId` is checked the
+/// moment it is read, so a message for another org is refused before anything else of it
+/// is looked at. The schema puts `OrganizationId` before the notifications.
 pub fn verify(
     req: &WebhookRequest<'_>,
     organization_id: Option<&str>,
     objects: &[&str],
 ) -> Result<Vec<WebhookEvent>, WebhookError> {
-    let body = std::str::from_utf8(req.body)
-        .map_err(|_| WebhookError::Malformed("body is not utf-8".into()))?;
-    let root = parse_xml(body).map_err(WebhookError::Malformed)?;
-    let notifications = root
-        .find("notifications")
-        .ok_or_else(|| WebhookError::Malformed("no `notifications` element".into()))?;
-    let org = notifications
-        .child("OrganizationId")
-        .map(|e| e.text.trim())
-        .ok_or_else(|| WebhookError::Malformed("no `OrganizationId`".into()))?;
     let expected = organization_id.ok_or_else(|| {
         WebhookError::BadSignature(
             "params.organization_id is not set: outbound messages cannot be checked".into(),
         )
     })?;
-    if !same_org(org, expected) {
-        return Err(WebhookError::BadSignature(format!(
-            "OrganizationId `{org}` is not the configured org"
-        )));
-    }
-    let mut events = Vec::new();
-    for n in notifications
-        .children
-        .iter()
-        .filter(|c| c.name == "Notification")
-    {
-        let id = n
-            .child("Id")
-            .map(|e| e.text.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| WebhookError::Malformed("a Notification without Id".into()))?;
-        let sobject = n
-            .child("sObject")
-            .ok_or_else(|| WebhookError::Malformed(format!("notification {id} without sObject")))?;
-        let object = sobject.xsi_type.as_deref().map(local).ok_or_else(|| {
-            WebhookError::Malformed(format!("notification {id}: sObject has no xsi:type"))
-        })?;
-        let record = sobject
-            .child("Id")
-            .map(|e| e.text.trim().to_owned())
-            .filter(|s| crate::mapping::is_id(s))
-            .ok_or_else(|| {
-                WebhookError::Malformed(format!("notification {id}: sObject without a valid Id"))
-            })?;
-        // Another object's message is acknowledged and ignored: refusing it would only
-        // make Salesforce re-send it for a day.
-        if let Some(object) = objects.iter().find(|o| **o == object) {
-            events.push(WebhookEvent {
-                id,
-                object: (*object).to_owned(),
-                inbound: Inbound::Hint {
-                    external_id: record,
-                },
-            });
-        } else {
-            tracing::debug!(
-                object,
-                "outbound message for an object not synced; acknowledged"
-            );
+    let body = std::str::from_utf8(req.body).map_err(|_| malformed("body is not utf-8"))?;
+    let mut reader = Reader::from_str(body);
+    let mut message = Message {
+        expected,
+        objects,
+        org_checked: false,
+        seen_notifications: false,
+        pending: None,
+        events: Vec::new(),
+    };
+    let mut stack: Vec<Tag> = Vec::new();
+    let mut elements: usize = 0;
+    let mut text = String::new();
+    loop {
+        let event = reader.read_event().map_err(xml_error)?;
+        let keeps_text = stack.last().is_some_and(|t| t.keeps_text());
+        match event {
+            Event::Start(ref start) | Event::Empty(ref start) => {
+                elements = elements.saturating_add(1);
+                if elements > MAX_ELEMENTS {
+                    return Err(malformed(format!("more than {MAX_ELEMENTS} elements")));
+                }
+                if stack.len() >= MAX_DEPTH {
+                    return Err(malformed(format!(
+                        "nested deeper than {MAX_DEPTH} elements"
+                    )));
+                }
+                let tag = Tag::of(stack.last().copied(), start.local_name().as_ref());
+                message.open(tag, start)?;
+                text.clear();
+                if matches!(event, Event::Empty(_)) {
+                    // `<Notification/>` and the like: opened and closed at once.
+                    message.close(tag, "")?;
+                } else {
+                    stack.push(tag);
+                }
+            }
+            Event::End(_) => {
+                let tag = stack
+                    .pop()
+                    .ok_or_else(|| malformed("unbalanced closing tag"))?;
+                message.close(tag, &text)?;
+                text.clear();
+            }
+            Event::Text(t) if keeps_text => {
+                text.push_str(&t.xml10_content().map_err(xml_error)?);
+            }
+            Event::CData(t) if keeps_text => {
+                text.push_str(&t.decode().map_err(xml_error)?);
+            }
+            Event::GeneralRef(r) if keeps_text => match r.resolve_char_ref().map_err(xml_error)? {
+                Some(c) => text.push(c),
+                None => {
+                    let name = r.decode().map_err(xml_error)?;
+                    let resolved = quick_xml::escape::resolve_predefined_entity(&name)
+                        .ok_or_else(|| malformed(format!("unknown entity `&{name};`")))?;
+                    text.push_str(resolved);
+                }
+            },
+            Event::Eof => break,
+            _ => {}
         }
     }
-    Ok(events)
+    if !stack.is_empty() {
+        return Err(malformed("unclosed element"));
+    }
+    message.events()
+}
+
+/// What reading a message has found so far.
+struct Message<'a> {
+    expected: &'a str,
+    objects: &'a [&'a str],
+    org_checked: bool,
+    seen_notifications: bool,
+    pending: Option<Pending>,
+    events: Vec<WebhookEvent>,
+}
+
+impl Message<'_> {
+    /// Acts on an element that just opened.
+    fn open(&mut self, tag: Tag, start: &BytesStart<'_>) -> Result<(), WebhookError> {
+        match tag {
+            Tag::Notifications => self.seen_notifications = true,
+            Tag::Notification if !self.org_checked => {
+                return Err(malformed("a Notification before the OrganizationId"));
+            }
+            Tag::Notification => self.pending = Some(Pending::default()),
+            Tag::SObject => {
+                if let Some(n) = self.pending.as_mut().filter(|n| !n.sobject) {
+                    n.sobject = true;
+                    n.object = sobject_type(start)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Acts on an element that just closed, with the text it held.
+    fn close(&mut self, tag: Tag, text: &str) -> Result<(), WebhookError> {
+        let text = text.trim();
+        match tag {
+            Tag::OrganizationId => {
+                if !same_org(text, self.expected) {
+                    return Err(WebhookError::BadSignature(format!(
+                        "OrganizationId `{text}` is not the configured org"
+                    )));
+                }
+                self.org_checked = true;
+            }
+            Tag::NotificationId => {
+                if let Some(n) = self.pending.as_mut().filter(|n| n.id.is_none()) {
+                    n.id = Some(text.to_owned());
+                }
+            }
+            Tag::SObjectId => {
+                if let Some(n) = self.pending.as_mut().filter(|n| n.record.is_none()) {
+                    n.record = Some(text.to_owned());
+                }
+            }
+            Tag::Notification => {
+                if let Some(n) = self.pending.take() {
+                    self.events.extend(event_of(n, self.objects)?);
+                }
+            }
+            Tag::Notifications | Tag::SObject | Tag::Other => {}
+        }
+        Ok(())
+    }
+
+    /// The hints of a message read to its end.
+    fn events(self) -> Result<Vec<WebhookEvent>, WebhookError> {
+        if !self.seen_notifications {
+            return Err(malformed("no `notifications` element"));
+        }
+        if !self.org_checked {
+            return Err(malformed("no `OrganizationId`"));
+        }
+        Ok(self.events)
+    }
 }
 
 /// An Outbound Message as Salesforce sends it (for the simulator and tests).
@@ -274,6 +371,75 @@ mod tests {
             verify(&req(&body), None, &["Contact"]),
             Err(WebhookError::BadSignature(_))
         ));
+    }
+
+    /// 145,000 nested elements in 1 MB: once enough to overflow the stack and abort the
+    /// daemon, before anyone checked who sent it.
+    /// A message from the configured org with one Contact notification.
+    fn one_contact() -> String {
+        sample_message(
+            ORG,
+            &[("04l000000000001AAA", "Contact", "003000000000001AAA")],
+        )
+    }
+
+    fn assert_malformed(body: &str, says: &str) {
+        match verify(&req(body), Some(ORG), &["Contact"]) {
+            Err(WebhookError::Malformed(m)) => assert!(m.contains(says), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn deeply_nested_body_is_malformed_not_a_crash() {
+        let body = format!("{}{}", "<a>".repeat(145_000), "</a>".repeat(145_000));
+        assert_malformed(&body, "nested deeper");
+        let flat = format!("<r>{}</r>", "<a/>".repeat(MAX_ELEMENTS));
+        assert_malformed(&flat, "elements");
+    }
+
+    #[test]
+    fn entities_numeric_and_named_decode() {
+        let body = one_contact()
+            .replace("00D000000000001AAA", "&#48;0D&#x30;00000000001AA&amp;")
+            .replace(
+                "<sf:Id>003000000000001AAA</sf:Id>",
+                "<sf:Id>&#x30;03000000000001AAA</sf:Id>",
+            );
+        // The org id decodes to `00D000000000001AA&`: its first 15 characters decide.
+        let events = verify(&req(&body), Some(ORG), &["Contact"]).unwrap();
+        assert_eq!(
+            events[0].inbound,
+            Inbound::Hint {
+                external_id: "003000000000001AAA".into()
+            }
+        );
+        let unknown = sample_message(ORG, &[]).replace("<ActionId>", "<ActionId>&bogus;");
+        // Outside the elements read, an entity is not looked at.
+        assert!(verify(&req(&unknown), Some(ORG), &["Contact"]).is_ok());
+        let in_id = sample_message(ORG, &[]).replace("00D000000000001AAA", "&bogus;");
+        assert_malformed(&in_id, "entity");
+    }
+
+    #[test]
+    fn a_foreign_org_is_refused_before_its_notifications_are_read() {
+        // Notifications this broken would be Malformed if anything looked at them.
+        let body = sample_message("00D000000000009AAA", &[]).replace(
+            "</notifications>",
+            "<Notification><sObject/></Notification></notifications>",
+        );
+        assert!(matches!(
+            verify(&req(&body), Some(ORG), &["Contact"]),
+            Err(WebhookError::BadSignature(_))
+        ));
+        // The schema puts OrganizationId first; a message that does not is not trusted.
+        let reordered = one_contact()
+            .replace("<OrganizationId>00D000000000001AAA</OrganizationId>", "")
+            .replace(
+                "</notifications>",
+                "<OrganizationId>00D000000000001AAA</OrganizationId></notifications>",
+            );
+        assert_malformed(&reordered, "before the OrganizationId");
     }
 
     #[test]

@@ -1,4 +1,6 @@
 //! The connector against its simulator over real HTTP on loopback.
+// Tests: a panic here is a failed test, not a crashed daemon.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -29,6 +31,7 @@ fn connector(sim: &Sim, extra: Value) -> SalesforceConnector {
             max_elapsed: Duration::from_secs(5),
         },
         timeout: Duration::from_secs(5),
+        max_response_bytes: 64 << 20,
     };
     SalesforceConnector::new(params, http).expect("connector builds")
 }
@@ -385,6 +388,7 @@ async fn fields_the_mapping_reads_are_selected() {
             id: "sf",
             params: &params,
             rate_limit: &limits,
+            http: &Default::default(),
             mapped_fields: &mapped,
         };
         revsync_salesforce::Salesforce.build(&ctx).unwrap().unwrap()
@@ -406,6 +410,11 @@ async fn fields_the_mapping_reads_are_selected() {
 
 /// The connector as the daemon builds it (default retry policy, `timeout_ms` honoured).
 fn built(sim: &Sim, extra: Value) -> Arc<dyn Connector> {
+    built_with(sim, extra, &Default::default())
+}
+
+/// [`built`] with the connector file's `http:` section.
+fn built_with(sim: &Sim, extra: Value, http: &revsync_sdk::http::HttpConfig) -> Arc<dyn Connector> {
     use revsync_sdk::{BuildContext, ConnectorType};
     let mut params = sim.params();
     for (k, v) in extra.as_object().cloned().unwrap_or_default() {
@@ -415,9 +424,35 @@ fn built(sim: &Sim, extra: Value) -> Arc<dyn Connector> {
         id: "sf",
         params: &params,
         rate_limit: &revsync_sdk::http::RateLimitConfig::default(),
+        http,
         mapped_fields: &Default::default(),
     };
     revsync_salesforce::Salesforce.build(&ctx).unwrap().unwrap()
+}
+
+/// The file's `http.max_response_bytes` reaches the clients: a page over it is refused
+/// as permanent, not held in memory.
+#[tokio::test]
+async fn a_page_over_the_configured_body_cap_is_refused() {
+    let sim = Sim::start().await.unwrap();
+    sim.seed("Contact", 50);
+    let http = revsync_sdk::http::HttpConfig {
+        max_response_bytes: Some(4096),
+    };
+    let err = built_with(&sim, json!({}), &http)
+        .fetch("Contact", None)
+        .await
+        .expect_err("50 contacts are more than 4 KiB");
+    match err {
+        ConnectorError::Permanent { detail, .. } => {
+            assert!(
+                detail.contains("http.max_response_bytes (4096)"),
+                "{detail}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(built(&sim, json!({})).fetch("Contact", None).await.is_ok());
 }
 
 #[tokio::test]

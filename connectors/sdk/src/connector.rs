@@ -68,6 +68,8 @@ pub struct BuildContext<'a> {
     /// The file's `rate_limit:` section: overrides of the API's documented limit
     /// (`ctx.rate_limit.resolve(documented)`).
     pub rate_limit: &'a crate::http::RateLimitConfig,
+    /// The file's `http:` section (`ctx.http.max_response_bytes()` for the body cap).
+    pub http: &'a crate::http::HttpConfig,
     /// Per object, the source fields the YAML mapping reads or writes (top-level names), so
     /// a connector that must name its fields (SOQL) selects what the mapping needs.
     pub mapped_fields: &'a std::collections::BTreeMap<String, Vec<String>>,

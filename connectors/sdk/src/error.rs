@@ -2,6 +2,17 @@
 
 use std::time::Duration;
 
+/// The longest wait revsync accepts from an API (a `Retry-After`, a reset header, a
+/// quota window). No documented limit resets later than daily; a longer stated wait is
+/// a broken or hostile server, and honouring it as given would overflow a clock.
+pub const MAX_UPSTREAM_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// A wait stated by an upstream server, held to [`MAX_UPSTREAM_WAIT`]. Every delay read
+/// from the network goes through here before anything adds it to a clock.
+pub fn upstream_wait(stated: Duration) -> Duration {
+    stated.min(MAX_UPSTREAM_WAIT)
+}
+
 /// Which limit a rate-limit answer is about: a burst limit passes in seconds, a daily
 /// quota in hours, and retrying against the latter only burns what others need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +61,17 @@ impl ConnectorError {
                     ..
                 }
         )
+    }
+
+    /// The same error with any stated wait held to [`MAX_UPSTREAM_WAIT`].
+    pub fn with_upstream_wait(self) -> Self {
+        match self {
+            ConnectorError::RateLimited { retry_after, scope } => ConnectorError::RateLimited {
+                retry_after: retry_after.map(upstream_wait),
+                scope,
+            },
+            other => other,
+        }
     }
 
     /// A stable name for metrics and `/status`.

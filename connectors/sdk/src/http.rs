@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use governor::clock::{Clock, ReasonablyRealtime, Reference};
 use governor::middleware::NoOpMiddleware;
 use governor::nanos::Nanos;
@@ -23,12 +23,36 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use crate::error::{ConnectorError, LimitScope};
+use crate::error::{upstream_wait, ConnectorError, LimitScope, MAX_UPSTREAM_WAIT};
 use crate::secret::Secret;
 
 /// How much of an error body is kept: enough to read the API's message in the dead-letter
 /// queue, not so much that one bad answer bloats the store.
 const MAX_ERROR_BODY: usize = 4096;
+
+/// The largest response body read unless a connector file says otherwise
+/// (`http.max_response_bytes`): generous for Salesforce's 2,000-record pages with every
+/// field selected, and still a bound on what one answer can make the daemon hold.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The `http:` section of a connector file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Largest response body accepted, in bytes; [`DEFAULT_MAX_RESPONSE_BYTES`] when unset.
+    pub max_response_bytes: Option<u64>,
+}
+
+impl HttpConfig {
+    /// The body cap to build clients with: the configured value over the default.
+    pub fn max_response_bytes(&self) -> Result<usize, String> {
+        match self.max_response_bytes {
+            Some(0) => Err("http.max_response_bytes must be at least 1, got 0".into()),
+            Some(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+            None => Ok(usize::try_from(DEFAULT_MAX_RESPONSE_BYTES).unwrap_or(usize::MAX)),
+        }
+    }
+}
 
 /// A request budget: at most `requests` in any window of `per`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +147,7 @@ impl Add<Nanos> for TokioInstant {
     type Output = Self;
 
     fn add(self, other: Nanos) -> Self {
-        Self(self.0 + Duration::from(other))
+        Self(instant_after(self.0, Duration::from(other)))
     }
 }
 
@@ -185,7 +209,10 @@ pub struct AccountLimiter {
 
 impl AccountLimiter {
     pub fn new(limits: Limits) -> Self {
-        let quota = Quota::with_period(limits.period()).expect("period is at least 1 ns");
+        // `period()` is at least 1 ns, so governor always accepts it; the fallback only
+        // keeps that fact out of the panic paths.
+        let quota = Quota::with_period(limits.period())
+            .unwrap_or_else(|| Quota::per_second(std::num::NonZeroU32::MIN));
         Self {
             limits,
             governor: RateLimiter::direct_with_clock(quota, TokioClock),
@@ -219,8 +246,9 @@ impl AccountLimiter {
 
     /// Holds back every request of the account for `d` from now. A shorter pause than the
     /// one in force changes nothing: the API's longest instruction wins.
+    /// A pause comes from the API, so it is held to [`MAX_UPSTREAM_WAIT`].
     pub fn pause_for(&self, d: Duration) {
-        let until = Instant::now() + d;
+        let until = instant_after(Instant::now(), upstream_wait(d));
         let mut paused = self.paused_until.lock().unwrap_or_else(|e| e.into_inner());
         if paused.is_none_or(|current| current < until) {
             *paused = Some(until);
@@ -442,6 +470,8 @@ impl ApiResponse {
 #[derive(Clone)]
 pub struct ApiClient {
     inner: Arc<Inner>,
+    /// Kept per handle, so setting it needs no access to the shared part.
+    max_response_bytes: usize,
 }
 
 struct Inner {
@@ -459,6 +489,7 @@ impl fmt::Debug for ApiClient {
             .field("base_url", &self.inner.base_str)
             .field("limiter", &self.inner.limiter)
             .field("retry", &self.inner.retry)
+            .field("max_response_bytes", &self.max_response_bytes)
             .finish()
     }
 }
@@ -490,7 +521,15 @@ impl ApiClient {
                 retry,
                 policy,
             }),
+            max_response_bytes: usize::try_from(DEFAULT_MAX_RESPONSE_BYTES).unwrap_or(usize::MAX),
         })
+    }
+
+    /// Caps every response body this client reads: a larger one is a Permanent error,
+    /// read no further than the cap (see [`HttpConfig`]).
+    pub fn with_max_response_bytes(mut self, max: usize) -> Self {
+        self.max_response_bytes = max.max(1);
+        self
     }
 
     pub fn limiter(&self) -> &AccountLimiter {
@@ -526,7 +565,8 @@ impl ApiClient {
                     } => *d,
                     _ => Duration::ZERO,
                 };
-                (started.elapsed() + delay.max(pause) <= policy.max_elapsed).then_some(delay)
+                let wait = delay.max(pause);
+                (started.elapsed().saturating_add(wait) <= policy.max_elapsed).then_some(delay)
             })
             .notify(|err, delay| {
                 tracing::debug!(
@@ -606,7 +646,7 @@ impl ApiClient {
         inner.limiter.acquire().await;
         let started = Instant::now();
         let what = format!("{} {}", req.method, url.path());
-        let (status, outcome) = match self.exchange(req, url).await {
+        let (status, outcome) = match self.exchange(req, url, &what).await {
             Ok((status, headers, body)) => {
                 if let Some(pause) = inner.policy.observe(&headers) {
                     inner.limiter.pause_for(pause);
@@ -616,6 +656,9 @@ impl ApiClient {
                     .policy
                     .classify(status, &headers, &body)
                     .or_else(|| default_classification(status, &headers, &body, &what))
+                    // Whatever wait a policy read from the answer, the runtime gets it
+                    // clamped: it schedules retries on it too.
+                    .map(ConnectorError::with_upstream_wait)
                     .map_or(
                         Ok(ApiResponse {
                             status,
@@ -632,8 +675,8 @@ impl ApiClient {
                 }
                 (status, outcome)
             }
-            // 0 in the log: no answer at all.
-            Err(e) => (0, Err(transport_error(&e, &what))),
+            // 0 in the log: no answer (or none read to its end).
+            Err(e) => (0, Err(e)),
         };
         let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         match &outcome {
@@ -658,16 +701,51 @@ impl ApiClient {
         outcome
     }
 
+    /// Sends and reads the whole answer, body no larger than the client's cap: a
+    /// `Content-Length` over it is refused unread, and a body without one is read in
+    /// chunks that stop at the cap.
     async fn exchange(
         &self,
         req: &ApiRequest,
         url: &Url,
-    ) -> Result<(reqwest::StatusCode, HeaderMap, Bytes), reqwest::Error> {
-        let response = self.build(req, url.clone()).send().await?;
+        what: &str,
+    ) -> Result<(reqwest::StatusCode, HeaderMap, Bytes), ConnectorError> {
+        let transport = |e: reqwest::Error| transport_error(&e, what);
+        let mut response = self
+            .build(req, url.clone())
+            .send()
+            .await
+            .map_err(transport)?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.bytes().await?;
-        Ok((status, headers, body))
+        let cap = self.max_response_bytes;
+        // The same body would come back on a retry: nothing transient about it.
+        let too_large = |size: String| {
+            ConnectorError::Permanent {
+            detail: format!(
+                "{what} answered {status} with a body of {size}, over http.max_response_bytes ({cap})"
+            ),
+            status: Some(status.as_u16()),
+            body: None,
+        }
+        };
+        let announced = response.content_length();
+        if let Some(len) = announced.filter(|len| usize::try_from(*len).map_or(true, |l| l > cap)) {
+            return Err(too_large(format!("{len} bytes")));
+        }
+        // The announced length is the server's word: reserve no more than a little of it.
+        let reserve = announced
+            .and_then(|len| usize::try_from(len).ok())
+            .unwrap_or(0)
+            .min(1 << 20);
+        let mut body = BytesMut::with_capacity(reserve);
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            if chunk.len() > cap.saturating_sub(body.len()) {
+                return Err(too_large(format!("more than {cap} bytes")));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((status, headers, body.freeze()))
     }
 }
 
@@ -706,12 +784,12 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+        return Some(upstream_wait(Duration::from_secs(secs)));
     }
     // HTTP-date (IMF-fixdate) is a subset of RFC 2822 with "GMT" as the zone.
     let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
     let wait = at.signed_duration_since(chrono::Utc::now());
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
+    Some(upstream_wait(wait.to_std().unwrap_or(Duration::ZERO)))
 }
 
 /// The pause an API asks for with a pair of "remaining" and "reset in N seconds" headers
@@ -727,7 +805,16 @@ pub fn pause_when_exhausted(
     if number(remaining)? > 0 {
         return None;
     }
-    number(reset_secs).map(Duration::from_secs)
+    number(reset_secs).map(|secs| upstream_wait(Duration::from_secs(secs)))
+}
+
+/// `at + d`, or the farthest point the clock can hold when that overflows. Only ever
+/// reached with waits already held to [`MAX_UPSTREAM_WAIT`]; the fallback keeps a
+/// mistake there a long wait instead of a panic.
+fn instant_after(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d)
+        .or_else(|| at.checked_add(MAX_UPSTREAM_WAIT))
+        .unwrap_or(at)
 }
 
 fn transport_error(e: &reqwest::Error, what: &str) -> ConnectorError {
@@ -772,10 +859,11 @@ fn permanent(detail: String) -> ConnectorError {
     }
 }
 
-/// At most [`MAX_ERROR_BODY`] bytes of the body as text, cut on a character boundary.
-fn truncated_body(body: &[u8]) -> String {
+/// At most [`MAX_ERROR_BODY`] bytes of the body as text, cut on a character boundary:
+/// what an error keeps of an API's answer.
+pub fn truncated_body(body: &[u8]) -> String {
     let end = body.len().min(MAX_ERROR_BODY);
-    let mut text = String::from_utf8_lossy(&body[..end]).into_owned();
+    let mut text = String::from_utf8_lossy(body.get(..end).unwrap_or(body)).into_owned();
     // A multi-byte character cut at the limit decodes as U+FFFD; drop that artefact.
     if end < body.len() && text.ends_with('\u{FFFD}') {
         text.pop();
@@ -928,6 +1016,39 @@ mod tests {
             matches!(empty, Err(ConnectorError::Permanent { .. })),
             "{empty:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_of_any_length_is_held_to_the_maximum() {
+        let limiter = AccountLimiter::new(Limits::new(100, Duration::from_secs(1)));
+        limiter.pause_for(Duration::MAX);
+        assert_eq!(
+            u128::from(limiter.stats().current_wait_ms),
+            MAX_UPSTREAM_WAIT.as_millis()
+        );
+        let stated = [
+            parse_retry_after("18446744073709551615"),
+            parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT"),
+            pause_when_exhausted(
+                &headers(&[("r", "0"), ("reset", "18446744073709551615")]),
+                "r",
+                "reset",
+            ),
+        ];
+        assert_eq!(stated, [Some(MAX_UPSTREAM_WAIT); 3]);
+    }
+
+    #[test]
+    fn http_config_defaults_and_refuses_zero() {
+        assert_eq!(
+            HttpConfig::default().max_response_bytes(),
+            Ok(64 * 1024 * 1024)
+        );
+        let set: HttpConfig = serde_json::from_str(r#"{"max_response_bytes": 1000}"#).unwrap();
+        assert_eq!(set.max_response_bytes(), Ok(1000));
+        let zero: HttpConfig = serde_json::from_str(r#"{"max_response_bytes": 0}"#).unwrap();
+        assert!(zero.max_response_bytes().is_err());
+        assert!(serde_json::from_str::<HttpConfig>(r#"{"max_body": 1}"#).is_err());
     }
 
     #[test]
@@ -1291,6 +1412,135 @@ mod fake_server_tests {
                 later.at - throttled_at
             );
         }
+    }
+
+    /// A server that asks for an absurd wait must not crash the client (an `Instant`
+    /// overflow), and the account pause it causes is held to the documented maximum.
+    #[tokio::test]
+    async fn overflowing_retry_after_is_clamped_not_a_panic() {
+        let (fake, base) = fake(vec![answer(
+            429,
+            &[("retry-after", "18446744073709551615")],
+            "{}",
+        )])
+        .await;
+        let client = client(&base, Arc::new(DefaultPolicy));
+        let err = client.send(ApiRequest::get("/items")).await.unwrap_err();
+        assert_eq!(
+            err,
+            ConnectorError::RateLimited {
+                retry_after: Some(MAX_UPSTREAM_WAIT),
+                scope: LimitScope::Burst
+            }
+        );
+        assert_eq!(
+            fake.seen().len(),
+            1,
+            "a day-long wait is beyond the retry budget"
+        );
+        let wait = client.limiter().stats().current_wait_ms;
+        assert!(
+            wait > 0 && u128::from(wait) <= MAX_UPSTREAM_WAIT.as_millis(),
+            "{wait}"
+        );
+    }
+
+    #[tokio::test]
+    async fn overflowing_reset_header_is_clamped_not_a_panic() {
+        struct Reset;
+        impl ApiPolicy for Reset {
+            fn observe(&self, headers: &HeaderMap) -> Option<Duration> {
+                pause_when_exhausted(headers, "x-remaining", "x-reset")
+            }
+        }
+        let (_fake, base) = fake(vec![answer(
+            200,
+            &[("x-remaining", "0"), ("x-reset", "18446744073709551615")],
+            "{}",
+        )])
+        .await;
+        let client = client(&base, Arc::new(Reset));
+        client.send(ApiRequest::get("/items")).await.unwrap();
+        let wait = client.limiter().stats().current_wait_ms;
+        assert!(
+            wait > 0 && u128::from(wait) <= MAX_UPSTREAM_WAIT.as_millis(),
+            "{wait}"
+        );
+    }
+
+    fn assert_too_large(err: ConnectorError, says: &str) {
+        match err {
+            ConnectorError::Permanent {
+                detail,
+                status: Some(200),
+                body: None,
+            } => assert!(detail.contains(says), "{detail}"),
+            other => panic!("expected permanent, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_cap_is_permanent_and_not_retried() {
+        let big: &'static str = Box::leak("x".repeat(4097).into_boxed_str());
+        let exact: &'static str = Box::leak(format!("\"{}\"", "x".repeat(4094)).into_boxed_str());
+        let (fake, base) = fake(vec![answer(200, &[], big), answer(200, &[], exact)]).await;
+        let client = client(&base, Arc::new(DefaultPolicy)).with_max_response_bytes(4096);
+        let err = client.send(ApiRequest::get("/big")).await.unwrap_err();
+        assert_too_large(err, "4097 bytes");
+        assert_eq!(fake.seen().len(), 1, "the same body would come back");
+        let fits = client.send(ApiRequest::get("/exact")).await.unwrap();
+        assert_eq!(fits.body.len(), 4096);
+    }
+
+    /// A body without Content-Length is read no further than the cap.
+    #[tokio::test]
+    async fn a_chunked_body_stops_at_the_cap() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let sent = Arc::new(AtomicU64::new(0));
+        let server = {
+            let sent = sent.clone();
+            tokio::spawn(async move {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 65536 {
+                    let n = socket.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                }
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                if socket.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = format!("400\r\n{}\r\n", "x".repeat(1024));
+                // 1 MiB offered; the client should hang up long before.
+                for _ in 0..1024 {
+                    if socket.write_all(chunk.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    sent.fetch_add(1024, Ordering::Relaxed);
+                }
+                let _ = socket.write_all(b"0\r\n\r\n").await;
+            })
+        };
+        let client = client(&base, Arc::new(DefaultPolicy)).with_max_response_bytes(4096);
+        let err = client
+            .send(ApiRequest::get("/stream").with_retry(false))
+            .await
+            .unwrap_err();
+        assert_too_large(err, "more than 4096 bytes");
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("the server stops once the client hangs up")
+            .unwrap();
+        assert!(
+            sent.load(Ordering::Relaxed) < 1024 * 1024,
+            "the client stopped reading at the cap"
+        );
     }
 
     #[tokio::test]

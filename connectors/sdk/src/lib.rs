@@ -20,12 +20,12 @@ pub mod testsuite;
 pub use connector::{
     check_base_url, collected, parse_params, BuildContext, ConnectorType, ParamError,
 };
-pub use error::{ConnectorError, LimitScope};
+pub use error::{upstream_wait, ConnectorError, LimitScope, MAX_UPSTREAM_WAIT};
 pub use model::{
     canonical_id_in, Change, FieldDef, FieldEntry, FieldType, Kind, Link, Provenance, Record, Value,
 };
 pub use secret::Secret;
 pub use sync::{
-    Capabilities, Connector, Fetched, Inbound, ObjectCapability, PushItem, PushOp, PushResult,
-    WebhookAck, WebhookError, WebhookEvent, WebhookRequest,
+    answer, cursor_text, Capabilities, Connector, Fetched, Inbound, ObjectCapability, PushItem,
+    PushOp, PushResult, WebhookAck, WebhookError, WebhookEvent, WebhookRequest,
 };

@@ -68,6 +68,25 @@ pub struct PushItem {
 /// The outcome of one item of a batch: its id in the system, or why it failed.
 pub type PushResult = Result<String, ConnectorError>;
 
+/// A connector's cursor as the text the runtime stores. A cursor of plain fields always
+/// serializes; if one ever did not, the page is refused rather than the daemon stopped.
+pub fn cursor_text<T: serde::Serialize>(cursor: &T) -> Result<String, ConnectorError> {
+    serde_json::to_string(cursor).map_err(|e| ConnectorError::Permanent {
+        detail: format!("cursor does not serialize: {e}"),
+        status: None,
+        body: None,
+    })
+}
+
+/// Records `result` as the answer for item `index` of a batch. An index outside the batch
+/// (a connector bug) is dropped rather than a panic: the item then reads as unanswered,
+/// which every connector reports as retryable.
+pub fn answer(out: &mut [Option<PushResult>], index: usize, result: PushResult) {
+    if let Some(slot) = out.get_mut(index) {
+        *slot = Some(result);
+    }
+}
+
 /// An inbound webhook request, as received.
 #[derive(Debug, Clone)]
 pub struct WebhookRequest<'a> {

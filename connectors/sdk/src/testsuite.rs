@@ -4,6 +4,8 @@
 //! only: complete backfills across pages, incremental reads from a cursor, one result per
 //! pushed item, creates that never duplicate when retried, and webhook verification.
 //! Each failure says which promise was broken.
+// A test harness: its panics are the failed assertions it reports.
+#![allow(clippy::expect_used, clippy::indexing_slicing)]
 
 use std::collections::BTreeSet;
 

@@ -85,7 +85,7 @@ impl ApiPolicy for StripePolicy {
             _ => ConnectorError::Permanent {
                 detail,
                 status: Some(status),
-                body: Some(String::from_utf8_lossy(&body[..body.len().min(4096)]).into_owned()),
+                body: Some(revsync_sdk::http::truncated_body(body)),
             },
         })
     }
@@ -157,6 +157,12 @@ impl StripeClient {
             endpoint_limits: per_endpoint,
             endpoints: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Caps every API answer's body.
+    pub fn with_max_response_bytes(mut self, max: usize) -> Self {
+        self.api = self.api.with_max_response_bytes(max);
+        self
     }
 
     pub fn stats(&self) -> LimiterStats {

@@ -85,7 +85,12 @@ impl ConnectorType for Stripe {
                 .rate_limit
                 .resolve(documented)
                 .map_err(|e| permanent(format!("connector `{}`: {e}", ctx.id)))?;
-            let c: Arc<dyn Connector> = Arc::new(StripeConnector::new(params, overall)?);
+            let max_body = ctx
+                .http
+                .max_response_bytes()
+                .map_err(|e| permanent(format!("connector `{}`: {e}", ctx.id)))?;
+            let c: Arc<dyn Connector> =
+                Arc::new(StripeConnector::new(params, overall)?.with_max_response_bytes(max_body));
             Ok(c)
         })();
         Some(built)
@@ -220,8 +225,13 @@ const READ_ONLY: &[&str] = &[
 /// Source fields as the JSON body Stripe takes: `address.city` becomes
 /// `address: {city}`, later form-encoded as `address[city]`.
 fn body_from_fields(object: &str, fields: &BTreeMap<String, Value>) -> Value {
+    Value::Object(body_map(object, fields))
+}
+
+/// [`body_from_fields`] as the map it is.
+fn body_map(object: &str, fields: &BTreeMap<String, Value>) -> serde_json::Map<String, Value> {
     let mut body = serde_json::Map::new();
-    for (name, value) in fields {
+    'fields: for (name, value) in fields {
         let top = name.split('.').next().unwrap_or(name);
         let allowed = if object == "customers" {
             CUSTOMER_WRITABLE.contains(&top)
@@ -231,18 +241,24 @@ fn body_from_fields(object: &str, fields: &BTreeMap<String, Value>) -> Value {
         if !allowed {
             continue;
         }
+        let mut parents: Vec<&str> = name.split('.').collect();
+        let Some(leaf) = parents.pop() else {
+            continue;
+        };
         let mut slot = &mut body;
-        let parts: Vec<&str> = name.split('.').collect();
-        for part in &parts[..parts.len() - 1] {
-            let entry = slot.entry((*part).to_owned()).or_insert_with(|| json!({}));
+        for part in parents {
+            let entry = slot.entry(part.to_owned()).or_insert_with(|| json!({}));
             if !entry.is_object() {
                 *entry = json!({});
             }
-            slot = entry.as_object_mut().expect("just made an object");
+            let Value::Object(inner) = entry else {
+                continue 'fields;
+            };
+            slot = inner;
         }
-        slot.insert(parts[parts.len() - 1].to_owned(), value.clone());
+        slot.insert(leaf.to_owned(), value.clone());
     }
-    Value::Object(body)
+    body
 }
 
 fn short_hash(form: &[(String, String)]) -> String {
@@ -253,10 +269,17 @@ fn short_hash(form: &[(String, String)]) -> String {
         h.update(v.as_bytes());
         h.update([0]);
     }
-    hex::encode(&h.finalize()[..8])
+    let digest = h.finalize();
+    hex::encode(digest.get(..8).unwrap_or_default())
 }
 
 impl StripeConnector {
+    /// Caps every API answer's body (the connector file's `http.max_response_bytes`).
+    pub fn with_max_response_bytes(mut self, max: usize) -> Self {
+        self.client = self.client.with_max_response_bytes(max);
+        self
+    }
+
     /// Give the object `id` the fields of `body`. The form's hash is in the key: one
     /// version never reuses a key with other parameters (Stripe would answer
     /// idempotency_error).
@@ -367,7 +390,7 @@ impl StripeConnector {
             }
         };
         fetched.more = matches!(next, Cursor::Backfill { .. });
-        fetched.cursor = Some(serde_json::to_string(&next).expect("cursor serializes"));
+        fetched.cursor = Some(revsync_sdk::cursor_text(&next)?);
         Ok(fetched)
     }
 
@@ -479,7 +502,7 @@ impl StripeConnector {
             seen: boundary,
         };
         fetched.more = upper.is_some();
-        fetched.cursor = Some(serde_json::to_string(&next).expect("cursor serializes"));
+        fetched.cursor = Some(revsync_sdk::cursor_text(&next)?);
         Ok(fetched)
     }
 }
@@ -609,16 +632,13 @@ impl Connector for StripeConnector {
         for item in items {
             let result = match &item.op {
                 PushOp::Create { canonical_id } => {
-                    let mut body = body_from_fields(object, &item.fields);
-                    let meta = body
-                        .as_object_mut()
-                        .expect("body is an object")
-                        .entry("metadata")
-                        .or_insert_with(|| json!({}));
+                    let mut map = body_map(object, &item.fields);
+                    let meta = map.entry("metadata").or_insert_with(|| json!({}));
                     if !meta.is_object() {
                         *meta = json!({});
                     }
                     meta[mapping::REVSYNC_ID] = json!(canonical_id.to_string());
+                    let body = Value::Object(map);
                     if object == "customers" {
                         // A create whose answer was lost may be retried after the record
                         // changed. The key must then stay the same, and so must its

@@ -10,7 +10,7 @@ use revsync_sdk::http::{
     pause_when_exhausted, retry_after, AccountLimiter, ApiClient, ApiPolicy, ApiRequest, Auth,
     LimiterStats, Limits, RetryPolicy,
 };
-use revsync_sdk::{ConnectorError, LimitScope};
+use revsync_sdk::{upstream_wait, ConnectorError, LimitScope};
 use serde_json::Value;
 
 use crate::config::{self, ZendeskParams};
@@ -54,7 +54,7 @@ impl ApiPolicy for ZendeskPolicy {
                 detail: describe_error(parsed.as_ref())
                     .unwrap_or_else(|| format!("zendesk answered {status}")),
                 status: Some(status),
-                body: Some(String::from_utf8_lossy(&body[..body.len().min(2048)]).into_owned()),
+                body: Some(revsync_sdk::http::truncated_body(body)),
             });
         }
         None
@@ -78,7 +78,8 @@ fn header_pair(headers: &HeaderMap, name: &str) -> Option<Duration> {
             (k.trim() == key).then(|| v.trim().parse().ok())?
         })
     };
-    (field("remaining")? == 0).then(|| field("resets").map(Duration::from_secs))?
+    (field("remaining")? == 0)
+        .then(|| field("resets").map(|secs| upstream_wait(Duration::from_secs(secs))))?
 }
 
 /// `RecordInvalid: Record validation errors (email: is invalid)`, from either error shape.
@@ -148,6 +149,12 @@ impl ZendeskClient {
             job_poll: Duration::from_millis(p.job_poll_interval_ms),
             job_timeout: Duration::from_secs(p.job_timeout_secs),
         })
+    }
+
+    /// Caps every API answer's body.
+    pub fn with_max_response_bytes(mut self, max: usize) -> Self {
+        self.api = self.api.with_max_response_bytes(max);
+        self
     }
 
     pub fn request(&self, method: Method, path: &str) -> ApiRequest {
@@ -348,5 +355,15 @@ mod tests {
             None,
             "an exhausted export budget does not pause the account"
         );
+        h.insert(
+            "zendesk-ratelimit-incremental-exports-cursor",
+            HeaderValue::from_static("total=20; remaining=0; resets=18446744073709551615"),
+        );
+        assert_eq!(
+            header_pair(&h, "zendesk-ratelimit-incremental-exports-cursor"),
+            Some(revsync_sdk::MAX_UPSTREAM_WAIT)
+        );
+        // Reaches the exports limiter's clock: clamped, not a panic.
+        assert_eq!(p.observe(&h), None);
     }
 }

@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use reqwest::Method;
 use revsync_sdk::http::{LimiterStats, Limits};
 use revsync_sdk::{
-    BuildContext, Capabilities, Change, Connector, ConnectorError, ConnectorType, Fetched, Kind,
-    ObjectCapability, ParamError, PushItem, PushOp, PushResult, WebhookError, WebhookEvent,
+    answer, BuildContext, Capabilities, Change, Connector, ConnectorError, ConnectorType, Fetched,
+    Kind, ObjectCapability, ParamError, PushItem, PushOp, PushResult, WebhookError, WebhookEvent,
     WebhookRequest,
 };
 use serde_json::{json, Map, Value};
@@ -75,7 +75,9 @@ impl ConnectorType for Zendesk {
                     Duration::from_secs(60),
                 ))
                 .map_err(permanent)?;
-            let c: Arc<dyn Connector> = Arc::new(ZendeskConnector::new(params, limits)?);
+            let max_body = ctx.http.max_response_bytes().map_err(permanent)?;
+            let c: Arc<dyn Connector> =
+                Arc::new(ZendeskConnector::new(params, limits)?.with_max_response_bytes(max_body));
             Ok(c)
         })();
         Some(built)
@@ -98,6 +100,12 @@ pub struct ZendeskConnector {
 }
 
 impl ZendeskConnector {
+    /// Caps every API answer's body (the connector file's `http.max_response_bytes`).
+    pub fn with_max_response_bytes(mut self, max: usize) -> Self {
+        self.client = self.client.with_max_response_bytes(max);
+        self
+    }
+
     pub fn new(params: ZendeskParams, limits: Limits) -> Result<Self, ConnectorError> {
         let client = ZendeskClient::new(&params, limits)?;
         let verifier = params
@@ -285,8 +293,8 @@ impl ZendeskConnector {
                 // An upsert on external_id: sending it twice changes nothing.
                 .with_retry(true);
             let job = self.client.run_job(req).await?;
-            for (pos, r) in by_index(&job, chunk.len()).into_iter().enumerate() {
-                results[chunk[pos].0] = Some(item_result(r));
+            for ((i, _), r) in chunk.iter().zip(by_index(&job, chunk.len())) {
+                answer(&mut results, *i, item_result(r));
             }
         }
         self.run_updates("users", &updates, &mut results).await?;
@@ -337,16 +345,15 @@ impl ZendeskConnector {
                 .request(Method::POST, "organizations/create_many")
                 .with_json(json!({ "organizations": orgs }));
             let job = self.client.run_job(req).await?;
-            for (pos, r) in by_index(&job, chunk.len()).into_iter().enumerate() {
-                let (i, key, body) = &chunk[pos];
+            for ((i, key, body), r) in chunk.iter().zip(by_index(&job, chunk.len())) {
                 match item_result(r) {
                     Err(ConnectorError::Permanent { detail, .. })
                         if detail.contains("external_id") =>
                     {
                         lost_race.push((*i, key.clone(), body.clone()));
-                        results[*i] = Some(Err(permanent(detail)));
+                        answer(&mut results, *i, Err(permanent(detail)));
                     }
-                    other => results[*i] = Some(other),
+                    other => answer(&mut results, *i, other),
                 }
             }
         }
@@ -428,7 +435,7 @@ impl ZendeskConnector {
                         job.iter()
                             .find(|r| r.get("index").and_then(Value::as_u64) == Some(pos as u64))
                     });
-                results[*i] = Some(item_result(r.cloned()));
+                answer(results, *i, item_result(r.cloned()));
             }
         }
         Ok(())
@@ -454,13 +461,13 @@ impl ZendeskConnector {
             match self.client.run_job_outcome(req).await {
                 Ok(job) => {
                     for (i, id) in chunk {
-                        results[*i] = Some(delete_result(&job, id));
+                        answer(results, *i, delete_result(&job, id));
                     }
                 }
                 // The job failed as a whole: every id in it gets the answer.
                 Err(e @ ConnectorError::Permanent { .. }) => {
                     for (i, _) in chunk {
-                        results[*i] = Some(Err(e.clone()));
+                        answer(results, *i, Err(e.clone()));
                     }
                 }
                 Err(e) => return Err(e),
@@ -503,7 +510,7 @@ impl ZendeskConnector {
                 }
                 // Deleted just now in this batch: an update would answer 404, or revive it.
                 PushOp::Update { external_id } if deletes.iter().any(|(_, d)| d == external_id) => {
-                    results[i] = Some(Ok(external_id.clone()));
+                    answer(&mut results, i, Ok(external_id.clone()));
                     continue;
                 }
                 PushOp::Update { external_id } => {
@@ -515,7 +522,7 @@ impl ZendeskConnector {
                 }
                 PushOp::Delete { .. } => continue,
             };
-            results[i] = Some(match r {
+            let result = match r {
                 Ok(v) => v
                     .pointer("/ticket/id")
                     .and_then(mapping::id_text)
@@ -527,7 +534,8 @@ impl ZendeskConnector {
                     | ConnectorError::Transient(_)),
                 ) if !sent => return Err(e),
                 Err(e) => Err(e),
-            });
+            };
+            answer(&mut results, i, result);
             sent = true;
         }
         Ok(finish(results))

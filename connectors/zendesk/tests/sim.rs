@@ -1,4 +1,6 @@
 //! The Zendesk connector against its simulator over real HTTP on loopback.
+// Tests: a panic here is a failed test, not a crashed daemon.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};

@@ -1,5 +1,7 @@
 //! Shared by the HubSpot tests: a simulator plus a connector built the way the daemon
 //! builds it, and the conformance harness.
+// Tests: a panic here is a failed test, not a crashed daemon.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,6 +34,7 @@ pub fn connector(sim: &Sim, params: Value, rate: RateLimitConfig) -> Arc<dyn Con
             id: "hubspot-test",
             params: &p,
             rate_limit: &rate,
+            http: &Default::default(),
             mapped_fields: &Default::default(),
         })
         .expect("hubspot builds a connector")

@@ -1,4 +1,6 @@
 //! Shared set-up: a simulator and a connector pointed at it, on one clock.
+// Tests: a panic here is a failed test, not a crashed daemon.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 #![allow(dead_code)]
 
 use std::time::Duration;
