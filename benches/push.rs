@@ -489,7 +489,8 @@ async fn run_once() -> Report {
             Arc::new(reads)
         },
         resume_after: Default::default(),
-        pass_progress: Default::default(),
+        pass: Default::default(),
+        retry: Default::default(),
     });
     let running = tokio::spawn(dispatcher.run());
 

@@ -24,6 +24,48 @@ pub struct DaemonConfig {
     /// Field merge rules by `<kind>.<field>` or `<kind>.*`, over the default ownership.
     #[serde(default)]
     pub merge: BTreeMap<String, MergeRuleConfig>,
+    /// How a failing push or webhook event is retried before it is dead-lettered.
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+/// `retry:`: one failing item (a push, a webhook event group) is tried again with
+/// exponential back-off and jitter, at most `max_attempts` times, then it moves to the
+/// dead-letter queue with its last error. Rate limits and pauses do not count: they are
+/// the system's, not the item's.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    #[serde(default = "default_retry_max_attempts")]
+    pub max_attempts: u32,
+    /// The first wait; each later one doubles, up to `max_delay_secs`.
+    #[serde(default = "default_retry_min_delay_ms")]
+    pub min_delay_ms: u64,
+    #[serde(default = "default_retry_max_delay_secs")]
+    pub max_delay_secs: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_retry_max_attempts(),
+            min_delay_ms: default_retry_min_delay_ms(),
+            max_delay_secs: default_retry_max_delay_secs(),
+        }
+    }
+}
+
+/// `retry.max_attempts` bounds.
+pub const RETRY_MAX_ATTEMPTS_RANGE: std::ops::RangeInclusive<u32> = 1..=1000;
+
+fn default_retry_max_attempts() -> u32 {
+    10
+}
+fn default_retry_min_delay_ms() -> u64 {
+    1000
+}
+fn default_retry_max_delay_secs() -> u64 {
+    600
 }
 
 /// A merge rule under `merge:`.
@@ -57,6 +99,7 @@ impl Default for DaemonConfig {
             log: LogConfig::default(),
             shutdown_timeout_secs: default_shutdown_timeout_secs(),
             merge: BTreeMap::new(),
+            retry: RetryConfig::default(),
         }
     }
 }
@@ -174,4 +217,5 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "log",
     "shutdown_timeout_secs",
     "merge",
+    "retry",
 ];

@@ -12,6 +12,7 @@ pub mod normalize;
 pub mod policy;
 pub mod valuemaps;
 
+pub mod rejected;
 mod txn;
 pub mod view;
 

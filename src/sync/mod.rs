@@ -8,6 +8,7 @@ pub mod dispatch;
 pub mod flush;
 pub mod inbox;
 pub mod poll;
+pub mod retry;
 mod supervise;
 
 use std::collections::HashMap;
@@ -133,7 +134,11 @@ pub fn start(
     cancel: &CancellationToken,
 ) -> anyhow::Result<Arc<Runtime>> {
     let flusher = flush::Flusher::start(store.clone());
-    let inbox = Inbox::open(store.clone(), flusher)?;
+    let inbox = Inbox::open(
+        store.clone(),
+        flusher,
+        retry::RetryPolicy::from(&config.daemon.retry),
+    )?;
     let mut connectors: HashMap<String, Arc<dyn Connector>> = HashMap::new();
     let mut read_by: HashMap<String, Vec<String>> = HashMap::new();
     let first_reads = Arc::new(dispatch::FirstReads::default());
@@ -227,7 +232,8 @@ pub fn start(
             caught_up,
             first_reads: first_reads.clone(),
             resume_after: Default::default(),
-            pass_progress: Default::default(),
+            pass: Default::default(),
+            retry: retry::RetryPolicy::from(&config.daemon.retry),
         });
         let (name, st, cn) = (format!("push {}", c.id), status.clone(), cancel.clone());
         tasks.spawn(
@@ -239,6 +245,10 @@ pub fn start(
     }
 
     first_reads.set(first_read);
+    // Inbound dead letters kept from earlier runs; later ones are counted as they come.
+    for (_, letter) in engine.inbound_dead_letters(None, usize::MAX)? {
+        status.update(&letter.connector, |s| s.inbound_dead_letters += 1);
+    }
     let connectors = Arc::new(connectors);
     {
         let (inbox, engine, conns, st, cn) = (
