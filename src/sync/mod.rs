@@ -40,6 +40,23 @@ pub struct Runtime {
 }
 
 impl Runtime {
+    /// Replay the inbound dead letter `id`: its change as it was, or a read by id through
+    /// its connector. False when there is no such letter.
+    pub async fn replay_inbound(&self, id: &str) -> Result<bool, String> {
+        let connector = self
+            .engine
+            .inbound_dead_letter(id)
+            .map_err(|e| e.to_string())?
+            .map(|l| l.connector);
+        let replayed = self.inbox.replay(&self.engine, id).await?;
+        if let (true, Some(c)) = (replayed, connector) {
+            self.status.update(&c, |s| {
+                s.inbound_dead_letters = s.inbound_dead_letters.saturating_sub(1)
+            });
+        }
+        Ok(replayed)
+    }
+
     /// Start a full re-read of a connector (one object, or all it reads). Pages are
     /// applied as they come; the object's cursor moves only once the re-read completes,
     /// so an interrupted re-read leaves incremental sync where it was.
