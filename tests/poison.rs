@@ -168,31 +168,33 @@ fn has_email(fake: &Fake, email: &str) -> bool {
         .any(|c| c.email == email)
 }
 
-/// Seed `n` poison records in `a` that `b` refuses for ever.
-fn poison(a: &Fake, b: &Fake, n: usize) {
-    for i in 0..n {
-        let email = format!("poison-{i}@acme.test");
-        a.seed(&email, &format!("Poison {i}"));
-        b.state.lock().unwrap().poison.insert(email);
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn poison_items_and_a_stuck_webhook_group_delay_no_one_else() {
+/// Three systems and the daemon: `n` poison records seeded in A that B refuses for ever,
+/// and a record B cannot read (id 4040).
+async fn poisoned(n: usize, retry: &str) -> ([Fake; 3], Daemon) {
     let (a, b, c) = (
         Fake::start().await,
         Fake::start().await,
         Fake::start().await,
     );
-    poison(&a, &b, 500);
+    for i in 0..n {
+        let email = format!("poison-{i}@acme.test");
+        a.seed(&email, &format!("Poison {i}"));
+        b.state.lock().unwrap().poison.insert(email);
+    }
     b.state
         .lock()
         .unwrap()
         .broken_reads
         .insert("4040".to_owned());
+    let d = start([&a, &b, &c], retry).await;
+    ([a, b, c], d)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_items_and_a_stuck_webhook_group_delay_no_one_else() {
     // Attempts enough that nothing is dead-lettered during the test: the poison stays.
-    let d = start(
-        [&a, &b, &c],
+    let ([a, b, c], d) = poisoned(
+        500,
         "  max_attempts: 1000\n  min_delay_ms: 1000\n  max_delay_secs: 5\n",
     )
     .await;
@@ -260,19 +262,8 @@ async fn poison_items_and_a_stuck_webhook_group_delay_no_one_else() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn items_out_of_attempts_end_in_the_dead_letter_queue_inbound_too() {
-    let (a, b, c) = (
-        Fake::start().await,
-        Fake::start().await,
-        Fake::start().await,
-    );
-    poison(&a, &b, 20);
-    b.state
-        .lock()
-        .unwrap()
-        .broken_reads
-        .insert("4040".to_owned());
-    let d = start(
-        [&a, &b, &c],
+    let ([_a, b, _c], d) = poisoned(
+        20,
         "  max_attempts: 3\n  min_delay_ms: 100\n  max_delay_secs: 1\n",
     )
     .await;
