@@ -290,7 +290,7 @@ impl Connector for Bench {
             changes: Vec::new(),
             cursor: cursor.map(str::to_owned),
             more: false,
-            invalid: Vec::new(),
+            ..Fetched::default()
         })
     }
 

@@ -133,6 +133,19 @@ impl Daemon {
         v["dead_letters"].as_array().cloned().unwrap_or_default()
     }
 
+    /// `POST /admin/dlq/replay {inbound: id}`, which must succeed.
+    async fn replay_inbound(&self, id: &Value) {
+        let r = self
+            .http
+            .post(format!("{}/admin/dlq/replay", self.base))
+            .bearer_auth(ADMIN)
+            .json(&json!({ "inbound": id }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    }
+
     async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         tokio::time::timeout(Duration::from_secs(10), self.done)
@@ -323,16 +336,7 @@ async fn items_out_of_attempts_end_in_the_dead_letter_queue_inbound_too() {
             },
         );
     }
-    let id = inbound[0]["id"].as_str().unwrap().to_owned();
-    let r = d
-        .http
-        .post(format!("{}/admin/dlq/replay", d.base))
-        .bearer_auth(ADMIN)
-        .json(&json!({ "inbound": id }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    d.replay_inbound(&inbound[0]["id"]).await;
     eventually("the replayed event was applied", 20, || async {
         d.has_record("late@acme.test").await
     })
@@ -347,5 +351,49 @@ async fn items_out_of_attempts_end_in_the_dead_letter_queue_inbound_too() {
         "{} writes after {writes}",
         b.writes()
     );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_record_is_kept_with_its_raw_body_and_replayed_by_id() {
+    let ([a, _b, c], d) = poisoned(0, "  max_attempts: 3\n").await;
+    let bad = a.seed("undecodable@acme.test", "Garbled Record");
+    a.seed("fine@acme.test", "Fine Record");
+    eventually("the readable record went on", 30, || async {
+        has_email(&c, "fine@acme.test")
+    })
+    .await;
+    eventually("the unreadable one is counted", 10, || async {
+        d.connector("acme-a").await["inbound_dead_letters"] == 1
+    })
+    .await;
+    let letters = d.dlq("acme-a").await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let letter = &letters[0];
+    assert_eq!(letter["direction"], "inbound");
+    assert_eq!(letter["source"], "poll");
+    assert_eq!(letter["object"], "contacts");
+    assert_eq!(letter["external_id"], bad.as_str());
+    assert_eq!(letter["error"], "undecodable contact");
+    let raw: Value = serde_json::from_str(letter["raw"].as_str().unwrap()).unwrap();
+    assert_eq!(raw["email"], "undecodable@acme.test");
+    assert!(!d.has_record("undecodable@acme.test").await);
+
+    // Mended upstream without a newer time (the poll would not see it again): a replay
+    // reads it by id through the connector.
+    a.state
+        .lock()
+        .unwrap()
+        .contacts
+        .get_mut(&bad)
+        .unwrap()
+        .email = "mended@acme.test".into();
+    d.replay_inbound(&letter["id"]).await;
+    eventually("the replayed record was read and applied", 20, || async {
+        d.has_record("mended@acme.test").await
+    })
+    .await;
+    assert_eq!(d.connector("acme-a").await["inbound_dead_letters"], 0);
+    assert!(d.dlq("acme-a").await.is_empty());
     d.stop().await;
 }

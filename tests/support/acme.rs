@@ -423,22 +423,26 @@ impl Connector for Acme {
             req = req.with_query("after", c);
         }
         let body: Value = self.client.send(req).await?.json()?;
-        let changes: Vec<Change> = body["results"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(to_change)
-            .collect();
-        let cursor = body["next"]
-            .as_i64()
-            .map(|n| n.to_string())
-            .or_else(|| cursor.map(str::to_owned));
-        Ok(Fetched {
-            changes,
-            cursor,
+        let mut fetched = Fetched {
+            cursor: body["next"]
+                .as_i64()
+                .map(|n| n.to_string())
+                .or_else(|| cursor.map(str::to_owned)),
             more: body["more"] == true,
-            invalid: Vec::new(),
-        })
+            ..Fetched::default()
+        };
+        for v in body["results"].as_array().into_iter().flatten() {
+            // A record this connector cannot decode: kept aside, the page goes on.
+            if v["email"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("undecodable"))
+            {
+                fetched.reject("contacts", v, "undecodable contact".into());
+            } else {
+                fetched.changes.push(to_change(v));
+            }
+        }
+        Ok(fetched)
     }
 
     fn rate_limit(&self) -> Option<revsync_sdk::http::LimiterStats> {

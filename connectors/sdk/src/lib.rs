@@ -27,5 +27,5 @@ pub use model::{
 pub use secret::Secret;
 pub use sync::{
     Capabilities, Connector, Fetched, Inbound, ObjectCapability, PushItem, PushOp, PushResult,
-    WebhookAck, WebhookError, WebhookEvent, WebhookRequest,
+    Rejected, WebhookAck, WebhookError, WebhookEvent, WebhookRequest,
 };
