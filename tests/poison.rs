@@ -237,6 +237,23 @@ async fn poison_items_and_a_stuck_webhook_group_delay_no_one_else() {
     })
     .await;
     let webhook_in = posted.elapsed();
+    // Within the stuck connector, another record's events go on; a later event of the
+    // stuck record waits behind it, so that record keeps its order.
+    let same =
+        json!({"id": "4040", "email": "held@acme.test", "name": "Held", "updated": 1_800_000_001});
+    let other = json!({"id": "5050", "email": "other@acme.test", "name": "Other", "updated": 1_800_000_001});
+    let posted_b = Instant::now();
+    d.webhook(
+        "acme-b",
+        json!([{"id": "evt-b-1", "contact": same}, {"id": "evt-b-2", "contact": other}]),
+    )
+    .await;
+    eventually("B's event for another record was applied", 20, || async {
+        d.has_record("other@acme.test").await
+    })
+    .await;
+    let other_in = posted_b.elapsed();
+    assert!(!d.has_record("held@acme.test").await);
     eventually("the webhook's record reached A and B", 20, || async {
         has_email(&a, "hooked@acme.test") && has_email(&b, "hooked@acme.test")
     })
@@ -256,10 +273,14 @@ async fn poison_items_and_a_stuck_webhook_group_delay_no_one_else() {
     .await;
     let to_b = seeded.elapsed();
     eprintln!(
-        "webhook applied in {webhook_in:?}, pushed out in {hooked_out:?}; a new record reached C in {to_c:?}, B in {to_b:?}"
+        "webhook applied in {webhook_in:?}, pushed out in {hooked_out:?}; B's other record in {other_in:?}; a new record reached C in {to_c:?}, B in {to_b:?}"
     );
     let interval = Duration::from_secs(POLL_SECS);
     assert!(webhook_in <= interval, "webhook waited {webhook_in:?}");
+    assert!(
+        other_in <= interval,
+        "B's other webhook waited {other_in:?}"
+    );
     // One poll interval for A to read it, and at most one more.
     assert!(to_c <= 2 * interval, "push to C waited {to_c:?}");
     assert!(to_b <= 2 * interval, "push to B waited {to_b:?}");
