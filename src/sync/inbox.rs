@@ -551,3 +551,63 @@ async fn apply_group(
     let again = report.replayed.min(n);
     Ok((n - again, again))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemStore;
+
+    fn item(connector: &str, id: &str, hint: bool, not_before: i64) -> InboxItem {
+        let change = Change {
+            object: "contacts".into(),
+            external_id: id.into(),
+            source_updated_at: chrono::DateTime::UNIX_EPOCH,
+            fields: Default::default(),
+            deleted: false,
+            canonical_id: None,
+        };
+        InboxItem {
+            connector: connector.into(),
+            event_id: format!("{connector}-{id}"),
+            object: "contacts".into(),
+            change: (!hint).then_some(change),
+            hint: hint.then(|| id.to_owned()),
+            attempts: u32::from(not_before > 0),
+            not_before,
+        }
+    }
+
+    #[test]
+    fn a_pass_goes_past_events_waiting_for_a_retry_but_keeps_each_records_order() {
+        let store = MemStore::new();
+        let mut batch = WriteBatch::new();
+        let queued = [
+            item("a", "stuck", true, 500),
+            item("a", "stuck", false, 0),
+            item("a", "other", false, 0),
+            item("b", "x", false, 0),
+            item("b", "y", false, 0),
+            item("a", "later", true, 0),
+        ];
+        for (seq, i) in queued.iter().enumerate() {
+            batch.put(Table::Inbox, item_key(seq as u64 + 1), encode_item(i));
+        }
+        store.write(batch).unwrap();
+
+        let (due, waiting, next_due) = due_items(&store, 100).unwrap();
+        let ids: Vec<_> = due.iter().map(|(_, i)| i.event_id.as_str()).collect();
+        assert_eq!(ids, ["a-other", "b-x", "b-y", "a-later"]);
+        assert_eq!(next_due, Some(500));
+        assert!(waiting.contains(&("a".into(), "contacts".into(), "stuck".into())));
+        // Changes of one connector object apply together; a hint alone.
+        let sizes: Vec<_> = groups(due).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [1, 2, 1]);
+
+        // Once due, the stuck record's events come back, in order.
+        let (due, waiting, _) = due_items(&store, 500).unwrap();
+        assert_eq!(due.len(), 6);
+        assert_eq!(due[0].1.event_id, due[1].1.event_id);
+        assert!(due[0].1.hint.is_some() && due[1].1.change.is_some());
+        assert!(waiting.is_empty());
+    }
+}
