@@ -58,14 +58,16 @@ impl Default for RetryConfig {
 /// `retry.max_attempts` bounds.
 pub const RETRY_MAX_ATTEMPTS_RANGE: std::ops::RangeInclusive<u32> = 1..=1000;
 
+/// With the default delays, about 4 to 8 hours of failing: an outage of a few hours
+/// dead-letters nothing, a poison item is parked within a working day.
 fn default_retry_max_attempts() -> u32 {
-    10
+    20
 }
 fn default_retry_min_delay_ms() -> u64 {
     1000
 }
 fn default_retry_max_delay_secs() -> u64 {
-    600
+    3600
 }
 
 /// A merge rule under `merge:`.
