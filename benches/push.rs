@@ -290,7 +290,7 @@ impl Connector for Bench {
             changes: Vec::new(),
             cursor: cursor.map(str::to_owned),
             more: false,
-            invalid: Vec::new(),
+            ..Fetched::default()
         })
     }
 
@@ -490,7 +490,8 @@ async fn run_once() -> Report {
             Arc::new(reads)
         },
         resume_after: Default::default(),
-        pass_progress: Default::default(),
+        pass: Default::default(),
+        retry: Default::default(),
     });
     let running = tokio::spawn(dispatcher.run());
 

@@ -75,7 +75,8 @@ enum DlqCommand {
     },
     /// Put dead letters back in their outbox, after fixing the cause.
     Replay {
-        /// `CONNECTOR:SEQ` as `dlq list` shows it.
+        /// `CONNECTOR:SEQ` (a push) or `in:ID` (a record or event that could not be
+        /// brought in: read again by id through its connector), as `dlq list` shows it.
         id: Option<String>,
         /// Every dead letter (of --connector, if given).
         #[arg(long, conflicts_with = "id")]
@@ -443,6 +444,21 @@ fn dlq_list(dir: &Path, connector: Option<&str>, as_json: bool) -> u8 {
         println!("no dead letters");
     }
     for d in letters {
+        if d["direction"] == "inbound" {
+            println!(
+                "in:{}  {} {} {}  from {}  attempts {}  {}\n    error: {}\n    body: {}",
+                d["id"].as_str().unwrap_or("?"),
+                d["connector"].as_str().unwrap_or("?"),
+                d["object"].as_str().unwrap_or("?"),
+                d["external_id"].as_str().unwrap_or("(no id)"),
+                d["source"].as_str().unwrap_or("?"),
+                d["attempts"],
+                d["failed_at"].as_str().unwrap_or(""),
+                d["error"].as_str().unwrap_or(""),
+                d["raw"].as_str().unwrap_or("-")
+            );
+            continue;
+        }
         println!(
             "{}:{}  {} {}  {} {}  status {}  {}\n    sent: {}\n    answer: {}",
             d["connector"].as_str().unwrap_or("?"),
@@ -462,13 +478,16 @@ fn dlq_list(dir: &Path, connector: Option<&str>, as_json: bool) -> u8 {
 
 fn dlq_replay(dir: &Path, id: Option<&str>, all: bool, connector: Option<&str>) -> u8 {
     let body = match (id, all) {
+        (Some(id), false) if id.starts_with("in:") => {
+            serde_json::json!({ "inbound": id.trim_start_matches("in:") })
+        }
         (Some(id), false) => match id
             .rsplit_once(':')
             .and_then(|(c, s)| s.parse::<u64>().ok().map(|s| (c, s)))
         {
             Some((c, seq)) => serde_json::json!({ "connector": c, "seq": seq }),
             None => {
-                eprintln!("error: `{id}` is not CONNECTOR:SEQ (see `revsync dlq list`)");
+                eprintln!("error: `{id}` is not CONNECTOR:SEQ or in:ID (see `revsync dlq list`)");
                 return exit::CONFIG;
             }
         },

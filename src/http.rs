@@ -211,7 +211,8 @@ fn default_dlq_limit() -> usize {
 }
 
 /// `GET /admin/dlq[?connector=ID]`: pushes the systems refused for good, with what was
-/// sent and what they answered.
+/// sent and what they answered (`direction: outbound`), and records or events that could
+/// not be brought in, with their raw body and error (`direction: inbound`).
 async fn dlq_list(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -221,15 +222,20 @@ async fn dlq_list(
         return unauthorized();
     }
     let engine = state.engine.clone();
-    let listed =
-        tokio::task::spawn_blocking(move || engine.dead_letters(q.connector.as_deref(), q.limit))
-            .await;
+    let listed = tokio::task::spawn_blocking(move || {
+        let out = engine.dead_letters(q.connector.as_deref(), q.limit)?;
+        let inbound = engine.inbound_dead_letters(q.connector.as_deref(), q.limit)?;
+        Ok::<_, crate::engine::EngineError>((out, inbound))
+    })
+    .await;
+    let time = |ts| revsync_sdk::model::micros_to_time(ts).map(|t| t.to_rfc3339());
     match listed {
-        Ok(Ok(letters)) => {
+        Ok(Ok((letters, inbound))) => {
             let items: Vec<serde_json::Value> = letters
                 .iter()
                 .map(|(connector, seq, d)| {
                     json!({
+                        "direction": "outbound",
                         "connector": connector,
                         "seq": seq,
                         "record": d.entry.record,
@@ -240,9 +246,23 @@ async fn dlq_list(
                         "request": d.request,
                         "response": d.response,
                         "attempts": d.entry.attempts,
-                        "failed_at": revsync_sdk::model::micros_to_time(d.failed_ts).map(|t| t.to_rfc3339()),
+                        "failed_at": time(d.failed_ts),
                     })
                 })
+                .chain(inbound.iter().map(|(id, d)| {
+                    json!({
+                        "direction": "inbound",
+                        "id": id,
+                        "connector": d.connector,
+                        "object": d.object,
+                        "external_id": d.external_id,
+                        "source": d.source,
+                        "error": d.error,
+                        "raw": d.raw,
+                        "attempts": d.attempts,
+                        "failed_at": time(d.failed_ts),
+                    })
+                }))
                 .collect();
             Json(json!({ "dead_letters": items })).into_response()
         }
@@ -257,10 +277,13 @@ struct ReplayRequest {
     seq: Option<u64>,
     #[serde(default)]
     all: bool,
+    /// An inbound dead letter's id, as listed.
+    inbound: Option<String>,
 }
 
 /// `POST /admin/dlq/replay` with `{connector, seq}` or `{all: true[, connector]}`: put dead
-/// letters back in their outbox (after the cause was fixed).
+/// letters back in their outbox (after the cause was fixed). `{inbound: ID}`: read an
+/// inbound one again through its connector (or apply its change again).
 async fn dlq_replay(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -268,6 +291,13 @@ async fn dlq_replay(
 ) -> Response {
     if !authorized(&state, &headers) {
         return unauthorized();
+    }
+    if let Some(id) = &req.inbound {
+        return match state.runtime.replay_inbound(id).await {
+            Ok(true) => Json(json!({ "replayed": 1 })).into_response(),
+            Ok(false) => error(StatusCode::NOT_FOUND, "not_found", "no such dead letter"),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
+        };
     }
     let engine = state.engine.clone();
     let done = tokio::task::spawn_blocking(move || -> Result<usize, crate::engine::EngineError> {

@@ -111,6 +111,9 @@ pub struct ConnectorStatus {
     pub errors: ErrorSummary,
     pub outbox_depth: u64,
     pub dead_letters: u64,
+    /// Records or events from this system that could not be brought in, kept with their
+    /// raw body for `revsync dlq list` / `replay` (outbound ones are `dead_letters`).
+    pub inbound_dead_letters: u64,
     pub restarts: u64,
     /// Webhook events accepted (durably stored) and refused.
     pub webhooks_accepted: u64,
@@ -149,6 +152,7 @@ impl ConnectorStatus {
             errors: ErrorSummary::default(),
             outbox_depth: 0,
             dead_letters: 0,
+            inbound_dead_letters: 0,
             restarts: 0,
             webhooks_accepted: 0,
             webhooks_rejected: 0,

@@ -207,3 +207,30 @@ fn every_subcommand_has_help_and_version_prints() {
         format!("revsync {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn retry_limits_are_checked() {
+    let out = revsync(
+        &["check", "--config", "config/local"],
+        &[
+            ("REVSYNC_RETRY__MAX_ATTEMPTS", "0"),
+            ("REVSYNC_RETRY__MIN_DELAY_MS", "90000"),
+            ("REVSYNC_RETRY__MAX_DELAY_SECS", "60"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("field `retry.max_attempts`: 0 is outside 1..=1000"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("field `retry`: min_delay_ms 90000 and max_delay_secs 60 must be positive, the first no longer than the second"),
+        "{stderr}"
+    );
+    let out = revsync(
+        &["check", "--config", "config/local"],
+        &[("REVSYNC_RETRY__MAX_ATTEMPTS", "25")],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}

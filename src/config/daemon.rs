@@ -27,6 +27,50 @@ pub struct DaemonConfig {
     /// How long what only grows is kept: webhook ids, audit entries.
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// How a failing push or webhook event is retried before it is dead-lettered.
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+/// `retry:`: one failing item (a push, a webhook event group) is tried again with
+/// exponential back-off and jitter, at most `max_attempts` times, then it moves to the
+/// dead-letter queue with its last error. Rate limits and pauses do not count: they are
+/// the system's, not the item's.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    #[serde(default = "default_retry_max_attempts")]
+    pub max_attempts: u32,
+    /// The first wait; each later one doubles, up to `max_delay_secs`.
+    #[serde(default = "default_retry_min_delay_ms")]
+    pub min_delay_ms: u64,
+    #[serde(default = "default_retry_max_delay_secs")]
+    pub max_delay_secs: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_retry_max_attempts(),
+            min_delay_ms: default_retry_min_delay_ms(),
+            max_delay_secs: default_retry_max_delay_secs(),
+        }
+    }
+}
+
+/// `retry.max_attempts` bounds.
+pub const RETRY_MAX_ATTEMPTS_RANGE: std::ops::RangeInclusive<u32> = 1..=1000;
+
+/// With the default delays, about 4 to 8 hours of failing: an outage of a few hours
+/// dead-letters nothing, a poison item is parked within a working day.
+fn default_retry_max_attempts() -> u32 {
+    20
+}
+fn default_retry_min_delay_ms() -> u64 {
+    1000
+}
+fn default_retry_max_delay_secs() -> u64 {
+    3600
 }
 
 /// `retention:`: bounds on data that would otherwise only grow. Pruning runs in the
@@ -137,6 +181,7 @@ impl Default for DaemonConfig {
             shutdown_timeout_secs: default_shutdown_timeout_secs(),
             merge: BTreeMap::new(),
             retention: RetentionConfig::default(),
+            retry: RetryConfig::default(),
         }
     }
 }
@@ -255,4 +300,5 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "shutdown_timeout_secs",
     "merge",
     "retention",
+    "retry",
 ];

@@ -17,8 +17,8 @@ use serde_json::{Map, Value};
 
 pub use connector::{ConnectorConfig, DeletePolicy, Direction, ObjectConfig, PollConfig};
 pub use daemon::{
-    DaemonConfig, LogConfig, LogFormat, MergeRuleConfig, PolicyName, RetentionConfig, ServerConfig,
-    StoreConfig,
+    DaemonConfig, LogConfig, LogFormat, MergeRuleConfig, PolicyName, RetentionConfig, RetryConfig,
+    ServerConfig, StoreConfig,
 };
 pub use error::{nearest, ConfigError, ConfigErrors};
 
@@ -403,7 +403,33 @@ fn load_daemon(file: &Path, env: &dyn Env, errors: &mut Vec<ConfigError>) -> Opt
         shutdown_timeout_secs: shutdown_timeout_secs?,
         merge: ctx.section(&map, "merge", BTreeMap::new, errors)?,
         retention: retention?,
+        retry: ctx.section(&map, "retry", RetryConfig::default, errors)?,
     };
+    let r = &cfg.retry;
+    if !daemon::RETRY_MAX_ATTEMPTS_RANGE.contains(&r.max_attempts) {
+        errors.push(
+            ctx.error(
+                "retry.max_attempts",
+                format!("{} is outside 1..=1000", r.max_attempts),
+            )
+            .example("retry:\n  max_attempts: 10"),
+        );
+    }
+    if r.min_delay_ms == 0
+        || r.max_delay_secs == 0
+        || r.min_delay_ms > r.max_delay_secs.saturating_mul(1000)
+    {
+        errors.push(
+            ctx.error(
+                "retry",
+                format!(
+                    "min_delay_ms {} and max_delay_secs {} must be positive, the first no longer than the second",
+                    r.min_delay_ms, r.max_delay_secs
+                ),
+            )
+            .example("retry:\n  min_delay_ms: 1000\n  max_delay_secs: 600"),
+        );
+    }
     if cfg.version != 1 {
         errors.push(
             ctx.error("version", format!("unsupported version {}", cfg.version))

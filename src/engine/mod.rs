@@ -14,6 +14,7 @@ pub mod policy;
 pub mod retention;
 pub mod valuemaps;
 
+pub mod rejected;
 mod txn;
 pub mod view;
 
@@ -152,13 +153,25 @@ impl Engine {
 
     /// Apply one page atomically. Bad values are skipped and reported; the rest applies.
     pub fn apply(&self, connector: &str, page: Page) -> Result<ApplyReport, EngineError> {
+        self.apply_rejecting(connector, page, &[])
+    }
+
+    /// Apply one page and keep the records the connector could not decode as inbound
+    /// dead letters, all in one write: a crash loses neither, and the cursor never moves
+    /// past a record that is not kept somewhere.
+    pub fn apply_rejecting(
+        &self,
+        connector: &str,
+        page: Page,
+        rejects: &[revsync_sdk::Rejected],
+    ) -> Result<ApplyReport, EngineError> {
         let mapping = self.mappings.get(connector, &page.object).ok_or_else(|| {
             EngineError::UnknownObject {
                 connector: connector.into(),
                 object: page.object.clone(),
             }
         })?;
-        self.exclusive(|| self.apply_locked(connector, mapping, page))
+        self.exclusive(|| self.apply_locked(connector, mapping, page, rejects))
     }
 
     fn apply_locked(
@@ -166,6 +179,7 @@ impl Engine {
         connector: &str,
         mapping: &mapping::ObjectMapping,
         page: Page,
+        rejects: &[revsync_sdk::Rejected],
     ) -> Result<ApplyReport, EngineError> {
         let now = (self.clock)();
         let mut txn = Txn::new(
@@ -183,7 +197,24 @@ impl Engine {
         for change in &page.changes {
             txn.apply_change(mapping, delete_policy, change, &mut report)?;
         }
-        let (batch, seq, moves) = txn.finish(connector, &page.object, page.cursor.as_deref())?;
+        let (mut batch, seq, moves) =
+            txn.finish(connector, &page.object, page.cursor.as_deref())?;
+        for r in rejects {
+            rejected::put(
+                &mut batch,
+                &rejected::InboundDeadLetter {
+                    connector: connector.to_owned(),
+                    object: r.object.clone(),
+                    external_id: r.external_id.clone(),
+                    source: "poll".into(),
+                    raw: Some(r.raw.clone()),
+                    change: None,
+                    error: r.error.clone(),
+                    attempts: 1,
+                    failed_ts: now,
+                },
+            );
+        }
         // The crash test's worst moment: a page with changes is built, none of it written.
         #[cfg(feature = "failpoints")]
         if !page.changes.is_empty() {

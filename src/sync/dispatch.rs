@@ -17,6 +17,9 @@ use crate::status::{ConnectorState, StatusHub};
 /// How many outbox entries one round looks at, in batches.
 const ROUND_BATCHES: usize = 8;
 
+/// How long a pass that could only hold creates waits before the next.
+const HELD_WAIT: Duration = Duration::from_secs(5);
+
 pub struct Dispatcher {
     pub connector_id: String,
     pub connector: Arc<dyn Connector>,
@@ -30,11 +33,25 @@ pub struct Dispatcher {
     /// Every object any connector reads: creates of a kind wait for the first read of
     /// every object of that kind.
     pub first_reads: Arc<FirstReads>,
-    /// While creates are held, where the next round's outbox window starts: each round
-    /// moves on past held creates, so updates queued behind them still go out.
+    /// Where the next round's outbox window starts. A pass walks the whole outbox window
+    /// by window, so entries behind held creates or behind entries backing off (a few
+    /// hundred poison items at the head) still go out; it starts over at the end.
     pub resume_after: std::sync::Mutex<Option<u64>>,
-    /// Whether the current pass over the outbox (while creates are held) pushed anything.
-    pub pass_progress: std::sync::atomic::AtomicBool,
+    /// What the current pass has seen so far.
+    pub pass: std::sync::Mutex<Pass>,
+    /// How often one failing item is tried before it is dead-lettered.
+    pub retry: super::retry::RetryPolicy,
+}
+
+/// What one pass over the whole outbox achieved, window by window.
+#[derive(Debug, Default)]
+pub struct Pass {
+    /// Something was pushed, acknowledged or dead-lettered.
+    progress: bool,
+    /// Creates were held back for a first read somewhere.
+    held: bool,
+    /// The soonest `not_before` among the entries skipped, over every window of the pass.
+    next_due: Option<i64>,
 }
 
 /// Every (connector, object) the daemon reads, with its kind, known once all connectors
@@ -171,12 +188,7 @@ impl Dispatcher {
             let wait = match self.round().await {
                 Ok(Round::Worked) if self.cancel.is_cancelled() => return,
                 Ok(Round::Worked) => continue,
-                Ok(Round::Idle(next)) => match next {
-                    Some(at) => {
-                        Duration::from_micros((at - self.engine.now()).clamp(0, 60_000_000) as u64)
-                    }
-                    None => Duration::from_secs(5),
-                },
+                Ok(Round::Idle(next)) => next.map_or(Duration::from_secs(5), |at| self.until(at)),
                 // Paused (auth, daily quota): new work must not wake it before the time.
                 Ok(Round::Blocked(d)) => {
                     tokio::select! {
@@ -221,71 +233,27 @@ impl Dispatcher {
         // Objects not read to their end yet: while there are any, creates of their kinds
         // are held.
         let unread = self.blocking(move |e| first_reads.pending(e)).await?;
-        let holding = !unread.is_empty();
-        let after = if holding {
-            *self.resume_after.lock().unwrap_or_else(|e| e.into_inner())
-        } else {
-            None
-        };
+        let after = *self.resume_after.lock().unwrap_or_else(|e| e.into_inner());
         let entries = self
             .blocking(move |e| e.outbox_after(&conn, after, limit))
             .await?;
         // The window reached the end of the outbox: the next one starts over.
         let wrapped = entries.len() < limit;
         *self.resume_after.lock().unwrap_or_else(|e| e.into_inner()) = match entries.last() {
-            Some((seq, _)) if holding && !wrapped => Some(*seq),
+            Some((seq, _)) if !wrapped => Some(*seq),
             _ => None,
         };
-        let now = self.engine.now();
-        let mut next_due: Option<i64> = None;
-        // Coalesce by (record, object, op) in outbox order; deletes by the copy they name
-        // (a record can hold two copies in one object, and each must go).
-        let mut pending: BTreeMap<(Uuid, String, Option<String>), Pending> = BTreeMap::new();
-        let mut order: Vec<(Uuid, String, Option<String>)> = Vec::new();
-        for (seq, entry) in entries {
-            if entry.not_before > now {
-                next_due = Some(next_due.map_or(entry.not_before, |n| n.min(entry.not_before)));
-                continue;
-            }
-            let key = (
-                entry.record,
-                entry.object.clone(),
-                match &entry.op {
-                    QueuedOp::Delete { external_id } => Some(external_id.clone()),
-                    _ => None,
-                },
-            );
-            match pending.get_mut(&key) {
-                Some(p) => {
-                    p.seqs.push(seq);
-                    p.latest = (seq, entry);
-                }
-                None => {
-                    order.push(key.clone());
-                    pending.insert(
-                        key,
-                        Pending {
-                            seqs: vec![seq],
-                            latest: (seq, entry),
-                        },
-                    );
-                }
-            }
-        }
-        if order.is_empty() {
-            return Ok(if holding && !wrapped {
-                Round::Worked
-            } else {
-                Round::Idle(next_due)
-            });
-        }
+        let (pending, order, next_due) = due_entries(entries, self.engine.now());
+        self.note_pass(|p| {
+            p.next_due = earliest(p.next_due, next_due);
+        });
         let mut by_object: BTreeMap<String, Vec<Pending>> = BTreeMap::new();
+        let mut pending = pending;
         for key in order {
             if let Some(p) = pending.remove(&key) {
                 by_object.entry(key.1.clone()).or_default().push(p);
             }
         }
-        let mut progress = false;
         for (object, items) in by_object {
             let mut items = items.into_iter().peekable();
             while items.peek().is_some() {
@@ -296,28 +264,40 @@ impl Dispatcher {
                         *self.resume_after.lock().unwrap_or_else(|e| e.into_inner()) = after;
                         return Ok(Round::Blocked(wait));
                     }
-                    Pushed::Progress => progress = true,
-                    Pushed::AllHeld => {}
+                    Pushed::Progress => self.note_pass(|p| p.progress = true),
+                    Pushed::AllHeld => self.note_pass(|p| p.held = true),
                 }
             }
-        }
-        if !holding {
-            return Ok(Round::Worked);
-        }
-        // While creates are held, a pass walks the whole outbox window by window so the
-        // updates behind them go out; a pass that pushed nothing waits before the next.
-        use std::sync::atomic::Ordering;
-        if progress {
-            self.pass_progress.store(true, Ordering::Relaxed);
         }
         if !wrapped {
             return Ok(Round::Worked);
         }
-        Ok(if self.pass_progress.swap(false, Ordering::Relaxed) {
-            Round::Worked
-        } else {
-            Round::Blocked(Duration::from_secs(5))
+        // The end of a pass: go again at once if it achieved anything; otherwise wait for
+        // the soonest entry skipped in any window, or new work.
+        let pass = std::mem::take(&mut *self.pass.lock().unwrap_or_else(|e| e.into_inner()));
+        Ok(match pass {
+            Pass { progress: true, .. } => Round::Worked,
+            // Held creates would be looked at again on every new entry: wait instead.
+            Pass {
+                held: true,
+                next_due,
+                ..
+            } => {
+                let wait = next_due.map_or(HELD_WAIT, |at| self.until(at).min(HELD_WAIT));
+                Round::Blocked(wait)
+            }
+            Pass { next_due, .. } => Round::Idle(next_due),
         })
+    }
+
+    fn note_pass(&self, f: impl FnOnce(&mut Pass)) {
+        f(&mut self.pass.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// How long until the store time `at`, at most a minute.
+    fn until(&self, at: i64) -> Duration {
+        let micros = at.saturating_sub(self.engine.now()).clamp(0, 60_000_000);
+        Duration::from_micros(u64::try_from(micros).unwrap_or(0))
     }
 
     /// Push one batch: what it achieved, or how long the connector must stop pushing.
@@ -708,26 +688,37 @@ impl Dispatcher {
                 note(state, format!("{why} pushing {object}"));
                 Ok(Some(retry_after.unwrap_or(Duration::from_secs(3600))))
             }
-            e if e.is_retryable() => {
-                let (seq, mut entry) = p.latest;
-                let superseded = p.seqs;
-                entry.attempts += 1;
-                let delay = match e {
-                    ConnectorError::RateLimited {
-                        retry_after: Some(d),
-                        ..
-                    } => *d,
-                    _ => super::poll::backoff(entry.attempts),
-                };
-                entry.not_before = self.engine.now() + delay.as_micros() as i64;
+            // A rate limit is the system's, not the item's: it waits as long as asked and
+            // does not use up the item's attempts.
+            ConnectorError::RateLimited { retry_after, .. } => {
+                // A day at most: a garbled `Retry-After` must not park the item for ever.
+                let wait = retry_after
+                    .unwrap_or(self.retry.min_delay)
+                    .min(Duration::from_secs(86_400));
                 note(
                     ConnectorState::BackingOff,
                     format!("push to {object}: {err}"),
                 );
-                tracing::warn!(connector = %conn, object, error = %err, attempts = entry.attempts, retry_in_ms = delay.as_millis() as u64, "push failed; will retry");
-                let c = conn.clone();
-                self.blocking(move |e| e.reschedule(&c, seq, &entry, &superseded))
-                    .await?;
+                self.reschedule(p, wait, false).await?;
+                Ok(None)
+            }
+            e if e.is_retryable() => {
+                let failures = p.latest.1.attempts.saturating_add(1);
+                match self.retry.after_failure(failures) {
+                    Some(wait) => {
+                        note(
+                            ConnectorState::BackingOff,
+                            format!("push to {object}: {err}"),
+                        );
+                        tracing::warn!(connector = %conn, object, error = %err, attempts = failures, retry_in_ms = wait.as_millis() as u64, "push failed; will retry");
+                        self.reschedule(p, wait, true).await?;
+                    }
+                    None => {
+                        let detail = format!("gave up after {failures} attempts: {err}");
+                        tracing::warn!(connector = %conn, object, error = %err, attempts = failures, "push kept failing; moved to the dead-letter queue");
+                        self.bury(object, p, item, &err, detail, None, None).await?;
+                    }
+                }
                 Ok(None)
             }
             _ => {
@@ -739,28 +730,66 @@ impl Dispatcher {
                     } => (detail.clone(), *status, body.clone()),
                     other => (other.to_string(), None, None),
                 };
-                let letter = DeadLetter {
-                    entry: p.latest.1.clone(),
-                    request: serde_json::to_string(&item.fields).unwrap_or_default(),
-                    class: err.class().to_owned(),
-                    detail,
-                    status,
-                    response: body,
-                    failed_ts: self.engine.now(),
-                };
                 tracing::warn!(connector = %conn, object, error = %err, "push refused; moved to the dead-letter queue");
-                self.status.update(&conn, |s| {
-                    s.dead_letters += 1;
-                    s.errors.count += 1;
-                    s.errors.last_message = Some(format!("push to {object} refused: {err}"));
-                    s.errors.last_at = Some(chrono::Utc::now());
-                });
-                let (c, seqs) = (conn.clone(), p.seqs.clone());
-                self.blocking(move |e| e.dead_letter(&c, &seqs, &letter))
+                self.bury(object, p, item, &err, detail, status, body)
                     .await?;
                 Ok(None)
             }
         }
+    }
+
+    /// Keep a failed entry in the outbox until `wait` from now, counting the failure
+    /// against its attempts when `counted`.
+    async fn reschedule(
+        &self,
+        p: Pending,
+        wait: Duration,
+        counted: bool,
+    ) -> Result<(), EngineError> {
+        let (seq, mut entry) = p.latest;
+        let superseded = p.seqs;
+        if counted {
+            entry.attempts = entry.attempts.saturating_add(1);
+        }
+        entry.not_before = super::retry::at_after(self.engine.now(), wait);
+        let c = self.connector_id.clone();
+        self.blocking(move |e| e.reschedule(&c, seq, &entry, &superseded))
+            .await
+    }
+
+    /// Move an entry (and those coalesced into it) to the dead-letter queue.
+    #[allow(clippy::too_many_arguments)]
+    async fn bury(
+        &self,
+        object: &str,
+        p: Pending,
+        item: &PushItem,
+        err: &ConnectorError,
+        detail: String,
+        status: Option<u16>,
+        response: Option<String>,
+    ) -> Result<(), EngineError> {
+        let conn = self.connector_id.clone();
+        let mut entry = p.latest.1.clone();
+        entry.attempts = entry.attempts.saturating_add(1);
+        let letter = DeadLetter {
+            entry,
+            request: serde_json::to_string(&item.fields).unwrap_or_default(),
+            class: err.class().to_owned(),
+            detail,
+            status,
+            response,
+            failed_ts: self.engine.now(),
+        };
+        self.status.update(&conn, |s| {
+            s.dead_letters += 1;
+            s.errors.count += 1;
+            s.errors.last_message = Some(format!("push to {object} dead-lettered: {err}"));
+            s.errors.last_at = Some(chrono::Utc::now());
+        });
+        let seqs = p.seqs;
+        self.blocking(move |e| e.dead_letter(&conn, &seqs, &letter))
+            .await
     }
 }
 
@@ -769,6 +798,59 @@ pub(super) fn quota_state(scope: LimitScope) -> (ConnectorState, &'static str) {
     match scope {
         LimitScope::Reserve => (ConnectorState::QuotaReserveReached, "quota reserve reached"),
         _ => (ConnectorState::Paused, "daily limit reached"),
+    }
+}
+
+/// Record -> pending push key: deletes by the copy they name (a record can hold two
+/// copies in one object, and each must go).
+type PendingKey = (Uuid, String, Option<String>);
+
+/// The entries of a window that are due at `now`, coalesced by (record, object, op) in
+/// outbox order, with that order, and the soonest `not_before` of those skipped.
+fn due_entries(
+    entries: Vec<(u64, OutboxEntry)>,
+    now: i64,
+) -> (BTreeMap<PendingKey, Pending>, Vec<PendingKey>, Option<i64>) {
+    let mut next_due: Option<i64> = None;
+    let mut pending: BTreeMap<PendingKey, Pending> = BTreeMap::new();
+    let mut order: Vec<PendingKey> = Vec::new();
+    for (seq, entry) in entries {
+        if entry.not_before > now {
+            next_due = earliest(next_due, Some(entry.not_before));
+            continue;
+        }
+        let key = (
+            entry.record,
+            entry.object.clone(),
+            match &entry.op {
+                QueuedOp::Delete { external_id } => Some(external_id.clone()),
+                _ => None,
+            },
+        );
+        match pending.get_mut(&key) {
+            Some(p) => {
+                p.seqs.push(seq);
+                p.latest = (seq, entry);
+            }
+            None => {
+                order.push(key.clone());
+                pending.insert(
+                    key,
+                    Pending {
+                        seqs: vec![seq],
+                        latest: (seq, entry),
+                    },
+                );
+            }
+        }
+    }
+    (pending, order, next_due)
+}
+
+fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -786,6 +868,35 @@ mod tests {
         .into_iter()
         .map(|(c, o, k)| (c.to_owned(), o.to_owned(), k))
         .collect()
+    }
+
+    fn entry(record: u128, not_before: i64) -> OutboxEntry {
+        OutboxEntry {
+            record: Uuid::from_u128(record),
+            object: "contacts".into(),
+            op: QueuedOp::Upsert,
+            hash: [0; 16],
+            enqueued_ts: 0,
+            attempts: 0,
+            not_before,
+        }
+    }
+
+    #[test]
+    fn entries_not_due_are_skipped_and_those_behind_them_taken() {
+        // A window headed by entries backing off: the due ones behind still go.
+        let mut window: Vec<(u64, OutboxEntry)> =
+            (1..=300).map(|s| (s, entry(s.into(), 50))).collect();
+        window.push((301, entry(9_001, 0)));
+        window.push((302, entry(9_002, 10)));
+        window.push((303, entry(9_001, 0)));
+        let (pending, order, next_due) = due_entries(window, 10);
+        assert_eq!(next_due, Some(50));
+        assert_eq!(order.len(), 2);
+        assert_eq!(pending[&order[0]].seqs, vec![301, 303]);
+        assert_eq!(pending[&order[1]].seqs, vec![302]);
+        assert_eq!(earliest(Some(7), None), Some(7));
+        assert_eq!(earliest(Some(7), Some(3)), Some(3));
     }
 
     #[test]

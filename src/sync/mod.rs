@@ -9,6 +9,7 @@ pub mod dispatch;
 pub mod flush;
 pub mod inbox;
 pub mod poll;
+pub mod retry;
 pub mod seen;
 mod supervise;
 
@@ -77,6 +78,23 @@ impl Drop for Resyncing {
 }
 
 impl Runtime {
+    /// Replay the inbound dead letter `id`: its change as it was, or a read by id through
+    /// its connector. False when there is no such letter.
+    pub async fn replay_inbound(&self, id: &str) -> Result<bool, String> {
+        let connector = self
+            .engine
+            .inbound_dead_letter(id)
+            .map_err(|e| e.to_string())?
+            .map(|l| l.connector);
+        let replayed = self.inbox.replay(&self.engine, id).await?;
+        if let (true, Some(c)) = (replayed, connector) {
+            self.status.update(&c, |s| {
+                s.inbound_dead_letters = s.inbound_dead_letters.saturating_sub(1)
+            });
+        }
+        Ok(replayed)
+    }
+
     /// Start a full re-read of a connector (one object, or all it reads). Pages are
     /// applied as they come; the object's cursor moves only once the re-read completes,
     /// so an interrupted re-read leaves incremental sync where it was. One at a time per
@@ -254,7 +272,11 @@ pub fn start(
     cancel: &CancellationToken,
 ) -> anyhow::Result<Arc<Runtime>> {
     let flusher = flush::Flusher::start(store.clone());
-    let inbox = Inbox::open(store.clone(), flusher)?;
+    let inbox = Inbox::open(
+        store.clone(),
+        flusher,
+        retry::RetryPolicy::from(&config.daemon.retry),
+    )?;
     let mut connectors: HashMap<String, Arc<dyn Connector>> = HashMap::new();
     let mut read_by: HashMap<String, Vec<String>> = HashMap::new();
     let first_reads = Arc::new(dispatch::FirstReads::default());
@@ -349,7 +371,8 @@ pub fn start(
             caught_up,
             first_reads: first_reads.clone(),
             resume_after: Default::default(),
-            pass_progress: Default::default(),
+            pass: Default::default(),
+            retry: retry::RetryPolicy::from(&config.daemon.retry),
         });
         let (name, st, cn) = (format!("push {}", c.id), status.clone(), cancel.clone());
         tasks.spawn(
@@ -361,6 +384,10 @@ pub fn start(
     }
 
     first_reads.set(first_read);
+    // Inbound dead letters kept from earlier runs; later ones are counted as they come.
+    for (_, letter) in engine.inbound_dead_letters(None, usize::MAX)? {
+        status.update(&letter.connector, |s| s.inbound_dead_letters += 1);
+    }
     let connectors = Arc::new(connectors);
     {
         let (inbox, engine, conns, st, cn) = (

@@ -80,10 +80,13 @@ impl PollLoop {
         };
         let engine = self.engine.clone();
         let c = conn.to_owned();
-        let report = tokio::task::spawn_blocking(move || engine.apply(&c, page))
-            .await
-            .map_err(|e| ConnectorError::Transient(e.to_string()))?
-            .map_err(|e| ConnectorError::Transient(format!("applying a page: {e}")))?;
+        let rejected = fetched.rejected;
+        let kept = rejected.len() as u64;
+        let report =
+            tokio::task::spawn_blocking(move || engine.apply_rejecting(&c, page, &rejected))
+                .await
+                .map_err(|e| ConnectorError::Transient(e.to_string()))?
+                .map_err(|e| ConnectorError::Transient(format!("applying a page: {e}")))?;
         // The first read to the end links every copy the system already holds: from then
         // on, creating a record there cannot duplicate one of them.
         if complete {
@@ -106,6 +109,7 @@ impl PollLoop {
             s.records_reread += report.replayed as u64;
             s.last_success_at = Some(chrono::Utc::now());
             s.invalid_records += invalid;
+            s.inbound_dead_letters += kept;
             if !s.push_blocked {
                 s.state = ConnectorState::Idle;
             }

@@ -64,6 +64,11 @@ pub struct FakeState {
     pub list_pages_left: Option<u32>,
     /// Reads of one contact by id.
     pub reads_by_id: u64,
+    /// Poison records: a batch write answers each input with one of these emails with a
+    /// per-item 503, for ever; the rest of the batch is written.
+    pub poison: std::collections::HashSet<String>,
+    /// Ids whose read by id answers 503, for ever.
+    pub broken_reads: std::collections::HashSet<String>,
 }
 
 #[derive(Clone)]
@@ -188,6 +193,9 @@ async fn one(
     }
     let mut s = s.lock().unwrap();
     s.reads_by_id += 1;
+    if s.broken_reads.contains(&id) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "unavailable").into_response();
+    }
     match s.contacts.get(&id) {
         Some(c) => {
             Json(json!({"id": c.id, "email": c.email, "name": c.name, "updated": c.updated}))
@@ -236,6 +244,13 @@ async fn batch(State(s): State<Arc<Mutex<FakeState>>>, Json(body): Json<Value>) 
     let mut results = Vec::new();
     for input in body["inputs"].as_array().cloned().unwrap_or_default() {
         let props = &input["properties"];
+        if props["email"]
+            .as_str()
+            .is_some_and(|e| s.poison.contains(e))
+        {
+            results.push(json!({"error": "unavailable", "status": 503}));
+            continue;
+        }
         s.clock += 1;
         let clock = s.clock;
         let key = input["idempotency_key"].as_str().map(str::to_owned);
@@ -408,22 +423,26 @@ impl Connector for Acme {
             req = req.with_query("after", c);
         }
         let body: Value = self.client.send(req).await?.json()?;
-        let changes: Vec<Change> = body["results"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(to_change)
-            .collect();
-        let cursor = body["next"]
-            .as_i64()
-            .map(|n| n.to_string())
-            .or_else(|| cursor.map(str::to_owned));
-        Ok(Fetched {
-            changes,
-            cursor,
+        let mut fetched = Fetched {
+            cursor: body["next"]
+                .as_i64()
+                .map(|n| n.to_string())
+                .or_else(|| cursor.map(str::to_owned)),
             more: body["more"] == true,
-            invalid: Vec::new(),
-        })
+            ..Fetched::default()
+        };
+        for v in body["results"].as_array().into_iter().flatten() {
+            // A record this connector cannot decode: kept aside, the page goes on.
+            if v["email"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("undecodable"))
+            {
+                fetched.reject("contacts", v, "undecodable contact".into());
+            } else {
+                fetched.changes.push(to_change(v));
+            }
+        }
+        Ok(fetched)
     }
 
     fn rate_limit(&self) -> Option<revsync_sdk::http::LimiterStats> {
@@ -478,7 +497,10 @@ impl Connector for Acme {
             .as_array()
             .into_iter()
             .flatten()
-            .map(|r| Ok(r["id"].as_str().unwrap_or_default().to_owned()))
+            .map(|r| match r["error"].as_str() {
+                Some(e) => Err(ConnectorError::Transient(e.to_owned())),
+                None => Ok(r["id"].as_str().unwrap_or_default().to_owned()),
+            })
             .collect())
     }
 
@@ -504,10 +526,17 @@ impl Connector for Acme {
                 let id = e["id"]
                     .as_str()
                     .ok_or_else(|| WebhookError::Malformed("event without id".into()))?;
+                // `{"id", "hint": "<contact id>"}`: something changed there, read it.
+                let inbound = match e["hint"].as_str() {
+                    Some(external_id) => Inbound::Hint {
+                        external_id: external_id.into(),
+                    },
+                    None => Inbound::Change(to_change(&e["contact"])),
+                };
                 Ok(WebhookEvent {
                     id: id.into(),
                     object: "contacts".into(),
-                    inbound: Inbound::Change(to_change(&e["contact"])),
+                    inbound,
                 })
             })
             .collect()

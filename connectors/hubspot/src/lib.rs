@@ -250,7 +250,7 @@ impl HubSpotConnector {
                     );
                     out.changes.push(c)
                 }
-                Err(e) => out.invalid.push(e),
+                Err(e) => out.reject(spec.name, o, e),
             }
         }
     }
@@ -332,7 +332,7 @@ impl HubSpotConnector {
                                 }
                                 out.changes.push(c);
                             }
-                            Err(e) => out.invalid.push(e),
+                            Err(e) => out.reject(spec.name, o, e),
                         }
                     }
                 }
@@ -393,8 +393,11 @@ impl HubSpotConnector {
                 o.get("id").and_then(client::value_id),
                 mapping::modified_at(spec, o).map(|t| t.timestamp_millis()),
             ) else {
-                out.invalid
-                    .push(format!("{} search result without id or time", spec.name));
+                out.reject(
+                    spec.name,
+                    o,
+                    format!("{} search result without id or time", spec.name),
+                );
                 continue;
             };
             if ts != pos.ts {

@@ -313,7 +313,7 @@ impl Connector for SalesforceConnector {
                     newest_read = Some(at.stamp);
                     last = Some(at);
                 }
-                Err(e) => out.invalid.push(e),
+                Err(e) => out.reject(object, r, e),
             }
         }
         out.cursor = match newest_read {

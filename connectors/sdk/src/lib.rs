@@ -27,5 +27,5 @@ pub use model::{
 pub use secret::Secret;
 pub use sync::{
     answer, cursor_text, Capabilities, Connector, Fetched, Inbound, ObjectCapability, PushItem,
-    PushOp, PushResult, WebhookAck, WebhookError, WebhookEvent, WebhookRequest,
+    PushOp, PushResult, Rejected, WebhookAck, WebhookError, WebhookEvent, WebhookRequest,
 };

@@ -39,6 +39,46 @@ pub struct Fetched {
     pub more: bool,
     /// Records the connector could not read, each with a reason; counted, the rest goes on.
     pub invalid: Vec<String>,
+    /// Those of them the system sent as a record, with its raw body: the runtime keeps
+    /// them as inbound dead letters (in the same write as the page) to see and replay.
+    pub rejected: Vec<Rejected>,
+}
+
+impl Fetched {
+    /// A record of `object` that could not be decoded: counted with `invalid`, and kept
+    /// with its raw body and id (`id` or `Id`, when it has one).
+    pub fn reject(&mut self, object: &str, raw: &serde_json::Value, error: String) {
+        self.rejected
+            .push(Rejected::new(object, raw, error.clone()));
+        self.invalid.push(error);
+    }
+}
+
+/// A record a connector read but could not decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub object: String,
+    /// The system's id for it, when the body names one: replay reads it again by id.
+    pub external_id: Option<String>,
+    /// The record as the system sent it (JSON text).
+    pub raw: String,
+    pub error: String,
+}
+
+impl Rejected {
+    pub fn new(object: &str, raw: &serde_json::Value, error: String) -> Self {
+        let id = ["id", "Id"].iter().find_map(|k| match raw.get(k)? {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        });
+        Self {
+            object: object.to_owned(),
+            external_id: id,
+            raw: raw.to_string(),
+            error,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,5 +246,31 @@ pub trait Connector: Send + Sync + 'static {
     /// How long the runtime should wait before polling again when nothing is pending.
     fn min_poll_interval(&self) -> Duration {
         Duration::from_secs(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rejected_record_keeps_its_body_and_id_and_is_counted() {
+        let mut f = Fetched::default();
+        f.reject(
+            "contacts",
+            &serde_json::json!({"id": 42, "email": ["not", "text"]}),
+            "email is not text".into(),
+        );
+        f.reject("Lead", &serde_json::json!({"Id": "00Q1"}), "no time".into());
+        f.reject("x", &serde_json::json!([1, 2]), "not an object".into());
+        assert_eq!(f.invalid.len(), 3);
+        let ids: Vec<_> = f
+            .rejected
+            .iter()
+            .map(|r| r.external_id.as_deref())
+            .collect();
+        assert_eq!(ids, [Some("42"), Some("00Q1"), None]);
+        assert_eq!(f.rejected[0].raw, r#"{"email":["not","text"],"id":42}"#);
+        assert_eq!(f.rejected[1].object, "Lead");
     }
 }

@@ -342,11 +342,17 @@ impl StripeConnector {
         object == "customers" || self.params.allow_billing_writes
     }
 
-    fn to_changes(&self, objects: &[Value], at: DateTime<Utc>, fetched: &mut Fetched) {
+    fn to_changes(
+        &self,
+        object: &str,
+        objects: &[Value],
+        at: DateTime<Utc>,
+        fetched: &mut Fetched,
+    ) {
         for obj in objects {
             match mapping::to_change(obj, at, self.params.customers_as) {
                 Ok(c) => fetched.changes.push(c),
-                Err(e) => fetched.invalid.push(e),
+                Err(e) => fetched.reject(object, obj, e),
             }
         }
     }
@@ -370,7 +376,7 @@ impl StripeConnector {
         let page = self.client.list(path, &query).await?;
         let mut fetched = Fetched::default();
         // Lists carry no update time: the state is as of this read.
-        self.to_changes(&page.data, self.now(), &mut fetched);
+        self.to_changes(object, &page.data, self.now(), &mut fetched);
         let last = page
             .data
             .last()
@@ -486,7 +492,8 @@ impl StripeConnector {
             match webhook::event_change(event, self.params.customers_as) {
                 Ok(Some(change)) if change.object == object => fetched.changes.push(change),
                 Ok(_) => {}
-                Err(e) => fetched.invalid.push(e),
+                // The event's object is the record: replay reads it again by its id.
+                Err(e) => fetched.reject(object, event.pointer("/data/object").unwrap_or(event), e),
             }
         }
         // A narrowed window was read completely up to `upper`: move there even if it held

@@ -172,7 +172,7 @@ impl ZendeskConnector {
             match mapped {
                 Ok(Some(c)) => out.changes.push(c),
                 Ok(None) => {}
-                Err(e) => out.invalid.push(e),
+                Err(e) => out.reject(object, r, e),
             }
         }
         let after = v.get("after_cursor").and_then(Value::as_str);
@@ -223,7 +223,7 @@ impl ZendeskConnector {
                         out.changes.push(c);
                     }
                 }
-                Err(e) => out.invalid.push(e),
+                Err(e) => out.reject("organizations", r, e),
             }
         }
         let end_of_stream = v
