@@ -13,21 +13,25 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::{self, Auth};
 use crate::config::Config;
 use crate::engine::{system_clock, Engine};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::status::{ConnectorState, ConnectorStatus, StatusHub};
 use crate::store::{SledStore, Store};
-use revsync_sdk::Secret;
+
+const INSECURE_WARNING: &str = "authentication is disabled (--insecure-no-auth): anyone who reaches this port can read customer records and change the queue";
 
 /// State shared by the HTTP handlers and the background tasks.
 pub struct AppState {
     pub started: Instant,
     pub store: Arc<dyn Store>,
     pub engine: Arc<Engine>,
-    /// Required as a bearer token on admin endpoints when set.
-    pub admin_token: Option<Secret>,
+    /// How admin and record endpoints (and `/status`, `/metrics` unless public) check callers.
+    pub auth: Auth,
+    /// `/status` and `/metrics` answer without the token.
+    pub status_public: bool,
     pub runtime: Arc<crate::sync::Runtime>,
     /// Base of the URL webhook senders sign, when behind a proxy.
     pub public_url: Option<String>,
@@ -42,13 +46,15 @@ impl AppState {
         engine: Arc<Engine>,
         runtime: Arc<crate::sync::Runtime>,
         server: &crate::config::ServerConfig,
+        auth: Auth,
         status: Arc<StatusHub>,
     ) -> Self {
         Self {
             started: Instant::now(),
             store,
             engine,
-            admin_token: server.admin_token.clone(),
+            auth,
+            status_public: server.status_is_public(),
             runtime,
             public_url: server.public_url.clone(),
             status,
@@ -59,6 +65,14 @@ impl AppState {
 
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// What an operator must know about how this daemon runs, shown on `/status`.
+    pub fn warnings(&self) -> Vec<&'static str> {
+        match self.auth {
+            Auth::Disabled => vec![INSECURE_WARNING],
+            Auth::Token(_) => Vec::new(),
+        }
     }
 
     /// Why `/readyz` would answer 503; empty when ready. The store is open by
@@ -159,6 +173,8 @@ pub async fn serve(
     };
     tracing::info!(path = %path.display(), backend = "sled", "store open");
 
+    let auth = resolve_auth(&config.daemon).await?;
+
     let (mappings, policies) = Engine::validate(&config)
         .map_err(|errors| anyhow::anyhow!("{}", crate::config::ConfigErrors(errors)))?;
     let engine = Arc::new(Engine::new(
@@ -188,6 +204,7 @@ pub async fn serve(
         engine,
         runtime,
         &config.daemon.server,
+        auth,
         status.clone(),
     ));
 
@@ -234,4 +251,33 @@ pub async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The configured token, else the one generated at first start in the data directory
+/// (created there now if absent). The token itself is never logged, only where it is.
+async fn resolve_auth(daemon: &crate::config::DaemonConfig) -> anyhow::Result<Auth> {
+    if daemon.server.insecure_no_auth {
+        tracing::warn!("{INSECURE_WARNING}");
+        return Ok(Auth::Disabled);
+    }
+    if let Some(token) = &daemon.server.admin_token {
+        tracing::info!("admin endpoints need server.admin_token as a bearer token");
+        return Ok(Auth::Token(token.clone()));
+    }
+    let path = auth::token_path(&daemon.store.path);
+    let p = path.clone();
+    let (token, created) = tokio::task::spawn_blocking(move || auth::load_or_create(&p))
+        .await?
+        .with_context(|| {
+            format!(
+                "cannot read or create the admin token at {}",
+                path.display()
+            )
+        })?;
+    tracing::info!(
+        path = %path.display(),
+        generated = created,
+        "no server.admin_token configured: admin and record endpoints need the token kept in this file (revsync's CLI reads it)"
+    );
+    Ok(Auth::Token(token))
 }

@@ -13,6 +13,22 @@ use serde_json::json;
 use crate::app::AppState;
 
 pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+    let token = middleware::from_fn_with_state(state.clone(), require_token);
+    // Customer data and queue changes: always behind the token (unless auth is disabled).
+    let admin = Router::new()
+        .route("/records/{query}", get(record))
+        .route("/admin/dlq", get(dlq_list))
+        .route("/admin/dlq/replay", post(dlq_replay))
+        .route("/admin/resync", post(resync))
+        .route_layer(token.clone());
+    let observe = Router::new()
+        .route("/status", get(status))
+        .route("/metrics", get(metrics));
+    let observe = if state.status_public {
+        observe
+    } else {
+        observe.route_layer(token)
+    };
     Router::new()
         .route(
             "/webhooks/{connector}",
@@ -20,12 +36,8 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/status", get(status))
-        .route("/metrics", get(metrics))
-        .route("/records/{query}", get(record))
-        .route("/admin/dlq", get(dlq_list))
-        .route("/admin/dlq/replay", post(dlq_replay))
-        .route("/admin/resync", post(resync))
+        .merge(admin)
+        .merge(observe)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -58,6 +70,8 @@ async fn status(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "uptime_secs": state.started.elapsed().as_secs(),
         "ready": state.not_ready_reasons().is_empty(),
         "shutting_down": state.is_shutting_down(),
+        "auth": if matches!(state.auth, crate::auth::Auth::Disabled) { "disabled" } else { "token" },
+        "warnings": state.warnings(),
         "store": state.store.stats(),
         "connectors": state.status.snapshot(),
     }))
@@ -80,29 +94,22 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-/// Admin endpoints carry customer data: when `server.admin_token` is set they need it as
-/// a bearer token, compared in constant time.
-fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
-    let Some(token) = &state.admin_token else {
-        return true;
-    };
-    let given = headers
+/// Runs before the handler and its extractors, so an unauthenticated request is refused
+/// before its body is read or parsed.
+async fn require_token(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    bool::from(subtle::ConstantTimeEq::ct_eq(
-        given.as_bytes(),
-        token.expose().as_bytes(),
-    ))
-}
-
-fn unauthorized() -> Response {
-    error(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        "this endpoint needs `Authorization: Bearer <server.admin_token>`",
-    )
+        .and_then(|v| v.to_str().ok());
+    if state.auth.allows(given) {
+        next.run(req).await
+    } else {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this endpoint needs `Authorization: Bearer <token>`: server.admin_token, or the token the daemon generated in <store.path>/admin_token",
+        )
+    }
 }
 
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
@@ -212,14 +219,7 @@ fn default_dlq_limit() -> usize {
 
 /// `GET /admin/dlq[?connector=ID]`: pushes the systems refused for good, with what was
 /// sent and what they answered.
-async fn dlq_list(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Query(q): Query<DlqQuery>,
-) -> Response {
-    if !authorized(&state, &headers) {
-        return unauthorized();
-    }
+async fn dlq_list(State(state): State<Arc<AppState>>, Query(q): Query<DlqQuery>) -> Response {
     let engine = state.engine.clone();
     let listed =
         tokio::task::spawn_blocking(move || engine.dead_letters(q.connector.as_deref(), q.limit))
@@ -263,12 +263,8 @@ struct ReplayRequest {
 /// letters back in their outbox (after the cause was fixed).
 async fn dlq_replay(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     Json(req): Json<ReplayRequest>,
 ) -> Response {
-    if !authorized(&state, &headers) {
-        return unauthorized();
-    }
     let engine = state.engine.clone();
     let done = tokio::task::spawn_blocking(move || -> Result<usize, crate::engine::EngineError> {
         match (req.all, req.connector, req.seq) {
@@ -304,14 +300,7 @@ struct ResyncRequest {
 }
 
 /// `POST /admin/resync` with `{connector[, object]}`: a full re-read; progress on `/status`.
-async fn resync(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Json(req): Json<ResyncRequest>,
-) -> Response {
-    if !authorized(&state, &headers) {
-        return unauthorized();
-    }
+async fn resync(State(state): State<Arc<AppState>>, Json(req): Json<ResyncRequest>) -> Response {
     match state.runtime.resync(&req.connector, req.object.as_deref()) {
         Ok(objects) => (StatusCode::ACCEPTED, Json(json!({ "started": objects }))).into_response(),
         Err(m) => error(StatusCode::BAD_REQUEST, "bad_request", m),
@@ -321,13 +310,9 @@ async fn resync(
 /// One customer, unified: `GET /records/{email | domain | id | connector:object:id}`.
 async fn record(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     Path(query): Path<String>,
     Query(q): Query<RecordQuery>,
 ) -> Response {
-    if !authorized(&state, &headers) {
-        return unauthorized();
-    }
     let engine = state.engine.clone();
     let found =
         tokio::task::spawn_blocking(move || crate::engine::lookup_view(&engine, &query, q.audit))

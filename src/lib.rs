@@ -5,6 +5,7 @@
 //! only through `revsync-sdk`.
 
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod demo;

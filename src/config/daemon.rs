@@ -67,16 +67,59 @@ pub struct ServerConfig {
     /// Loopback by default: exposing the daemon is an explicit decision.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// Bearer token required by admin endpoints; `${REVSYNC_ADMIN_TOKEN}` typically.
+    /// Bearer token required by admin and record endpoints; `${REVSYNC_ADMIN_TOKEN}`
+    /// typically. Without one the daemon generates a token at first start and keeps it
+    /// in `store.path/admin_token` (mode 0600).
     #[serde(default)]
     pub admin_token: Option<Secret>,
+    /// Set by `revsync run --insecure-no-auth` only, never from a file: anyone who reaches
+    /// the port becomes an operator.
+    #[serde(skip)]
+    pub insecure_no_auth: bool,
+    /// Whether `/status` and `/metrics` need the token. Unset: public while `listen` is a
+    /// loopback address (local probes and `curl` work), token otherwise.
+    #[serde(default)]
+    pub status_auth: Option<StatusAuth>,
+    /// Host names (no port) the operator API answers to besides `localhost`, IP
+    /// literals and `public_url`'s host: a name a browser was tricked into resolving to
+    /// this daemon (DNS rebinding) is refused.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
     /// Largest accepted request body (webhooks), in bytes.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// A client must send its whole request head within this time, or is disconnected.
+    #[serde(default = "default_header_read_timeout_secs")]
+    pub header_read_timeout_secs: u64,
+    /// A connection on which no byte moves for this long is closed.
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
+    /// Connections served at once; further ones wait in the listen backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
     /// The URL senders use to reach this daemon (behind a proxy or load balancer), e.g.
     /// `https://revsync.example.com`: some webhook signatures cover the full URL.
     #[serde(default)]
     pub public_url: Option<String>,
+}
+
+/// `server.status_auth`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusAuth {
+    Public,
+    Token,
+}
+
+impl ServerConfig {
+    /// Whether `/status` and `/metrics` answer without the token.
+    pub fn status_is_public(&self) -> bool {
+        match self.status_auth {
+            Some(StatusAuth::Public) => true,
+            Some(StatusAuth::Token) => false,
+            None => self.listen.ip().is_loopback(),
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -84,7 +127,13 @@ impl Default for ServerConfig {
         Self {
             listen: default_listen(),
             admin_token: None,
+            insecure_no_auth: false,
+            status_auth: None,
+            allowed_hosts: Vec::new(),
             max_body_bytes: default_max_body_bytes(),
+            header_read_timeout_secs: default_header_read_timeout_secs(),
+            idle_timeout_secs: default_idle_timeout_secs(),
+            max_connections: default_max_connections(),
             public_url: None,
         }
     }
@@ -152,6 +201,15 @@ fn default_listen() -> SocketAddr {
 }
 fn default_max_body_bytes() -> usize {
     1024 * 1024
+}
+fn default_header_read_timeout_secs() -> u64 {
+    10
+}
+fn default_idle_timeout_secs() -> u64 {
+    60
+}
+fn default_max_connections() -> usize {
+    512
 }
 fn default_store_path() -> PathBuf {
     PathBuf::from("data")

@@ -17,7 +17,8 @@ use serde_json::{Map, Value};
 
 pub use connector::{ConnectorConfig, DeletePolicy, Direction, ObjectConfig, PollConfig};
 pub use daemon::{
-    DaemonConfig, LogConfig, LogFormat, MergeRuleConfig, PolicyName, ServerConfig, StoreConfig,
+    DaemonConfig, LogConfig, LogFormat, MergeRuleConfig, PolicyName, ServerConfig, StatusAuth,
+    StoreConfig,
 };
 pub use error::{nearest, ConfigError, ConfigErrors};
 

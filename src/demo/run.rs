@@ -196,6 +196,11 @@ async fn demo_inner(args: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
     let cfg = crate::config::load(dir, &Registry::builtin(), &env)
         .map_err(|e| anyhow::anyhow!("the demo configuration is invalid:\n{e}"))?;
     crate::telemetry::init(&cfg.daemon.log)?;
+    // The same token file the daemon would generate at start: made here first so this
+    // process can call the record endpoints with it.
+    let token_file = crate::auth::token_path(&cfg.daemon.store.path);
+    let (token, _) = crate::auth::load_or_create(&token_file)
+        .with_context(|| format!("creating the admin token at {}", token_file.display()))?;
 
     // Another app on the same HubSpot account spends most of the 10-second budget now and
     // then: the daemon meets 429s it did not cause and must absorb them.
@@ -230,8 +235,13 @@ async fn demo_inner(args: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
     let base = format!("http://{addr}");
     eprintln!("daemon on {base}  (status: {base}/status)");
 
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut bearer = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))?;
+    bearer.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, bearer);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
+        .default_headers(headers)
         .no_proxy()
         .build()?;
     let started = Instant::now();
@@ -251,6 +261,11 @@ async fn demo_inner(args: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
         None => None,
     };
     print_summary(&outcome, elapsed, last.as_ref(), summary.as_ref(), &base);
+    println!(
+        "  admin token         {} (records and /admin need `Authorization: Bearer <token>`):\n    curl -H \"Authorization: Bearer $(cat {})\" {base}/records/<email>",
+        token_file.display(),
+        token_file.display()
+    );
 
     let interrupted = matches!(outcome, Outcome::Interrupted);
     if !args.once && !interrupted && !daemon.is_finished() {
