@@ -32,6 +32,8 @@ pub struct AppState {
     pub auth: Auth,
     /// `/status` and `/metrics` answer without the token.
     pub status_public: bool,
+    /// Host names the operator API answers to.
+    pub hosts: crate::serve::AllowedHosts,
     pub runtime: Arc<crate::sync::Runtime>,
     /// Base of the URL webhook senders sign, when behind a proxy.
     pub public_url: Option<String>,
@@ -55,6 +57,7 @@ impl AppState {
             engine,
             auth,
             status_public: server.status_is_public(),
+            hosts: crate::serve::AllowedHosts::from_config(server),
             runtime,
             public_url: server.public_url.clone(),
             status,
@@ -213,11 +216,8 @@ pub async fn serve(
     let server = {
         let stop = http_stop.clone();
         let app = crate::http::router(state.clone(), config.daemon.server.max_body_bytes);
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
-        })
+        let limits = crate::serve::Limits::from_config(&config.daemon.server);
+        tokio::spawn(crate::serve::serve(listener, app, limits, stop))
     };
     tracing::info!(addr = %local, connectors = config.connectors.len(), "http server listening");
 

@@ -29,6 +29,11 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     } else {
         observe.route_layer(token)
     };
+    // Webhooks (signed, and relayed by proxies that may rewrite Host) and health probes
+    // show nothing worth a DNS-rebinding attack; everything else checks the Host.
+    let operator = admin
+        .merge(observe)
+        .route_layer(middleware::from_fn_with_state(state.clone(), check_host));
     Router::new()
         .route(
             "/webhooks/{connector}",
@@ -36,8 +41,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .merge(admin)
-        .merge(observe)
+        .merge(operator)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -92,6 +96,23 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         body,
     )
         .into_response()
+}
+
+/// Refuses a Host this daemon was not configured to answer to (server.allowed_hosts).
+async fn check_host(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    // A request without Host (HTTP/1.0) cannot come from a browser.
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .map(|h| h.to_str().unwrap_or(""));
+    match host {
+        Some(h) if !state.hosts.allows(h) => error(
+            StatusCode::MISDIRECTED_REQUEST,
+            "unknown_host",
+            "this Host is not one the daemon answers to; add it to server.allowed_hosts",
+        ),
+        _ => next.run(req).await,
+    }
 }
 
 /// Runs before the handler and its extractors, so an unauthenticated request is refused

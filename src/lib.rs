@@ -13,6 +13,7 @@ pub mod engine;
 pub mod http;
 pub mod metrics;
 pub mod registry;
+pub mod serve;
 pub mod status;
 pub mod store;
 pub mod sync;

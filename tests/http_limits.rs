@@ -1,0 +1,208 @@
+//! The HTTP server's own limits, over real loopback sockets: slow or stalled clients are
+//! disconnected, connections past the cap wait, and a foreign Host is refused.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+struct Daemon {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    async fn start(server: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("revsync.yaml"),
+            format!(
+                "version: 1\nserver:\n  admin_token: t0ken\n{server}store:\n  path: {}\nshutdown_timeout_secs: 5\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let cfg = revsync::config::load(
+            dir.path(),
+            &revsync::registry::Registry::builtin(),
+            &BTreeMap::new(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let done = tokio::spawn(revsync::app::serve(
+            cfg,
+            revsync::registry::Registry::builtin(),
+            listener,
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        Daemon {
+            addr,
+            stop: Some(tx),
+            done,
+            _dir: dir,
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(10), self.done)
+            .await
+            .expect("stops")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// Read until the peer closes or `within` passes; true when it closed.
+async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 1024];
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, s.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+/// One request on a fresh connection: (status, body).
+async fn request(addr: SocketAddr, raw: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(raw.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+#[tokio::test]
+async fn half_sent_headers_are_disconnected_after_the_header_timeout() {
+    let d = Daemon::start("  header_read_timeout_secs: 1\n  max_connections: 1000\n").await;
+    let mut conns = Vec::new();
+    for _ in 0..300 {
+        let mut s = TcpStream::connect(d.addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+            .await
+            .unwrap();
+        conns.push(s);
+    }
+    let started = Instant::now();
+    let mut open = 0;
+    for s in &mut conns {
+        let left = Duration::from_secs(4).saturating_sub(started.elapsed());
+        if !closed_within(s, left).await {
+            open += 1;
+        }
+    }
+    assert_eq!(
+        open, 0,
+        "connections still open 4 s after sending half a header"
+    );
+    // The server still answers.
+    let (status, _) = request(
+        d.addr,
+        "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_stalled_body_is_disconnected_after_the_idle_timeout() {
+    let d = Daemon::start("  idle_timeout_secs: 1\n").await;
+    let mut s = TcpStream::connect(d.addr).await.unwrap();
+    s.write_all(
+        b"POST /webhooks/nobody HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n0123456789",
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    assert!(closed_within(&mut s, Duration::from_secs(4)).await);
+    assert!(started.elapsed() >= Duration::from_millis(800));
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_wait_for_a_free_slot() {
+    let d = Daemon::start("  max_connections: 2\n  header_read_timeout_secs: 30\n").await;
+    let first = TcpStream::connect(d.addr).await.unwrap();
+    let _second = TcpStream::connect(d.addr).await.unwrap();
+    // Let the accept loop take both before the third arrives.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut third = TcpStream::connect(d.addr).await.unwrap();
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 256];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), third.read(&mut buf))
+            .await
+            .is_err(),
+        "a third connection was served past max_connections: 2"
+    );
+    drop(first);
+    let n = tokio::time::timeout(Duration::from_secs(3), third.read(&mut buf))
+        .await
+        .expect("served once a slot is free")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn a_foreign_host_is_refused_on_the_operator_api() {
+    let d = Daemon::start("  allowed_hosts: [revsync.internal]\n").await;
+    let get = |path: &str, host: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer t0ken\r\nConnection: close\r\n\r\n")
+    };
+    for path in [
+        "/status",
+        "/metrics",
+        "/admin/dlq",
+        "/records/ada@example.com",
+    ] {
+        let (status, body) = request(d.addr, &get(path, "evil.example:8080")).await;
+        assert_eq!(status, 421, "{path}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["error"], "unknown_host");
+    }
+    for host in [
+        format!("localhost:{}", d.addr.port()),
+        d.addr.to_string(),
+        "revsync.internal".to_owned(),
+    ] {
+        let (status, body) = request(d.addr, &get("/status", &host)).await;
+        assert_eq!(status, 200, "{host}: {body}");
+    }
+    // Webhooks and probes do not depend on the Host a proxy forwards.
+    let (status, _) = request(d.addr, &get("/healthz", "evil.example")).await;
+    assert_eq!(status, 200);
+    let (status, _) = request(
+        d.addr,
+        "POST /webhooks/nobody HTTP/1.1\r\nHost: revsync:8080\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+    )
+    .await;
+    assert_eq!(status, 404);
+    d.stop().await;
+}
