@@ -246,9 +246,11 @@ mod tests {
 
     #[test]
     fn names_must_be_configured_addresses_pass() {
-        let mut server = ServerConfig::default();
-        server.allowed_hosts = vec!["revsync.internal".into()];
-        server.public_url = Some("https://Sync.Example.com/base".into());
+        let server = ServerConfig {
+            allowed_hosts: vec!["revsync.internal".into()],
+            public_url: Some("https://Sync.Example.com/base".into()),
+            ..Default::default()
+        };
         let hosts = AllowedHosts::from_config(&server);
         for ok in [
             "localhost:8080",
