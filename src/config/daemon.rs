@@ -224,6 +224,105 @@ fn default_log_level() -> String {
     "info".to_owned()
 }
 
+/// One value outside its bounds: the field path, what is wrong, a valid example.
+pub struct OutOfBounds {
+    pub field: &'static str,
+    pub message: String,
+    pub example: &'static str,
+}
+
+impl DaemonConfig {
+    /// Limits that would crash the daemon at start (sled panics on a zero cache) or make
+    /// it useless (a zero body limit refuses every webhook): checked with no IO.
+    pub fn out_of_bounds(&self) -> Vec<OutOfBounds> {
+        let mut out = Vec::new();
+        let mut range = |field, value: u64, min: u64, max: u64, unit: &str, example| {
+            if !(min..=max).contains(&value) {
+                out.push(OutOfBounds {
+                    field,
+                    message: format!("{value} is outside {min}..={max} {unit}"),
+                    example,
+                });
+            }
+        };
+        let s = &self.server;
+        range(
+            "store.cache_mb",
+            self.store.cache_mb,
+            MIN_CACHE_MB,
+            1024 * 1024,
+            "MiB",
+            "store:\n  cache_mb: 256",
+        );
+        range(
+            "server.max_body_bytes",
+            u64::try_from(s.max_body_bytes).unwrap_or(u64::MAX),
+            1,
+            1024 * 1024 * 1024,
+            "bytes",
+            "server:\n  max_body_bytes: 1048576",
+        );
+        range(
+            "server.header_read_timeout_secs",
+            s.header_read_timeout_secs,
+            1,
+            300,
+            "seconds",
+            "server:\n  header_read_timeout_secs: 10",
+        );
+        range(
+            "server.idle_timeout_secs",
+            s.idle_timeout_secs,
+            1,
+            3600,
+            "seconds",
+            "server:\n  idle_timeout_secs: 60",
+        );
+        range(
+            "server.max_connections",
+            u64::try_from(s.max_connections).unwrap_or(u64::MAX),
+            1,
+            65536,
+            "connections",
+            "server:\n  max_connections: 512",
+        );
+        if let Some(t) = &s.admin_token {
+            if t.expose().trim().is_empty() || t.expose().chars().any(char::is_whitespace) {
+                out.push(OutOfBounds {
+                    field: "server.admin_token",
+                    message: "is empty or contains whitespace".to_owned(),
+                    example: "server:\n  admin_token: ${REVSYNC_ADMIN_TOKEN}",
+                });
+            }
+        }
+        for h in &s.allowed_hosts {
+            let bad = h.trim().is_empty() || h.contains([':', '/', '@', ' ']);
+            if bad {
+                out.push(OutOfBounds {
+                    field: "server.allowed_hosts",
+                    message: format!("`{h}` is not a host name (no scheme, port or path)"),
+                    example: "server:\n  allowed_hosts: [revsync.internal]",
+                });
+            }
+        }
+        if let Some(u) = &s.public_url {
+            let ok = url::Url::parse(u)
+                .is_ok_and(|p| matches!(p.scheme(), "http" | "https") && p.host_str().is_some());
+            if !ok {
+                out.push(OutOfBounds {
+                    field: "server.public_url",
+                    message: format!("`{u}` is not an http(s) URL with a host"),
+                    example: "server:\n  public_url: https://revsync.example.com",
+                });
+            }
+        }
+        out
+    }
+}
+
+/// sled splits its cache into shards; below a few MiB it does not open reliably.
+pub const MIN_CACHE_MB: u64 = 8;
+
 /// Top-level keys of `revsync.yaml`; environment overrides must start with one.
 pub const TOP_LEVEL_KEYS: &[&str] = &[
     "version",

@@ -403,6 +403,9 @@ fn load_daemon(file: &Path, env: &dyn Env, errors: &mut Vec<ConfigError>) -> Opt
                 .example("version: 1"),
         );
     }
+    for b in cfg.out_of_bounds() {
+        errors.push(ctx.error(b.field, b.message).example(b.example));
+    }
     if cfg.store.flush_interval_ms == 0 {
         errors.push(
             ctx.error("store.flush_interval_ms", "must be at least 1 millisecond")
