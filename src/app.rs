@@ -21,6 +21,9 @@ use crate::registry::Registry;
 use crate::status::{ConnectorState, ConnectorStatus, StatusHub};
 use crate::store::{SledStore, Store};
 
+/// How stale `/status` and `/metrics` store figures may be.
+const STORE_STATS_EVERY: Duration = Duration::from_secs(2);
+
 const INSECURE_WARNING: &str = "authentication is disabled (--insecure-no-auth): anyone who reaches this port can read customer records and change the queue";
 
 /// State shared by the HTTP handlers and the background tasks.
@@ -39,6 +42,9 @@ pub struct AppState {
     pub public_url: Option<String>,
     pub status: Arc<StatusHub>,
     pub metrics: Metrics,
+    /// The store's figures as of the last refresh: sled reads the disk for its size, which
+    /// must not happen on an async thread at every `/status` or `/metrics` request.
+    store_stats: std::sync::RwLock<crate::store::StoreStats>,
     shutting_down: AtomicBool,
 }
 
@@ -62,12 +68,32 @@ impl AppState {
             public_url: server.public_url.clone(),
             status,
             metrics: Metrics::new(),
+            store_stats: std::sync::RwLock::default(),
             shutting_down: AtomicBool::new(false),
         }
     }
 
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// The store's figures as last refreshed (every few seconds, off the async threads).
+    pub fn store_stats(&self) -> crate::store::StoreStats {
+        self.store_stats
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Read the store's figures on a blocking thread and keep them for the handlers.
+    pub async fn refresh_store_stats(&self) {
+        let store = self.store.clone();
+        if let Ok(stats) = tokio::task::spawn_blocking(move || store.stats()).await {
+            *self
+                .store_stats
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = stats;
+        }
     }
 
     /// What an operator must know about how this daemon runs, shown on `/status`.
@@ -210,6 +236,19 @@ pub async fn serve(
         auth,
         status.clone(),
     ));
+
+    state.refresh_store_stats().await;
+    {
+        let (state, cancel) = (state.clone(), cancel.clone());
+        tasks.spawn("store stats", async move {
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(STORE_STATS_EVERY) => state.refresh_store_stats().await,
+                }
+            }
+        });
+    }
 
     let local = listener.local_addr()?;
     let http_stop = CancellationToken::new();

@@ -76,7 +76,7 @@ async fn status(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "shutting_down": state.is_shutting_down(),
         "auth": if matches!(state.auth, crate::auth::Auth::Disabled) { "disabled" } else { "token" },
         "warnings": state.warnings(),
-        "store": state.store.stats(),
+        "store": state.store_stats(),
         "connectors": state.status.snapshot(),
     }))
 }
@@ -85,7 +85,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let body = state.metrics.render(
         state.started.elapsed().as_secs_f64(),
         state.not_ready_reasons().is_empty(),
-        &state.store.stats(),
+        &state.store_stats(),
         &state.status.snapshot(),
     );
     (

@@ -206,3 +206,32 @@ async fn a_foreign_host_is_refused_on_the_operator_api() {
     assert_eq!(status, 404);
     d.stop().await;
 }
+
+#[tokio::test]
+async fn status_and_metrics_can_require_the_token() {
+    let get = |path: &str, auth: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n")
+    };
+    let d = Daemon::start("  status_auth: token\n").await;
+    for path in ["/status", "/metrics"] {
+        let (status, body) = request(d.addr, &get(path, "")).await;
+        assert_eq!(status, 401, "{path}: {body}");
+        let (status, body) = request(d.addr, &get(path, "Authorization: Bearer t0ken\r\n")).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    let (status, _) = request(d.addr, &get("/healthz", "")).await;
+    assert_eq!(status, 200, "probes stay open");
+    d.stop().await;
+
+    // Default on loopback: public, and the store figures are there.
+    let d = Daemon::start("").await;
+    let (status, body) = request(d.addr, &get("/status", "")).await;
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["store"]["backend"], "sled");
+    assert!(
+        v["store"]["size_on_disk_bytes"].as_u64().unwrap() > 0,
+        "{v}"
+    );
+    d.stop().await;
+}

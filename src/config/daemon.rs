@@ -332,3 +332,21 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "shutdown_timeout_secs",
     "merge",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_is_public_by_default_only_on_loopback() {
+        let mut s = ServerConfig::default();
+        assert!(s.status_is_public());
+        s.listen = SocketAddr::from(([0, 0, 0, 0], 8080));
+        assert!(!s.status_is_public());
+        s.status_auth = Some(StatusAuth::Public);
+        assert!(s.status_is_public());
+        s.listen = default_listen();
+        s.status_auth = Some(StatusAuth::Token);
+        assert!(!s.status_is_public());
+    }
+}
