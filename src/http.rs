@@ -369,9 +369,8 @@ async fn count_requests(State(state): State<Arc<AppState>>, req: Request, next: 
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().as_str().to_owned();
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = crate::metrics::method_label(req.method());
     let response = next.run(req).await;
     state
         .metrics

@@ -235,3 +235,44 @@ async fn status_and_metrics_can_require_the_token() {
     );
     d.stop().await;
 }
+
+#[tokio::test]
+async fn client_chosen_methods_and_paths_do_not_become_metric_labels() {
+    let d = Daemon::start("").await;
+    for i in 0..5 {
+        request(
+            d.addr,
+            &format!("X-RANDOM-{i} /records/someone{i}@example.com HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        request(
+            d.addr,
+            &format!(
+                "GET /no/such/path/{i} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+            ),
+        )
+        .await;
+    }
+    let (_, metrics) = request(
+        d.addr,
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(!metrics.contains("X-RANDOM"), "{metrics}");
+    assert!(!metrics.contains("someone"), "{metrics}");
+    assert!(!metrics.contains("/no/such"), "{metrics}");
+    assert!(
+        metrics.contains(
+            r#"revsync_http_requests_total{route="unmatched",method="GET",status="404"} 5"#
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"method="other""#), "{metrics}");
+    for line in metrics.lines().filter(|l| l.starts_with("# TYPE")) {
+        let name = line.split_whitespace().nth(2).unwrap();
+        if line.ends_with("counter") {
+            assert!(!name.ends_with("_ms"), "{line}");
+        }
+    }
+    d.stop().await;
+}
