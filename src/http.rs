@@ -47,6 +47,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
             state.clone(),
             count_requests,
         ))
+        .layer(middleware::from_fn(json_errors))
         .with_state(state)
 }
 
@@ -96,6 +97,44 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         body,
     )
         .into_response()
+}
+
+/// Every error the server itself answers is JSON like the handlers' own: axum's
+/// rejections (405, 413, 415, 422, a malformed query or path) come as plain text or empty,
+/// which clients parsing `{error, message}` would choke on.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|c| c.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // Rejection texts are one line; anything longer is cut, never buffered whole.
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let reason = status.canonical_reason().unwrap_or("error");
+    let code = reason.to_ascii_lowercase().replace([' ', '-'], "_");
+    let message = if text.is_empty() {
+        reason.to_owned()
+    } else {
+        text
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(
+        parts,
+        axum::body::Body::from(json!({ "error": code, "message": message }).to_string()),
+    )
 }
 
 /// Refuses a Host this daemon was not configured to answer to (server.allowed_hosts).

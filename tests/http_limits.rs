@@ -276,3 +276,40 @@ async fn client_chosen_methods_and_paths_do_not_become_metric_labels() {
     }
     d.stop().await;
 }
+
+#[tokio::test]
+async fn every_error_the_server_answers_is_json() {
+    let d = Daemon::start("  max_body_bytes: 64\n").await;
+    let post = |path: &str, ctype: &str, body: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer t0ken\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let big = "x".repeat(200);
+    let cases = [
+        (
+            "GET /webhooks/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".to_owned(),
+            405,
+            "method_not_allowed",
+        ),
+        (post("/webhooks/x", "application/json", &big), 413, "payload_too_large"),
+        (post("/admin/resync", "text/plain", "{}"), 415, "unsupported_media_type"),
+        (post("/admin/resync", "application/json", "{}"), 422, "unprocessable_entity"),
+        (post("/admin/resync", "application/json", "{"), 400, "bad_request"),
+        (
+            "GET /records/a?audit=lots HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer t0ken\r\nConnection: close\r\n\r\n".to_owned(),
+            400,
+            "bad_request",
+        ),
+    ];
+    for (raw, want, code) in cases {
+        let (status, body) = request(d.addr, &raw).await;
+        assert_eq!(status, want, "{raw}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("{want}: not JSON ({e}): {body:?}"));
+        assert_eq!(v["error"], code, "{body}");
+        assert!(!v["message"].as_str().unwrap().is_empty(), "{body}");
+    }
+    d.stop().await;
+}
