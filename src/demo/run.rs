@@ -260,11 +260,13 @@ async fn demo_inner(args: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
         Some(_) => Some(summarize(&client, &base, &world, &refs).await),
         None => None,
     };
-    print_summary(&outcome, elapsed, last.as_ref(), summary.as_ref(), &base);
-    println!(
-        "  admin token         {} (records and /admin need `Authorization: Bearer <token>`):\n    curl -H \"Authorization: Bearer $(cat {})\" {base}/records/<email>",
-        token_file.display(),
-        token_file.display()
+    print_summary(
+        &outcome,
+        elapsed,
+        last.as_ref(),
+        summary.as_ref(),
+        &base,
+        &token_file,
     );
 
     let interrupted = matches!(outcome, Outcome::Interrupted);
@@ -644,6 +646,7 @@ fn print_summary(
     status: Option<&Value>,
     summary: Option<&Summary>,
     base: &str,
+    token_file: &Path,
 ) {
     let secs = elapsed.as_secs_f64();
     match outcome {
@@ -735,6 +738,10 @@ fn print_summary(
         thousands(queued)
     );
     println!("  status              {base}/status   records: {base}/records/<email|domain|id>");
+    println!(
+        "  admin token         in {0} (records and /admin need it):\n                      curl -H \"Authorization: Bearer $(cat {0})\" {base}/records/<email>",
+        token_file.display()
+    );
     // One line for scripts.
     let mut line = format!(
         "summary: converged={} secs={secs:.1}",
