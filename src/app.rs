@@ -320,3 +320,103 @@ async fn resolve_auth(daemon: &crate::config::DaemonConfig) -> anyhow::Result<Au
     );
     Ok(Auth::Token(token))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Entry, MemStore, StoreError, StoreStats, Table, WriteBatch};
+
+    /// A store that counts how often its (disk-reading, for sled) figures are asked for.
+    #[derive(Default)]
+    struct CountingStore {
+        inner: MemStore,
+        stats_calls: AtomicU64,
+    }
+
+    impl Store for CountingStore {
+        fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(table, key)
+        }
+        fn scan(
+            &self,
+            table: Table,
+            prefix: &[u8],
+            after: Option<&[u8]>,
+            limit: usize,
+        ) -> Result<Vec<Entry>, StoreError> {
+            self.inner.scan(table, prefix, after, limit)
+        }
+        fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+            self.inner.write(batch)
+        }
+        fn flush(&self) -> Result<(), StoreError> {
+            self.inner.flush()
+        }
+        fn stats(&self) -> StoreStats {
+            self.stats_calls.fetch_add(1, Ordering::SeqCst);
+            self.inner.stats()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn status_and_metrics_answer_from_the_cached_store_figures() {
+        let store = Arc::new(CountingStore::default());
+        let shared: Arc<dyn Store> = store.clone();
+        let config = Config {
+            dir: PathBuf::from("."),
+            daemon: crate::config::DaemonConfig::default(),
+            connectors: Vec::new(),
+        };
+        let (m, p) = Engine::validate(&config).unwrap();
+        let engine = Arc::new(Engine::new(shared.clone(), &config, m, p, system_clock()).unwrap());
+        let status = Arc::new(StatusHub::default());
+        let (tasks, cancel) = (Tasks::default(), CancellationToken::new());
+        let runtime = crate::sync::start(
+            &config,
+            &Registry::builtin(),
+            &engine,
+            &shared,
+            &status,
+            &tasks,
+            &cancel,
+        )
+        .unwrap();
+        let server = &config.daemon.server;
+        let state = Arc::new(AppState::new(
+            shared,
+            engine,
+            runtime,
+            server,
+            Auth::Disabled,
+            status,
+        ));
+        state.refresh_store_stats().await;
+        let calls_before = store.stats_calls.load(Ordering::SeqCst);
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        let served = tokio::spawn(crate::serve::serve(
+            listener,
+            crate::http::router(state.clone(), 1024),
+            crate::serve::Limits::from_config(server),
+            stop.clone(),
+        ));
+        let http = reqwest::Client::new();
+        for _ in 0..10 {
+            for path in ["/status", "/metrics"] {
+                let r = http.get(format!("{base}{path}")).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+            }
+        }
+        assert_eq!(
+            store.stats_calls.load(Ordering::SeqCst),
+            calls_before,
+            "a request read the store's figures itself"
+        );
+        stop.cancel();
+        cancel.cancel();
+        served.await.unwrap().unwrap();
+        assert!(tasks.drain(Duration::from_secs(5)).await.is_empty());
+    }
+}
