@@ -472,7 +472,7 @@ async fn store_flushes(http: &reqwest::Client, base: &str) -> Option<u64> {
         .await
         .ok()?;
     text.lines()
-        .find_map(|l| l.strip_prefix("revsync_store_flushes "))
+        .find_map(|l| l.strip_prefix("revsync_store_flushes_total "))
         .and_then(|v| v.trim().parse::<f64>().ok())
         .map(|v| v as u64)
 }

@@ -13,26 +13,38 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::{self, Auth};
 use crate::config::Config;
 use crate::engine::{system_clock, Engine};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::status::{ConnectorState, ConnectorStatus, StatusHub};
 use crate::store::{SledStore, Store};
-use revsync_sdk::Secret;
+
+/// How stale `/status` and `/metrics` store figures may be.
+const STORE_STATS_EVERY: Duration = Duration::from_secs(2);
+
+const INSECURE_WARNING: &str = "authentication is disabled (--insecure-no-auth): anyone who reaches this port can read customer records and change the queue";
 
 /// State shared by the HTTP handlers and the background tasks.
 pub struct AppState {
     pub started: Instant,
     pub store: Arc<dyn Store>,
     pub engine: Arc<Engine>,
-    /// Required as a bearer token on admin endpoints when set.
-    pub admin_token: Option<Secret>,
+    /// How admin and record endpoints (and `/status`, `/metrics` unless public) check callers.
+    pub auth: Auth,
+    /// `/status` and `/metrics` answer without the token.
+    pub status_public: bool,
+    /// Host names the operator API answers to.
+    pub hosts: crate::serve::AllowedHosts,
     pub runtime: Arc<crate::sync::Runtime>,
     /// Base of the URL webhook senders sign, when behind a proxy.
     pub public_url: Option<String>,
     pub status: Arc<StatusHub>,
     pub metrics: Metrics,
+    /// The store's figures as of the last refresh: sled reads the disk for its size, which
+    /// must not happen on an async thread at every `/status` or `/metrics` request.
+    store_stats: std::sync::RwLock<crate::store::StoreStats>,
     shutting_down: AtomicBool,
 }
 
@@ -42,23 +54,54 @@ impl AppState {
         engine: Arc<Engine>,
         runtime: Arc<crate::sync::Runtime>,
         server: &crate::config::ServerConfig,
+        auth: Auth,
         status: Arc<StatusHub>,
     ) -> Self {
         Self {
             started: Instant::now(),
             store,
             engine,
-            admin_token: server.admin_token.clone(),
+            auth,
+            status_public: server.status_is_public(),
+            hosts: crate::serve::AllowedHosts::from_config(server),
             runtime,
             public_url: server.public_url.clone(),
             status,
             metrics: Metrics::new(),
+            store_stats: std::sync::RwLock::default(),
             shutting_down: AtomicBool::new(false),
         }
     }
 
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// The store's figures as last refreshed (every few seconds, off the async threads).
+    pub fn store_stats(&self) -> crate::store::StoreStats {
+        self.store_stats
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Read the store's figures on a blocking thread and keep them for the handlers.
+    pub async fn refresh_store_stats(&self) {
+        let store = self.store.clone();
+        if let Ok(stats) = tokio::task::spawn_blocking(move || store.stats()).await {
+            *self
+                .store_stats
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = stats;
+        }
+    }
+
+    /// What an operator must know about how this daemon runs, shown on `/status`.
+    pub fn warnings(&self) -> Vec<&'static str> {
+        match self.auth {
+            Auth::Disabled => vec![INSECURE_WARNING],
+            Auth::Token(_) => Vec::new(),
+        }
     }
 
     /// Why `/readyz` would answer 503; empty when ready. The store is open by
@@ -161,6 +204,8 @@ pub async fn serve(
     };
     tracing::info!(path = %path.display(), backend = "sled", "store open");
 
+    let auth = resolve_auth(&config.daemon).await?;
+
     let (mappings, policies) = Engine::validate(&config)
         .map_err(|errors| anyhow::anyhow!("{}", crate::config::ConfigErrors(errors)))?;
     let engine = Arc::new(Engine::new(
@@ -190,19 +235,30 @@ pub async fn serve(
         engine,
         runtime,
         &config.daemon.server,
+        auth,
         status.clone(),
     ));
+
+    state.refresh_store_stats().await;
+    {
+        let (state, cancel) = (state.clone(), cancel.clone());
+        tasks.spawn("store stats", async move {
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(STORE_STATS_EVERY) => state.refresh_store_stats().await,
+                }
+            }
+        });
+    }
 
     let local = listener.local_addr()?;
     let http_stop = CancellationToken::new();
     let server = {
         let stop = http_stop.clone();
         let app = crate::http::router(state.clone(), config.daemon.server.max_body_bytes);
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
-        })
+        let limits = crate::serve::Limits::from_config(&config.daemon.server);
+        tokio::spawn(crate::serve::serve(listener, app, limits, stop))
     };
     tracing::info!(addr = %local, connectors = config.connectors.len(), "http server listening");
 
@@ -236,4 +292,133 @@ pub async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The configured token, else the one generated at first start in the data directory
+/// (created there now if absent). The token itself is never logged, only where it is.
+async fn resolve_auth(daemon: &crate::config::DaemonConfig) -> anyhow::Result<Auth> {
+    if daemon.server.insecure_no_auth {
+        tracing::warn!("{INSECURE_WARNING}");
+        return Ok(Auth::Disabled);
+    }
+    if let Some(token) = &daemon.server.admin_token {
+        tracing::info!("admin endpoints need server.admin_token as a bearer token");
+        return Ok(Auth::Token(token.clone()));
+    }
+    let path = auth::token_path(&daemon.store.path);
+    let p = path.clone();
+    let (token, created) = tokio::task::spawn_blocking(move || auth::load_or_create(&p))
+        .await?
+        .with_context(|| {
+            format!(
+                "cannot read or create the admin token at {}",
+                path.display()
+            )
+        })?;
+    tracing::info!(
+        path = %path.display(),
+        generated = created,
+        "no server.admin_token configured: admin and record endpoints need the token kept in this file (revsync's CLI reads it)"
+    );
+    Ok(Auth::Token(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Entry, MemStore, StoreError, StoreStats, Table, WriteBatch};
+
+    /// A store that counts how often its (disk-reading, for sled) figures are asked for.
+    #[derive(Default)]
+    struct CountingStore {
+        inner: MemStore,
+        stats_calls: AtomicU64,
+    }
+
+    impl Store for CountingStore {
+        fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(table, key)
+        }
+        fn scan(
+            &self,
+            table: Table,
+            prefix: &[u8],
+            after: Option<&[u8]>,
+            limit: usize,
+        ) -> Result<Vec<Entry>, StoreError> {
+            self.inner.scan(table, prefix, after, limit)
+        }
+        fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+            self.inner.write(batch)
+        }
+        fn flush(&self) -> Result<(), StoreError> {
+            self.inner.flush()
+        }
+        fn stats(&self) -> StoreStats {
+            self.stats_calls.fetch_add(1, Ordering::SeqCst);
+            self.inner.stats()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn status_and_metrics_answer_from_the_cached_store_figures() {
+        let store = Arc::new(CountingStore::default());
+        let shared: Arc<dyn Store> = store.clone();
+        let config = Config {
+            dir: PathBuf::from("."),
+            daemon: crate::config::DaemonConfig::default(),
+            connectors: Vec::new(),
+        };
+        let (m, p) = Engine::validate(&config).unwrap();
+        let engine = Arc::new(Engine::new(shared.clone(), &config, m, p, system_clock()).unwrap());
+        let status = Arc::new(StatusHub::default());
+        let (tasks, cancel) = (Tasks::default(), CancellationToken::new());
+        let runtime = crate::sync::start(
+            &config,
+            &Registry::builtin(),
+            &engine,
+            &shared,
+            &status,
+            &tasks,
+            &cancel,
+        )
+        .unwrap();
+        let server = &config.daemon.server;
+        let state = Arc::new(AppState::new(
+            shared,
+            engine,
+            runtime,
+            server,
+            Auth::Disabled,
+            status,
+        ));
+        state.refresh_store_stats().await;
+        let calls_before = store.stats_calls.load(Ordering::SeqCst);
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        let served = tokio::spawn(crate::serve::serve(
+            listener,
+            crate::http::router(state.clone(), 1024),
+            crate::serve::Limits::from_config(server),
+            stop.clone(),
+        ));
+        let http = reqwest::Client::new();
+        for _ in 0..10 {
+            for path in ["/status", "/metrics"] {
+                let r = http.get(format!("{base}{path}")).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+            }
+        }
+        assert_eq!(
+            store.stats_calls.load(Ordering::SeqCst),
+            calls_before,
+            "a request read the store's figures itself"
+        );
+        stop.cancel();
+        cancel.cancel();
+        served.await.unwrap().unwrap();
+        assert!(tasks.drain(Duration::from_secs(5)).await.is_empty());
+    }
 }

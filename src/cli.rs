@@ -29,7 +29,14 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the sync daemon until SIGTERM or Ctrl-C.
-    Run(ConfigArg),
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Serve admin and record endpoints without a token. For local experiments only:
+        /// anyone who reaches the port can read customer records and change the queue.
+        #[arg(long)]
+        insecure_no_auth: bool,
+    },
     /// Validate the configuration and print one line per connector (exit 2 on errors).
     Check(ConfigArg),
     /// Look at canonical records.
@@ -38,7 +45,7 @@ enum Command {
     /// Show each connector's state and counters (from the running daemon's /status).
     Status {
         #[command(flatten)]
-        config: ConfigArg,
+        client: ClientArg,
         /// Print the raw JSON.
         #[arg(long)]
         json: bool,
@@ -54,7 +61,7 @@ enum Command {
         #[arg(long)]
         object: Option<String>,
         #[command(flatten)]
-        config: ConfigArg,
+        client: ClientArg,
     },
     /// Start the four simulators with a generated company world and the daemon against them.
     Demo(crate::demo::DemoArgs),
@@ -69,7 +76,7 @@ enum DlqCommand {
         #[arg(long)]
         connector: Option<String>,
         #[command(flatten)]
-        config: ConfigArg,
+        client: ClientArg,
         #[arg(long)]
         json: bool,
     },
@@ -84,7 +91,7 @@ enum DlqCommand {
         #[arg(long)]
         connector: Option<String>,
         #[command(flatten)]
-        config: ConfigArg,
+        client: ClientArg,
     },
 }
 
@@ -97,7 +104,7 @@ enum RecordsCommand {
         /// An email, a domain, a canonical id, or connector:object:external_id.
         query: String,
         #[command(flatten)]
-        config: ConfigArg,
+        client: ClientArg,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -105,6 +112,17 @@ enum RecordsCommand {
         #[arg(long, default_value_t = 10)]
         audit: usize,
     },
+}
+
+/// Where a client command finds the daemon and its token.
+#[derive(clap::Args, Debug)]
+struct ClientArg {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The daemon's admin token; default: server.admin_token, else the token the daemon
+    /// generated in <store.path>/admin_token.
+    #[arg(long, env = "REVSYNC_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -124,30 +142,33 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Check(a) => check(&a.config),
-        Command::Run(a) => run(&a.config),
+        Command::Run {
+            config,
+            insecure_no_auth,
+        } => run(&config.config, insecure_no_auth),
         Command::Records(RecordsCommand::Get {
             query,
-            config,
+            client,
             json,
             audit,
-        }) => records_get(&config.config, &query, json, audit),
-        Command::Status { config, json } => status(&config.config, json),
+        }) => records_get(&client, &query, json, audit),
+        Command::Status { client, json } => status(&client, json),
         Command::Dlq(DlqCommand::List {
             connector,
-            config,
+            client,
             json,
-        }) => dlq_list(&config.config, connector.as_deref(), json),
+        }) => dlq_list(&client, connector.as_deref(), json),
         Command::Dlq(DlqCommand::Replay {
             id,
             all,
             connector,
-            config,
-        }) => dlq_replay(&config.config, id.as_deref(), all, connector.as_deref()),
+            client,
+        }) => dlq_replay(&client, id.as_deref(), all, connector.as_deref()),
         Command::Resync {
             connector,
             object,
-            config,
-        } => resync(&config.config, &connector, object.as_deref()),
+            client,
+        } => resync(&client, &connector, object.as_deref()),
         Command::Demo(a) => crate::demo::demo(a),
         Command::Sim(a) => crate::demo::sim(a),
     };
@@ -216,11 +237,13 @@ fn check(dir: &Path) -> u8 {
     exit::OK
 }
 
-fn run(dir: &Path) -> u8 {
-    let cfg = match load(dir) {
+fn run(dir: &Path, insecure_no_auth: bool) -> u8 {
+    let mut cfg = match load(dir) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    // app::serve logs the warning once logging is set up (JSON logs stay JSON).
+    cfg.daemon.server.insecure_no_auth = insecure_no_auth;
     if let Err(e) = crate::telemetry::init(&cfg.daemon.log) {
         eprintln!("error: {e:#}");
         return exit::FAILURE;
@@ -281,12 +304,12 @@ async fn next_signal(term: &mut tokio::signal::unix::Signal) -> &'static str {
     }
 }
 
-fn records_get(dir: &Path, query: &str, as_json: bool, audit: usize) -> u8 {
-    let cfg = match load(dir) {
+fn records_get(client: &ClientArg, query: &str, as_json: bool, audit: usize) -> u8 {
+    let cfg = match load(&client.config.config) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let found = match ask_daemon(&cfg, query, audit) {
+    let found = match ask_daemon(&cfg, client_token(client, &cfg), query, audit) {
         Ok(found) => Ok(found),
         Err(DaemonAnswer::NotRunning) => read_store(&cfg, query, audit),
         Err(DaemonAnswer::Failed(e)) => Err(e),
@@ -319,6 +342,7 @@ enum DaemonAnswer {
 /// One call to the running daemon's API: (status, JSON body).
 fn call_daemon(
     cfg: &Config,
+    token: Option<String>,
     method: reqwest::Method,
     path: &str,
     body: Option<serde_json::Value>,
@@ -328,7 +352,6 @@ fn call_daemon(
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     let url = format!("http://{addr}{path}");
-    let token = cfg.daemon.server.admin_token.clone();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -340,7 +363,7 @@ fn call_daemon(
             .map_err(|e| DaemonAnswer::Failed(e.to_string()))?;
         let mut req = client.request(method, &url);
         if let Some(t) = &token {
-            req = req.bearer_auth(t.expose());
+            req = req.bearer_auth(t);
         }
         if let Some(b) = body {
             req = req.json(&b);
@@ -356,24 +379,41 @@ fn call_daemon(
         };
         let status = resp.status().as_u16();
         if status == 401 {
-            return Err(DaemonAnswer::Failed(
-                "the daemon refused the admin token (server.admin_token)".into(),
-            ));
+            return Err(DaemonAnswer::Failed(if token.is_some() {
+                "the daemon refused the admin token (give the one it uses with --token or REVSYNC_TOKEN)".into()
+            } else {
+                "the daemon wants an admin token: pass --token or set REVSYNC_TOKEN (server.admin_token, or the contents of <store.path>/admin_token)".into()
+            }));
         }
         let v = resp.json().await.unwrap_or(serde_json::Value::Null);
         Ok((status, v))
     })
 }
 
+/// The token a client command sends: `--token`/`REVSYNC_TOKEN`, else `server.admin_token`,
+/// else the one the daemon generated in the store directory (when this user may read it).
+fn client_token(client: &ClientArg, cfg: &Config) -> Option<String> {
+    if let Some(t) = client.token.as_deref().filter(|t| !t.is_empty()) {
+        return Some(t.to_owned());
+    }
+    if let Some(t) = &cfg.daemon.server.admin_token {
+        return Some(t.expose().to_owned());
+    }
+    crate::auth::read(&crate::auth::token_path(&cfg.daemon.store.path))
+        .ok()
+        .flatten()
+        .map(|t| t.expose().to_owned())
+}
+
 /// Run one admin call and print a clear error when the daemon is not there.
 fn admin(
-    dir: &Path,
+    client: &ClientArg,
     method: reqwest::Method,
     path: &str,
     body: Option<serde_json::Value>,
 ) -> Result<(u16, serde_json::Value), u8> {
-    let cfg = load(dir)?;
-    call_daemon(&cfg, method, path, body).map_err(|e| {
+    let cfg = load(&client.config.config)?;
+    call_daemon(&cfg, client_token(client, &cfg), method, path, body).map_err(|e| {
         match e {
             DaemonAnswer::NotRunning => eprintln!(
                 "error: no daemon answers on {} (start it with `revsync run`)",
@@ -385,8 +425,8 @@ fn admin(
     })
 }
 
-fn status(dir: &Path, as_json: bool) -> u8 {
-    let (_, v) = match admin(dir, reqwest::Method::GET, "/status", None) {
+fn status(client: &ClientArg, as_json: bool) -> u8 {
+    let (_, v) = match admin(client, reqwest::Method::GET, "/status", None) {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -426,12 +466,12 @@ fn status(dir: &Path, as_json: bool) -> u8 {
     exit::OK
 }
 
-fn dlq_list(dir: &Path, connector: Option<&str>, as_json: bool) -> u8 {
+fn dlq_list(client: &ClientArg, connector: Option<&str>, as_json: bool) -> u8 {
     let path = match connector {
         Some(c) => format!("/admin/dlq?connector={c}"),
         None => "/admin/dlq".to_owned(),
     };
-    let (_, v) = match admin(dir, reqwest::Method::GET, &path, None) {
+    let (_, v) = match admin(client, reqwest::Method::GET, &path, None) {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -476,7 +516,7 @@ fn dlq_list(dir: &Path, connector: Option<&str>, as_json: bool) -> u8 {
     exit::OK
 }
 
-fn dlq_replay(dir: &Path, id: Option<&str>, all: bool, connector: Option<&str>) -> u8 {
+fn dlq_replay(client: &ClientArg, id: Option<&str>, all: bool, connector: Option<&str>) -> u8 {
     let body = match (id, all) {
         (Some(id), false) if id.starts_with("in:") => {
             serde_json::json!({ "inbound": id.trim_start_matches("in:") })
@@ -497,7 +537,12 @@ fn dlq_replay(dir: &Path, id: Option<&str>, all: bool, connector: Option<&str>) 
             return exit::CONFIG;
         }
     };
-    match admin(dir, reqwest::Method::POST, "/admin/dlq/replay", Some(body)) {
+    match admin(
+        client,
+        reqwest::Method::POST,
+        "/admin/dlq/replay",
+        Some(body),
+    ) {
         Ok((200, v)) => {
             println!("replayed {}", v["replayed"]);
             exit::OK
@@ -513,9 +558,9 @@ fn dlq_replay(dir: &Path, id: Option<&str>, all: bool, connector: Option<&str>) 
     }
 }
 
-fn resync(dir: &Path, connector: &str, object: Option<&str>) -> u8 {
+fn resync(client: &ClientArg, connector: &str, object: Option<&str>) -> u8 {
     let body = serde_json::json!({ "connector": connector, "object": object });
-    let objects = match admin(dir, reqwest::Method::POST, "/admin/resync", Some(body)) {
+    let objects = match admin(client, reqwest::Method::POST, "/admin/resync", Some(body)) {
         Ok((202, v)) => v["started"].as_array().cloned().unwrap_or_default(),
         Ok((_, v)) => {
             eprintln!(
@@ -535,7 +580,7 @@ fn resync(dir: &Path, connector: &str, object: Option<&str>) -> u8 {
         .to_owned();
     loop {
         std::thread::sleep(std::time::Duration::from_millis(500));
-        let Ok((_, v)) = admin(dir, reqwest::Method::GET, "/status", None) else {
+        let Ok((_, v)) = admin(client, reqwest::Method::GET, "/status", None) else {
             return exit::FAILURE;
         };
         let c = v["connectors"]
@@ -573,6 +618,7 @@ fn resync(dir: &Path, connector: &str, object: Option<&str>) -> u8 {
 /// The running daemon owns the store (sled locks it), so ask it first.
 fn ask_daemon(
     cfg: &Config,
+    token: Option<String>,
     query: &str,
     audit: usize,
 ) -> Result<Option<serde_json::Value>, DaemonAnswer> {
@@ -586,7 +632,7 @@ fn ask_daemon(
     url.query_pairs_mut()
         .append_pair("audit", &audit.to_string());
     let path = format!("{}?{}", url.path(), url.query().unwrap_or_default());
-    match call_daemon(cfg, reqwest::Method::GET, &path, None)? {
+    match call_daemon(cfg, token, reqwest::Method::GET, &path, None)? {
         (200, v) => Ok(Some(v)),
         (404, _) => Ok(None),
         (s, v) => Err(DaemonAnswer::Failed(format!(

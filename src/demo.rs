@@ -93,9 +93,17 @@ pub fn demo(args: DemoArgs) -> u8 {
     #[cfg(not(feature = "demo"))]
     {
         let _ = args;
-        eprintln!("error: this revsync was built without the `demo` feature");
-        crate::cli::exit::FAILURE
+        not_in_this_build("demo")
     }
+}
+
+/// Release builds leave the simulators out; say so instead of failing obscurely.
+#[cfg(not(feature = "demo"))]
+fn not_in_this_build(command: &str) -> u8 {
+    eprintln!(
+        "error: `revsync {command}` is not in this build: release builds leave out the simulators; build with `cargo build --features demo` (the default for a source checkout) to get it"
+    );
+    crate::cli::exit::FAILURE
 }
 
 /// `revsync sim`.
@@ -107,7 +115,6 @@ pub fn sim(args: SimArgs) -> u8 {
     #[cfg(not(feature = "demo"))]
     {
         let _ = args;
-        eprintln!("error: this revsync was built without the `demo` feature");
-        crate::cli::exit::FAILURE
+        not_in_this_build("sim")
     }
 }

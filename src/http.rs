@@ -13,6 +13,27 @@ use serde_json::json;
 use crate::app::AppState;
 
 pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+    let token = middleware::from_fn_with_state(state.clone(), require_token);
+    // Customer data and queue changes: always behind the token (unless auth is disabled).
+    let admin = Router::new()
+        .route("/records/{query}", get(record))
+        .route("/admin/dlq", get(dlq_list))
+        .route("/admin/dlq/replay", post(dlq_replay))
+        .route("/admin/resync", post(resync))
+        .route_layer(token.clone());
+    let observe = Router::new()
+        .route("/status", get(status))
+        .route("/metrics", get(metrics));
+    let observe = if state.status_public {
+        observe
+    } else {
+        observe.route_layer(token)
+    };
+    // Webhooks (signed, and relayed by proxies that may rewrite Host) and health probes
+    // show nothing worth a DNS-rebinding attack; everything else checks the Host.
+    let operator = admin
+        .merge(observe)
+        .route_layer(middleware::from_fn_with_state(state.clone(), check_host));
     Router::new()
         .route(
             "/webhooks/{connector}",
@@ -20,17 +41,13 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/status", get(status))
-        .route("/metrics", get(metrics))
-        .route("/records/{query}", get(record))
-        .route("/admin/dlq", get(dlq_list))
-        .route("/admin/dlq/replay", post(dlq_replay))
-        .route("/admin/resync", post(resync))
+        .merge(operator)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
         ))
+        .layer(middleware::from_fn(json_errors))
         .with_state(state)
 }
 
@@ -58,7 +75,9 @@ async fn status(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "uptime_secs": state.started.elapsed().as_secs(),
         "ready": state.not_ready_reasons().is_empty(),
         "shutting_down": state.is_shutting_down(),
-        "store": state.store.stats(),
+        "auth": if matches!(state.auth, crate::auth::Auth::Disabled) { "disabled" } else { "token" },
+        "warnings": state.warnings(),
+        "store": state.store_stats(),
         "connectors": state.status.snapshot(),
     }))
 }
@@ -67,7 +86,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let body = state.metrics.render(
         state.started.elapsed().as_secs_f64(),
         state.not_ready_reasons().is_empty(),
-        &state.store.stats(),
+        &state.store_stats(),
         &state.status.snapshot(),
     );
     (
@@ -80,29 +99,77 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-/// Admin endpoints carry customer data: when `server.admin_token` is set they need it as
-/// a bearer token, compared in constant time.
-fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
-    let Some(token) = &state.admin_token else {
-        return true;
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+/// Every error the server itself answers is JSON like the handlers' own: axum's
+/// rejections (405, 413, 415, 422, a malformed query or path) come as plain text or empty,
+/// which clients parsing `{error, message}` would choke on.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|c| c.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // Rejection texts are one line; anything longer is cut, never buffered whole.
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
         .unwrap_or_default();
-    bool::from(subtle::ConstantTimeEq::ct_eq(
-        given.as_bytes(),
-        token.expose().as_bytes(),
-    ))
+    let reason = status.canonical_reason().unwrap_or("error");
+    let code = reason.to_ascii_lowercase().replace([' ', '-'], "_");
+    let message = if text.is_empty() {
+        reason.to_owned()
+    } else {
+        text
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(
+        parts,
+        axum::body::Body::from(json!({ "error": code, "message": message }).to_string()),
+    )
 }
 
-fn unauthorized() -> Response {
-    error(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        "this endpoint needs `Authorization: Bearer <server.admin_token>`",
-    )
+/// Refuses a Host this daemon was not configured to answer to (server.allowed_hosts).
+async fn check_host(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    // A request without Host (HTTP/1.0) cannot come from a browser.
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .map(|h| h.to_str().unwrap_or(""));
+    match host {
+        Some(h) if !state.hosts.allows(h) => error(
+            StatusCode::MISDIRECTED_REQUEST,
+            "unknown_host",
+            "this Host is not one the daemon answers to; add it to server.allowed_hosts",
+        ),
+        _ => next.run(req).await,
+    }
+}
+
+/// Runs before the handler and its extractors, so an unauthenticated request is refused
+/// before its body is read or parsed.
+async fn require_token(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if state.auth.allows(given) {
+        next.run(req).await
+    } else {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this endpoint needs `Authorization: Bearer <token>`: server.admin_token, or the token the daemon generated in <store.path>/admin_token",
+        )
+    }
 }
 
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
@@ -213,14 +280,7 @@ fn default_dlq_limit() -> usize {
 /// `GET /admin/dlq[?connector=ID]`: pushes the systems refused for good, with what was
 /// sent and what they answered (`direction: outbound`), and records or events that could
 /// not be brought in, with their raw body and error (`direction: inbound`).
-async fn dlq_list(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Query(q): Query<DlqQuery>,
-) -> Response {
-    if !authorized(&state, &headers) {
-        return unauthorized();
-    }
+async fn dlq_list(State(state): State<Arc<AppState>>, Query(q): Query<DlqQuery>) -> Response {
     let engine = state.engine.clone();
     let listed = tokio::task::spawn_blocking(move || {
         let out = engine.dead_letters(q.connector.as_deref(), q.limit)?;
@@ -286,12 +346,8 @@ struct ReplayRequest {
 /// inbound one again through its connector (or apply its change again).
 async fn dlq_replay(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     Json(req): Json<ReplayRequest>,
 ) -> Response {
-    if !authorized(&state, &headers) {
-        return unauthorized();
-    }
     if let Some(id) = &req.inbound {
         return match state.runtime.replay_inbound(id).await {
             Ok(true) => Json(json!({ "replayed": 1 })).into_response(),
@@ -328,14 +384,7 @@ struct ResyncRequest {
 }
 
 /// `POST /admin/resync` with `{connector[, object]}`: a full re-read; progress on `/status`.
-async fn resync(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Json(req): Json<ResyncRequest>,
-) -> Response {
-    if !authorized(&state, &headers) {
-        return unauthorized();
-    }
+async fn resync(State(state): State<Arc<AppState>>, Json(req): Json<ResyncRequest>) -> Response {
     match state.runtime.resync(&req.connector, req.object.as_deref()) {
         Ok(objects) => (StatusCode::ACCEPTED, Json(json!({ "started": objects }))).into_response(),
         Err(e @ crate::sync::ResyncError::AlreadyRunning(_)) => {
@@ -348,13 +397,9 @@ async fn resync(
 /// One customer, unified: `GET /records/{email | domain | id | connector:object:id}`.
 async fn record(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
     Path(query): Path<String>,
     Query(q): Query<RecordQuery>,
 ) -> Response {
-    if !authorized(&state, &headers) {
-        return unauthorized();
-    }
     let engine = state.engine.clone();
     let found =
         tokio::task::spawn_blocking(move || crate::engine::lookup_view(&engine, &query, q.audit))
@@ -390,9 +435,8 @@ async fn count_requests(State(state): State<Arc<AppState>>, req: Request, next: 
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().as_str().to_owned();
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = crate::metrics::method_label(req.method());
     let response = next.run(req).await;
     state
         .metrics

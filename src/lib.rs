@@ -5,6 +5,7 @@
 //! only through `revsync-sdk`.
 
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod demo;
@@ -12,6 +13,7 @@ pub mod engine;
 pub mod http;
 pub mod metrics;
 pub mod registry;
+pub mod serve;
 pub mod status;
 pub mod store;
 pub mod sync;

@@ -1,22 +1,44 @@
 //! Every Prometheus metric revsync exports, declared in one place with its help text.
 
 use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Registry, Unit};
 
 use crate::status::{ConnectorState, ConnectorStatus};
 use crate::store::StoreStats;
 
+/// Labels of `revsync_http_requests_total`. Every value comes from a bounded set: the
+/// matched route template (never the raw path; `unmatched` for 404s), a known method or
+/// `other`, the status.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
     pub route: String,
-    pub method: String,
+    pub method: &'static str,
     pub status: u16,
+}
+
+/// A request's method as a label: clients choose the method's text, so anything but the
+/// standard methods is one value.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -35,27 +57,82 @@ pub struct VersionLabels {
     pub version: String,
 }
 
+type PerConnector<M> = Family<ConnectorLabels, M>;
+
+/// Reads one count from a connector's status.
+type CountOf = fn(&ConnectorStatus) -> u64;
+
+/// Counts kept by `/status` since start, exported as counters (`_total` is added by the
+/// encoder): name, help, and how to read the count from a connector's status.
+const CONNECTOR_COUNTERS: &[(&str, &str, CountOf)] = &[
+    (
+        "connector_records_in",
+        "Changes read from the connector's system that were new",
+        |c| c.records_in,
+    ),
+    (
+        "connector_records_reread",
+        "Records read again with nothing new (overlap windows, repeated events)",
+        |c| c.records_reread,
+    ),
+    (
+        "connector_records_out",
+        "Records written to the connector's system",
+        |c| c.records_out,
+    ),
+    (
+        "connector_edits_read_before_push",
+        "Edits made in the connector's system since its last read, found and applied before an update would have written over them",
+        |c| c.edits_read_before_push,
+    ),
+    (
+        "connector_invalid_records",
+        "Records or values skipped because the system sent something unreadable",
+        |c| c.invalid_records,
+    ),
+    (
+        "connector_errors",
+        "Errors met by the connector",
+        |c| c.errors.count,
+    ),
+    (
+        "connector_rate_limited",
+        "Rate-limit answers (429 or equivalent) met by the connector",
+        |c| c.rate_limit.as_ref().map_or(0, |r| r.throttled),
+    ),
+    (
+        "connector_restarts",
+        "Times a connector task was restarted after a panic",
+        |c| c.restarts,
+    ),
+    (
+        "connector_webhooks_accepted",
+        "Webhook events stored durably",
+        |c| c.webhooks_accepted,
+    ),
+    (
+        "connector_webhooks_rejected",
+        "Webhook requests refused (signature, staleness, shape)",
+        |c| c.webhooks_rejected,
+    ),
+];
+
 pub struct Metrics {
     registry: Registry,
     pub http_requests: Family<HttpLabels, Counter>,
     uptime_seconds: Gauge<f64, AtomicU64>,
     ready: Gauge,
     store_size_bytes: Gauge,
-    store_flushes: Gauge,
+    store_flushes: Counter,
     connector_state: Family<ConnectorStateLabels, Gauge>,
-    records_in: Family<ConnectorLabels, Gauge>,
-    records_reread: Family<ConnectorLabels, Gauge>,
-    records_out: Family<ConnectorLabels, Gauge>,
-    edits_read_before_push: Family<ConnectorLabels, Gauge>,
-    errors: Family<ConnectorLabels, Gauge>,
-    outbox_depth: Family<ConnectorLabels, Gauge>,
-    dead_letters: Family<ConnectorLabels, Gauge>,
-    lag_seconds: Family<ConnectorLabels, Gauge>,
-    throttled: Family<ConnectorLabels, Gauge>,
-    rate_limit_wait_ms: Family<ConnectorLabels, Gauge>,
-    restarts: Family<ConnectorLabels, Gauge>,
-    webhooks_accepted: Family<ConnectorLabels, Gauge>,
-    webhooks_rejected: Family<ConnectorLabels, Gauge>,
+    counters: Vec<PerConnector<Counter>>,
+    outbox_depth: PerConnector<Gauge>,
+    dead_letters: PerConnector<Gauge>,
+    lag_seconds: PerConnector<Gauge>,
+    rate_limit_wait_seconds: PerConnector<Gauge<f64, AtomicU64>>,
+    /// Counters are advanced to the status figures under this lock, so two scrapes at
+    /// once cannot both add the same difference.
+    rendering: Mutex<()>,
 }
 
 impl Default for Metrics {
@@ -66,136 +143,88 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("revsync");
+        let mut r = Registry::with_prefix("revsync");
         let build_info = Family::<VersionLabels, Gauge>::default();
         build_info
             .get_or_create(&VersionLabels {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
             })
             .set(1);
-        registry.register("build_info", "revsync build, as a label", build_info);
+        r.register("build_info", "revsync build, as a label", build_info);
         let m = Self {
             http_requests: Family::default(),
             uptime_seconds: Gauge::default(),
             ready: Gauge::default(),
             store_size_bytes: Gauge::default(),
-            store_flushes: Gauge::default(),
+            store_flushes: Counter::default(),
             connector_state: Family::default(),
-            records_in: Family::default(),
-            records_reread: Family::default(),
-            records_out: Family::default(),
-            edits_read_before_push: Family::default(),
-            errors: Family::default(),
+            counters: CONNECTOR_COUNTERS
+                .iter()
+                .map(|_| PerConnector::default())
+                .collect(),
             outbox_depth: Family::default(),
             dead_letters: Family::default(),
             lag_seconds: Family::default(),
-            throttled: Family::default(),
-            rate_limit_wait_ms: Family::default(),
-            restarts: Family::default(),
-            webhooks_accepted: Family::default(),
-            webhooks_rejected: Family::default(),
-            registry,
+            rate_limit_wait_seconds: Family::default(),
+            rendering: Mutex::new(()),
+            registry: Registry::default(),
         };
-        m.register_all()
-    }
-
-    fn register_all(mut self) -> Self {
-        let r = &mut self.registry;
         r.register(
             "http_requests",
-            "HTTP requests served, by route, method and status",
-            self.http_requests.clone(),
+            "HTTP requests served, by route template, method and status",
+            m.http_requests.clone(),
         );
         r.register(
             "uptime_seconds",
             "Seconds since the daemon started",
-            self.uptime_seconds.clone(),
+            m.uptime_seconds.clone(),
         );
-        r.register("ready", "1 when /readyz answers 200", self.ready.clone());
-        r.register(
-            "store_size_bytes",
+        r.register("ready", "1 when /readyz answers 200", m.ready.clone());
+        r.register_with_unit(
+            "store_size",
             "Size of the store on disk",
-            self.store_size_bytes.clone(),
+            Unit::Bytes,
+            m.store_size_bytes.clone(),
         );
         r.register(
             "store_flushes",
-            "Explicit store flushes since start",
-            self.store_flushes.clone(),
+            "Explicit store flushes",
+            m.store_flushes.clone(),
         );
         r.register(
             "connector_state",
             "1 for the state each connector is in",
-            self.connector_state.clone(),
+            m.connector_state.clone(),
         );
-        r.register(
-            "connector_records_in",
-            "Changes read from the connector's system that were new",
-            self.records_in.clone(),
-        );
-        r.register(
-            "connector_records_reread",
-            "Records read again with nothing new (overlap windows, repeated events)",
-            self.records_reread.clone(),
-        );
-        r.register(
-            "connector_edits_read_before_push",
-            "Edits made in the connector's system since its last read, found and applied before an update would have written over them",
-            self.edits_read_before_push.clone(),
-        );
-        r.register(
-            "connector_records_out",
-            "Records written to the connector's system",
-            self.records_out.clone(),
-        );
-        r.register(
-            "connector_errors",
-            "Errors met by the connector",
-            self.errors.clone(),
-        );
+        for ((name, help, _), family) in CONNECTOR_COUNTERS.iter().zip(&m.counters) {
+            r.register(*name, *help, family.clone());
+        }
         r.register(
             "connector_outbox_depth",
             "Pushes waiting for the connector",
-            self.outbox_depth.clone(),
+            m.outbox_depth.clone(),
         );
         r.register(
             "connector_dead_letters",
-            "Pushes the connector's system refused for good",
-            self.dead_letters.clone(),
+            "Pushes the connector's system refused for good, waiting for a replay",
+            m.dead_letters.clone(),
         );
-        r.register(
-            "connector_lag_seconds",
-            "Seconds since the connector's last successful read or push",
-            self.lag_seconds.clone(),
+        r.register_with_unit(
+            "connector_lag",
+            "Time since the connector's last successful read or push",
+            Unit::Seconds,
+            m.lag_seconds.clone(),
         );
-        r.register(
-            "connector_rate_limited",
-            "Rate-limit answers (429 or equivalent) met by the connector",
-            self.throttled.clone(),
+        r.register_with_unit(
+            "connector_rate_limit_wait",
+            "How long the connector's requests are currently held back (Retry-After)",
+            Unit::Seconds,
+            m.rate_limit_wait_seconds.clone(),
         );
-        r.register(
-            "connector_rate_limit_wait_ms",
-            "How long the connector's requests are currently held back",
-            self.rate_limit_wait_ms.clone(),
-        );
-        r.register(
-            "connector_restarts",
-            "Times a connector task was restarted after a panic",
-            self.restarts.clone(),
-        );
-        r.register(
-            "connector_webhooks_accepted",
-            "Webhook events stored durably",
-            self.webhooks_accepted.clone(),
-        );
-        r.register(
-            "connector_webhooks_rejected",
-            "Webhook requests refused (signature, staleness, shape)",
-            self.webhooks_rejected.clone(),
-        );
-        self
+        Self { registry: r, ..m }
     }
 
-    /// Refresh the gauges from live state, then render the text exposition format.
+    /// Refresh from live state, then render the OpenMetrics text format.
     pub fn render(
         &self,
         uptime_secs: f64,
@@ -203,10 +232,14 @@ impl Metrics {
         store: &StoreStats,
         connectors: &[ConnectorStatus],
     ) -> String {
+        let _one_at_a_time = self
+            .rendering
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.uptime_seconds.set(uptime_secs);
         self.ready.set(i64::from(ready));
-        self.store_size_bytes.set(store.size_on_disk_bytes as i64);
-        self.store_flushes.set(store.flushes as i64);
+        self.store_size_bytes.set(gauge(store.size_on_disk_bytes));
+        advance(&self.store_flushes, store.flushes);
         for c in connectors {
             for state in ConnectorState::ALL {
                 self.connector_state
@@ -219,42 +252,41 @@ impl Metrics {
             let l = ConnectorLabels {
                 connector: c.id.clone(),
             };
-            self.records_in.get_or_create(&l).set(c.records_in as i64);
-            self.records_reread
-                .get_or_create(&l)
-                .set(c.records_reread as i64);
-            self.records_out.get_or_create(&l).set(c.records_out as i64);
-            self.edits_read_before_push
-                .get_or_create(&l)
-                .set(c.edits_read_before_push as i64);
-            self.errors.get_or_create(&l).set(c.errors.count as i64);
+            for ((_, _, read), family) in CONNECTOR_COUNTERS.iter().zip(&self.counters) {
+                advance(&family.get_or_create(&l), read(c));
+            }
             self.outbox_depth
                 .get_or_create(&l)
-                .set(c.outbox_depth as i64);
+                .set(gauge(c.outbox_depth));
             self.dead_letters
                 .get_or_create(&l)
-                .set(c.dead_letters as i64);
+                .set(gauge(c.dead_letters));
             self.lag_seconds
                 .get_or_create(&l)
-                .set(c.lag_secs.unwrap_or(0) as i64);
-            self.restarts.get_or_create(&l).set(c.restarts as i64);
-            self.webhooks_accepted
+                .set(gauge(c.lag_secs.unwrap_or(0)));
+            let wait_ms = c.rate_limit.as_ref().map_or(0, |r| r.current_wait_ms);
+            #[allow(clippy::cast_precision_loss)] // milliseconds far below 2^52
+            self.rate_limit_wait_seconds
                 .get_or_create(&l)
-                .set(c.webhooks_accepted as i64);
-            self.webhooks_rejected
-                .get_or_create(&l)
-                .set(c.webhooks_rejected as i64);
-            if let Some(r) = &c.rate_limit {
-                self.throttled.get_or_create(&l).set(r.throttled as i64);
-                self.rate_limit_wait_ms
-                    .get_or_create(&l)
-                    .set(r.current_wait_ms as i64);
-            }
+                .set(wait_ms as f64 / 1000.0);
         }
         let mut out = String::new();
-        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        // Writing to a String cannot fail; an empty answer would be the only symptom.
+        let _ = encode(&mut out, &self.registry);
         out
     }
+}
+
+/// Move a counter up to a count kept elsewhere (counts only grow while the daemon runs).
+fn advance(counter: &Counter, to: u64) {
+    let now = counter.get();
+    if to > now {
+        counter.inc_by(to - now);
+    }
+}
+
+fn gauge(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
@@ -267,15 +299,39 @@ mod tests {
         let mut c = ConnectorStatus::new("hs", "hubspot", vec![], true);
         c.state = ConnectorState::Idle;
         c.records_in = 7;
-        let text = m.render(1.5, true, &StoreStats::default(), &[c]);
+        let text = m.render(1.5, true, &StoreStats::default(), std::slice::from_ref(&c));
         assert!(text.contains("revsync_ready 1"), "{text}");
         assert!(
             text.contains(r#"revsync_connector_state{connector="hs",state="idle"} 1"#),
             "{text}"
         );
         assert!(text.contains(r#"revsync_connector_state{connector="hs",state="running"} 0"#));
-        assert!(text.contains(r#"revsync_connector_records_in{connector="hs"} 7"#));
+        assert!(text.contains(r#"revsync_connector_records_in_total{connector="hs"} 7"#));
+        assert!(
+            text.contains("# TYPE revsync_connector_records_in counter"),
+            "{text}"
+        );
+        // A second render with the same figures does not count them twice.
+        let text = m.render(2.0, true, &StoreStats::default(), &[c]);
+        assert!(text.contains(r#"revsync_connector_records_in_total{connector="hs"} 7"#));
+        assert!(text.contains("revsync_store_size_bytes 0"), "{text}");
+        assert!(
+            text.contains("# UNIT revsync_connector_lag_seconds seconds"),
+            "{text}"
+        );
         assert!(text.contains("# HELP revsync_build_info"));
         assert!(text.ends_with("# EOF\n"));
+    }
+}
+
+#[cfg(test)]
+mod label_tests {
+    use super::*;
+
+    #[test]
+    fn methods_outside_the_standard_ones_share_one_label() {
+        let odd = axum::http::Method::from_bytes(b"X-RANDOM-12345").unwrap();
+        assert_eq!(method_label(&odd), "other");
+        assert_eq!(method_label(&axum::http::Method::GET), "GET");
     }
 }

@@ -91,7 +91,7 @@ fn broken_fixtures_report_every_error_with_file_connector_and_field() {
     let f = "tests/fixtures/broken";
     let expected = [
         // unknown key, with the nearest valid one
-        format!("error: {f}/revsync.yaml: field `server.lisen_backlog`: unknown field `lisen_backlog`, expected one of `listen`, `admin_token`, `max_body_bytes`, `public_url`\n    hint: did you mean `listen`?"),
+        format!("error: {f}/revsync.yaml: field `server.lisen_backlog`: unknown field `lisen_backlog`, expected one of `listen`, `admin_token`, `status_auth`, `allowed_hosts`, `max_body_bytes`, `header_read_timeout_secs`, `idle_timeout_secs`, `max_connections`, `public_url`\n    hint: did you mean `listen`?"),
         // a bad duration in the daemon file does not hide behind the first error
         format!("error: {f}/revsync.yaml: field `shutdown_timeout_secs`: 0 is outside 1..=3600 seconds\n    example: shutdown_timeout_secs: 30"),
         // a webhook id memory shorter than the vendors' retries
@@ -233,4 +233,31 @@ fn retry_limits_are_checked() {
         &[("REVSYNC_RETRY__MAX_ATTEMPTS", "25")],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[test]
+fn zero_and_out_of_range_limits_are_refused_before_start() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("revsync.yaml"),
+        "version: 1\nserver:\n  admin_token: ''\n  max_body_bytes: 0\n  header_read_timeout_secs: 0\n  idle_timeout_secs: 0\n  max_connections: 0\n  allowed_hosts: ['http://x:80']\n  public_url: not-a-url\nstore:\n  cache_mb: 0\n",
+    )
+    .unwrap();
+    let d = dir.path().display().to_string();
+    let out = revsync(&["check", "--config", &d], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    let f = format!("{d}/revsync.yaml");
+    for e in [
+        format!("error: {f}: field `store.cache_mb`: 0 is outside 8..=1048576 MiB\n    example: store:\n               cache_mb: 256"),
+        format!("error: {f}: field `server.max_body_bytes`: 0 is outside 1..=1073741824 bytes"),
+        format!("error: {f}: field `server.header_read_timeout_secs`: 0 is outside 1..=300 seconds"),
+        format!("error: {f}: field `server.idle_timeout_secs`: 0 is outside 1..=3600 seconds"),
+        format!("error: {f}: field `server.max_connections`: 0 is outside 1..=65536 connections"),
+        format!("error: {f}: field `server.admin_token`: is empty or contains whitespace"),
+        format!("error: {f}: field `server.allowed_hosts`: `http://x:80` is not a host name (no scheme, port or path)"),
+        format!("error: {f}: field `server.public_url`: `not-a-url` is not an http(s) URL with a host"),
+    ] {
+        assert!(stderr.contains(&e), "missing:\n{e}\nin:\n{stderr}");
+    }
 }

@@ -32,11 +32,19 @@ fn write_config(dir: &Path) {
     .unwrap();
 }
 
+type Log = tokio::task::JoinHandle<Vec<String>>;
+
 /// Start the daemon and read its address from the JSON log line announcing it.
-async fn start(dir: &Path) -> (Child, String, tokio::task::JoinHandle<Vec<String>>) {
+async fn start(dir: &Path) -> (Child, String, Log) {
+    start_with(dir, &[]).await
+}
+
+/// As [`start`], with extra arguments to `revsync run`.
+async fn start_with(dir: &Path, extra: &[&str]) -> (Child, String, Log) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_revsync"))
         .args(["run", "--config"])
         .arg(dir)
+        .args(extra)
         .env("ZD_TOKEN", TOKEN)
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())
@@ -45,10 +53,12 @@ async fn start(dir: &Path) -> (Child, String, tokio::task::JoinHandle<Vec<String
         .spawn()
         .expect("spawn revsync");
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut all = Vec::new();
     let addr = tokio::time::timeout(Duration::from_secs(30), async {
         while let Some(line) = lines.next_line().await.unwrap() {
             let v: serde_json::Value = serde_json::from_str(&line)
                 .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+            all.push(line);
             if v["message"] == "http server listening" {
                 return v["addr"].as_str().unwrap().to_owned();
             }
@@ -59,7 +69,6 @@ async fn start(dir: &Path) -> (Child, String, tokio::task::JoinHandle<Vec<String
     .expect("daemon did not announce its address");
     // Keep draining the log so the child never blocks on a full pipe.
     let rest = tokio::spawn(async move {
-        let mut all = Vec::new();
         while let Ok(Some(l)) = lines.next_line().await {
             all.push(l);
         }
@@ -196,4 +205,140 @@ async fn a_taken_port_fails_with_a_clear_error() {
         )),
         "{stderr}"
     );
+}
+
+/// SIGTERM, then wait for a clean exit and return the whole log.
+async fn stop(mut child: Child, log: Log) -> String {
+    let pid = child.id().unwrap() as i32;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("daemon did not exit")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    log.await.unwrap().join("\n")
+}
+
+#[tokio::test]
+async fn without_a_configured_token_one_is_generated_kept_private_and_required() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path());
+    let (child, base, log) = start(dir.path()).await;
+    let http = reqwest::Client::new();
+
+    let file = dir.path().join("data/admin_token");
+    let token = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+    assert_eq!(token.len(), 64, "{token}");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+
+    // Customer data and queue changes are refused without it, before any body is read.
+    let r = http
+        .get(format!("{base}/records/ada@example.com"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "unauthorized");
+    let r = http
+        .post(format!("{base}/admin/resync"))
+        .header("content-type", "text/plain")
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "auth comes before the body is parsed");
+    let r = http.get(format!("{base}/admin/dlq")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http
+        .get(format!("{base}/records/ada@example.com"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "known token, no such record");
+
+    // The CLI finds the generated token in the store directory by itself.
+    let addr = base.trim_start_matches("http://").to_owned();
+    let out = Command::new(env!("CARGO_BIN_EXE_revsync"))
+        .args(["dlq", "list", "--config"])
+        .arg(dir.path())
+        .env("REVSYNC_SERVER__LISTEN", &addr)
+        .env("ZD_TOKEN", TOKEN)
+        .env_remove("REVSYNC_TOKEN")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no dead letters"));
+    // A wrong --token is refused with a clear message.
+    let out = Command::new(env!("CARGO_BIN_EXE_revsync"))
+        .args(["dlq", "list", "--token", "nope", "--config"])
+        .arg(dir.path())
+        .env("REVSYNC_SERVER__LISTEN", &addr)
+        .env("ZD_TOKEN", TOKEN)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refused the admin token"));
+
+    let log = stop(child, log).await;
+    assert!(
+        log.contains(&file.display().to_string()),
+        "where the token is: {log}"
+    );
+    assert!(!log.contains(&token), "the token itself is never logged");
+
+    // A restart keeps the same token.
+    let (child, base, log) = start(dir.path()).await;
+    let r = http
+        .get(format!("{base}/admin/dlq"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    stop(child, log).await;
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), token);
+}
+
+#[tokio::test]
+async fn insecure_no_auth_opens_the_admin_api_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path());
+    let (child, base, log) = start_with(dir.path(), &["--insecure-no-auth"]).await;
+    let http = reqwest::Client::new();
+    let r = http
+        .get(format!("{base}/records/ada@example.com"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let status: serde_json::Value = http
+        .get(format!("{base}/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["auth"], "disabled");
+    assert!(
+        status["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("authentication is disabled"),
+        "{status}"
+    );
+    let log = stop(child, log).await;
+    assert!(log.contains("authentication is disabled"), "{log}");
+    assert!(!dir.path().join("data/admin_token").exists());
 }

@@ -85,3 +85,35 @@ fn the_kubernetes_configmap_passes_check() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("listen 0.0.0.0:8080"));
 }
+
+#[test]
+fn the_container_ships_every_connector_and_no_simulator() {
+    let dockerfile = std::fs::read_to_string(root().join("deploy/Dockerfile")).unwrap();
+    let build = dockerfile
+        .split("RUN ")
+        .find(|r| r.starts_with("cargo build"))
+        .expect("a cargo build step")
+        .replace("\\\n", " ");
+    let build = build.lines().next().unwrap();
+    assert!(build.contains("--release"), "{build}");
+    assert!(build.contains("--no-default-features"), "{build}");
+    let features: Vec<&str> = build
+        .split("--features")
+        .nth(1)
+        .expect("--features")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .split(',')
+        .collect();
+    // Every default feature but the simulators.
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let defaults = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("default = "))
+        .unwrap();
+    for f in defaults.trim_matches(['[', ']']).split(',') {
+        let f = f.trim().trim_matches('"');
+        assert_eq!(features.contains(&f), f != "demo", "{f} in {features:?}");
+    }
+}

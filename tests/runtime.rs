@@ -182,7 +182,7 @@ async fn a_429_is_waited_out_then_the_push_succeeds() {
         .await
         .unwrap();
     assert!(
-        metrics.contains(r#"revsync_connector_rate_limited{connector="acme-b"} 1"#),
+        metrics.contains(r#"revsync_connector_rate_limited_total{connector="acme-b"} 1"#),
         "{metrics}"
     );
     assert!(

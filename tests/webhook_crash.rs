@@ -53,6 +53,9 @@ fn registry() -> Registry {
     Registry::with(vec![Box::new(AcmeType)])
 }
 
+/// The operator API's token: `/records` always needs one.
+const ADMIN: &str = "webhook-crash-admin";
+
 fn write_config(dir: &Path, port: u16, a: &Fake, b: &Fake) {
     std::fs::create_dir_all(dir.join("connectors")).unwrap();
     // The background flush interval stays at its default (500 ms): an acknowledgement must
@@ -60,7 +63,7 @@ fn write_config(dir: &Path, port: u16, a: &Fake, b: &Fake) {
     std::fs::write(
         dir.join("revsync.yaml"),
         format!(
-            "version: 1\nserver:\n  listen: 127.0.0.1:{port}\nstore:\n  path: {}\nshutdown_timeout_secs: 5\n",
+            "version: 1\nserver:\n  listen: 127.0.0.1:{port}\n  admin_token: {ADMIN}\nstore:\n  path: {}\nshutdown_timeout_secs: 5\n",
             dir.join("data").display()
         ),
     )
@@ -363,6 +366,7 @@ async fn send_until_killed(
 async fn applied(http: &reqwest::Client, base: &str, i: usize) -> bool {
     let Ok(r) = http
         .get(format!("{base}/records/{}", email(i)))
+        .bearer_auth(ADMIN)
         .send()
         .await
     else {

@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 pub use connector::{ConnectorConfig, DeletePolicy, Direction, ObjectConfig, PollConfig};
 pub use daemon::{
     DaemonConfig, LogConfig, LogFormat, MergeRuleConfig, PolicyName, RetentionConfig, RetryConfig,
-    ServerConfig, StoreConfig,
+    ServerConfig, StatusAuth, StoreConfig,
 };
 pub use error::{nearest, ConfigError, ConfigErrors};
 
@@ -436,6 +436,9 @@ fn load_daemon(file: &Path, env: &dyn Env, errors: &mut Vec<ConfigError>) -> Opt
                 .hint("this revsync reads version 1")
                 .example("version: 1"),
         );
+    }
+    for b in cfg.out_of_bounds() {
+        errors.push(ctx.error(b.field, b.message).example(b.example));
     }
     if cfg.store.flush_interval_ms == 0 {
         errors.push(

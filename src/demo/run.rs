@@ -196,6 +196,11 @@ async fn demo_inner(args: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
     let cfg = crate::config::load(dir, &Registry::builtin(), &env)
         .map_err(|e| anyhow::anyhow!("the demo configuration is invalid:\n{e}"))?;
     crate::telemetry::init(&cfg.daemon.log)?;
+    // The same token file the daemon would generate at start: made here first so this
+    // process can call the record endpoints with it.
+    let token_file = crate::auth::token_path(&cfg.daemon.store.path);
+    let (token, _) = crate::auth::load_or_create(&token_file)
+        .with_context(|| format!("creating the admin token at {}", token_file.display()))?;
 
     // Another app on the same HubSpot account spends most of the 10-second budget now and
     // then: the daemon meets 429s it did not cause and must absorb them.
@@ -230,8 +235,13 @@ async fn demo_inner(args: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
     let base = format!("http://{addr}");
     eprintln!("daemon on {base}  (status: {base}/status)");
 
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut bearer = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))?;
+    bearer.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, bearer);
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
+        .default_headers(headers)
         .no_proxy()
         .build()?;
     let started = Instant::now();
@@ -250,7 +260,14 @@ async fn demo_inner(args: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
         Some(_) => Some(summarize(&client, &base, &world, &refs).await),
         None => None,
     };
-    print_summary(&outcome, elapsed, last.as_ref(), summary.as_ref(), &base);
+    print_summary(
+        &outcome,
+        elapsed,
+        last.as_ref(),
+        summary.as_ref(),
+        &base,
+        &token_file,
+    );
 
     let interrupted = matches!(outcome, Outcome::Interrupted);
     if !args.once && !interrupted && !daemon.is_finished() {
@@ -629,6 +646,7 @@ fn print_summary(
     status: Option<&Value>,
     summary: Option<&Summary>,
     base: &str,
+    token_file: &Path,
 ) {
     let secs = elapsed.as_secs_f64();
     match outcome {
@@ -720,6 +738,10 @@ fn print_summary(
         thousands(queued)
     );
     println!("  status              {base}/status   records: {base}/records/<email|domain|id>");
+    println!(
+        "  admin token         in {0} (records and /admin need it):\n                      curl -H \"Authorization: Bearer $(cat {0})\" {base}/records/<email>",
+        token_file.display()
+    );
     // One line for scripts.
     let mut line = format!(
         "summary: converged={} secs={secs:.1}",
