@@ -1,8 +1,5 @@
 //! A stateful HubSpot CRM v3 on loopback (feature `sim`): the paths, shapes, limits and
 //! errors of API_FACTS section 1, for tests and `revsync demo`.
-// A test double (feature `sim`, in `revsync demo`) that builds fixtures with `json[..]` and
-// asserts its own invariants; not yet held to the panic-free policy (issue 25 follow-up).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -129,6 +126,9 @@ fn singular(o: &str) -> &'static str {
 }
 
 impl Sim {
+    // Harness API for tests and the demo: a panic here is the caller's mistake (an
+    // unknown object, a non-numeric id), never something a request can cause.
+    #[allow(clippy::expect_used)]
     pub async fn start(opts: SimOptions) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let webhook_url = opts.webhook_url.clone();
@@ -208,30 +208,41 @@ impl Sim {
     }
 
     /// Creates `n` records of generated data now, as a user would; their ids.
+    // Harness API for tests and the demo: a panic here is the caller's mistake (an
+    // unknown object, a non-numeric id), never something a request can cause.
+    #[allow(clippy::expect_used)]
     pub fn seed(&self, object: &str, n: usize) -> Vec<String> {
+        let spec = spec_of(object).expect("a hubspot object");
         let mut s = self.lock();
         (0..n)
             .map(|_| {
                 let ms = now_ms();
                 let props = generated(object, s.next_id);
-                s.insert(object, props, ms).to_string()
+                s.insert(spec, props, ms).to_string()
             })
             .collect()
     }
 
     /// Creates `n` records modified at `start_ms`, `start_ms + step_ms`, ... (history).
+    // Harness API for tests and the demo: a panic here is the caller's mistake (an
+    // unknown object, a non-numeric id), never something a request can cause.
+    #[allow(clippy::expect_used)]
     pub fn seed_at(&self, object: &str, n: usize, start_ms: i64, step_ms: i64) -> Vec<String> {
+        let spec = spec_of(object).expect("a hubspot object");
         let mut s = self.lock();
         (0..n)
             .map(|i| {
                 let props = generated(object, s.next_id);
                 let ms = start_ms + step_ms * i64::try_from(i).unwrap_or(0);
-                s.insert(object, props, ms).to_string()
+                s.insert(spec, props, ms).to_string()
             })
             .collect()
     }
 
     /// Changes properties now, as a user would.
+    // Harness API for tests and the demo: a panic here is the caller's mistake (an
+    // unknown object, a non-numeric id), never something a request can cause.
+    #[allow(clippy::expect_used)]
     pub fn update(&self, object: &str, id: &str, props: &[(&str, &str)]) {
         let mut s = self.lock();
         let id: u64 = id.parse().expect("numeric id");
@@ -243,6 +254,9 @@ impl Sim {
     }
 
     /// Moves a record to the recycle bin.
+    // Harness API for tests and the demo: a panic here is the caller's mistake (an
+    // unknown object, a non-numeric id), never something a request can cause.
+    #[allow(clippy::expect_used)]
     pub fn archive(&self, object: &str, id: &str) {
         let mut s = self.lock();
         s.archive(object, id.parse().expect("numeric id"), now_ms());
@@ -334,12 +348,22 @@ fn generated(object: &str, n: u64) -> BTreeMap<String, String> {
 }
 
 impl St {
+    /// The records of `name`; none for an object the simulator does not know.
+    fn records(&self, name: &str) -> &BTreeMap<u64, Rec> {
+        static NONE: BTreeMap<u64, Rec> = BTreeMap::new();
+        self.objects.get(name).unwrap_or(&NONE)
+    }
+
     fn modified_prop(object: &str) -> &'static str {
         spec_of(object).map_or("hs_lastmodifieddate", |o| o.modified)
     }
 
-    fn insert(&mut self, object: &str, mut props: BTreeMap<String, String>, ms: i64) -> u64 {
-        let spec = spec_of(object).expect("known object");
+    fn insert(
+        &mut self,
+        spec: &'static ObjectSpec,
+        mut props: BTreeMap<String, String>,
+        ms: i64,
+    ) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
         let t = format_time(
@@ -371,7 +395,7 @@ impl St {
     }
 
     fn apply(&mut self, object: &str, id: u64, props: BTreeMap<String, String>, ms: i64) {
-        let spec = spec_of(object).expect("known object");
+        let Some(spec) = spec_of(object) else { return };
         let Some(rec) = self.objects.get_mut(spec.name).and_then(|m| m.get_mut(&id)) else {
             return;
         };
@@ -428,11 +452,11 @@ impl St {
             "changeSource": "CRM",
         });
         if action == "creation" {
-            e["changeFlag"] = json!("NEW");
+            put(&mut e, "changeFlag", json!("NEW"));
         }
         if let Some((k, v)) = prop {
-            e["propertyName"] = json!(k);
-            e["propertyValue"] = json!(v);
+            put(&mut e, "propertyName", json!(k));
+            put(&mut e, "propertyValue", json!(v));
         }
         self.next_event += 1;
         let _ = tx.send(e);
@@ -449,9 +473,8 @@ impl St {
     }
 
     fn json_of(&self, object: &str, rec: &Rec, props: Option<&[String]>) -> Value {
-        let spec = spec_of(object).expect("known object");
         let mut p = Map::new();
-        let defaults = ["hs_object_id", "createdate", spec.modified];
+        let defaults = ["hs_object_id", "createdate", Self::modified_prop(object)];
         for (k, v) in &rec.props {
             let wanted =
                 props.is_none_or(|ps| ps.iter().any(|x| x == k)) || defaults.contains(&k.as_str());
@@ -471,11 +494,11 @@ impl St {
             "archived": rec.archived_ms.is_some(),
         });
         if let Some(a) = rec.archived_ms {
-            o["archivedAt"] = json!(format_time(
-                Utc.timestamp_millis_opt(a)
-                    .single()
-                    .unwrap_or_else(Utc::now)
-            ));
+            let at = Utc
+                .timestamp_millis_opt(a)
+                .single()
+                .unwrap_or_else(Utc::now);
+            put(&mut o, "archivedAt", json!(format_time(at)));
         }
         o
     }
@@ -700,7 +723,8 @@ async fn list(
                 .collect()
         })
         .unwrap_or_default();
-    let recs: Vec<&Rec> = st.objects[spec.name]
+    let recs: Vec<&Rec> = st
+        .records(spec.name)
         .range(after..)
         .map(|(_, r)| r)
         .filter(|r| r.archived_ms.is_some() == archived)
@@ -722,14 +746,18 @@ async fn list(
                     a.insert((*to).to_owned(), json!({"results": rs}));
                 }
             }
-            o["associations"] = Value::Object(a);
+            put(&mut o, "associations", Value::Object(a));
         }
         results.push(o);
     }
     let mut body = json!({"results": results});
-    if recs.len() > limit {
-        let next = recs[limit].id.to_string();
-        body["paging"] = json!({"next": {"after": next, "link": format!("/crm/v3/objects/{obj}?limit={limit}&after={next}")}});
+    if let Some(next) = recs.get(limit) {
+        let next = next.id.to_string();
+        put(
+            &mut body,
+            "paging",
+            json!({"next": {"after": next, "link": format!("/crm/v3/objects/{obj}?limit={limit}&after={next}")}}),
+        );
     }
     ok(StatusCode::OK, rate, body)
 }
@@ -914,7 +942,7 @@ async fn search(
         .map(|ps| ps.iter().filter_map(text).collect());
     let visible_before = now_ms() - i64::try_from(st.opts.search_lag.as_millis()).unwrap_or(0);
     let mut hits: Vec<&Rec> = Vec::new();
-    for r in st.objects[spec.name].values() {
+    for r in st.records(spec.name).values() {
         // Archived records never appear; fresh writes only once indexed.
         if r.archived_ms.is_some() || r.updated_ms > visible_before {
             continue;
@@ -988,7 +1016,11 @@ async fn search(
         .collect();
     let mut body = json!({"total": total, "results": results});
     if after + limit < total {
-        body["paging"] = json!({"next": {"after": (after + limit).to_string()}});
+        put(
+            &mut body,
+            "paging",
+            json!({"next": {"after": (after + limit).to_string()}}),
+        );
     }
     ok(StatusCode::OK, rate, body)
 }
@@ -1119,13 +1151,15 @@ async fn batch(
             .cloned()
             .unwrap_or_default();
         let mut with_trace = |st: &St, id: u64, new: Option<bool>| {
-            let rec = &st.objects[spec.name][&id];
+            let Some(rec) = st.records(spec.name).get(&id) else {
+                return;
+            };
             let mut o = st.json_of(spec.name, rec, None);
             if let Some(t) = trace {
-                o["objectWriteTraceId"] = t.clone();
+                put(&mut o, "objectWriteTraceId", t.clone());
             }
             if let Some(n) = new {
-                o["new"] = json!(n);
+                put(&mut o, "new", json!(n));
             }
             results.push(o);
         };
@@ -1135,7 +1169,7 @@ async fn batch(
                     .as_deref()
                     .and_then(|i| i.parse::<u64>().ok())
                     .filter(|i| {
-                        st.objects[spec.name]
+                        st.records(spec.name)
                             .get(i)
                             .is_some_and(|r| r.archived_ms.is_none())
                     });
@@ -1167,7 +1201,7 @@ async fn batch(
             }
             "create" => match validate(&st, spec, &props, None) {
                 Ok(p) => {
-                    let id = st.insert(spec.name, p, now);
+                    let id = st.insert(spec, p, now);
                     with_trace(&st, id, None);
                 }
                 Err((c, m)) => errors.push(item_error(&c, m, trace, None)),
@@ -1203,7 +1237,7 @@ async fn batch(
                                 st.apply(spec.name, id, p, now);
                                 (id, false)
                             }
-                            None => (st.insert(spec.name, p, now), true),
+                            None => (st.insert(spec, p, now), true),
                         };
                         with_trace(&st, id, Some(new));
                     }
@@ -1232,8 +1266,8 @@ async fn batch(
             StatusCode::OK
         }
     } else {
-        body["numErrors"] = json!(errors.len());
-        body["errors"] = json!(errors);
+        put(&mut body, "numErrors", json!(errors.len()));
+        put(&mut body, "errors", json!(errors));
         StatusCode::MULTI_STATUS
     };
     ok(status, rate, body)
@@ -1341,7 +1375,7 @@ async fn assoc_default(
             .and_then(|x| x.parse::<u64>().ok());
         let exists = |o: &str, id: Option<u64>| {
             id.is_some_and(|id| {
-                st.objects[o]
+                st.records(o)
                     .get(&id)
                     .is_some_and(|r| r.archived_ms.is_none())
             })
@@ -1363,8 +1397,8 @@ async fn assoc_default(
     let status = if errors.is_empty() {
         StatusCode::OK
     } else {
-        body["numErrors"] = json!(errors.len());
-        body["errors"] = json!(errors);
+        put(&mut body, "numErrors", json!(errors.len()));
+        put(&mut body, "errors", json!(errors));
         StatusCode::MULTI_STATUS
     };
     ok(status, rate, body)
@@ -1414,5 +1448,12 @@ async fn deliver(
         if r.is_err() {
             st.stats.webhook_failures += 1;
         }
+    }
+}
+
+/// Sets `key` of a JSON object built here; anything else is left as it is.
+fn put(target: &mut Value, key: &str, value: Value) {
+    if let Some(map) = target.as_object_mut() {
+        map.insert(key.to_owned(), value);
     }
 }

@@ -136,12 +136,15 @@ impl Quota {
     }
 
     fn ceiling(&self, max: u64) -> u64 {
-        let reserve = (max * u64::from(self.reserve_pct)).div_ceil(100);
-        max.saturating_sub(reserve)
+        // `max` is the org's word (Sforce-Limit-Info): u128 so no value can overflow.
+        let reserve = (u128::from(max) * u128::from(self.reserve_pct)).div_ceil(100);
+        max.saturating_sub(u64::try_from(reserve).unwrap_or(max))
     }
 
     fn refused(&self, since: Instant) -> ConnectorError {
-        let left = (since + self.recheck).saturating_duration_since(Instant::now());
+        let left = since.checked_add(self.recheck).map_or(self.recheck, |end| {
+            end.saturating_duration_since(Instant::now())
+        });
         ConnectorError::RateLimited {
             retry_after: Some(left.max(Duration::from_secs(1))),
             scope: LimitScope::Reserve,
@@ -165,7 +168,7 @@ impl Quota {
         }
         if let (Some(used), Some(max)) = (s.used, s.max) {
             let ceiling = self.ceiling(max);
-            if used + s.in_flight >= ceiling {
+            if used.saturating_add(s.in_flight) >= ceiling {
                 let now = Instant::now();
                 s.paused_since = Some(now);
                 tracing::warn!(
@@ -492,6 +495,23 @@ mod tests {
         );
         assert_eq!(parse_limit_info("api-bursts=1/750"), None);
         assert_eq!(parse_limit_info("api-usage=x/1"), None);
+    }
+
+    /// The usage header is the server's: numbers at the edge of u64 must not overflow.
+    #[tokio::test]
+    async fn extreme_usage_numbers_refuse_calls_without_overflow() {
+        let q = Quota::new(10, Duration::MAX);
+        q.observe(u64::MAX, u64::MAX);
+        let e = q.admit().err().expect("the whole allocation is used");
+        assert!(matches!(
+            e,
+            ConnectorError::RateLimited {
+                scope: LimitScope::Reserve,
+                ..
+            }
+        ));
+        // Paused with a recheck too long to add to a clock: still an answer, not a panic.
+        assert!(q.admit().is_err());
     }
 
     #[tokio::test]

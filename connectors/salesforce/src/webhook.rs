@@ -82,6 +82,16 @@ fn same_org(a: &str, b: &str) -> bool {
     a.len() >= 15 && b.len() >= 15 && short(a) == short(b)
 }
 
+/// At most 40 characters of a value the sender chose, for an error message: a reply or a
+/// log line must not grow with what was posted.
+fn shown(value: &str) -> String {
+    let mut kept: String = value.chars().take(40).collect();
+    if kept.len() < value.len() {
+        kept.push('…');
+    }
+    kept
+}
+
 fn malformed(detail: impl Into<String>) -> WebhookError {
     WebhookError::Malformed(detail.into())
 }
@@ -110,16 +120,17 @@ fn event_of(n: Pending, objects: &[&str]) -> Result<Option<WebhookEvent>, Webhoo
     let id =
         n.id.filter(|s| !s.is_empty())
             .ok_or_else(|| malformed("a Notification without Id"))?;
+    let named = shown(&id);
     if !n.sobject {
-        return Err(malformed(format!("notification {id} without sObject")));
+        return Err(malformed(format!("notification {named} without sObject")));
     }
     let object = n
         .object
-        .ok_or_else(|| malformed(format!("notification {id}: sObject has no xsi:type")))?;
+        .ok_or_else(|| malformed(format!("notification {named}: sObject has no xsi:type")))?;
     let record = n
         .record
         .filter(|s| crate::mapping::is_id(s))
-        .ok_or_else(|| malformed(format!("notification {id}: sObject without a valid Id")))?;
+        .ok_or_else(|| malformed(format!("notification {named}: sObject without a valid Id")))?;
     // Another object's message is acknowledged and ignored: refusing it would only make
     // Salesforce re-send it for a day.
     let Some(object) = objects.iter().find(|o| **o == object) else {
@@ -209,7 +220,7 @@ pub fn verify(
                 None => {
                     let name = r.decode().map_err(xml_error)?;
                     let resolved = quick_xml::escape::resolve_predefined_entity(&name)
-                        .ok_or_else(|| malformed(format!("unknown entity `&{name};`")))?;
+                        .ok_or_else(|| malformed(format!("unknown entity `&{};`", shown(&name))))?;
                     text.push_str(resolved);
                 }
             },
@@ -260,7 +271,8 @@ impl Message<'_> {
             Tag::OrganizationId => {
                 if !same_org(text, self.expected) {
                     return Err(WebhookError::BadSignature(format!(
-                        "OrganizationId `{text}` is not the configured org"
+                        "OrganizationId `{}` is not the configured org",
+                        shown(text)
                     )));
                 }
                 self.org_checked = true;
@@ -432,6 +444,12 @@ mod tests {
             verify(&req(&body), Some(ORG), &["Contact"]),
             Err(WebhookError::BadSignature(_))
         ));
+        // What the sender wrote is echoed only in part.
+        let long = sample_message(&"9".repeat(100_000), &[]);
+        match verify(&req(&long), Some(ORG), &["Contact"]) {
+            Err(WebhookError::BadSignature(m)) => assert!(m.len() < 200, "{} bytes", m.len()),
+            other => panic!("{other:?}"),
+        }
         // The schema puts OrganizationId first; a message that does not is not trusted.
         let reordered = one_contact()
             .replace("<OrganizationId>00D000000000001AAA</OrganizationId>", "")

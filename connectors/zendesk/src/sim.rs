@@ -5,9 +5,6 @@
 //!
 //! Record times come from a clock the tests can move forward (`advance`), so "a minute
 //! later" costs nothing.
-// A test double (feature `sim`, in `revsync demo`) that builds fixtures with `json[..]` and
-// asserts its own invariants; not yet held to the panic-free policy (issue 25 follow-up).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -168,7 +165,9 @@ impl Inner {
         let Some(rec) = self.table(o).get_mut(&id) else {
             return;
         };
-        let body = rec.body.as_object_mut().expect("records are objects");
+        let Some(body) = rec.body.as_object_mut() else {
+            return;
+        };
         for (k, v) in fields {
             if !matches!(k.as_str(), "id" | "url" | "created_at" | "updated_at") {
                 body.insert(k.clone(), v.clone());
@@ -225,6 +224,9 @@ pub struct Sim {
 }
 
 impl Sim {
+    // Harness API for tests and the demo: a panic here is the caller's mistake (an
+    // unknown object, a non-numeric id), never something a request can cause.
+    #[allow(clippy::expect_used)]
     pub async fn start(cfg: SimConfig) -> Self {
         let state = Arc::new(Mutex::new(Inner {
             cfg,
@@ -349,6 +351,9 @@ impl Sim {
     }
 
     /// Creates records as a Zendesk user would, stamped now; their ids.
+    // Harness API for tests and the demo: a panic here is the caller's mistake (an
+    // unknown object, a non-numeric id), never something a request can cause.
+    #[allow(clippy::expect_used)]
     pub fn seed(&self, object: &str, n: usize) -> Vec<String> {
         let o = Obj::parse(object).expect("users, organizations or tickets");
         let mut s = self.lock();
@@ -357,6 +362,9 @@ impl Sim {
     }
 
     /// Creates records stamped at `ts` (for ties on one second).
+    // Harness API for tests and the demo: a panic here is the caller's mistake (an
+    // unknown object, a non-numeric id), never something a request can cause.
+    #[allow(clippy::expect_used)]
     pub fn seed_at(&self, object: &str, n: usize, ts: i64) -> Vec<String> {
         let o = Obj::parse(object).expect("users, organizations or tickets");
         let mut s = self.lock();
@@ -379,6 +387,9 @@ impl Sim {
     }
 
     /// Changes one record's fields, stamped now.
+    // Harness API for tests and the demo: a panic here is the caller's mistake (an
+    // unknown object, a non-numeric id), never something a request can cause.
+    #[allow(clippy::expect_used)]
     pub fn update(&self, object: &str, id: &str, fields: Value) {
         let o = Obj::parse(object).expect("users, organizations or tickets");
         let mut s = self.lock();
@@ -393,6 +404,9 @@ impl Sim {
         s.table(o).get(&id.parse().ok()?).map(|r| r.body.clone())
     }
 
+    // Harness API for tests and the demo: a panic here is the caller's mistake (an
+    // unknown object, a non-numeric id), never something a request can cause.
+    #[allow(clippy::expect_used)]
     pub fn ids(&self, object: &str) -> Vec<String> {
         let o = Obj::parse(object).expect("users, organizations or tickets");
         let mut s = self.lock();
@@ -633,7 +647,7 @@ async fn export_cursor(
         .into_iter()
         .filter(|(ts, id, _)| (*ts, *id) > from)
         .collect();
-    let page = &rows[..rows.len().min(per)];
+    let page = rows.get(..per).unwrap_or(&rows);
     let after = page.last().map_or(from, |(ts, id, _)| (*ts, *id));
     let cursor = encode_cursor(after.0, after.1);
     let mut body = json!({
@@ -645,10 +659,13 @@ async fn export_cursor(
         "end_of_stream": rows.len() <= per,
     });
     if o == Obj::Tickets && q.get("include").is_some_and(|i| i.contains("metric_sets")) {
-        body["metric_sets"] = page
+        let metric_sets = page
             .iter()
             .map(|(_, id, r)| json!({"ticket_id": id, "solved_at": r.solved_at}))
             .collect();
+        if let Some(map) = body.as_object_mut() {
+            map.insert("metric_sets".into(), metric_sets);
+        }
     }
     Json(body).into_response()
 }
@@ -671,12 +688,12 @@ async fn export_time(
         .filter(|(ts, _, _)| *ts >= start)
         .collect();
     let mut n = rows.len().min(per);
-    if let Some((last, _, _)) = n.checked_sub(1).map(|i| rows[i]) {
-        while n < rows.len() && rows[n].0 == last {
+    if let Some((last, _, _)) = n.checked_sub(1).and_then(|i| rows.get(i)).copied() {
+        while rows.get(n).is_some_and(|r| r.0 == last) {
             n += 1;
         }
     }
-    let page = &rows[..n];
+    let page = rows.get(..n).unwrap_or(&rows);
     let mut end_time = page.last().map_or(start, |(ts, _, _)| *ts);
     if end_time == start && n >= per {
         // A full page of one second: move past it, or the next page is the same page.
@@ -834,11 +851,7 @@ async fn queue(State(state): State<Shared>, items: Vec<Value>, bulk: Bulk) -> Re
                     "current_job_ids": []})),
             )
                 .into_response();
-            r.headers_mut().insert(
-                "zendesk-ratelimit-inflight-jobs",
-                HeaderValue::from_str(&format!("total={max}; remaining=0; resets=60"))
-                    .expect("ascii"),
-            );
+            inflight_header(&mut r, max, 0);
             return r;
         }
         s.active_jobs += 1;
@@ -869,11 +882,7 @@ async fn queue(State(state): State<Shared>, items: Vec<Value>, bulk: Bulk) -> Re
     });
     let (job, max, remaining) = job;
     let mut r = Json(json!({ "job_status": job })).into_response();
-    r.headers_mut().insert(
-        "zendesk-ratelimit-inflight-jobs",
-        HeaderValue::from_str(&format!("total={max}; remaining={remaining}; resets=60"))
-            .expect("ascii"),
-    );
+    inflight_header(&mut r, max, remaining);
     r
 }
 
@@ -1042,7 +1051,8 @@ async fn update_ticket(
     }
     let ts = s.now();
     s.update(Obj::Tickets, id, &fields, ts);
-    Json(json!({"ticket": s.tickets[&id].body})).into_response()
+    let body = s.tickets.get(&id).map(|t| t.body.clone());
+    Json(json!({ "ticket": body })).into_response()
 }
 
 async fn job_status(State(state): State<Shared>, Path(id): Path<String>) -> Response {
@@ -1051,5 +1061,13 @@ async fn job_status(State(state): State<Shared>, Path(id): Path<String>) -> Resp
     match s.jobs.get(id) {
         Some(j) => Json(json!({"job_status": j})).into_response(),
         None => error(StatusCode::NOT_FOUND, "RecordNotFound", "Not found"),
+    }
+}
+
+/// Zendesk's job-slot header: `total=30; remaining=N; resets=60`.
+fn inflight_header(r: &mut Response, max: usize, remaining: usize) {
+    if let Ok(v) = HeaderValue::from_str(&format!("total={max}; remaining={remaining}; resets=60"))
+    {
+        r.headers_mut().insert("zendesk-ratelimit-inflight-jobs", v);
     }
 }
