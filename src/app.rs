@@ -85,10 +85,15 @@ impl AppState {
             .clone()
     }
 
-    /// Read the store's figures on a blocking thread and keep them for the handlers.
+    /// Measure the store (its size walks the data directory) on a blocking thread and keep
+    /// the figures for the handlers: the one place that refreshes them.
     pub async fn refresh_store_stats(&self) {
         let store = self.store.clone();
-        if let Ok(stats) = tokio::task::spawn_blocking(move || store.stats()).await {
+        let measured = tokio::task::spawn_blocking(move || {
+            store.refresh_stats();
+            store.stats()
+        });
+        if let Ok(stats) = measured.await {
             *self
                 .store_stats
                 .write()

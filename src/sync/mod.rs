@@ -408,8 +408,7 @@ pub fn start(
             cancel.clone(),
             connectors.clone(),
         );
-        let store = store.clone();
-        tasks.spawn("status upkeep", upkeep(engine, store, conns, st, cn));
+        tasks.spawn("status upkeep", upkeep(engine, conns, st, cn));
     }
     tasks.spawn(
         "retention",
@@ -438,18 +437,15 @@ fn read_objects(map: &mut HashMap<String, Vec<String>>, connector: &str, object:
         .push(object.to_owned());
 }
 
-/// Keep outbox depth, dead letters, lag, rate-limit and store figures on `/status` current,
-/// without a store call on the async threads.
+/// Keep outbox depth, dead letters, lag and rate-limit figures on `/status` current,
+/// without a store call on the async threads (the store's own figures: `AppState`).
 async fn upkeep(
     engine: Arc<Engine>,
-    store: Arc<dyn Store>,
     connectors: Arc<HashMap<String, Arc<dyn Connector>>>,
     status: Arc<StatusHub>,
     cancel: CancellationToken,
 ) {
     loop {
-        let s = store.clone();
-        let _ = tokio::task::spawn_blocking(move || s.refresh_stats()).await;
         for c in status.snapshot() {
             let limits = connectors.get(&c.id).and_then(|conn| conn.rate_limit());
             let notices = connectors
