@@ -83,7 +83,7 @@ pub struct RetentionConfig {
     #[serde(default = "default_webhook_seen_ttl_secs")]
     pub webhook_seen_ttl_secs: u64,
     /// The newest audit entries kept per record (the audit is the records' value history:
-    /// ADR 0018-b).
+    /// ADR 0019).
     #[serde(default = "default_audit_max_entries_per_record")]
     pub audit_max_entries_per_record: u64,
     /// Audit entries older than this many days are dropped; 0 keeps them for ever.
