@@ -560,6 +560,7 @@ async fn chaos_ends_in_the_fault_free_state() {
         stall_for: Duration::from_millis(1500),
         malformed: 0.04,
         seed,
+        ..FaultPlan::default()
     };
     let faults = [
         rig.sims.hubspot.faults(),
