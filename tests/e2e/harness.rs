@@ -33,6 +33,11 @@ pub const WORLD_SEED: u64 = 42;
 /// been read back everywhere.
 const QUIET: Duration = Duration::from_secs(12);
 
+/// The one admin token of every e2e daemon: written into its revsync.yaml and sent on
+/// every request this harness makes, so the tests hold whether or not the daemon would
+/// accept admin calls without one.
+pub const ADMIN_TOKEN: &str = "e2e-admin-token-not-a-secret";
+
 /// One world in four simulators, and the configuration directory pointing at them.
 pub struct Rig {
     pub sims: Sims,
@@ -89,7 +94,17 @@ impl Rig {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo");
         let conf = self.dir.path().join("config");
         std::fs::create_dir_all(conf.join("connectors")).unwrap();
-        std::fs::copy(root.join("revsync.yaml"), conf.join("revsync.yaml")).unwrap();
+        let daemon = std::fs::read_to_string(root.join("revsync.yaml")).unwrap();
+        let daemon = daemon.replacen(
+            "\nserver:\n",
+            &format!("\nserver:\n  admin_token: {ADMIN_TOKEN}\n"),
+            1,
+        );
+        assert!(
+            daemon.contains(ADMIN_TOKEN),
+            "config/demo/revsync.yaml has no `server:`"
+        );
+        std::fs::write(conf.join("revsync.yaml"), daemon).unwrap();
         for id in ["hubspot", "salesforce", "zendesk", "stripe"] {
             let text = std::fs::read_to_string(root.join(format!("connectors/{id}.yaml"))).unwrap();
             let mut out = String::new();
@@ -160,6 +175,10 @@ impl Rig {
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .no_proxy()
+                .default_headers(reqwest::header::HeaderMap::from_iter([(
+                    reqwest::header::AUTHORIZATION,
+                    format!("Bearer {ADMIN_TOKEN}").parse().unwrap(),
+                )]))
                 .build()
                 .unwrap(),
         }
@@ -188,6 +207,8 @@ pub struct Counts {
     pub records_out: u64,
     pub outbox: u64,
     pub dead_letters: u64,
+    /// Records read that could not be decoded.
+    pub invalid_records: u64,
     pub read_ok: bool,
 }
 
@@ -216,6 +237,7 @@ impl Daemon {
                             records_out: c["records_out"].as_u64().unwrap_or(0),
                             outbox: c["outbox_depth"].as_u64().unwrap_or(0),
                             dead_letters: c["dead_letters"].as_u64().unwrap_or(0),
+                            invalid_records: c["invalid_records"].as_u64().unwrap_or(0),
                             read_ok: !c["last_success_at"].is_null(),
                         },
                     )
@@ -294,6 +316,11 @@ impl Daemon {
             }
             last = Some((written, snap));
         }
+    }
+
+    /// The daemon's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// SIGKILL: no shutdown path runs, nothing is flushed.

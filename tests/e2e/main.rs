@@ -7,6 +7,7 @@
 //! fault-free run the chaos and crash tests compare against is made once.
 
 mod harness;
+mod soak;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -95,6 +95,19 @@ pub struct FaultCounts {
     pub corrupted: u64,
 }
 
+/// Sums the counts of several simulators.
+impl std::ops::AddAssign for FaultCounts {
+    fn add_assign(&mut self, o: Self) {
+        self.throttled += o.throttled;
+        self.server_errors += o.server_errors;
+        self.stalled += o.stalled;
+        self.malformed += o.malformed;
+        self.oversized += o.oversized;
+        self.refused += o.refused;
+        self.corrupted += o.corrupted;
+    }
+}
+
 /// A push the system refuses forever: every request whose body (or path and query)
 /// contains `marker` gets this answer, and the handler never runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
