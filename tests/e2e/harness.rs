@@ -48,6 +48,9 @@ pub struct Rig {
     pub refs: Vec<String>,
     /// Extra `params:` lines per connector id, for the chaos run's short timeouts.
     extra_params: BTreeMap<&'static str, Vec<String>>,
+    /// The daemon's port when a simulator sends it webhooks (known before the simulators
+    /// start); otherwise each start takes a fresh one.
+    port: Option<u16>,
 }
 
 impl Rig {
@@ -56,6 +59,18 @@ impl Rig {
     }
 
     pub async fn with_params(extra_params: BTreeMap<&'static str, Vec<String>>) -> Rig {
+        Self::build(extra_params, false).await
+    }
+
+    /// As [`Rig::with_params`], and HubSpot sends v3-signed webhooks for every change to
+    /// the daemon's `/webhooks/hubspot`, as a HubSpot app subscription would.
+    pub async fn with_webhooks(extra_params: BTreeMap<&'static str, Vec<String>>) -> Rig {
+        Self::build(extra_params, true).await
+    }
+
+    async fn build(extra_params: BTreeMap<&'static str, Vec<String>>, webhooks: bool) -> Rig {
+        let port = webhooks.then(free_port);
+        let hook = port.map(|p| format!("http://127.0.0.1:{p}/webhooks/hubspot"));
         let zendesk = revsync_zendesk::sim::Sim::start(revsync_zendesk::sim::SimConfig {
             // The documented 10 exports a minute would make every read cycle take 18 s;
             // the connector is told the same figure below, so it still paces itself.
@@ -64,7 +79,7 @@ impl Rig {
         })
         .await;
         let sims = Sims {
-            hubspot: revsync_hubspot::sim::Sim::start(seed::hubspot_options(None)).await,
+            hubspot: revsync_hubspot::sim::Sim::start(seed::hubspot_options(hook)).await,
             salesforce: revsync_salesforce::sim::Sim::start()
                 .await
                 .expect("salesforce simulator"),
@@ -84,6 +99,7 @@ impl Rig {
             dir,
             refs,
             extra_params,
+            port,
         };
         rig.write_config();
         rig
@@ -144,7 +160,7 @@ impl Rig {
 
     /// Starts the daemon with extra environment (e.g. `FAILPOINTS`).
     pub fn start_with(&self, env: &[(&str, &str)]) -> Daemon {
-        let port = free_port();
+        let port = self.port.unwrap_or_else(free_port);
         let log = self.dir.path().join("daemon.log");
         let err = std::fs::OpenOptions::new()
             .create(true)
@@ -209,6 +225,9 @@ pub struct Counts {
     pub dead_letters: u64,
     /// Records read that could not be decoded.
     pub invalid_records: u64,
+    /// Webhook deliveries answered 2xx (stored in the inbox), and refused.
+    pub webhooks_accepted: u64,
+    pub webhooks_rejected: u64,
     pub read_ok: bool,
 }
 
@@ -238,6 +257,8 @@ impl Daemon {
                             outbox: c["outbox_depth"].as_u64().unwrap_or(0),
                             dead_letters: c["dead_letters"].as_u64().unwrap_or(0),
                             invalid_records: c["invalid_records"].as_u64().unwrap_or(0),
+                            webhooks_accepted: c["webhooks_accepted"].as_u64().unwrap_or(0),
+                            webhooks_rejected: c["webhooks_rejected"].as_u64().unwrap_or(0),
                             read_ok: !c["last_success_at"].is_null(),
                         },
                     )

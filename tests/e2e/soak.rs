@@ -1,9 +1,11 @@
 //! The soak: the real daemon against the four simulators for a set time, under a steady
 //! workload and rotating faults (429 storms, 5xx bursts, slow and timed-out answers,
 //! truncated and oversized bodies) with poison that never heals (a record no connector can
-//! decode, a push one system refuses forever). Then the faults and the workload stop, and
-//! the run must converge: every system holds the agreed values, nothing made twice, every
-//! edit applied, the poison dead-lettered or counted. RSS and open fds are sampled all along.
+//! decode, a push one system refuses forever); HubSpot also sends its changes as signed
+//! webhooks. Then the faults and the workload stop, and the run must converge: every
+//! system holds the agreed values, nothing made twice, every edit applied, every webhook
+//! acknowledged verified, the poison dead-lettered or counted. RSS and open fds are
+//! sampled all along.
 //!
 //! `scripts/soak.sh <secs>` runs it in release; `.ci/run` runs a short slice. Settings, all
 //! optional environment variables:
@@ -484,7 +486,7 @@ async fn soak() {
         .into_iter()
         .map(|c| (c, vec!["timeout_ms: 1500".to_owned()]))
         .collect();
-    let rig = Rig::with_params(timeouts).await;
+    let rig = Rig::with_webhooks(timeouts).await;
     let poison_user = plant_poison(&rig, strict);
     let plans = phases(oversize);
     let mut d = rig.start();
@@ -591,6 +593,9 @@ async fn soak() {
         .iter()
         .map(|(k, c)| (k.as_str(), c.dead_letters))
         .collect();
+    let hooks = rig.sims.hubspot.stats();
+    let accepted = counts.get("hubspot").map_or(0, |c| c.webhooks_accepted);
+    let rejected = counts.get("hubspot").map_or(0, |c| c.webhooks_rejected);
     let dlq: Value =
         serde_json::from_str(&d.get_text("/admin/dlq?limit=1000").await).unwrap_or_default();
     let letters: Vec<&Value> = dlq["dead_letters"]
@@ -676,6 +681,11 @@ async fn soak() {
     );
     let _ = writeln!(
         out,
+        "webhooks: HubSpot sent {} batches ({} not acknowledged); the daemon accepted {accepted}, refused {rejected}",
+        hooks.webhook_posts, hooks.webhook_failures
+    );
+    let _ = writeln!(
+        out,
         "dead letters: {dead:?}; refused push dead-lettered: {refused_dead}; undecodable record dead-lettered: {undecodable_dead}; invalid records counted: {invalid:?}"
     );
     let _ = writeln!(
@@ -737,6 +747,10 @@ async fn soak() {
         injected.throttled > 0 && injected.server_errors > 0 && injected.stalled > 0,
         "the faults never fired: {injected:?}"
     );
+    // What the daemon acknowledged is applied: every HubSpot edit is checked above
+    // (`lost`), and a webhook it acknowledged it must have verified.
+    assert!(accepted > 0, "no HubSpot webhook was acknowledged");
+    assert_eq!(rejected, 0, "validly signed webhooks were refused");
     assert!(injected.refused > 0, "the refused push was never tried");
     assert!(
         refused_dead,
