@@ -39,7 +39,8 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 const STEP: Duration = Duration::from_secs(3);
 /// A new person every this many steps, in the next of HubSpot, Salesforce, Zendesk.
 const CREATE_EVERY: u64 = 5;
-/// RSS is judged from here on (the store's caches fill first).
+/// RSS is judged from here on (the store's caches fill first): the floor of the samples in
+/// a window from here against the floor of the last window of the run.
 const WARM: Duration = Duration::from_secs(600);
 /// Runs at least this long assert RSS flatness; shorter ones only print it.
 const JUDGE_RSS_FROM: Duration = Duration::from_secs(900);
@@ -644,13 +645,25 @@ async fn soak() {
         .collect();
 
     // The figures.
+    // Oversized answers lift RSS for a moment by tens of MiB: compare the floors of two
+    // windows (the lowest sample in each), not two single samples that may sit on a spike.
     let warm_at = WARM.min(faulted_for / 3);
-    let at_warm = samples.iter().find(|s| s.at >= warm_at);
-    let end = samples.last();
-    let growth = match (at_warm, end) {
-        (Some(a), Some(e)) => pct(a.rss_kb, e.rss_kb),
+    let window = (faulted_for / 6).min(Duration::from_secs(120));
+    let floor = |from: Duration, to: Duration| {
+        samples
+            .iter()
+            .filter(|s| s.at >= from && s.at < to)
+            .map(|s| s.rss_kb)
+            .min()
+    };
+    let warm_floor = floor(warm_at, warm_at + window);
+    let end_floor = floor(faulted_for.saturating_sub(window), Duration::MAX);
+    let growth = match (warm_floor, end_floor) {
+        (Some(a), Some(e)) => pct(a, e),
         _ => 0.0,
     };
+    let at_warm = samples.iter().find(|s| s.at >= warm_at);
+    let end = samples.last();
     let peak = samples.iter().map(|s| s.rss_kb).max().unwrap_or(0);
     let (fd_min, fd_max) = (
         samples.iter().map(|s| s.fds).min().unwrap_or(0),
@@ -683,15 +696,20 @@ async fn soak() {
     );
     let _ = writeln!(
         out,
-        "rss: {} KiB at {:.0} s (warm), {} KiB at the end, growth {growth:+.1}% ({}), peak {peak} KiB",
-        at_warm.map_or(0, |s| s.rss_kb),
-        at_warm.map_or(0.0, |s| s.at.as_secs_f64()),
-        end.map_or(0, |s| s.rss_kb),
+        "rss: floor {} KiB over {:.0}..{:.0} s (warm), floor {} KiB over the last {:.0} s; growth {growth:+.1}% ({}); {} KiB at {:.0} s, {} KiB at the end, peak {peak} KiB",
+        warm_floor.unwrap_or(0),
+        warm_at.as_secs_f64(),
+        (warm_at + window).as_secs_f64(),
+        end_floor.unwrap_or(0),
+        window.as_secs_f64(),
         if faulted_for >= JUDGE_RSS_FROM {
             "judged"
         } else {
             "not judged: run shorter than 15 min"
-        }
+        },
+        at_warm.map_or(0, |s| s.rss_kb),
+        at_warm.map_or(0.0, |s| s.at.as_secs_f64()),
+        end.map_or(0, |s| s.rss_kb),
     );
     let _ = writeln!(
         out,
