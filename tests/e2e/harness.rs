@@ -33,6 +33,11 @@ pub const WORLD_SEED: u64 = 42;
 /// been read back everywhere.
 const QUIET: Duration = Duration::from_secs(12);
 
+/// The one admin token of every e2e daemon: written into its revsync.yaml and sent on
+/// every request this harness makes, so the tests hold whether or not the daemon would
+/// accept admin calls without one.
+pub const ADMIN_TOKEN: &str = "e2e-admin-token-not-a-secret";
+
 /// One world in four simulators, and the configuration directory pointing at them.
 pub struct Rig {
     pub sims: Sims,
@@ -43,6 +48,9 @@ pub struct Rig {
     pub refs: Vec<String>,
     /// Extra `params:` lines per connector id, for the chaos run's short timeouts.
     extra_params: BTreeMap<&'static str, Vec<String>>,
+    /// The daemon's port when a simulator sends it webhooks (known before the simulators
+    /// start); otherwise each start takes a fresh one.
+    port: Option<u16>,
 }
 
 impl Rig {
@@ -51,6 +59,18 @@ impl Rig {
     }
 
     pub async fn with_params(extra_params: BTreeMap<&'static str, Vec<String>>) -> Rig {
+        Self::build(extra_params, false).await
+    }
+
+    /// As [`Rig::with_params`], and HubSpot sends v3-signed webhooks for every change to
+    /// the daemon's `/webhooks/hubspot`, as a HubSpot app subscription would.
+    pub async fn with_webhooks(extra_params: BTreeMap<&'static str, Vec<String>>) -> Rig {
+        Self::build(extra_params, true).await
+    }
+
+    async fn build(extra_params: BTreeMap<&'static str, Vec<String>>, webhooks: bool) -> Rig {
+        let port = webhooks.then(free_port);
+        let hook = port.map(|p| format!("http://127.0.0.1:{p}/webhooks/hubspot"));
         let zendesk = revsync_zendesk::sim::Sim::start(revsync_zendesk::sim::SimConfig {
             // The documented 10 exports a minute would make every read cycle take 18 s;
             // the connector is told the same figure below, so it still paces itself.
@@ -59,7 +79,7 @@ impl Rig {
         })
         .await;
         let sims = Sims {
-            hubspot: revsync_hubspot::sim::Sim::start(seed::hubspot_options(None)).await,
+            hubspot: revsync_hubspot::sim::Sim::start(seed::hubspot_options(hook)).await,
             salesforce: revsync_salesforce::sim::Sim::start()
                 .await
                 .expect("salesforce simulator"),
@@ -79,6 +99,7 @@ impl Rig {
             dir,
             refs,
             extra_params,
+            port,
         };
         rig.write_config();
         rig
@@ -89,7 +110,17 @@ impl Rig {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo");
         let conf = self.dir.path().join("config");
         std::fs::create_dir_all(conf.join("connectors")).unwrap();
-        std::fs::copy(root.join("revsync.yaml"), conf.join("revsync.yaml")).unwrap();
+        let daemon = std::fs::read_to_string(root.join("revsync.yaml")).unwrap();
+        let daemon = daemon.replacen(
+            "\nserver:\n",
+            &format!("\nserver:\n  admin_token: {ADMIN_TOKEN}\n"),
+            1,
+        );
+        assert!(
+            daemon.contains(ADMIN_TOKEN),
+            "config/demo/revsync.yaml has no `server:`"
+        );
+        std::fs::write(conf.join("revsync.yaml"), daemon).unwrap();
         for id in ["hubspot", "salesforce", "zendesk", "stripe"] {
             let text = std::fs::read_to_string(root.join(format!("connectors/{id}.yaml"))).unwrap();
             let mut out = String::new();
@@ -129,7 +160,7 @@ impl Rig {
 
     /// Starts the daemon with extra environment (e.g. `FAILPOINTS`).
     pub fn start_with(&self, env: &[(&str, &str)]) -> Daemon {
-        let port = free_port();
+        let port = self.port.unwrap_or_else(free_port);
         let log = self.dir.path().join("daemon.log");
         let err = std::fs::OpenOptions::new()
             .create(true)
@@ -168,6 +199,10 @@ impl Rig {
                     )),
                 )]))
                 .no_proxy()
+                .default_headers(reqwest::header::HeaderMap::from_iter([(
+                    reqwest::header::AUTHORIZATION,
+                    format!("Bearer {ADMIN_TOKEN}").parse().unwrap(),
+                )]))
                 .build()
                 .unwrap(),
         }
@@ -199,6 +234,11 @@ pub struct Counts {
     pub records_out: u64,
     pub outbox: u64,
     pub dead_letters: u64,
+    /// Records read that could not be decoded.
+    pub invalid_records: u64,
+    /// Webhook deliveries answered 2xx (stored in the inbox), and refused.
+    pub webhooks_accepted: u64,
+    pub webhooks_rejected: u64,
     pub read_ok: bool,
 }
 
@@ -227,6 +267,9 @@ impl Daemon {
                             records_out: c["records_out"].as_u64().unwrap_or(0),
                             outbox: c["outbox_depth"].as_u64().unwrap_or(0),
                             dead_letters: c["dead_letters"].as_u64().unwrap_or(0),
+                            invalid_records: c["invalid_records"].as_u64().unwrap_or(0),
+                            webhooks_accepted: c["webhooks_accepted"].as_u64().unwrap_or(0),
+                            webhooks_rejected: c["webhooks_rejected"].as_u64().unwrap_or(0),
                             read_ok: !c["last_success_at"].is_null(),
                         },
                     )
@@ -305,6 +348,11 @@ impl Daemon {
             }
             last = Some((written, snap));
         }
+    }
+
+    /// The daemon's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// SIGKILL: no shutdown path runs, nothing is flushed.

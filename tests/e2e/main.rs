@@ -7,6 +7,7 @@
 //! fault-free run the chaos and crash tests compare against is made once.
 
 mod harness;
+mod soak;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -560,6 +561,7 @@ async fn chaos_ends_in_the_fault_free_state() {
         stall_for: Duration::from_millis(1500),
         malformed: 0.04,
         seed,
+        ..FaultPlan::default()
     };
     let faults = [
         rig.sims.hubspot.faults(),

@@ -1,5 +1,6 @@
 //! Fault injection for the API simulators (feature `sim`): throttles, server errors,
-//! stalls and cut-short answers, drawn per request from a seeded plan.
+//! stalls, cut-short and oversized answers, drawn per request from a seeded plan; and
+//! poison, which stays until removed: requests refused forever and records served broken.
 //!
 //! A chaos test runs the daemon against simulators that misbehave for a while and expects
 //! the same final state as a run without faults. Each simulator wraps its router in
@@ -19,15 +20,15 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 
 /// How often each fault happens: probabilities per request, in `0.0..=1.0`.
 ///
 /// One number is drawn per request and compared against the probabilities in field order
-/// (throttle, server error, stall, malformed), so they should add up to at most 1; past
-/// that, the later kinds get only what is left.
+/// (throttle, server error, stall, malformed, oversized), so they should add up to at most
+/// 1; past that, the later kinds get only what is left.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FaultPlan {
     /// Chance that a request starts a burst of throttled answers.
@@ -35,12 +36,15 @@ pub struct FaultPlan {
     pub server_error: f64,
     pub stall: f64,
     pub malformed: f64,
+    pub oversized: f64,
     /// Requests one drawn throttle refuses, itself included: rate limits come in runs, and
     /// a client that retries at once must meet the next refusal too. 0 counts as 1.
     pub throttle_burst: u32,
     /// How long a stalled answer is held after the handler ran; longer than the client's
     /// timeout makes the client give up on work that was done.
     pub stall_for: Duration,
+    /// The size an oversized answer is padded to, in bytes (never shrunk below the body).
+    pub oversize_to: usize,
     /// The same seed gives the same sequence of faults, so a failing run can be replayed.
     pub seed: u64,
 }
@@ -53,8 +57,10 @@ impl Default for FaultPlan {
             server_error: 0.0,
             stall: 0.0,
             malformed: 0.0,
+            oversized: 0.0,
             throttle_burst: 1,
             stall_for: Duration::ZERO,
+            oversize_to: 0,
             seed: 0,
         }
     }
@@ -71,6 +77,8 @@ pub enum Fault {
     Stall(Duration),
     /// The handler runs, then only the first half of its body is sent.
     Malformed,
+    /// The handler runs, then its body is padded with whitespace to this many bytes.
+    Oversized(usize),
 }
 
 /// Faults injected since the simulator started (not reset by `set` or `clear`).
@@ -80,7 +88,39 @@ pub struct FaultCounts {
     pub server_errors: u64,
     pub stalled: u64,
     pub malformed: u64,
+    pub oversized: u64,
+    /// Requests refused by a [`Refusal`].
+    pub refused: u64,
+    /// Answers in which a [`Corrupt`] rule broke at least one record.
+    pub corrupted: u64,
 }
+
+/// Sums the counts of several simulators.
+impl std::ops::AddAssign for FaultCounts {
+    fn add_assign(&mut self, o: Self) {
+        self.throttled += o.throttled;
+        self.server_errors += o.server_errors;
+        self.stalled += o.stalled;
+        self.malformed += o.malformed;
+        self.oversized += o.oversized;
+        self.refused += o.refused;
+        self.corrupted += o.corrupted;
+    }
+}
+
+/// A push the system refuses forever: every request whose body (or path and query)
+/// contains `marker` gets this answer, and the handler never runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub marker: String,
+    pub status: StatusCode,
+    /// JSON, in the system's own error shape.
+    pub body: String,
+}
+
+/// Rewrites one JSON answer in place (the request's path, the parsed body); true when it
+/// changed something. Runs on every JSON answer while set.
+pub type Corrupt = Arc<dyn Fn(&str, &mut serde_json::Value) -> bool + Send + Sync>;
 
 /// The plan and the random state drawing from it.
 struct Dice {
@@ -99,7 +139,14 @@ impl Dice {
         }
         let p = self.plan;
         // `max` also turns NaN into 0.
-        let odds = [p.throttle, p.server_error, p.stall, p.malformed].map(|x| x.max(0.0));
+        let odds = [
+            p.throttle,
+            p.server_error,
+            p.stall,
+            p.malformed,
+            p.oversized,
+        ]
+        .map(|x| x.max(0.0));
         if odds.iter().all(|x| *x == 0.0) {
             return None;
         }
@@ -110,6 +157,7 @@ impl Dice {
             Fault::ServerError,
             Fault::Stall(p.stall_for),
             Fault::Malformed,
+            Fault::Oversized(p.oversize_to),
         ];
         for (odd, kind) in odds.into_iter().zip(kinds) {
             edge += odd;
@@ -132,6 +180,13 @@ type Respond = dyn Fn(Fault) -> Response + Send + Sync;
 pub struct Faults {
     dice: Arc<Mutex<Dice>>,
     respond: Arc<Respond>,
+    poison: Arc<Mutex<Poison>>,
+}
+
+#[derive(Default)]
+struct Poison {
+    refusals: Vec<Refusal>,
+    corrupt: Option<Corrupt>,
 }
 
 impl Faults {
@@ -148,7 +203,34 @@ impl Faults {
                 counts: FaultCounts::default(),
             })),
             respond: Arc::new(respond),
+            poison: Arc::default(),
         }
+    }
+
+    fn poison(&self) -> std::sync::MutexGuard<'_, Poison> {
+        self.poison.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a request refused forever (until [`Faults::clear_poison`]).
+    pub fn refuse(&self, refusal: Refusal) {
+        self.poison().refusals.push(refusal);
+    }
+
+    /// Serves records broken by `rule` in every JSON answer (until [`Faults::clear_poison`]).
+    pub fn corrupt(
+        &self,
+        rule: impl Fn(&str, &mut serde_json::Value) -> bool + Send + Sync + 'static,
+    ) {
+        self.poison().corrupt = Some(Arc::new(rule));
+    }
+
+    /// Removes every refusal and corruption rule.
+    pub fn clear_poison(&self) {
+        *self.poison() = Poison::default();
+    }
+
+    fn count(&self, f: impl FnOnce(&mut FaultCounts)) {
+        f(&mut self.lock().counts);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Dice> {
@@ -184,6 +266,7 @@ impl Faults {
             Fault::ServerError => c.server_errors += 1,
             Fault::Stall(_) => c.stalled += 1,
             Fault::Malformed => c.malformed += 1,
+            Fault::Oversized(_) => c.oversized += 1,
         }
         Some(fault)
     }
@@ -205,29 +288,120 @@ impl fmt::Debug for Faults {
 
 /// The middleware: `router.layer(axum::middleware::from_fn_with_state(faults.clone(), inject))`.
 pub async fn inject(State(faults): State<Faults>, req: Request, next: Next) -> Response {
-    let Some(fault) = faults.draw() else {
-        return next.run(req).await;
+    let (refusals, corrupt) = {
+        let p = faults.poison();
+        (
+            (!p.refusals.is_empty()).then(|| p.refusals.clone()),
+            p.corrupt.clone(),
+        )
     };
-    tracing::debug!(?fault, method = %req.method(), path = %req.uri().path(), "simulated fault");
+    let req = match refusals {
+        Some(rules) => match refused(req, &rules).await {
+            Ok(req) => req,
+            Err(answer) => {
+                faults.count(|c| c.refused += 1);
+                return answer;
+            }
+        },
+        None => req,
+    };
+    let path = req.uri().path().to_owned();
+    let fault = faults.draw();
+    if let Some(fault) = fault {
+        tracing::debug!(?fault, method = %req.method(), %path, "simulated fault");
+        if matches!(fault, Fault::Throttle | Fault::ServerError) {
+            return (faults.respond)(fault);
+        }
+    }
+    let mut answer = next.run(req).await;
+    if let Some(rule) = corrupt {
+        let (broken, a) = corrupted(answer, &path, rule.as_ref()).await;
+        answer = a;
+        if broken {
+            faults.count(|c| c.corrupted += 1);
+        }
+    }
     match fault {
-        Fault::Throttle | Fault::ServerError => (faults.respond)(fault),
-        Fault::Stall(hold) => {
-            let answer = next.run(req).await;
+        Some(Fault::Stall(hold)) => {
             tokio::time::sleep(hold).await;
             answer
         }
-        Fault::Malformed => first_half(next.run(req).await).await,
+        Some(Fault::Malformed) => first_half(answer).await,
+        Some(Fault::Oversized(to)) => padded(answer, to).await,
+        _ => answer,
     }
+}
+
+/// The request back, or the refusal's answer when it carries a refused marker.
+async fn refused(req: Request, rules: &[Refusal]) -> Result<Request, Response> {
+    let (parts, body) = req.into_parts();
+    // Simulator requests are small and built in memory.
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let target = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or_default();
+    let hit = rules.iter().find(|r| {
+        !r.marker.is_empty()
+            && (target.contains(&r.marker)
+                || bytes
+                    .windows(r.marker.len())
+                    .any(|w| w == r.marker.as_bytes()))
+    });
+    match hit {
+        Some(r) => Err(Response::builder()
+            .status(r.status)
+            .header(CONTENT_TYPE, "application/json")
+            .body(Body::from(r.body.clone()))
+            .unwrap_or_default()),
+        None => Ok(Request::from_parts(parts, Body::from(bytes))),
+    }
+}
+
+async fn body_bytes(answer: Response) -> (axum::http::response::Parts, axum::body::Bytes) {
+    let (parts, body) = answer.into_parts();
+    // Simulator bodies are small and built in memory: nothing to stream.
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    (parts, bytes)
+}
+
+/// The answer with `rule` applied to its JSON body; whether it changed anything.
+async fn corrupted(
+    answer: Response,
+    path: &str,
+    rule: &(dyn Fn(&str, &mut serde_json::Value) -> bool + Send + Sync),
+) -> (bool, Response) {
+    let (mut parts, bytes) = body_bytes(answer).await;
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return (false, Response::from_parts(parts, Body::from(bytes)));
+    };
+    if !rule(path, &mut v) {
+        return (false, Response::from_parts(parts, Body::from(bytes)));
+    }
+    let out = serde_json::to_vec(&v).unwrap_or_default();
+    parts.headers.remove(CONTENT_LENGTH);
+    (true, Response::from_parts(parts, Body::from(out)))
+}
+
+/// The same answer padded with trailing spaces to `to` bytes: valid JSON, far too big.
+async fn padded(answer: Response, to: usize) -> Response {
+    let (mut parts, bytes) = body_bytes(answer).await;
+    let mut big = Vec::with_capacity(to.max(bytes.len()));
+    big.extend_from_slice(&bytes);
+    big.resize(to.max(bytes.len()), b' ');
+    parts.headers.remove(CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(big))
 }
 
 /// The same answer with its body cut to the first half, as when a connection drops
 /// mid-body: the status says success, the JSON ends early.
 async fn first_half(answer: Response) -> Response {
-    let (mut parts, body) = answer.into_parts();
-    // Simulator bodies are small and built in memory: nothing to stream.
-    let bytes = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .unwrap_or_default();
+    let (mut parts, bytes) = body_bytes(answer).await;
     let half = bytes.slice(..bytes.len() / 2);
     // The length of the whole body would make the client wait for the rest.
     parts.headers.remove(CONTENT_LENGTH);
@@ -263,8 +437,10 @@ mod tests {
             server_error: 0.1,
             stall: 0.1,
             malformed: 0.1,
+            oversized: 0.1,
             throttle_burst: 3,
             stall_for: Duration::from_millis(5),
+            oversize_to: 64,
             seed,
         }
     }
@@ -358,39 +534,54 @@ mod tests {
                     want.stalled += 1
                 }
                 Fault::Malformed => want.malformed += 1,
+                Fault::Oversized(n) => {
+                    assert_eq!(n, 64);
+                    want.oversized += 1
+                }
             }
         }
         assert_eq!(f.counts(), want);
         assert!(want.throttled > 0 && want.server_errors > 0 && want.stalled > 0);
-        assert!(want.malformed > 0);
+        assert!(want.malformed > 0 && want.oversized > 0);
     }
 
     const BODY: &str = r#"{"id":"42","name":"a record that was created"}"#;
 
-    #[tokio::test]
-    async fn the_middleware_refuses_stalls_and_cuts_over_real_http() {
+    /// A one-route server behind the middleware: its URL and how often the handler ran.
+    async fn serve(faults: &Faults) -> (String, Arc<AtomicU64>) {
         let ran = Arc::new(AtomicU64::new(0));
-        let faults = plain();
         let handler = {
             let ran = ran.clone();
-            move || {
+            move |body: String| {
                 let ran = ran.clone();
                 async move {
                     ran.fetch_add(1, Ordering::SeqCst);
+                    let answer = if body.is_empty() {
+                        BODY.to_owned()
+                    } else {
+                        body
+                    };
                     (
                         StatusCode::CREATED,
                         [(CONTENT_TYPE, "application/json")],
-                        BODY,
+                        answer,
                     )
                 }
             }
         };
         let app = Router::new()
-            .route("/things", get(handler))
+            .route("/things", get(handler.clone()).post(handler))
             .layer(axum::middleware::from_fn_with_state(faults.clone(), inject));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/things", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, ran)
+    }
+
+    #[tokio::test]
+    async fn the_middleware_refuses_stalls_and_cuts_over_real_http() {
+        let faults = plain();
+        let (url, ran) = serve(&faults).await;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(300))
             .build()
@@ -447,8 +638,71 @@ mod tests {
                 throttled: 1,
                 server_errors: 1,
                 stalled: 1,
-                malformed: 1
+                malformed: 1,
+                ..FaultCounts::default()
             }
         );
+    }
+
+    #[tokio::test]
+    async fn an_oversized_answer_is_whole_valid_json_past_the_size() {
+        let faults = plain();
+        let (url, ran) = serve(&faults).await;
+        faults.set(FaultPlan {
+            oversized: 1.0,
+            oversize_to: 3 << 20,
+            ..FaultPlan::default()
+        });
+        let r = reqwest::get(&url).await.unwrap();
+        assert_eq!(r.status(), 201);
+        let body = r.bytes().await.unwrap();
+        assert_eq!(body.len(), 3 << 20);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["id"], "42");
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
+        assert_eq!(faults.counts().oversized, 1);
+    }
+
+    #[tokio::test]
+    async fn poison_outlives_clear_and_touches_only_its_records() {
+        let faults = plain();
+        let (url, ran) = serve(&faults).await;
+        faults.refuse(Refusal {
+            marker: "PoisonPill".into(),
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            body: r#"{"error":"refused"}"#.into(),
+        });
+        faults.corrupt(|path, v| {
+            assert_eq!(path, "/things");
+            let hit = v["id"] == "7";
+            if hit {
+                v["updated_at"] = "not a time".into();
+            }
+            hit
+        });
+        faults.clear();
+        let http = reqwest::Client::new();
+        for _ in 0..3 {
+            let r = http
+                .post(&url)
+                .body(r#"{"name":"a PoisonPill inside"}"#)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 422);
+            assert_eq!(r.text().await.unwrap(), r#"{"error":"refused"}"#);
+        }
+        assert_eq!(ran.load(Ordering::SeqCst), 0, "a refused push never runs");
+        let fine = http.post(&url).body(r#"{"id":"8"}"#).send().await.unwrap();
+        assert_eq!(fine.text().await.unwrap(), r#"{"id":"8"}"#);
+        let broken = http.post(&url).body(r#"{"id":"7"}"#).send().await.unwrap();
+        let v: serde_json::Value = broken.json().await.unwrap();
+        assert_eq!(v["updated_at"], "not a time");
+        let c = faults.counts();
+        assert_eq!((c.refused, c.corrupted), (3, 1));
+
+        faults.clear_poison();
+        let r = http.post(&url).body("PoisonPill").send().await.unwrap();
+        assert_eq!(r.status(), 201);
     }
 }
