@@ -1210,6 +1210,9 @@ fn queue_counts_kept_as_entries_move_equal_a_recount() {
     // Removing an entry that is already gone changes nothing.
     e.reschedule("zendesk-main", all[64].0, &retried, &[all[65].0])
         .unwrap();
+    // Dead-lettering no sequences moves nothing (it used to panic on the empty list).
+    e.dead_letter("zendesk-main", &[], &refused(&all[100].1))
+        .unwrap();
     assert_eq!(recount(&e, "zendesk-main"), (145, 2));
     assert!(e.replay_dead_letter("zendesk-main", all[100].0).unwrap());
     assert!(!e.replay_dead_letter("zendesk-main", all[100].0).unwrap());
