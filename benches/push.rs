@@ -18,6 +18,9 @@
 //! Figures: docs/BENCHMARKS.md.
 //!
 //! Environment: `PUSH_RUNS=3` repeats the run (a fresh API and store each time).
+// Test code: a panic here is a failed test, and helpers outside #[test] fns are not
+// covered by clippy.toml's allow-*-in-tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;

@@ -23,6 +23,9 @@
 //! - `RECONCILE_BREAKDOWN=1` wraps the engine's store in a meter (gets, keys and bytes written
 //!   per table, time spent inside the store) to show where time goes. It costs a little, so
 //!   the headline figures come from runs without it.
+// Test code: a panic here is a failed test, and helpers outside #[test] fns are not
+// covered by clippy.toml's allow-*-in-tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 // The daemon's allocator (src/main.rs), for the engine and the raw reference alike.
 #[global_allocator]
@@ -651,6 +654,10 @@ fn reset_peak() {
 }
 
 /// User plus system CPU time of this process, all threads.
+#[allow(
+    unsafe_code,
+    reason = "getrusage(2) into a zeroed struct of its own type"
+)]
 fn cpu_time() -> Duration {
     // SAFETY: getrusage only writes the struct it is given.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };

@@ -26,6 +26,9 @@
 //!
 //! Environment: `WEBHOOKS_DIR=/path` puts the store there instead of the system's
 //! temporary directory (to compare disks).
+// Test code: a panic here is a failed test, and helpers outside #[test] fns are not
+// covered by clippy.toml's allow-*-in-tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 #[path = "../tests/support/acme.rs"]
 mod acme;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Config, ProcessEnv};
+use crate::json::{at, member};
 use crate::registry::Registry;
 
 /// Exit codes, documented in the README.
@@ -436,30 +437,30 @@ fn status(client: &ClientArg, as_json: bool) -> u8 {
     }
     println!(
         "revsync {}  up {}s  ready {}  store {} bytes",
-        v["version"].as_str().unwrap_or("?"),
-        v["uptime_secs"],
-        v["ready"],
-        v["store"]["size_on_disk_bytes"]
+        at(&v, "/version").as_str().unwrap_or("?"),
+        at(&v, "/uptime_secs"),
+        at(&v, "/ready"),
+        at(&v, "/store/size_on_disk_bytes")
     );
     println!(
         "{:20} {:11} {:12} {:>8} {:>8} {:>7} {:>6} {:>6}  LAST ERROR",
         "CONNECTOR", "TYPE", "STATE", "IN", "OUT", "OUTBOX", "DLQ", "ERRORS"
     );
-    for c in v["connectors"].as_array().into_iter().flatten() {
-        let s = |k: &str| c[k].as_str().unwrap_or("-").to_owned();
+    for c in at(&v, "/connectors").as_array().into_iter().flatten() {
+        let s = |k: &str| member(c, k).as_str().unwrap_or("-").to_owned();
         println!(
             "{:20} {:11} {:12} {:>8} {:>8} {:>7} {:>6} {:>6}  {}",
             s("id"),
             s("type"),
             s("state"),
-            c["records_in"],
-            c["records_out"],
-            c["outbox_depth"],
-            c["dead_letters"],
-            c["errors"]["count"],
-            c["errors"]["last_message"]
+            at(c, "/records_in"),
+            at(c, "/records_out"),
+            at(c, "/outbox_depth"),
+            at(c, "/dead_letters"),
+            at(c, "/errors/count"),
+            at(c, "/errors/last_message")
                 .as_str()
-                .or(c["note"].as_str())
+                .or(at(c, "/note").as_str())
                 .unwrap_or("")
         );
     }
@@ -479,38 +480,41 @@ fn dlq_list(client: &ClientArg, connector: Option<&str>, as_json: bool) -> u8 {
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return exit::OK;
     }
-    let letters = v["dead_letters"].as_array().cloned().unwrap_or_default();
+    let letters = at(&v, "/dead_letters")
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     if letters.is_empty() {
         println!("no dead letters");
     }
     for d in letters {
-        if d["direction"] == "inbound" {
+        if at(&d, "/direction") == "inbound" {
             println!(
                 "in:{}  {} {} {}  from {}  attempts {}  {}\n    error: {}\n    body: {}",
-                d["id"].as_str().unwrap_or("?"),
-                d["connector"].as_str().unwrap_or("?"),
-                d["object"].as_str().unwrap_or("?"),
-                d["external_id"].as_str().unwrap_or("(no id)"),
-                d["source"].as_str().unwrap_or("?"),
-                d["attempts"],
-                d["failed_at"].as_str().unwrap_or(""),
-                d["error"].as_str().unwrap_or(""),
-                d["raw"].as_str().unwrap_or("-")
+                at(&d, "/id").as_str().unwrap_or("?"),
+                at(&d, "/connector").as_str().unwrap_or("?"),
+                at(&d, "/object").as_str().unwrap_or("?"),
+                at(&d, "/external_id").as_str().unwrap_or("(no id)"),
+                at(&d, "/source").as_str().unwrap_or("?"),
+                at(&d, "/attempts"),
+                at(&d, "/failed_at").as_str().unwrap_or(""),
+                at(&d, "/error").as_str().unwrap_or(""),
+                at(&d, "/raw").as_str().unwrap_or("-")
             );
             continue;
         }
         println!(
             "{}:{}  {} {}  {} {}  status {}  {}\n    sent: {}\n    answer: {}",
-            d["connector"].as_str().unwrap_or("?"),
-            d["seq"],
-            d["object"].as_str().unwrap_or("?"),
-            d["record"].as_str().unwrap_or("?"),
-            d["class"].as_str().unwrap_or("?"),
-            d["detail"].as_str().unwrap_or(""),
-            d["status"],
-            d["failed_at"].as_str().unwrap_or(""),
-            d["request"].as_str().unwrap_or(""),
-            d["response"].as_str().unwrap_or("-")
+            at(&d, "/connector").as_str().unwrap_or("?"),
+            at(&d, "/seq"),
+            at(&d, "/object").as_str().unwrap_or("?"),
+            at(&d, "/record").as_str().unwrap_or("?"),
+            at(&d, "/class").as_str().unwrap_or("?"),
+            at(&d, "/detail").as_str().unwrap_or(""),
+            at(&d, "/status"),
+            at(&d, "/failed_at").as_str().unwrap_or(""),
+            at(&d, "/request").as_str().unwrap_or(""),
+            at(&d, "/response").as_str().unwrap_or("-")
         );
     }
     exit::OK
@@ -544,13 +548,13 @@ fn dlq_replay(client: &ClientArg, id: Option<&str>, all: bool, connector: Option
         Some(body),
     ) {
         Ok((200, v)) => {
-            println!("replayed {}", v["replayed"]);
+            println!("replayed {}", at(&v, "/replayed"));
             exit::OK
         }
         Ok((_, v)) => {
             eprintln!(
                 "error: {}",
-                v["message"].as_str().unwrap_or("replay refused")
+                at(&v, "/message").as_str().unwrap_or("replay refused")
             );
             exit::FAILURE
         }
@@ -561,11 +565,11 @@ fn dlq_replay(client: &ClientArg, id: Option<&str>, all: bool, connector: Option
 fn resync(client: &ClientArg, connector: &str, object: Option<&str>) -> u8 {
     let body = serde_json::json!({ "connector": connector, "object": object });
     let objects = match admin(client, reqwest::Method::POST, "/admin/resync", Some(body)) {
-        Ok((202, v)) => v["started"].as_array().cloned().unwrap_or_default(),
+        Ok((202, v)) => at(&v, "/started").as_array().cloned().unwrap_or_default(),
         Ok((_, v)) => {
             eprintln!(
                 "error: {}",
-                v["message"].as_str().unwrap_or("resync refused")
+                at(&v, "/message").as_str().unwrap_or("resync refused")
             );
             return exit::FAILURE;
         }
@@ -583,32 +587,32 @@ fn resync(client: &ClientArg, connector: &str, object: Option<&str>) -> u8 {
         let Ok((_, v)) = admin(client, reqwest::Method::GET, "/status", None) else {
             return exit::FAILURE;
         };
-        let c = v["connectors"]
+        let c = at(&v, "/connectors")
             .as_array()
             .into_iter()
             .flatten()
-            .find(|c| c["id"] == connector)
+            .find(|c| at(c, "/id") == connector)
             .cloned()
             .unwrap_or_default();
-        let r = &c["resync"];
+        let r = at(&c, "/resync");
         bar.set_message(format!(
             "{} {}: {} pages, {} records",
             connector,
-            r["object"].as_str().unwrap_or(""),
-            r["pages"],
-            r["records"]
+            at(r, "/object").as_str().unwrap_or(""),
+            at(r, "/pages"),
+            at(r, "/records")
         ));
-        if let Some(e) = r["error"].as_str() {
+        if let Some(e) = at(r, "/error").as_str() {
             bar.abandon_with_message(format!(
                 "resync of {} failed: {e} (cursor unchanged)",
-                r["object"].as_str().unwrap_or("")
+                at(r, "/object").as_str().unwrap_or("")
             ));
             return exit::FAILURE;
         }
-        if r["done"] == true && r["object"].as_str() == Some(last.as_str()) {
+        if at(r, "/done") == true && at(r, "/object").as_str() == Some(last.as_str()) {
             bar.finish_with_message(format!(
                 "resync of {connector} complete: {} records in the last object; cursor moved",
-                r["records"]
+                at(r, "/records")
             ));
             return exit::OK;
         }
@@ -637,7 +641,7 @@ fn ask_daemon(
         (404, _) => Ok(None),
         (s, v) => Err(DaemonAnswer::Failed(format!(
             "the daemon answered {s}: {}",
-            v["message"].as_str().unwrap_or("")
+            at(&v, "/message").as_str().unwrap_or("")
         ))),
     }
 }

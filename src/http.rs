@@ -1,4 +1,6 @@
 //! The operator HTTP API: health, readiness, status and metrics.
+// Request data (headers, bodies, query numbers) is untrusted: no overflow on it.
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::sync::Arc;
 

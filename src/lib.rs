@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod engine;
 pub mod http;
+pub mod json;
 pub mod metrics;
 pub mod registry;
 pub mod serve;

@@ -1,5 +1,8 @@
 //! The SDK conformance suite against the Acme fake: the suite itself is exercised here,
 //! and each real connector runs it against its own simulator.
+// Test code: a panic here is a failed test, and helpers outside #[test] fns are not
+// covered by clippy.toml's allow-*-in-tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 #[path = "support/acme.rs"]
 mod acme;

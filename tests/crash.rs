@@ -4,6 +4,9 @@
 //! The child is this test binary re-executed on one test (`crash_child`), so the product
 //! binary carries no test hooks. Page contents are a pure function of (stream, page number),
 //! which is what lets the parent know exactly what a stored cursor promises.
+// Test code: a panic here is a failed test, and helpers outside #[test] fns are not
+// covered by clippy.toml's allow-*-in-tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::process::ExitStatusExt;

@@ -1,5 +1,8 @@
 //! The real binary's lifecycle: start on an ephemeral port, serve the operator
 //! endpoints, shut down in order on SIGTERM.
+// Test code: a panic here is a failed test, and helpers outside #[test] fns are not
+// covered by clippy.toml's allow-*-in-tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::path::Path;
 use std::process::Stdio;
@@ -147,7 +150,13 @@ async fn serves_operator_endpoints_and_stops_in_order_on_sigterm() {
 
     // SIGTERM: readiness drops (or the port closes), then a clean exit within the deadline.
     let pid = child.id().unwrap() as i32;
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    // SAFETY: kill(2) on our own child's pid touches no memory of ours.
+    #[allow(
+        unsafe_code,
+        reason = "kill(2) of our own child: no memory-safety preconditions"
+    )]
+    let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert_eq!(rc, 0);
     let mut saw_not_ready = false;
     for _ in 0..200 {
         match http.get(format!("{base}/readyz")).send().await {
@@ -210,7 +219,13 @@ async fn a_taken_port_fails_with_a_clear_error() {
 /// SIGTERM, then wait for a clean exit and return the whole log.
 async fn stop(mut child: Child, log: Log) -> String {
     let pid = child.id().unwrap() as i32;
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    // SAFETY: kill(2) on our own child's pid touches no memory of ours.
+    #[allow(
+        unsafe_code,
+        reason = "kill(2) of our own child: no memory-safety preconditions"
+    )]
+    let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert_eq!(rc, 0);
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await
         .expect("daemon did not exit")

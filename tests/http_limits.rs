@@ -1,5 +1,8 @@
 //! The HTTP server's own limits, over real loopback sockets: slow or stalled clients are
 //! disconnected, connections past the cap wait, and a foreign Host is refused.
+// Test code: a panic here is a failed test, and helpers outside #[test] fns are not
+// covered by clippy.toml's allow-*-in-tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -2,6 +2,9 @@
 //! "Acme" systems on loopback, one of which refuses some records for ever and cannot read
 //! one record a webhook points at. The other connectors' pushes and webhooks go on within
 //! one poll interval; items out of attempts end in the dead-letter queue, inbound too.
+// Test code: a panic here is a failed test, and helpers outside #[test] fns are not
+// covered by clippy.toml's allow-*-in-tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 #[path = "support/acme.rs"]
 mod acme;

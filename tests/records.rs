@@ -1,5 +1,8 @@
 //! `revsync records get`: the unified view of one customer, read from the store when no
 //! daemon runs, and through the daemon's admin endpoint (token enforced) when one does.
+// Test code: a panic here is a failed test, and helpers outside #[test] fns are not
+// covered by clippy.toml's allow-*-in-tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
 
@@ -156,6 +159,11 @@ fn shows_one_customer_with_sources_links_and_audit() {
             .unwrap();
         assert_eq!(r.status(), 404);
     });
-    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    // SAFETY: kill(2) on our own child's pid touches no memory of ours.
+    #[allow(
+        unsafe_code,
+        reason = "kill(2) of our own child: no memory-safety preconditions"
+    )]
+    let _ = unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
     assert_eq!(daemon.wait().unwrap().code(), Some(0));
 }

@@ -2,6 +2,9 @@
 //! systems on loopback. Reads flow in, pushes flow out, and each failure class does what
 //! an operator expects: 429 waits, 5xx retries, 400 dead-letters, 401 pauses, a lost
 //! create response never makes a second record, webhooks are durable and deduplicated.
+// Test code: a panic here is a failed test, and helpers outside #[test] fns are not
+// covered by clippy.toml's allow-*-in-tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 #[path = "support/acme.rs"]
 mod acme;

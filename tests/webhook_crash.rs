@@ -5,6 +5,9 @@
 //! The daemon is this test binary re-executed on one test (`webhook_crash_child`), so the
 //! product binary carries no test hooks. The fake Acme systems live in the parent: they
 //! must outlive every killed daemon, and the parent reads what reached them.
+// Test code: a panic here is a failed test, and helpers outside #[test] fns are not
+// covered by clippy.toml's allow-*-in-tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 #[path = "support/acme.rs"]
 mod acme;
@@ -320,6 +323,10 @@ async fn send_until_killed(
                         // daemon had not yet applied is only in its inbox on disk.
                         if total >= kill_at && !killed.swap(true, Ordering::SeqCst) {
                             // SAFETY: kill(2) on our own child, not yet reaped.
+                            #[allow(
+                                unsafe_code,
+                                reason = "kill(2) of our own child: no memory-safety preconditions"
+                            )]
                             let rc = unsafe { libc::kill(pid, libc::SIGKILL) };
                             assert_eq!(rc, 0, "kill failed");
                         }

@@ -499,7 +499,7 @@ fn load_connector(
     };
     ctx.connector = id.clone();
     // Errors recorded before the id was known (interpolation) get it now.
-    for e in &mut errors[before..] {
+    for e in errors.iter_mut().skip(before) {
         if e.connector.is_none() {
             e.connector = ctx.connector.clone();
         }

@@ -16,6 +16,7 @@ use super::seed::{self, CopyRef, Sims, HUBSPOT, SALESFORCE, STRIPE, ZENDESK};
 use super::world::World;
 use super::{DemoArgs, SimArgs, System};
 use crate::cli::exit;
+use crate::json::{at, member};
 use crate::registry::Registry;
 
 const CONNECTORS: [&str; 4] = [HUBSPOT, SALESFORCE, ZENDESK, STRIPE];
@@ -117,22 +118,23 @@ struct Counts {
 }
 
 fn counts(status: &Value) -> BTreeMap<String, Counts> {
-    status["connectors"]
+    at(status, "/connectors")
         .as_array()
         .into_iter()
         .flatten()
         .map(|c| {
             (
-                c["id"].as_str().unwrap_or_default().to_owned(),
+                at(c, "/id").as_str().unwrap_or_default().to_owned(),
                 Counts {
-                    records_in: c["records_in"].as_u64().unwrap_or(0),
-                    records_reread: c["records_reread"].as_u64().unwrap_or(0),
-                    records_out: c["records_out"].as_u64().unwrap_or(0),
-                    outbox: c["outbox_depth"].as_u64().unwrap_or(0),
-                    dead_letters: c["dead_letters"].as_u64().unwrap_or(0),
-                    throttled: c["rate_limit"]["throttled"].as_u64().unwrap_or(0),
-                    state: c["state"].as_str().unwrap_or_default().to_owned(),
-                    read_ok: !c["last_success_at"].is_null() && c["records_in"].as_u64() > Some(0),
+                    records_in: at(c, "/records_in").as_u64().unwrap_or(0),
+                    records_reread: at(c, "/records_reread").as_u64().unwrap_or(0),
+                    records_out: at(c, "/records_out").as_u64().unwrap_or(0),
+                    outbox: at(c, "/outbox_depth").as_u64().unwrap_or(0),
+                    dead_letters: at(c, "/dead_letters").as_u64().unwrap_or(0),
+                    throttled: at(c, "/rate_limit/throttled").as_u64().unwrap_or(0),
+                    state: at(c, "/state").as_str().unwrap_or_default().to_owned(),
+                    read_ok: !at(c, "/last_success_at").is_null()
+                        && at(c, "/records_in").as_u64() > Some(0),
                 },
             )
         })
@@ -440,12 +442,12 @@ async fn summarize(
             s.missing += 1;
             continue;
         };
-        let id = v["merged_into"]
+        let id = at(v, "/merged_into")
             .as_str()
-            .or(v["id"].as_str())
+            .or(at(v, "/id").as_str())
             .unwrap_or_default()
             .to_owned();
-        let kind = v["kind"].as_str().unwrap_or("?").to_owned();
+        let kind = at(v, "/kind").as_str().unwrap_or("?").to_owned();
         let e = s.kinds.entry(kind).or_default();
         e.0 += 1;
         e.1.insert(id.clone());
@@ -464,12 +466,12 @@ async fn summarize(
         // duplicates in Stripe or Zendesk; in HubSpot and Salesforce only the rep's, which
         // are seeded too): "never create a second record", checked.
         let mut per: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-        for l in v["links"].as_array().into_iter().flatten() {
-            let c = l["connector"].as_str().unwrap_or_default();
+        for l in at(v, "/links").as_array().into_iter().flatten() {
+            let c = at(l, "/connector").as_str().unwrap_or_default();
             let key = format!(
                 "{c}:{}:{}",
-                l["object"].as_str().unwrap_or_default(),
-                l["external_id"].as_str().unwrap_or_default()
+                at(l, "/object").as_str().unwrap_or_default(),
+                at(l, "/external_id").as_str().unwrap_or_default()
             );
             let e = per.entry(c).or_default();
             if seeded.contains(&key) {
@@ -488,31 +490,33 @@ async fn summarize(
                 *s.second_copies.entry(c.to_owned()).or_default() += extra;
             }
         }
-        for a in v["audit"].as_array().into_iter().flatten() {
-            let (winner, loser) = match a["event"].as_str() {
-                Some("overwritten") => (&a["new"], &a["old"]),
+        for a in at(v, "/audit").as_array().into_iter().flatten() {
+            let (winner, loser) = match at(a, "/event").as_str() {
+                Some("overwritten") => (at(a, "/new"), at(a, "/old")),
                 Some("rejected") => {
-                    let field = a["field"].as_str().unwrap_or_default();
-                    (&v["fields"][field], &a["value"])
+                    let field = at(a, "/field").as_str().unwrap_or_default();
+                    (member(at(v, "/fields"), field), at(a, "/value"))
                 }
                 _ => continue,
             };
             // The raw form of a normalized phone is not a disagreement.
-            let raw = a["field"].as_str().is_some_and(|f| f.ends_with("_raw"));
+            let raw = at(a, "/field")
+                .as_str()
+                .is_some_and(|f| f.ends_with("_raw"));
             // A relation not yet resolved losing to the resolved one is not a disagreement.
-            let relation = winner["value"].is_object() || loser["value"].is_object();
+            let relation = at(winner, "/value").is_object() || at(loser, "/value").is_object();
             if raw
                 || relation
-                || winner["source"] == loser["source"]
-                || winner["value"] == loser["value"]
+                || at(winner, "/source") == at(loser, "/source")
+                || at(winner, "/value") == at(loser, "/value")
             {
                 continue;
             }
             s.conflicts += 1;
             // Examples: a newer value replacing another system's, the plainest case.
-            let plain = a["event"] == "overwritten" && a["field"] != "title";
-            if plain && other_examples.len() < 4 && !example_ids.contains(&v["id"]) {
-                example_ids.push(v["id"].clone());
+            let plain = at(a, "/event") == "overwritten" && at(a, "/field") != "title";
+            if plain && other_examples.len() < 4 && !example_ids.contains(at(v, "/id")) {
+                example_ids.push(at(v, "/id").clone());
                 other_examples.push(example(v, a, winner, loser));
             }
         }
@@ -544,42 +548,43 @@ async fn summarize(
 /// The audit entry where one system's title lost to the other's (our own writes coming
 /// back as echoes are skipped: same system on both sides).
 fn title_example(v: &Value) -> Option<String> {
-    v["audit"].as_array()?.iter().find_map(|a| {
-        if a["field"] != "title" {
+    at(v, "/audit").as_array()?.iter().find_map(|a| {
+        if at(a, "/field") != "title" {
             return None;
         }
-        let (winner, loser) = match a["event"].as_str()? {
-            "overwritten" => (&a["new"], &a["old"]),
-            "rejected" => (&v["fields"]["title"], &a["value"]),
+        let (winner, loser) = match at(a, "/event").as_str()? {
+            "overwritten" => (at(a, "/new"), at(a, "/old")),
+            "rejected" => (at(v, "/fields/title"), at(a, "/value")),
             _ => return None,
         };
-        (winner["source"] != loser["source"] && winner["value"] != loser["value"])
-            .then(|| example(v, a, winner, loser))
+        (at(winner, "/source") != at(loser, "/source")
+            && at(winner, "/value") != at(loser, "/value"))
+        .then(|| example(v, a, winner, loser))
     })
 }
 
 fn example(v: &Value, a: &Value, winner: &Value, loser: &Value) -> String {
-    let who = v["fields"]["email"]["value"]
+    let who = at(v, "/fields/email/value")
         .as_str()
-        .or(v["fields"]["domain"]["value"].as_str())
-        .or(v["fields"]["name"]["value"].as_str())
-        .unwrap_or_else(|| v["id"].as_str().unwrap_or("?"));
+        .or(at(v, "/fields/domain/value").as_str())
+        .or(at(v, "/fields/name/value").as_str())
+        .unwrap_or_else(|| at(v, "/id").as_str().unwrap_or("?"));
     let text = |j: &Value| match j {
         Value::String(s) => format!("{s:?}"),
         other => other.to_string(),
     };
     format!(
         "{} {}, {}: {} from {} ({}) won over {} from {} ({}) [rule: {}]; the loser is kept in the audit log",
-        v["kind"].as_str().unwrap_or("record"),
+        at(v, "/kind").as_str().unwrap_or("record"),
         who,
-        a["field"].as_str().unwrap_or("?"),
-        text(&winner["value"]),
-        winner["source"].as_str().unwrap_or("?"),
-        winner["source_time"].as_str().unwrap_or("?"),
-        text(&loser["value"]),
-        loser["source"].as_str().unwrap_or("?"),
-        loser["source_time"].as_str().unwrap_or("?"),
-        a["reason"].as_str().unwrap_or("-"),
+        at(a, "/field").as_str().unwrap_or("?"),
+        text(at(winner, "/value")),
+        at(winner, "/source").as_str().unwrap_or("?"),
+        at(winner, "/source_time").as_str().unwrap_or("?"),
+        text(at(loser, "/value")),
+        at(loser, "/source").as_str().unwrap_or("?"),
+        at(loser, "/source_time").as_str().unwrap_or("?"),
+        at(a, "/reason").as_str().unwrap_or("-"),
     )
 }
 

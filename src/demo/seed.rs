@@ -113,7 +113,9 @@ pub fn seed_hubspot(sim: &hs::Sim, w: &World, refs: &mut Vec<CopyRef>) {
     let mut company_ids = BTreeMap::new();
     let ids = sim.seed("companies", w.hubspot_companies.len());
     for (c, id) in w.hubspot_companies.iter().zip(ids) {
-        let co = &w.companies[c.company];
+        let Some(co) = w.companies.get(c.company) else {
+            continue;
+        };
         let employees = co.employees.to_string();
         // The generated placeholder domain must go: an empty one is "no domain".
         let props = [
@@ -129,7 +131,9 @@ pub fn seed_hubspot(sim: &hs::Sim, w: &World, refs: &mut Vec<CopyRef>) {
     }
     let ids = sim.seed("contacts", w.hubspot_contacts.len());
     for (c, id) in w.hubspot_contacts.iter().zip(ids) {
-        let p = &w.people[c.person];
+        let Some(p) = w.people.get(c.person) else {
+            continue;
+        };
         let mut props = vec![
             ("email", c.email.as_str()),
             ("firstname", p.first.as_str()),
@@ -186,7 +190,9 @@ pub fn seed_salesforce(sim: &sf::Sim, w: &World, refs: &mut Vec<CopyRef>) -> Vec
     sim.with(|s| {
         let mut accounts = BTreeMap::new();
         for (company, website) in &w.salesforce_accounts {
-            let co = &w.companies[*company];
+            let Some(co) = w.companies.get(*company) else {
+                continue;
+            };
             let id = s.insert(
                 "Account",
                 obj(
@@ -200,30 +206,35 @@ pub fn seed_salesforce(sim: &sf::Sim, w: &World, refs: &mut Vec<CopyRef>) -> Vec
         }
         for sp in &w.salesforce_people {
             let c = &sp.copy;
-            let p = &w.people[c.person];
-            let mut f = json!({"FirstName": p.first, "LastName": p.last, "Email": c.email});
+            let Some(p) = w.people.get(c.person) else {
+                continue;
+            };
+            let mut f = obj(json!({"FirstName": p.first, "LastName": p.last, "Email": c.email}));
             if let Some(phone) = &c.phone {
-                f["Phone"] = json!(phone);
+                f.insert("Phone".into(), json!(phone));
             }
             match &c.title {
                 Some(t) if sp.edited_later => {
-                    f["Title"] = json!(p.title);
+                    f.insert("Title".into(), json!(p.title));
                     edits.push((t.clone(), t.clone()));
                 }
-                Some(t) => f["Title"] = json!(t),
+                Some(t) => {
+                    f.insert("Title".into(), json!(t));
+                }
                 None => {}
             }
             let object = if sp.lead {
-                f["Company"] = json!(w.companies[p.company].name);
-                f["Status"] = json!("Open - Not Contacted");
+                let company = w.companies.get(p.company).map(|co| co.name.as_str());
+                f.insert("Company".into(), json!(company));
+                f.insert("Status".into(), json!("Open - Not Contacted"));
                 "Lead"
             } else {
                 if let Some(a) = accounts.get(&p.company) {
-                    f["AccountId"] = json!(a);
+                    f.insert("AccountId".into(), json!(a));
                 }
                 "Contact"
             };
-            let id = s.insert(object, obj(f));
+            let id = s.insert(object, f);
             set_stamp(s, &id, next_past());
             if sp.edited_later {
                 if let Some(e) = edits.last_mut() {
@@ -233,12 +244,14 @@ pub fn seed_salesforce(sim: &sf::Sim, w: &World, refs: &mut Vec<CopyRef>) -> Vec
             refs.push((SALESFORCE, object, id));
         }
         for d in &w.salesforce_opportunities {
-            let mut f = json!({"Name": d.name, "StageName": d.stage, "CloseDate": d.close_date,
-                               "Amount": d.amount, "CurrencyIsoCode": "USD"});
+            let mut f = obj(
+                json!({"Name": d.name, "StageName": d.stage, "CloseDate": d.close_date,
+                               "Amount": d.amount, "CurrencyIsoCode": "USD"}),
+            );
             if let Some(a) = accounts.get(&d.company) {
-                f["AccountId"] = json!(a);
+                f.insert("AccountId".into(), json!(a));
             }
-            let id = s.insert("Opportunity", obj(f));
+            let id = s.insert("Opportunity", f);
             set_stamp(s, &id, next_past());
             refs.push((SALESFORCE, "Opportunity", id));
         }
@@ -259,7 +272,9 @@ pub fn seed_zendesk(sim: &zd::Sim, w: &World, refs: &mut Vec<CopyRef>) {
     let mut orgs = BTreeMap::new();
     let ids = sim.seed("organizations", w.zendesk_orgs.len());
     for (c, id) in w.zendesk_orgs.iter().zip(ids) {
-        let co = &w.companies[*c];
+        let Some(co) = w.companies.get(*c) else {
+            continue;
+        };
         sim.update(
             "organizations",
             &id,
@@ -270,32 +285,38 @@ pub fn seed_zendesk(sim: &zd::Sim, w: &World, refs: &mut Vec<CopyRef>) {
     }
     let user_ids = sim.seed("users", w.zendesk_users.len());
     for (u, id) in w.zendesk_users.iter().zip(&user_ids) {
-        let p = &w.people[u.person];
-        let mut f = json!({"name": format!("{} {}", p.first, p.last), "email": u.email,
-                           "phone": u.phone});
+        let Some(p) = w.people.get(u.person) else {
+            continue;
+        };
+        let mut f = obj(
+            json!({"name": format!("{} {}", p.first, p.last), "email": u.email,
+                           "phone": u.phone}),
+        );
         if let Some(o) = orgs.get(&p.company).and_then(|o| o.parse::<u64>().ok()) {
-            f["organization_id"] = json!(o);
+            f.insert("organization_id".into(), json!(o));
         }
-        sim.update("users", id, f);
+        sim.update("users", id, Value::Object(f));
         refs.push((ZENDESK, "users", id.clone()));
     }
     let ids = sim.seed("tickets", w.tickets.len());
     for (t, id) in w.tickets.iter().zip(ids) {
-        let u = &w.zendesk_users[t.requester];
-        let mut f = json!({"subject": t.subject, "status": t.status, "priority": t.priority});
+        let mut f = obj(json!({"subject": t.subject, "status": t.status, "priority": t.priority}));
         if let Some(r) = user_ids
             .get(t.requester)
             .and_then(|r| r.parse::<u64>().ok())
         {
-            f["requester_id"] = json!(r);
+            f.insert("requester_id".into(), json!(r));
         }
-        if let Some(o) = orgs
-            .get(&w.people[u.person].company)
+        if let Some(o) = w
+            .zendesk_users
+            .get(t.requester)
+            .and_then(|u| w.people.get(u.person))
+            .and_then(|p| orgs.get(&p.company))
             .and_then(|o| o.parse::<u64>().ok())
         {
-            f["organization_id"] = json!(o);
+            f.insert("organization_id".into(), json!(o));
         }
-        sim.update("tickets", &id, f);
+        sim.update("tickets", &id, Value::Object(f));
         refs.push((ZENDESK, "tickets", id));
     }
     sim.advance(120);
@@ -334,8 +355,10 @@ pub fn seed_stripe(sim: &st::Sim, w: &World, refs: &mut Vec<CopyRef>) {
         sim.update_customer(&id, json!({"metadata": {"hubspot_company_id": crm}}));
     }
     for s in &w.subscriptions {
-        let customer = &customers[s.customer];
-        match sim.seed_subscription(customer, &[(&prices[s.plan], s.quantity)], s.status) {
+        let (Some(customer), Some(price)) = (customers.get(s.customer), prices.get(s.plan)) else {
+            continue;
+        };
+        match sim.seed_subscription(customer, &[(price, s.quantity)], s.status) {
             Ok(id) => refs.push((STRIPE, "subscriptions", id)),
             Err(e) => tracing::warn!(error = %e, "the simulator refused a demo subscription"),
         }

@@ -44,9 +44,21 @@ impl Rng {
         self.next_u64() % 100 < pct
     }
 
-    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len())]
+    /// One of `items` (the default when there are none).
+    pub fn pick<T: Copy + Default>(&mut self, items: &[T]) -> T {
+        items
+            .get(self.below(items.len()))
+            .copied()
+            .unwrap_or_default()
     }
+}
+
+/// `items[i]`, wrapping around (empty for no items).
+fn cyclic(items: &[&'static str], i: usize) -> &'static str {
+    i.checked_rem(items.len())
+        .and_then(|k| items.get(k))
+        .copied()
+        .unwrap_or_default()
 }
 
 const FIRST: &[&str] = &[
@@ -360,8 +372,8 @@ impl World {
         let mut rng = Rng::new(seed);
         let companies: Vec<Company> = (0..sizes.companies)
             .map(|i| {
-                let a = CO_A[i % CO_A.len()];
-                let b = CO_B[(i / CO_A.len() + i) % CO_B.len()];
+                let a = cyclic(CO_A, i);
+                let b = cyclic(CO_B, i / CO_A.len() + i);
                 let round = i / (CO_A.len() * CO_B.len());
                 let name = if round == 0 {
                     format!("{a} {b}")
@@ -533,15 +545,15 @@ impl World {
         }
 
         for d in 0..sizes.deals {
-            if w.companies.is_empty() {
-                break;
-            }
             let company = rng.below(w.companies.len());
+            let Some(co) = w.companies.get(company) else {
+                break;
+            };
             let product = rng.pick(&["Platform", "Seats", "Renewal", "Expansion", "Pilot"]);
             let amount = 1_000 + 500 * rng.below(200) as u32;
             let month = 1 + rng.below(12);
             let close_date = format!("2026-{month:02}-{:02}", 1 + rng.below(28));
-            let name = format!("{} {product} {}", w.companies[company].name, d % 9 + 2020);
+            let name = format!("{} {product} {}", co.name, d % 9 + 2020);
             // HubSpot deals need a HubSpot company to hang from; the rest are Opportunities.
             if hs_companies.contains(&company) && rng.pct(55) {
                 let stage = rng.pick(&[
@@ -592,7 +604,9 @@ impl World {
         }
 
         for s in 0..sizes.subscriptions.min(w.companies.len()) {
-            let c = &w.companies[s];
+            let Some(c) = w.companies.get(s) else {
+                break;
+            };
             // Billing contacts on free mail: no domain to match; the HubSpot company id in
             // the customer's metadata is what ties it to its company.
             let in_hubspot = w.hubspot_companies.iter().any(|h| h.company == s);
@@ -619,7 +633,7 @@ impl World {
             let n = 1 + rng.below(3);
             let invoices = (0..n)
                 .map(|k| {
-                    let due = PLANS[plan].1 * quantity;
+                    let due = PLANS.get(plan).map_or(0, |&(_, cents, _)| cents) * quantity;
                     let st = if k + 1 == n && status == "past_due" {
                         "open"
                     } else {

@@ -11,7 +11,17 @@ use uuid::Uuid;
 pub type Hash = [u8; 16];
 
 pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    postcard::to_stdvec(v).expect("engine types always encode")
+    encode_onto(v, Vec::new())
+}
+
+/// `v` appended to `buf`. Postcard fails only on sequences of unknown length or a full
+/// fixed buffer; our types have neither and a `Vec` grows, so this cannot fail.
+#[allow(
+    clippy::expect_used,
+    reason = "postcard into a Vec cannot fail on our types"
+)]
+fn encode_onto<T: Serialize + ?Sized>(v: &T, buf: Vec<u8>) -> Vec<u8> {
+    postcard::to_extend(v, buf).expect("engine types always encode")
 }
 
 pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, postcard::Error> {
@@ -141,7 +151,7 @@ const OUTBOX_CHUNK_TAG: u8 = 0xC1;
 pub type OutboxChunk = Vec<(u64, OutboxEntry)>;
 
 pub fn encode_outbox_chunk(entries: &[(u64, OutboxEntry)]) -> Vec<u8> {
-    postcard::to_extend(entries, vec![OUTBOX_CHUNK_TAG]).expect("engine types always encode")
+    encode_onto(entries, vec![OUTBOX_CHUNK_TAG])
 }
 
 /// The entries of the chunk stored under `key`, in sequence order.
@@ -154,10 +164,11 @@ pub fn decode_outbox_chunk(key: &[u8], value: &[u8]) -> Result<OutboxChunk, post
 
 /// (connector, sequence) back out of an outbox or dead-letter key.
 pub fn split_seq_key(key: &[u8]) -> (String, u64) {
-    let n = key.len().saturating_sub(8);
-    let seq = u64::from_be_bytes(key[n..].try_into().unwrap_or_default());
-    let conn = String::from_utf8_lossy(&key[..n.saturating_sub(1)]).into_owned();
-    (conn, seq)
+    let (head, tail) = key.split_at(key.len().saturating_sub(8));
+    let seq = u64::from_be_bytes(tail.try_into().unwrap_or_default());
+    // The byte before the sequence is the separator.
+    let conn = head.split_last().map_or(head, |(_, conn)| conn);
+    (String::from_utf8_lossy(conn).into_owned(), seq)
 }
 
 pub fn outbox_prefix(connector: &str) -> Vec<u8> {
@@ -179,7 +190,7 @@ pub type SyncStates = std::collections::BTreeMap<(String, String), SyncState>;
 pub fn audit_key(record: Uuid, ts: i64, digest: &[u8]) -> Vec<u8> {
     let mut k = record.as_bytes().to_vec();
     k.extend_from_slice(&(ts as u64 ^ (1 << 63)).to_be_bytes());
-    k.extend_from_slice(&digest[..8]);
+    k.extend_from_slice(digest.get(..8).unwrap_or(digest));
     k
 }
 
@@ -283,8 +294,7 @@ const RECORD_TAG: u8 = 0xC2;
 /// A `Records` value: the record, then its sync states. One key per record holds both, so
 /// a change writes one value for them instead of two (ADR 0015).
 pub fn encode_record(rec: &Record, sync: &SyncStates) -> Vec<u8> {
-    let v = postcard::to_extend(rec, vec![RECORD_TAG]).expect("engine types always encode");
-    postcard::to_extend(sync, v).expect("engine types always encode")
+    encode_onto(sync, encode_onto(rec, vec![RECORD_TAG]))
 }
 
 /// The record alone.

@@ -4,6 +4,8 @@
 //!
 //! Both directions must round-trip (`map_in(project(r)) == r` on the mapped fields):
 //! echo suppression compares projections, so an unstable round trip would loop.
+// Upstream values (times, numbers) are untrusted: no overflow while parsing them.
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::collections::BTreeMap;
 
@@ -791,7 +793,12 @@ pub fn parse_decimal(s: &str, scale: u32) -> Result<i64, String> {
             v = v.checked_add(1).ok_or_else(bad)?;
         }
     }
-    Ok(if neg { -v } else { v })
+    // `v` is at least 0, so its negation always exists.
+    Ok(if neg {
+        v.checked_neg().ok_or_else(bad)?
+    } else {
+        v
+    })
 }
 
 /// The inverse of [`parse_decimal`]: `format_decimal(129950, 2) == "1299.50"`.
@@ -799,13 +806,14 @@ pub fn format_decimal(v: i64, scale: u32) -> String {
     if scale == 0 {
         return v.to_string();
     }
-    let p = 10i64.pow(scale);
     let sign = if v < 0 { "-" } else { "" };
     let a = v.unsigned_abs();
+    // Past 10^19 no u64 reaches a whole unit: all of it is fraction.
+    let p = 10u64.checked_pow(scale);
     format!(
         "{sign}{}.{:0width$}",
-        a / p as u64,
-        a % p as u64,
+        p.and_then(|p| a.checked_div(p)).unwrap_or(0),
+        p.and_then(|p| a.checked_rem(p)).unwrap_or(a),
         width = scale as usize
     )
 }
@@ -869,5 +877,20 @@ mod tests {
                 .timestamp(),
             1_700_000_000
         );
+    }
+
+    #[test]
+    fn decimals_at_the_edges_of_i64_format_and_parse_without_a_panic() {
+        assert_eq!(format_decimal(-129_950, 2), "-1299.50");
+        assert_eq!(format_decimal(i64::MIN, 2), "-92233720368547758.08");
+        // 10^19 is past i64 and 10^20 past u64: every digit is fraction there.
+        assert_eq!(format_decimal(i64::MAX, 19), "0.9223372036854775807");
+        assert_eq!(format_decimal(5, 20), "0.00000000000000000005");
+        assert_eq!(parse_decimal("-1299.50", 2), Ok(-129_950));
+        assert_eq!(
+            parse_decimal("-92233720368547758.07", 2),
+            Ok(-9_223_372_036_854_775_807)
+        );
+        assert!(parse_decimal("-92233720368547758.08", 2).is_err());
     }
 }

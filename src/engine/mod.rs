@@ -431,7 +431,9 @@ impl Engine {
         seqs: &[u64],
         letter: &DeadLetter,
     ) -> Result<(), EngineError> {
-        let first = *seqs.first().expect("at least one sequence");
+        let Some(&first) = seqs.first() else {
+            return Ok(());
+        };
         self.write_with(|txn| {
             for seq in seqs {
                 txn.outbox_remove(connector, *seq);
@@ -796,6 +798,10 @@ fn stored_outbox_seq(store: &dyn Store) -> Result<u64, EngineError> {
 /// Dies with SIGKILL when the failpoint `name` is armed with `return(connector/object)`
 /// for this page's object (e.g. `FAILPOINTS=engine-apply-write=return(zendesk/users)`).
 #[cfg(feature = "failpoints")]
+#[allow(
+    unsafe_code,
+    reason = "kill(2) of our own process, for the crash test only"
+)]
 fn crash_point(name: &str, connector: &str, object: &str) {
     fail::fail_point!(name, |target: Option<String>| {
         if target.as_deref() == Some(format!("{connector}/{object}").as_str()) {

@@ -7,6 +7,8 @@
 //!
 //! Bad input is flagged or turned into `None`, never an error: a CRM full of junk must
 //! still sync, and rejecting a record over a malformed phone would lose the rest of it.
+// Upstream values are untrusted: no overflow or division panic while normalizing them.
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::str::FromStr;
 
@@ -403,10 +405,8 @@ fn peel_email_wrapper(s: &str) -> &str {
     if let Some(inner) = s.strip_prefix('<').and_then(|s| s.strip_suffix('>')) {
         return inner.trim();
     }
-    if let Some(inner) = s.strip_suffix('>') {
-        if let Some(open) = inner.rfind('<') {
-            return inner[open + 1..].trim();
-        }
+    if let Some((_, addr)) = s.strip_suffix('>').and_then(|inner| inner.rsplit_once('<')) {
+        return addr.trim();
     }
     s
 }

@@ -53,6 +53,18 @@ fn corrupt(table: &'static str) -> impl Fn(postcard::Error) -> EngineError {
     }
 }
 
+/// What a projection looks like, to tell whether a push would change anything: the
+/// first half of a SHA-256 of the object and its fields.
+#[allow(
+    clippy::expect_used,
+    reason = "JSON of a string and a string-keyed map of JSON values into a Vec cannot fail"
+)]
+fn projection_hash(object: &str, proj: &Projection) -> Hash {
+    let bytes = serde_json::to_vec(&(object, proj)).expect("projections serialize");
+    let digest = Sha256::digest(&bytes);
+    digest.first_chunk().copied().unwrap_or_default()
+}
+
 impl<'a> Txn<'a> {
     pub fn new(
         store: &'a dyn Store,
@@ -148,11 +160,12 @@ impl<'a> Txn<'a> {
     /// A record's sync states, loaded once per page (usually already read with the
     /// record). A record created in this page has none stored: no read.
     fn sync_states(&mut self, record: Uuid) -> Result<&mut codec::SyncStates, EngineError> {
-        if !self.sync.contains_key(&record) {
-            let loaded = self.stored_states(record)?;
-            self.sync.insert(record, loaded);
-        }
-        Ok(self.sync.get_mut(&record).expect("just inserted"))
+        let loaded = if self.sync.contains_key(&record) {
+            codec::SyncStates::new()
+        } else {
+            self.stored_states(record)?
+        };
+        Ok(self.sync.entry(record).or_insert(loaded))
     }
 
     fn stored_states(&self, record: Uuid) -> Result<codec::SyncStates, EngineError> {
@@ -303,7 +316,11 @@ impl<'a> Txn<'a> {
                         continue;
                     };
                     match edit {
-                        Some(entry) => chunk[pos].1 = entry,
+                        Some(entry) => {
+                            if let Some((_, slot)) = chunk.get_mut(pos) {
+                                *slot = entry;
+                            }
+                        }
                         None => {
                             chunk.remove(pos);
                             self.moves.outbox(&connector, -1);
@@ -321,7 +338,9 @@ impl<'a> Txn<'a> {
         for (connector, entries) in std::mem::take(&mut self.queued) {
             self.moves.outbox(&connector, entries.len() as i64);
             for chunk in entries.chunks(codec::OUTBOX_CHUNK_MAX) {
-                let last = chunk.last().expect("chunks are never empty").0;
+                let Some(&(last, _)) = chunk.last() else {
+                    continue;
+                };
                 batch.put(
                     Table::Outbox,
                     codec::outbox_key(&connector, last),
@@ -438,7 +457,7 @@ impl<'a> Txn<'a> {
         let id = match candidates.len() {
             0 => None,
             1 => candidates.first().copied(),
-            _ => Some(self.merge_records(&candidates, &evidence.join("; "), report)?),
+            _ => self.merge_records(&candidates, &evidence.join("; "), report)?,
         };
         let (mut rec, created) = match id.map(|id| self.load(id)).transpose()?.flatten() {
             Some(r) if r.kind == mapping.kind => (r, false),
@@ -650,7 +669,7 @@ impl<'a> Txn<'a> {
         for (i, m) in targets.iter().enumerate() {
             // One copy per system: a person that is a Salesforce Contact is not also
             // created as a Lead; with no copy there yet, only the first object creates.
-            let first_for_connector = !targets[..i].iter().any(|t| t.connector == m.connector);
+            let first_for_connector = !targets.iter().take(i).any(|t| t.connector == m.connector);
             if super::copy_elsewhere(&rec, &m.connector, &m.object)
                 || (rec.link(&m.connector, &m.object).is_none() && !first_for_connector)
             {
@@ -736,10 +755,7 @@ impl<'a> Txn<'a> {
         if let Some(e) = failure {
             return Err(e);
         }
-        let bytes = serde_json::to_vec(&(&m.object, &proj)).expect("projections serialize");
-        let digest = Sha256::digest(&bytes);
-        let mut hash = [0u8; 16];
-        hash.copy_from_slice(&digest[..16]);
+        let hash = projection_hash(&m.object, &proj);
         Ok((proj, hash))
     }
 
@@ -749,10 +765,12 @@ impl<'a> Txn<'a> {
         candidates: &BTreeSet<Uuid>,
         evidence: &str,
         report: &mut ApplyReport,
-    ) -> Result<Uuid, EngineError> {
-        let survivor_id = *candidates.first().expect("at least two candidates");
+    ) -> Result<Option<Uuid>, EngineError> {
+        let Some(&survivor_id) = candidates.first() else {
+            return Ok(None);
+        };
         let Some(mut s) = self.load(survivor_id)? else {
-            return Ok(survivor_id);
+            return Ok(Some(survivor_id));
         };
         for &a_id in candidates.iter().skip(1) {
             let Some(mut a) = self.load(a_id)? else {
@@ -860,7 +878,7 @@ impl<'a> Txn<'a> {
         for r in waiting {
             report.enqueued += self.enqueue_projections(r)?;
         }
-        Ok(survivor_id)
+        Ok(Some(survivor_id))
     }
 
     fn repoint_referrers(&mut self, from: Uuid, to: Uuid) -> Result<(), EngineError> {
@@ -919,15 +937,16 @@ impl<'a> Txn<'a> {
         let Some(mut rec) = self.load(id)? else {
             return Ok(());
         };
-        let Some(pos) = rec
+        let Some((pos, found)) = rec
             .links
             .iter()
-            .position(|l| l.connector == conn && l.object == obj && l.external_id == ext)
+            .enumerate()
+            .find(|(_, l)| l.connector == conn && l.object == obj && l.external_id == ext)
         else {
             report.unchanged += 1;
             return Ok(());
         };
-        if rec.links[pos].source_ts > ts {
+        if found.source_ts > ts {
             report.stale += 1;
             return Ok(());
         }
@@ -1118,8 +1137,9 @@ impl<'a> Txn<'a> {
             }
         }
         if candidates.len() > 1 {
-            let survivor = self.merge_records(&candidates, &evidence.join("; "), report)?;
-            report.enqueued += self.enqueue_projections(survivor)?;
+            if let Some(survivor) = self.merge_records(&candidates, &evidence.join("; "), report)? {
+                report.enqueued += self.enqueue_projections(survivor)?;
+            }
         }
         Ok(())
     }
@@ -1199,7 +1219,7 @@ impl<'a> Txn<'a> {
         }
         found
             .into_iter()
-            .map(|(k, v)| Ok((uuid_from(&k[prefix.len()..])?, v)))
+            .map(|(k, v)| Ok((uuid_from(k.get(prefix.len()..).unwrap_or_default())?, v)))
             .collect()
     }
 

@@ -93,7 +93,9 @@ pub fn audit_json(a: &AuditEntry) -> Json {
             json!({ "event": "invalid_value", "connector": connector, "problem": problem, "source_time": time(at.source_ts) })
         }
     };
-    v["at"] = time(a.observed_ts);
+    if let Some(fields) = v.as_object_mut() {
+        fields.insert("at".into(), time(a.observed_ts));
+    }
     v
 }
 
@@ -105,6 +107,8 @@ pub fn record_table(v: &Json) -> String {
         Json::Null => "-".into(),
         other => other.to_string(),
     };
+    // Two levels down: a missing level reads as null, never a panic.
+    let s2 = |j: &Json, path: &str| s(crate::json::at(j, path));
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -178,17 +182,17 @@ pub fn record_table(v: &Json) -> String {
                 "overwritten" => format!(
                     "{}: {} ({}) replaced by {} ({}): {}",
                     s(&a["field"]),
-                    s(&a["old"]["value"]),
-                    s(&a["old"]["source"]),
-                    s(&a["new"]["value"]),
-                    s(&a["new"]["source"]),
+                    s2(a, "/old/value"),
+                    s2(a, "/old/source"),
+                    s2(a, "/new/value"),
+                    s2(a, "/new/source"),
                     s(&a["reason"])
                 ),
                 "rejected" => format!(
                     "{}: kept current, rejected {} ({}): {}",
                     s(&a["field"]),
-                    s(&a["value"]["value"]),
-                    s(&a["value"]["source"]),
+                    s2(a, "/value/value"),
+                    s2(a, "/value/source"),
                     s(&a["reason"])
                 ),
                 "merged" => format!(

@@ -2,7 +2,7 @@
 //! property tests that run thousands of cases, and as a reference in comparisons.
 
 use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::{Entry, Op, Store, StoreError, StoreStats, Table, WriteBatch};
 
@@ -21,18 +21,23 @@ impl MemStore {
 
     /// Every entry of every table, for whole-state comparisons in tests.
     pub fn dump(&self) -> Dump {
-        self.data.read().expect("mem store poisoned").clone()
+        self.read_lock().clone()
+    }
+
+    // Under the lock only map inserts, removes and clones run, which leave the map whole
+    // even if a thread panics, so a poisoned lock is read through.
+    fn read_lock(&self) -> RwLockReadGuard<'_, Dump> {
+        self.data.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write_lock(&self) -> RwLockWriteGuard<'_, Dump> {
+        self.data.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl Store for MemStore {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .data
-            .read()
-            .expect("mem store poisoned")
-            .get(&(table as u8, key.to_vec()))
-            .cloned())
+        Ok(self.read_lock().get(&(table as u8, key.to_vec())).cloned())
     }
 
     fn scan(
@@ -42,7 +47,7 @@ impl Store for MemStore {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
-        let data = self.data.read().expect("mem store poisoned");
+        let data = self.read_lock();
         let start = (table as u8, after.unwrap_or(prefix).to_vec());
         Ok(data
             .range(start..)
@@ -60,7 +65,7 @@ impl Store for MemStore {
         before: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
-        let data = self.data.read().expect("mem store poisoned");
+        let data = self.read_lock();
         let t = table as u8;
         let end = match before {
             Some(b) => std::ops::Bound::Excluded((t, b.to_vec())),
@@ -79,7 +84,7 @@ impl Store for MemStore {
     }
 
     fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        let mut data = self.data.write().expect("mem store poisoned");
+        let mut data = self.write_lock();
         for op in batch.into_ops() {
             match op {
                 Op::Put(t, k, v) => {

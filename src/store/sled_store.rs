@@ -73,7 +73,7 @@ impl Store for SledStore {
             if !k.starts_with(&full) || out.len() >= limit {
                 break;
             }
-            out.push((k[1..].to_vec(), v.to_vec()));
+            out.push((k.get(1..).unwrap_or_default().to_vec(), v.to_vec()));
         }
         Ok(out)
     }
@@ -103,7 +103,7 @@ impl Store for SledStore {
             if !k.starts_with(&full) || out.len() >= limit {
                 break;
             }
-            out.push((k[1..].to_vec(), v.to_vec()));
+            out.push((k.get(1..).unwrap_or_default().to_vec(), v.to_vec()));
         }
         Ok(out)
     }

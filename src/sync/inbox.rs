@@ -102,7 +102,10 @@ impl Inbox {
         loop {
             let page = store.scan(Table::Inbox, b"q\0", after.as_deref(), 10_000)?;
             let Some((k, _)) = page.last() else { break };
-            last = u64::from_be_bytes(k[2..10].try_into().unwrap_or_default());
+            last = k
+                .get(2..10)
+                .and_then(|seq| seq.try_into().ok())
+                .map_or(0, u64::from_be_bytes);
             after = Some(k.clone());
             if page.len() < 10_000 {
                 break;
@@ -252,7 +255,9 @@ impl Inbox {
             if group.iter().any(|(_, i)| blocked.contains(&i.record_key())) {
                 continue;
             }
-            let conn = group[0].1.connector.clone();
+            let Some(conn) = group.first().map(|(_, i)| i.connector.clone()) else {
+                continue;
+            };
             match apply_group(engine, connectors, &group).await {
                 Ok((fresh, again)) => {
                     status.update(&conn, |s| {
@@ -310,8 +315,10 @@ impl Inbox {
             Retry::Later(e) => (e, true),
             Retry::Never(e) => (e, false),
         };
+        let Some(conn) = group.first().map(|(_, i)| i.connector.clone()) else {
+            return false;
+        };
         let now = engine.now();
-        let conn = group[0].1.connector.clone();
         let mut batch = WriteBatch::new();
         let mut buried = 0u64;
         let mut attempts = 0;
@@ -476,8 +483,7 @@ fn due_items(
 fn groups(pending: Vec<Queued>) -> Vec<Vec<Queued>> {
     let mut out: Vec<Vec<Queued>> = Vec::new();
     for q in pending {
-        let joins = out.last().is_some_and(|g| {
-            let head = &g[0].1;
+        let joins = out.last().and_then(|g| g.first()).is_some_and(|(_, head)| {
             head.change.is_some()
                 && q.1.change.is_some()
                 && head.connector == q.1.connector
@@ -514,7 +520,9 @@ async fn apply_group(
     connectors: &std::collections::HashMap<String, Arc<dyn Connector>>,
     group: &[(Vec<u8>, InboxItem)],
 ) -> Result<(usize, usize), Retry> {
-    let item = &group[0].1;
+    let Some((_, item)) = group.first() else {
+        return Ok((0, 0));
+    };
     let changes = match (&item.change, &item.hint) {
         (Some(_), _) => group.iter().filter_map(|(_, i)| i.change.clone()).collect(),
         (None, Some(id)) => {

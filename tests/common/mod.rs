@@ -1,4 +1,7 @@
 //! Shared set-up for engine tests: a three-system configuration and change builders.
+// Test code: a panic here is a failed test, and helpers outside #[test] fns are not
+// covered by clippy.toml's allow-*-in-tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;

@@ -4,6 +4,9 @@
 //! What a test asserts is read from the simulators themselves (what each system holds),
 //! never only from the daemon's own account of what it did: a create that the daemon lost
 //! track of is exactly what must show up.
+// Test code: a panic here is a failed test, and helpers outside #[test] fns are not
+// covered by clippy.toml's allow-*-in-tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -371,9 +374,11 @@ impl Daemon {
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
-            unsafe {
-                libc::kill(c.id() as i32, libc::SIGTERM);
-            }
+            #[allow(
+                unsafe_code,
+                reason = "kill(2) of our own child: no memory-safety preconditions"
+            )]
+            let _ = unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
             let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline {
                 if let Ok(Some(status)) = c.try_wait() {

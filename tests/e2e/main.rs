@@ -5,6 +5,9 @@
 //!
 //! The tests run one at a time (they share two cores with everything else in CI); the
 //! fault-free run the chaos and crash tests compare against is made once.
+// Test code: a panic here is a failed test, and helpers outside #[test] fns are not
+// covered by clippy.toml's allow-*-in-tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod harness;
 mod soak;

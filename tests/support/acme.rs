@@ -2,6 +2,9 @@
 //! (paging, batch writes with idempotency keys, scripted 429/500/400/401 answers and
 //! dropped responses), and the `acme` connector that speaks to it through the SDK's
 //! shared HTTP client. Used by the runtime tests only.
+// Test code: a panic here is a failed test, and helpers outside #[test] fns are not
+// covered by clippy.toml's allow-*-in-tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, VecDeque};
