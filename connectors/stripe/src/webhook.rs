@@ -65,8 +65,10 @@ pub fn verify(
     if !matched {
         return Err(WebhookError::BadSignature("no v1 signature matches".into()));
     }
-    let age = now.timestamp() - t;
-    if age.abs() > tolerance_secs {
+    // `t` is the sender's: any i64 passes the signature check once the secret signs it,
+    // and a plain subtraction overflows at the ends of the range.
+    let age = now.timestamp().saturating_sub(t);
+    if age.unsigned_abs() > tolerance_secs.unsigned_abs() {
         return Err(WebhookError::Stale(format!(
             "signed at {t}, {age}s from now, tolerance {tolerance_secs}s"
         )));
@@ -145,6 +147,21 @@ mod tests {
             ),
             "8042376f6ca064adbe037642a718227dfd59047137eb49497a54c49eb0cfb724"
         );
+    }
+
+    #[test]
+    fn a_signed_timestamp_at_the_ends_of_the_range_is_stale() {
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        for t in [i64::MIN, i64::MAX] {
+            let header = signature_header("whsec_a", t, b"{}");
+            assert!(
+                matches!(
+                    verify(Some(&header), b"{}", "whsec_a", now, 300),
+                    Err(WebhookError::Stale(_))
+                ),
+                "t={t}"
+            );
+        }
     }
 
     #[test]
