@@ -192,13 +192,7 @@ impl Client {
         if let Some(after) = after {
             req = req.with_query("after", after);
         }
-        let page: Value = self.api.send(req).await?.json()?;
-        let results = results_of(&page)?;
-        let next = page
-            .pointer("/paging/next/after")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        Ok((results, next))
+        list_page(&self.api.send(req).await?.json()?)
     }
 
     /// `POST /crm/v3/objects/{obj}/search` on the modification time, `GTE since_ms`,
@@ -259,23 +253,7 @@ impl Client {
                 .with_auth(self.auth())
                 .with_json(json!({"inputs": inputs}))
                 .with_retry(true);
-            let page: Value = self.api.send(req).await?.json()?;
-            for r in results_of(&page)? {
-                let Some(from_id) = r.pointer("/from/id").and_then(value_id) else {
-                    continue;
-                };
-                let mut tos: Vec<String> = r
-                    .get("to")
-                    .and_then(Value::as_array)
-                    .map(|ts| {
-                        ts.iter()
-                            .filter_map(|t| t.get("toObjectId").and_then(value_id))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                tos.dedup();
-                out.insert(from_id, tos);
-            }
+            association_page(&self.api.send(req).await?.json()?, &mut out)?;
         }
         Ok(out)
     }
@@ -294,16 +272,7 @@ impl Client {
             .with_auth(self.auth())
             .with_json(json!({"inputs": inputs}))
             .with_retry(op != "create");
-        let resp = self.api.send(req).await?;
-        let body: Value = resp.json()?;
-        Ok(BatchAnswer {
-            results: results_of(&body)?,
-            errors: body
-                .get("errors")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default(),
-        })
+        batch_answer(&self.api.send(req).await?.json()?)
     }
 
     /// `POST …/batch/archive`: archiving twice is harmless.
@@ -349,7 +318,53 @@ pub fn value_id(v: &Value) -> Option<String> {
     }
 }
 
-fn results_of(page: &Value) -> Result<Vec<Value>, ConnectorError> {
+/// A list page: its records and the next `after`, if any.
+pub(crate) fn list_page(page: &Value) -> Result<(Vec<Value>, Option<String>), ConnectorError> {
+    let results = results_of(page)?;
+    let next = page
+        .pointer("/paging/next/after")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Ok((results, next))
+}
+
+/// A v4 association batch read: the associated ids of each record, added to `out`.
+pub(crate) fn association_page(
+    page: &Value,
+    out: &mut BTreeMap<String, Vec<String>>,
+) -> Result<(), ConnectorError> {
+    for r in results_of(page)? {
+        let Some(from_id) = r.pointer("/from/id").and_then(value_id) else {
+            continue;
+        };
+        let mut tos: Vec<String> = r
+            .get("to")
+            .and_then(Value::as_array)
+            .map(|ts| {
+                ts.iter()
+                    .filter_map(|t| t.get("toObjectId").and_then(value_id))
+                    .collect()
+            })
+            .unwrap_or_default();
+        tos.dedup();
+        out.insert(from_id, tos);
+    }
+    Ok(())
+}
+
+/// A batch write's answer (200, 201 or 207).
+pub(crate) fn batch_answer(body: &Value) -> Result<BatchAnswer, ConnectorError> {
+    Ok(BatchAnswer {
+        results: results_of(body)?,
+        errors: body
+            .get("errors")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default(),
+    })
+}
+
+pub(crate) fn results_of(page: &Value) -> Result<Vec<Value>, ConnectorError> {
     match page.get("results") {
         Some(Value::Array(rs)) => Ok(rs.clone()),
         None => Ok(Vec::new()),

@@ -6,6 +6,8 @@
 
 pub mod client;
 pub mod config;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod mapping;
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -285,7 +285,7 @@ impl ApiPolicy for SfPolicy {
 }
 
 /// The token endpoint's errors: `{error, error_description}`, never worth a retry.
-struct TokenPolicy;
+pub(crate) struct TokenPolicy;
 
 impl ApiPolicy for TokenPolicy {
     fn classify(&self, status: u16, _headers: &HeaderMap, body: &[u8]) -> Option<ConnectorError> {
@@ -307,9 +307,21 @@ impl ApiPolicy for TokenPolicy {
 }
 
 #[derive(Deserialize)]
-struct TokenResponse {
+pub(crate) struct TokenResponse {
     access_token: String,
     instance_url: String,
+}
+
+/// The token endpoint's answer: the token and a usable instance URL.
+pub(crate) fn token_answer(resp: &ApiResponse) -> Result<TokenResponse, ConnectorError> {
+    let t: TokenResponse = resp.json()?;
+    revsync_sdk::check_base_url("instance_url", &t.instance_url).map_err(|e| {
+        ConnectorError::Auth(format!(
+            "token response has a bad instance_url: {}",
+            e.message
+        ))
+    })?;
+    Ok(t)
 }
 
 /// A logged-in session: the token and the client for its instance.
@@ -335,7 +347,7 @@ pub struct SfClient {
     auth: Auth,
     token_http: ApiClient,
     http: HttpSettings,
-    policy: Arc<SfPolicy>,
+    pub(crate) policy: Arc<SfPolicy>,
     pub quota: Arc<Quota>,
     session: tokio::sync::Mutex<Option<Arc<Session>>>,
     /// The last session, readable without waiting (limiter stats for `/status`).
@@ -420,13 +432,7 @@ impl SfClient {
         let req = ApiRequest::post(self.auth.token_url())
             .with_form(form)
             .with_retry(true);
-        let t: TokenResponse = self.token_http.send(req).await?.json()?;
-        revsync_sdk::check_base_url("instance_url", &t.instance_url).map_err(|e| {
-            ConnectorError::Auth(format!(
-                "token response has a bad instance_url: {}",
-                e.message
-            ))
-        })?;
+        let t = token_answer(&self.token_http.send(req).await?)?;
         let api = match prev {
             // Keep the account's limiter when the instance stays the same.
             Some(p) if p.instance_url == t.instance_url => p.api.clone(),

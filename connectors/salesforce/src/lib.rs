@@ -7,6 +7,8 @@
 
 pub mod client;
 pub mod config;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod mapping;
 #[cfg(feature = "sim")]
 pub mod sim;
@@ -186,24 +188,50 @@ impl SalesforceConnector {
         let mut records = Vec::new();
         loop {
             let body: Value = self.client.send(req).await?.json()?;
-            records.extend(
-                body.get("records")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default(),
-            );
-            if body.get("done").and_then(Value::as_bool) != Some(false) {
-                return Ok(records);
+            match query_page(&body, &mut records)? {
+                Some(next) => req = ApiRequest::get(next),
+                None => return Ok(records),
             }
-            let next = body
-                .get("nextRecordsUrl")
-                .and_then(Value::as_str)
-                .filter(|u| u.starts_with("/services/data/"))
-                .ok_or_else(|| {
-                    permanent("query answered done:false without a usable nextRecordsUrl")
-                })?;
-            req = ApiRequest::get(next);
         }
+    }
+
+    /// The changes of one read's records and the cursor after them.
+    fn page(&self, object: &str, from: Option<mapping::Cursor>, records: &[Value]) -> Fetched {
+        let limit = self.params.page_size;
+        let mut out = Fetched {
+            more: records.len() >= limit as usize,
+            ..Fetched::default()
+        };
+        let mut last = from;
+        let mut newest_read = None;
+        for r in records {
+            match mapping::to_change(object, r) {
+                Ok((change, at)) => {
+                    out.changes.push(self.made_for(change));
+                    newest_read = Some(at.stamp);
+                    last = Some(at);
+                }
+                Err(e) => out.reject(object, r, e),
+            }
+        }
+        out.cursor = match newest_read {
+            // Caught up: step back `overlap_secs` from the newest record read (never from
+            // the old cursor, which would drift back), so ties in a read second and late
+            // commits are read again. A read that reaches the end always ends on the
+            // newest record, so the cursor stays put while nothing changes.
+            Some(stamp) if !out.more && self.params.overlap_secs > 0 => {
+                let back = stamp - chrono::Duration::seconds(self.params.overlap_secs as i64);
+                Some(
+                    mapping::Cursor {
+                        stamp: back,
+                        id: mapping::LOWEST_ID.to_owned(),
+                    }
+                    .encode(),
+                )
+            }
+            _ => last.map(|c| c.encode()),
+        };
+        out
     }
 
     async fn write_group(
@@ -212,18 +240,45 @@ impl SalesforceConnector {
         n: usize,
         deleting: bool,
     ) -> Result<Vec<PushResult>, ConnectorError> {
-        let body: Value = self.client.send(req).await?.json()?;
-        let results = body
-            .as_array()
-            .ok_or_else(|| permanent("collection answer is not an array of results"))?;
-        if results.len() != n {
-            return Err(permanent(format!(
-                "collection answered {} results for {n} records",
-                results.len()
-            )));
-        }
-        Ok(results.iter().map(|r| item_result(r, deleting)).collect())
+        collection_answer(&self.client.send(req).await?.json()?, n, deleting)
     }
+}
+
+/// One page of a query: its records added to `records`, and the path of the next page
+/// unless this was the last.
+fn query_page(body: &Value, records: &mut Vec<Value>) -> Result<Option<String>, ConnectorError> {
+    records.extend(
+        body.get("records")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default(),
+    );
+    if body.get("done").and_then(Value::as_bool) != Some(false) {
+        return Ok(None);
+    }
+    body.get("nextRecordsUrl")
+        .and_then(Value::as_str)
+        .filter(|u| u.starts_with("/services/data/"))
+        .map(|u| Some(u.to_owned()))
+        .ok_or_else(|| permanent("query answered done:false without a usable nextRecordsUrl"))
+}
+
+/// A collection write's answer: one result per record sent, in order.
+fn collection_answer(
+    body: &Value,
+    n: usize,
+    deleting: bool,
+) -> Result<Vec<PushResult>, ConnectorError> {
+    let results = body
+        .as_array()
+        .ok_or_else(|| permanent("collection answer is not an array of results"))?;
+    if results.len() != n {
+        return Err(permanent(format!(
+            "collection answered {} results for {n} records",
+            results.len()
+        )));
+    }
+    Ok(results.iter().map(|r| item_result(r, deleting)).collect())
 }
 
 /// One SaveResult/UpsertResult as the item's outcome.
@@ -297,43 +352,14 @@ impl Connector for SalesforceConnector {
             .map(Cursor::decode)
             .transpose()
             .map_err(|e| permanent(format!("{object}: {e}")))?;
-        let limit = self.params.page_size;
-        let soql = mapping::incremental_soql(object, &self.fields(object), from.as_ref(), limit);
+        let soql = mapping::incremental_soql(
+            object,
+            &self.fields(object),
+            from.as_ref(),
+            self.params.page_size,
+        );
         let records = self.query(&soql).await?;
-        let mut out = Fetched {
-            more: records.len() >= limit as usize,
-            ..Fetched::default()
-        };
-        let mut last = from;
-        let mut newest_read = None;
-        for r in &records {
-            match mapping::to_change(object, r) {
-                Ok((change, at)) => {
-                    out.changes.push(self.made_for(change));
-                    newest_read = Some(at.stamp);
-                    last = Some(at);
-                }
-                Err(e) => out.reject(object, r, e),
-            }
-        }
-        out.cursor = match newest_read {
-            // Caught up: step back `overlap_secs` from the newest record read (never from
-            // the old cursor, which would drift back), so ties in a read second and late
-            // commits are read again. A read that reaches the end always ends on the
-            // newest record, so the cursor stays put while nothing changes.
-            Some(stamp) if !out.more && self.params.overlap_secs > 0 => {
-                let back = stamp - chrono::Duration::seconds(self.params.overlap_secs as i64);
-                Some(
-                    mapping::Cursor {
-                        stamp: back,
-                        id: mapping::LOWEST_ID.to_owned(),
-                    }
-                    .encode(),
-                )
-            }
-            _ => last.map(|c| c.encode()),
-        };
-        Ok(out)
+        Ok(self.page(object, from, &records))
     }
 
     /// SOQL reads carry `SystemModstamp`, the row's own time.

@@ -648,31 +648,17 @@ impl ApiClient {
         let what = format!("{} {}", req.method, url.path());
         let (status, outcome) = match self.exchange(req, url, &what).await {
             Ok((status, headers, body)) => {
-                if let Some(pause) = inner.policy.observe(&headers) {
-                    inner.limiter.pause_for(pause);
-                }
                 let status = status.as_u16();
-                let outcome = inner
-                    .policy
-                    .classify(status, &headers, &body)
-                    .or_else(|| default_classification(status, &headers, &body, &what))
-                    // Whatever wait a policy read from the answer, the runtime gets it
-                    // clamped: it schedules retries on it too.
-                    .map(ConnectorError::with_upstream_wait)
-                    .map_or(
-                        Ok(ApiResponse {
-                            status,
-                            headers,
-                            body,
-                        }),
-                        Err,
-                    );
-                if let Err(ConnectorError::RateLimited { retry_after, .. }) = &outcome {
-                    inner.limiter.note_throttled();
-                    if let Some(d) = retry_after {
-                        inner.limiter.pause_for(*d);
-                    }
-                }
+                let outcome = answer(
+                    &*inner.policy,
+                    &inner.limiter,
+                    ApiResponse {
+                        status,
+                        headers,
+                        body,
+                    },
+                    &what,
+                );
                 (status, outcome)
             }
             // 0 in the log: no answer (or none read to its end).
@@ -746,6 +732,44 @@ impl ApiClient {
             body.extend_from_slice(&chunk);
         }
         Ok((status, headers, body.freeze()))
+    }
+}
+
+/// What one answer of the API means, as [`ApiClient::send`] decides for every attempt:
+/// the pause its headers ask of the account, then the policy's classification (else the
+/// default one), a rate limit pausing the account too. The pure half of an attempt, also
+/// the entry point the fuzz targets drive with hostile answers.
+pub fn answer(
+    policy: &dyn ApiPolicy,
+    limiter: &AccountLimiter,
+    response: ApiResponse,
+    what: &str,
+) -> Result<ApiResponse, ConnectorError> {
+    let ApiResponse {
+        status,
+        headers,
+        body,
+    } = &response;
+    if let Some(pause) = policy.observe(headers) {
+        limiter.pause_for(pause);
+    }
+    let refused = policy
+        .classify(*status, headers, body)
+        .or_else(|| default_classification(*status, headers, body, what))
+        // Whatever wait a policy read from the answer, the runtime gets it clamped: it
+        // schedules retries on it too.
+        .map(ConnectorError::with_upstream_wait);
+    match refused {
+        None => Ok(response),
+        Some(e) => {
+            if let ConnectorError::RateLimited { retry_after, .. } = &e {
+                limiter.note_throttled();
+                if let Some(d) = retry_after {
+                    limiter.pause_for(*d);
+                }
+            }
+            Err(e)
+        }
     }
 }
 

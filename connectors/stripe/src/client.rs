@@ -128,6 +128,15 @@ pub struct List {
     pub has_more: bool,
 }
 
+/// A list endpoint's answer (`{data, has_more}`), read from `path`.
+pub(crate) fn list_answer(v: Value, path: &str) -> Result<List, ConnectorError> {
+    serde_json::from_value(v).map_err(|e| ConnectorError::Permanent {
+        detail: format!("malformed list from {path}: {e}"),
+        status: Some(200),
+        body: None,
+    })
+}
+
 /// The Stripe API for one secret key.
 pub struct StripeClient {
     api: ApiClient,
@@ -205,12 +214,7 @@ impl StripeClient {
         path: &str,
         query: &[(String, String)],
     ) -> Result<List, ConnectorError> {
-        let v = self.get(path, query).await?;
-        serde_json::from_value(v).map_err(|e| ConnectorError::Permanent {
-            detail: format!("malformed list from {path}: {e}"),
-            status: Some(200),
-            body: None,
-        })
+        list_answer(self.get(path, query).await?, path)
     }
 
     /// Every POST carries an idempotency key, so it may be retried like a GET.

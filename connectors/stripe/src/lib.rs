@@ -6,6 +6,8 @@
 
 pub mod client;
 pub mod config;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod mapping;
 #[cfg(feature = "sim")]
 pub mod sim;
@@ -27,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::client::{form_encode, StripeClient};
+use crate::client::{form_encode, List, StripeClient};
 use crate::config::{CustomersAs, StripeParams};
 
 /// Stripe keeps events for 30 days.
@@ -374,6 +376,17 @@ impl StripeConnector {
             query.push(("starting_after".into(), a.clone()));
         }
         let page = self.client.list(path, &query).await?;
+        self.backfill_page(object, started, &page)
+    }
+
+    /// A backfill list page's changes, and the cursor after it: the next page, or the
+    /// events from the backfill's start once the list is done.
+    fn backfill_page(
+        &self,
+        object: &str,
+        started: i64,
+        page: &List,
+    ) -> Result<Fetched, ConnectorError> {
         let mut fetched = Fetched::default();
         // Lists carry no update time: the state is as of this read.
         self.to_changes(object, &page.data, self.now(), &mut fetched);
@@ -468,13 +481,27 @@ impl StripeConnector {
             let top = upper.unwrap_or_else(|| self.now().timestamp());
             upper = Some(created + (top - created) / 2);
         }
-        let mut events = events.ok_or_else(|| {
+        let events = events.ok_or_else(|| {
             ConnectorError::Transient(format!("{object} events window did not narrow"))
         })?;
+        self.events_page(object, events, created, &seen, upper)
+    }
+
+    /// The changes of a window of events (newest first, as listed) read from `created`,
+    /// `seen` the ids of that second already applied, `upper` the window's end if it was
+    /// narrowed; and the cursor after them.
+    fn events_page(
+        &self,
+        object: &str,
+        mut events: Vec<Value>,
+        created: i64,
+        seen: &[String],
+        upper: Option<i64>,
+    ) -> Result<Fetched, ConnectorError> {
         events.reverse();
         let mut fetched = Fetched::default();
         let mut last_created = created;
-        let mut boundary = seen.clone();
+        let mut boundary = seen.to_vec();
         for event in &events {
             let id = event.get("id").and_then(Value::as_str).unwrap_or_default();
             let at = event

@@ -155,6 +155,21 @@ mod tests {
     }
 
     #[test]
+    fn a_signed_timestamp_at_the_ends_of_the_range_is_stale() {
+        let now = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        for t in [i64::MIN, i64::MAX] {
+            let header = signature_header("whsec_a", t, b"{}");
+            assert!(
+                matches!(
+                    verify(Some(&header), b"{}", "whsec_a", now, 300),
+                    Err(WebhookError::Stale(_))
+                ),
+                "t={t}"
+            );
+        }
+    }
+
+    #[test]
     fn any_v1_may_match_and_v0_is_ignored() {
         let body = b"{}";
         let now = DateTime::from_timestamp(1_700_000_100, 0).unwrap();

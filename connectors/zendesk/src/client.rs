@@ -22,7 +22,7 @@ const TOO_MANY_JOBS: &str = "TooManyJobs";
 /// How Zendesk's answers differ from plain status codes.
 pub struct ZendeskPolicy {
     /// Exports have their own per-minute budget; their header pauses only them.
-    exports: Arc<AccountLimiter>,
+    pub(crate) exports: Arc<AccountLimiter>,
 }
 
 impl ApiPolicy for ZendeskPolicy {
@@ -208,40 +208,10 @@ impl ZendeskClient {
                 Err(e) => return Err(e),
             }
         };
-        let mut status = job
-            .get("job_status")
-            .cloned()
-            .ok_or_else(|| malformed("a bulk request answered without `job_status`"))?;
-        let id = status
-            .get("id")
-            .and_then(Value::as_str)
-            .ok_or_else(|| malformed("job_status without an id"))?
-            .to_owned();
+        let (mut status, id) = submitted_job(&job)?;
         loop {
-            match status.get("status").and_then(Value::as_str) {
-                Some("completed") => {
-                    return Ok(JobOutcome {
-                        results: results(&status),
-                        completed: true,
-                    })
-                }
-                Some("failed") => {
-                    let r = results(&status);
-                    if !r.is_empty() {
-                        return Ok(JobOutcome {
-                            results: r,
-                            completed: false,
-                        });
-                    }
-                    let message = status.get("message").and_then(Value::as_str).unwrap_or("");
-                    return Err(ConnectorError::Permanent {
-                        detail: format!("zendesk job {id} failed: {message}"),
-                        status: None,
-                        body: Some(status.to_string()),
-                    });
-                }
-                Some("queued" | "working") => {}
-                other => return Err(malformed(&format!("job {id} has status {other:?}"))),
+            if let Some(outcome) = job_outcome(&status, &id)? {
+                return Ok(outcome);
             }
             if tokio::time::Instant::now() + self.job_poll > deadline {
                 return Err(ConnectorError::Transient(format!(
@@ -266,6 +236,47 @@ impl ZendeskClient {
 pub struct JobOutcome {
     pub results: Vec<Value>,
     pub completed: bool,
+}
+
+/// A bulk request's answer: its `job_status` and the job's id.
+pub(crate) fn submitted_job(answer: &Value) -> Result<(Value, String), ConnectorError> {
+    let status = answer
+        .get("job_status")
+        .cloned()
+        .ok_or_else(|| malformed("a bulk request answered without `job_status`"))?;
+    let id = status
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| malformed("job_status without an id"))?
+        .to_owned();
+    Ok((status, id))
+}
+
+/// What a `job_status` says of job `id`: its outcome once finished, `None` while it runs.
+pub(crate) fn job_outcome(status: &Value, id: &str) -> Result<Option<JobOutcome>, ConnectorError> {
+    match status.get("status").and_then(Value::as_str) {
+        Some("completed") => Ok(Some(JobOutcome {
+            results: results(status),
+            completed: true,
+        })),
+        Some("failed") => {
+            let r = results(status);
+            if !r.is_empty() {
+                return Ok(Some(JobOutcome {
+                    results: r,
+                    completed: false,
+                }));
+            }
+            let message = status.get("message").and_then(Value::as_str).unwrap_or("");
+            Err(ConnectorError::Permanent {
+                detail: format!("zendesk job {id} failed: {message}"),
+                status: None,
+                body: Some(status.to_string()),
+            })
+        }
+        Some("queued" | "working") => Ok(None),
+        other => Err(malformed(&format!("job {id} has status {other:?}"))),
+    }
 }
 
 fn results(status: &Value) -> Vec<Value> {

@@ -5,6 +5,8 @@
 
 pub mod client;
 pub mod config;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod mapping;
 #[cfg(feature = "sim")]
 pub mod sim;
@@ -142,45 +144,7 @@ impl ZendeskConnector {
             // solved_at lives in the ticket's metric set, not on the ticket.
             req = req.with_query("include", "metric_sets");
         }
-        let v = self.client.export(req).await?;
-        let records = v
-            .get(object)
-            .and_then(Value::as_array)
-            .ok_or_else(|| malformed(&format!("export without `{object}`")))?;
-        let solved: BTreeMap<String, Value> = v
-            .get("metric_sets")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|m| {
-                let id = m.get("ticket_id").and_then(mapping::id_text)?;
-                Some((id, m.get("solved_at")?.clone()))
-            })
-            .collect();
-        let mut out = Fetched::default();
-        for r in records {
-            let mapped = match object {
-                "users" => mapping::user(r),
-                _ => {
-                    let solved_at = r
-                        .get("id")
-                        .and_then(mapping::id_text)
-                        .and_then(|id| solved.get(&id));
-                    mapping::ticket(r, solved_at).map(Some)
-                }
-            };
-            match mapped {
-                Ok(Some(c)) => out.changes.push(c),
-                Ok(None) => {}
-                Err(e) => out.reject(object, r, e),
-            }
-        }
-        let after = v.get("after_cursor").and_then(Value::as_str);
-        out.cursor = after
-            .map(|c| format!("c:{c}"))
-            .or_else(|| cursor.map(str::to_owned));
-        out.more = v.get("end_of_stream").and_then(Value::as_bool) == Some(false);
-        Ok(out)
+        export_page(object, &self.client.export(req).await?, cursor)
     }
 
     /// Organizations: the time-based export. The next `start_time` is the page's
@@ -194,55 +158,7 @@ impl ZendeskConnector {
             .request(Method::GET, "incremental/organizations")
             .with_query("start_time", start.to_string())
             .with_query("per_page", EXPORT_PAGE.to_string());
-        let v = self.client.export(req).await?;
-        let records = v
-            .get("organizations")
-            .and_then(Value::as_array)
-            .ok_or_else(|| malformed("export without `organizations`"))?;
-        let end_time = v
-            .get("end_time")
-            .and_then(Value::as_i64)
-            .unwrap_or(start)
-            .max(start);
-        let mut out = Fetched::default();
-        let mut emitted = BTreeSet::new();
-        let mut at_end: BTreeSet<String> = if end_time == start {
-            seen.clone()
-        } else {
-            BTreeSet::new()
-        };
-        for r in records {
-            match mapping::organization(r) {
-                Ok(c) => {
-                    let ts = c.source_updated_at.timestamp();
-                    if ts == end_time {
-                        at_end.insert(c.external_id.clone());
-                    }
-                    let repeat = ts == start && seen.contains(&c.external_id);
-                    if !repeat && emitted.insert(c.external_id.clone()) {
-                        out.changes.push(c);
-                    }
-                }
-                Err(e) => out.reject("organizations", r, e),
-            }
-        }
-        let end_of_stream = v
-            .get("end_of_stream")
-            .and_then(Value::as_bool)
-            .unwrap_or(true);
-        out.more = !end_of_stream;
-        if out.more && end_time == start && out.changes.is_empty() {
-            // The API did not move past a second it has fully served: waiting for the
-            // next interval beats spinning on the same page.
-            tracing::warn!(
-                start_time = start,
-                "zendesk organization export did not advance"
-            );
-            out.more = false;
-        }
-        let ids: Vec<&str> = at_end.iter().map(String::as_str).collect();
-        out.cursor = Some(format!("t:{end_time}:{}", ids.join(",")));
-        Ok(out)
+        organizations_page(&self.client.export(req).await?, start, &seen)
     }
 
     async fn show_many(&self, object: &str, ids: &[String]) -> Result<Vec<Value>, ConnectorError> {
@@ -540,6 +456,106 @@ impl ZendeskConnector {
         }
         Ok(finish(results))
     }
+}
+
+/// A cursor export page (users, tickets): its changes, and the cursor after it (`c:<after>`,
+/// else the one it was read from).
+fn export_page(object: &str, v: &Value, cursor: Option<&str>) -> Result<Fetched, ConnectorError> {
+    let records = v
+        .get(object)
+        .and_then(Value::as_array)
+        .ok_or_else(|| malformed(&format!("export without `{object}`")))?;
+    let solved: BTreeMap<String, Value> = v
+        .get("metric_sets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|m| {
+            let id = m.get("ticket_id").and_then(mapping::id_text)?;
+            Some((id, m.get("solved_at")?.clone()))
+        })
+        .collect();
+    let mut out = Fetched::default();
+    for r in records {
+        let mapped = match object {
+            "users" => mapping::user(r),
+            _ => {
+                let solved_at = r
+                    .get("id")
+                    .and_then(mapping::id_text)
+                    .and_then(|id| solved.get(&id));
+                mapping::ticket(r, solved_at).map(Some)
+            }
+        };
+        match mapped {
+            Ok(Some(c)) => out.changes.push(c),
+            Ok(None) => {}
+            Err(e) => out.reject(object, r, e),
+        }
+    }
+    let after = v.get("after_cursor").and_then(Value::as_str);
+    out.cursor = after
+        .map(|c| format!("c:{c}"))
+        .or_else(|| cursor.map(str::to_owned));
+    out.more = v.get("end_of_stream").and_then(Value::as_bool) == Some(false);
+    Ok(out)
+}
+
+/// A time export page of organizations read from `start`, `seen` the ids of that second
+/// already handed out.
+fn organizations_page(
+    v: &Value,
+    start: i64,
+    seen: &BTreeSet<String>,
+) -> Result<Fetched, ConnectorError> {
+    let records = v
+        .get("organizations")
+        .and_then(Value::as_array)
+        .ok_or_else(|| malformed("export without `organizations`"))?;
+    let end_time = v
+        .get("end_time")
+        .and_then(Value::as_i64)
+        .unwrap_or(start)
+        .max(start);
+    let mut out = Fetched::default();
+    let mut emitted = BTreeSet::new();
+    let mut at_end: BTreeSet<String> = if end_time == start {
+        seen.clone()
+    } else {
+        BTreeSet::new()
+    };
+    for r in records {
+        match mapping::organization(r) {
+            Ok(c) => {
+                let ts = c.source_updated_at.timestamp();
+                if ts == end_time {
+                    at_end.insert(c.external_id.clone());
+                }
+                let repeat = ts == start && seen.contains(&c.external_id);
+                if !repeat && emitted.insert(c.external_id.clone()) {
+                    out.changes.push(c);
+                }
+            }
+            Err(e) => out.reject("organizations", r, e),
+        }
+    }
+    let end_of_stream = v
+        .get("end_of_stream")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    out.more = !end_of_stream;
+    if out.more && end_time == start && out.changes.is_empty() {
+        // The API did not move past a second it has fully served: waiting for the
+        // next interval beats spinning on the same page.
+        tracing::warn!(
+            start_time = start,
+            "zendesk organization export did not advance"
+        );
+        out.more = false;
+    }
+    let ids: Vec<&str> = at_end.iter().map(String::as_str).collect();
+    out.cursor = Some(format!("t:{end_time}:{}", ids.join(",")));
+    Ok(out)
 }
 
 /// The job's result for each of `n` submitted items: by `index` when given, else by
