@@ -35,7 +35,10 @@ pub fn decode_answer(decoder: u8, answer: ApiResponse) -> Result<usize, Connecto
         answer,
         "POST /fuzz",
     )?;
-    let spec = &mapping::OBJECTS[usize::from(decoder / 4) % mapping::OBJECTS.len()];
+    let pick = usize::from(decoder / 4) % mapping::OBJECTS.len();
+    let Some(spec) = mapping::OBJECTS.get(pick) else {
+        return Ok(0);
+    };
     let mut out = Fetched::default();
     match decoder % 4 {
         0 => {

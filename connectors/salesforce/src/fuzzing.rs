@@ -37,6 +37,8 @@ fn fixture() -> &'static Fixture {
             limits,
             retry: RetryPolicy::default(),
             timeout: Duration::from_secs(1),
+            max_response_bytes: usize::try_from(revsync_sdk::http::DEFAULT_MAX_RESPONSE_BYTES)
+                .unwrap_or(usize::MAX),
         };
         Fixture {
             connector: SalesforceConnector::new(params, http)
@@ -60,7 +62,10 @@ pub fn decode_answer(decoder: u8, answer: ApiResponse) -> Result<usize, Connecto
         &*f.connector.client.policy
     };
     let resp = http::answer(policy, &f.limiter, answer, "POST /fuzz")?;
-    let object = OBJECTS[usize::from(decoder / 4) % OBJECTS.len()];
+    let pick = usize::from(decoder / 4) % OBJECTS.len();
+    let Some(&object) = OBJECTS.get(pick) else {
+        return Ok(0);
+    };
     match decoder % 4 {
         0 | 1 => {
             let mut records = Vec::new();
