@@ -322,7 +322,11 @@ impl Connector for SalesforceConnector {
             // commits are read again. A read that reaches the end always ends on the
             // newest record, so the cursor stays put while nothing changes.
             Some(stamp) if !out.more && self.params.overlap_secs > 0 => {
-                let back = stamp - chrono::Duration::seconds(self.params.overlap_secs as i64);
+                // The stamp is the API's: stepping back from the start of time stays there.
+                let overlap = i64::try_from(self.params.overlap_secs).unwrap_or(i64::MAX);
+                let back = chrono::Duration::try_seconds(overlap)
+                    .and_then(|d| stamp.checked_sub_signed(d))
+                    .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
                 Some(
                     mapping::Cursor {
                         stamp: back,
