@@ -138,6 +138,38 @@ fn a_zero_or_misspelt_response_body_cap_is_refused() {
 }
 
 #[test]
+fn clock_and_size_params_beyond_their_range_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path().join("connectors");
+    std::fs::create_dir(&c).unwrap();
+    let huge = i64::MAX;
+    for (file, body) in [
+        ("hs.yaml", format!("version: 1\nid: hs\ntype: hubspot\nrate_limit:\n  per_secs: 86401\nhttp:\n  max_response_bytes: {huge}\nparams:\n  token: t\n  search_overlap_secs: {huge}\n")),
+        ("sf.yaml", format!("version: 1\nid: sf\ntype: salesforce\nparams:\n  auth:\n    flow: client_credentials\n    token_url: https://login.salesforce.com/services/oauth2/token\n    client_id: i\n    client_secret: s\n  overlap_secs: {huge}\n")),
+        ("st.yaml", "version: 1\nid: st\ntype: stripe\nparams:\n  secret_key: sk_test_1\n  webhook_tolerance_secs: 4294967295\n".to_owned()),
+        ("zd.yaml", format!("version: 1\nid: zd\ntype: zendesk\npoll:\n  interval_secs: {huge}\nparams:\n  subdomain: acme\n  auth:\n    method: oauth\n    access_token: x\n  job_timeout_secs: {huge}\n")),
+    ] {
+        std::fs::write(c.join(file), body).unwrap();
+    }
+    let d = dir.path().display().to_string();
+    let out = revsync(&["check", "--config", &d], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    let f = format!("{d}/connectors");
+    for e in [
+        format!("error: {f}/hs.yaml: connector `hs`: field `rate_limit.per_secs`: 86401 is outside 1..=86400 seconds"),
+        format!("error: {f}/hs.yaml: connector `hs`: field `http.max_response_bytes`: {huge} is outside 1..=1073741824 bytes"),
+        format!("error: {f}/hs.yaml: connector `hs`: field `params.search_overlap_secs`: {huge} is outside 0..=86400 seconds\n    example: search_overlap_secs: 30"),
+        format!("error: {f}/sf.yaml: connector `sf`: field `params.overlap_secs`: {huge} is outside 0..=86400 seconds"),
+        format!("error: {f}/st.yaml: connector `st`: field `params.webhook_tolerance_secs`: 4294967295 is outside 0..=86400 seconds"),
+        format!("error: {f}/zd.yaml: connector `zd`: field `poll.interval_secs`: {huge} is outside 1..=86400 seconds"),
+        format!("error: {f}/zd.yaml: connector `zd`: field `params.job_timeout_secs`: {huge} is outside 1..=86400 seconds"),
+    ] {
+        assert!(stderr.contains(&e), "missing:\n{e}\nin:\n{stderr}");
+    }
+}
+
+#[test]
 fn a_secret_in_the_wrong_field_is_not_echoed() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("connectors")).unwrap();

@@ -113,3 +113,9 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
 
 /// Poll interval bounds: at least a second, at most a day.
 pub const INTERVAL_SECS_RANGE: std::ops::RangeInclusive<u64> = 1..=86_400;
+
+/// Longest `rate_limit.per_secs` window: a day.
+pub const RATE_LIMIT_MAX_PER_SECS: u64 = 86_400;
+
+/// Largest `http.max_response_bytes`: 1 GiB, like the server's own body cap.
+pub const MAX_RESPONSE_BYTES_CAP: u64 = 1 << 30;

@@ -606,6 +606,23 @@ fn load_connector(
                     .example("rate_limit:\n  requests: 100\n  per_secs: 10"),
             );
         }
+        // A window longer than a day is no rate limit, and its Duration would overflow
+        // the limiter's clock arithmetic.
+        if let Some(s) = r
+            .per_secs
+            .filter(|s| *s > connector::RATE_LIMIT_MAX_PER_SECS)
+        {
+            errors.push(
+                ctx.error(
+                    "rate_limit.per_secs",
+                    format!(
+                        "{s} is outside 1..={} seconds",
+                        connector::RATE_LIMIT_MAX_PER_SECS
+                    ),
+                )
+                .example("rate_limit:\n  requests: 100\n  per_secs: 10"),
+            );
+        }
     }
     let http = ctx.section(&map, "http", revsync_sdk::http::HttpConfig::default, errors);
     if http
@@ -615,6 +632,22 @@ fn load_connector(
         errors.push(
             ctx.error("http.max_response_bytes", "must be at least 1, got 0")
                 .example("http:\n  max_response_bytes: 67108864"),
+        );
+    }
+    if let Some(n) = http
+        .as_ref()
+        .and_then(|h| h.max_response_bytes)
+        .filter(|n| *n > connector::MAX_RESPONSE_BYTES_CAP)
+    {
+        errors.push(
+            ctx.error(
+                "http.max_response_bytes",
+                format!(
+                    "{n} is outside 1..={} bytes",
+                    connector::MAX_RESPONSE_BYTES_CAP
+                ),
+            )
+            .example("http:\n  max_response_bytes: 67108864"),
         );
     }
     let objects = ctx.section(

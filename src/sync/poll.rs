@@ -28,7 +28,9 @@ pub struct PollLoop {
 impl PollLoop {
     pub async fn run(self: Arc<Self>) {
         // Failed polls wait 1 s, doubling (jittered) up to four intervals, 5 minutes at most.
-        let cap = (self.interval.max(Duration::from_secs(5)) * 4).min(Duration::from_secs(300));
+        let cap = (self.interval.max(Duration::from_secs(5)))
+            .saturating_mul(4)
+            .min(Duration::from_secs(300));
         let mut retry = Backoff::new(super::backoff::exponential(Duration::from_secs(1), cap));
         loop {
             let wait = match self.poll_once().await {
@@ -173,8 +175,12 @@ pub fn jittered(base: Duration, pct: u8) -> Duration {
     x ^= x << 13;
     x ^= x >> 7;
     x ^= x << 17;
-    let spread = base.as_millis() as u64 * u64::from(pct) / 100;
-    base + Duration::from_millis(if spread == 0 { 0 } else { x % (spread + 1) })
+    // Saturating: the interval is range-checked, but no operator value may panic a clock.
+    let millis = u64::try_from(base.as_millis()).unwrap_or(u64::MAX);
+    let spread = millis.saturating_mul(u64::from(pct)) / 100;
+    base.saturating_add(Duration::from_millis(
+        x.checked_rem(spread.saturating_add(1)).unwrap_or(0),
+    ))
 }
 
 #[cfg(test)]
@@ -194,5 +200,12 @@ mod tests {
         assert_eq!(backoff(1), Duration::from_secs(1));
         assert_eq!(backoff(4), Duration::from_secs(8));
         assert_eq!(backoff(30), Duration::from_secs(256));
+    }
+
+    #[test]
+    fn jitter_on_a_huge_interval_saturates() {
+        assert_eq!(jittered(Duration::MAX, 50), Duration::MAX);
+        let d = Duration::from_secs(u64::MAX / 1000);
+        assert!(jittered(d, 50) >= d);
     }
 }

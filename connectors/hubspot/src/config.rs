@@ -1,6 +1,9 @@
 //! `params:` of a HubSpot connector file.
 
-use revsync_sdk::{check_base_url, collected, parse_params, ParamError, Secret};
+use revsync_sdk::{
+    check_base_url, check_range, check_timeout_ms, collected, parse_params, ParamError, Secret,
+    MAX_WINDOW_SECS,
+};
 use serde::Deserialize;
 
 /// The HubSpot subscription tier, which sets the documented burst limit
@@ -153,12 +156,15 @@ impl HubSpotParams {
                 .with_example("daily_reset_utc_offset_mins: -300"),
             );
         }
-        if p.timeout_ms == 0 {
-            errors.push(
-                ParamError::new("timeout_ms", "must be at least 1, got 0")
-                    .with_example("timeout_ms: 30000"),
-            );
-        }
+        // Bounded so the overlap in milliseconds and `now - overlap` stay within a clock.
+        errors.extend(check_range(
+            "search_overlap_secs",
+            p.search_overlap_secs,
+            0..=MAX_WINDOW_SECS,
+            "seconds",
+            "30",
+        ));
+        errors.extend(check_timeout_ms(p.timeout_ms, "30000"));
         if let Err(e) = check_base_url("base_url", &p.base_url) {
             errors.push(e);
         }
@@ -201,5 +207,23 @@ mod tests {
             HubSpotParams::from_value(&json!({"token": "", "api_limit_increases": 5})).unwrap_err();
         let paths: Vec<_> = e.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, ["token", "api_limit_increases"]);
+    }
+
+    #[test]
+    fn clock_params_beyond_their_range_are_refused() {
+        let e = HubSpotParams::from_value(
+            &json!({"token": "t", "search_overlap_secs": u64::MAX, "timeout_ms": 0}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            ParamError::pairs(&e),
+            [
+                (
+                    "search_overlap_secs",
+                    "18446744073709551615 is outside 0..=86400 seconds"
+                ),
+                ("timeout_ms", "0 is outside 1..=3600000 milliseconds"),
+            ]
+        );
     }
 }

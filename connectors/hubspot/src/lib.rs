@@ -267,8 +267,10 @@ impl HubSpotConnector {
             .map_or(0, |t| t.timestamp_millis());
         Ok(Cursor::Backfill {
             after: None,
-            since_ms: since_ms - self.overlap_ms(),
-            archived_since_ms: Utc::now().timestamp_millis() - self.overlap_ms(),
+            since_ms: since_ms.saturating_sub(self.overlap_ms()),
+            archived_since_ms: Utc::now()
+                .timestamp_millis()
+                .saturating_sub(self.overlap_ms()),
         })
     }
 
@@ -351,7 +353,7 @@ impl HubSpotConnector {
                     None => Cursor::Search {
                         settled,
                         scan: None,
-                        archived_since_ms: started_ms - self.overlap_ms(),
+                        archived_since_ms: started_ms.saturating_sub(self.overlap_ms()),
                     },
                 };
                 out.cursor = Some(next.encode()?);
@@ -370,7 +372,8 @@ impl HubSpotConnector {
     ) -> Result<(), ConnectorError> {
         let limit = self.client.search_page();
         let pos = scan.unwrap_or_else(|| settled.clone());
-        if pos.offset + limit > SEARCH_CAP {
+        // The offset is the stored cursor's: a crafted one is refused, not wrapped.
+        if pos.offset.saturating_add(limit) > SEARCH_CAP {
             return Err(permanent(format!(
                 "more than {SEARCH_CAP} {} share the modification time {}: search cannot page past them",
                 spec.name, pos.ts
@@ -385,7 +388,9 @@ impl HubSpotConnector {
             .search_modified(spec, pos.ts, pos.offset, limit, false)
             .await?;
         let full = objs.len() >= limit;
-        let horizon = Utc::now().timestamp_millis() - self.overlap_ms();
+        let horizon = Utc::now()
+            .timestamp_millis()
+            .saturating_sub(self.overlap_ms());
         let mut fresh = Vec::new();
         let mut next = pos.clone();
         let mut settling = true;
@@ -425,7 +430,7 @@ impl HubSpotConnector {
         let cursor = if full {
             if tie_page {
                 // A whole page at one timestamp: page on within it.
-                next.offset = pos.offset + objs.len();
+                next.offset = pos.offset.saturating_add(objs.len());
             } else {
                 next.offset = 0;
             }
@@ -790,9 +795,9 @@ impl Connector for HubSpotConnector {
     fn rate_limit(&self) -> Option<LimiterStats> {
         let mut s = self.client.api.limiter().stats();
         let search = self.client.search.limiter().stats();
-        s.throttled_429 += search.throttled_429;
+        s.throttled_429 = s.throttled_429.saturating_add(search.throttled_429);
         s.current_wait_ms = s.current_wait_ms.max(search.current_wait_ms);
-        s.requests += search.requests;
+        s.requests = s.requests.saturating_add(search.requests);
         Some(s)
     }
 

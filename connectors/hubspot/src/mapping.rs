@@ -1,5 +1,7 @@
 //! HubSpot objects <-> `Change` fields: property names kept as HubSpot spells them, the
 //! modification timestamp per object, and associations carried as id fields.
+// Every number here comes from the API: arithmetic on it must be checked (issue 25).
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::collections::BTreeMap;
 

@@ -2,7 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use revsync_sdk::{check_base_url, collected, parse_params, ParamError, Secret};
+use revsync_sdk::{
+    check_base_url, check_range, check_timeout_ms, collected, parse_params, ParamError, Secret,
+    MAX_WINDOW_SECS,
+};
 use serde::Deserialize;
 
 /// OAuth 2.0 flow used to obtain an access token (API_FACTS 2.1).
@@ -158,18 +161,22 @@ impl SalesforceParams {
                 .with_example("page_size: 2000"),
             );
         }
-        if p.quota_recheck_secs == 0 {
-            errors.push(
-                ParamError::new("quota_recheck_secs", "must be at least 1, got 0")
-                    .with_example("quota_recheck_secs: 900"),
-            );
-        }
-        if p.timeout_ms == 0 {
-            errors.push(
-                ParamError::new("timeout_ms", "must be at least 1, got 0")
-                    .with_example("timeout_ms: 120000"),
-            );
-        }
+        // Bounded so `now + recheck` and `stamp - overlap` cannot overflow a clock.
+        errors.extend(check_range(
+            "quota_recheck_secs",
+            p.quota_recheck_secs,
+            1..=MAX_WINDOW_SECS,
+            "seconds",
+            "900",
+        ));
+        errors.extend(check_range(
+            "overlap_secs",
+            p.overlap_secs,
+            0..=MAX_WINDOW_SECS,
+            "seconds",
+            "60",
+        ));
+        errors.extend(check_timeout_ms(p.timeout_ms, "120000"));
         for (object, fields) in &p.fields {
             if !crate::mapping::OBJECTS.contains(&object.as_str()) {
                 errors.push(ParamError::new(
@@ -216,7 +223,24 @@ mod tests {
         let e =
             SalesforceParams::from_value(&json!({"auth": auth(), "timeout_ms": 0})).unwrap_err();
         assert_eq!(e[0].path, "timeout_ms");
-        assert_eq!(e[0].message, "must be at least 1, got 0");
+        assert_eq!(e[0].message, "0 is outside 1..=3600000 milliseconds");
+    }
+
+    #[test]
+    fn clock_params_beyond_their_range_are_refused() {
+        let e = SalesforceParams::from_value(&json!({"auth": auth(),
+            "overlap_secs": u64::MAX, "quota_recheck_secs": 86_401}))
+        .unwrap_err();
+        assert_eq!(
+            ParamError::pairs(&e),
+            [
+                ("quota_recheck_secs", "86401 is outside 1..=86400 seconds"),
+                (
+                    "overlap_secs",
+                    "18446744073709551615 is outside 0..=86400 seconds"
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -219,16 +219,13 @@ impl SalesforceConnector {
             // the old cursor, which would drift back), so ties in a read second and late
             // commits are read again. A read that reaches the end always ends on the
             // newest record, so the cursor stays put while nothing changes.
-            Some(stamp) if !out.more && self.params.overlap_secs > 0 => {
-                let back = stamp - chrono::Duration::seconds(self.params.overlap_secs as i64);
-                Some(
-                    mapping::Cursor {
-                        stamp: back,
-                        id: mapping::LOWEST_ID.to_owned(),
-                    }
-                    .encode(),
-                )
-            }
+            Some(stamp) if !out.more && self.params.overlap_secs > 0 => Some(
+                mapping::Cursor {
+                    stamp: step_back(stamp, self.params.overlap_secs),
+                    id: mapping::LOWEST_ID.to_owned(),
+                }
+                .encode(),
+            ),
             _ => last.map(|c| c.encode()),
         };
         out
@@ -490,5 +487,42 @@ impl Connector for SalesforceConnector {
 
     fn rate_limit(&self) -> Option<LimiterStats> {
         self.client.current().map(|s| s.api.limiter().stats())
+    }
+}
+
+/// `stamp - overlap_secs`. The stamp is the API's: stepping back from the start of time
+/// stays there rather than panicking (chrono's `-` does).
+fn step_back(
+    stamp: chrono::DateTime<chrono::Utc>,
+    overlap_secs: u64,
+) -> chrono::DateTime<chrono::Utc> {
+    i64::try_from(overlap_secs)
+        .ok()
+        .and_then(chrono::Duration::try_seconds)
+        .and_then(|d| stamp.checked_sub_signed(d))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stepping_back_from_an_api_stamp_at_the_start_of_time_does_not_panic() {
+        // chrono reads a signed year, so the API can send this as SystemModstamp.
+        let first = mapping::parse_datetime("-262143-01-01T00:00:00.000+0000").unwrap();
+        assert_eq!(
+            step_back(first, 60),
+            chrono::DateTime::<chrono::Utc>::MIN_UTC
+        );
+        let t = mapping::parse_datetime("2024-01-01T00:01:00.000+0000").unwrap();
+        assert_eq!(
+            step_back(t, 60),
+            mapping::parse_datetime("2024-01-01T00:00:00Z").unwrap()
+        );
+        assert_eq!(
+            step_back(t, u64::MAX),
+            chrono::DateTime::<chrono::Utc>::MIN_UTC
+        );
     }
 }

@@ -2,6 +2,8 @@
 //! (SystemModstamp, Id) cursor.
 //!
 //! Field names stay Salesforce's own: the YAML mapping turns them into canonical fields.
+// Every number here comes from the API: arithmetic on it must be checked (issue 25).
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::collections::BTreeMap;
 

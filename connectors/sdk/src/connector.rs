@@ -30,6 +30,14 @@ impl ParamError {
         self.example = Some(example.into());
         self
     }
+
+    /// `(path, message)` of each error, the shape tests compare.
+    pub fn pairs(errors: &[ParamError]) -> Vec<(&str, &str)> {
+        errors
+            .iter()
+            .map(|e| (e.path.as_str(), e.message.as_str()))
+            .collect()
+    }
 }
 
 /// A kind of connector (`type:` in a connector file).
@@ -95,6 +103,45 @@ pub fn collected<T>(value: T, errors: Vec<ParamError>) -> Result<T, Vec<ParamErr
         Err(errors)
     }
 }
+
+/// A duration or size param outside `range`: bounded so that no use of it can overflow a
+/// clock (`Instant + d`, `x * 1000`) however large the operator's number (issue 25).
+pub fn check_range(
+    path: &str,
+    value: u64,
+    range: std::ops::RangeInclusive<u64>,
+    unit: &str,
+    example: &str,
+) -> Option<ParamError> {
+    (!range.contains(&value)).then(|| {
+        ParamError::new(
+            path,
+            format!(
+                "{value} is outside {}..={} {unit}",
+                range.start(),
+                range.end()
+            ),
+        )
+        .with_example(format!("{path}: {example}"))
+    })
+}
+
+/// Longest per-request timeout a connector accepts: an hour.
+pub const TIMEOUT_MS_RANGE: std::ops::RangeInclusive<u64> = 1..=3_600_000;
+
+/// `timeout_ms`, which every connector has, within [`TIMEOUT_MS_RANGE`].
+pub fn check_timeout_ms(value: u64, example: &str) -> Option<ParamError> {
+    check_range(
+        "timeout_ms",
+        value,
+        TIMEOUT_MS_RANGE,
+        "milliseconds",
+        example,
+    )
+}
+
+/// Longest clock window (overlap, tolerance, recheck, job timeout) a param may set: a day.
+pub const MAX_WINDOW_SECS: u64 = 86_400;
 
 /// Check that a configured base URL is absolute http(s) with no trailing slash
 /// issues, so a typo is reported at `check` time rather than on the first request.

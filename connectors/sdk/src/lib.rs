@@ -18,7 +18,8 @@ pub mod sync;
 pub mod testsuite;
 
 pub use connector::{
-    check_base_url, collected, parse_params, BuildContext, ConnectorType, ParamError,
+    check_base_url, check_range, check_timeout_ms, collected, parse_params, BuildContext,
+    ConnectorType, ParamError, MAX_WINDOW_SECS, TIMEOUT_MS_RANGE,
 };
 pub use error::{upstream_wait, ConnectorError, LimitScope, MAX_UPSTREAM_WAIT};
 pub use model::{

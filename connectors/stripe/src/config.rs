@@ -1,6 +1,9 @@
 //! `params:` of a Stripe connector file.
 
-use revsync_sdk::{check_base_url, collected, parse_params, ParamError, Secret};
+use revsync_sdk::{
+    check_base_url, check_range, check_timeout_ms, collected, parse_params, ParamError, Secret,
+    MAX_WINDOW_SECS,
+};
 use serde::Deserialize;
 
 /// What a Stripe customer becomes in the canonical model.
@@ -88,12 +91,14 @@ impl StripeParams {
                     .with_example("requests_per_second: 100"),
             );
         }
-        if p.timeout_ms == 0 {
-            errors.push(
-                ParamError::new("timeout_ms", "must be at least 1, got 0")
-                    .with_example("timeout_ms: 30000"),
-            );
-        }
+        errors.extend(check_range(
+            "webhook_tolerance_secs",
+            u64::from(p.webhook_tolerance_secs),
+            0..=MAX_WINDOW_SECS,
+            "seconds",
+            "300",
+        ));
+        errors.extend(check_timeout_ms(p.timeout_ms, "30000"));
         if let Err(e) = check_base_url("base_url", &p.base_url) {
             errors.push(e);
         }
@@ -131,7 +136,27 @@ mod tests {
         let e = StripeParams::from_value(&json!({"secret_key": "sk_test_abc", "timeout_ms": 0}))
             .unwrap_err();
         assert_eq!(e[0].path, "timeout_ms");
-        assert_eq!(e[0].message, "must be at least 1, got 0");
+        assert_eq!(e[0].message, "0 is outside 1..=3600000 milliseconds");
+    }
+
+    #[test]
+    fn clock_params_beyond_their_range_are_refused() {
+        let e = StripeParams::from_value(&json!({"secret_key": "sk_test_abc",
+            "webhook_tolerance_secs": u32::MAX, "timeout_ms": u64::MAX}))
+        .unwrap_err();
+        assert_eq!(
+            ParamError::pairs(&e),
+            [
+                (
+                    "webhook_tolerance_secs",
+                    "4294967295 is outside 0..=86400 seconds"
+                ),
+                (
+                    "timeout_ms",
+                    "18446744073709551615 is outside 1..=3600000 milliseconds"
+                ),
+            ]
+        );
     }
 
     #[test]

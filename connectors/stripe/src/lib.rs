@@ -403,7 +403,7 @@ impl StripeConnector {
             _ => {
                 tracing::info!(object, "stripe backfill complete, following events");
                 Cursor::Events {
-                    created: started - BACKFILL_OVERLAP_SECS,
+                    created: started.saturating_sub(BACKFILL_OVERLAP_SECS),
                     seen: Vec::new(),
                 }
             }
@@ -479,7 +479,7 @@ impl StripeConnector {
                 break;
             }
             let top = upper.unwrap_or_else(|| self.now().timestamp());
-            upper = Some(created + (top - created) / 2);
+            upper = Some(window_mid(created, top));
         }
         let events = events.ok_or_else(|| {
             ConnectorError::Transient(format!("{object} events window did not narrow"))
@@ -595,7 +595,7 @@ impl Connector for StripeConnector {
                 self.backfill(object, path, started, after).await
             }
             Some(Cursor::Events { created, .. })
-                if created < now - (EVENTS_RETENTION_SECS - RETENTION_MARGIN_SECS) =>
+                if created < now.saturating_sub(EVENTS_RETENTION_SECS - RETENTION_MARGIN_SECS) =>
             {
                 let cursor_created = DateTime::from_timestamp(created, 0).unwrap_or_default();
                 tracing::warn!(
@@ -606,7 +606,7 @@ impl Connector for StripeConnector {
                 );
                 {
                     let mut s = self.status.lock().unwrap_or_else(|e| e.into_inner());
-                    s.full_rereads += 1;
+                    s.full_rereads = s.full_rereads.saturating_add(1);
                     s.last_full_reread = Some(FullReread {
                         object: object.to_owned(),
                         at: self.now(),
@@ -766,6 +766,14 @@ impl Connector for StripeConnector {
     }
 }
 
+/// The second halfway between the cursor and the window's top. Both come from event times
+/// and stored cursors, so the plain `created + (top - created) / 2` could overflow.
+fn window_mid(created: i64, top: i64) -> i64 {
+    // The mean of two i64 always fits an i64; widening makes the sum unable to overflow.
+    let mid = (i128::from(created) + i128::from(top)) / 2;
+    i64::try_from(mid).unwrap_or(created)
+}
+
 fn created_id(v: &Value) -> Result<String, ConnectorError> {
     v.get("id")
         .and_then(Value::as_str)
@@ -780,6 +788,17 @@ fn created_id(v: &Value) -> Result<String, ConnectorError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_events_window_halves_without_overflow() {
+        assert_eq!(window_mid(100, 200), 150);
+        // A crafted cursor far from the clock: the old `created + (top - created) / 2`
+        // overflowed here in a debug build.
+        assert!((-1..=0).contains(&window_mid(i64::MIN, i64::MAX)));
+        assert_eq!(window_mid(i64::MAX, 0), i64::MAX / 2);
+        let mid = window_mid(-5, 1_700_000_000);
+        assert!((-5..1_700_000_000).contains(&mid));
+    }
 
     #[test]
     fn dotted_fields_nest_and_read_only_ones_are_dropped() {

@@ -1,4 +1,6 @@
 //! Stripe objects as `Change`s in Stripe's own field names, plus MRR in exact minor units.
+// Every number here comes from the API: arithmetic on it must be checked (issue 25).
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::collections::BTreeMap;
 
@@ -159,10 +161,11 @@ fn subscription_fields(obj: &Value, f: &mut BTreeMap<String, Value>) {
             .cloned()
             .unwrap_or(Value::Null),
     );
-    let quantity: i64 = items
+    // Quantities come from the API: a sum that does not fit is unknown, not wrapped.
+    let quantity = items
         .iter()
         .filter_map(|i| i.get("quantity").and_then(Value::as_i64))
-        .sum();
+        .try_fold(0i64, i64::checked_add);
     f.insert("quantity".into(), json!(quantity));
     f.insert(
         "items".into(),
@@ -248,38 +251,54 @@ struct Ratio {
     den: i128,
 }
 
-fn gcd(a: i128, b: i128) -> i128 {
-    let (mut a, mut b) = (a.abs(), b.abs());
+/// `None` only for `i128::MIN`, whose magnitude has no `i128`.
+fn gcd(a: i128, b: i128) -> Option<i128> {
+    let (mut a, mut b) = (a.checked_abs()?, b.checked_abs()?);
     while b != 0 {
-        (a, b) = (b, a % b);
+        (a, b) = (b, a.checked_rem(b)?);
     }
-    a.max(1)
+    Some(a.max(1))
 }
 
+// Every step is checked: amounts, quantities and interval counts come from the API, and a
+// crafted one must make the MRR unavailable, not panic or wrap into a plausible number.
 impl Ratio {
-    fn new(num: i128, den: i128) -> Self {
-        let g = gcd(num, den);
+    fn new(num: i128, den: i128) -> Option<Self> {
+        if den == 0 {
+            return None;
+        }
+        let g = gcd(num, den)?;
         let s = if den < 0 { -1 } else { 1 };
+        Some(Ratio {
+            num: num.checked_mul(s)?.checked_div(g)?,
+            den: den.checked_mul(s)?.checked_div(g)?,
+        })
+    }
+    fn int(n: i64) -> Self {
         Ratio {
-            num: s * num / g,
-            den: s * den / g,
+            num: i128::from(n),
+            den: 1,
         }
     }
-    fn add(self, o: Ratio) -> Ratio {
-        Ratio::new(self.num * o.den + o.num * self.den, self.den * o.den)
+    fn add(self, o: Ratio) -> Option<Ratio> {
+        let num = self
+            .num
+            .checked_mul(o.den)?
+            .checked_add(o.num.checked_mul(self.den)?)?;
+        Ratio::new(num, self.den.checked_mul(o.den)?)
     }
-    fn mul(self, o: Ratio) -> Ratio {
-        Ratio::new(self.num * o.num, self.den * o.den)
+    fn mul(self, o: Ratio) -> Option<Ratio> {
+        Ratio::new(self.num.checked_mul(o.num)?, self.den.checked_mul(o.den)?)
     }
     /// Half to even: 2.5 -> 2, 3.5 -> 4 (values here are never negative).
-    fn round_half_even(self) -> i128 {
-        let q = self.num.div_euclid(self.den);
-        let r = self.num.rem_euclid(self.den);
-        match (2 * r).cmp(&self.den) {
+    fn round_half_even(self) -> Option<i128> {
+        let q = self.num.checked_div_euclid(self.den)?;
+        let r = self.num.checked_rem_euclid(self.den)?;
+        Some(match r.checked_mul(2)?.cmp(&self.den) {
             std::cmp::Ordering::Less => q,
-            std::cmp::Ordering::Greater => q + 1,
-            std::cmp::Ordering::Equal => q + (q & 1),
-        }
+            std::cmp::Ordering::Greater => q.checked_add(1)?,
+            std::cmp::Ordering::Equal => q.checked_add(q & 1)?,
+        })
     }
 }
 
@@ -295,7 +314,7 @@ fn decimal(v: &Value) -> Option<Ratio> {
         return None;
     }
     let digits: i128 = format!("{int}{frac}").parse().ok()?;
-    Some(Ratio::new(digits, 10i128.pow(frac.len() as u32)))
+    Ratio::new(digits, 10i128.checked_pow(u32::try_from(frac.len()).ok()?)?)
 }
 
 /// Per-month factor of a billing interval: month / n, year / 12n, week 52/12n, day 365/12n.
@@ -304,13 +323,16 @@ fn per_month(interval: &str, count: i64) -> Result<Ratio, String> {
         return Err(format!("interval_count {count}"));
     }
     let n = i128::from(count);
-    Ok(match interval {
-        "month" => Ratio::new(1, n),
-        "year" => Ratio::new(1, 12 * n),
-        "week" => Ratio::new(52, 12 * n),
-        "day" => Ratio::new(365, 12 * n),
+    let (num, months) = match interval {
+        "month" => (1, 1),
+        "year" => (1, 12),
+        "week" => (52, 12),
+        "day" => (365, 12),
         other => return Err(format!("unknown interval `{other}`")),
-    })
+    };
+    n.checked_mul(months)
+        .and_then(|den| Ratio::new(num, den))
+        .ok_or_else(|| format!("interval_count {count}"))
 }
 
 /// Monthly recurring revenue in minor units (MODEL.md): 0 for trialing, canceled and
@@ -329,7 +351,8 @@ pub fn mrr_minor(sub: &Value) -> Result<i64, String> {
         .pointer("/items/data")
         .and_then(Value::as_array)
         .ok_or("no items")?;
-    let mut total = Ratio::new(0, 1);
+    const OVERFLOW: &str = "mrr overflows";
+    let mut total = Ratio::int(0);
     let mut period: Option<Ratio> = None;
     for item in items {
         let price = item.get("price").ok_or("item without a price")?;
@@ -338,7 +361,7 @@ pub fn mrr_minor(sub: &Value) -> Result<i64, String> {
             continue;
         }
         let unit = match price.get("unit_amount") {
-            Some(Value::Number(n)) => Ratio::new(n.as_i64().ok_or("unit_amount")?.into(), 1),
+            Some(Value::Number(n)) => Ratio::int(n.as_i64().ok_or("unit_amount")?),
             _ => price
                 .get("unit_amount_decimal")
                 .and_then(decimal)
@@ -356,7 +379,11 @@ pub fn mrr_minor(sub: &Value) -> Result<i64, String> {
                 .unwrap_or(1),
         )?;
         period.get_or_insert(factor);
-        total = total.add(unit.mul(Ratio::new(qty.into(), 1)).mul(factor));
+        total = unit
+            .mul(Ratio::int(qty))
+            .and_then(|r| r.mul(factor))
+            .and_then(|r| total.add(r))
+            .ok_or(OVERFLOW)?;
     }
     let mut discounts: Vec<&Value> = Vec::new();
     if let Some(d) = sub.get("discount").filter(|d| d.is_object()) {
@@ -372,17 +399,29 @@ pub fn mrr_minor(sub: &Value) -> Result<i64, String> {
             .or_else(|| d.pointer("/source/coupon").filter(|c| c.is_object()));
         let Some(coupon) = coupon else { continue };
         if let Some(p) = coupon.get("percent_off").and_then(decimal) {
-            total = total.mul(Ratio::new(100 * p.den - p.num, 100 * p.den));
+            let den = p.den.checked_mul(100).ok_or(OVERFLOW)?;
+            total = den
+                .checked_sub(p.num)
+                .and_then(|num| Ratio::new(num, den))
+                .and_then(|r| total.mul(r))
+                .ok_or(OVERFLOW)?;
         } else if let Some(off) = coupon.get("amount_off").and_then(Value::as_i64) {
             // An amount off applies once per invoice, i.e. once per billing period.
-            let per = period.unwrap_or(Ratio::new(1, 1));
-            total = total.add(Ratio::new(-i128::from(off), 1).mul(per));
+            let per = period.unwrap_or(Ratio::int(1));
+            total = Ratio::int(off)
+                .mul(Ratio::int(-1))
+                .and_then(|r| r.mul(per))
+                .and_then(|r| total.add(r))
+                .ok_or(OVERFLOW)?;
         }
     }
     if total.num < 0 {
-        total = Ratio::new(0, 1);
+        total = Ratio::int(0);
     }
-    i64::try_from(total.round_half_even()).map_err(|_| "mrr overflows".to_owned())
+    total
+        .round_half_even()
+        .and_then(|m| i64::try_from(m).ok())
+        .ok_or_else(|| OVERFLOW.to_owned())
 }
 
 #[cfg(test)]
@@ -471,6 +510,36 @@ mod tests {
         s["discount"] = json!({"object": "discount", "coupon": {"object": "coupon", "percent_off": null, "amount_off": 12_000}});
         // (120,000 - 12,000) / 12
         assert_eq!(mrr_minor(&s), Ok(9000));
+    }
+
+    #[test]
+    fn absurd_amounts_make_mrr_unavailable_not_a_panic() {
+        let too_big = Err("mrr overflows".to_owned());
+        // i64::MAX x i64::MAX fits i128; times 365 days does not.
+        assert_eq!(
+            mrr_minor(&sub("active", &[(i64::MAX, i64::MAX, "day", 1)])),
+            too_big
+        );
+        // Two such items overflow the sum, one alone the final i64.
+        let max = (i64::MAX, i64::MAX, "month", 1);
+        assert_eq!(mrr_minor(&sub("active", &[max, max])), too_big);
+        assert_eq!(mrr_minor(&sub("active", &[max])), too_big);
+        assert!(mrr_minor(&sub("active", &[(1, 1, "year", i64::MAX)])).is_ok());
+        let mut s = sub("active", &[(i64::MAX, 1, "month", 1)]);
+        s["discount"] =
+            json!({"coupon": {"percent_off": "-99999999999999999999999999999999999.5"}});
+        assert_eq!(mrr_minor(&s), too_big);
+        s["discount"] = json!({"coupon": {"amount_off": i64::MIN}});
+        assert!(mrr_minor(&s).is_err());
+        // A whole subscription record still maps, with its MRR null.
+        let ch = to_change(
+            &sub("active", &[max, max]),
+            Utc::now(),
+            CustomersAs::Organization,
+        )
+        .unwrap();
+        assert_eq!(ch.fields["mrr"], Value::Null);
+        assert_eq!(ch.fields["quantity"], Value::Null);
     }
 
     #[test]

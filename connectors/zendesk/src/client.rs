@@ -186,13 +186,14 @@ impl ZendeskClient {
     /// [`Self::run_job`], also telling a completed job from a failed one that still
     /// listed some results: there, an item it does not name was not necessarily done.
     pub async fn run_job_outcome(&self, req: ApiRequest) -> Result<JobOutcome, ConnectorError> {
-        let deadline = tokio::time::Instant::now() + self.job_timeout;
+        // Saturating: the params are range-checked, but a clock must not panic on them.
+        let deadline = after_now(self.job_timeout);
         let mut wait = self.job_poll;
         let job = loop {
             match self.json(req.clone()).await {
                 Ok(v) => break v,
                 Err(ConnectorError::Transient(m)) if m.starts_with(TOO_MANY_JOBS) => {
-                    if tokio::time::Instant::now() + wait > deadline {
+                    if after_now(wait) > deadline {
                         return Err(ConnectorError::RateLimited {
                             retry_after: Some(wait),
                             scope: LimitScope::Burst,
@@ -203,7 +204,7 @@ impl ZendeskClient {
                         "zendesk job slots full, waiting"
                     );
                     tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(30));
+                    wait = wait.saturating_mul(2).min(Duration::from_secs(30));
                 }
                 Err(e) => return Err(e),
             }
@@ -213,7 +214,7 @@ impl ZendeskClient {
             if let Some(outcome) = job_outcome(&status, &id)? {
                 return Ok(outcome);
             }
-            if tokio::time::Instant::now() + self.job_poll > deadline {
+            if after_now(self.job_poll) > deadline {
                 return Err(ConnectorError::Transient(format!(
                     "zendesk job {id} did not finish within {}s",
                     self.job_timeout.as_secs()
@@ -293,6 +294,14 @@ pub fn malformed(what: &str) -> ConnectorError {
         status: None,
         body: None,
     }
+}
+
+/// `now + d`, or a year from now when `d` would overflow the clock.
+fn after_now(d: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(365 * 86_400)))
+        .unwrap_or(now)
 }
 
 #[cfg(test)]

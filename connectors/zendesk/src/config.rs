@@ -1,6 +1,9 @@
 //! `params:` of a Zendesk connector file.
 
-use revsync_sdk::{check_base_url, collected, parse_params, ParamError, Secret};
+use revsync_sdk::{
+    check_base_url, check_range, check_timeout_ms, collected, parse_params, ParamError, Secret,
+    MAX_WINDOW_SECS,
+};
 use serde::Deserialize;
 
 /// API_FACTS 3.1: API token as HTTP Basic `{email}/token:{token}`, or an OAuth bearer.
@@ -136,21 +139,29 @@ impl ZendeskParams {
                 .with_example("exports_per_minute: 10"),
             );
         }
-        if p.job_poll_interval_ms == 0 || p.job_timeout_secs == 0 {
-            errors.push(
-                ParamError::new(
-                    "job_poll_interval_ms",
-                    "job polling needs a non-zero interval and timeout",
-                )
-                .with_example("job_poll_interval_ms: 1000"),
-            );
-        }
-        if p.timeout_ms == 0 {
-            errors.push(
-                ParamError::new("timeout_ms", "must be at least 1, got 0")
-                    .with_example("timeout_ms: 60000"),
-            );
-        }
+        // Bounded so `Instant::now() + d` and the doubling of the job wait cannot overflow.
+        errors.extend(check_range(
+            "job_poll_interval_ms",
+            p.job_poll_interval_ms,
+            1..=600_000,
+            "milliseconds",
+            "1000",
+        ));
+        errors.extend(check_range(
+            "job_timeout_secs",
+            p.job_timeout_secs,
+            1..=MAX_WINDOW_SECS,
+            "seconds",
+            "300",
+        ));
+        errors.extend(check_range(
+            "webhook_tolerance_secs",
+            p.webhook_tolerance_secs,
+            0..=MAX_WINDOW_SECS,
+            "seconds",
+            "300",
+        ));
+        errors.extend(check_timeout_ms(p.timeout_ms, "60000"));
         collected(p, errors)
     }
 
@@ -188,16 +199,40 @@ mod tests {
             &json!({"auth": auth, "subdomain": "acme", "timeout_ms": 0, "exports_per_minute": 0}),
         )
         .unwrap_err();
-        let found: Vec<(&str, &str)> = e
-            .iter()
-            .map(|e| (e.path.as_str(), e.message.as_str()))
-            .collect();
         assert_eq!(
-            found,
+            ParamError::pairs(&e),
             [
                 ("exports_per_minute", "0 is outside 1..=1000"),
-                ("timeout_ms", "must be at least 1, got 0")
+                ("timeout_ms", "0 is outside 1..=3600000 milliseconds")
             ]
         );
+    }
+
+    #[test]
+    fn clock_params_beyond_their_range_are_refused() {
+        let auth = json!({"method": "oauth", "access_token": "x"});
+        let e = ZendeskParams::from_value(&json!({"auth": auth, "subdomain": "acme",
+            "job_timeout_secs": u64::MAX, "job_poll_interval_ms": 0,
+            "webhook_tolerance_secs": 86_401, "timeout_ms": 3_600_001}))
+        .unwrap_err();
+        assert_eq!(
+            ParamError::pairs(&e),
+            [
+                (
+                    "job_poll_interval_ms",
+                    "0 is outside 1..=600000 milliseconds"
+                ),
+                (
+                    "job_timeout_secs",
+                    "18446744073709551615 is outside 1..=86400 seconds"
+                ),
+                (
+                    "webhook_tolerance_secs",
+                    "86401 is outside 0..=86400 seconds"
+                ),
+                ("timeout_ms", "3600001 is outside 1..=3600000 milliseconds"),
+            ]
+        );
+        assert_eq!(e[1].example.as_deref(), Some("job_timeout_secs: 300"));
     }
 }

@@ -737,7 +737,8 @@ impl Connector for ZendeskConnector {
 
     /// The three exports share the exports-per-minute budget.
     fn min_poll_interval(&self) -> Duration {
-        Duration::from_secs(3 * 60 / u64::from(self.params.exports_per_minute))
+        let per_minute = u64::from(self.params.exports_per_minute);
+        Duration::from_secs(180_u64.checked_div(per_minute).unwrap_or(180))
             .max(Duration::from_secs(1))
     }
 }

@@ -2,6 +2,8 @@
 //!
 //! Ids are numbers in the REST API and strings in webhooks; every id leaves here as a
 //! string so a relation (`requester_id` -> users) names the record one way only.
+// Every number here comes from the API: arithmetic on it must be checked (issue 25).
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::collections::BTreeMap;
 
