@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use revsync_sdk::http::{ApiResponse, RateLimitConfig};
+use revsync_sdk::http::{ApiResponse, HttpConfig, RateLimitConfig};
 use revsync_sdk::{BuildContext, Connector, ConnectorType, WebhookRequest};
 
 /// The time every request is received at, so that runs are reproducible.
@@ -24,6 +24,7 @@ pub fn build(kind: &dyn ConnectorType, params: serde_json::Value) -> Arc<dyn Con
         id: "fuzz",
         params: &params,
         rate_limit: &RateLimitConfig::default(),
+        http: &HttpConfig::default(),
         mapped_fields: &Default::default(),
     };
     match kind.build(&ctx) {
