@@ -191,13 +191,6 @@ impl Rig {
             log,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
-                .default_headers(reqwest::header::HeaderMap::from_iter([(
-                    reqwest::header::AUTHORIZATION,
-                    reqwest::header::HeaderValue::from_static(concat!(
-                        "Bearer ",
-                        "e2e-admin-token"
-                    )),
-                )]))
                 .no_proxy()
                 .default_headers(reqwest::header::HeaderMap::from_iter([(
                     reqwest::header::AUTHORIZATION,
@@ -208,9 +201,6 @@ impl Rig {
         }
     }
 }
-
-/// The operator API's token for the rig's daemon (`/records`, `/admin/*` always need one).
-pub const ADMIN_TOKEN: &str = "e2e-admin-token";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
