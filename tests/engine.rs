@@ -1572,3 +1572,34 @@ fn an_echo_read_while_its_push_is_in_flight_never_beats_a_newer_edit() {
 fn an_echo_of_a_confirmed_push_never_beats_a_newer_edit_queued_after_it() {
     an_echo_of_a_sent_projection_never_beats_a_newer_edit(true);
 }
+
+/// A create revsync sent, read back before its confirmation (joined through its canonical
+/// id) and after a newer edit became canonical, is an echo too.
+#[test]
+fn an_echo_of_a_create_read_before_its_confirmation_never_beats_a_newer_edit() {
+    let (_d, e, _) = setup();
+    let person = |title: &str| json!({"email": "c@x.io", "lastname": "Cho", "jobtitle": title});
+    apply_one(&e, "hubspot-main", "contacts", "1", 2, person("Title A"));
+    let rec = e.find("c@x.io").unwrap().unwrap();
+    let (proj_a, hash_a) = e
+        .projection("salesforce-main", "Contact", &rec)
+        .unwrap()
+        .unwrap();
+    e.mark_sent("salesforce-main", "Contact", &[(rec.id, hash_a)])
+        .unwrap();
+    apply_one(&e, "hubspot-main", "contacts", "1", 3, person("Title B"));
+    let mut made = change(
+        "Contact",
+        "003NEW",
+        4,
+        serde_json::to_value(&proj_a).unwrap(),
+    );
+    made.canonical_id = Some(rec.id);
+    let r = e
+        .apply("salesforce-main", page("Contact", vec![made]))
+        .unwrap();
+    assert_eq!(r.created, 0, "{r:?}");
+    let now = e.find("salesforce-main:Contact:003NEW").unwrap().unwrap();
+    assert_eq!(now.id, rec.id);
+    assert_eq!(now.value("title"), Some(&text("Title B")), "B was lost");
+}

@@ -484,7 +484,9 @@ impl<'a> Txn<'a> {
             .map(|(k, _)| k)
             .collect();
         let incoming_values = mapped.values.clone();
-        let echo = if created || linked != Some(id) || mapping.direction == Direction::In {
+        // Any copy of this record in this object counts (a create read back before its
+        // confirmation is linked through its canonical id, not yet by its link).
+        let echo = if created || mapping.direction == Direction::In {
             false
         } else {
             self.note_echo(mapping, id, &incoming_values, seen)?
