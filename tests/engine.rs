@@ -1118,10 +1118,15 @@ fn sync_states_from_a_store_written_before_they_moved_into_the_record_still_hold
     let states = states.expect("written with its states");
     let mut legacy = WriteBatch::new();
     legacy.put(Table::Records, key.clone(), codec::encode(&stored));
+    // Those states had no sent projections: (held, queued) per copy.
+    let old_states: std::collections::BTreeMap<_, _> = states
+        .into_iter()
+        .map(|(k, st)| (k, (st.held, st.queued)))
+        .collect();
     legacy.put(
         Table::Pushed,
         codec::sync_key(rec.id),
-        codec::encode(&states),
+        codec::encode(&old_states),
     );
     store.write(legacy).unwrap();
 
@@ -1469,4 +1474,138 @@ fn a_panic_inside_one_apply_is_its_error_and_the_next_apply_works() {
         )
         .unwrap();
     assert_eq!(report.created, 1);
+}
+
+/// The soak's lost edit (BENCHMARKS, "an echo of our own write ... beats a newer edit"):
+/// revsync writes title A to Salesforce, HubSpot's newer edit B becomes canonical, then
+/// Salesforce's read brings A back stamped with the time of revsync's write, later than B.
+/// It is revsync's own write: it must not beat B, whether or not the push was confirmed yet.
+fn an_echo_of_a_sent_projection_never_beats_a_newer_edit(confirmed_before_the_edit: bool) {
+    let (_d, e, _) = setup();
+    apply_one(
+        &e,
+        "salesforce-main",
+        "Contact",
+        "003A",
+        1,
+        json!({"Email": "t@x.io", "LastName": "Tan", "Title": "Old"}),
+    );
+    apply_one(
+        &e,
+        "hubspot-main",
+        "contacts",
+        "1",
+        2,
+        json!({"email": "t@x.io", "lastname": "Tan", "jobtitle": "Title A"}),
+    );
+    let rec = e.find("t@x.io").unwrap().unwrap();
+    let sf = e.outbox("salesforce-main", 10).unwrap();
+    let seqs: Vec<u64> = sf.iter().map(|(s, _)| *s).collect();
+    let (proj_a, hash_a) = e
+        .projection("salesforce-main", "Contact", &rec)
+        .unwrap()
+        .unwrap();
+    assert_eq!(proj_a["Title"], "Title A");
+    // The dispatcher takes A and sends it; Salesforce stores it (stamped 4, below).
+    e.mark_sent("salesforce-main", "Contact", &[(rec.id, hash_a)])
+        .unwrap();
+    if confirmed_before_the_edit {
+        e.confirm_push("salesforce-main", &seqs, rec.id, "Contact", hash_a, None)
+            .unwrap();
+    }
+    // HubSpot's newer edit, made at 3, becomes canonical.
+    apply_one(
+        &e,
+        "hubspot-main",
+        "contacts",
+        "1",
+        3,
+        json!({"email": "t@x.io", "lastname": "Tan", "jobtitle": "Title B"}),
+    );
+    assert_eq!(
+        e.find("t@x.io").unwrap().unwrap().value("title"),
+        Some(&text("Title B"))
+    );
+    // Salesforce's read: our own write of A, stamped 4 by Salesforce.
+    let salesforce_reads = |secs, proj: &revsync::engine::Projection| {
+        let fields = serde_json::to_value(proj).unwrap();
+        apply_one(&e, "salesforce-main", "Contact", "003A", secs, fields)
+    };
+    let r = salesforce_reads(4, &proj_a);
+    assert_eq!(r.updated, 0, "an echo is no change: {r:?}");
+    let now = e.find("t@x.io").unwrap().unwrap();
+    assert_eq!(now.value("title"), Some(&text("Title B")), "B was lost");
+    let audit = e.audit(rec.id, 100).unwrap();
+    assert!(
+        !audit.iter().any(|a| matches!(&a.event, AuditEvent::Overwritten { new, .. } if new.value == text("Title A") && new.from.connector == "salesforce-main")),
+        "{audit:#?}"
+    );
+    // B still goes to Salesforce, which holds A.
+    let (_, hash_b) = e
+        .projection("salesforce-main", "Contact", &now)
+        .unwrap()
+        .unwrap();
+    assert!(
+        e.outbox("salesforce-main", 10)
+            .unwrap()
+            .iter()
+            .any(|(_, x)| x.hash == hash_b),
+        "B is queued for Salesforce"
+    );
+    assert_eq!(
+        e.held("salesforce-main", "Contact", rec.id).unwrap(),
+        Some(hash_a),
+        "Salesforce holds A"
+    );
+
+    // A real edit in Salesforce afterwards, to something revsync never sent, still wins.
+    let mut edited = proj_a.clone();
+    edited.insert("Title".into(), json!("Title C"));
+    let r = salesforce_reads(5, &edited);
+    assert_eq!(r.updated, 1, "{r:?}");
+    assert_eq!(
+        e.find("t@x.io").unwrap().unwrap().value("title"),
+        Some(&text("Title C"))
+    );
+}
+
+#[test]
+fn an_echo_read_while_its_push_is_in_flight_never_beats_a_newer_edit() {
+    an_echo_of_a_sent_projection_never_beats_a_newer_edit(false);
+}
+
+#[test]
+fn an_echo_of_a_confirmed_push_never_beats_a_newer_edit_queued_after_it() {
+    an_echo_of_a_sent_projection_never_beats_a_newer_edit(true);
+}
+
+/// A create revsync sent, read back before its confirmation (joined through its canonical
+/// id) and after a newer edit became canonical, is an echo too.
+#[test]
+fn an_echo_of_a_create_read_before_its_confirmation_never_beats_a_newer_edit() {
+    let (_d, e, _) = setup();
+    let person = |title: &str| json!({"email": "c@x.io", "lastname": "Cho", "jobtitle": title});
+    apply_one(&e, "hubspot-main", "contacts", "1", 2, person("Title A"));
+    let rec = e.find("c@x.io").unwrap().unwrap();
+    let (proj_a, hash_a) = e
+        .projection("salesforce-main", "Contact", &rec)
+        .unwrap()
+        .unwrap();
+    e.mark_sent("salesforce-main", "Contact", &[(rec.id, hash_a)])
+        .unwrap();
+    apply_one(&e, "hubspot-main", "contacts", "1", 3, person("Title B"));
+    let mut made = change(
+        "Contact",
+        "003NEW",
+        4,
+        serde_json::to_value(&proj_a).unwrap(),
+    );
+    made.canonical_id = Some(rec.id);
+    let r = e
+        .apply("salesforce-main", page("Contact", vec![made]))
+        .unwrap();
+    assert_eq!(r.created, 0, "{r:?}");
+    let now = e.find("salesforce-main:Contact:003NEW").unwrap().unwrap();
+    assert_eq!(now.id, rec.id);
+    assert_eq!(now.value("title"), Some(&text("Title B")), "B was lost");
 }

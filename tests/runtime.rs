@@ -602,15 +602,7 @@ async fn a_write_only_object_is_not_read_before_its_updates() {
     let (a, b) = (Fake::start().await, Fake::start().await);
     let in_a = a.seed("x@corp.test", "Old Name");
     let d = start_with(&a, &b, "    direction: out\n").await;
-    let name_in_b = || {
-        b.state
-            .lock()
-            .unwrap()
-            .contacts
-            .values()
-            .next()
-            .map(|c| c.name.clone())
-    };
+    let name_in_b = || first_name(&b);
     eventually("the contact reached B", 20, || async {
         name_in_b().is_some()
     })
@@ -680,4 +672,62 @@ async fn a_second_resync_of_a_connector_is_refused_while_one_runs() {
     a.state.lock().unwrap().list_delay_ms = 0;
     assert_eq!(post().await.0, 202, "refused only while one runs");
     d.stop().await;
+}
+
+/// The soak's lost edit (BENCHMARKS): B stores revsync's write of A with its own, later
+/// stamp and the answer is lost, so the push is unconfirmed; A's newer edit, made before
+/// that stamp, must still win over B's read of revsync's own write, everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_own_write_read_back_unconfirmed_never_beats_a_newer_edit() {
+    let (a, b) = (Fake::start().await, Fake::start().await);
+    let in_a = a.seed("x@corp.test", "Old Name");
+    let d = start(&a, &b).await;
+    let name_in_b = || first_name(&b);
+    eventually("the contact reached B", 20, || async {
+        name_in_b().is_some()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let edit_in_a = |name: &str, at: i64| {
+        let mut s = a.state.lock().unwrap();
+        let c = s.contacts.get_mut(&in_a).unwrap();
+        c.name = name.into();
+        c.updated = at;
+    };
+    {
+        // B stamps revsync's next write after both of A's edits below.
+        let mut s = b.state.lock().unwrap();
+        s.clock = 1_800_000_200;
+        s.script.push_back(Scripted::ApplyThenFail);
+    }
+    edit_in_a("Name A", 1_800_000_100);
+    eventually("B stored A, unconfirmed", 20, || async {
+        name_in_b().as_deref() == Some("Name A")
+    })
+    .await;
+    edit_in_a("Name B", 1_800_000_150);
+    let name_in_a = || a.state.lock().unwrap().contacts[&in_a].name.clone();
+    eventually("the newer edit reached B", 30, || async {
+        name_in_b().as_deref() == Some("Name B")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        name_in_a(),
+        "Name B",
+        "revsync's own write came back over A's edit"
+    );
+    assert_eq!(name_in_b().as_deref(), Some("Name B"));
+    d.stop().await;
+}
+
+/// The name of a system's first contact, if it has one.
+fn first_name(f: &Fake) -> Option<String> {
+    f.state
+        .lock()
+        .unwrap()
+        .contacts
+        .values()
+        .next()
+        .map(|c| c.name.clone())
 }

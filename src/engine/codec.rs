@@ -241,11 +241,46 @@ pub fn dead_letter_key(connector: &str, seq: u64) -> Vec<u8> {
 }
 
 /// Per (connector, object, record): the projection hash the system is known to hold,
-/// and the last one queued for it.
+/// the last one queued for it, and the ones revsync sent it since it last said something
+/// of its own (ADR 0022).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncState {
     pub held: Option<Hash>,
     pub queued: Option<Hash>,
+    /// Projections pushed (or being pushed) to the system, oldest first, at most
+    /// [`MAX_SENT`]. A read that maps to one of them is revsync's own write coming back.
+    pub sent: Vec<Hash>,
+}
+
+/// Sent projections kept per copy: a push retried after a timeout may have landed too,
+/// so more than the last one can come back.
+pub const MAX_SENT: usize = 4;
+
+/// A sync state as stored before `sent` (tag 0xC2 records and `Pushed` values).
+#[derive(Deserialize)]
+struct SyncStateV1 {
+    held: Option<Hash>,
+    queued: Option<Hash>,
+}
+
+type SyncStatesV1 = std::collections::BTreeMap<(String, String), SyncStateV1>;
+
+/// Sync states written before `sent` existed: nothing is known to be in flight.
+pub fn decode_sync_states_v1(bytes: &[u8]) -> Result<SyncStates, postcard::Error> {
+    let old: SyncStatesV1 = decode(bytes)?;
+    Ok(old
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                k,
+                SyncState {
+                    held: v.held,
+                    queued: v.queued,
+                    sent: Vec::new(),
+                },
+            )
+        })
+        .collect())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -289,7 +324,9 @@ pub struct AuditEntry {
 /// First byte of a `Records` value that carries the record's sync states after it. A
 /// record alone, as stores written before kept it (its states in `Pushed`), starts with
 /// the length of its id (16).
-const RECORD_TAG: u8 = 0xC2;
+const RECORD_TAG_V1: u8 = 0xC2;
+/// The same, with each sync state's sent projections (ADR 0022).
+const RECORD_TAG: u8 = 0xC3;
 
 /// A `Records` value: the record, then its sync states. One key per record holds both, so
 /// a change writes one value for them instead of two (ADR 0015).
@@ -300,7 +337,9 @@ pub fn encode_record(rec: &Record, sync: &SyncStates) -> Vec<u8> {
 /// The record alone.
 pub fn decode_record(bytes: &[u8]) -> Result<Record, postcard::Error> {
     match bytes.split_first() {
-        Some((&RECORD_TAG, rest)) => postcard::take_from_bytes(rest).map(|(r, _)| r),
+        Some((&(RECORD_TAG | RECORD_TAG_V1), rest)) => {
+            postcard::take_from_bytes(rest).map(|(r, _)| r)
+        }
         _ => decode(bytes),
     }
 }
@@ -314,6 +353,10 @@ pub fn decode_record_and_sync(
         Some((&RECORD_TAG, rest)) => {
             let (rec, rest) = postcard::take_from_bytes(rest)?;
             Ok((rec, Some(decode(rest)?)))
+        }
+        Some((&RECORD_TAG_V1, rest)) => {
+            let (rec, rest) = postcard::take_from_bytes(rest)?;
+            Ok((rec, Some(decode_sync_states_v1(rest)?)))
         }
         _ => Ok((decode(bytes)?, None)),
     }
@@ -349,5 +392,36 @@ mod tests {
             vec![(12, entry(3))]
         );
         assert!(decode_outbox_chunk(&key, &[OUTBOX_CHUNK_TAG, 0xff]).is_err());
+    }
+
+    #[test]
+    fn a_record_written_before_sent_projections_reads_back_with_none() {
+        let rec = Record::new(Uuid::from_bytes([7; 16]), revsync_sdk::Kind::Person, 1);
+        let key = ("salesforce-main".to_owned(), "Contact".to_owned());
+        // Tag 0xC2: the record, then per copy (held, queued) only.
+        let old =
+            std::collections::BTreeMap::from([(key.clone(), (Some([1u8; 16]), None::<Hash>))]);
+        let bytes = postcard::to_extend(&rec, vec![RECORD_TAG_V1]).unwrap();
+        let bytes = postcard::to_extend(&old, bytes).unwrap();
+        let (back, states) = decode_record_and_sync(&bytes).unwrap();
+        assert_eq!(back, rec);
+        let st = SyncState {
+            held: Some([1; 16]),
+            queued: None,
+            sent: Vec::new(),
+        };
+        assert_eq!(states.unwrap()[&key], st);
+        assert_eq!(decode_record(&bytes).unwrap(), rec);
+
+        let mut now = SyncStates::new();
+        now.insert(
+            key.clone(),
+            SyncState {
+                sent: vec![[2; 16]],
+                ..st
+            },
+        );
+        let (back, states) = decode_record_and_sync(&encode_record(&rec, &now)).unwrap();
+        assert_eq!((back, states), (rec, Some(now)));
     }
 }

@@ -404,6 +404,22 @@ impl Engine {
         })
     }
 
+    /// Record, before a push goes out, the projections it sends to `connector`'s
+    /// `object`: a read of one of them is revsync's own write coming back (ADR 0022).
+    pub fn mark_sent(
+        &self,
+        connector: &str,
+        object: &str,
+        sent: &[(Uuid, codec::Hash)],
+    ) -> Result<(), EngineError> {
+        self.write_with(|txn| {
+            for (record, hash) in sent {
+                txn.mark_sent(connector, object, *record, *hash)?;
+            }
+            Ok(())
+        })
+    }
+
     /// Keep a failed push in the outbox, to be tried again at `entry.not_before`, with its
     /// new attempt count. `superseded` are older entries coalesced into it (the push is
     /// built from the record as it is now): they go, or they would be due at once and
@@ -737,7 +753,10 @@ pub(crate) fn read_record_and_sync(
     let (sync, legacy_sync) = match sync {
         Some(s) => (s, false),
         None => match store.get(Table::Pushed, &codec::sync_key(id))? {
-            Some(b) => (codec::decode(&b).map_err(corrupt("pushed"))?, true),
+            Some(b) => (
+                codec::decode_sync_states_v1(&b).map_err(corrupt("pushed"))?,
+                true,
+            ),
             None => (codec::SyncStates::new(), true),
         },
     };

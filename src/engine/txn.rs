@@ -503,8 +503,15 @@ impl<'a> Txn<'a> {
             .map(|(k, _)| k)
             .collect();
         let incoming_values = mapped.values.clone();
+        // Any copy of this record in this object counts (a create read back before its
+        // confirmation is linked through its canonical id, not yet by its link).
+        let echo = if created || mapping.direction == Direction::In {
+            false
+        } else {
+            self.note_echo(mapping, id, &incoming_values, seen)?
+        };
         let mut changed = false;
-        for (field, value) in mapped.values {
+        for (field, value) in mapped.values.into_iter().filter(|_| !echo) {
             let stated_elsewhere = rec
                 .fields
                 .get(&field)
@@ -619,6 +626,63 @@ impl<'a> Txn<'a> {
             self.save(rec);
         }
         Ok(())
+    }
+
+    /// Whether a copy's report is revsync's own write coming back (ADR 0022): its
+    /// projection is one revsync sent there, in flight or confirmed. Its source time is
+    /// the system's stamp of that write, which can be later than a newer edit made
+    /// elsewhere meanwhile, so it must change no value: it only says what the system holds.
+    /// A report of something else, new and not what the copy already held, is the
+    /// system's own: what was sent before no longer tells an echo.
+    fn note_echo(
+        &mut self,
+        mapping: &ObjectMapping,
+        id: Uuid,
+        values: &BTreeMap<String, Value>,
+        seen: bool,
+    ) -> Result<bool, EngineError> {
+        let (conn, obj) = (mapping.connector.as_str(), mapping.object.as_str());
+        let mut st = self.sync_get(id, conn, obj)?;
+        if st.sent.is_empty() {
+            return Ok(false);
+        }
+        let (_, hash) = self.project_values(mapping, values)?;
+        let echo = st.sent.contains(&hash);
+        if echo {
+            if st.held == Some(hash) {
+                return Ok(true);
+            }
+            st.held = Some(hash);
+        } else if seen || st.held == Some(hash) {
+            return Ok(false);
+        } else {
+            st.sent.clear();
+        }
+        self.sync_set(id, conn, obj, st)?;
+        Ok(echo)
+    }
+
+    /// Record that projections are being sent to `connector`'s `object` (before the push
+    /// goes out), so that reading them back before the confirmation is recorded, or after
+    /// a newer edit, is known as an echo.
+    pub fn mark_sent(
+        &mut self,
+        connector: &str,
+        object: &str,
+        record: Uuid,
+        hash: Hash,
+    ) -> Result<(), EngineError> {
+        let id = self.alive(record)?;
+        let mut st = self.sync_get(id, connector, object)?;
+        if st.sent.last() == Some(&hash) {
+            return Ok(());
+        }
+        st.sent.retain(|h| *h != hash);
+        st.sent.push(hash);
+        if st.sent.len() > codec::MAX_SENT {
+            st.sent.remove(0);
+        }
+        self.sync_set(id, connector, object, st)
     }
 
     /// Point identity keys and reverse relations at the record's current values.
@@ -1022,6 +1086,9 @@ impl<'a> Txn<'a> {
         if st.queued == Some(hash) {
             st.queued = None;
         }
+        // The system holds this one now: anything sent before it, read back later, is
+        // an older state of the copy, not an echo of what it holds.
+        st.sent.retain(|h| *h == hash);
         self.sync_set(id, connector, object, st)?;
         if let Some(ext) = created_external_id {
             if let Some(mut rec) = self.load(id)? {

@@ -566,6 +566,18 @@ impl Dispatcher {
                 }
             }
         }
+        // What goes out is recorded first: the system may store it and be read back before
+        // the confirmation below is recorded, or after a newer edit is queued; either read
+        // must be known as our own write, not an edit newer than that one (ADR 0022).
+        let sent: Vec<(Uuid, codec::Hash)> = sendable
+            .iter()
+            .filter(|s| s.2.iter().all(|i| !matches!(i.op, PushOp::Delete { .. })))
+            .map(|s| (s.1, s.3))
+            .collect();
+        if !sent.is_empty() {
+            let (c, o) = (conn.clone(), object.to_owned());
+            self.blocking(move |e| e.mark_sent(&c, &o, &sent)).await?;
+        }
         let items: Vec<PushItem> = sendable.iter().flat_map(|s| s.2.clone()).collect();
         let started = std::time::Instant::now();
         let outcome = self.connector.push(object, &items).await;
