@@ -242,7 +242,7 @@ pub fn dead_letter_key(connector: &str, seq: u64) -> Vec<u8> {
 
 /// Per (connector, object, record): the projection hash the system is known to hold,
 /// the last one queued for it, and the ones revsync sent it since it last said something
-/// of its own (ADR 0022).
+/// of its own (ADR 0025).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncState {
     pub held: Option<Hash>,
@@ -325,7 +325,7 @@ pub struct AuditEntry {
 /// record alone, as stores written before kept it (its states in `Pushed`), starts with
 /// the length of its id (16).
 const RECORD_TAG_V1: u8 = 0xC2;
-/// The same, with each sync state's sent projections (ADR 0022).
+/// The same, with each sync state's sent projections (ADR 0025).
 const RECORD_TAG: u8 = 0xC3;
 
 /// A `Records` value: the record, then its sync states. One key per record holds both, so

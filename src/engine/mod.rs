@@ -405,7 +405,7 @@ impl Engine {
     }
 
     /// Record, before a push goes out, the projections it sends to `connector`'s
-    /// `object`: a read of one of them is revsync's own write coming back (ADR 0022).
+    /// `object`: a read of one of them is revsync's own write coming back (ADR 0025).
     pub fn mark_sent(
         &self,
         connector: &str,

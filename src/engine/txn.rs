@@ -628,7 +628,7 @@ impl<'a> Txn<'a> {
         Ok(())
     }
 
-    /// Whether a copy's report is revsync's own write coming back (ADR 0022): its
+    /// Whether a copy's report is revsync's own write coming back (ADR 0025): its
     /// projection is one revsync sent there, in flight or confirmed. Its source time is
     /// the system's stamp of that write, which can be later than a newer edit made
     /// elsewhere meanwhile, so it must change no value: it only says what the system holds.

@@ -568,7 +568,7 @@ impl Dispatcher {
         }
         // What goes out is recorded first: the system may store it and be read back before
         // the confirmation below is recorded, or after a newer edit is queued; either read
-        // must be known as our own write, not an edit newer than that one (ADR 0022).
+        // must be known as our own write, not an edit newer than that one (ADR 0025).
         let sent: Vec<(Uuid, codec::Hash)> = sendable
             .iter()
             .filter(|s| s.2.iter().all(|i| !matches!(i.op, PushOp::Delete { .. })))
