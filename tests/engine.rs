@@ -1609,3 +1609,111 @@ fn an_echo_of_a_create_read_before_its_confirmation_never_beats_a_newer_edit() {
     assert_eq!(now.id, rec.id);
     assert_eq!(now.value("title"), Some(&text("Title B")), "B was lost");
 }
+
+/// A Stripe whose customers are people: a billing email that is often personal, and
+/// finance's link to the CRM contact in `metadata.hubspot_contact_id`.
+const STRIPE_PEOPLE: &str = "version: 1\nid: stripe-main\ntype: stripe\nparams: { secret_key: sk_test_x, base_url: 'http://127.0.0.1:9', customers_as: person }\nobjects:\n  customers:\n    kind: person\n    fields: { name: { to: full_name }, email: { to: email, direction: in }, billing_email: { to: billing_email, direction: in }, metadata.hubspot_contact_id: { xref: hubspot-main.contacts } }\n";
+
+#[test]
+fn a_personal_billing_email_never_replaces_the_work_email_nor_splits_the_person() {
+    let (_d, e) = with_connector("stripe", STRIPE_PEOPLE);
+    apply_one(
+        &e,
+        "hubspot-main",
+        "contacts",
+        "101",
+        1,
+        json!({"email": "ada@acme.com", "firstname": "Ada"}),
+    );
+    // Billing, newer, with a personal address, tied to the contact by finance's id only.
+    apply_one(
+        &e,
+        "stripe-main",
+        "customers",
+        "cus_1",
+        5,
+        json!({"name": "Ada Lovelace", "email": "ada.l@gmail.com",
+               "billing_email": "ada.l@gmail.com",
+               "metadata": {"hubspot_contact_id": "101"}}),
+    );
+    let rec = e.find("hubspot-main:contacts:101").unwrap().unwrap();
+    assert_eq!(rec.links.len(), 2, "{:?}", rec.links);
+    assert_eq!(
+        rec.value("email"),
+        Some(&text("ada@acme.com")),
+        "billing does not own the email"
+    );
+    assert_eq!(rec.value("billing_email"), Some(&text("ada.l@gmail.com")));
+    // Found by either address.
+    assert_eq!(e.find("ada@acme.com").unwrap().unwrap().id, rec.id);
+    assert_eq!(e.find("ada.l@gmail.com").unwrap().unwrap().id, rec.id);
+    // Support's copy, read later with the work email, is the same person.
+    let r = e
+        .apply(
+            "zendesk-main",
+            page(
+                "users",
+                vec![change(
+                    "users",
+                    "9",
+                    6,
+                    json!({"email": "ada@acme.com", "name": "Ada Lovelace"}),
+                )],
+            ),
+        )
+        .unwrap();
+    assert_eq!(
+        r.created, 0,
+        "the Zendesk copy must not start a second person"
+    );
+    assert_eq!(e.find("zendesk-main:users:9").unwrap().unwrap().id, rec.id);
+}
+
+#[test]
+fn a_record_stays_findable_by_every_copys_own_email() {
+    let (_d, e, _) = setup();
+    apply_one(
+        &e,
+        "hubspot-main",
+        "contacts",
+        "101",
+        1,
+        json!({"email": "ada@old.com"}),
+    );
+    apply_one(
+        &e,
+        "salesforce-main",
+        "Contact",
+        "003A",
+        2,
+        json!({"Email": "ada@old.com", "LastName": "Lovelace"}),
+    );
+    // HubSpot changes the address; newest wins, but Salesforce still holds the old one
+    // until revsync's push lands there.
+    apply_one(
+        &e,
+        "hubspot-main",
+        "contacts",
+        "101",
+        3,
+        json!({"email": "ada@new.com"}),
+    );
+    let rec = e.find("hubspot-main:contacts:101").unwrap().unwrap();
+    assert_eq!(rec.value("email"), Some(&text("ada@new.com")));
+    assert_eq!(
+        e.find("ada@old.com").unwrap().map(|r| r.id),
+        Some(rec.id),
+        "Salesforce's copy still says ada@old.com"
+    );
+    // Once Salesforce says the new address too, nobody holds the old one: it goes.
+    apply_one(
+        &e,
+        "salesforce-main",
+        "Contact",
+        "003A",
+        4,
+        json!({"Email": "ada@new.com", "LastName": "Lovelace"}),
+    );
+    assert_eq!(e.find("ada@old.com").unwrap().map(|r| r.id), None);
+    assert_eq!(e.find("ada@new.com").unwrap().unwrap().id, rec.id);
+}

@@ -5,6 +5,8 @@
 //! fast, and every type here is ours, so the format is pinned by these structs.
 
 use revsync_sdk::{FieldEntry, Link, Provenance, Record};
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -241,8 +243,8 @@ pub fn dead_letter_key(connector: &str, seq: u64) -> Vec<u8> {
 }
 
 /// Per (connector, object, record): the projection hash the system is known to hold,
-/// the last one queued for it, and the ones revsync sent it since it last said something
-/// of its own (ADR 0025).
+/// the last one queued for it, the ones revsync sent it since it last said something
+/// of its own (ADR 0025), and the identity keys each copy there reported (ADR 0026).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncState {
     pub held: Option<Hash>,
@@ -250,6 +252,10 @@ pub struct SyncState {
     /// Projections pushed (or being pushed) to the system, oldest first, at most
     /// [`MAX_SENT`]. A read that maps to one of them is revsync's own write coming back.
     pub sent: Vec<Hash>,
+    /// Per copy (external id): the index keys of its own identifying values (its email,
+    /// its domains), whether or not they won the merge. The record stays findable by
+    /// every one of them, not only by the canonical value.
+    pub keys: BTreeMap<String, Vec<Vec<u8>>>,
 }
 
 /// Sent projections kept per copy: a push retried after a timeout may have landed too,
@@ -263,24 +269,49 @@ struct SyncStateV1 {
     queued: Option<Hash>,
 }
 
-type SyncStatesV1 = std::collections::BTreeMap<(String, String), SyncStateV1>;
+impl From<SyncStateV1> for SyncState {
+    /// Nothing is known to be in flight.
+    fn from(v: SyncStateV1) -> Self {
+        SyncState {
+            held: v.held,
+            queued: v.queued,
+            ..SyncState::default()
+        }
+    }
+}
 
-/// Sync states written before `sent` existed: nothing is known to be in flight.
+/// A sync state as stored before `keys` (tag 0xC3 records).
+#[derive(Deserialize)]
+struct SyncStateV2 {
+    held: Option<Hash>,
+    queued: Option<Hash>,
+    sent: Vec<Hash>,
+}
+
+impl From<SyncStateV2> for SyncState {
+    /// No copy's keys: each arrives with the copy's next report (until then the canonical
+    /// values are indexed, as before).
+    fn from(v: SyncStateV2) -> Self {
+        SyncState {
+            held: v.held,
+            queued: v.queued,
+            sent: v.sent,
+            ..SyncState::default()
+        }
+    }
+}
+
+/// Sync states in an older shape, brought to today's.
+fn decode_sync_states_as<'a, T: Deserialize<'a> + Into<SyncState>>(
+    bytes: &'a [u8],
+) -> Result<SyncStates, postcard::Error> {
+    let old: BTreeMap<(String, String), T> = decode(bytes)?;
+    Ok(old.into_iter().map(|(k, v)| (k, v.into())).collect())
+}
+
+/// Sync states written before `sent` existed.
 pub fn decode_sync_states_v1(bytes: &[u8]) -> Result<SyncStates, postcard::Error> {
-    let old: SyncStatesV1 = decode(bytes)?;
-    Ok(old
-        .into_iter()
-        .map(|(k, v)| {
-            (
-                k,
-                SyncState {
-                    held: v.held,
-                    queued: v.queued,
-                    sent: Vec::new(),
-                },
-            )
-        })
-        .collect())
+    decode_sync_states_as::<SyncStateV1>(bytes)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -326,7 +357,9 @@ pub struct AuditEntry {
 /// the length of its id (16).
 const RECORD_TAG_V1: u8 = 0xC2;
 /// The same, with each sync state's sent projections (ADR 0025).
-const RECORD_TAG: u8 = 0xC3;
+const RECORD_TAG_V2: u8 = 0xC3;
+/// The same, with each copy's identity keys (ADR 0026).
+const RECORD_TAG: u8 = 0xC4;
 
 /// A `Records` value: the record, then its sync states. One key per record holds both, so
 /// a change writes one value for them instead of two (ADR 0015).
@@ -337,7 +370,7 @@ pub fn encode_record(rec: &Record, sync: &SyncStates) -> Vec<u8> {
 /// The record alone.
 pub fn decode_record(bytes: &[u8]) -> Result<Record, postcard::Error> {
     match bytes.split_first() {
-        Some((&(RECORD_TAG | RECORD_TAG_V1), rest)) => {
+        Some((&(RECORD_TAG | RECORD_TAG_V2 | RECORD_TAG_V1), rest)) => {
             postcard::take_from_bytes(rest).map(|(r, _)| r)
         }
         _ => decode(bytes),
@@ -353,6 +386,10 @@ pub fn decode_record_and_sync(
         Some((&RECORD_TAG, rest)) => {
             let (rec, rest) = postcard::take_from_bytes(rest)?;
             Ok((rec, Some(decode(rest)?)))
+        }
+        Some((&RECORD_TAG_V2, rest)) => {
+            let (rec, rest) = postcard::take_from_bytes(rest)?;
+            Ok((rec, Some(decode_sync_states_as::<SyncStateV2>(rest)?)))
         }
         Some((&RECORD_TAG_V1, rest)) => {
             let (rec, rest) = postcard::take_from_bytes(rest)?;
@@ -407,8 +444,7 @@ mod tests {
         assert_eq!(back, rec);
         let st = SyncState {
             held: Some([1; 16]),
-            queued: None,
-            sent: Vec::new(),
+            ..SyncState::default()
         };
         assert_eq!(states.unwrap()[&key], st);
         assert_eq!(decode_record(&bytes).unwrap(), rec);
@@ -422,6 +458,26 @@ mod tests {
             },
         );
         let (back, states) = decode_record_and_sync(&encode_record(&rec, &now)).unwrap();
-        assert_eq!((back, states), (rec, Some(now)));
+        assert_eq!((back, states), (rec.clone(), Some(now.clone())));
+
+        // Tag 0xC3: with sent projections, without copies' keys.
+        let v2 = std::collections::BTreeMap::from([(
+            key.clone(),
+            (Some([1u8; 16]), None::<Hash>, vec![[2u8; 16]]),
+        )]);
+        let bytes = postcard::to_extend(&rec, vec![RECORD_TAG_V2]).unwrap();
+        let bytes = postcard::to_extend(&v2, bytes).unwrap();
+        assert_eq!(
+            decode_record_and_sync(&bytes).unwrap(),
+            (rec.clone(), Some(now.clone()))
+        );
+
+        // Today's: each copy's keys come back.
+        let mut keyed = now;
+        if let Some(s) = keyed.get_mut(&key) {
+            s.keys.insert("003A".into(), vec![b"e/a@b.co".to_vec()]);
+        }
+        let (back, states) = decode_record_and_sync(&encode_record(&rec, &keyed)).unwrap();
+        assert_eq!((back, states), (rec, Some(keyed)));
     }
 }

@@ -13,6 +13,9 @@ pub enum Policy {
     Priority(Vec<String>),
     /// Keep the first value seen until it is emptied.
     FirstNonEmpty,
+    /// Newest, except that the listed connectors rank below every other: their value
+    /// stands only where no other system states one (a billing system's email).
+    NewestBelow(Vec<String>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +74,18 @@ impl Policies {
                     },
                 );
             }
+        }
+        if !stripe.is_empty() {
+            // A billing email is often a personal or accounts address: it must not win a
+            // person's email over what sales and support know (ADR 0026). It still fills
+            // an empty one, and is kept as `billing_email` where the mapping says so.
+            p.by_field.insert(
+                (Kind::Person, "email".to_owned()),
+                Rule {
+                    policy: Policy::NewestBelow(stripe.clone()),
+                    allow_empty: false,
+                },
+            );
         }
         let crm: Vec<String> = salesforce.iter().chain(hubspot.iter()).cloned().collect();
         if !crm.is_empty() {
@@ -219,15 +234,29 @@ fn rank(rule: &Rule, cur: &FieldEntry, incoming: &FieldEntry) -> Decision {
         Policy::FirstNonEmpty => Decision::Keep("first non-empty value is kept"),
         Policy::Priority(order) => {
             let rank = |c: &str| order.iter().position(|o| o == c).unwrap_or(order.len());
-            let (ri, rc) = (rank(&incoming.from.connector), rank(&cur.from.connector));
-            if ri < rc {
-                Decision::Take("higher priority system")
-            } else if ri > rc {
-                Decision::Keep("lower priority system")
-            } else {
-                newest()
-            }
+            by_rank(
+                rank(&incoming.from.connector),
+                rank(&cur.from.connector),
+                newest,
+            )
         }
+        Policy::NewestBelow(below) => {
+            let rank = |c: &String| below.contains(c);
+            by_rank(
+                rank(&incoming.from.connector),
+                rank(&cur.from.connector),
+                newest,
+            )
+        }
+    }
+}
+
+/// The better-ranked (lower) source wins; equal ranks fall to `tie`.
+fn by_rank<R: Ord>(incoming: R, current: R, tie: impl FnOnce() -> Decision) -> Decision {
+    match incoming.cmp(&current) {
+        std::cmp::Ordering::Less => Decision::Take("higher priority system"),
+        std::cmp::Ordering::Greater => Decision::Keep("lower priority system"),
+        std::cmp::Ordering::Equal => tie(),
     }
 }
 
@@ -335,6 +364,53 @@ mod tests {
         };
         assert!(matches!(
             decide(&f, Some(&e("a", "hs", 1)), &e("b", "sf", 9)),
+            Decision::Keep(_)
+        ));
+    }
+
+    #[test]
+    fn a_billing_value_fills_an_empty_email_and_never_beats_another_system() {
+        let r = Rule {
+            policy: Policy::NewestBelow(vec!["stripe".into()]),
+            allow_empty: false,
+        };
+        // Newer, from billing: kept out.
+        assert!(matches!(
+            decide(
+                &r,
+                Some(&e("w@acme.com", "hs", 1)),
+                &e("p@gmail.com", "stripe", 9)
+            ),
+            Decision::Keep(_)
+        ));
+        // Billing stood alone; any other system's value replaces it, however old.
+        assert!(matches!(
+            decide(
+                &r,
+                Some(&e("p@gmail.com", "stripe", 9)),
+                &e("w@acme.com", "hs", 1)
+            ),
+            Decision::Take(_)
+        ));
+        assert!(matches!(
+            decide(&r, None, &e("p@gmail.com", "stripe", 9)),
+            Decision::Take(_)
+        ));
+        // Between the others: newest, as before.
+        assert!(matches!(
+            decide(
+                &r,
+                Some(&e("a@acme.com", "hs", 1)),
+                &e("b@acme.com", "zd", 2)
+            ),
+            Decision::Take(_)
+        ));
+        assert!(matches!(
+            decide(
+                &r,
+                Some(&e("a@acme.com", "hs", 3)),
+                &e("b@acme.com", "zd", 2)
+            ),
             Decision::Keep(_)
         ));
     }

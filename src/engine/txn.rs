@@ -422,6 +422,9 @@ impl<'a> Txn<'a> {
         } else {
             identity_keys(mapping.kind, &|f| mapped.values.get(f))
         };
+        // The copy's own keys, whatever wins the merge: the record must stay findable by
+        // each of them (a work email must not vanish because a billing email won).
+        let copy_keys: Vec<Vec<u8>> = keys.iter().map(|(k, _)| k.clone()).collect();
         for (key, label) in keys {
             if let Some(id) = self.get_id(Table::Index, &key)? {
                 candidates.insert(self.alive(id)?);
@@ -498,10 +501,7 @@ impl<'a> Txn<'a> {
             )?;
         }
 
-        let old_keys: BTreeSet<Vec<u8>> = identity_keys(rec.kind, &|f| rec.value(f))
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
+        let old_keys = self.indexed_keys(&rec)?;
         let incoming_values = mapped.values.clone();
         // Any copy of this record in this object counts (a create read back before its
         // confirmation is linked through its canonical id, not yet by its link).
@@ -587,6 +587,8 @@ impl<'a> Txn<'a> {
             self.del(Table::Index, index::tombstone(conn, obj, ext));
         }
 
+        let keys_moved = !stale && self.note_copy_keys(id, conn, obj, ext, copy_keys)?;
+
         if created {
             report.created += 1;
         } else if stale {
@@ -622,10 +624,50 @@ impl<'a> Txn<'a> {
                 self.merge_xref_waiting(conn, obj, ext, id, report)?;
             }
         } else {
+            if keys_moved {
+                self.reindex(&rec, &old_keys)?;
+            }
             // The stale check keeps the newest source time per link even when nothing changed.
             self.save(rec);
         }
         Ok(())
+    }
+
+    /// Keep what a copy's own identifying values are; whether they changed.
+    fn note_copy_keys(
+        &mut self,
+        id: Uuid,
+        conn: &str,
+        obj: &str,
+        ext: &str,
+        mut keys: Vec<Vec<u8>>,
+    ) -> Result<bool, EngineError> {
+        keys.sort();
+        keys.dedup();
+        let mut st = self.sync_get(id, conn, obj)?;
+        if st.keys.get(ext).map_or(keys.is_empty(), |k| *k == keys) {
+            return Ok(false);
+        }
+        if keys.is_empty() {
+            st.keys.remove(ext);
+        } else {
+            st.keys.insert(ext.to_owned(), keys);
+        }
+        self.sync_set(id, conn, obj, st)?;
+        Ok(true)
+    }
+
+    /// The keys a record is found by: its canonical identifying values and every linked
+    /// copy's own (ADR 0026).
+    fn indexed_keys(&mut self, rec: &Record) -> Result<BTreeSet<Vec<u8>>, EngineError> {
+        let mut keys: BTreeSet<Vec<u8>> = identity_keys(rec.kind, &|f| rec.value(f))
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        for st in self.sync_states(rec.id)?.values() {
+            keys.extend(st.keys.values().flatten().cloned());
+        }
+        Ok(keys)
     }
 
     /// Whether a copy's report is revsync's own write coming back (ADR 0025): its
@@ -687,10 +729,7 @@ impl<'a> Txn<'a> {
 
     /// Point identity keys and reverse relations at the record's current values.
     fn reindex(&mut self, rec: &Record, old_keys: &BTreeSet<Vec<u8>>) -> Result<(), EngineError> {
-        let new_keys: BTreeSet<Vec<u8>> = identity_keys(rec.kind, &|f| rec.value(f))
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect();
+        let new_keys = self.indexed_keys(rec)?;
         for k in old_keys.difference(&new_keys) {
             if self.get_id(Table::Index, k)? == Some(rec.id) {
                 self.del(Table::Index, k.clone());
@@ -843,10 +882,7 @@ impl<'a> Txn<'a> {
             if a.merged_into.is_some() || a.kind != s.kind {
                 continue;
             }
-            let old_keys: BTreeSet<Vec<u8>> = identity_keys(s.kind, &|f| s.value(f))
-                .into_iter()
-                .map(|(k, _)| k)
-                .collect();
+            let old_keys = self.indexed_keys(&s)?;
             for (field, entry) in &a.fields {
                 let rule = self.policies.rule(s.kind, field);
                 let ts = entry.from.source_ts;
@@ -900,7 +936,15 @@ impl<'a> Txn<'a> {
                 self.sync_dirty.insert(a_id);
                 if let Some(st) = moved {
                     let survivor = self.sync_states(survivor_id)?;
-                    survivor.entry(key).or_insert(st);
+                    match survivor.entry(key) {
+                        std::collections::btree_map::Entry::Vacant(v) => {
+                            v.insert(st);
+                        }
+                        // Both held a copy there: the absorbed one's keys still find it.
+                        std::collections::btree_map::Entry::Occupied(mut o) => {
+                            o.get_mut().keys.extend(st.keys);
+                        }
+                    }
                     self.sync_dirty.insert(survivor_id);
                 }
             }

@@ -50,6 +50,11 @@ const PERSON: &[FieldDef] = &[
         T::Bool,
         "false when the email is not a plausible address",
     ),
+    f(
+        "billing_email",
+        T::Email,
+        "the address invoices go to (a billing system's own; never an identity owner)",
+    ),
     f("first_name", T::Text, "given name"),
     f("last_name", T::Text, "family name"),
     f("phone", T::Phone, "E.164 where parseable"),

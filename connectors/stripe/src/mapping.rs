@@ -102,6 +102,14 @@ fn customer_fields(obj: &Value, customers_as: CustomersAs, f: &mut BTreeMap<Stri
             .cloned()
             .unwrap_or(Value::Null),
     );
+    // B2C: the customer is the person, and its email is where invoices go: often a
+    // personal address, kept apart so it never has to win the person's email.
+    if customers_as == CustomersAs::Person {
+        f.insert(
+            "billing_email".into(),
+            obj.get("email").cloned().unwrap_or(Value::Null),
+        );
+    }
     // B2B: the customer is the company and its email names the billing contact; the
     // contact travels as fields of the organization for the engine to link a person.
     if customers_as == CustomersAs::Organization {
@@ -551,8 +559,10 @@ mod tests {
         assert_eq!(ch.fields["name"], json!("Acme"));
         assert_eq!(ch.fields[REVSYNC_ID], json!("0190"));
         assert_eq!(ch.fields["billing_contact_email"], json!("ap@acme.com"));
+        assert!(!ch.fields.contains_key("billing_email"));
         let ch = to_change(&c, Utc::now(), CustomersAs::Person).unwrap();
         assert!(!ch.fields.contains_key("billing_contact_email"));
+        assert_eq!(ch.fields["billing_email"], json!("ap@acme.com"));
         let gone = json!({"id": "cus_1", "object": "customer", "deleted": true});
         assert!(
             to_change(&gone, Utc::now(), CustomersAs::Person)
