@@ -75,6 +75,7 @@ impl PollLoop {
         }
         let more = fetched.more;
         let complete = !more;
+        let behind = fetched.behind;
         let page = Page {
             object: obj.to_owned(),
             changes: fetched.changes,
@@ -90,9 +91,13 @@ impl PollLoop {
                 .map_err(|e| ConnectorError::Transient(e.to_string()))?
                 .map_err(|e| ConnectorError::Transient(format!("applying a page: {e}")))?;
         // The first read to the end links every copy the system already holds: from then
-        // on, creating a record there cannot duplicate one of them.
-        if complete {
+        // on, creating a record there cannot duplicate one of them. A system that holds
+        // its newest changes back (`behind`) has not served all of them yet: nothing is
+        // written there until it has.
+        if complete && !behind {
             self.caught_up.mark(obj);
+        }
+        if complete {
             let (engine, c, o) = (self.engine.clone(), conn.to_owned(), obj.to_owned());
             let _ = tokio::task::spawn_blocking(move || {
                 if !engine.backfilled(&c, &o)? {

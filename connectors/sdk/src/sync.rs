@@ -37,6 +37,12 @@ pub struct Fetched {
     pub cursor: Option<String>,
     /// More pages are ready now (read on without waiting for the next interval).
     pub more: bool,
+    /// The read is at the end of what the system serves now, but the system holds back
+    /// its newest changes (Zendesk's exports never serve the last minute), which may
+    /// include records it held before this process began reading. Until a read says
+    /// otherwise, the object is not caught up: revsync writes nothing there, so it never
+    /// creates a second copy of a record it has not seen yet.
+    pub behind: bool,
     /// Records the connector could not read, each with a reason; counted, the rest goes on.
     pub invalid: Vec<String>,
     /// Those of them the system sent as a record, with its raw body: the runtime keeps

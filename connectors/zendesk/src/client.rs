@@ -169,10 +169,17 @@ impl ZendeskClient {
         self.api.send(req).await?.json()
     }
 
-    /// An incremental export page: takes an exports permit before the account's.
-    pub async fn export(&self, req: ApiRequest) -> Result<Value, ConnectorError> {
+    /// An incremental export page: takes an exports permit before the account's. With it,
+    /// the account's clock at the answer (its `Date` header; ours when it has none), in
+    /// Unix seconds: what the export holds back is measured on that clock.
+    pub async fn export(&self, req: ApiRequest) -> Result<(Value, i64), ConnectorError> {
         self.exports.acquire().await;
-        self.json(req).await
+        let resp = self.api.send(req).await?;
+        let at = resp
+            .header("date")
+            .and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok())
+            .map_or_else(|| chrono::Utc::now().timestamp(), |d| d.timestamp());
+        Ok((resp.json()?, at))
     }
 
     /// Submit a bulk request and wait for its job; the job's `results`.

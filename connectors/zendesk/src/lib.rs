@@ -99,7 +99,12 @@ pub struct ZendeskConnector {
     client: ZendeskClient,
     params: ZendeskParams,
     verifier: Option<webhook::Verifier>,
+    /// Per object, the account's clock at this process's first export answer.
+    first_answer: std::sync::Mutex<BTreeMap<String, i64>>,
 }
+
+/// What Zendesk's incremental exports hold back: the most recent minute is never served.
+const EXPORT_HOLDBACK_SECS: i64 = 60;
 
 impl ZendeskConnector {
     /// Caps every API answer's body (the connector file's `http.max_response_bytes`).
@@ -122,7 +127,18 @@ impl ZendeskConnector {
             client,
             params,
             verifier,
+            first_answer: std::sync::Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// Whether an export answered at `at` (the account's clock) still holds back changes
+    /// made before this process's first answer for `object`: records that existed when
+    /// revsync began reading, not served yet. Caught up once an answer comes a minute
+    /// after the first.
+    fn behind(&self, object: &str, at: i64) -> bool {
+        let mut first = self.first_answer.lock().unwrap_or_else(|e| e.into_inner());
+        let first = *first.entry(object.to_owned()).or_insert(at);
+        at.saturating_sub(EXPORT_HOLDBACK_SECS) < first
     }
 
     /// Users and tickets: `start_time` first, then the export's own cursor (`c:<cursor>`).
@@ -144,7 +160,10 @@ impl ZendeskConnector {
             // solved_at lives in the ticket's metric set, not on the ticket.
             req = req.with_query("include", "metric_sets");
         }
-        export_page(object, &self.client.export(req).await?, cursor)
+        let (page, at) = self.client.export(req).await?;
+        let mut out = export_page(object, &page, cursor)?;
+        out.behind = !out.more && self.behind(object, at);
+        Ok(out)
     }
 
     /// Organizations: the time-based export. The next `start_time` is the page's
@@ -158,7 +177,10 @@ impl ZendeskConnector {
             .request(Method::GET, "incremental/organizations")
             .with_query("start_time", start.to_string())
             .with_query("per_page", EXPORT_PAGE.to_string());
-        organizations_page(&self.client.export(req).await?, start, &seen)
+        let (page, at) = self.client.export(req).await?;
+        let mut out = organizations_page(&page, start, &seen)?;
+        out.behind = !out.more && self.behind("organizations", at);
+        Ok(out)
     }
 
     async fn show_many(&self, object: &str, ids: &[String]) -> Result<Vec<Value>, ConnectorError> {

@@ -530,7 +530,7 @@ async fn gate(State(state): State<Shared>, req: Request, next: Next) -> Response
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let (limit, remaining, reset) = {
+    let (limit, remaining, reset, now) = {
         let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
         s.stats.requests += 1;
         let basic = format!(
@@ -578,10 +578,17 @@ async fn gate(State(state): State<Shared>, req: Request, next: Next) -> Response
             s.cfg.requests_per_window,
             s.cfg.requests_per_window - s.window_requests,
             reset,
+            s.now(),
         )
     };
     let mut r = next.run(req).await;
     let h = r.headers_mut();
+    // The account's clock (moved by `advance`), as the exports' held-back minute is.
+    if let Some(date) = DateTime::<Utc>::from_timestamp(now, 0).and_then(|d| {
+        HeaderValue::from_str(&d.format("%a, %d %b %Y %H:%M:%S GMT").to_string()).ok()
+    }) {
+        h.insert("date", date);
+    }
     h.insert("x-rate-limit", HeaderValue::from(limit));
     h.insert("x-rate-limit-remaining", HeaderValue::from(remaining));
     h.insert("ratelimit-limit", HeaderValue::from(limit));

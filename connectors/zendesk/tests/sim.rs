@@ -644,3 +644,35 @@ async fn an_update_beside_a_delete_of_the_same_ticket_does_not_revive_it() {
         "the ticket came back: {read:?}"
     );
 }
+
+/// The exports never serve the last minute: a user created just before revsync's first
+/// read is not in it. Until an answer comes a minute after the first (on the account's
+/// clock, its `Date` header), every object's read says it is behind, so nothing is
+/// created there that could already exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_is_behind_until_the_held_back_minute_has_passed() {
+    let s = sim(SimConfig::default()).await;
+    let c = connector(&s, json!({}));
+    let old = s.seed("users", 1);
+    s.advance(61);
+    let fresh = s.seed("users", 1);
+    for object in ["users", "organizations", "tickets"] {
+        let f = c.fetch(object, None).await.unwrap();
+        assert!(!f.more, "{object}");
+        assert!(f.behind, "{object}: the first read cannot see the last minute");
+    }
+    let f = c.fetch("users", None).await.unwrap();
+    let ids: Vec<_> = f.changes.iter().map(|c| c.external_id.clone()).collect();
+    assert_eq!(ids, old, "the user made in the last minute is held back");
+    assert!(f.behind, "a read seconds later is still behind");
+
+    s.advance(61);
+    for object in ["users", "organizations", "tickets"] {
+        let f = c.fetch(object, None).await.unwrap();
+        assert!(!f.behind, "{object}: a minute after the first answer, caught up");
+        if object == "users" {
+            let ids: BTreeSet<_> = f.changes.iter().map(|c| c.external_id.clone()).collect();
+            assert!(ids.contains(&fresh[0]), "and the held-back user is served");
+        }
+    }
+}
