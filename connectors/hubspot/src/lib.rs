@@ -171,6 +171,47 @@ impl Cursor {
 pub struct HubSpotConnector {
     client: Client,
     params: HubSpotParams,
+    refused_associations: RefusedAssociations,
+}
+
+/// Associations HubSpot refused for good, shown on `/status`: their records were written
+/// and count as pushed, so nothing else would say the association is missing.
+#[derive(Debug, Default)]
+struct RefusedAssociations(std::sync::Mutex<(u64, Option<String>)>);
+
+impl RefusedAssociations {
+    fn note(&self, from: &str, to: &str, pairs: &[(String, String)], e: &ConnectorError) {
+        let why = match e {
+            ConnectorError::Permanent {
+                body: Some(body), ..
+            } => serde_json::from_str::<Value>(body)
+                .ok()
+                .and_then(|b| {
+                    let category = b.get("category")?.as_str()?;
+                    let message = b.get("message")?.as_str()?;
+                    Some(format!("{category}: {message}"))
+                })
+                .unwrap_or_else(|| e.to_string()),
+            other => other.to_string(),
+        };
+        for (from_id, to_id) in pairs {
+            tracing::warn!(from, from_id = %from_id, to, to_id = %to_id, error = %why, "hubspot refused an association; its record was written");
+        }
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        seen.0 = seen.0.saturating_add(pairs.len() as u64);
+        if let Some((from_id, to_id)) = pairs.last() {
+            seen.1 = Some(format!("{from} {from_id} -> {to} {to_id}: {why}"));
+        }
+    }
+
+    fn notice(&self) -> Option<String> {
+        let seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let last = seen.1.as_ref()?;
+        Some(format!(
+            "hubspot refused {} associations for good; their records were written without them (last: {last})",
+            seen.0
+        ))
+    }
 }
 
 impl HubSpotConnector {
@@ -186,6 +227,7 @@ impl HubSpotConnector {
         Ok(Self {
             client: Client::new(&params, limits)?,
             params,
+            refused_associations: RefusedAssociations::default(),
         })
     }
 
@@ -591,8 +633,7 @@ impl HubSpotConnector {
             return Err(call_errors.swap_remove(0));
         }
 
-        // Associations of written records; a failure leaves the item to be pushed again
-        // (upsert and associate are both repeatable).
+        // Associations of written records (upsert, update and associate are all repeatable).
         let mut pairs: BTreeMap<&'static str, Vec<(usize, String, String)>> = BTreeMap::new();
         for (i, assoc) in links.iter().enumerate() {
             if let Some(Some(Ok(id))) = out.get(i) {
@@ -609,10 +650,26 @@ impl HubSpotConnector {
                 .iter()
                 .map(|(_, f, t)| (f.clone(), t.clone()))
                 .collect();
-            if let Err(e) = self.client.associate(spec.name, to, &ps).await {
-                let e = self.note(e);
-                for (i, _, _) in list {
-                    answer(&mut out, i, Err(e.clone()));
+            match self
+                .client
+                .associate(spec.name, to, &ps)
+                .await
+                .map_err(|e| self.note(e))
+            {
+                Ok(()) => {}
+                // The records are written and keep their ids: answering the item with the
+                // association's refusal would dead-letter a record HubSpot holds and lose
+                // its link. Sending it again would meet the same refusal, so it is reported
+                // on its own.
+                Err(e @ (ConnectorError::Permanent { .. } | ConnectorError::NotFound)) => {
+                    self.refused_associations.note(spec.name, to, &ps, &e);
+                }
+                // A limit, an outage, bad credentials: the item is pushed again, its upsert
+                // or update lands on the same record, and the association is retried with it.
+                Err(e) => {
+                    for (i, _, _) in list {
+                        answer(&mut out, i, Err(e.clone()));
+                    }
                 }
             }
         }
@@ -799,6 +856,10 @@ impl Connector for HubSpotConnector {
         s.current_wait_ms = s.current_wait_ms.max(search.current_wait_ms);
         s.requests = s.requests.saturating_add(search.requests);
         Some(s)
+    }
+
+    fn notices(&self) -> Vec<String> {
+        self.refused_associations.notice().into_iter().collect()
     }
 
     fn min_poll_interval(&self) -> Duration {

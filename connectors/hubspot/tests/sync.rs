@@ -15,7 +15,7 @@ use hmac::{Hmac, Mac};
 use revsync_hubspot::sim::{Sim, SimOptions};
 use revsync_hubspot::{Cursor, Pos};
 use revsync_sdk::http::RateLimitConfig;
-use revsync_sdk::simfault::FaultPlan;
+use revsync_sdk::simfault::{FaultPlan, Refusal};
 use revsync_sdk::{
     ConnectorError, Inbound, LimitScope, PushItem, PushOp, WebhookError, WebhookRequest,
 };
@@ -674,4 +674,45 @@ async fn splitting_a_refused_email_upsert_is_bounded() {
     let calls = sim.stats().batch_writes;
     assert!((2..=25).contains(&calls), "{calls} calls");
     assert!(sim.ids("contacts").is_empty());
+}
+
+/// A deal written whose association HubSpot then refuses for good keeps its answer: the
+/// id it was given, so the link is kept and the record is not a dead letter. The refusal
+/// is reported on its own (a notice on `/status`), and the association HubSpot took is
+/// made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_written_keeps_its_id_when_its_association_is_refused_for_good() {
+    let sim = Sim::start(fast()).await;
+    let c = connector(&sim, json!({}), unlimited());
+    let company = sim.seed("companies", 1).remove(0);
+    let contact = sim.seed("contacts", 1).remove(0);
+    sim.faults().refuse(Refusal {
+        marker: "/crm/v4/associations/deals/companies/batch/associate".into(),
+        status: axum::http::StatusCode::BAD_REQUEST,
+        body: json!({
+            "status": "error",
+            "message": "association type is not allowed between these objects",
+            "correlationId": "0d9c3a1e-5b7f-4c1a-9e2d-3f4b5c6d7e8f",
+            "category": "VALIDATION_ERROR",
+        })
+        .to_string(),
+    });
+    let r = c
+        .push(
+            "deals",
+            &[create(json!({"dealname": "Big", "associatedcompanyid": company, "associatedcontactid": contact}))],
+        )
+        .await
+        .expect("per-item answers");
+    let deal = r[0].clone().expect("the deal was written and keeps its id");
+    assert_eq!(sim.ids("deals"), BTreeSet::from([deal.clone()]));
+    assert_eq!(sim.associated("deals", &deal, "contacts"), vec![contact]);
+    assert!(sim.associated("deals", &deal, "companies").is_empty());
+    let notices = c.notices();
+    assert!(
+        notices.len() == 1
+            && notices[0].contains(&format!("deals {deal} -> companies {company}"))
+            && notices[0].contains("VALIDATION_ERROR"),
+        "{notices:?}"
+    );
 }
