@@ -577,7 +577,32 @@ impl HubSpotConnector {
             let mut refused = None;
             while let Some(mut part) = parts.pop() {
                 let inputs = part.iter().map(|(_, input, _)| input.clone()).collect();
-                match self.client.batch_write(spec, op, inputs).await {
+                let sent = self.client.batch_write(spec, op, inputs).await;
+                if let Some(existing) = sent.as_ref().err().and_then(conflict_existing_id) {
+                    match self
+                        .claim_existing(spec, &mut part, &existing, &mut out)
+                        .await
+                    {
+                        Ok(true) => {
+                            wrote = true;
+                            if !part.is_empty() {
+                                parts.push(part);
+                            }
+                            continue;
+                        }
+                        // Not one of ours: the 409 is answered as any refusal.
+                        Ok(false) => {}
+                        Err(e) => {
+                            let e = self.note(e);
+                            for (i, _, _) in &part {
+                                answer(&mut out, *i, Err(e.clone()));
+                            }
+                            refused = Some(e);
+                            continue;
+                        }
+                    }
+                }
+                match sent {
                     Ok(answer) => {
                         wrote = true;
                         assign(&part, &answer, key_prop, &mut out);
@@ -686,6 +711,97 @@ impl HubSpotConnector {
             })
             .collect())
     }
+}
+
+impl HubSpotConnector {
+    /// After a 409 naming `existing`: the input of `part` that contact belongs to, written to
+    /// it by id and answered with its id (true), or none found (false).
+    ///
+    /// A create whose first attempt made its contact without an email (upserted by the
+    /// canonical id), and whose answer was lost, is retried as an email upsert once the
+    /// record has an email. HubSpot would make a new contact holding the same unique
+    /// canonical id, and refuses it, naming the first one. That contact is read: if it holds
+    /// the input's canonical id (revsync made it for this record), or no canonical id and the
+    /// input's email (the same person), the input is written to it. Anything else is left
+    /// to the refusal.
+    async fn claim_existing(
+        &self,
+        spec: &ObjectSpec,
+        part: &mut Vec<(usize, Value, String)>,
+        existing: &str,
+        out: &mut [Option<PushResult>],
+    ) -> Result<bool, ConnectorError> {
+        let id_prop = self.params.canonical_id_property.as_str();
+        let found = self.client.batch_read(spec, &[existing.to_owned()]).await?;
+        let Some(contact) = found.first() else {
+            return Ok(false);
+        };
+        let held = |p: &str| {
+            contact
+                .pointer(&format!("/properties/{p}"))
+                .and_then(Value::as_str)
+                .filter(|v| !v.is_empty())
+                .map(str::to_lowercase)
+        };
+        let (canonical, email) = (held(id_prop), held("email"));
+        let belongs = |input: &Value| {
+            let prop = |p: &str| {
+                input
+                    .pointer(&format!("/properties/{p}"))
+                    .and_then(Value::as_str)
+                    .map(str::to_lowercase)
+            };
+            // A contact made for another record is never taken over by its email.
+            match &canonical {
+                Some(_) => prop(id_prop) == canonical,
+                None => email.is_some() && prop("email") == email,
+            }
+        };
+        let Some(at) = part.iter().position(|(_, input, _)| belongs(input)) else {
+            return Ok(false);
+        };
+        let (i, input, _) = part.remove(at);
+        tracing::info!(
+            object = spec.name,
+            existing,
+            "hubspot named the contact this create made; writing to it"
+        );
+        let update = json!({
+            "id": existing,
+            "properties": input.get("properties").cloned().unwrap_or_default(),
+            "objectWriteTraceId": input.get("objectWriteTraceId").cloned().unwrap_or_default(),
+        });
+        match self
+            .client
+            .batch_write(spec, "update", vec![update.clone()])
+            .await
+        {
+            Ok(answered) => assign(&[(i, update, existing.to_owned())], &answered, None, out),
+            Err(e) => answer(out, i, Err(self.note(e))),
+        }
+        Ok(true)
+    }
+}
+
+/// The contact a 409 CONFLICT names ("Contact already exists. Existing ID: 123").
+fn conflict_existing_id(e: &ConnectorError) -> Option<String> {
+    let ConnectorError::Permanent {
+        body: Some(body), ..
+    } = e
+    else {
+        return None;
+    };
+    let body: Value = serde_json::from_str(body).ok()?;
+    if body.get("category")?.as_str()? != "CONFLICT" {
+        return None;
+    }
+    let (_, tail) = body.get("message")?.as_str()?.split_once("Existing ID:")?;
+    let id: String = tail
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    (!id.is_empty()).then_some(id)
 }
 
 /// Matches a batch answer to its inputs: by `objectWriteTraceId`, else by the id property.
