@@ -171,6 +171,47 @@ impl Cursor {
 pub struct HubSpotConnector {
     client: Client,
     params: HubSpotParams,
+    refused_associations: RefusedAssociations,
+}
+
+/// Associations HubSpot refused for good, shown on `/status`: their records were written
+/// and count as pushed, so nothing else would say the association is missing.
+#[derive(Debug, Default)]
+struct RefusedAssociations(std::sync::Mutex<(u64, Option<String>)>);
+
+impl RefusedAssociations {
+    fn note(&self, from: &str, to: &str, pairs: &[(String, String)], e: &ConnectorError) {
+        let why = match e {
+            ConnectorError::Permanent {
+                body: Some(body), ..
+            } => serde_json::from_str::<Value>(body)
+                .ok()
+                .and_then(|b| {
+                    let category = b.get("category")?.as_str()?;
+                    let message = b.get("message")?.as_str()?;
+                    Some(format!("{category}: {message}"))
+                })
+                .unwrap_or_else(|| e.to_string()),
+            other => other.to_string(),
+        };
+        for (from_id, to_id) in pairs {
+            tracing::warn!(from, from_id = %from_id, to, to_id = %to_id, error = %why, "hubspot refused an association; its record was written");
+        }
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        seen.0 = seen.0.saturating_add(pairs.len() as u64);
+        if let Some((from_id, to_id)) = pairs.last() {
+            seen.1 = Some(format!("{from} {from_id} -> {to} {to_id}: {why}"));
+        }
+    }
+
+    fn notice(&self) -> Option<String> {
+        let seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let last = seen.1.as_ref()?;
+        Some(format!(
+            "hubspot refused {} associations for good; their records were written without them (last: {last})",
+            seen.0
+        ))
+    }
 }
 
 impl HubSpotConnector {
@@ -186,6 +227,7 @@ impl HubSpotConnector {
         Ok(Self {
             client: Client::new(&params, limits)?,
             params,
+            refused_associations: RefusedAssociations::default(),
         })
     }
 
@@ -535,7 +577,32 @@ impl HubSpotConnector {
             let mut refused = None;
             while let Some(mut part) = parts.pop() {
                 let inputs = part.iter().map(|(_, input, _)| input.clone()).collect();
-                match self.client.batch_write(spec, op, inputs).await {
+                let sent = self.client.batch_write(spec, op, inputs).await;
+                if let Some(existing) = sent.as_ref().err().and_then(conflict_existing_id) {
+                    match self
+                        .claim_existing(spec, &mut part, &existing, &mut out)
+                        .await
+                    {
+                        Ok(true) => {
+                            wrote = true;
+                            if !part.is_empty() {
+                                parts.push(part);
+                            }
+                            continue;
+                        }
+                        // Not one of ours: the 409 is answered as any refusal.
+                        Ok(false) => {}
+                        Err(e) => {
+                            let e = self.note(e);
+                            for (i, _, _) in &part {
+                                answer(&mut out, *i, Err(e.clone()));
+                            }
+                            refused = Some(e);
+                            continue;
+                        }
+                    }
+                }
+                match sent {
                     Ok(answer) => {
                         wrote = true;
                         assign(&part, &answer, key_prop, &mut out);
@@ -591,8 +658,7 @@ impl HubSpotConnector {
             return Err(call_errors.swap_remove(0));
         }
 
-        // Associations of written records; a failure leaves the item to be pushed again
-        // (upsert and associate are both repeatable).
+        // Associations of written records (upsert, update and associate are all repeatable).
         let mut pairs: BTreeMap<&'static str, Vec<(usize, String, String)>> = BTreeMap::new();
         for (i, assoc) in links.iter().enumerate() {
             if let Some(Some(Ok(id))) = out.get(i) {
@@ -609,10 +675,26 @@ impl HubSpotConnector {
                 .iter()
                 .map(|(_, f, t)| (f.clone(), t.clone()))
                 .collect();
-            if let Err(e) = self.client.associate(spec.name, to, &ps).await {
-                let e = self.note(e);
-                for (i, _, _) in list {
-                    answer(&mut out, i, Err(e.clone()));
+            match self
+                .client
+                .associate(spec.name, to, &ps)
+                .await
+                .map_err(|e| self.note(e))
+            {
+                Ok(()) => {}
+                // The records are written and keep their ids: answering the item with the
+                // association's refusal would dead-letter a record HubSpot holds and lose
+                // its link. Sending it again would meet the same refusal, so it is reported
+                // on its own.
+                Err(e @ (ConnectorError::Permanent { .. } | ConnectorError::NotFound)) => {
+                    self.refused_associations.note(spec.name, to, &ps, &e);
+                }
+                // A limit, an outage, bad credentials: the item is pushed again, its upsert
+                // or update lands on the same record, and the association is retried with it.
+                Err(e) => {
+                    for (i, _, _) in list {
+                        answer(&mut out, i, Err(e.clone()));
+                    }
                 }
             }
         }
@@ -629,6 +711,97 @@ impl HubSpotConnector {
             })
             .collect())
     }
+}
+
+impl HubSpotConnector {
+    /// After a 409 naming `existing`: the input of `part` that contact belongs to, written to
+    /// it by id and answered with its id (true), or none found (false).
+    ///
+    /// A create whose first attempt made its contact without an email (upserted by the
+    /// canonical id), and whose answer was lost, is retried as an email upsert once the
+    /// record has an email. HubSpot would make a new contact holding the same unique
+    /// canonical id, and refuses it, naming the first one. That contact is read: if it holds
+    /// the input's canonical id (revsync made it for this record), or no canonical id and the
+    /// input's email (the same person), the input is written to it. Anything else is left
+    /// to the refusal.
+    async fn claim_existing(
+        &self,
+        spec: &ObjectSpec,
+        part: &mut Vec<(usize, Value, String)>,
+        existing: &str,
+        out: &mut [Option<PushResult>],
+    ) -> Result<bool, ConnectorError> {
+        let id_prop = self.params.canonical_id_property.as_str();
+        let found = self.client.batch_read(spec, &[existing.to_owned()]).await?;
+        let Some(contact) = found.first() else {
+            return Ok(false);
+        };
+        let held = |p: &str| {
+            contact
+                .pointer(&format!("/properties/{p}"))
+                .and_then(Value::as_str)
+                .filter(|v| !v.is_empty())
+                .map(str::to_lowercase)
+        };
+        let (canonical, email) = (held(id_prop), held("email"));
+        let belongs = |input: &Value| {
+            let prop = |p: &str| {
+                input
+                    .pointer(&format!("/properties/{p}"))
+                    .and_then(Value::as_str)
+                    .map(str::to_lowercase)
+            };
+            // A contact made for another record is never taken over by its email.
+            match &canonical {
+                Some(_) => prop(id_prop) == canonical,
+                None => email.is_some() && prop("email") == email,
+            }
+        };
+        let Some(at) = part.iter().position(|(_, input, _)| belongs(input)) else {
+            return Ok(false);
+        };
+        let (i, input, _) = part.remove(at);
+        tracing::info!(
+            object = spec.name,
+            existing,
+            "hubspot named the contact this create made; writing to it"
+        );
+        let update = json!({
+            "id": existing,
+            "properties": input.get("properties").cloned().unwrap_or_default(),
+            "objectWriteTraceId": input.get("objectWriteTraceId").cloned().unwrap_or_default(),
+        });
+        match self
+            .client
+            .batch_write(spec, "update", vec![update.clone()])
+            .await
+        {
+            Ok(answered) => assign(&[(i, update, existing.to_owned())], &answered, None, out),
+            Err(e) => answer(out, i, Err(self.note(e))),
+        }
+        Ok(true)
+    }
+}
+
+/// The contact a 409 CONFLICT names ("Contact already exists. Existing ID: 123").
+fn conflict_existing_id(e: &ConnectorError) -> Option<String> {
+    let ConnectorError::Permanent {
+        body: Some(body), ..
+    } = e
+    else {
+        return None;
+    };
+    let body: Value = serde_json::from_str(body).ok()?;
+    if body.get("category")?.as_str()? != "CONFLICT" {
+        return None;
+    }
+    let (_, tail) = body.get("message")?.as_str()?.split_once("Existing ID:")?;
+    let id: String = tail
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    (!id.is_empty()).then_some(id)
 }
 
 /// Matches a batch answer to its inputs: by `objectWriteTraceId`, else by the id property.
@@ -799,6 +972,10 @@ impl Connector for HubSpotConnector {
         s.current_wait_ms = s.current_wait_ms.max(search.current_wait_ms);
         s.requests = s.requests.saturating_add(search.requests);
         Some(s)
+    }
+
+    fn notices(&self) -> Vec<String> {
+        self.refused_associations.notice().into_iter().collect()
     }
 
     fn min_poll_interval(&self) -> Duration {

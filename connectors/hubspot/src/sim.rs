@@ -1068,13 +1068,17 @@ fn validate(
         if (k == "email" || k == canonical) && !v.is_empty() {
             if let Some(other) = st.find_unique(spec.name, k, &v) {
                 if Some(other) != own_id {
-                    return Err((
-                        "CONFLICT".into(),
+                    // HubSpot's own words for contacts (seen in 409 answers to creates,
+                    // updates and upserts); the other objects' wording is not documented.
+                    let message = if spec.name == "contacts" {
+                        format!("Contact already exists. Existing ID: {other}")
+                    } else {
                         format!(
                             "A {} with {k} {v} already exists: {other}",
                             singular(spec.name)
-                        ),
-                    ));
+                        )
+                    };
+                    return Err(("CONFLICT".into(), message));
                 }
             }
         }
@@ -1133,8 +1137,14 @@ async fn batch(
                 .unwrap_or_default();
             props.insert("email".into(), json!(key));
             let existing = st.find_unique(spec.name, "email", &key);
-            if let Err((_, m)) = validate(&st, spec, &props, existing) {
-                return bad(&format!("{m} (email upserts are all or nothing)"));
+            match validate(&st, spec, &props, existing) {
+                // A contact the input would make or change already holds one of its unique
+                // values: HubSpot answers the call 409 and names that contact.
+                Err((category, m)) if category == "CONFLICT" => {
+                    return error(StatusCode::CONFLICT, &category, &m)
+                }
+                Err((_, m)) => return bad(&format!("{m} (email upserts are all or nothing)")),
+                Ok(_) => {}
             }
         }
     }

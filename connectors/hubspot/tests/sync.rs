@@ -15,7 +15,7 @@ use hmac::{Hmac, Mac};
 use revsync_hubspot::sim::{Sim, SimOptions};
 use revsync_hubspot::{Cursor, Pos};
 use revsync_sdk::http::RateLimitConfig;
-use revsync_sdk::simfault::FaultPlan;
+use revsync_sdk::simfault::{FaultPlan, Refusal};
 use revsync_sdk::{
     ConnectorError, Inbound, LimitScope, PushItem, PushOp, WebhookError, WebhookRequest,
 };
@@ -674,4 +674,105 @@ async fn splitting_a_refused_email_upsert_is_bounded() {
     let calls = sim.stats().batch_writes;
     assert!((2..=25).contains(&calls), "{calls} calls");
     assert!(sim.ids("contacts").is_empty());
+}
+
+/// A deal written whose association HubSpot then refuses for good keeps its answer: the
+/// id it was given, so the link is kept and the record is not a dead letter. The refusal
+/// is reported on its own (a notice on `/status`), and the association HubSpot took is
+/// made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_written_keeps_its_id_when_its_association_is_refused_for_good() {
+    let sim = Sim::start(fast()).await;
+    let c = connector(&sim, json!({}), unlimited());
+    let company = sim.seed("companies", 1).remove(0);
+    let contact = sim.seed("contacts", 1).remove(0);
+    sim.faults().refuse(Refusal {
+        marker: "/crm/v4/associations/deals/companies/batch/associate".into(),
+        status: axum::http::StatusCode::BAD_REQUEST,
+        body: json!({
+            "status": "error",
+            "message": "association type is not allowed between these objects",
+            "correlationId": "0d9c3a1e-5b7f-4c1a-9e2d-3f4b5c6d7e8f",
+            "category": "VALIDATION_ERROR",
+        })
+        .to_string(),
+    });
+    let r = c
+        .push(
+            "deals",
+            &[create(json!({"dealname": "Big", "associatedcompanyid": company, "associatedcontactid": contact}))],
+        )
+        .await
+        .expect("per-item answers");
+    let deal = r[0].clone().expect("the deal was written and keeps its id");
+    assert_eq!(sim.ids("deals"), BTreeSet::from([deal.clone()]));
+    assert_eq!(sim.associated("deals", &deal, "contacts"), vec![contact]);
+    assert!(sim.associated("deals", &deal, "companies").is_empty());
+    let notices = c.notices();
+    assert!(
+        notices.len() == 1
+            && notices[0].contains(&format!("deals {deal} -> companies {company}"))
+            && notices[0].contains("VALIDATION_ERROR"),
+        "{notices:?}"
+    );
+}
+
+/// A contact created without an email was upserted by `revsync_id`; its answer was lost.
+/// Retried once the record has an email, it is upserted by that email, which no contact
+/// holds: HubSpot would make a new contact, whose `revsync_id` the first one already holds,
+/// and answers 409 CONFLICT naming it. The connector reads that contact, finds the
+/// canonical id it made it for, and writes the retry to it by id: linked, not a dead letter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_create_meeting_a_conflict_links_the_contact_it_made() {
+    let sim = Sim::start(fast()).await;
+    let c = connector(&sim, json!({}), unlimited());
+    let first = create(json!({"firstname": "Ada"}));
+    let made = c
+        .push("contacts", std::slice::from_ref(&first))
+        .await
+        .unwrap()[0]
+        .clone()
+        .unwrap();
+    let PushOp::Create { canonical_id } = &first.op else {
+        unreachable!()
+    };
+
+    // What HubSpot answers the retry's upsert, as the simulator says it.
+    let input = json!({"inputs": [{"id": "ada@example.com", "idProperty": "email",
+        "properties": {"email": "ada@example.com", "revsync_id": canonical_id.to_string()}}]});
+    let answer = reqwest::Client::new()
+        .post(format!(
+            "{}/crm/v3/objects/contacts/batch/upsert",
+            sim.url()
+        ))
+        .bearer_auth(sim.options().token)
+        .json(&input)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 409);
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["status"], "error");
+    assert_eq!(body["category"], "CONFLICT");
+    assert_eq!(
+        body["message"],
+        format!("Contact already exists. Existing ID: {made}")
+    );
+    assert!(body["correlationId"].is_string(), "{body}");
+
+    let mut retry = first.clone();
+    retry.fields =
+        serde_json::from_value(json!({"firstname": "Ada", "email": "ada@example.com"})).unwrap();
+    retry.version = 2;
+    let other = create(json!({"email": "grace@example.com"}));
+    let r = c
+        .push("contacts", &[retry, other])
+        .await
+        .expect("per-item answers");
+    assert_eq!(r[0].as_deref().ok(), Some(made.as_str()), "{r:?}");
+    assert!(r[1].is_ok(), "{r:?}");
+    assert_eq!(sim.ids("contacts").len(), 2, "no second contact for Ada");
+    let ada = sim.get("contacts", &made).unwrap();
+    assert_eq!(ada["email"], "ada@example.com");
+    assert_eq!(ada["revsync_id"], canonical_id.to_string());
 }

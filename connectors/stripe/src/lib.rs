@@ -300,6 +300,61 @@ impl StripeConnector {
             .and_then(|v| created_id(&v))
     }
 
+    /// The customer made for `canonical_id`: the one an earlier attempt made, else a new one.
+    ///
+    /// Nothing tells a first create from a retry: a dead letter replayed, or a create sent
+    /// again after a restart, may come days after the first attempt, and Stripe prunes
+    /// idempotency keys after 24 hours. So every create first searches for a customer
+    /// carrying the canonical id. Search lags writes by up to a minute (an hour in an
+    /// outage), which the idempotency key covers: within a day the create replays.
+    ///
+    /// A create whose answer was lost may also be retried after the record changed. The
+    /// key must then stay the same, and so must its parameters (Stripe answers
+    /// idempotency_error otherwise). So the customer is created carrying only its
+    /// canonical id, under a key of that id alone, and is given its fields after.
+    async fn create_customer(
+        &self,
+        path: &str,
+        canonical_id: &uuid::Uuid,
+    ) -> Result<String, ConnectorError> {
+        if let Some(id) = self.customer_made_for(canonical_id).await? {
+            tracing::info!(customer = %id, canonical_id = %canonical_id, "stripe customer already made for this record, linking it");
+            return Ok(id);
+        }
+        let key = format!("revsync-{canonical_id}-create");
+        let bare = json!({"metadata": {mapping::REVSYNC_ID: canonical_id.to_string()}});
+        self.client
+            .post(path, form_encode(&bare), &key)
+            .await
+            .and_then(|v| created_id(&v))
+    }
+
+    /// The oldest customer whose `metadata[revsync_id]` is `canonical_id`, by Stripe's search.
+    async fn customer_made_for(
+        &self,
+        canonical_id: &uuid::Uuid,
+    ) -> Result<Option<String>, ConnectorError> {
+        // A uuid holds no quote, so the value needs no escaping.
+        let query = format!("metadata['{}']:'{canonical_id}'", mapping::REVSYNC_ID);
+        let page = self
+            .client
+            .list(
+                "/v1/customers/search",
+                &[
+                    ("query".to_owned(), query),
+                    ("limit".to_owned(), PAGE.to_owned()),
+                ],
+            )
+            .await?;
+        // Two would be a duplicate made before this guard: keep linking the first one made.
+        Ok(page
+            .data
+            .iter()
+            .filter_map(|c| Some((c.get("created")?.as_i64()?, c.get("id")?.as_str()?)))
+            .min()
+            .map(|(_, id)| id.to_owned()))
+    }
+
     /// `overall` is the account budget; the per-endpoint budget comes from the params.
     pub fn new(params: StripeParams, overall: Limits) -> Result<Self, ConnectorError> {
         let per_endpoint = Limits::new(
@@ -674,21 +729,7 @@ impl Connector for StripeConnector {
                     meta[mapping::REVSYNC_ID] = json!(canonical_id.to_string());
                     let body = Value::Object(map);
                     if object == "customers" {
-                        // A create whose answer was lost may be retried after the record
-                        // changed. The key must then stay the same, and so must its
-                        // parameters (Stripe answers idempotency_error otherwise). So the
-                        // customer is created carrying only its canonical id, under a key
-                        // of that id alone, and then given its fields: a retry replays the
-                        // same create and never makes a second customer.
-                        let key = format!("revsync-{canonical_id}-create");
-                        let bare =
-                            json!({"metadata": {mapping::REVSYNC_ID: canonical_id.to_string()}});
-                        match self
-                            .client
-                            .post(path, form_encode(&bare), &key)
-                            .await
-                            .and_then(|v| created_id(&v))
-                        {
+                        match self.create_customer(path, canonical_id).await {
                             Ok(id) => self.update(path, &id, &body, item.version).await,
                             Err(e) => Err(e),
                         }

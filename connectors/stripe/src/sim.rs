@@ -1,7 +1,9 @@
 //! A stateful Stripe on loopback (feature `sim`): customers, subscriptions, invoices and
 //! events with the real shapes (API_FACTS 4, fixtures3.json), newest-first paging,
-//! idempotency keys, bracket-notation forms, per-endpoint 429s, event retention and
-//! signed webhook delivery.
+//! customer search, idempotency keys pruned after a day, bracket-notation forms,
+//! per-endpoint 429s, event retention and signed webhook delivery.
+
+mod search;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -40,6 +42,9 @@ impl Default for SimConfig {
         }
     }
 }
+
+/// How long an idempotency key is kept (API_FACTS 4.3: "may be pruned after ≥24 h").
+const IDEMPOTENCY_KEY_SECS: i64 = 24 * 3600;
 
 fn fixtures() -> &'static Value {
     static F: OnceLock<Value> = OnceLock::new();
@@ -98,8 +103,8 @@ struct State {
     prices: HashMap<String, Value>,
     /// Oldest first.
     events: Vec<Value>,
-    /// key -> (request fingerprint, status, body)
-    idempotency: HashMap<String, (String, u16, Value)>,
+    /// key -> (request fingerprint, status, body, when it was saved)
+    idempotency: HashMap<String, (String, u16, Value, i64)>,
     windows: HashMap<String, (u64, u32)>,
     lock_timeouts: VecDeque<()>,
     started: Instant,
@@ -125,6 +130,13 @@ impl State {
             "invoices" => Some(&mut self.invoices),
             _ => None,
         }
+    }
+
+    /// Stripe prunes idempotency keys once they are at least 24 hours old: a request
+    /// repeated after that is executed again.
+    fn purge_idempotency_keys(&mut self) {
+        let oldest = self.now() - IDEMPOTENCY_KEY_SECS;
+        self.idempotency.retain(|_, saved| saved.3 > oldest);
     }
 
     fn purge_events(&mut self) {
@@ -685,7 +697,8 @@ fn route(
     if *method == Method::POST {
         if let Some(key) = &idem {
             let fingerprint = format!("{method} {} {params}", uri.path());
-            if let Some((fp, status, body)) = s.idempotency.get(key) {
+            s.purge_idempotency_keys();
+            if let Some((fp, status, body, _)) = s.idempotency.get(key) {
                 if *fp == fingerprint {
                     return (*status, body.clone(), true);
                 }
@@ -696,8 +709,9 @@ fn route(
             let (status, body) = dispatch(s, method, &segments, &params, Some(key));
             // Validation failures are not saved: the request never began executing.
             if status != 400 {
+                let saved = s.now();
                 s.idempotency
-                    .insert(key.clone(), (fingerprint, status, body.clone()));
+                    .insert(key.clone(), (fingerprint, status, body.clone(), saved));
             }
             return (status, body, false);
         }
@@ -737,6 +751,9 @@ fn dispatch(
             };
             let rows = t.newest_first();
             list(rows, params, &path, |v| list_filter(&object, v, params))
+        }
+        ("GET", ["v1", "customers", "search"]) => {
+            search::customers(s.customers.newest_first(), params)
         }
         ("GET", ["v1", object @ ("customers" | "subscriptions" | "invoices"), id]) => {
             let what = object.trim_end_matches('s').to_owned();
@@ -843,20 +860,9 @@ fn list(
     url: &str,
     keep: impl Fn(&Value) -> bool,
 ) -> (u16, Value) {
-    let limit = match &params["limit"] {
-        Value::Null => 10,
-        v => match as_int(v) {
-            Some(n) if (1..=100).contains(&n) => n as usize,
-            _ => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request_error",
-                    None,
-                    "Invalid limit: must be between 1 and 100",
-                    Some("limit"),
-                )
-            }
-        },
+    let limit = match limit(params) {
+        Ok(n) => n,
+        Err(refused) => return refused,
     };
     let rows: Vec<&Value> = rows.into_iter().filter(|v| keep(v)).collect();
     let start = match (
@@ -902,12 +908,7 @@ fn list(
         Some(before) => rows.iter().position(|v| v["id"] == before).unwrap_or(0),
         None => (start + limit).min(rows.len()),
     };
-    let data: Vec<Value> = rows
-        .get(start.min(end)..end)
-        .unwrap_or_default()
-        .iter()
-        .map(|v| (*v).clone())
-        .collect();
+    let data = page(&rows, start, end);
     let has_more = if params["ending_before"].is_string() {
         start > 0
     } else {
@@ -917,6 +918,32 @@ fn list(
         200,
         json!({"object": "list", "url": url, "has_more": has_more, "data": data}),
     )
+}
+
+/// `limit` of a list or search: 10 unless given, at most 100.
+fn limit(params: &Value) -> Result<usize, (u16, Value)> {
+    match &params["limit"] {
+        Value::Null => Ok(10),
+        v => match as_int(v).and_then(|n| usize::try_from(n).ok()) {
+            Some(n) if (1..=100).contains(&n) => Ok(n),
+            _ => Err(error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                None,
+                "Invalid limit: must be between 1 and 100",
+                Some("limit"),
+            )),
+        },
+    }
+}
+
+/// The rows `start..end` of a page, copied out.
+fn page(rows: &[&Value], start: usize, end: usize) -> Vec<Value> {
+    rows.get(start.min(end)..end)
+        .unwrap_or_default()
+        .iter()
+        .map(|v| (*v).clone())
+        .collect()
 }
 
 fn unknown_param(params: &Value, allowed: &[&str]) -> Option<(u16, Value)> {

@@ -39,6 +39,28 @@ async fn drain(
     panic!("fetch never finished");
 }
 
+/// A create of a customer with `fields`, for a new canonical record.
+fn create(fields: &[(&str, Value)]) -> PushItem {
+    PushItem {
+        op: PushOp::Create {
+            canonical_id: Uuid::now_v7(),
+        },
+        fields: fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect(),
+        version: 1,
+    }
+}
+
+/// How many `customer.created` events the simulator still keeps.
+fn customers_created(sim: &Sim) -> usize {
+    sim.events()
+        .iter()
+        .filter(|e| e["type"] == "customer.created")
+        .count()
+}
+
 /// What the engine keeps per link: the newest source timestamp wins.
 fn apply_newest(store: &mut BTreeMap<String, Change>, ch: Change) {
     match store.get(&ch.external_id) {
@@ -75,12 +97,7 @@ async fn the_same_create_pushed_twice_with_the_same_key_leaves_one_customer() {
     let id = first[0].clone().unwrap();
     assert_eq!(again[0].as_deref().ok(), Some(id.as_str()));
     assert_eq!(sim.ids("customers"), vec![id.clone()], "one customer");
-    let created = sim
-        .events()
-        .iter()
-        .filter(|e| e["type"] == "customer.created")
-        .count();
-    assert_eq!(created, 1, "one customer.created event");
+    assert_eq!(customers_created(&sim), 1, "one customer.created event");
     let PushOp::Create { canonical_id } = &item.op else {
         unreachable!()
     };
@@ -472,29 +489,30 @@ async fn injected_429_bursts_are_absorbed_by_a_backfill() {
     assert!(c.rate_limit().unwrap().throttled_429 >= 2);
 }
 
+/// The search before a create passes; the create itself runs but its answer is lost.
+/// Seed 11 draws a fault-free first request and then faults on the next seven, at odds
+/// of 0.9: the search, then every attempt of the create.
+const SEARCH_PASSES_CREATE_FAILS: u64 = 11;
+
 #[tokio::test]
 async fn a_create_whose_answer_was_cut_or_stalled_leaves_one_customer() {
-    let sim = common::sim().await;
-    // Shorter than the stall: the client gives up on creates that were made.
-    let c = common::connector(&sim, json!({"timeout_ms": 200}));
-    let item = PushItem {
-        op: PushOp::Create {
-            canonical_id: Uuid::now_v7(),
-        },
-        fields: [("name".to_owned(), json!("Ambiguous Ltd"))].into(),
-        version: 1,
-    };
     for plan in [
         FaultPlan {
-            stall: 1.0,
+            stall: 0.9,
             stall_for: std::time::Duration::from_millis(600),
+            seed: SEARCH_PASSES_CREATE_FAILS,
             ..FaultPlan::default()
         },
         FaultPlan {
-            malformed: 1.0,
+            malformed: 0.9,
+            seed: SEARCH_PASSES_CREATE_FAILS,
             ..FaultPlan::default()
         },
     ] {
+        let sim = common::sim().await;
+        // Shorter than the stall: the client gives up on creates that were made.
+        let c = common::connector(&sim, json!({"timeout_ms": 200}));
+        let item = create(&[("name", json!("Ambiguous Ltd"))]);
         sim.faults().set(plan);
         let r = c
             .push("customers", std::slice::from_ref(&item))
@@ -505,18 +523,20 @@ async fn a_create_whose_answer_was_cut_or_stalled_leaves_one_customer() {
             "the answer never arrived whole: {:?}",
             r[0]
         );
+        let counts = sim.faults().counts();
+        assert!(counts.stalled + counts.malformed >= 1, "{counts:?}");
         assert_eq!(sim.ids("customers").len(), 1, "the work was done once");
+        sim.faults().clear();
+        let r = c
+            .push("customers", std::slice::from_ref(&item))
+            .await
+            .unwrap();
+        assert_eq!(
+            sim.ids("customers"),
+            vec![r[0].clone().unwrap()],
+            "a retried create made a second customer"
+        );
     }
-    sim.faults().clear();
-    let r = c
-        .push("customers", std::slice::from_ref(&item))
-        .await
-        .unwrap();
-    assert_eq!(
-        sim.ids("customers"),
-        vec![r[0].clone().unwrap()],
-        "a retried create made a second customer"
-    );
 }
 
 /// Stripe subscriptions and invoices need prices, items and lines that revsync does not
@@ -563,4 +583,116 @@ async fn billing_creates_are_refused_without_a_request_and_updates_go_through() 
         sim.get("subscriptions", &sub).unwrap()["metadata"]["note"],
         json!("renewal call booked")
     );
+}
+
+/// A create sent again after Stripe pruned its idempotency key (a dead letter replayed, or a
+/// restart after a lost answer, more than 24 h later) would execute again. The customer the
+/// first attempt made is found by its `metadata[revsync_id]` and given the fields instead.
+#[tokio::test]
+async fn a_create_replayed_after_its_key_expired_links_the_customer_it_made() {
+    let sim = common::sim().await;
+    let c = common::connector(&sim, json!({}));
+    let item = create(&[("name", json!("Acme GmbH"))]);
+    let first = c
+        .push("customers", std::slice::from_ref(&item))
+        .await
+        .unwrap()[0]
+        .clone()
+        .unwrap();
+    // Its answer was lost; the replay comes a day and an hour later, the record renamed.
+    sim.advance(25 * 3600);
+    let mut replay = item.clone();
+    replay.fields.insert("name".into(), json!("Acme AG"));
+    replay.version = 2;
+    let r = c.push("customers", &[replay]).await.unwrap();
+    assert_eq!(r[0].as_deref().ok(), Some(first.as_str()), "{r:?}");
+    assert_eq!(
+        sim.ids("customers"),
+        vec![first.clone()],
+        "a second customer"
+    );
+    assert_eq!(
+        sim.get("customers", &first).unwrap()["name"],
+        json!("Acme AG")
+    );
+
+    // A customer that carries a canonical id without revsync having an answer for it (made
+    // by an earlier install, or restored by hand) is linked the same way.
+    let made = create(&[("email", json!("billing@beta.example"))]);
+    let PushOp::Create { canonical_id } = &made.op else {
+        unreachable!()
+    };
+    let existing = sim.seed_customer("Beta", "ap@beta.example");
+    sim.update_customer(
+        &existing,
+        json!({"metadata": {"revsync_id": canonical_id.to_string()}}),
+    );
+    let r = c.push("customers", &[made]).await.unwrap();
+    assert_eq!(r[0].as_deref().ok(), Some(existing.as_str()), "{r:?}");
+    assert_eq!(sim.ids("customers").len(), 2);
+    assert_eq!(
+        sim.get("customers", &existing).unwrap()["email"],
+        json!("billing@beta.example")
+    );
+    assert_eq!(
+        customers_created(&sim),
+        2,
+        "the two customers made in this test, no third"
+    );
+}
+
+/// The simulator's customer search answers as Stripe does: a `search_result` page, and
+/// a query it cannot parse refused with a 400 `invalid_request_error` naming `query`.
+#[tokio::test]
+async fn the_simulator_searches_customers_like_stripe() {
+    let sim = common::sim().await;
+    let a = sim.seed_customer("Alpha", "a@alpha.example");
+    sim.update_customer(&a, json!({"metadata": {"crm": "7"}}));
+    sim.seed_customer("Beta", "b@beta.example");
+    let page = search(&sim, "email:'A@alpha.example' AND metadata['crm']:'7'")
+        .await
+        .unwrap();
+    assert_eq!(page["object"], "search_result");
+    assert_eq!(page["url"], "/v1/customers/search");
+    assert_eq!(page["has_more"], false);
+    assert_eq!(page["next_page"], Value::Null);
+    let ids: Vec<&str> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [a.as_str()]);
+    let both = search(&sim, "email:'a@alpha.example' OR email:'b@beta.example'")
+        .await
+        .unwrap();
+    assert_eq!(both["data"].as_array().unwrap().len(), 2);
+    match search(&sim, "email:a@alpha.example").await {
+        Err(ConnectorError::Permanent { status, body, .. }) => {
+            assert_eq!(status, Some(400));
+            let body: Value = serde_json::from_str(body.as_deref().unwrap()).unwrap();
+            assert_eq!(body["error"]["type"], "invalid_request_error");
+            assert_eq!(body["error"]["param"], "query");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// `GET /v1/customers/search?query=…` through the connector's own client.
+async fn search(sim: &Sim, query: &str) -> Result<Value, ConnectorError> {
+    let second = std::time::Duration::from_secs(1);
+    let client = revsync_stripe::client::StripeClient::new(
+        &sim.base_url(),
+        revsync_sdk::Secret::new(common::KEY),
+        revsync_sdk::http::Limits::new(100, second),
+        revsync_sdk::http::Limits::new(25, second),
+        5 * second,
+    )
+    .unwrap();
+    client
+        .get(
+            "/v1/customers/search",
+            &[("query".to_owned(), query.to_owned())],
+        )
+        .await
 }
