@@ -659,7 +659,10 @@ async fn a_read_is_behind_until_the_held_back_minute_has_passed() {
     for object in ["users", "organizations", "tickets"] {
         let f = c.fetch(object, None).await.unwrap();
         assert!(!f.more, "{object}");
-        assert!(f.behind, "{object}: the first read cannot see the last minute");
+        assert!(
+            f.behind,
+            "{object}: the first read cannot see the last minute"
+        );
     }
     let f = c.fetch("users", None).await.unwrap();
     let ids: Vec<_> = f.changes.iter().map(|c| c.external_id.clone()).collect();
@@ -669,7 +672,10 @@ async fn a_read_is_behind_until_the_held_back_minute_has_passed() {
     s.advance(61);
     for object in ["users", "organizations", "tickets"] {
         let f = c.fetch(object, None).await.unwrap();
-        assert!(!f.behind, "{object}: a minute after the first answer, caught up");
+        assert!(
+            !f.behind,
+            "{object}: a minute after the first answer, caught up"
+        );
         if object == "users" {
             let ids: BTreeSet<_> = f.changes.iter().map(|c| c.external_id.clone()).collect();
             assert!(ids.contains(&fresh[0]), "and the held-back user is served");
