@@ -108,6 +108,41 @@ impl Rig {
         rig
     }
 
+    /// A rig of the four simulators seeded by `seed` (which returns the copies it made, as
+    /// `connector:object:id`), with the configuration `write_config` puts in the directory
+    /// it is given (`revsync.yaml` and `connectors/`; store and listen address come from
+    /// the environment at start).
+    pub async fn custom(
+        seed: impl FnOnce(&Sims) -> Vec<String>,
+        write_config: impl FnOnce(&Path),
+    ) -> Rig {
+        let sims = Sims {
+            hubspot: revsync_hubspot::sim::Sim::start(seed::hubspot_options(None)).await,
+            salesforce: revsync_salesforce::sim::Sim::start()
+                .await
+                .expect("salesforce simulator"),
+            zendesk: revsync_zendesk::sim::Sim::start(revsync_zendesk::sim::SimConfig {
+                exports_per_window: 600,
+                ..seed::zendesk_config()
+            })
+            .await,
+            stripe: revsync_stripe::sim::Sim::start(seed::stripe_config(None)).await,
+        };
+        let refs = seed(&sims);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf = dir.path().join("config");
+        std::fs::create_dir_all(conf.join("connectors")).unwrap();
+        write_config(&conf);
+        Rig {
+            seeded: Snapshot::take(&sims),
+            sims,
+            dir,
+            refs,
+            extra_params: BTreeMap::new(),
+            port: None,
+        }
+    }
+
     /// config/demo/, polling every second (each connector raises that to its own floor).
     fn write_config(&self) {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo");

@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod harness;
+mod identity;
 mod soak;
 
 use std::collections::BTreeMap;
