@@ -13,16 +13,21 @@ use tokio::process::{Child, Command};
 
 const TOKEN: &str = "zd-oauth-do-not-print";
 
-fn write_config(dir: &Path) {
+/// revsync.yaml for a daemon on an ephemeral port with JSON logs, plus `extra` lines.
+fn write_daemon(dir: &Path, extra: &str) {
     std::fs::create_dir_all(dir.join("connectors")).unwrap();
     std::fs::write(
         dir.join("revsync.yaml"),
         format!(
-            "version: 1\nserver:\n  listen: 127.0.0.1:0\nstore:\n  path: {}\nlog:\n  format: json\n  level: info\nshutdown_timeout_secs: 5\n",
+            "version: 1\nserver:\n  listen: 127.0.0.1:0\nstore:\n  path: {}\nlog:\n  format: json\n  level: info\n{extra}",
             dir.join("data").display()
         ),
     )
     .unwrap();
+}
+
+fn write_config(dir: &Path) {
+    write_daemon(dir, "shutdown_timeout_secs: 5\n");
     std::fs::write(
         dir.join("connectors/zendesk.yaml"),
         "version: 1\nid: zendesk-test\ntype: zendesk\nparams:\n  base_url: http://127.0.0.1:9\n  auth:\n    method: oauth\n    access_token: ${ZD_TOKEN}\nobjects:\n  users:\n    kind: person\n",
@@ -44,6 +49,11 @@ async fn start(dir: &Path) -> (Child, String, Log) {
 
 /// As [`start`], with extra arguments to `revsync run`.
 async fn start_with(dir: &Path, extra: &[&str]) -> (Child, String, Log) {
+    start_until(dir, extra, "http server listening").await
+}
+
+/// As [`start_with`], returning once the log has also said `message`.
+async fn start_until(dir: &Path, extra: &[&str], message: &str) -> (Child, String, Log) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_revsync"))
         .args(["run", "--config"])
         .arg(dir)
@@ -58,15 +68,19 @@ async fn start_with(dir: &Path, extra: &[&str]) -> (Child, String, Log) {
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut all = Vec::new();
     let addr = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut addr = None;
         while let Some(line) = lines.next_line().await.unwrap() {
             let v: serde_json::Value = serde_json::from_str(&line)
                 .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
             all.push(line);
             if v["message"] == "http server listening" {
-                return v["addr"].as_str().unwrap().to_owned();
+                addr = Some(v["addr"].as_str().unwrap().to_owned());
+            }
+            if let (Some(addr), true) = (&addr, v["message"] == message) {
+                return addr.clone();
             }
         }
-        panic!("daemon exited before listening");
+        panic!("daemon exited before logging `{message}`");
     })
     .await
     .expect("daemon did not announce its address");
@@ -356,4 +370,48 @@ async fn insecure_no_auth_opens_the_admin_api_and_says_so() {
     let log = stop(child, log).await;
     assert!(log.contains("authentication is disabled"), "{log}");
     assert!(!dir.path().join("data/admin_token").exists());
+}
+
+/// Every connector of the production template, each API a closed port on this host.
+fn write_refused_upstreams(dir: &Path, port: u16) {
+    // The default shutdown deadline (30 s): a wait that ignores shutdown shows in full.
+    write_daemon(dir, "");
+    let api = format!("http://127.0.0.1:{port}");
+    let files = [
+        // An account budget of one request a minute: every retry waits for a permit.
+        ("hubspot", format!("type: hubspot\nparams: {{ token: t, base_url: '{api}' }}\nrate_limit: {{ requests: 1, per_secs: 60 }}\nobjects:\n  contacts: {{ kind: person }}\n  companies: {{ kind: organization }}\n")),
+        ("salesforce", format!("type: salesforce\nparams: {{ auth: {{ flow: client_credentials, token_url: '{api}/token', client_id: c, client_secret: s }} }}\nobjects:\n  Contact: {{ kind: person }}\n  Account: {{ kind: organization }}\n")),
+        // Three exports against the default budget of ten a minute: the later ones wait.
+        ("zendesk", format!("type: zendesk\nparams: {{ base_url: '{api}/api/v2', auth: {{ method: oauth, access_token: t }} }}\nobjects:\n  users: {{ kind: person }}\n  organizations: {{ kind: organization }}\n  tickets: {{ kind: ticket, direction: in }}\n")),
+        ("stripe", format!("type: stripe\nparams: {{ secret_key: sk_test_x, base_url: '{api}' }}\nobjects:\n  customers: {{ kind: organization }}\n")),
+    ];
+    for (name, body) in files {
+        std::fs::write(
+            dir.join(format!("connectors/{name}.yaml")),
+            format!("version: 1\nid: {name}-main\n{body}"),
+        )
+        .unwrap();
+    }
+}
+
+/// Issue 17: with every upstream refusing connections, the daemon is in retry back-offs,
+/// rate-limit permits and export budgets when SIGTERM comes; none of them may hold the
+/// exit (no write is on the wire), which took 17.6 s.
+#[tokio::test]
+async fn sigterm_ends_back_offs_and_limiter_waits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    write_refused_upstreams(dir.path(), port);
+    let (child, _, log) = start_until(dir.path(), &[], "http request failed").await;
+    // Well into the back-offs and the waits for permits.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let asked = std::time::Instant::now();
+    let log = stop(child, log).await;
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(3), "exit took {took:?}:\n{log}");
+    assert!(log.contains("\"message\":\"stopped\""), "{log}");
+    assert!(!log.contains("abandoning"), "{log}");
 }
