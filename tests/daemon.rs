@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 const TOKEN: &str = "zd-oauth-do-not-print";
@@ -52,17 +52,24 @@ async fn start_with(dir: &Path, extra: &[&str]) -> (Child, String, Log) {
     start_until(dir, extra, "http server listening").await
 }
 
-/// As [`start_with`], returning once the log has also said `message`.
-async fn start_until(dir: &Path, extra: &[&str], message: &str) -> (Child, String, Log) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_revsync"))
-        .args(["run", "--config"])
+/// `revsync run` on `dir`, its log (stderr) and stdout piped, its secret set.
+fn run(dir: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_revsync"));
+    cmd.args(["run", "--config"])
         .arg(dir)
         .args(extra)
         .env("ZD_TOKEN", TOKEN)
         .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    cmd
+}
+
+/// As [`start_with`], returning once the log has also said `message`.
+async fn start_until(dir: &Path, extra: &[&str], message: &str) -> (Child, String, Log) {
+    let mut child = run(dir, extra)
+        .stdout(Stdio::null())
         .spawn()
         .expect("spawn revsync");
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
@@ -163,14 +170,7 @@ async fn serves_operator_endpoints_and_stops_in_order_on_sigterm() {
     assert_eq!(v["error"], "not_found");
 
     // SIGTERM: readiness drops (or the port closes), then a clean exit within the deadline.
-    let pid = child.id().unwrap() as i32;
-    // SAFETY: kill(2) on our own child's pid touches no memory of ours.
-    #[allow(
-        unsafe_code,
-        reason = "kill(2) of our own child: no memory-safety preconditions"
-    )]
-    let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
-    assert_eq!(rc, 0);
+    sigterm(&child);
     let mut saw_not_ready = false;
     for _ in 0..200 {
         match http.get(format!("{base}/readyz")).send().await {
@@ -230,8 +230,7 @@ async fn a_taken_port_fails_with_a_clear_error() {
     );
 }
 
-/// SIGTERM, then wait for a clean exit and return the whole log.
-async fn stop(mut child: Child, log: Log) -> String {
+fn sigterm(child: &Child) {
     let pid = child.id().unwrap() as i32;
     // SAFETY: kill(2) on our own child's pid touches no memory of ours.
     #[allow(
@@ -240,6 +239,11 @@ async fn stop(mut child: Child, log: Log) -> String {
     )]
     let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
     assert_eq!(rc, 0);
+}
+
+/// SIGTERM, then wait for a clean exit and return the whole log.
+async fn stop(mut child: Child, log: Log) -> String {
+    sigterm(&child);
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await
         .expect("daemon did not exit")
@@ -414,4 +418,49 @@ async fn sigterm_ends_back_offs_and_limiter_waits_at_once() {
     assert!(took < Duration::from_secs(3), "exit took {took:?}:\n{log}");
     assert!(log.contains("\"message\":\"stopped\""), "{log}");
     assert!(!log.contains("abandoning"), "{log}");
+}
+
+/// Log lines going to a pipe (a file, journald, a log shipper) carry no colour codes, in
+/// either format, and JSON lines parse one by one.
+#[tokio::test]
+async fn logs_to_a_pipe_are_plain_text_or_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path());
+    let (child, _, log) = start(dir.path()).await;
+    let log = stop(child, log).await;
+    for line in log.lines() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+    }
+    assert!(!log.contains('\x1b'), "{log:?}");
+
+    let mut child = run(dir.path(), &[])
+        .env("REVSYNC_LOG__FORMAT", "text")
+        .env_remove("NO_COLOR")
+        .spawn()
+        .expect("spawn revsync");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut text = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let mut line = Vec::new();
+        while !String::from_utf8_lossy(&line).contains("http server listening") {
+            line.clear();
+            let n = stderr.read_until(b'\n', &mut line).await.unwrap();
+            assert!(n > 0, "daemon exited before listening");
+            text.extend_from_slice(&line);
+        }
+    })
+    .await
+    .expect("daemon did not announce its address");
+    sigterm(&child);
+    stderr.read_to_end(&mut text).await.unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains("stopped"), "{text}");
+    assert!(
+        !text.contains('\x1b'),
+        "escape codes in piped logs: {text:?}"
+    );
+    assert!(!out.stdout.contains(&0x1b), "escape codes on stdout");
 }
