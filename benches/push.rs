@@ -465,6 +465,7 @@ async fn run_once() -> Report {
         rate_limit: &target.rate_limit,
         http: &target.http,
         mapped_fields: &Default::default(),
+        shutdown: Default::default(),
     };
     let connector = BenchType
         .build(&ctx)

@@ -24,6 +24,12 @@ use crate::store::{SledStore, Store};
 /// How stale `/status` and `/metrics` store figures may be.
 const STORE_STATS_EVERY: Duration = Duration::from_secs(2);
 
+/// Every wait ends at once on shutdown, so a task still running this long after is in
+/// the middle of work (a push on the wire): the log names it, and again at this interval
+/// until the deadline.
+const DRAIN_REPORT_AFTER: Duration = Duration::from_millis(500);
+const DRAIN_REPORT_EVERY: Duration = Duration::from_secs(5);
+
 const INSECURE_WARNING: &str = "authentication is disabled (--insecure-no-auth): anyone who reaches this port can read customer records and change the queue";
 
 /// State shared by the HTTP handlers and the background tasks.
@@ -161,12 +167,26 @@ impl Tasks {
             .collect()
     }
 
-    /// Wait for every task, up to `deadline`; returns the names still running.
+    /// Wait for every task, up to `deadline`, saying which ones it waits for; returns
+    /// the names still running at the deadline.
     pub async fn drain(&self, deadline: Duration) -> Vec<String> {
         self.tracker.close();
-        match tokio::time::timeout(deadline, self.tracker.wait()).await {
-            Ok(()) => Vec::new(),
-            Err(_) => self.running(),
+        let all_done = self.tracker.wait();
+        let give_up = tokio::time::sleep(deadline);
+        tokio::pin!(all_done, give_up);
+        let mut report = tokio::time::interval_at(
+            tokio::time::Instant::now() + DRAIN_REPORT_AFTER,
+            DRAIN_REPORT_EVERY,
+        );
+        loop {
+            tokio::select! {
+                () = &mut all_done => return Vec::new(),
+                () = &mut give_up => return self.running(),
+                _ = report.tick() => tracing::info!(
+                    tasks = ?self.running(),
+                    "waiting for tasks to finish their work in hand (a push on the wire ends when its system answers)"
+                ),
+            }
         }
     }
 }

@@ -8,21 +8,26 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 const TOKEN: &str = "zd-oauth-do-not-print";
 
-fn write_config(dir: &Path) {
+/// revsync.yaml for a daemon on an ephemeral port with JSON logs, plus `extra` lines.
+fn write_daemon(dir: &Path, extra: &str) {
     std::fs::create_dir_all(dir.join("connectors")).unwrap();
     std::fs::write(
         dir.join("revsync.yaml"),
         format!(
-            "version: 1\nserver:\n  listen: 127.0.0.1:0\nstore:\n  path: {}\nlog:\n  format: json\n  level: info\nshutdown_timeout_secs: 5\n",
+            "version: 1\nserver:\n  listen: 127.0.0.1:0\nstore:\n  path: {}\nlog:\n  format: json\n  level: info\n{extra}",
             dir.join("data").display()
         ),
     )
     .unwrap();
+}
+
+fn write_config(dir: &Path) {
+    write_daemon(dir, "shutdown_timeout_secs: 5\n");
     std::fs::write(
         dir.join("connectors/zendesk.yaml"),
         "version: 1\nid: zendesk-test\ntype: zendesk\nparams:\n  base_url: http://127.0.0.1:9\n  auth:\n    method: oauth\n    access_token: ${ZD_TOKEN}\nobjects:\n  users:\n    kind: person\n",
@@ -44,29 +49,45 @@ async fn start(dir: &Path) -> (Child, String, Log) {
 
 /// As [`start`], with extra arguments to `revsync run`.
 async fn start_with(dir: &Path, extra: &[&str]) -> (Child, String, Log) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_revsync"))
-        .args(["run", "--config"])
+    start_until(dir, extra, "http server listening").await
+}
+
+/// `revsync run` on `dir`, its log (stderr) and stdout piped, its secret set.
+fn run(dir: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_revsync"));
+    cmd.args(["run", "--config"])
         .arg(dir)
         .args(extra)
         .env("ZD_TOKEN", TOKEN)
         .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
+        .kill_on_drop(true);
+    cmd
+}
+
+/// As [`start_with`], returning once the log has also said `message`.
+async fn start_until(dir: &Path, extra: &[&str], message: &str) -> (Child, String, Log) {
+    let mut child = run(dir, extra)
+        .stdout(Stdio::null())
         .spawn()
         .expect("spawn revsync");
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut all = Vec::new();
     let addr = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut addr = None;
         while let Some(line) = lines.next_line().await.unwrap() {
             let v: serde_json::Value = serde_json::from_str(&line)
                 .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
             all.push(line);
             if v["message"] == "http server listening" {
-                return v["addr"].as_str().unwrap().to_owned();
+                addr = Some(v["addr"].as_str().unwrap().to_owned());
+            }
+            if let (Some(addr), true) = (&addr, v["message"] == message) {
+                return addr.clone();
             }
         }
-        panic!("daemon exited before listening");
+        panic!("daemon exited before logging `{message}`");
     })
     .await
     .expect("daemon did not announce its address");
@@ -149,14 +170,7 @@ async fn serves_operator_endpoints_and_stops_in_order_on_sigterm() {
     assert_eq!(v["error"], "not_found");
 
     // SIGTERM: readiness drops (or the port closes), then a clean exit within the deadline.
-    let pid = child.id().unwrap() as i32;
-    // SAFETY: kill(2) on our own child's pid touches no memory of ours.
-    #[allow(
-        unsafe_code,
-        reason = "kill(2) of our own child: no memory-safety preconditions"
-    )]
-    let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
-    assert_eq!(rc, 0);
+    sigterm(&child);
     let mut saw_not_ready = false;
     for _ in 0..200 {
         match http.get(format!("{base}/readyz")).send().await {
@@ -216,8 +230,7 @@ async fn a_taken_port_fails_with_a_clear_error() {
     );
 }
 
-/// SIGTERM, then wait for a clean exit and return the whole log.
-async fn stop(mut child: Child, log: Log) -> String {
+fn sigterm(child: &Child) {
     let pid = child.id().unwrap() as i32;
     // SAFETY: kill(2) on our own child's pid touches no memory of ours.
     #[allow(
@@ -226,6 +239,11 @@ async fn stop(mut child: Child, log: Log) -> String {
     )]
     let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
     assert_eq!(rc, 0);
+}
+
+/// SIGTERM, then wait for a clean exit and return the whole log.
+async fn stop(mut child: Child, log: Log) -> String {
+    sigterm(&child);
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await
         .expect("daemon did not exit")
@@ -356,4 +374,93 @@ async fn insecure_no_auth_opens_the_admin_api_and_says_so() {
     let log = stop(child, log).await;
     assert!(log.contains("authentication is disabled"), "{log}");
     assert!(!dir.path().join("data/admin_token").exists());
+}
+
+/// Every connector of the production template, each API a closed port on this host.
+fn write_refused_upstreams(dir: &Path, port: u16) {
+    // The default shutdown deadline (30 s): a wait that ignores shutdown shows in full.
+    write_daemon(dir, "");
+    let api = format!("http://127.0.0.1:{port}");
+    let files = [
+        // An account budget of one request a minute: every retry waits for a permit.
+        ("hubspot", format!("type: hubspot\nparams: {{ token: t, base_url: '{api}' }}\nrate_limit: {{ requests: 1, per_secs: 60 }}\nobjects:\n  contacts: {{ kind: person }}\n  companies: {{ kind: organization }}\n")),
+        ("salesforce", format!("type: salesforce\nparams: {{ auth: {{ flow: client_credentials, token_url: '{api}/token', client_id: c, client_secret: s }} }}\nobjects:\n  Contact: {{ kind: person }}\n  Account: {{ kind: organization }}\n")),
+        // Three exports against the default budget of ten a minute: the later ones wait.
+        ("zendesk", format!("type: zendesk\nparams: {{ base_url: '{api}/api/v2', auth: {{ method: oauth, access_token: t }} }}\nobjects:\n  users: {{ kind: person }}\n  organizations: {{ kind: organization }}\n  tickets: {{ kind: ticket, direction: in }}\n")),
+        ("stripe", format!("type: stripe\nparams: {{ secret_key: sk_test_x, base_url: '{api}' }}\nobjects:\n  customers: {{ kind: organization }}\n")),
+    ];
+    for (name, body) in files {
+        std::fs::write(
+            dir.join(format!("connectors/{name}.yaml")),
+            format!("version: 1\nid: {name}-main\n{body}"),
+        )
+        .unwrap();
+    }
+}
+
+/// Issue 17: with every upstream refusing connections, the daemon is in retry back-offs,
+/// rate-limit permits and export budgets when SIGTERM comes; none of them may hold the
+/// exit (no write is on the wire), which took 17.6 s.
+#[tokio::test]
+async fn sigterm_ends_back_offs_and_limiter_waits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    write_refused_upstreams(dir.path(), port);
+    let (child, _, log) = start_until(dir.path(), &[], "http request failed").await;
+    // Well into the back-offs and the waits for permits.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let asked = std::time::Instant::now();
+    let log = stop(child, log).await;
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(3), "exit took {took:?}:\n{log}");
+    assert!(log.contains("\"message\":\"stopped\""), "{log}");
+    assert!(!log.contains("abandoning"), "{log}");
+}
+
+/// Log lines going to a pipe (a file, journald, a log shipper) carry no colour codes, in
+/// either format, and JSON lines parse one by one.
+#[tokio::test]
+async fn logs_to_a_pipe_are_plain_text_or_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path());
+    let (child, _, log) = start(dir.path()).await;
+    let log = stop(child, log).await;
+    for line in log.lines() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+    }
+    assert!(!log.contains('\x1b'), "{log:?}");
+
+    let mut child = run(dir.path(), &[])
+        .env("REVSYNC_LOG__FORMAT", "text")
+        .env_remove("NO_COLOR")
+        .spawn()
+        .expect("spawn revsync");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut text = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        let mut line = Vec::new();
+        while !String::from_utf8_lossy(&line).contains("http server listening") {
+            line.clear();
+            let n = stderr.read_until(b'\n', &mut line).await.unwrap();
+            assert!(n > 0, "daemon exited before listening");
+            text.extend_from_slice(&line);
+        }
+    })
+    .await
+    .expect("daemon did not announce its address");
+    sigterm(&child);
+    stderr.read_to_end(&mut text).await.unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains("stopped"), "{text}");
+    assert!(
+        !text.contains('\x1b'),
+        "escape codes in piped logs: {text:?}"
+    );
+    assert!(!out.stdout.contains(&0x1b), "escape codes on stdout");
 }

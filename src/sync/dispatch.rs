@@ -184,6 +184,9 @@ impl Dispatcher {
     pub async fn run(self: Arc<Self>) {
         let signal = self.engine.outbox_signal();
         loop {
+            if self.cancel.is_cancelled() {
+                return;
+            }
             let notified = signal.notified();
             let wait = match self.round().await {
                 Ok(Round::Worked) if self.cancel.is_cancelled() => return,
@@ -509,7 +512,15 @@ impl Dispatcher {
             Vec::new()
         };
         if !updated.is_empty() {
-            match self.connector.fetch_by_ids(object, &updated).await {
+            let read = self.connector.fetch_by_ids(object, &updated);
+            match revsync_sdk::Shutdown::new(self.cancel.clone())
+                .read(read)
+                .await
+            {
+                // Nothing was sent: the batch stays queued for the next run.
+                Err(ConnectorError::Cancelled) => {
+                    return Ok(Attempt::Done(Pushed::Blocked(Duration::ZERO)))
+                }
                 Ok(changes) if changes.is_empty() => {}
                 Ok(changes) => {
                     let (c, page) = (
@@ -686,6 +697,9 @@ impl Dispatcher {
             });
         };
         match &err {
+            // Shutdown stopped it before it was sent (or sent again): the entry stays as it
+            // is, its attempts uncounted, and the round ends.
+            ConnectorError::Cancelled => Ok(Some(Duration::ZERO)),
             // The whole connector waits; the entry stays as it is, nothing is dead-lettered.
             ConnectorError::Auth(m) => {
                 note(ConnectorState::AuthFailed, format!("push to {object}: {m}"));

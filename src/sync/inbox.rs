@@ -208,7 +208,7 @@ impl Inbox {
     ) {
         loop {
             let woken = self.wake.notified();
-            let (progressed, next_due) = self.pass(&engine, &connectors, &status).await;
+            let (progressed, next_due) = self.pass(&engine, &connectors, &status, &cancel).await;
             if progressed {
                 continue;
             }
@@ -232,6 +232,7 @@ impl Inbox {
         engine: &Arc<Engine>,
         connectors: &std::collections::HashMap<String, Arc<dyn Connector>>,
         status: &StatusHub,
+        cancel: &CancellationToken,
     ) -> (bool, Option<i64>) {
         let store = self.store.clone();
         let now = engine.now();
@@ -251,6 +252,9 @@ impl Inbox {
         // Consecutive changes of one connector object go through the engine as one page
         // and leave the inbox in one write: far less to flush than two writes per event.
         for group in groups(pending) {
+            if cancel.is_cancelled() {
+                break;
+            }
             // An earlier group of this pass failed for one of these records: keep order.
             if group.iter().any(|(_, i)| blocked.contains(&i.record_key())) {
                 continue;
@@ -258,7 +262,7 @@ impl Inbox {
             let Some(conn) = group.first().map(|(_, i)| i.connector.clone()) else {
                 continue;
             };
-            match apply_group(engine, connectors, &group).await {
+            match apply_group(engine, connectors, &group, cancel).await {
                 Ok((fresh, again)) => {
                     status.update(&conn, |s| {
                         s.records_in += fresh as u64;
@@ -270,12 +274,14 @@ impl Inbox {
                     }
                     progressed = true;
                 }
+                // The events stay queued as they were, their attempts uncounted.
+                Err(Retry::Interrupted) => break,
                 // Several events failed together: try each alone, so one bad change does
                 // not hold back the others.
                 Err(Retry::Later(_)) if group.len() > 1 => {
                     for one in group {
                         let single = [one];
-                        match apply_group(engine, connectors, &single).await {
+                        match apply_group(engine, connectors, &single, cancel).await {
                             Ok((fresh, again)) => {
                                 status.update(&conn, |s| {
                                     s.records_in += fresh as u64;
@@ -284,6 +290,7 @@ impl Inbox {
                                 let [(k, _)] = single;
                                 progressed |= self.write(remove(vec![k])).await.is_ok();
                             }
+                            Err(Retry::Interrupted) => break,
                             Err(why) => {
                                 let [one] = single;
                                 blocked.insert(one.1.record_key());
@@ -314,6 +321,7 @@ impl Inbox {
         let (error, retryable) = match why {
             Retry::Later(e) => (e, true),
             Retry::Never(e) => (e, false),
+            Retry::Interrupted => return false,
         };
         let Some(conn) = group.first().map(|(_, i)| i.connector.clone()) else {
             return false;
@@ -512,6 +520,8 @@ fn encode_item(item: &InboxItem) -> Vec<u8> {
 enum Retry {
     Later(String),
     Never(String),
+    /// Shutdown started before the connector could answer.
+    Interrupted,
 }
 
 /// Apply a run of inbox items: either one hint, or consecutive changes of one object.
@@ -519,6 +529,7 @@ async fn apply_group(
     engine: &Arc<Engine>,
     connectors: &std::collections::HashMap<String, Arc<dyn Connector>>,
     group: &[(Vec<u8>, InboxItem)],
+    cancel: &CancellationToken,
 ) -> Result<(usize, usize), Retry> {
     let Some((_, item)) = group.first() else {
         return Ok((0, 0));
@@ -529,10 +540,14 @@ async fn apply_group(
             let conn = connectors
                 .get(&item.connector)
                 .ok_or_else(|| Retry::Never("connector no longer configured".into()))?;
-            conn.fetch_by_ids(&item.object, std::slice::from_ref(id))
+            let read = conn.fetch_by_ids(&item.object, std::slice::from_ref(id));
+            revsync_sdk::Shutdown::new(cancel.clone())
+                .read(read)
                 .await
                 .map_err(|e| {
-                    if e.is_retryable() {
+                    if e == revsync_sdk::ConnectorError::Cancelled {
+                        Retry::Interrupted
+                    } else if e.is_retryable() {
                         Retry::Later(e.to_string())
                     } else {
                         Retry::Never(e.to_string())

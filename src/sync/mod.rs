@@ -177,10 +177,14 @@ async fn reread(
         if cancel.is_cancelled() {
             break Err("interrupted by shutdown".into());
         }
-        let page = match conn.fetch(object, cursor.as_deref()).await {
+        let read = conn.fetch(object, cursor.as_deref());
+        let page = match revsync_sdk::Shutdown::new(cancel.clone()).read(read).await {
             Ok(p) => {
                 retry.reset();
                 p
+            }
+            Err(revsync_sdk::ConnectorError::Cancelled) => {
+                break Err("interrupted by shutdown".into());
             }
             Err(e) if e.is_retryable() => {
                 let Some(wait) = retry.failed() else {
@@ -303,6 +307,7 @@ pub fn start(
             rate_limit: &c.rate_limit,
             http: &c.http,
             mapped_fields: &mapped_fields,
+            shutdown: revsync_sdk::Shutdown::new(cancel.clone()),
         };
         let built = match kind.build(&ctx) {
             None => {

@@ -42,6 +42,8 @@ impl PollLoop {
                     retry.reset();
                     jittered(self.interval, self.jitter_pct)
                 }
+                // Nothing of the page was applied: the next run reads it again.
+                Err(ConnectorError::Cancelled) => return,
                 Err(e) => {
                     let next = retry.failed().unwrap_or(cap);
                     self.on_error(&e, next)
@@ -68,7 +70,10 @@ impl PollLoop {
                 s.state = ConnectorState::Running;
             }
         });
-        let fetched = self.connector.fetch(obj, cursor.as_deref()).await?;
+        let read = self.connector.fetch(obj, cursor.as_deref());
+        let fetched = revsync_sdk::Shutdown::new(self.cancel.clone())
+            .read(read)
+            .await?;
         let n = fetched.changes.len();
         for bad in &fetched.invalid {
             tracing::warn!(connector = conn, object = obj, problem = %bad, "skipped an unreadable record");

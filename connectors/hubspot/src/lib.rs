@@ -20,6 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use revsync_sdk::http::{LimiterStats, Limits};
+use revsync_sdk::Shutdown;
 use revsync_sdk::{
     answer, BuildContext, Capabilities, Change, Connector, ConnectorError, ConnectorType, Fetched,
     Kind, LimitScope, ObjectCapability, ParamError, PushItem, PushOp, PushResult, WebhookError,
@@ -75,8 +76,11 @@ impl ConnectorType for HubSpot {
                 .http
                 .max_response_bytes()
                 .map_err(|e| permanent(format!("connector {}: {e}", ctx.id)))?;
-            let c: Arc<dyn Connector> =
-                Arc::new(HubSpotConnector::new(params, limits)?.with_max_response_bytes(max_body));
+            let c: Arc<dyn Connector> = Arc::new(
+                HubSpotConnector::new(params, limits)?
+                    .with_max_response_bytes(max_body)
+                    .with_shutdown(&ctx.shutdown),
+            );
             Ok(c)
         })())
     }
@@ -220,6 +224,14 @@ impl HubSpotConnector {
         let client = &mut self.client;
         client.api = client.api.clone().with_max_response_bytes(max);
         client.search = client.search.clone().with_max_response_bytes(max);
+        self
+    }
+
+    /// Ends both clients' waits when the daemon stops.
+    pub fn with_shutdown(mut self, shutdown: &Shutdown) -> Self {
+        let client = &mut self.client;
+        client.api = client.api.clone().with_shutdown(shutdown.clone());
+        client.search = client.search.clone().with_shutdown(shutdown.clone());
         self
     }
 

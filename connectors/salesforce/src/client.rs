@@ -12,7 +12,7 @@ use reqwest::header::HeaderMap;
 use revsync_sdk::http::{
     ApiClient, ApiPolicy, ApiRequest, ApiResponse, Auth as HttpAuth, Limits, RetryPolicy,
 };
-use revsync_sdk::{ConnectorError, LimitScope, Secret};
+use revsync_sdk::{ConnectorError, LimitScope, Secret, Shutdown};
 use serde::Deserialize;
 use tokio::time::Instant;
 
@@ -341,6 +341,8 @@ pub struct HttpSettings {
     pub timeout: Duration,
     /// The connector file's `http.max_response_bytes`, for every client built.
     pub max_response_bytes: usize,
+    /// The daemon's shutdown, for every client built.
+    pub shutdown: Shutdown,
 }
 
 pub struct SfClient {
@@ -363,7 +365,8 @@ impl SfClient {
             http.timeout,
             Arc::new(TokenPolicy),
         )?
-        .with_max_response_bytes(http.max_response_bytes);
+        .with_max_response_bytes(http.max_response_bytes)
+        .with_shutdown(http.shutdown.clone());
         Ok(Self {
             auth,
             token_http,
@@ -443,7 +446,8 @@ impl SfClient {
                 self.http.timeout,
                 self.policy.clone(),
             )?
-            .with_max_response_bytes(self.http.max_response_bytes),
+            .with_max_response_bytes(self.http.max_response_bytes)
+            .with_shutdown(self.http.shutdown.clone()),
         };
         let generation = prev.map_or(0, |p| p.generation + 1);
         tracing::info!(generation, "salesforce session established");

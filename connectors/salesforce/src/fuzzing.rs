@@ -39,6 +39,7 @@ fn fixture() -> &'static Fixture {
             timeout: Duration::from_secs(1),
             max_response_bytes: usize::try_from(revsync_sdk::http::DEFAULT_MAX_RESPONSE_BYTES)
                 .unwrap_or(usize::MAX),
+            shutdown: revsync_sdk::Shutdown::default(),
         };
         Fixture {
             connector: SalesforceConnector::new(params, http)

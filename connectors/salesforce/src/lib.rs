@@ -101,6 +101,7 @@ impl ConnectorType for Salesforce {
             retry: RetryPolicy::default(),
             timeout: Duration::from_millis(params.timeout_ms),
             max_response_bytes,
+            shutdown: ctx.shutdown.clone(),
         };
         Some(SalesforceConnector::new(params, http).map(|c| Arc::new(c) as Arc<dyn Connector>))
     }

@@ -32,6 +32,7 @@ fn connector(sim: &Sim, extra: Value) -> SalesforceConnector {
         },
         timeout: Duration::from_secs(5),
         max_response_bytes: 64 << 20,
+        shutdown: revsync_sdk::Shutdown::default(),
     };
     SalesforceConnector::new(params, http).expect("connector builds")
 }
@@ -390,6 +391,7 @@ async fn fields_the_mapping_reads_are_selected() {
             rate_limit: &limits,
             http: &Default::default(),
             mapped_fields: &mapped,
+            shutdown: Default::default(),
         };
         revsync_salesforce::Salesforce.build(&ctx).unwrap().unwrap()
     };
@@ -426,6 +428,7 @@ fn built_with(sim: &Sim, extra: Value, http: &revsync_sdk::http::HttpConfig) -> 
         rate_limit: &revsync_sdk::http::RateLimitConfig::default(),
         http,
         mapped_fields: &Default::default(),
+        shutdown: Default::default(),
     };
     revsync_salesforce::Salesforce.build(&ctx).unwrap().unwrap()
 }

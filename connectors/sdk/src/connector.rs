@@ -81,6 +81,9 @@ pub struct BuildContext<'a> {
     /// Per object, the source fields the YAML mapping reads or writes (top-level names), so
     /// a connector that must name its fields (SOQL) selects what the mapping needs.
     pub mapped_fields: &'a std::collections::BTreeMap<String, Vec<String>>,
+    /// The daemon's shutdown: every API client the connector builds takes it
+    /// (`ApiClient::with_shutdown`), and so does any wait of the connector's own.
+    pub shutdown: crate::shutdown::Shutdown,
 }
 
 /// Deserialize `params` into `T` and turn a serde failure into a [`ParamError`]

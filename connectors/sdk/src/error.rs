@@ -48,6 +48,10 @@ pub enum ConnectorError {
     },
     #[error("not found")]
     NotFound,
+    /// Shutdown started before the call was sent (or sent again): nothing reached the
+    /// system, and the caller leaves its work queued for the next run.
+    #[error("interrupted by shutdown")]
+    Cancelled,
 }
 
 impl ConnectorError {
@@ -82,6 +86,7 @@ impl ConnectorError {
             ConnectorError::Auth(_) => "auth",
             ConnectorError::Permanent { .. } => "permanent",
             ConnectorError::NotFound => "not_found",
+            ConnectorError::Cancelled => "cancelled",
         }
     }
 }

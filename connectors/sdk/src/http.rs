@@ -25,6 +25,7 @@ use tokio::time::Instant;
 
 use crate::error::{upstream_wait, ConnectorError, LimitScope, MAX_UPSTREAM_WAIT};
 use crate::secret::Secret;
+use crate::shutdown::Shutdown;
 
 /// How much of an error body is kept: enough to read the API's message in the dead-letter
 /// queue, not so much that one bad answer bloats the store.
@@ -472,6 +473,8 @@ pub struct ApiClient {
     inner: Arc<Inner>,
     /// Kept per handle, so setting it needs no access to the shared part.
     max_response_bytes: usize,
+    /// Ends this client's waits (permits, pauses, back-off) when the daemon stops.
+    shutdown: Shutdown,
 }
 
 struct Inner {
@@ -522,7 +525,21 @@ impl ApiClient {
                 policy,
             }),
             max_response_bytes: usize::try_from(DEFAULT_MAX_RESPONSE_BYTES).unwrap_or(usize::MAX),
+            shutdown: Shutdown::default(),
         })
+    }
+
+    /// Once `shutdown` starts, this client sends nothing new: a request waiting for a
+    /// permit, a pause or a retry's back-off ends at once with
+    /// [`ConnectorError::Cancelled`]. An exchange already on the wire finishes.
+    pub fn with_shutdown(mut self, shutdown: Shutdown) -> Self {
+        self.shutdown = shutdown;
+        self
+    }
+
+    /// The shutdown this client's waits end on, for a connector's own waits.
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
     }
 
     /// Caps every response body this client reads: a larger one is a Permanent error,
@@ -551,8 +568,16 @@ impl ApiClient {
             attempt += 1;
             self.attempt(&req, &url, attempt)
         };
+        let shutdown = self.shutdown.clone();
+        // A back-off cut short by shutdown leads to an attempt that stops at its permit.
+        let back_off = move |d| {
+            let shutdown = shutdown.clone();
+            async move {
+                let _ = shutdown.sleep(d).await;
+            }
+        };
         once.retry(policy.backoff())
-            .sleep(tokio::time::sleep)
+            .sleep(back_off)
             .when(ConnectorError::is_retryable)
             .adjust(|err, delay| {
                 // The account pause already delays the next attempt; it only counts here
@@ -643,7 +668,7 @@ impl ApiClient {
         attempt: u32,
     ) -> Result<ApiResponse, ConnectorError> {
         let inner = &*self.inner;
-        inner.limiter.acquire().await;
+        self.shutdown.wait(inner.limiter.acquire()).await?;
         let started = Instant::now();
         let what = format!("{} {}", req.method, url.path());
         let (status, outcome) = match self.exchange(req, url, &what).await {
@@ -1378,14 +1403,60 @@ mod fake_server_tests {
     }
 
     fn client(base: &str, policy: Arc<dyn ApiPolicy>) -> ApiClient {
-        ApiClient::new(
+        client_with(
             base,
             Limits::new(1000, Duration::from_secs(1)),
-            fast_retries(),
             Duration::from_secs(5),
             policy,
         )
-        .unwrap()
+    }
+
+    /// A client with fast retries.
+    fn client_with(
+        base: &str,
+        limits: Limits,
+        timeout: Duration,
+        policy: Arc<dyn ApiPolicy>,
+    ) -> ApiClient {
+        ApiClient::new(base, limits, fast_retries(), timeout, policy).unwrap()
+    }
+
+    /// Issue 17: a request waiting to be retried (here for the account's next permit, a
+    /// minute away) ends at once when shutdown starts, and nothing new is sent after.
+    #[tokio::test]
+    async fn shutdown_ends_a_retry_waiting_for_its_permit() {
+        let (fake, base) = fake((0..3).map(|_| answer(503, &[], "down")).collect()).await;
+        let token = tokio_util::sync::CancellationToken::new();
+        let budget = Limits::new(1, Duration::from_secs(60));
+        let client = client_with(
+            &base,
+            budget,
+            Duration::from_secs(5),
+            Arc::new(DefaultPolicy),
+        )
+        .with_shutdown(Shutdown::new(token.clone()));
+        let sending = tokio::spawn({
+            let client = client.clone();
+            async move { client.send(ApiRequest::get("/items")).await }
+        });
+        while fake.seen().is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let asked = Instant::now();
+        token.cancel();
+        let outcome = tokio::time::timeout(Duration::from_secs(5), sending)
+            .await
+            .expect("the retry's wait ended on shutdown")
+            .unwrap();
+        assert_eq!(outcome.unwrap_err(), ConnectorError::Cancelled);
+        assert!(
+            asked.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            asked.elapsed()
+        );
+        let after = client.send(ApiRequest::get("/more")).await.unwrap_err();
+        assert_eq!(after, ConnectorError::Cancelled);
+        assert_eq!(fake.seen().len(), 1, "nothing sent after the first answer");
     }
 
     #[tokio::test]
@@ -1706,14 +1777,13 @@ mod fake_server_tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        let client = ApiClient::new(
+        let limits = Limits::new(10, Duration::from_secs(1));
+        let client = client_with(
             &base,
-            Limits::new(10, Duration::from_secs(1)),
-            fast_retries(),
+            limits,
             Duration::from_millis(200),
             Arc::new(DefaultPolicy),
-        )
-        .unwrap();
+        );
         let err = client
             .send(ApiRequest::get("/slow").with_retry(false))
             .await

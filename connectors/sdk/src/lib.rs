@@ -11,6 +11,7 @@ pub mod http;
 pub mod model;
 mod schema;
 pub mod secret;
+pub mod shutdown;
 #[cfg(feature = "sim")]
 pub mod simfault;
 pub mod sync;
@@ -26,6 +27,7 @@ pub use model::{
     canonical_id_in, Change, FieldDef, FieldEntry, FieldType, Kind, Link, Provenance, Record, Value,
 };
 pub use secret::Secret;
+pub use shutdown::Shutdown;
 pub use sync::{
     answer, cursor_text, Capabilities, Connector, Fetched, Inbound, ObjectCapability, PushItem,
     PushOp, PushResult, Rejected, WebhookAck, WebhookError, WebhookEvent, WebhookRequest,

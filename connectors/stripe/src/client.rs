@@ -9,7 +9,7 @@ use revsync_sdk::http::{
     retry_after, AccountLimiter, ApiClient, ApiPolicy, ApiRequest, Auth, LimiterStats, Limits,
     RetryPolicy,
 };
-use revsync_sdk::{ConnectorError, LimitScope, Secret};
+use revsync_sdk::{ConnectorError, LimitScope, Secret, Shutdown};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -174,6 +174,12 @@ impl StripeClient {
         self
     }
 
+    /// Ends every wait of this client, the endpoints' budgets too, when the daemon stops.
+    pub fn with_shutdown(mut self, shutdown: &Shutdown) -> Self {
+        self.api = self.api.with_shutdown(shutdown.clone());
+        self
+    }
+
     pub fn stats(&self) -> LimiterStats {
         self.api.limiter().stats()
     }
@@ -190,9 +196,8 @@ impl StripeClient {
     }
 
     async fn send(&self, req: ApiRequest) -> Result<Value, ConnectorError> {
-        self.endpoint(req.method.as_str(), &req.path)
-            .acquire()
-            .await;
+        let endpoint = self.endpoint(req.method.as_str(), &req.path);
+        self.api.shutdown().wait(endpoint.acquire()).await?;
         let req = req.with_auth(Auth::Bearer(self.key.clone()));
         self.api.send(req).await?.json()
     }

@@ -20,6 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use revsync_sdk::http::{LimiterStats, Limits};
+use revsync_sdk::Shutdown;
 use revsync_sdk::{
     BuildContext, Capabilities, Change, Connector, ConnectorError, ConnectorType, Fetched, Kind,
     ObjectCapability, ParamError, PushItem, PushOp, PushResult, WebhookError, WebhookEvent,
@@ -91,8 +92,11 @@ impl ConnectorType for Stripe {
                 .http
                 .max_response_bytes()
                 .map_err(|e| permanent(format!("connector `{}`: {e}", ctx.id)))?;
-            let c: Arc<dyn Connector> =
-                Arc::new(StripeConnector::new(params, overall)?.with_max_response_bytes(max_body));
+            let c: Arc<dyn Connector> = Arc::new(
+                StripeConnector::new(params, overall)?
+                    .with_max_response_bytes(max_body)
+                    .with_shutdown(&ctx.shutdown),
+            );
             Ok(c)
         })();
         Some(built)
@@ -279,6 +283,12 @@ impl StripeConnector {
     /// Caps every API answer's body (the connector file's `http.max_response_bytes`).
     pub fn with_max_response_bytes(mut self, max: usize) -> Self {
         self.client = self.client.with_max_response_bytes(max);
+        self
+    }
+
+    /// Ends the client's waits when the daemon stops.
+    pub fn with_shutdown(mut self, shutdown: &Shutdown) -> Self {
+        self.client = self.client.with_shutdown(shutdown);
         self
     }
 

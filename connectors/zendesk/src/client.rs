@@ -10,7 +10,7 @@ use revsync_sdk::http::{
     pause_when_exhausted, retry_after, AccountLimiter, ApiClient, ApiPolicy, ApiRequest, Auth,
     LimiterStats, Limits, RetryPolicy,
 };
-use revsync_sdk::{upstream_wait, ConnectorError, LimitScope};
+use revsync_sdk::{upstream_wait, ConnectorError, LimitScope, Shutdown};
 use serde_json::Value;
 
 use crate::config::{self, ZendeskParams};
@@ -157,6 +157,13 @@ impl ZendeskClient {
         self
     }
 
+    /// Ends every wait of this client (exports budget, job slots, job polls) when the
+    /// daemon stops.
+    pub fn with_shutdown(mut self, shutdown: &Shutdown) -> Self {
+        self.api = self.api.with_shutdown(shutdown.clone());
+        self
+    }
+
     pub fn request(&self, method: Method, path: &str) -> ApiRequest {
         ApiRequest::new(method, path).with_auth(self.auth.clone())
     }
@@ -173,7 +180,7 @@ impl ZendeskClient {
     /// the account's clock at the answer (its `Date` header; ours when it has none), in
     /// Unix seconds: what the export holds back is measured on that clock.
     pub async fn export(&self, req: ApiRequest) -> Result<(Value, i64), ConnectorError> {
-        self.exports.acquire().await;
+        self.api.shutdown().wait(self.exports.acquire()).await?;
         let resp = self.api.send(req).await?;
         let at = resp
             .header("date")
@@ -210,7 +217,7 @@ impl ZendeskClient {
                         wait_ms = wait.as_millis() as u64,
                         "zendesk job slots full, waiting"
                     );
-                    tokio::time::sleep(wait).await;
+                    self.api.shutdown().sleep(wait).await?;
                     wait = wait.saturating_mul(2).min(Duration::from_secs(30));
                 }
                 Err(e) => return Err(e),
@@ -227,7 +234,9 @@ impl ZendeskClient {
                     self.job_timeout.as_secs()
                 )));
             }
-            tokio::time::sleep(self.job_poll).await;
+            // A submitted job left unwatched is an answer lost: the items stay queued
+            // and the next run sends them again, which every push already survives.
+            self.api.shutdown().sleep(self.job_poll).await?;
             let v = self
                 .json(self.request(Method::GET, &format!("job_statuses/{id}")))
                 .await?;

@@ -19,6 +19,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use reqwest::Method;
 use revsync_sdk::http::{LimiterStats, Limits};
+use revsync_sdk::Shutdown;
 use revsync_sdk::{
     answer, BuildContext, Capabilities, Change, Connector, ConnectorError, ConnectorType, Fetched,
     Kind, ObjectCapability, ParamError, PushItem, PushOp, PushResult, WebhookError, WebhookEvent,
@@ -78,8 +79,11 @@ impl ConnectorType for Zendesk {
                 ))
                 .map_err(permanent)?;
             let max_body = ctx.http.max_response_bytes().map_err(permanent)?;
-            let c: Arc<dyn Connector> =
-                Arc::new(ZendeskConnector::new(params, limits)?.with_max_response_bytes(max_body));
+            let c: Arc<dyn Connector> = Arc::new(
+                ZendeskConnector::new(params, limits)?
+                    .with_max_response_bytes(max_body)
+                    .with_shutdown(&ctx.shutdown),
+            );
             Ok(c)
         })();
         Some(built)
@@ -110,6 +114,12 @@ impl ZendeskConnector {
     /// Caps every API answer's body (the connector file's `http.max_response_bytes`).
     pub fn with_max_response_bytes(mut self, max: usize) -> Self {
         self.client = self.client.with_max_response_bytes(max);
+        self
+    }
+
+    /// Ends the client's waits when the daemon stops.
+    pub fn with_shutdown(mut self, shutdown: &Shutdown) -> Self {
+        self.client = self.client.with_shutdown(shutdown);
         self
     }
 

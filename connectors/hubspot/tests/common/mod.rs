@@ -36,6 +36,7 @@ pub fn connector(sim: &Sim, params: Value, rate: RateLimitConfig) -> Arc<dyn Con
             rate_limit: &rate,
             http: &Default::default(),
             mapped_fields: &Default::default(),
+            shutdown: Default::default(),
         })
         .expect("hubspot builds a connector")
         .expect("valid params")
