@@ -240,6 +240,15 @@ pub async fn serve(
         policies,
         system_clock(),
     )?);
+    for (connector, object, was, now) in engine.restart_reads_of_changed_kinds()? {
+        tracing::warn!(
+            connector,
+            object,
+            was,
+            now = now.as_str(),
+            "the object's kind changed since it was last read: reading it again from the start"
+        );
+    }
 
     let status = Arc::new(StatusHub::default());
     let tasks = Tasks::default();

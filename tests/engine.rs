@@ -1717,3 +1717,46 @@ fn a_record_stays_findable_by_every_copys_own_email() {
     assert_eq!(e.find("ada@old.com").unwrap().map(|r| r.id), None);
     assert_eq!(e.find("ada@new.com").unwrap().unwrap().id, rec.id);
 }
+
+/// A CRM whose `companies` are first mapped as organizations, then (edited YAML) as deals.
+fn things_as(kind: &str) -> String {
+    format!("version: 1\nid: crm\ntype: hubspot\nparams: {{ token: t, base_url: 'http://127.0.0.1:9' }}\nobjects:\n  companies:\n    kind: {kind}\n    fields: {{ name: name }}\n")
+}
+
+#[test]
+fn an_object_whose_kind_is_edited_is_read_again_and_gates_creates_until_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<MemStore> = Arc::new(MemStore::new());
+    let cfg = config_with_connector(dir.path(), "crm", &things_as("organization"));
+    let e = engine(&cfg, store.clone());
+    let mut p = page(
+        "companies",
+        vec![change("companies", "1", 1, json!({"name": "Acme"}))],
+    );
+    p.cursor = Some("c1".into());
+    e.apply("crm", p).unwrap();
+    e.mark_backfilled("crm", "companies").unwrap();
+    assert!(e.backfilled("crm", "companies").unwrap());
+
+    // Same kind at the next start: nothing restarts.
+    let e = engine(&cfg, store.clone());
+    assert!(e.restart_reads_of_changed_kinds().unwrap().is_empty());
+    assert_eq!(e.cursor("crm", "companies").unwrap().as_deref(), Some("c1"));
+    assert!(e.backfilled("crm", "companies").unwrap());
+
+    // Edited to deals: the copies were linked as companies, so the object is read again
+    // from the start, and deal creates wait for that read.
+    let cfg = config_with_connector(dir.path(), "crm", &things_as("deal"));
+    let e = engine(&cfg, store.clone());
+    assert!(
+        !e.backfilled("crm", "companies").unwrap(),
+        "the old marker no longer gates"
+    );
+    let restarted = e.restart_reads_of_changed_kinds().unwrap();
+    assert_eq!(restarted.len(), 1, "{restarted:?}");
+    assert_eq!(restarted[0].2, "organization");
+    assert_eq!(e.cursor("crm", "companies").unwrap(), None);
+    e.mark_backfilled("crm", "companies").unwrap();
+    assert!(e.backfilled("crm", "companies").unwrap());
+    assert!(e.restart_reads_of_changed_kinds().unwrap().is_empty());
+}

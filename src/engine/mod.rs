@@ -581,20 +581,62 @@ impl Engine {
         self.outbox_signal.clone()
     }
 
-    /// Whether `connector` has read `object` to its end at least once. Until then its
-    /// existing copies are not all linked, and a create there could duplicate one.
+    /// Whether `connector` has read `object` to its end at least once as the kind it is
+    /// mapped to now. Until then its existing copies are not all linked as that kind, and
+    /// a create of it could duplicate one.
     pub fn backfilled(&self, connector: &str, object: &str) -> Result<bool, EngineError> {
+        let Some(kind) = self.mappings.get(connector, object).map(|m| m.kind) else {
+            return Ok(false);
+        };
         Ok(self
             .store
             .get(Table::Meta, &backfill_key(connector, object))?
-            .is_some())
+            .is_some_and(|v| v == kind.as_str().as_bytes()))
     }
 
+    /// Record that `object` was read to its end as the kind it is mapped to now.
     pub fn mark_backfilled(&self, connector: &str, object: &str) -> Result<(), EngineError> {
+        let Some(kind) = self.mappings.get(connector, object).map(|m| m.kind) else {
+            return Ok(());
+        };
         self.write_with(|txn| {
-            txn.put_raw(Table::Meta, backfill_key(connector, object), Vec::new());
+            let key = backfill_key(connector, object);
+            txn.put_raw(Table::Meta, key, kind.as_str().as_bytes().to_vec());
             Ok(())
         })
+    }
+
+    /// Objects whose `kind:` changed in the YAML since they were read to their end: their
+    /// copies were linked as another kind, so each is read again from the start (cursor
+    /// and marker dropped in one write) and, until that read ends, gates creates of its
+    /// new kind. Returns `(connector, object, old kind, new kind)` for each. A marker
+    /// written before markers named their kind says nothing: it is left to be rewritten by
+    /// the next complete read.
+    pub fn restart_reads_of_changed_kinds(
+        &self,
+    ) -> Result<Vec<(String, String, String, Kind)>, EngineError> {
+        let mut restarted = Vec::new();
+        for m in &self.mappings.objects {
+            let key = backfill_key(&m.connector, &m.object);
+            let Some(old) = self.store.get(Table::Meta, &key)? else {
+                continue;
+            };
+            if old.is_empty() || old == m.kind.as_str().as_bytes() {
+                continue;
+            }
+            self.write_with(|txn| {
+                txn.del_raw(Table::Meta, key.clone());
+                txn.del_raw(Table::Cursors, codec::cursor_key(&m.connector, &m.object));
+                Ok(())
+            })?;
+            restarted.push((
+                m.connector.clone(),
+                m.object.clone(),
+                String::from_utf8_lossy(&old).into_owned(),
+                m.kind,
+            ));
+        }
+        Ok(restarted)
     }
 
     /// Set a connector object's cursor alone (a completed full re-read).
