@@ -32,8 +32,14 @@ async fn start(a: &Fake, b: &Fake) -> Daemon {
 
 /// `b_object` is added to acme-b's `contacts` object (`direction: out`, ...).
 async fn start_with(a: &Fake, b: &Fake, b_object: &str) -> Daemon {
+    start_named(a, b, "acme-b", b_object).await
+}
+
+/// As [`start_with`], the second connector called `b_id` (a failpoint armed for it touches
+/// no other test of this binary).
+async fn start_named(a: &Fake, b: &Fake, b_id: &str, b_object: &str) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), a, b, b_object);
+    write_config(dir.path(), a, b, b_id, b_object);
     let cfg = revsync::config::load(
         dir.path(),
         &registry(),
@@ -58,14 +64,14 @@ fn registry() -> Registry {
     Registry::with(vec![Box::new(AcmeType)])
 }
 
-fn write_config(dir: &Path, a: &Fake, b: &Fake, b_object: &str) {
+fn write_config(dir: &Path, a: &Fake, b: &Fake, b_id: &str, b_object: &str) {
     std::fs::create_dir_all(dir.join("connectors")).unwrap();
     std::fs::write(
         dir.join("revsync.yaml"),
         format!("version: 1\nserver:\n  admin_token: {ADMIN}\n  max_body_bytes: 4096\nstore:\n  path: {}\nshutdown_timeout_secs: 5\n", dir.join("data").display()),
     )
     .unwrap();
-    for (id, fake, extra) in [("acme-a", a, ""), ("acme-b", b, b_object)] {
+    for (id, fake, extra) in [("acme-a", a, ""), (b_id, b, b_object)] {
         std::fs::write(
             dir.join(format!("connectors/{id}.yaml")),
             format!(
@@ -730,4 +736,52 @@ fn first_name(f: &Fake) -> Option<String> {
         .values()
         .next()
         .map(|c| c.name.clone())
+}
+
+/// The store refusing to record the answers of a push (the connector made the copies):
+/// nothing is acknowledged, so the entries stay queued; once the store writes again, every
+/// record ends linked to the one copy the system made, none made twice, none lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_the_store_cannot_record_are_neither_lost_nor_acknowledged() {
+    let (a, b) = (Fake::start().await, Fake::start().await);
+    for i in 0..5 {
+        a.seed(&format!("stored{i}@corp.test"), &format!("Stored {i}"));
+    }
+    fail::cfg("engine-confirm-push", "return(acme-unrecorded)").unwrap();
+    let d = start_named(&a, &b, "acme-unrecorded", "").await;
+    eventually("acme-b made the copies", 20, || async { b.count() == 5 }).await;
+    // The answers could not be recorded: the entries are still queued, none acknowledged.
+    eventually("the failed recording is reported", 10, || async {
+        d.connector("acme-unrecorded").await["outbox_depth"].as_u64() == Some(5)
+    })
+    .await;
+    assert_eq!(d.connector("acme-unrecorded").await["records_out"], 0);
+    fail::remove("engine-confirm-push");
+    eventually("the queue drained", 30, || async {
+        d.connector("acme-unrecorded").await["outbox_depth"] == 0
+    })
+    .await;
+    assert_eq!(b.count(), 5, "the retry made second copies");
+    assert_eq!(b.state.lock().unwrap().creates, 5);
+    assert_eq!(d.connector("acme-unrecorded").await["dead_letters"], 0);
+    let http = reqwest::Client::new();
+    for i in 0..5 {
+        let rec: Value = http
+            .get(format!("{}/records/stored{i}@corp.test", d.base))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let systems: Vec<&str> = rec["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l["connector"].as_str())
+            .collect();
+        assert_eq!(systems, ["acme-a", "acme-unrecorded"], "stored{i}: {rec}");
+    }
+    d.stop().await;
 }

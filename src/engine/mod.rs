@@ -399,6 +399,17 @@ impl Engine {
         hash: codec::Hash,
         created_external_id: Option<&str>,
     ) -> Result<(), EngineError> {
+        // Tests: the store refusing this write (`return(connector)` arms it for one
+        // connector), so the dispatcher's path for an answer it cannot record is exercised.
+        #[cfg(feature = "failpoints")]
+        if fail::eval("engine-confirm-push", |target| {
+            target.is_none_or(|t| t == connector)
+        }) == Some(true)
+        {
+            return Err(EngineError::Store(crate::store::StoreError::Io(
+                sled::Error::Io(std::io::Error::other("failpoint engine-confirm-push")),
+            )));
+        }
         self.write_with(|txn| {
             txn.confirm_push(connector, seqs, record, object, hash, created_external_id)
         })
