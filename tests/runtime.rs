@@ -104,6 +104,19 @@ impl Daemon {
             .unwrap()
     }
 
+    /// `GET path` on the admin API, with the token.
+    async fn admin_get(&self, path: &str) -> Value {
+        reqwest::Client::new()
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         tokio::time::timeout(Duration::from_secs(10), self.done)
@@ -227,16 +240,7 @@ async fn a_400_becomes_one_dead_letter_with_the_response() {
     .await;
     assert_eq!(b.count(), 0);
     assert_eq!(b.writes(), 1, "a permanent error is not retried");
-    let http = reqwest::Client::new();
-    let dlq: Value = http
-        .get(format!("{}/admin/dlq?connector=acme-b", d.base))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dlq = d.admin_get("/admin/dlq?connector=acme-b").await;
     let letters = dlq["dead_letters"].as_array().unwrap();
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0]["status"], 400);
@@ -253,7 +257,7 @@ async fn a_400_becomes_one_dead_letter_with_the_response() {
         .contains("invalid@corp.test"));
     // Replay: the system accepts it now, and the dead letter is gone.
     let seq = letters[0]["seq"].as_u64().unwrap();
-    let r = http
+    let r = reqwest::Client::new()
         .post(format!("{}/admin/dlq/replay", d.base))
         .bearer_auth(ADMIN)
         .json(&json!({"connector": "acme-b", "seq": seq}))
@@ -764,17 +768,8 @@ async fn answers_the_store_cannot_record_are_neither_lost_nor_acknowledged() {
     assert_eq!(b.count(), 5, "the retry made second copies");
     assert_eq!(b.state.lock().unwrap().creates, 5);
     assert_eq!(d.connector("acme-unrecorded").await["dead_letters"], 0);
-    let http = reqwest::Client::new();
     for i in 0..5 {
-        let rec: Value = http
-            .get(format!("{}/records/stored{i}@corp.test", d.base))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let rec = d.admin_get(&format!("/records/stored{i}@corp.test")).await;
         let systems: Vec<&str> = rec["links"]
             .as_array()
             .unwrap()
