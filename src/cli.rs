@@ -120,10 +120,54 @@ enum RecordsCommand {
 struct ClientArg {
     #[command(flatten)]
     config: ConfigArg,
+    /// The daemon's base URL (e.g. http://127.0.0.1:8080); default: server.listen from
+    /// the configuration's revsync.yaml (connector files and their secrets are not read).
+    #[arg(long, env = "REVSYNC_URL", value_name = "URL")]
+    url: Option<String>,
     /// The daemon's admin token; default: server.admin_token, else the token the daemon
     /// generated in <store.path>/admin_token.
     #[arg(long, env = "REVSYNC_TOKEN", hide_env_values = true)]
     token: Option<String>,
+}
+
+/// The daemon a client command talks to.
+struct Target {
+    /// `http://host:port`, no trailing slash.
+    base: String,
+    token: Option<String>,
+}
+
+impl ClientArg {
+    /// `--url` as given, or `server.listen` of revsync.yaml; the token as
+    /// [`client_token`] finds it. Only the daemon's own file is read: a client command
+    /// needs no connector's secret.
+    fn target(&self) -> Result<Target, u8> {
+        let explicit = self.token.clone().filter(|t| !t.is_empty());
+        if let Some(url) = &self.url {
+            let base = url.trim_end_matches('/').to_owned();
+            if url::Url::parse(&base).is_err() {
+                eprintln!("error: --url `{url}` is not a URL (e.g. http://127.0.0.1:8080)");
+                return Err(exit::CONFIG);
+            }
+            return Ok(Target {
+                base,
+                token: explicit,
+            });
+        }
+        let daemon = config::load_daemon_only(&self.config.config, &ProcessEnv).map_err(|e| {
+            eprintln!("{e}");
+            eprintln!("hint: or point at the daemon with --url / REVSYNC_URL");
+            exit::CONFIG
+        })?;
+        let mut addr = daemon.server.listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        Ok(Target {
+            base: format!("http://{addr}"),
+            token: explicit.or_else(|| client_token(&daemon)),
+        })
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -306,13 +350,21 @@ async fn next_signal(term: &mut tokio::signal::unix::Signal) -> &'static str {
 }
 
 fn records_get(client: &ClientArg, query: &str, as_json: bool, audit: usize) -> u8 {
-    let cfg = match load(&client.config.config) {
-        Ok(c) => c,
+    let target = match client.target() {
+        Ok(t) => t,
         Err(code) => return code,
     };
-    let found = match ask_daemon(&cfg, client_token(client, &cfg), query, audit) {
+    let found = match ask_daemon(&target, query, audit) {
         Ok(found) => Ok(found),
-        Err(DaemonAnswer::NotRunning) => read_store(&cfg, query, audit),
+        // No daemon holds the store: read it here, which needs the whole configuration
+        // (the mappings say how records look). Not when a URL named another machine.
+        Err(DaemonAnswer::NotRunning) if client.url.is_none() => {
+            match load(&client.config.config) {
+                Ok(cfg) => read_store(&cfg, query, audit),
+                Err(code) => return code,
+            }
+        }
+        Err(DaemonAnswer::NotRunning) => Err(format!("no daemon answers at {}", target.base)),
         Err(DaemonAnswer::Failed(e)) => Err(e),
     };
     match found {
@@ -342,17 +394,14 @@ enum DaemonAnswer {
 
 /// One call to the running daemon's API: (status, JSON body).
 fn call_daemon(
-    cfg: &Config,
-    token: Option<String>,
+    target: &Target,
     method: reqwest::Method,
     path: &str,
     body: Option<serde_json::Value>,
 ) -> Result<(u16, serde_json::Value), DaemonAnswer> {
-    let mut addr = cfg.daemon.server.listen;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
-    let url = format!("http://{addr}{path}");
+    let addr = target.base.clone();
+    let token = target.token.clone();
+    let url = format!("{addr}{path}");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -393,14 +442,11 @@ fn call_daemon(
 
 /// The token a client command sends: `--token`/`REVSYNC_TOKEN`, else `server.admin_token`,
 /// else the one the daemon generated in the store directory (when this user may read it).
-fn client_token(client: &ClientArg, cfg: &Config) -> Option<String> {
-    if let Some(t) = client.token.as_deref().filter(|t| !t.is_empty()) {
-        return Some(t.to_owned());
-    }
-    if let Some(t) = &cfg.daemon.server.admin_token {
+fn client_token(daemon: &config::DaemonConfig) -> Option<String> {
+    if let Some(t) = &daemon.server.admin_token {
         return Some(t.expose().to_owned());
     }
-    crate::auth::read(&crate::auth::token_path(&cfg.daemon.store.path))
+    crate::auth::read(&crate::auth::token_path(&daemon.store.path))
         .ok()
         .flatten()
         .map(|t| t.expose().to_owned())
@@ -413,12 +459,12 @@ fn admin(
     path: &str,
     body: Option<serde_json::Value>,
 ) -> Result<(u16, serde_json::Value), u8> {
-    let cfg = load(&client.config.config)?;
-    call_daemon(&cfg, client_token(client, &cfg), method, path, body).map_err(|e| {
+    let target = client.target()?;
+    call_daemon(&target, method, path, body).map_err(|e| {
         match e {
             DaemonAnswer::NotRunning => eprintln!(
-                "error: no daemon answers on {} (start it with `revsync run`)",
-                cfg.daemon.server.listen
+                "error: no daemon answers at {} (start it with `revsync run`, or name it with --url)",
+                target.base
             ),
             DaemonAnswer::Failed(m) => eprintln!("error: {m}"),
         }
@@ -621,8 +667,7 @@ fn resync(client: &ClientArg, connector: &str, object: Option<&str>) -> u8 {
 
 /// The running daemon owns the store (sled locks it), so ask it first.
 fn ask_daemon(
-    cfg: &Config,
-    token: Option<String>,
+    target: &Target,
     query: &str,
     audit: usize,
 ) -> Result<Option<serde_json::Value>, DaemonAnswer> {
@@ -636,7 +681,7 @@ fn ask_daemon(
     url.query_pairs_mut()
         .append_pair("audit", &audit.to_string());
     let path = format!("{}?{}", url.path(), url.query().unwrap_or_default());
-    match call_daemon(cfg, token, reqwest::Method::GET, &path, None)? {
+    match call_daemon(target, reqwest::Method::GET, &path, None)? {
         (200, v) => Ok(Some(v)),
         (404, _) => Ok(None),
         (s, v) => Err(DaemonAnswer::Failed(format!(

@@ -42,6 +42,16 @@ fn write_config(dir: &Path) {
 
 type Log = tokio::task::JoinHandle<Vec<String>>;
 
+/// A CLI run exited 0; its stderr shows when not.
+fn succeeded(out: &std::process::Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Start the daemon and read its address from the JSON log line announcing it.
 async fn start(dir: &Path) -> (Child, String, Log) {
     start_with(dir, &[]).await
@@ -304,12 +314,7 @@ async fn without_a_configured_token_one_is_generated_kept_private_and_required()
         .output()
         .await
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("no dead letters"));
     // A wrong --token is refused with a clear message.
     let out = Command::new(env!("CARGO_BIN_EXE_revsync"))
@@ -463,4 +468,73 @@ async fn logs_to_a_pipe_are_plain_text_or_json_lines() {
         "escape codes in piped logs: {text:?}"
     );
     assert!(!out.stdout.contains(&0x1b), "escape codes on stdout");
+}
+
+/// Issue 26: a client command needs no connector's secret. With `--url` it reads no
+/// configuration at all; with `--config` only revsync.yaml (connector files name secrets
+/// that an operator's shell does not hold).
+#[tokio::test]
+async fn client_commands_reach_the_daemon_without_any_connector_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path());
+    let (child, base, log) = start(dir.path()).await;
+    let token = std::fs::read_to_string(dir.path().join("data/admin_token"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let cli = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_revsync"));
+        c.args(args)
+            // The connector file's ${ZD_TOKEN} is not set here, nor any REVSYNC_*.
+            .env_remove("ZD_TOKEN")
+            .env_remove("REVSYNC_TOKEN")
+            .env_remove("REVSYNC_URL")
+            .env_remove("REVSYNC_CONFIG_DIR")
+            .current_dir(dir.path());
+        c
+    };
+
+    let out = cli(&["status", "--url", &base, "--token", &token])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    succeeded(&out);
+    assert!(stdout.contains("zendesk-test"), "{stdout}");
+
+    let out = cli(&["records", "get", "nobody@example.com", "--url", &base])
+        .env("REVSYNC_TOKEN", &token)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "answered, and no such record");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no record matches"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Through the configuration directory: revsync.yaml names the port (as an
+    // environment override) and the token is the generated one, found by itself.
+    let addr = base.trim_start_matches("http://");
+    let out = cli(&["status", "--json", "--config"])
+        .arg(dir.path())
+        .env("REVSYNC_SERVER__LISTEN", addr)
+        .output()
+        .await
+        .unwrap();
+    succeeded(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["connectors"].is_array(), "{v}");
+
+    // Nothing answers at a URL: a clear error, exit 1.
+    let out = cli(&["status", "--url", "http://127.0.0.1:9"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no daemon answers at http://127.0.0.1:9")
+    );
+    stop(child, log).await;
 }

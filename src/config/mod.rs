@@ -112,6 +112,19 @@ pub fn load(dir: &Path, registry: &Registry, env: &dyn Env) -> Result<Config, Co
     }
 }
 
+/// Only `dir/revsync.yaml` (and its environment overrides): what a client command needs
+/// to find the daemon (`server.*`, `store.path` for the generated token). Connector files,
+/// and the secrets they name, are not read.
+pub fn load_daemon_only(dir: &Path, env: &dyn Env) -> Result<DaemonConfig, ConfigErrors> {
+    let mut errors = Vec::new();
+    let daemon = load_daemon(&dir.join(DAEMON_FILE), env, &mut errors);
+    if errors.is_empty() {
+        Ok(daemon.unwrap_or_default())
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
 fn connector_files(dir: &Path, errors: &mut Vec<ConfigError>) -> Vec<PathBuf> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,

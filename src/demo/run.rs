@@ -747,6 +747,11 @@ fn print_summary(
         "  admin token         in {0} (records and /admin need it):\n                      curl -H \"Authorization: Bearer $(cat {0})\" {base}/records/<email>",
         token_file.display()
     );
+    // The same with the CLI, which needs neither this run's config nor any secret.
+    let cli = format!("--url {base} --token \"$(cat {})\"", token_file.display());
+    println!("  inspect with        revsync status {cli}");
+    println!("                      revsync records get <email> {cli}");
+    println!("                      revsync dlq list {cli}");
     // One line for scripts.
     let mut line = format!(
         "summary: converged={} secs={secs:.1}",
