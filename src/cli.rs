@@ -233,16 +233,21 @@ fn load(dir: &Path) -> Result<Config, u8> {
 }
 
 fn check(dir: &Path) -> u8 {
-    let cfg = match load(dir) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+    // Every stage runs, whatever the one before found: one run shows every mistake.
+    let (cfg, mut errors) = config::load_all(dir, &Registry::builtin(), &ProcessEnv);
+    if let Err(e) = crate::engine::Engine::validate(&cfg) {
+        errors.extend(e);
+    }
+    if !errors.is_empty() {
+        eprintln!("{}", config::ConfigErrors(errors));
+        return exit::CONFIG;
+    }
     let d = &cfg.daemon;
     println!(
-        "daemon: listen {}, store {} (sled), log {:?}, shutdown within {}s",
+        "daemon: listen {}, store {} (sled), log {}, shutdown within {}s",
         d.server.listen,
         d.store.path.display(),
-        d.log.format,
+        d.log.format.as_str(),
         d.shutdown_timeout_secs
     );
     for (file, c) in &cfg.connectors {
@@ -259,7 +264,7 @@ fn check(dir: &Path) -> u8 {
             })
             .collect();
         println!(
-            "ok {} ({}) {}: {}; poll every {}s; deletes {:?} [{}]",
+            "ok {} ({}) {}: {}; poll every {}s; deletes {} [{}]",
             c.id,
             c.type_name,
             if c.enabled { "enabled" } else { "disabled" },
@@ -269,7 +274,7 @@ fn check(dir: &Path) -> u8 {
                 objects.join(", ")
             },
             c.poll.interval_secs,
-            c.deletes,
+            c.deletes.as_str(),
             file.display()
         );
     }

@@ -47,7 +47,7 @@ fn shipped_config_checks_once_its_secrets_are_set() {
     );
     let ok_lines: Vec<_> = stdout.lines().filter(|l| l.starts_with("ok ")).collect();
     assert_eq!(ok_lines.len(), 4, "{stdout}");
-    assert!(stdout.contains("ok hubspot-main (hubspot) enabled: companies->organization (both, 4 fields), contacts->person (both, 7 fields), deals->deal (both, 6 fields); poll every 60s; deletes Archive"), "{stdout}");
+    assert!(stdout.contains("ok hubspot-main (hubspot) enabled: companies->organization (both, 4 fields), contacts->person (both, 7 fields), deals->deal (both, 6 fields); poll every 60s; deletes archive"), "{stdout}");
     for (_, secret) in SECRETS {
         assert!(
             !stdout.contains(secret),
@@ -203,7 +203,7 @@ fn environment_overrides_the_daemon_file() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("listen 127.0.0.1:9999"), "{stdout}");
-    assert!(stdout.contains("log Json"), "{stdout}");
+    assert!(stdout.contains("log json"), "{stdout}");
 
     let out = revsync(
         &["check", "--config", "config/local"],
@@ -295,4 +295,63 @@ fn zero_and_out_of_range_limits_are_refused_before_start() {
     ] {
         assert!(stderr.contains(&e), "missing:\n{e}\nin:\n{stderr}");
     }
+}
+
+/// Issue 26: a configuration with a mistake at every stage (bounds, types, object names,
+/// params, mappings, references, required fields, merge rules) is reported whole in one
+/// run, each mistake naming its file, connector and field.
+#[test]
+fn twelve_mistakes_across_every_stage_are_reported_in_one_run() {
+    let out = revsync(&["check", "--config", "tests/fixtures/twelve"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    let expected = [
+        ("revsync.yaml", "server.max_body_bytes", "0 is outside"),
+        ("revsync.yaml", "server.admin_token", "is empty"),
+        ("revsync.yaml", "store.path", "is empty"),
+        ("revsync.yaml", "store.cache_mb", "0 is outside"),
+        (
+            "revsync.yaml",
+            "merge.person.email",
+            "`priority: []` names no connector",
+        ),
+        (
+            "revsync.yaml",
+            "merge.person.shoe_size",
+            "not a person field",
+        ),
+        ("hubspot.yaml", "params.tier", "platinum"),
+        (
+            "hubspot.yaml",
+            "objects.contacts.fields.work_email",
+            "`email` already maps to `email`",
+        ),
+        (
+            "hubspot.yaml",
+            "objects.contacts.fields.associatedcompanyid",
+            "`ref: firms` names no object",
+        ),
+        ("hubspot.yaml", "objects.companies.kind", "organisation"),
+        (
+            "salesforce.yaml",
+            "objects.Lead.fields",
+            "without `LastName`",
+        ),
+        (
+            "salesforce.yaml",
+            "objects.Account.fields.Parent_CRM_Id__c",
+            "connector `hubspot-crm`, which is not configured",
+        ),
+    ];
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    for (file, field, what) in expected {
+        assert!(
+            errors.iter().any(|l| l.contains(file)
+                && l.contains(&format!("field `{field}`"))
+                && l.contains(what)),
+            "missing {file} {field} ({what}) in:\n{stderr}"
+        );
+    }
+    assert_eq!(errors.len(), 12, "{stderr}");
+    assert!(stderr.contains("12 configuration errors"), "{stderr}");
 }

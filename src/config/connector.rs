@@ -96,6 +96,17 @@ pub enum DeletePolicy {
     Propagate,
 }
 
+impl DeletePolicy {
+    /// As written in a connector file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeletePolicy::Ignore => "ignore",
+            DeletePolicy::Archive => "archive",
+            DeletePolicy::Propagate => "propagate",
+        }
+    }
+}
+
 /// Top-level keys of a connector file.
 pub const TOP_LEVEL_KEYS: &[&str] = &[
     "version",

@@ -155,9 +155,10 @@ fn default_prune_interval_secs() -> u64 {
 pub struct MergeRuleConfig {
     #[serde(default)]
     pub policy: Option<PolicyName>,
-    /// Connector ids, most trusted first (implies `policy: priority`).
+    /// Connector ids, most trusted first (implies `policy: priority`). `Some(empty)` is
+    /// a mistake `check` reports, so it is kept apart from an absent key.
     #[serde(default)]
-    pub priority: Vec<String>,
+    pub priority: Option<Vec<String>>,
     /// Let an empty value overwrite a non-empty one.
     #[serde(default)]
     pub allow_empty: bool,
@@ -296,6 +297,16 @@ pub enum LogFormat {
     Json,
 }
 
+impl LogFormat {
+    /// As written in revsync.yaml.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
@@ -411,6 +422,14 @@ impl DaemonConfig {
             "connections",
             "server:\n  max_connections: 512",
         );
+        if self.store.path.as_os_str().is_empty() {
+            out.push(OutOfBounds {
+                field: "store.path",
+                message: "is empty: the store would be written into the working directory"
+                    .to_owned(),
+                example: "store:\n  path: /var/lib/revsync",
+            });
+        }
         if let Some(t) = &s.admin_token {
             if t.expose().trim().is_empty() || t.expose().chars().any(char::is_whitespace) {
                 out.push(OutOfBounds {

@@ -71,13 +71,31 @@ impl Env for BTreeMap<String, String> {
 
 /// Load `dir/revsync.yaml` and `dir/connectors/*.yaml` and validate them all.
 pub fn load(dir: &Path, registry: &Registry, env: &dyn Env) -> Result<Config, ConfigErrors> {
+    let (config, errors) = load_all(dir, registry, env);
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// As [`load`], for `check`: every error of this stage, and the configuration as far as
+/// it could be read (defaults where a section failed; a connector whose id, type or
+/// objects failed is left out), so that the mapping and merge checks still run on it and
+/// one run reports every mistake.
+pub fn load_all(dir: &Path, registry: &Registry, env: &dyn Env) -> (Config, Vec<ConfigError>) {
     let mut errors = Vec::new();
     if !dir.is_dir() {
         errors.push(
             ConfigError::new(dir, "", "configuration directory not found")
                 .hint("pass the directory holding revsync.yaml and connectors/ with --config DIR"),
         );
-        return Err(ConfigErrors(errors));
+        let empty = Config {
+            dir: dir.to_path_buf(),
+            daemon: DaemonConfig::default(),
+            connectors: Vec::new(),
+        };
+        return (empty, errors);
     }
 
     let daemon = load_daemon(&dir.join(DAEMON_FILE), env, &mut errors);
@@ -101,14 +119,55 @@ pub fn load(dir: &Path, registry: &Registry, env: &dyn Env) -> Result<Config, Co
         }
     }
 
-    if errors.is_empty() {
-        Ok(Config {
-            dir: dir.to_path_buf(),
-            daemon: daemon.unwrap_or_default(),
-            connectors,
-        })
-    } else {
-        Err(ConfigErrors(errors))
+    let config = Config {
+        dir: dir.to_path_buf(),
+        daemon: daemon.unwrap_or_default(),
+        connectors,
+    };
+    (config, errors)
+}
+
+/// The fields a system refuses a create without must be written by the object that
+/// creates each kind there (the first object of that kind revsync writes, as the engine
+/// picks it), or given a `default:`: otherwise every create becomes a dead letter.
+fn required_for_create(
+    ctx: &FileCtx<'_>,
+    kind: &dyn revsync_sdk::ConnectorType,
+    objects: &BTreeMap<String, ObjectConfig>,
+    errors: &mut Vec<ConfigError>,
+) {
+    let mut creating: BTreeMap<revsync_sdk::Kind, &String> = BTreeMap::new();
+    for (name, o) in objects.iter().filter(|(_, o)| o.direction != Direction::In) {
+        creating.entry(o.kind).or_insert(name);
+    }
+    for (canonical, name) in creating {
+        let Some(o) = objects.get(name) else {
+            continue;
+        };
+        for field in kind.required_for_create(name) {
+            let written = match o.fields.get(*field) {
+                None => false,
+                Some(Value::Object(spec)) => {
+                    spec.contains_key("default")
+                        || spec.get("direction").and_then(Value::as_str) != Some("in")
+                }
+                Some(_) => true,
+            };
+            if !written {
+                errors.push(
+                    ctx.error(
+                        format!("objects.{name}.fields"),
+                        format!(
+                            "{} refuses to create a {name} without `{field}`, and revsync creates {canonical} records as {name} here",
+                            kind.name()
+                        ),
+                    )
+                    .hint(format!(
+                        "map `{field}` to a canonical field, or give it a value for records that have none: `{field}: {{ to: <field>, default: <value> }}`"
+                    )),
+                );
+            }
+        }
     }
 }
 
@@ -663,12 +722,19 @@ fn load_connector(
             .example("http:\n  max_response_bytes: 67108864"),
         );
     }
-    let objects = ctx.section(
-        &map,
-        "objects",
-        BTreeMap::<String, ObjectConfig>::new,
-        errors,
-    );
+    // Object by object, so one bad object does not hide the others from the later checks.
+    let objects: Option<BTreeMap<String, ObjectConfig>> = match map.get("objects") {
+        None => Some(BTreeMap::new()),
+        Some(Value::Object(each)) => Some(
+            each.iter()
+                .filter_map(|(name, v)| {
+                    ctx.parse::<ObjectConfig>(&format!("objects.{name}"), v, errors)
+                        .map(|o| (name.clone(), o))
+                })
+                .collect(),
+        ),
+        Some(other) => ctx.parse("objects", other, errors),
+    };
     if let (Some(objects), Some(kind)) = (&objects, kind) {
         let valid: Vec<&str> = kind.objects().iter().map(|(n, _)| *n).collect();
         for name in objects.keys().filter(|n| !valid.contains(&n.as_str())) {
@@ -688,6 +754,10 @@ fn load_connector(
                 .hint(hint),
             );
         }
+    }
+
+    if let (Some(objects), Some(kind)) = (&objects, kind) {
+        required_for_create(&ctx, kind, objects, errors);
     }
 
     let params = map
@@ -717,20 +787,19 @@ fn load_connector(
         }
     }
 
-    if errors.len() > before {
-        return None;
-    }
+    // With errors, the connector still goes on to the mapping checks as far as it was
+    // read (its id, type and objects are what they need); `load` refuses it anyway.
     Some(ConnectorConfig {
-        version: version?,
+        version: version.unwrap_or(1),
         id: id?,
         type_name: kind?.name().to_owned(),
-        enabled: enabled?,
-        poll: poll?,
+        enabled: enabled.unwrap_or(true),
+        poll: poll.unwrap_or_default(),
         objects: objects?,
-        deletes: deletes?,
-        phone_region: phone_region?,
-        rate_limit: rate_limit?,
-        http: http?,
+        deletes: deletes.unwrap_or_default(),
+        phone_region: phone_region.unwrap_or_default(),
+        rate_limit: rate_limit.unwrap_or_default(),
+        http: http.unwrap_or_default(),
         params,
     })
 }

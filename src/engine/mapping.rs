@@ -53,10 +53,51 @@ impl Mappings {
                 }
             }
         }
+        Self::check_xrefs(config, &objects, &mut errors);
         if errors.is_empty() {
             Ok(Self { objects })
         } else {
             Err(errors)
+        }
+    }
+
+    /// Every `xref:` must name a configured connector and one of its objects: otherwise
+    /// the ids it carries can never join anything.
+    fn check_xrefs(config: &Config, objects: &[ObjectMapping], errors: &mut Vec<ConfigError>) {
+        for m in objects {
+            for f in &m.fields {
+                let Target::Xref { connector, object } = &f.target else {
+                    continue;
+                };
+                let found = config.connectors.iter().find(|(_, c)| &c.id == connector);
+                let problem = match found {
+                    None => {
+                        let ids: Vec<&str> =
+                            config.connectors.iter().map(|(_, c)| c.id.as_str()).collect();
+                        Some(format!(
+                            "xref names connector `{connector}`, which is not configured (connectors: {})",
+                            ids.join(", ")
+                        ))
+                    }
+                    Some((_, c)) if !c.objects.contains_key(object) => Some(format!(
+                        "xref names `{connector}.{object}`, but `{connector}` has no object `{object}`"
+                    )),
+                    Some(_) => None,
+                };
+                if let (Some(msg), Some((file, _))) = (
+                    problem,
+                    config.connectors.iter().find(|(_, c)| c.id == m.connector),
+                ) {
+                    errors.push(
+                        ConfigError::new(
+                            file,
+                            format!("objects.{}.fields.{}", m.object, f.source),
+                            msg,
+                        )
+                        .connector(Some(&m.connector)),
+                    );
+                }
+            }
         }
     }
 
@@ -126,6 +167,8 @@ pub struct FieldMap {
     fraction: bool,
     /// For relations: the object (in this connector) the id refers to.
     pub ref_object: Option<String>,
+    /// Written when the canonical value is empty: a field the system requires.
+    default: Option<Json>,
 }
 
 #[derive(Debug, Clone)]
@@ -163,6 +206,9 @@ struct FullSpec {
     xref: Option<String>,
     #[serde(default)]
     direction: Option<Direction>,
+    /// What to write when the record has no value (a field the system requires).
+    #[serde(default)]
+    default: Option<Json>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -217,6 +263,7 @@ impl ObjectMapping {
                     ref_object: None,
                     xref: None,
                     direction: None,
+                    default: None,
                 },
                 Json::Object(_) => match serde_path_to_error::deserialize(spec) {
                     Ok(f) => f,
@@ -236,6 +283,23 @@ impl ObjectMapping {
             match compile_field(connector_type, object, kind, source, full, siblings) {
                 Ok(f) => out.push(f),
                 Err(e) => errors.push((source.clone(), e)),
+            }
+        }
+        // Two source fields feeding one canonical field would take turns overwriting it,
+        // and writing it back would send the same value to both.
+        let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+        for f in &out {
+            let target = match &f.target {
+                Target::Field(def) => def.name.to_owned(),
+                Target::Custom(name) => format!("custom.{name}"),
+                Target::FullName => "full_name".to_owned(),
+                Target::Xref { .. } => continue,
+            };
+            if let Some(first) = seen.insert(target.clone(), &f.source) {
+                errors.push((
+                    f.source.clone(),
+                    format!("`{first}` already maps to `{target}`: one source field per canonical field in an object (map the other to `custom.<name>`)"),
+                ));
             }
         }
         if !errors.is_empty() {
@@ -499,26 +563,20 @@ impl ObjectMapping {
                     let full = format!("{} {}", part("first_name"), part("last_name"))
                         .trim()
                         .to_owned();
-                    if full.is_empty() {
-                        continue;
-                    }
-                    Json::String(full)
+                    (!full.is_empty()).then_some(Json::String(full))
                 }
                 Target::Custom(name) => match values.get(&format!("custom.{name}")) {
-                    Some(v) if !v.is_empty() => custom_json(v),
-                    _ => continue,
+                    Some(v) if !v.is_empty() => Some(custom_json(v)),
+                    _ => None,
                 },
-                Target::Field(def) => {
-                    let Some(v) = values.get(def.name).filter(|v| !v.is_empty()) else {
-                        continue;
-                    };
-                    match self.write(f, def, v, resolve, &mut out) {
-                        Some(j) => j,
-                        None => continue,
-                    }
-                }
+                Target::Field(def) => values
+                    .get(def.name)
+                    .filter(|v| !v.is_empty())
+                    .and_then(|v| self.write(f, def, v, resolve, &mut out)),
             };
-            out.insert(f.source.clone(), json);
+            if let Some(json) = json.or_else(|| f.default.clone()) {
+                out.insert(f.source.clone(), json);
+            }
         }
         out
     }
@@ -583,7 +641,14 @@ fn compile_field(
         minor_units: spec.minor_units,
         fraction: spec.fraction,
         ref_object: spec.ref_object,
+        default: spec.default,
     };
+    if f.default
+        .as_ref()
+        .is_some_and(|d| !(d.is_string() || d.is_number() || d.is_boolean()))
+    {
+        return Err("`default` must be a text, a number or true/false".into());
+    }
     if let Some(x) = spec.xref {
         let (connector, obj) = x
             .split_once('.')
@@ -654,6 +719,24 @@ fn compile_field(
         ));
     }
     if let FieldType::Relation(target) = def.ty {
+        if let Some(r) = &f.ref_object {
+            match siblings.iter().find(|(n, _)| n == r) {
+                None => {
+                    let names: Vec<&str> = siblings.iter().map(|(n, _)| n.as_str()).collect();
+                    return Err(format!(
+                        "relation `{to}`: `ref: {r}` names no object of this connector (its objects: {})",
+                        names.join(", ")
+                    ));
+                }
+                Some((_, k)) if target.is_some_and(|t| t != *k) => {
+                    return Err(format!(
+                        "relation `{to}` points at a {}, but `{r}` holds {k} records",
+                        target.map(|t| t.as_str()).unwrap_or_default()
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
         if f.ref_object.is_none() {
             let candidates: Vec<&String> = siblings
                 .iter()
@@ -864,6 +947,48 @@ pub fn parse_date(v: &Json) -> Result<NaiveDate, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lead(fields: Json) -> Result<ObjectMapping, Vec<(String, String)>> {
+        let fields: BTreeMap<String, Json> = serde_json::from_value(fields).unwrap();
+        ObjectMapping::compile(
+            "sf",
+            "salesforce",
+            "Lead",
+            Kind::Person,
+            Direction::Both,
+            &fields,
+            &[("Lead".into(), Kind::Person)],
+        )
+    }
+
+    #[test]
+    fn a_default_is_written_only_where_the_record_has_no_value() {
+        let m = lead(serde_json::json!({
+            "LastName": {"to": "last_name", "default": "[not provided]"},
+            "Email": "email"
+        }))
+        .unwrap();
+        let mut none = |_: &Value, _: &str| None;
+        let empty = m.project(&BTreeMap::new(), &mut none);
+        assert_eq!(empty.get("LastName"), Some(&Json::from("[not provided]")));
+        assert_eq!(empty.get("Email"), None);
+        let named = BTreeMap::from([("last_name".to_owned(), Value::Text("Lovelace".into()))]);
+        assert_eq!(
+            m.project(&named, &mut none).get("LastName"),
+            Some(&Json::from("Lovelace"))
+        );
+        assert!(
+            lead(serde_json::json!({"LastName": {"to": "last_name", "default": [1]}})).is_err()
+        );
+    }
+
+    #[test]
+    fn two_sources_for_one_canonical_field_are_refused() {
+        let errs =
+            lead(serde_json::json!({"Email": "email", "Work_Email__c": "email"})).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].1.contains("already maps to `email`"), "{errs:?}");
+    }
 
     #[test]
     fn extreme_epoch_numbers_are_refused_not_a_panic() {

@@ -135,23 +135,29 @@ impl Policies {
                 errors.push(err(format!("`{field}` is not a {kind} field")));
                 continue;
             }
-            for c in &rule.priority {
+            if rule.priority.as_ref().is_some_and(Vec::is_empty) {
+                errors.push(err(
+                    "`priority: []` names no connector; list them, best first, or drop the key"
+                        .into(),
+                ));
+                continue;
+            }
+            let priority = rule.priority.clone().unwrap_or_default();
+            for c in &priority {
                 if !config.connectors.iter().any(|(_, cc)| &cc.id == c) {
                     errors.push(err(format!(
                         "priority names `{c}`, which is not a configured connector"
                     )));
                 }
             }
-            let policy = match (rule.policy, rule.priority.is_empty()) {
+            let policy = match (rule.policy, priority.is_empty()) {
                 (Some(PolicyName::Priority), true) => {
                     errors.push(err(
                         "policy `priority` needs a `priority: [connector ids]` list".into(),
                     ));
                     continue;
                 }
-                (Some(PolicyName::Priority) | None, false) => {
-                    Policy::Priority(rule.priority.clone())
-                }
+                (Some(PolicyName::Priority) | None, false) => Policy::Priority(priority),
                 (Some(PolicyName::Newest) | None, true) => Policy::Newest,
                 (Some(PolicyName::FirstNonEmpty), true) => Policy::FirstNonEmpty,
                 (Some(_), false) => {

@@ -1072,11 +1072,7 @@ impl<'a> Txn<'a> {
         {
             self.sync_dirty.insert(id);
         }
-        let policy_name = match policy {
-            DeletePolicy::Ignore => "ignore",
-            DeletePolicy::Archive => "archive",
-            DeletePolicy::Propagate => "propagate",
-        };
+        let policy_name = policy.as_str();
         self.audit(
             id,
             ts,

@@ -57,6 +57,17 @@ impl ConnectorType for Salesforce {
         config::SalesforceParams::from_value(params).map(|_| ())
     }
 
+    /// Salesforce's required fields of the standard objects (REQUIRED_FIELD_MISSING).
+    fn required_for_create(&self, object: &str) -> &'static [&'static str] {
+        match object {
+            "Lead" => &["LastName", "Company"],
+            "Contact" => &["LastName"],
+            "Account" => &["Name"],
+            "Opportunity" => &["Name", "StageName", "CloseDate"],
+            _ => &[],
+        }
+    }
+
     fn params_example(&self) -> &'static str {
         "params:\n  auth:\n    flow: refresh_token\n    token_url: https://login.salesforce.com/services/oauth2/token\n    client_id: ${SF_CLIENT_ID}\n    client_secret: ${SF_CLIENT_SECRET}\n    refresh_token: ${SF_REFRESH_TOKEN}\n  organization_id: 00D000000000001"
     }

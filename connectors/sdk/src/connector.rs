@@ -54,6 +54,13 @@ pub trait ConnectorType: Send + Sync + 'static {
     /// A minimal valid `params:` block, shown when validation fails.
     fn params_example(&self) -> &'static str;
 
+    /// Source fields the system refuses a create of `object` without (Salesforce's
+    /// `LastName` and `Company` on a Lead): `check` requires each to be mapped for writing
+    /// or given a `default:` wherever revsync may create there.
+    fn required_for_create(&self, _object: &str) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Build the running connector from validated params. `None`: this build has no API
     /// client for the type yet; it is validated and shown on `/status` but does not sync.
     fn build(

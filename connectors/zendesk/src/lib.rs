@@ -55,6 +55,14 @@ impl ConnectorType for Zendesk {
         config::ZendeskParams::from_value(params).map(|_| ())
     }
 
+    /// Users and organizations are refused without a name (RecordInvalid).
+    fn required_for_create(&self, object: &str) -> &'static [&'static str] {
+        match object {
+            "users" | "organizations" => &["name"],
+            _ => &[],
+        }
+    }
+
     fn params_example(&self) -> &'static str {
         "params:\n  subdomain: acme\n  auth:\n    method: api_token\n    email: ops@acme.com\n    token: ${ZENDESK_TOKEN}"
     }
