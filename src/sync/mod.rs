@@ -266,6 +266,38 @@ async fn blocking<T: Send + 'static>(
         .and_then(|r| r.map_err(|e| e.to_string()))
 }
 
+/// Build one configured connector through its type, as the daemon runs it (`None`: the
+/// type is unknown, or this build has no API client for it).
+pub fn build_connector(
+    registry: &Registry,
+    c: &crate::config::ConnectorConfig,
+    shutdown: revsync_sdk::Shutdown,
+) -> Option<Result<Arc<dyn Connector>, revsync_sdk::ConnectorError>> {
+    let kind = registry.get(&c.type_name)?;
+    // What the YAML mapping reads or writes, per object (top-level names): a connector
+    // that must name its fields (SOQL) selects these.
+    let mapped_fields: std::collections::BTreeMap<String, Vec<String>> = c
+        .objects
+        .iter()
+        .map(|(name, o)| {
+            let fields = o
+                .fields
+                .keys()
+                .map(|f| f.split('.').next().unwrap_or(f).to_owned());
+            (name.clone(), fields.collect())
+        })
+        .collect();
+    let ctx = revsync_sdk::BuildContext {
+        id: &c.id,
+        params: &c.params,
+        rate_limit: &c.rate_limit,
+        http: &c.http,
+        mapped_fields: &mapped_fields,
+        shutdown,
+    };
+    kind.build(&ctx)
+}
+
 pub fn start(
     config: &Config,
     registry: &Registry,
@@ -287,29 +319,10 @@ pub fn start(
     let mut first_read = Vec::new();
 
     for (_, c) in config.connectors.iter().filter(|(_, c)| c.enabled) {
-        let Some(kind) = registry.get(&c.type_name) else {
+        if registry.get(&c.type_name).is_none() {
             continue;
-        };
-        let mapped_fields: std::collections::BTreeMap<String, Vec<String>> = c
-            .objects
-            .iter()
-            .map(|(name, o)| {
-                let fields = o
-                    .fields
-                    .keys()
-                    .map(|f| f.split('.').next().unwrap_or(f).to_owned());
-                (name.clone(), fields.collect())
-            })
-            .collect();
-        let ctx = revsync_sdk::BuildContext {
-            id: &c.id,
-            params: &c.params,
-            rate_limit: &c.rate_limit,
-            http: &c.http,
-            mapped_fields: &mapped_fields,
-            shutdown: revsync_sdk::Shutdown::new(cancel.clone()),
-        };
-        let built = match kind.build(&ctx) {
+        }
+        let built = match build_connector(registry, c, revsync_sdk::Shutdown::new(cancel.clone())) {
             None => {
                 status.update(&c.id, |s| {
                     s.state = ConnectorState::Idle;
