@@ -349,6 +349,7 @@ pub fn start(
                 jitter_pct: c.poll.jitter_pct,
                 cancel: cancel.clone(),
                 caught_up: caught_up.clone(),
+                backfilled: Default::default(),
             });
             let (name, st, cn) = (
                 format!("poll {}/{}", c.id, object),
