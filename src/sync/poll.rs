@@ -228,39 +228,8 @@ pub fn jittered(base: Duration, pct: u8) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Entry, MemStore, Store, StoreError, StoreStats, Table, WriteBatch};
-    use std::sync::atomic::{AtomicU64, Ordering};
-
-    #[derive(Default)]
-    struct CountingStore {
-        inner: MemStore,
-        writes: AtomicU64,
-    }
-
-    impl Store for CountingStore {
-        fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-            self.inner.get(table, key)
-        }
-        fn scan(
-            &self,
-            table: Table,
-            prefix: &[u8],
-            after: Option<&[u8]>,
-            limit: usize,
-        ) -> Result<Vec<Entry>, StoreError> {
-            self.inner.scan(table, prefix, after, limit)
-        }
-        fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
-            self.writes.fetch_add(1, Ordering::SeqCst);
-            self.inner.write(batch)
-        }
-        fn flush(&self) -> Result<(), StoreError> {
-            Ok(())
-        }
-        fn stats(&self) -> StoreStats {
-            self.inner.stats()
-        }
-    }
+    use crate::store::CountingStore;
+    use std::sync::atomic::Ordering;
 
     /// A system where nothing changes: every read is empty and leaves the cursor alone.
     struct Quiet;
