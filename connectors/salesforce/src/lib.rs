@@ -498,6 +498,16 @@ impl Connector for SalesforceConnector {
     fn rate_limit(&self) -> Option<LimiterStats> {
         self.client.current().map(|s| s.api.limiter().stats())
     }
+
+    fn quota_left(&self) -> Option<revsync_sdk::QuotaLeft> {
+        let q = self.quota_status();
+        let (used, max) = (q.used?, q.max?);
+        Some(revsync_sdk::QuotaLeft {
+            remaining: max.saturating_sub(used),
+            limit: max,
+            window: "day",
+        })
+    }
 }
 
 /// The `Date` of an answer (RFC 7231: `Sun, 06 Nov 1994 08:49:37 GMT`).
