@@ -360,39 +360,7 @@ async fn resolve_auth(daemon: &crate::config::DaemonConfig) -> anyhow::Result<Au
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Entry, MemStore, StoreError, StoreStats, Table, WriteBatch};
-
-    /// A store that counts how often its (disk-reading, for sled) figures are asked for.
-    #[derive(Default)]
-    struct CountingStore {
-        inner: MemStore,
-        stats_calls: AtomicU64,
-    }
-
-    impl Store for CountingStore {
-        fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-            self.inner.get(table, key)
-        }
-        fn scan(
-            &self,
-            table: Table,
-            prefix: &[u8],
-            after: Option<&[u8]>,
-            limit: usize,
-        ) -> Result<Vec<Entry>, StoreError> {
-            self.inner.scan(table, prefix, after, limit)
-        }
-        fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
-            self.inner.write(batch)
-        }
-        fn flush(&self) -> Result<(), StoreError> {
-            self.inner.flush()
-        }
-        fn stats(&self) -> StoreStats {
-            self.stats_calls.fetch_add(1, Ordering::SeqCst);
-            self.inner.stats()
-        }
-    }
+    use crate::store::CountingStore;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn status_and_metrics_answer_from_the_cached_store_figures() {

@@ -101,6 +101,11 @@ const CONNECTOR_COUNTERS: &[(&str, &str, CountOf)] = &[
         |c| c.rate_limit.as_ref().map_or(0, |r| r.throttled),
     ),
     (
+        "api_requests",
+        "Requests sent to the connector's system's API (retries included)",
+        |c| c.api_requests,
+    ),
+    (
         "connector_restarts",
         "Times a connector task was restarted after a panic",
         |c| c.restarts,
@@ -130,6 +135,7 @@ pub struct Metrics {
     dead_letters: PerConnector<Gauge>,
     lag_seconds: PerConnector<Gauge>,
     rate_limit_wait_seconds: PerConnector<Gauge<f64, AtomicU64>>,
+    api_quota_remaining: PerConnector<Gauge>,
     /// Counters are advanced to the status figures under this lock, so two scrapes at
     /// once cannot both add the same difference.
     rendering: Mutex<()>,
@@ -166,6 +172,7 @@ impl Metrics {
             dead_letters: Family::default(),
             lag_seconds: Family::default(),
             rate_limit_wait_seconds: Family::default(),
+            api_quota_remaining: Family::default(),
             rendering: Mutex::new(()),
             registry: Registry::default(),
         };
@@ -221,6 +228,11 @@ impl Metrics {
             Unit::Seconds,
             m.rate_limit_wait_seconds.clone(),
         );
+        r.register(
+            "connector_api_quota_remaining",
+            "What the system's API says is left of its allowance (Salesforce: per day)",
+            m.api_quota_remaining.clone(),
+        );
         Self { registry: r, ..m }
     }
 
@@ -264,6 +276,11 @@ impl Metrics {
             self.lag_seconds
                 .get_or_create(&l)
                 .set(gauge(c.lag_secs.unwrap_or(0)));
+            if let Some(q) = &c.api_quota {
+                self.api_quota_remaining
+                    .get_or_create(&l)
+                    .set(gauge(q.remaining));
+            }
             let wait_ms = c.rate_limit.as_ref().map_or(0, |r| r.current_wait_ms);
             #[allow(clippy::cast_precision_loss)] // milliseconds far below 2^52
             self.rate_limit_wait_seconds
@@ -299,6 +316,12 @@ mod tests {
         let mut c = ConnectorStatus::new("hs", "hubspot", vec![], true);
         c.state = ConnectorState::Idle;
         c.records_in = 7;
+        c.api_requests = 12;
+        c.api_quota = Some(crate::status::ApiQuota {
+            remaining: 900,
+            limit: 1000,
+            window: "day",
+        });
         let text = m.render(1.5, true, &StoreStats::default(), std::slice::from_ref(&c));
         assert!(text.contains("revsync_ready 1"), "{text}");
         assert!(
@@ -307,6 +330,8 @@ mod tests {
         );
         assert!(text.contains(r#"revsync_connector_state{connector="hs",state="running"} 0"#));
         assert!(text.contains(r#"revsync_connector_records_in_total{connector="hs"} 7"#));
+        assert!(text.contains(r#"revsync_api_requests_total{connector="hs"} 12"#));
+        assert!(text.contains(r#"revsync_connector_api_quota_remaining{connector="hs"} 900"#));
         assert!(
             text.contains("# TYPE revsync_connector_records_in counter"),
             "{text}"

@@ -76,6 +76,38 @@ pub struct RateLimitStatus {
     pub current_wait_ms: u64,
 }
 
+/// An API's allowance as its last answer stated it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ApiQuota {
+    pub remaining: u64,
+    pub limit: u64,
+    pub window: &'static str,
+}
+
+/// Counts of a growing total over the last minute, from samples taken as it grows.
+#[derive(Debug, Default)]
+pub struct PerMinute {
+    samples: std::collections::VecDeque<(std::time::Instant, u64)>,
+}
+
+impl PerMinute {
+    /// Record `total` at `now`; how much it grew in the minute before.
+    pub fn observe(&mut self, now: std::time::Instant, total: u64) -> u64 {
+        let minute = std::time::Duration::from_secs(60);
+        // Keep the newest sample at least a minute old as the baseline.
+        while self
+            .samples
+            .get(1)
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) >= minute)
+        {
+            self.samples.pop_front();
+        }
+        self.samples.push_back((now, total));
+        let base = self.samples.front().map_or(total, |(_, n)| *n);
+        total.saturating_sub(base)
+    }
+}
+
 /// A full re-read in progress (or finished) for one object.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ResyncProgress {
@@ -122,6 +154,12 @@ pub struct ConnectorStatus {
     pub note: Option<String>,
     pub resync: Option<ResyncProgress>,
     pub rate_limit: Option<RateLimitStatus>,
+    /// Requests sent to the system's API since start (the account limiter's permits:
+    /// retries included, token requests not), and in the last minute.
+    pub api_requests: u64,
+    pub api_requests_last_minute: u64,
+    /// What the API says is left of its documented allowance, where it says so.
+    pub api_quota: Option<ApiQuota>,
     /// What the connector itself reports (e.g. a full re-read after an expired cursor).
     pub notices: Vec<String>,
     /// Pushes are held back (auth or quota) while reads may still work: a successful
@@ -159,6 +197,9 @@ impl ConnectorStatus {
             note: None,
             resync: None,
             rate_limit: None,
+            api_requests: 0,
+            api_requests_last_minute: 0,
+            api_quota: None,
             notices: Vec::new(),
             push_blocked: false,
         }
@@ -219,6 +260,18 @@ mod tests {
         assert!(panicked.is_err());
         hub.set_state("a", ConnectorState::Idle);
         assert!(hub.snapshot()[0].state.is_started());
+    }
+
+    #[test]
+    fn per_minute_counts_the_growth_of_the_last_minute() {
+        let t0 = std::time::Instant::now();
+        let at = |s: u64| t0 + std::time::Duration::from_secs(s);
+        let mut m = PerMinute::default();
+        assert_eq!(m.observe(at(0), 100), 0);
+        assert_eq!(m.observe(at(30), 104), 4);
+        assert_eq!(m.observe(at(60), 108), 8);
+        assert_eq!(m.observe(at(90), 112), 8);
+        assert_eq!(m.observe(at(200), 112), 0);
     }
 
     #[test]

@@ -231,6 +231,46 @@ pub(crate) fn check_scan_rev(s: &dyn Store) {
         .is_empty());
 }
 
+/// A memory store that counts the calls tests care about.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct CountingStore {
+    inner: MemStore,
+    /// Batches written.
+    pub writes: std::sync::atomic::AtomicU64,
+    /// Times its (disk-reading, for sled) figures were asked for.
+    pub stats_calls: std::sync::atomic::AtomicU64,
+}
+
+#[cfg(test)]
+impl Store for CountingStore {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(table, key)
+    }
+    fn scan(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        self.inner.scan(table, prefix, after, limit)
+    }
+    fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.write(batch)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush()
+    }
+    fn stats(&self) -> StoreStats {
+        self.stats_calls
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.stats()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -367,6 +367,7 @@ pub fn start(
                 jitter_pct: c.poll.jitter_pct,
                 cancel: cancel.clone(),
                 caught_up: caught_up.clone(),
+                backfilled: Default::default(),
             });
             let (name, st, cn) = (
                 format!("poll {}/{}", c.id, object),
@@ -463,15 +464,29 @@ async fn upkeep(
     status: Arc<StatusHub>,
     cancel: CancellationToken,
 ) {
+    let mut per_minute: HashMap<String, crate::status::PerMinute> = HashMap::new();
     loop {
         for c in status.snapshot() {
             let limits = connectors.get(&c.id).and_then(|conn| conn.rate_limit());
+            let quota = connectors.get(&c.id).and_then(|conn| conn.quota_left());
+            let sent = limits.map_or(0, |l| l.requests);
+            let last_minute = per_minute
+                .entry(c.id.clone())
+                .or_default()
+                .observe(std::time::Instant::now(), sent);
             let notices = connectors
                 .get(&c.id)
                 .map(|conn| conn.notices())
                 .unwrap_or_default();
             status.update(&c.id, |s| {
                 s.notices = notices;
+                s.api_requests = sent;
+                s.api_requests_last_minute = last_minute;
+                s.api_quota = quota.map(|q| crate::status::ApiQuota {
+                    remaining: q.remaining,
+                    limit: q.limit,
+                    window: q.window,
+                });
                 s.lag_secs = s
                     .last_success_at
                     .map(|t| (chrono::Utc::now() - t).num_seconds().max(0) as u64);

@@ -23,6 +23,8 @@ pub struct PollLoop {
     /// Shared with the connector's dispatcher, which pushes only once every object it
     /// reads was read to its end in this run.
     pub caught_up: Arc<super::dispatch::CaughtUp>,
+    /// The object's first complete read is known to be stored: no store call to ask again.
+    pub backfilled: std::sync::atomic::AtomicBool,
 }
 
 impl PollLoop {
@@ -74,6 +76,25 @@ impl PollLoop {
         let fetched = revsync_sdk::Shutdown::new(self.cancel.clone())
             .read(read)
             .await?;
+        // An idle poll of a frugal connector: nothing to apply and the cursor where it
+        // was. The engine (its lock, a store write) is not bothered for nothing.
+        if fetched.changes.is_empty()
+            && fetched.rejected.is_empty()
+            && fetched.invalid.is_empty()
+            && fetched
+                .cursor
+                .as_ref()
+                .is_none_or(|c| Some(c) == cursor.as_ref())
+        {
+            self.read_through(!fetched.more, fetched.behind).await;
+            self.status.update(conn, |s| {
+                s.last_success_at = Some(chrono::Utc::now());
+                if !s.push_blocked {
+                    s.state = ConnectorState::Idle;
+                }
+            });
+            return Ok(fetched.more);
+        }
         let n = fetched.changes.len();
         for bad in &fetched.invalid {
             tracing::warn!(connector = conn, object = obj, problem = %bad, "skipped an unreadable record");
@@ -95,23 +116,7 @@ impl PollLoop {
                 .await
                 .map_err(|e| ConnectorError::Transient(e.to_string()))?
                 .map_err(|e| ConnectorError::Transient(format!("applying a page: {e}")))?;
-        // The first read to the end links every copy the system already holds: from then
-        // on, creating a record there cannot duplicate one of them. A system that holds
-        // its newest changes back (`behind`) has not served all of them yet: nothing is
-        // written there until it has.
-        if complete && !behind {
-            self.caught_up.mark(obj);
-        }
-        if complete {
-            let (engine, c, o) = (self.engine.clone(), conn.to_owned(), obj.to_owned());
-            let _ = tokio::task::spawn_blocking(move || {
-                if !engine.backfilled(&c, &o)? {
-                    engine.mark_backfilled(&c, &o)?;
-                }
-                Ok::<(), crate::engine::EngineError>(())
-            })
-            .await;
-        }
+        self.read_through(complete, behind).await;
         for bad in &report.invalid {
             tracing::warn!(connector = conn, object = obj, problem = %bad, "skipped an invalid value");
         }
@@ -137,6 +142,38 @@ impl PollLoop {
             "page applied"
         );
         Ok(more)
+    }
+
+    /// After a read that reached the end (`complete`): the first read to the end links
+    /// every copy the system already holds, so from then on creating a record there cannot
+    /// duplicate one of them. A system that holds its newest changes back (`behind`) has
+    /// not served all of them yet: nothing is written there until it has.
+    async fn read_through(&self, complete: bool, behind: bool) {
+        if !complete {
+            return;
+        }
+        if !behind {
+            self.caught_up.mark(&self.object);
+        }
+        if self.backfilled.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let (engine, c, o) = (
+            self.engine.clone(),
+            self.connector_id.clone(),
+            self.object.clone(),
+        );
+        let stored = tokio::task::spawn_blocking(move || {
+            if !engine.backfilled(&c, &o)? {
+                engine.mark_backfilled(&c, &o)?;
+            }
+            Ok::<(), crate::engine::EngineError>(())
+        })
+        .await;
+        if matches!(stored, Ok(Ok(()))) {
+            self.backfilled
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Record the failure and say how long to wait before the next try: `backoff` unless
@@ -196,6 +233,82 @@ pub fn jittered(base: Duration, pct: u8) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::CountingStore;
+    use std::sync::atomic::Ordering;
+
+    /// A system where nothing changes: every read is empty and leaves the cursor alone.
+    struct Quiet;
+
+    #[async_trait::async_trait]
+    impl Connector for Quiet {
+        fn capabilities(&self) -> revsync_sdk::Capabilities {
+            revsync_sdk::Capabilities {
+                objects: Vec::new(),
+                batch_size: 1,
+                webhooks: false,
+            }
+        }
+        async fn fetch(
+            &self,
+            _object: &str,
+            cursor: Option<&str>,
+        ) -> Result<revsync_sdk::Fetched, ConnectorError> {
+            Ok(revsync_sdk::Fetched {
+                cursor: cursor.map(str::to_owned),
+                ..Default::default()
+            })
+        }
+        async fn fetch_by_ids(
+            &self,
+            _object: &str,
+            _ids: &[String],
+        ) -> Result<Vec<revsync_sdk::Change>, ConnectorError> {
+            Ok(Vec::new())
+        }
+        async fn push(
+            &self,
+            _object: &str,
+            _items: &[revsync_sdk::PushItem],
+        ) -> Result<Vec<revsync_sdk::PushResult>, ConnectorError> {
+            Ok(Vec::new())
+        }
+    }
+
+    /// Issue 17: an idle poll costs the engine nothing, not a locked apply and a store
+    /// write of the same cursor every interval. (The engine here maps no object, so any
+    /// apply would fail.)
+    #[tokio::test]
+    async fn an_idle_poll_makes_no_store_write_after_the_first() {
+        let store = Arc::new(CountingStore::default());
+        let config = crate::config::Config {
+            dir: std::path::PathBuf::from("."),
+            daemon: crate::config::DaemonConfig::default(),
+            connectors: Vec::new(),
+        };
+        let (m, p) = Engine::validate(&config).unwrap();
+        let engine = Arc::new(
+            Engine::new(store.clone(), &config, m, p, crate::engine::system_clock()).unwrap(),
+        );
+        let status = Arc::new(StatusHub::default());
+        let poll = PollLoop {
+            connector_id: "quiet".into(),
+            object: "things".into(),
+            connector: Arc::new(Quiet),
+            engine,
+            status,
+            interval: Duration::from_secs(2),
+            jitter_pct: 0,
+            cancel: CancellationToken::new(),
+            caught_up: Default::default(),
+            backfilled: Default::default(),
+        };
+        assert!(!poll.poll_once().await.unwrap());
+        let after_first = store.writes.load(Ordering::SeqCst);
+        for _ in 0..5 {
+            assert!(!poll.poll_once().await.unwrap());
+        }
+        assert_eq!(store.writes.load(Ordering::SeqCst), after_first);
+    }
 
     #[test]
     fn jitter_stays_within_its_percentage() {

@@ -29,7 +29,7 @@ use serde_json::{json, Value};
 
 use crate::client::{HttpSettings, Quota, QuotaStatus, SfClient};
 use crate::config::SalesforceParams;
-use crate::mapping::{Cursor, OBJECTS};
+use crate::mapping::{Cursor, ReadState, OBJECTS};
 
 /// Records per sObject Collections call (documented maximum).
 pub const BATCH_SIZE: usize = 200;
@@ -191,6 +191,16 @@ impl SalesforceConnector {
     /// Run a query and follow `nextRecordsUrl` to its end: query locators expire, so a
     /// page never leaves one behind in the stored cursor.
     async fn query(&self, soql: &str) -> Result<Vec<Value>, ConnectorError> {
+        Ok(self.query_at(soql).await?.0)
+    }
+
+    /// [`Self::query`], and the time the org answered as of: the earlier of our clock
+    /// before asking and the first answer's `Date`, so a server clock behind ours never
+    /// makes a record look older than it is.
+    async fn query_at(
+        &self,
+        soql: &str,
+    ) -> Result<(Vec<Value>, chrono::DateTime<chrono::Utc>), ConnectorError> {
         let resource = if self.params.include_deleted {
             "queryAll"
         } else {
@@ -198,49 +208,48 @@ impl SalesforceConnector {
         };
         let mut req = ApiRequest::get(self.data_path(resource)).with_query("q", soql);
         let mut records = Vec::new();
+        let mut at = chrono::Utc::now();
+        let mut first = true;
         loop {
-            let body: Value = self.client.send(req).await?.json()?;
-            match query_page(&body, &mut records)? {
+            let resp = self.client.send(req).await?;
+            if std::mem::take(&mut first) {
+                if let Some(date) = server_date(&resp.headers) {
+                    at = at.min(date);
+                }
+            }
+            match query_page(&resp.json()?, &mut records)? {
                 Some(next) => req = ApiRequest::get(next),
-                None => return Ok(records),
+                None => return Ok((records, at)),
             }
         }
     }
 
-    /// The changes of one read's records and the cursor after them.
-    fn page(&self, object: &str, from: Option<mapping::Cursor>, records: &[Value]) -> Fetched {
-        let limit = self.params.page_size;
+    /// The changes of one read's records not handed out before, and the state after them.
+    fn page(
+        &self,
+        object: &str,
+        from: ReadState,
+        records: &[Value],
+        answered_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Fetched, ConnectorError> {
         let mut out = Fetched {
-            more: records.len() >= limit as usize,
+            more: records.len() >= self.params.page_size as usize,
             ..Fetched::default()
         };
-        let mut last = from;
-        let mut newest_read = None;
+        let mut read = Vec::with_capacity(records.len());
         for r in records {
             match mapping::to_change(object, r) {
-                Ok((change, at)) => {
-                    out.changes.push(self.made_for(change));
-                    newest_read = Some(at.stamp);
-                    last = Some(at);
-                }
+                Ok((change, at)) => read.push((self.made_for(change), at)),
                 Err(e) => out.reject(object, r, e),
             }
         }
-        out.cursor = match newest_read {
-            // Caught up: step back `overlap_secs` from the newest record read (never from
-            // the old cursor, which would drift back), so ties in a read second and late
-            // commits are read again. A read that reaches the end always ends on the
-            // newest record, so the cursor stays put while nothing changes.
-            Some(stamp) if !out.more && self.params.overlap_secs > 0 => Some(
-                mapping::Cursor {
-                    stamp: step_back(stamp, self.params.overlap_secs),
-                    id: mapping::LOWEST_ID.to_owned(),
-                }
-                .encode(),
-            ),
-            _ => last.map(|c| c.encode()),
-        };
-        out
+        // One second more than the overlap: a stamp is truncated to its second, so a
+        // record committed within the overlap may carry the second before it.
+        let horizon = step_back(answered_at, self.params.overlap_secs.saturating_add(1));
+        let (fresh, next) = from.advance(read, out.more, horizon);
+        out.changes = fresh;
+        out.cursor = Some(next.encode()?);
+        Ok(out)
     }
 
     async fn write_group(
@@ -357,18 +366,19 @@ impl Connector for SalesforceConnector {
 
     async fn fetch(&self, object: &str, cursor: Option<&str>) -> Result<Fetched, ConnectorError> {
         Self::check_object(object)?;
-        let from = cursor
-            .map(Cursor::decode)
-            .transpose()
-            .map_err(|e| permanent(format!("{object}: {e}")))?;
-        let soql = mapping::incremental_soql(
-            object,
-            &self.fields(object),
-            from.as_ref(),
-            self.params.page_size,
-        );
-        let records = self.query(&soql).await?;
-        Ok(self.page(object, from, &records))
+        let from = match cursor {
+            Some(c) => ReadState::decode(c).map_err(|e| permanent(format!("{object}: {e}")))?,
+            // Before any record: no SystemModstamp precedes the epoch.
+            None => ReadState::at(Cursor {
+                stamp: chrono::DateTime::UNIX_EPOCH,
+                id: mapping::LOWEST_ID.to_owned(),
+            }),
+        };
+        let start = cursor.map(|_| from.from());
+        let soql =
+            mapping::incremental_soql(object, &self.fields(object), start, self.params.page_size);
+        let (records, answered_at) = self.query_at(&soql).await?;
+        self.page(object, from, &records, answered_at)
     }
 
     /// SOQL reads carry `SystemModstamp`, the row's own time.
@@ -500,6 +510,24 @@ impl Connector for SalesforceConnector {
     fn rate_limit(&self) -> Option<LimiterStats> {
         self.client.current().map(|s| s.api.limiter().stats())
     }
+
+    fn quota_left(&self) -> Option<revsync_sdk::QuotaLeft> {
+        let q = self.quota_status();
+        let (used, max) = (q.used?, q.max?);
+        Some(revsync_sdk::QuotaLeft {
+            remaining: max.saturating_sub(used),
+            limit: max,
+            window: "day",
+        })
+    }
+}
+
+/// The `Date` of an answer (RFC 7231: `Sun, 06 Nov 1994 08:49:37 GMT`).
+fn server_date(headers: &reqwest::header::HeaderMap) -> Option<chrono::DateTime<chrono::Utc>> {
+    let text = headers.get(reqwest::header::DATE)?.to_str().ok()?;
+    chrono::DateTime::parse_from_rfc2822(text)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
 }
 
 /// `stamp - overlap_secs`. The stamp is the API's: stepping back from the start of time

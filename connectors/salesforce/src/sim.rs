@@ -60,6 +60,8 @@ pub struct SimState {
     /// Write calls received (collections), for tests.
     pub write_calls: u64,
     pub limit_refusals: u64,
+    /// Records sent in query answers, for tests of what a read costs.
+    pub records_served: u64,
     instance_url: String,
 }
 
@@ -83,6 +85,7 @@ impl Default for SimState {
             drop_responses: 0,
             write_calls: 0,
             limit_refusals: 0,
+            records_served: 0,
             instance_url: String::new(),
         }
     }
@@ -491,6 +494,7 @@ fn run_query(s: &mut SimState, q: &str, all: bool) -> Response {
         rows.truncate(n);
     }
     let rendered: Vec<Value> = rows.iter().map(|r| s.render(r, &soql.fields)).collect();
+    s.records_served += rendered.len() as u64;
     page(s, rendered, 0)
 }
 

@@ -563,3 +563,67 @@ async fn a_malformed_delete_id_fails_only_its_own_item() {
     );
     assert_eq!(r[1].as_deref().ok(), Some(ids[0].as_str()), "{r:?}");
 }
+
+/// Issue 17: the overlap must not hand the same records to the engine poll after poll,
+/// yet a record committed late into a second already read (a lower Id, or the same record
+/// edited again within the second) is still read.
+#[tokio::test]
+async fn records_already_handed_out_are_dropped_but_late_commits_in_their_second_are_read() {
+    let sim = Sim::start().await.unwrap();
+    let first = sim.seed("Contact", 1);
+    // Writes from now on keep the first record's stamp: one recent second, still open.
+    sim.with(|s| s.frozen = true);
+    let c = connector(&sim, json!({}));
+    let ids = |f: &revsync_sdk::Fetched| -> Vec<String> {
+        f.changes.iter().map(|ch| ch.external_id.clone()).collect()
+    };
+    let f = c.fetch("Contact", None).await.unwrap();
+    assert_eq!(ids(&f), first);
+    let mut cursor = f.cursor;
+
+    // Committed after that read, in the same SystemModstamp second.
+    let second = sim.seed("Contact", 1);
+    let f = c.fetch("Contact", cursor.as_deref()).await.unwrap();
+    assert_eq!(ids(&f), second, "only the record not read before");
+    cursor = f.cursor;
+
+    // A long transaction that began in that second commits now, with a lower Id than any
+    // record read; and the first record is edited again within the same second.
+    let late = "003000000000000LTE".to_owned();
+    sim.with(|s| {
+        let mut rec = s.records[&first[0]].clone();
+        rec.id = late.clone();
+        rec.fields = sample_fields("Contact", "late");
+        s.records.insert(late.clone(), rec);
+        let edited = s.records.get_mut(&first[0]).unwrap();
+        edited.fields.insert("Title".into(), json!("CTO"));
+    });
+    let f = c.fetch("Contact", cursor.as_deref()).await.unwrap();
+    let got: BTreeSet<String> = ids(&f).into_iter().collect();
+    assert_eq!(got, BTreeSet::from([late, first[0].clone()]));
+    cursor = f.cursor;
+
+    // Nothing changed: one request, nothing for the engine, the cursor unmoved.
+    let used = sim.with(|s| s.api_used);
+    let f = c.fetch("Contact", cursor.as_deref()).await.unwrap();
+    assert!(f.changes.is_empty(), "{:?}", ids(&f));
+    assert_eq!(f.cursor, cursor);
+    assert_eq!(sim.with(|s| s.api_used) - used, 1);
+}
+
+/// Once a second is older than the overlap, the read moves past it: an idle poll asks for
+/// nothing already read, so the answer is empty.
+#[tokio::test]
+async fn an_idle_read_past_the_overlap_asks_for_nothing_already_read() {
+    let sim = Sim::start().await.unwrap();
+    // The simulator's clock starts in 2024: these records are long settled.
+    sim.with(|s| s.frozen = true);
+    sim.seed("Account", 5);
+    let c = connector(&sim, json!({}));
+    let (seen, cursor) = read_all(&c, "Account", None).await;
+    assert_eq!(seen.len(), 5);
+    let served = sim.with(|s| s.records_served);
+    let f = c.fetch("Account", cursor.as_deref()).await.unwrap();
+    assert!(f.changes.is_empty());
+    assert_eq!(sim.with(|s| s.records_served) - served, 0);
+}

@@ -30,5 +30,6 @@ pub use secret::Secret;
 pub use shutdown::Shutdown;
 pub use sync::{
     answer, cursor_text, Capabilities, Connector, Fetched, Inbound, ObjectCapability, PushItem,
-    PushOp, PushResult, Rejected, WebhookAck, WebhookError, WebhookEvent, WebhookRequest,
+    PushOp, PushResult, QuotaLeft, Rejected, WebhookAck, WebhookError, WebhookEvent,
+    WebhookRequest,
 };

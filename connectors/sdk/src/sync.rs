@@ -192,6 +192,15 @@ pub enum Inbound {
     Hint { external_id: String },
 }
 
+/// An API's own account of its allowance, as its last answer stated it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaLeft {
+    pub remaining: u64,
+    pub limit: u64,
+    /// The window the allowance is for (`day`, `minute`, ...).
+    pub window: &'static str,
+}
+
 /// A connected system. Object-safe: the daemon holds `Arc<dyn Connector>`.
 #[async_trait]
 pub trait Connector: Send + Sync + 'static {
@@ -246,6 +255,12 @@ pub trait Connector: Send + Sync + 'static {
 
     /// The API account's limiter figures, for `/status` and metrics.
     fn rate_limit(&self) -> Option<crate::http::LimiterStats> {
+        None
+    }
+
+    /// What the API says is left of its documented allowance (Salesforce's daily
+    /// `api-usage`), for `/status` and metrics; `None` when it does not say.
+    fn quota_left(&self) -> Option<QuotaLeft> {
         None
     }
 
