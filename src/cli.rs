@@ -40,6 +40,24 @@ enum Command {
     },
     /// Validate the configuration and print one line per connector (exit 2 on errors).
     Check(ConfigArg),
+    /// Dry run: read every system (or a sample), reconcile in memory, and show what the
+    /// first sync would create, update, merge and resolve in each. Writes nothing.
+    Plan {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Read at most about this many records per object (a sample).
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Print the whole plan as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Also write one CSV per system into this directory.
+        #[arg(long, value_name = "DIR")]
+        csv: Option<PathBuf>,
+        /// Lines shown per list in the table (JSON and CSV carry all).
+        #[arg(long, default_value_t = 10)]
+        show: usize,
+    },
     /// Look at canonical records.
     #[command(subcommand)]
     Records(RecordsCommand),
@@ -187,6 +205,13 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Check(a) => check(&a.config),
+        Command::Plan {
+            config,
+            limit,
+            json,
+            csv,
+            show,
+        } => plan(&config.config, limit, json, csv.as_deref(), show),
         Command::Run {
             config,
             insecure_no_auth,
@@ -285,6 +310,98 @@ fn check(dir: &Path) -> u8 {
         );
     }
     exit::OK
+}
+
+fn plan(dir: &Path, limit: Option<usize>, as_json: bool, csv: Option<&Path>, show: usize) -> u8 {
+    let cfg = match load(dir) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::FAILURE;
+        }
+    };
+    let progress = Progress::new();
+    let planned = rt.block_on(crate::plan::plan(
+        &cfg,
+        &Registry::builtin(),
+        limit,
+        &|m: &str| progress.say(m),
+    ));
+    progress.done();
+    let p = match planned {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return exit::FAILURE;
+        }
+    };
+    if let Some(dir) = csv {
+        match p.write_csv(dir) {
+            Ok(files) => {
+                for f in files {
+                    eprintln!("wrote {}", f.display());
+                }
+            }
+            Err(e) => {
+                eprintln!("error: writing CSV to {}: {e:#}", dir.display());
+                return exit::FAILURE;
+            }
+        }
+    }
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&p).unwrap_or_default());
+    } else {
+        print!("{}", p.table(show));
+    }
+    exit::OK
+}
+
+/// Progress for long reads: a spinner on a terminal; elsewhere (a pipe, a log file) a
+/// plain line now and then, so a redirected run is not silent for minutes.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    last: std::sync::Mutex<std::time::Instant>,
+}
+
+impl Progress {
+    fn new() -> Self {
+        use std::io::IsTerminal;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = indicatif::ProgressBar::new_spinner();
+            b.enable_steady_tick(std::time::Duration::from_millis(120));
+            b
+        });
+        Self {
+            bar,
+            last: std::sync::Mutex::new(std::time::Instant::now()),
+        }
+    }
+
+    fn say(&self, message: &str) {
+        match &self.bar {
+            Some(b) => b.set_message(message.to_owned()),
+            None => {
+                let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+                if last.elapsed() >= std::time::Duration::from_secs(5) {
+                    *last = std::time::Instant::now();
+                    eprintln!("{message}");
+                }
+            }
+        }
+    }
+
+    fn done(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
 }
 
 fn run(dir: &Path, insecure_no_auth: bool) -> u8 {

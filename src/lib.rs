@@ -13,6 +13,7 @@ pub mod engine;
 pub mod http;
 pub mod json;
 pub mod metrics;
+pub mod plan;
 pub mod registry;
 pub mod serve;
 pub mod status;

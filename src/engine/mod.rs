@@ -740,14 +740,34 @@ impl Engine {
         if copy_elsewhere(record, connector, object) {
             return Ok(None);
         }
-        let txn = Txn::new(
+        let txn = self.reader();
+        txn.project(m, record).map(Some)
+    }
+
+    /// What a copy read from `connector`'s `object` holds, as a projection: compared
+    /// with [`Engine::projection`], the fields a push would change there.
+    pub fn copy_projection(
+        &self,
+        connector: &str,
+        object: &str,
+        fields: &std::collections::BTreeMap<String, serde_json::Value>,
+    ) -> Result<Option<Projection>, EngineError> {
+        let Some(m) = self.mappings.get(connector, object) else {
+            return Ok(None);
+        };
+        let txn = self.reader();
+        txn.copy_projection(m, fields).map(Some)
+    }
+
+    /// A transaction that only reads (projections): it queues nothing, so no sequence.
+    fn reader(&self) -> Txn<'_> {
+        Txn::new(
             self.store.as_ref(),
             &self.mappings,
             &self.policies,
             (self.clock)(),
             0,
-        );
-        txn.project(m, record).map(Some)
+        )
     }
 
     pub fn kinds_for(&self, connector: &str) -> Vec<(String, Kind)> {

@@ -816,6 +816,17 @@ impl<'a> Txn<'a> {
         self.project_values(m, &values)
     }
 
+    /// A copy's own values as revsync would write them there: what it holds, in the
+    /// same terms as a projection (normalized, relations by that system's ids).
+    pub fn copy_projection(
+        &self,
+        m: &ObjectMapping,
+        fields: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<Projection, EngineError> {
+        let mapped = m.map_in(fields);
+        self.project_values(m, &mapped.values).map(|(p, _)| p)
+    }
+
     fn project_values(
         &self,
         m: &ObjectMapping,

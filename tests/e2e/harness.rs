@@ -191,6 +191,27 @@ impl Rig {
         self.dir.path().join("data")
     }
 
+    /// `revsync plan --json` against this rig's systems: what a first sync would do.
+    pub fn plan(&self) -> Value {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("plan")
+            .arg("--json")
+            .arg("--config")
+            .arg(self.config_dir())
+            .env_remove("RUST_LOG")
+            .env("REVSYNC_LOG__LEVEL", "warn");
+        for (k, v) in self.sims.env() {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run revsync plan");
+        assert!(
+            out.status.success(),
+            "revsync plan failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("plan --json is JSON")
+    }
+
     /// Starts the daemon on this rig's store (a fresh port each time).
     pub fn start(&self) -> Daemon {
         self.start_with(&[])

@@ -314,6 +314,7 @@ fn people_held(sims: &Sims) -> BTreeMap<(&'static str, String), Vec<String>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generated_world_syncs_with_no_person_split_merged_or_copied_twice() {
+    let _one = crate::ONE_AT_A_TIME.lock().await;
     let people = generate();
     let billed_personally = people.iter().filter(|p| p.personal.is_some()).count();
     assert!(

@@ -11,6 +11,7 @@
 
 mod harness;
 mod identity;
+mod plan;
 mod soak;
 
 use std::collections::BTreeMap;
@@ -39,12 +40,17 @@ struct Baseline {
     /// `/admin/dlq` when there were any.
     dlq: String,
     took: Duration,
+    /// `revsync plan --json`, run on the seeded world before the sync.
+    plan: Value,
+    /// Every seeded copy's canonical id after the sync, `connector:object:id` -> id.
+    canonical_of: BTreeMap<String, String>,
 }
 
 async fn baseline() -> &'static Baseline {
     BASELINE
         .get_or_init(|| async {
             let rig = Rig::new().await;
+            let plan = rig.plan();
             let started = Instant::now();
             let mut d = rig.start();
             d.converge(&rig.sims, CONVERGE).await;
@@ -61,6 +67,12 @@ async fn baseline() -> &'static Baseline {
                 String::new()
             };
             let snapshot = Snapshot::take(&rig.sims);
+            let mut canonical_of = BTreeMap::new();
+            for r in &rig.refs {
+                if let Some(v) = d.record(r).await {
+                    canonical_of.insert(r.clone(), v["id"].as_str().unwrap_or("").to_owned());
+                }
+            }
             d.stop();
             Baseline {
                 snapshot,
@@ -70,6 +82,8 @@ async fn baseline() -> &'static Baseline {
                 dead_letters,
                 dlq,
                 took,
+                plan,
+                canonical_of,
             }
         })
         .await

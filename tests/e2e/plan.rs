@@ -1,0 +1,73 @@
+//! `revsync plan` (issue 26): run on the seeded world before any sync, it lists the
+//! creates and merges the sync then performs.
+// Test code: a panic here is a failed test, and helpers outside #[test] fns are not
+// covered by clippy.toml's allow-*-in-tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+use std::collections::BTreeSet;
+
+use crate::harness::Snapshot;
+use crate::{baseline, ONE_AT_A_TIME};
+
+/// Records a system holds, by the snapshot's natural keys (per kind).
+fn held(snap: &Snapshot, system: &str) -> usize {
+    snap.held
+        .iter()
+        .filter(|(sk, _)| sk.starts_with(&format!("{system}:")))
+        .map(|(_, keys)| keys.values().map(Vec::len).sum::<usize>())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_lists_the_creates_and_merges_the_sync_then_performs() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let b = baseline().await;
+    let plan = &b.plan;
+    for system in ["hubspot", "salesforce", "zendesk", "stripe"] {
+        let planned = plan["systems"][system]["creates"]
+            .as_array()
+            .map_or(0, Vec::len);
+        let made = held(&b.snapshot, system) - held(&b.seeded, system);
+        assert_eq!(
+            planned, made,
+            "{system}: plan said {planned} creates, the sync made {made} records"
+        );
+    }
+    let creates: usize = ["hubspot", "salesforce", "zendesk"]
+        .iter()
+        .map(|s| plan["systems"][s]["creates"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert!(creates > 0, "the demo world needs creates: {plan}");
+
+    // Every merge the plan shows, the sync made: its copies are one record.
+    let merges = plan["merges"].as_array().unwrap();
+    assert!(!merges.is_empty(), "the demo world has shared identities");
+    for m in merges {
+        let ids: BTreeSet<&String> = m["copies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| b.canonical_of.get(c.as_str().unwrap()))
+            .collect();
+        assert_eq!(ids.len(), 1, "merge {m} became {ids:?} after the sync");
+    }
+    // And the sync made no merge the plan did not show: as many canonical records.
+    let canonical: BTreeSet<&String> = b.canonical_of.values().collect();
+    let planned = plan["canonical"].as_u64().unwrap() as usize;
+    assert!(
+        canonical.len() <= planned,
+        "the seeded copies became {} records, the plan said {planned}",
+        canonical.len()
+    );
+    // Each update names the copy it writes and what changes there.
+    for system in ["hubspot", "salesforce", "zendesk"] {
+        for u in plan["systems"][system]["updates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            assert!(u["external_id"].is_string(), "{u}");
+            assert!(!u["fields"].as_array().unwrap().is_empty(), "{u}");
+        }
+    }
+}
