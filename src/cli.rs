@@ -397,6 +397,14 @@ impl Progress {
         }
     }
 
+    /// A line that stays (above the spinner on a terminal).
+    fn line(&self, message: &str) {
+        match &self.bar {
+            Some(b) => b.println(message),
+            None => println!("{message}"),
+        }
+    }
+
     fn done(&self) {
         if let Some(b) = &self.bar {
             b.finish_and_clear();
@@ -743,16 +751,19 @@ fn resync(client: &ClientArg, connector: &str, object: Option<&str>) -> u8 {
         }
         Err(code) => return code,
     };
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    let last = objects
-        .last()
-        .and_then(|o| o.as_str())
-        .unwrap_or_default()
-        .to_owned();
+    let names: Vec<String> = objects
+        .iter()
+        .filter_map(|o| o.as_str().map(str::to_owned))
+        .collect();
+    let progress = Progress::new();
+    let started = std::time::Instant::now();
+    // Objects are re-read one after another; each gets a line when it completes.
+    let mut reported = 0;
     loop {
         std::thread::sleep(std::time::Duration::from_millis(500));
         let Ok((_, v)) = admin(client, reqwest::Method::GET, "/status", None) else {
+            progress.done();
+            eprintln!("error: lost the daemon during the resync of {connector}; it may still run there (see `revsync status`)");
             return exit::FAILURE;
         };
         let c = at(&v, "/connectors")
@@ -763,25 +774,41 @@ fn resync(client: &ClientArg, connector: &str, object: Option<&str>) -> u8 {
             .cloned()
             .unwrap_or_default();
         let r = at(&c, "/resync");
-        bar.set_message(format!(
-            "{} {}: {} pages, {} records",
-            connector,
-            at(r, "/object").as_str().unwrap_or(""),
+        let object = at(r, "/object").as_str().unwrap_or("").to_owned();
+        let records = at(r, "/records").as_u64().unwrap_or(0);
+        let completed = at(r, "/completed").as_array().cloned().unwrap_or_default();
+        for d in completed.iter().skip(reported) {
+            progress.line(&format!(
+                "{connector} {}: {} records in {} pages re-read",
+                at(d, "/object").as_str().unwrap_or("?"),
+                at(d, "/records"),
+                at(d, "/pages")
+            ));
+        }
+        reported = reported.max(completed.len());
+        let position = names.iter().position(|o| *o == object).map_or(0, |i| i + 1);
+        progress.say(&format!(
+            "{connector} {object} (object {position} of {}): {} pages, {records} records, {}s",
+            names.len(),
             at(r, "/pages"),
-            at(r, "/records")
+            started.elapsed().as_secs()
         ));
         if let Some(e) = at(r, "/error").as_str() {
-            bar.abandon_with_message(format!(
-                "resync of {} failed: {e} (cursor unchanged)",
-                at(r, "/object").as_str().unwrap_or("")
-            ));
+            progress.done();
+            eprintln!("error: resync of {connector} {object} failed: {e} (its cursor is unchanged)");
             return exit::FAILURE;
         }
-        if at(r, "/done") == true && at(r, "/object").as_str() == Some(last.as_str()) {
-            bar.finish_with_message(format!(
-                "resync of {connector} complete: {} records in the last object; cursor moved",
-                at(r, "/records")
-            ));
+        if at(r, "/done") == true && completed.len() >= names.len() {
+            progress.done();
+            let total: u64 = completed
+                .iter()
+                .filter_map(|d| at(d, "/records").as_u64())
+                .sum();
+            println!(
+                "resync of {connector} complete in {}s: {total} records in {} objects; cursors moved",
+                started.elapsed().as_secs(),
+                completed.len()
+            );
             return exit::OK;
         }
     }

@@ -116,6 +116,16 @@ pub struct ResyncProgress {
     pub records: u64,
     pub done: bool,
     pub error: Option<String>,
+    /// The objects of this resync already re-read, in order.
+    pub completed: Vec<ResyncDone>,
+}
+
+/// One object a resync has re-read to its end.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct ResyncDone {
+    pub object: String,
+    pub pages: u64,
+    pub records: u64,
 }
 
 /// One connector's entry on `/status`.

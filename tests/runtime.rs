@@ -456,6 +456,14 @@ async fn resync_rereads_everything_and_the_cli_reports_it() {
         "{}",
         String::from_utf8_lossy(&resync.stderr)
     );
+    // Piped, not a terminal: plain lines, one per object and a total (issue 26).
+    let said = String::from_utf8_lossy(&resync.stdout);
+    assert!(
+        said.contains("acme-a contacts: 15 records in")
+            && said.contains("resync of acme-a complete in")
+            && said.contains("15 records in 1 objects"),
+        "{said}"
+    );
     let after = d.connector("acme-a").await;
     assert!(
         after["records_in"].as_u64().unwrap() >= before + 15,

@@ -140,8 +140,18 @@ impl Runtime {
         );
         self.tasks.spawn(format!("resync {connector}"), async move {
             let _guard = guard;
+            let mut completed = Vec::new();
             for object in list {
-                let progress = reread(&*conn, &engine, &status, &cancel, &id, &object).await;
+                let mut progress =
+                    reread(&*conn, &engine, &status, &cancel, &id, &object, &completed).await;
+                if progress.error.is_none() {
+                    completed.push(crate::status::ResyncDone {
+                        object: object.clone(),
+                        pages: progress.pages,
+                        records: progress.records,
+                    });
+                    progress.completed = completed.clone();
+                }
                 status.update(&id, |s| s.resync = Some(progress.clone()));
                 if progress.error.is_some() {
                     // The objects after it are not read: the operator sees one failure.
@@ -161,9 +171,11 @@ async fn reread(
     cancel: &CancellationToken,
     id: &str,
     object: &str,
+    completed: &[crate::status::ResyncDone],
 ) -> crate::status::ResyncProgress {
     let mut progress = crate::status::ResyncProgress {
         object: object.to_owned(),
+        completed: completed.to_vec(),
         ..Default::default()
     };
     status.update(id, |s| s.resync = Some(progress.clone()));
