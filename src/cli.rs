@@ -795,7 +795,9 @@ fn resync(client: &ClientArg, connector: &str, object: Option<&str>) -> u8 {
         ));
         if let Some(e) = at(r, "/error").as_str() {
             progress.done();
-            eprintln!("error: resync of {connector} {object} failed: {e} (its cursor is unchanged)");
+            eprintln!(
+                "error: resync of {connector} {object} failed: {e} (its cursor is unchanged)"
+            );
             return exit::FAILURE;
         }
         if at(r, "/done") == true && completed.len() >= names.len() {

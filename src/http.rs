@@ -358,6 +358,8 @@ async fn dlq_replay(
         };
     }
     let engine = state.engine.clone();
+    // Replaying everything when nothing is dead-lettered did what was asked: 200 with 0.
+    let all = req.all;
     let done = tokio::task::spawn_blocking(move || -> Result<usize, crate::engine::EngineError> {
         match (req.all, req.connector, req.seq) {
             (false, Some(c), Some(seq)) => Ok(usize::from(engine.replay_dead_letter(&c, seq)?)),
@@ -372,7 +374,7 @@ async fn dlq_replay(
             "bad_request",
             "send {\"connector\", \"seq\"} or {\"all\": true}",
         ),
-        Ok(Ok(0)) => error(StatusCode::NOT_FOUND, "not_found", "no such dead letter"),
+        Ok(Ok(0)) if !all => error(StatusCode::NOT_FOUND, "not_found", "no such dead letter"),
         Ok(Ok(n)) => Json(json!({ "replayed": n })).into_response(),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),

@@ -527,6 +527,14 @@ async fn client_commands_reach_the_daemon_without_any_connector_secret() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["connectors"].is_array(), "{v}");
 
+    // Replaying every dead letter of an empty queue did what was asked.
+    let out = cli(&["dlq", "replay", "--all", "--url", &base, "--token", &token])
+        .output()
+        .await
+        .unwrap();
+    succeeded(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("replayed 0"));
+
     // Nothing answers at a URL: a clear error, exit 1.
     let out = cli(&["status", "--url", "http://127.0.0.1:9"])
         .output()

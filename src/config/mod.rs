@@ -136,8 +136,20 @@ fn required_for_create(
     objects: &BTreeMap<String, ObjectConfig>,
     errors: &mut Vec<ConfigError>,
 ) {
+    // An object that writes no field is never pushed to, so it creates nothing.
+    let writes_a_field = |o: &ObjectConfig| {
+        o.fields.values().any(|spec| match spec {
+            Value::Object(m) => {
+                !m.contains_key("xref") && m.get("direction").and_then(Value::as_str) != Some("in")
+            }
+            _ => true,
+        })
+    };
     let mut creating: BTreeMap<revsync_sdk::Kind, &String> = BTreeMap::new();
-    for (name, o) in objects.iter().filter(|(_, o)| o.direction != Direction::In) {
+    for (name, o) in objects
+        .iter()
+        .filter(|(_, o)| o.direction != Direction::In && writes_a_field(o))
+    {
         creating.entry(o.kind).or_insert(name);
     }
     for (canonical, name) in creating {
@@ -158,7 +170,7 @@ fn required_for_create(
                     ctx.error(
                         format!("objects.{name}.fields"),
                         format!(
-                            "{} refuses to create a {name} without `{field}`, and revsync creates {canonical} records as {name} here",
+                            "{} refuses to create a record in `{name}` without `{field}`, and revsync creates {canonical} records there",
                             kind.name()
                         ),
                     )
