@@ -55,7 +55,7 @@ pub struct DemoArgs {
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
     /// Give up waiting for convergence after this many seconds.
-    #[arg(long, default_value_t = 110)]
+    #[arg(long, default_value_t = 240)]
     pub timeout_secs: u64,
     #[command(flatten)]
     pub world: WorldArgs,

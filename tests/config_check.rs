@@ -355,3 +355,51 @@ fn twelve_mistakes_across_every_stage_are_reported_in_one_run() {
     assert_eq!(errors.len(), 12, "{stderr}");
     assert!(stderr.contains("12 configuration errors"), "{stderr}");
 }
+
+/// Every key the configuration accepts is documented (issue 26): `check` names the keys
+/// each section takes when it meets an unknown one, and each must appear, as `key`, in
+/// docs/configuration.md.
+#[test]
+fn every_accepted_config_key_is_documented() {
+    let out = revsync(&["check", "--config", "tests/fixtures/every_key"], &[]);
+    let stderr = text(&out.stderr);
+    let docs = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md"),
+    )
+    .unwrap();
+    let mut sections = 0;
+    let mut missing = Vec::new();
+    for line in stderr.lines() {
+        let Some(keys) = line.trim().strip_prefix("hint: valid keys here: ") else {
+            continue;
+        };
+        sections += 1;
+        for key in keys.split(", ") {
+            // As itself, a dotted path's last part (`server.listen`) or first part
+            // (`poll.interval_secs`), or a YAML key in an example.
+            let documented = [
+                format!("`{key}`"),
+                format!(".{key}`"),
+                format!("`{key}."),
+                format!("{key}:"),
+            ]
+            .iter()
+            .any(|form| docs.contains(form.as_str()));
+            if !documented {
+                missing.push(key.to_owned());
+            }
+        }
+    }
+    // Daemon: top level, server, store, log, retention, retry, a merge rule; connector:
+    // top level, params of each of the four types, poll, http, rate_limit, an object.
+    assert!(
+        sections >= 16,
+        "only {sections} sections listed their keys:\n{stderr}"
+    );
+    missing.sort();
+    missing.dedup();
+    assert!(
+        missing.is_empty(),
+        "accepted but not in docs/configuration.md: {missing:?}"
+    );
+}

@@ -479,15 +479,18 @@ fn load_daemon(file: &Path, env: &dyn Env, errors: &mut Vec<ConfigError>) -> Opt
                 .example(example),
         );
     }
+    // Parsed before any `?`: a mistake in an earlier section must not hide these.
+    let merge = ctx.section(&map, "merge", BTreeMap::new, errors);
+    let retry = ctx.section(&map, "retry", RetryConfig::default, errors);
     let cfg = DaemonConfig {
         version: version?,
         server: server?,
         store: store?,
         log: log?,
         shutdown_timeout_secs: shutdown_timeout_secs?,
-        merge: ctx.section(&map, "merge", BTreeMap::new, errors)?,
+        merge: merge?,
         retention: retention?,
-        retry: ctx.section(&map, "retry", RetryConfig::default, errors)?,
+        retry: retry?,
     };
     let r = &cfg.retry;
     if !daemon::RETRY_MAX_ATTEMPTS_RANGE.contains(&r.max_attempts) {

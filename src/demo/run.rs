@@ -65,13 +65,47 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
     }
 }
 
+const RUN_DIR_PREFIX: &str = "revsync-demo-";
+
+/// Run directories of demos whose process is gone (killed, so nothing removed them): the
+/// name carries the pid, and a pid with no `/proc` entry no longer runs. Where there is
+/// no `/proc`, nothing is removed.
+fn remove_stale_runs(tmp: &Path) -> Vec<PathBuf> {
+    if !Path::new("/proc/self").exists() {
+        return Vec::new();
+    }
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(RUN_DIR_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let gone = !Path::new(&format!("/proc/{pid}")).exists();
+        if gone && e.path().is_dir() && std::fs::remove_dir_all(e.path()).is_ok() {
+            removed.push(e.path());
+        }
+    }
+    removed
+}
+
 /// A fresh directory per run: the store of one demo never leaks into the next.
 fn run_dir() -> anyhow::Result<PathBuf> {
+    for stale in remove_stale_runs(&std::env::temp_dir()) {
+        eprintln!("removed {} (a demo that was killed)", stale.display());
+    }
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
-    let dir = std::env::temp_dir().join(format!("revsync-demo-{}-{nanos}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("{RUN_DIR_PREFIX}{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(dir.join("connectors"))?;
     for (name, text) in FILES {
         std::fs::write(dir.join(name), text)?;
@@ -919,4 +953,26 @@ async fn forward(port: u16, url: &str) -> anyhow::Result<String> {
     let mut public = parsed;
     let _ = public.set_port(Some(bound));
     Ok(public.to_string().trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_directories_of_demos_no_longer_running_are_removed_and_ours_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ours = tmp
+            .path()
+            .join(format!("{RUN_DIR_PREFIX}{}-1", std::process::id()));
+        // Pids are at most 2^22 on Linux: this one never runs.
+        let killed = tmp.path().join(format!("{RUN_DIR_PREFIX}4294967-2"));
+        let other = tmp.path().join("someone-elses-dir");
+        for d in [&ours, &killed, &other] {
+            std::fs::create_dir_all(d.join("data")).unwrap();
+        }
+        let removed = remove_stale_runs(tmp.path());
+        assert_eq!(removed, vec![killed.clone()]);
+        assert!(ours.exists() && other.exists() && !killed.exists());
+    }
 }
