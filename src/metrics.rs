@@ -76,6 +76,11 @@ const CONNECTOR_COUNTERS: &[(&str, &str, CountOf)] = &[
         |c| c.records_reread,
     ),
     (
+        "connector_records_filtered",
+        "Records read that are outside their object's filter, so not brought in",
+        |c| c.records_filtered,
+    ),
+    (
         "connector_records_out",
         "Records written to the connector's system",
         |c| c.records_out,

@@ -144,6 +144,8 @@ pub struct ConnectorStatus {
     pub records_in: u64,
     /// Reports read again with nothing new (overlap windows, events delivered twice).
     pub records_reread: u64,
+    /// Records read that are outside their object's `filter:`, so not brought in.
+    pub records_filtered: u64,
     pub records_out: u64,
     /// Edits found in this system by the read before an update, made since its last poll:
     /// applied first, so the update did not write over them.
@@ -194,6 +196,7 @@ impl ConnectorStatus {
             lag_secs: None,
             records_in: 0,
             records_reread: 0,
+            records_filtered: 0,
             records_out: 0,
             edits_read_before_push: 0,
             invalid_records: 0,

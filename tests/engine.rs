@@ -1760,3 +1760,53 @@ fn an_object_whose_kind_is_edited_is_read_again_and_gates_creates_until_then() {
     assert!(e.backfilled("crm", "companies").unwrap());
     assert!(e.restart_reads_of_changed_kinds().unwrap().is_empty());
 }
+
+/// HubSpot holding only customers and opportunities: `filter:` on `lifecyclestage`.
+const HUBSPOT_CUSTOMERS_ONLY: &str = "version: 1\nid: hubspot-main\ntype: hubspot\nparams: { token: t, base_url: 'http://127.0.0.1:9' }\nobjects:\n  contacts:\n    kind: person\n    fields: { email: email, firstname: first_name, lifecyclestage: { to: lifecycle_stage, map: default } }\n    filter: { lifecyclestage: { in: [customer, opportunity] } }\n";
+
+#[test]
+fn a_filter_decides_which_records_are_read_and_which_are_written() {
+    let (_d, e) = with_connector("hubspot", HUBSPOT_CUSTOMERS_ONLY);
+    // Read: a lead is outside the filter and not brought in; a customer is.
+    let r = e
+        .apply(
+            "hubspot-main",
+            page(
+                "contacts",
+                vec![
+                    change(
+                        "contacts",
+                        "1",
+                        1,
+                        json!({"email": "lead@acme.com", "lifecyclestage": "lead"}),
+                    ),
+                    change(
+                        "contacts",
+                        "2",
+                        1,
+                        json!({"email": "buyer@acme.com", "lifecyclestage": "Customer"}),
+                    ),
+                ],
+            ),
+        )
+        .unwrap();
+    assert_eq!((r.filtered, r.created), (1, 1));
+    assert!(e.find("lead@acme.com").unwrap().is_none());
+    assert!(e.find("buyer@acme.com").unwrap().is_some());
+
+    // Write: a person known only to Salesforce has no lifecycle stage, so it is outside
+    // HubSpot's filter and not created there; the customer goes to Salesforce as usual.
+    apply_one(
+        &e,
+        "salesforce-main",
+        "Contact",
+        "003A",
+        2,
+        json!({"Email": "prospect@acme.com", "LastName": "Doe"}),
+    );
+    let to_hubspot = e.outbox("hubspot-main", 100).unwrap();
+    assert!(to_hubspot.is_empty(), "{to_hubspot:?}");
+    let buyer = e.find("buyer@acme.com").unwrap().unwrap().id;
+    let to_sf = e.outbox("salesforce-main", 100).unwrap();
+    assert!(to_sf.iter().any(|(_, x)| x.record == buyer), "{to_sf:?}");
+}

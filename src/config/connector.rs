@@ -81,6 +81,65 @@ pub struct ObjectConfig {
     /// against the canonical model by the engine's mapping compiler.
     #[serde(default)]
     pub fields: BTreeMap<String, serde_json::Value>,
+    /// Which records sync: conditions on source fields, all of which must hold. Applied to
+    /// what is read (a record outside it is not brought in) and to what would be written
+    /// (for the fields the mapping writes: a record outside it is not pushed here).
+    #[serde(default)]
+    pub filter: BTreeMap<String, Condition>,
+}
+
+/// One condition of an object's `filter:` on a source field (a dotted path reads nested
+/// objects). Text compares trimmed and without regard to case; numbers and true/false as
+/// written.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    /// The value is one of these.
+    #[serde(default, rename = "in")]
+    pub any_of: Option<Vec<serde_json::Value>>,
+    /// The value is none of these (an absent value is none of them).
+    #[serde(default)]
+    pub not_in: Option<Vec<serde_json::Value>>,
+    #[serde(default)]
+    pub equals: Option<serde_json::Value>,
+    #[serde(default)]
+    pub not_equals: Option<serde_json::Value>,
+    /// The field has a value (`true`) or is empty or absent (`false`).
+    #[serde(default)]
+    pub exists: Option<bool>,
+}
+
+impl Condition {
+    /// Whether any operator is given: a condition that names none is a mistake.
+    pub fn is_empty(&self) -> bool {
+        self.any_of.is_none()
+            && self.not_in.is_none()
+            && self.equals.is_none()
+            && self.not_equals.is_none()
+            && self.exists.is_none()
+    }
+
+    /// Whether `value` (absent: `None`) meets every operator given.
+    pub fn holds(&self, value: Option<&serde_json::Value>) -> bool {
+        let v = value.and_then(comparable);
+        let is = |x: &serde_json::Value| v.is_some() && comparable(x) == v;
+        self.exists.is_none_or(|e| e == v.is_some())
+            && self.equals.as_ref().is_none_or(is)
+            && self.not_equals.as_ref().is_none_or(|x| !is(x))
+            && self.any_of.as_ref().is_none_or(|xs| xs.iter().any(is))
+            && self.not_in.as_ref().is_none_or(|xs| !xs.iter().any(is))
+    }
+}
+
+/// A filter value as compared: text trimmed and lowercased, other scalars as written;
+/// null and empty text are no value.
+fn comparable(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) if s.trim().is_empty() => None,
+        serde_json::Value::String(s) => Some(s.trim().to_lowercase()),
+        other => Some(other.to_string()),
+    }
 }
 
 /// What a delete in the source system does to the canonical record.
@@ -130,3 +189,31 @@ pub const RATE_LIMIT_MAX_PER_SECS: u64 = 86_400;
 
 /// Largest `http.max_response_bytes`: 1 GiB, like the server's own body cap.
 pub const MAX_RESPONSE_BYTES_CAP: u64 = 1 << 30;
+
+#[cfg(test)]
+mod filter_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cond(v: serde_json::Value) -> Condition {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn conditions_compare_text_trimmed_and_caseless_and_absent_values_as_none() {
+        let c = cond(json!({"in": ["customer", "opportunity"]}));
+        assert!(c.holds(Some(&json!(" Customer "))));
+        assert!(!c.holds(Some(&json!("lead"))));
+        assert!(!c.holds(None));
+        let c = cond(json!({"not_in": ["lead"]}));
+        assert!(c.holds(None) && c.holds(Some(&json!("customer"))));
+        assert!(!c.holds(Some(&json!("LEAD"))));
+        assert!(cond(json!({"exists": true})).holds(Some(&json!(5))));
+        assert!(!cond(json!({"exists": true})).holds(Some(&json!(""))));
+        assert!(cond(json!({"exists": false})).holds(Some(&json!(null))));
+        assert!(cond(json!({"equals": 5})).holds(Some(&json!(5))));
+        assert!(!cond(json!({"not_equals": true})).holds(Some(&json!(true))));
+        assert!(cond(json!({})).is_empty());
+        assert!(serde_json::from_value::<Condition>(json!({"within": [1]})).is_err());
+    }
+}

@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-pub use connector::{ConnectorConfig, DeletePolicy, Direction, ObjectConfig, PollConfig};
+pub use connector::{
+    Condition, ConnectorConfig, DeletePolicy, Direction, ObjectConfig, PollConfig,
+};
 pub use daemon::{
     DaemonConfig, LogConfig, LogFormat, MergeRuleConfig, PolicyName, RetentionConfig, RetryConfig,
     ServerConfig, StatusAuth, StoreConfig,
@@ -773,6 +775,19 @@ fn load_connector(
 
     if let (Some(objects), Some(kind)) = (&objects, kind) {
         required_for_create(&ctx, kind, objects, errors);
+    }
+    for (name, o) in objects.iter().flatten() {
+        for (field, _) in o.filter.iter().filter(|(_, c)| c.is_empty()) {
+            errors.push(
+                ctx.error(
+                    format!("objects.{name}.filter.{field}"),
+                    "a condition needs one of `in`, `not_in`, `equals`, `not_equals`, `exists`",
+                )
+                .example(format!(
+                    "objects:\n  {name}:\n    filter:\n      {field}: {{ in: [customer, opportunity] }}"
+                )),
+            );
+        }
     }
 
     let params = map

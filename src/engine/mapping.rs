@@ -44,6 +44,7 @@ impl Mappings {
                 ) {
                     Ok(m) => objects.push(ObjectMapping {
                         phone_region: c.phone_region.clone(),
+                        filter: obj.filter.clone(),
                         ..m
                     }),
                     Err(errs) => errors.extend(errs.into_iter().map(|(field, msg)| {
@@ -181,6 +182,8 @@ pub struct ObjectMapping {
     pub fields: Vec<FieldMap>,
     /// The connector's `phone_region`: the country of numbers without a country code.
     pub phone_region: Option<String>,
+    /// The object's `filter:`: which records sync.
+    pub filter: BTreeMap<String, crate::config::Condition>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -313,6 +316,27 @@ impl ObjectMapping {
             direction,
             fields: out,
             phone_region: None,
+            filter: BTreeMap::new(),
+        })
+    }
+
+    /// Whether a record read from this object is in its `filter:`.
+    pub fn admits(&self, fields: &BTreeMap<String, Json>) -> bool {
+        self.filter
+            .iter()
+            .all(|(field, c)| c.holds(lookup(fields, field)))
+    }
+
+    /// Whether a projection may be written here: the `filter:` conditions on fields this
+    /// mapping writes hold for it (a condition on a field only read cannot be judged
+    /// before the system has the record).
+    pub fn admits_out(&self, projection: &BTreeMap<String, Json>) -> bool {
+        self.filter.iter().all(|(field, c)| {
+            let written = self
+                .fields
+                .iter()
+                .any(|f| &f.source == field && f.direction != Direction::In);
+            !written || c.holds(projection.get(field))
         })
     }
 

@@ -66,6 +66,8 @@ pub struct ApplyReport {
     pub merged: usize,
     pub deleted: usize,
     pub enqueued: usize,
+    /// Records outside their object's `filter:`: not brought in.
+    pub filtered: usize,
     /// Bad values skipped (each also in the record's audit trail).
     pub invalid: Vec<String>,
 }

@@ -374,6 +374,10 @@ impl<'a> Txn<'a> {
         if change.deleted {
             return self.delete(mapping, delete_policy, change, linked, report);
         }
+        if !mapping.admits(&change.fields) {
+            report.filtered += 1;
+            return Ok(());
+        }
 
         let mut mapped = mapping.map_in(&change.fields);
         for v in mapped.values.values_mut() {
@@ -779,7 +783,7 @@ impl<'a> Txn<'a> {
                 continue;
             }
             let (proj, hash) = self.project(m, &rec)?;
-            if proj.is_empty() {
+            if proj.is_empty() || !m.admits_out(&proj) {
                 continue;
             }
             let mut st = self.sync_get(id, &m.connector, &m.object)?;

@@ -292,11 +292,16 @@ pub fn build_connector(
         .objects
         .iter()
         .map(|(name, o)| {
+            // The filter's fields must be read too, mapped or not.
             let fields = o
                 .fields
                 .keys()
+                .chain(o.filter.keys())
                 .map(|f| f.split('.').next().unwrap_or(f).to_owned());
-            (name.clone(), fields.collect())
+            let mut fields: Vec<String> = fields.collect();
+            fields.sort();
+            fields.dedup();
+            (name.clone(), fields)
         })
         .collect();
     let ctx = revsync_sdk::BuildContext {

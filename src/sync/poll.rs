@@ -124,6 +124,7 @@ impl PollLoop {
         self.status.update(conn, |s| {
             s.records_in += (n - report.replayed.min(n)) as u64;
             s.records_reread += report.replayed as u64;
+            s.records_filtered += report.filtered as u64;
             s.last_success_at = Some(chrono::Utc::now());
             s.invalid_records += invalid;
             s.inbound_dead_letters += kept;
