@@ -618,29 +618,55 @@ fn status(client: &ClientArg, as_json: bool) -> u8 {
         at(&v, "/ready"),
         at(&v, "/store/size_on_disk_bytes")
     );
-    println!(
-        "{:20} {:11} {:12} {:>8} {:>8} {:>7} {:>6} {:>6}  LAST ERROR",
-        "CONNECTOR", "TYPE", "STATE", "IN", "OUT", "OUTBOX", "DLQ", "ERRORS"
-    );
-    for c in at(&v, "/connectors").as_array().into_iter().flatten() {
+    println!("{}", status_table(&v));
+    exit::OK
+}
+
+/// One row per connector, columns aligned whatever the widths (names, counts, messages).
+fn status_table(v: &serde_json::Value) -> comfy_table::Table {
+    use comfy_table::{CellAlignment, ColumnConstraint, Table, Width};
+    let mut t = Table::new();
+    t.load_preset(comfy_table::presets::NOTHING).set_header([
+        "CONNECTOR",
+        "TYPE",
+        "STATE",
+        "IN",
+        "OUT",
+        "OUTBOX",
+        "DLQ",
+        "ERRORS",
+        "LAST ERROR / NOTE",
+    ]);
+    for c in at(v, "/connectors").as_array().into_iter().flatten() {
         let s = |k: &str| member(c, k).as_str().unwrap_or("-").to_owned();
-        println!(
-            "{:20} {:11} {:12} {:>8} {:>8} {:>7} {:>6} {:>6}  {}",
+        let n = |p: &str| at(c, p).as_u64().unwrap_or(0).to_string();
+        let said = at(c, "/errors/last_message")
+            .as_str()
+            .or(at(c, "/note").as_str())
+            .unwrap_or("")
+            .to_owned();
+        t.add_row([
             s("id"),
             s("type"),
             s("state"),
-            at(c, "/records_in"),
-            at(c, "/records_out"),
-            at(c, "/outbox_depth"),
-            at(c, "/dead_letters"),
-            at(c, "/errors/count"),
-            at(c, "/errors/last_message")
-                .as_str()
-                .or(at(c, "/note").as_str())
-                .unwrap_or("")
-        );
+            n("/records_in"),
+            n("/records_out"),
+            n("/outbox_depth"),
+            n("/dead_letters"),
+            n("/errors/count"),
+            said,
+        ]);
     }
-    exit::OK
+    for i in 3..8 {
+        if let Some(col) = t.column_mut(i) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    // A long message wraps in its own column instead of pushing the others about.
+    if let Some(col) = t.column_mut(8) {
+        col.set_constraint(ColumnConstraint::UpperBoundary(Width::Fixed(60)));
+    }
+    t
 }
 
 fn dlq_list(client: &ClientArg, connector: Option<&str>, as_json: bool) -> u8 {
