@@ -763,6 +763,14 @@ impl Connector for ZendeskConnector {
         }
     }
 
+    /// A push waits on its job's status most of its time, and every push holds one job
+    /// at a time. Creates are upserts keyed by the canonical id (organizations found by
+    /// it, tickets carry it as their idempotency key), so two pushes of one record in
+    /// flight together still make one copy.
+    fn pushes_in_flight(&self) -> usize {
+        self.params.max_jobs_in_flight
+    }
+
     fn rate_limit(&self) -> Option<LimiterStats> {
         Some(self.client.stats())
     }

@@ -6,7 +6,7 @@
 //! Record times come from a clock the tests can move forward (`advance`), so "a minute
 //! later" costs nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,6 +40,8 @@ pub struct SimConfig {
     pub export_page_max: usize,
     /// How long a bulk job waits before it runs.
     pub job_delay: Duration,
+    /// Up to this much more, spread evenly over the jobs (not random: runs repeat).
+    pub job_delay_spread: Duration,
     /// Queued plus running jobs allowed (Zendesk: 30).
     pub max_jobs: usize,
 }
@@ -55,6 +57,7 @@ impl Default for SimConfig {
             window: Duration::from_secs(60),
             export_page_max: 1000,
             job_delay: Duration::from_millis(20),
+            job_delay_spread: Duration::ZERO,
             max_jobs: 30,
         }
     }
@@ -68,6 +71,12 @@ pub struct SimStats {
     pub too_many_jobs: u64,
     pub jobs: u64,
     pub exports: u64,
+    /// The most jobs queued or running at once (slots filled by `occupy_job_slots` too).
+    pub max_active_jobs: usize,
+    /// Requests for job statuses (one job or many).
+    pub status_reads: u64,
+    /// Ids that a finished job's results named in a status answer.
+    pub named_in_results: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -290,6 +299,7 @@ impl Sim {
                 delete(|s: State<Shared>, q: Q| destroy(s, Path("tickets".to_owned()), q)),
             )
             .route("/tickets/{id}", put(update_ticket))
+            .route("/job_statuses/show_many", get(job_statuses))
             .route("/job_statuses/{id}", get(job_status))
             .layer(axum::middleware::from_fn_with_state(state.clone(), gate))
             .with_state(state.clone());
@@ -862,13 +872,19 @@ async fn queue(State(state): State<Shared>, items: Vec<Value>, bulk: Bulk) -> Re
             return r;
         }
         s.active_jobs += 1;
+        s.stats.max_active_jobs = s.stats.max_active_jobs.max(s.active_jobs);
         s.stats.jobs += 1;
         let id = uuid::Uuid::now_v7().simple().to_string();
         let job = json!({"id": id, "url": format!("/api/v2/job_statuses/{id}.json"), "total": items.len(),
             "progress": 0, "status": "queued", "message": null, "results": null});
         s.jobs.insert(id.clone(), job.clone());
         let remaining = max - s.active_jobs;
-        (id, s.cfg.job_delay, (job, max, remaining))
+        // The golden ratio's fractions spread the jobs' delays evenly over the range.
+        let spread = s
+            .cfg
+            .job_delay_spread
+            .mul_f64((s.stats.jobs as f64 * 0.618_034).fract());
+        (id, s.cfg.job_delay + spread, (job, max, remaining))
     };
     let state2 = state.clone();
     let job_id = id.clone();
@@ -1063,12 +1079,41 @@ async fn update_ticket(
 }
 
 async fn job_status(State(state): State<Shared>, Path(id): Path<String>) -> Response {
-    let s = state.lock().unwrap_or_else(|e| e.into_inner());
+    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
     let id = id.trim_end_matches(".json");
-    match s.jobs.get(id) {
+    s.stats.status_reads += 1;
+    match served(&mut s, id) {
         Some(j) => Json(json!({"job_status": j})).into_response(),
         None => error(StatusCode::NOT_FOUND, "RecordNotFound", "Not found"),
     }
+}
+
+/// `GET /job_statuses/show_many?ids=a,b`: the statuses of the jobs it knows, in one answer.
+async fn job_statuses(State(state): State<Shared>, Query(q): Q) -> Response {
+    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+    s.stats.status_reads += 1;
+    let ids = q.get("ids").map(String::as_str).unwrap_or_default();
+    let jobs: Vec<Value> = ids
+        .split(',')
+        .filter_map(|id| served(&mut s, id.trim()))
+        .collect();
+    Json(json!({ "job_statuses": jobs })).into_response()
+}
+
+/// A job's status as answered, noting the ids its results name.
+fn served(s: &mut Inner, id: &str) -> Option<Value> {
+    let job = s.jobs.get(id)?.clone();
+    for r in job
+        .get("results")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(id) = r.get("id").and_then(Value::as_u64) {
+            s.stats.named_in_results.insert(id.to_string());
+        }
+    }
+    Some(job)
 }
 
 /// Zendesk's job-slot header: `total=30; remaining=N; resets=60`.
