@@ -2,7 +2,7 @@
 //! error bodies, and bulk jobs (submit, wait out TooManyJobs, read their statuses together
 //! until they finish).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -120,6 +120,8 @@ pub struct ZendeskClient {
     job_poll: Duration,
     job_timeout: Duration,
     watch: Arc<Watch>,
+    /// Our jobs queued or running: at most `max_jobs_in_flight`.
+    job_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl ZendeskClient {
@@ -152,6 +154,7 @@ impl ZendeskClient {
             job_poll: Duration::from_millis(p.job_poll_interval_ms),
             job_timeout: Duration::from_secs(p.job_timeout_secs),
             watch: Arc::default(),
+            job_slots: Arc::new(tokio::sync::Semaphore::new(p.max_jobs_in_flight)),
         })
     }
 
@@ -206,6 +209,24 @@ impl ZendeskClient {
     pub async fn run_job_outcome(&self, req: ApiRequest) -> Result<JobOutcome, ConnectorError> {
         // Saturating: the params are range-checked, but a clock must not panic on them.
         let deadline = after_now(self.job_timeout);
+        // Held from the submit until the job's status is read as finished: Zendesk counts
+        // a job until it finishes, and we learn that only from the read.
+        let _slot = match tokio::time::timeout_at(
+            deadline,
+            self.api.shutdown().wait(self.job_slots.acquire()),
+        )
+        .await
+        {
+            Ok(Ok(Ok(permit))) => permit,
+            Ok(Err(e)) => return Err(e),
+            // Closed never: the semaphore lives as long as the client.
+            Ok(Ok(Err(_))) | Err(_) => {
+                return Err(ConnectorError::RateLimited {
+                    retry_after: Some(self.job_poll),
+                    scope: LimitScope::Burst,
+                })
+            }
+        };
         let mut wait = self.job_poll;
         let job = loop {
             match self.json(req.clone()).await {
@@ -247,7 +268,7 @@ impl ZendeskClient {
         id: &str,
         deadline: tokio::time::Instant,
     ) -> Result<Value, ConnectorError> {
-        let _watched = Watched::new(&self.watch, id);
+        let watched = Watched::new(&self.watch, id);
         let shutdown = self.api.shutdown();
         let mut delay = (self.job_poll / 4).max(Duration::from_millis(1));
         loop {
@@ -258,7 +279,19 @@ impl ZendeskClient {
                     self.job_timeout.as_secs()
                 )));
             }
-            shutdown.wait(tokio::time::sleep_until(due)).await?;
+            // Another waiter's read may bring this job's answer before it is due.
+            let sleep = tokio::time::sleep_until(due);
+            shutdown
+                .wait(async {
+                    tokio::select! {
+                        () = sleep => {}
+                        () = watched.answered.notified() => {}
+                    }
+                })
+                .await?;
+            if let Some(status) = self.watch.take(id) {
+                return Ok(status);
+            }
             let _reading = shutdown.wait(self.watch.reading.lock()).await?;
             if let Some(status) = self.watch.take(id) {
                 return Ok(status);
@@ -312,7 +345,8 @@ struct Watch {
 
 #[derive(Default)]
 struct WatchState {
-    waiting: BTreeSet<String>,
+    /// Per job waited for, how its waiter learns that a read brought its answer.
+    waiting: BTreeMap<String, Arc<tokio::sync::Notify>>,
     /// Finished jobs' statuses, until their waiters take them.
     finished: HashMap<String, Value>,
     last_read: Option<tokio::time::Instant>,
@@ -335,7 +369,7 @@ impl Watch {
     fn start_read(&self) -> Vec<String> {
         let mut s = self.lock();
         s.last_read = Some(tokio::time::Instant::now());
-        s.waiting.iter().cloned().collect()
+        s.waiting.keys().cloned().collect()
     }
 
     fn finished(&self, statuses: &[Value]) {
@@ -348,8 +382,12 @@ impl Watch {
                 status.get("status").and_then(Value::as_str),
                 Some("queued" | "working")
             );
-            if !running && s.waiting.contains(id) {
+            if running {
+                continue;
+            }
+            if let Some(answered) = s.waiting.get(id).cloned() {
                 s.finished.insert(id.to_owned(), status.clone());
+                answered.notify_one();
             }
         }
     }
@@ -359,14 +397,17 @@ impl Watch {
 struct Watched<'a> {
     watch: &'a Watch,
     id: String,
+    answered: Arc<tokio::sync::Notify>,
 }
 
 impl<'a> Watched<'a> {
     fn new(watch: &'a Watch, id: &str) -> Self {
-        watch.lock().waiting.insert(id.to_owned());
+        let answered = Arc::new(tokio::sync::Notify::new());
+        watch.lock().waiting.insert(id.to_owned(), answered.clone());
         Self {
             watch,
             id: id.to_owned(),
+            answered,
         }
     }
 }
