@@ -17,6 +17,22 @@
 //! the most a rolling window could let through in that time, is printed beside it.
 //! Figures: docs/BENCHMARKS.md.
 //!
+//! Then the same backlog goes to Zendesk: the real `zendesk` connector, built from its
+//! connector file as the daemon builds it (defaults: 700 requests a minute, up to 30 jobs
+//! in flight, statuses read at least 1 s apart), against the Zendesk simulator configured
+//! as an Enterprise account: 700 requests per 60 s window (then 429), at most 100 records
+//! per `create_or_update_many` job, at most 30 jobs queued or running (then a 429
+//! TooManyJobs), and every job finishing 1 to 3 s after its submit (spread evenly). The
+//! daemon's `Dispatcher` drains the outbox; timed from its start until the outbox is empty,
+//! every record confirmed by the result of its job.
+//!
+//! The Zendesk ceiling: a job's records count once its result has been read, so a job
+//! costs its submit plus its share of a status read, and one `job_statuses/show_many` read
+//! covers at most the 30 jobs an account can have in flight: at least 1 + 1/30 requests
+//! per 100 records. 700 requests a minute then carry at most
+//! `700 / 60 / (1 + 1/30) x 100 = 1,129 records/s`. (Read one job at a time, as before,
+//! a job costs at least 2 requests and the ceiling would be 583 records/s.)
+//!
 //! Environment: `PUSH_RUNS=3` repeats the run (a fresh API and store each time).
 // Test code: a panic here is a failed test, and helpers outside #[test] fns are not
 // covered by clippy.toml's allow-*-in-tests.
@@ -66,6 +82,14 @@ const TARGET_BUDGET: f64 = 0.95;
 const TARGET_429: f64 = 0.005;
 const TARGET_FILL: f64 = 0.98;
 
+/// Zendesk Enterprise: requests a minute, records per job, jobs queued or running.
+const ZD_PER_MINUTE: f64 = 700.0;
+const ZD_JOB: f64 = 100.0;
+const ZD_JOBS: f64 = 30.0;
+const ZD_JOB_DELAY: Duration = Duration::from_secs(1);
+const ZD_JOB_SPREAD: Duration = Duration::from_secs(2);
+const TARGET_ZD_RATIO: f64 = 0.9;
+
 fn main() {
     let runs = std::env::var("PUSH_RUNS")
         .ok()
@@ -91,6 +115,8 @@ fn main() {
         }
         let report = rt.block_on(run_once());
         missed |= !report.print();
+        let zendesk = rt.block_on(run_zendesk());
+        missed |= !zendesk.print();
     }
     println!("\nload average after: {}", load_average());
     if missed {
@@ -341,7 +367,9 @@ impl Connector for Bench {
 
 // ---- one run
 
-fn write_config(dir: &Path, target_url: &str) -> Config {
+/// A configuration in `dir`: `bench-source` (contacts read in) and the connector file
+/// `target` (its id and YAML), which pushes them out.
+fn write_config(dir: &Path, target: (&str, String)) -> Config {
     std::fs::create_dir_all(dir.join("connectors")).expect("create connectors/");
     std::fs::write(
         dir.join("revsync.yaml"),
@@ -351,24 +379,124 @@ fn write_config(dir: &Path, target_url: &str) -> Config {
         ),
     )
     .expect("write revsync.yaml");
-    for (id, url, direction) in [
-        ("bench-source", "http://127.0.0.1:9", "in"),
-        ("bench-target", target_url, "out"),
+    for (id, yaml) in [
+        (
+            "bench-source",
+            bench_file("bench-source", "http://127.0.0.1:9", "in"),
+        ),
+        (target.0, target.1),
     ] {
-        std::fs::write(
-            dir.join(format!("connectors/{id}.yaml")),
-            format!(
-                "version: 1\nid: {id}\ntype: bench\nparams:\n  base_url: {url}\nobjects:\n  contacts:\n    kind: person\n    direction: {direction}\n    fields: {{ email: email, name: {{ to: full_name }} }}\n"
-            ),
-        )
-        .expect("write a connector file");
+        std::fs::write(dir.join(format!("connectors/{id}.yaml")), yaml)
+            .expect("write a connector file");
     }
     config::load(
         dir,
-        &Registry::with(vec![Box::new(BenchType)]),
+        &Registry::with(vec![
+            Box::new(BenchType),
+            Box::new(revsync_zendesk::Zendesk),
+        ]),
         &BTreeMap::<String, String>::new(),
     )
     .unwrap_or_else(|e| panic!("benchmark configuration: {e}"))
+}
+
+/// A `bench` connector file over `url`'s contacts.
+fn bench_file(id: &str, url: &str, direction: &str) -> String {
+    format!(
+        "version: 1\nid: {id}\ntype: bench\nparams:\n  base_url: {url}\nobjects:\n  contacts:\n    kind: person\n    direction: {direction}\n    fields: {{ email: email, name: {{ to: full_name }} }}\n"
+    )
+}
+
+/// A store holding the backlog for `target`, and the daemon's dispatcher for it, not
+/// started yet.
+struct Setup {
+    engine: Arc<Engine>,
+    connector: Arc<dyn Connector>,
+    status: Arc<StatusHub>,
+    cancel: CancellationToken,
+    dispatcher: Arc<Dispatcher>,
+    fill_secs: f64,
+    // Holds the store's directory until the run ends.
+    _dir: tempfile::TempDir,
+}
+
+async fn setup(
+    dir: tempfile::TempDir,
+    cfg: &Config,
+    target: &str,
+    kind: &dyn ConnectorType,
+    object: &str,
+) -> Setup {
+    let s = &cfg.daemon.store;
+    let store: Arc<dyn Store> = Arc::new(
+        SledStore::open(&s.path, s.flush_interval_ms, s.cache_mb).expect("open the sled store"),
+    );
+    let (mappings, policies) = Engine::validate(cfg).unwrap_or_else(|e| panic!("{e:?}"));
+    let engine = Arc::new(
+        Engine::new(store.clone(), cfg, mappings, policies, system_clock())
+            .expect("start the engine"),
+    );
+    let filling = Instant::now();
+    let enqueued = {
+        let engine = engine.clone();
+        tokio::task::spawn_blocking(move || fill(&engine))
+            .await
+            .expect("fill the store")
+    };
+    assert_eq!(enqueued, BACKLOG, "every change is a create for {target}");
+    let fill_secs = filling.elapsed().as_secs_f64();
+    let (_, t) = cfg
+        .connectors
+        .iter()
+        .find(|(_, c)| c.id == target)
+        .expect("the target is configured");
+    let ctx = BuildContext {
+        id: &t.id,
+        params: &t.params,
+        rate_limit: &t.rate_limit,
+        http: &t.http,
+        mapped_fields: &Default::default(),
+        shutdown: Default::default(),
+    };
+    let connector = kind
+        .build(&ctx)
+        .expect("the type has a client")
+        .expect("build the connector");
+    let status = Arc::new(StatusHub::default());
+    status.register(ConnectorStatus::new(
+        &t.id,
+        kind.name(),
+        vec![object.into()],
+        true,
+    ));
+    let cancel = CancellationToken::new();
+    let dispatcher = Arc::new(Dispatcher {
+        connector_id: t.id.clone(),
+        connector: connector.clone(),
+        engine: engine.clone(),
+        status: status.clone(),
+        cancel: cancel.clone(),
+        // The target is write-only here: nothing to read first.
+        gated: Default::default(),
+        caught_up: Default::default(),
+        first_reads: {
+            let reads = revsync::sync::dispatch::FirstReads::default();
+            reads.set(Vec::new());
+            Arc::new(reads)
+        },
+        resume_after: Default::default(),
+        pass: Default::default(),
+        retry: Default::default(),
+    });
+    Setup {
+        engine,
+        connector,
+        status,
+        cancel,
+        dispatcher,
+        fill_secs,
+        _dir: dir,
+    }
 }
 
 /// 20,000 new contacts from `bench-source`: each one a create waiting for `bench-target`.
@@ -431,72 +559,19 @@ async fn run_once() -> Report {
         .prefix("push-bench-")
         .tempdir()
         .expect("create a temporary directory");
-    let cfg = write_config(tmp.path(), &url);
-    let s = &cfg.daemon.store;
-    let store: Arc<dyn Store> = Arc::new(
-        SledStore::open(&s.path, s.flush_interval_ms, s.cache_mb).expect("open the sled store"),
+    let cfg = write_config(
+        tmp.path(),
+        ("bench-target", bench_file("bench-target", &url, "out")),
     );
-    let (mappings, policies) = Engine::validate(&cfg).unwrap_or_else(|e| panic!("{e:?}"));
-    let engine = Arc::new(
-        Engine::new(store.clone(), &cfg, mappings, policies, system_clock())
-            .expect("start the engine"),
-    );
-    let filling = Instant::now();
-    let enqueued = {
-        let engine = engine.clone();
-        tokio::task::spawn_blocking(move || fill(&engine))
-            .await
-            .expect("fill the store")
-    };
-    assert_eq!(
-        enqueued, BACKLOG,
-        "every change is a create for bench-target"
-    );
-    let fill_secs = filling.elapsed().as_secs_f64();
-
-    let (_, target) = cfg
-        .connectors
-        .iter()
-        .find(|(_, c)| c.id == "bench-target")
-        .expect("bench-target is configured");
-    let ctx = BuildContext {
-        id: &target.id,
-        params: &target.params,
-        rate_limit: &target.rate_limit,
-        http: &target.http,
-        mapped_fields: &Default::default(),
-        shutdown: Default::default(),
-    };
-    let connector = BenchType
-        .build(&ctx)
-        .expect("the bench type has a client")
-        .expect("build the connector");
-    let status = Arc::new(StatusHub::default());
-    status.register(ConnectorStatus::new(
-        &target.id,
-        "bench",
-        vec!["contacts".into()],
-        true,
-    ));
-    let cancel = CancellationToken::new();
-    let dispatcher = Arc::new(Dispatcher {
-        connector_id: target.id.clone(),
-        connector: connector.clone(),
-        engine: engine.clone(),
-        status,
-        cancel: cancel.clone(),
-        // The target is write-only here: nothing to read first.
-        gated: Default::default(),
-        caught_up: Default::default(),
-        first_reads: {
-            let reads = revsync::sync::dispatch::FirstReads::default();
-            reads.set(Vec::new());
-            Arc::new(reads)
-        },
-        resume_after: Default::default(),
-        pass: Default::default(),
-        retry: Default::default(),
-    });
+    let Setup {
+        engine,
+        connector,
+        cancel,
+        dispatcher,
+        fill_secs,
+        _dir,
+        ..
+    } = setup(tmp, &cfg, "bench-target", &BenchType, "contacts").await;
     let running = tokio::spawn(dispatcher.run());
 
     let full = api.full.notified();
@@ -629,6 +704,128 @@ impl Report {
             None => println!("  outbox NOT empty after the run"),
         }
         used >= TARGET_BUDGET && share_429 <= TARGET_429 && fill >= TARGET_FILL
+    }
+}
+
+// ---- Zendesk
+
+struct ZendeskReport {
+    elapsed: Duration,
+    confirmed: u64,
+    stats: revsync_zendesk::sim::SimStats,
+    left: usize,
+}
+
+async fn run_zendesk() -> ZendeskReport {
+    use revsync_zendesk::sim::{Sim, SimConfig};
+    let sim = Sim::start(SimConfig {
+        requests_per_window: ZD_PER_MINUTE as u32,
+        window: Duration::from_secs(60),
+        max_jobs: ZD_JOBS as usize,
+        job_delay: ZD_JOB_DELAY,
+        job_delay_spread: ZD_JOB_SPREAD,
+        ..SimConfig::default()
+    })
+    .await;
+    let tmp = tempfile::Builder::new()
+        .prefix("push-bench-zd-")
+        .tempdir()
+        .expect("create a temporary directory");
+    let file = format!(
+        "version: 1\nid: zendesk\ntype: zendesk\nparams: {}\nobjects:\n  users:\n    kind: person\n    direction: out\n    fields: {{ email: email, name: {{ to: full_name }} }}\n",
+        sim.params()
+    );
+    let cfg = write_config(tmp.path(), ("zendesk", file));
+    let Setup {
+        engine,
+        status,
+        cancel,
+        dispatcher,
+        _dir,
+        ..
+    } = setup(tmp, &cfg, "zendesk", &revsync_zendesk::Zendesk, "users").await;
+    let started = Instant::now();
+    let running = tokio::spawn(dispatcher.run());
+    let mut left = BACKLOG;
+    while started.elapsed() < RUN_TIMEOUT {
+        let e = engine.clone();
+        left = tokio::task::spawn_blocking(move || e.outbox_len("zendesk", BACKLOG))
+            .await
+            .expect("read the outbox")
+            .expect("read the outbox");
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let elapsed = started.elapsed();
+    cancel.cancel();
+    let _ = running.await;
+    let confirmed = status
+        .snapshot()
+        .iter()
+        .find(|c| c.id == "zendesk")
+        .map_or(0, |c| c.records_out);
+    ZendeskReport {
+        elapsed,
+        confirmed,
+        stats: sim.stats(),
+        left,
+    }
+}
+
+impl ZendeskReport {
+    /// Prints the figures; false when a target was missed.
+    fn print(&self) -> bool {
+        let secs = self.elapsed.as_secs_f64();
+        let st = &self.stats;
+        let ceiling = ZD_PER_MINUTE / 60.0 / (1.0 + 1.0 / ZD_JOBS) * ZD_JOB;
+        let rate = self.confirmed as f64 / secs;
+        let ratio = rate / ceiling;
+        let refused = st.throttled + st.too_many_jobs;
+        let share_429 = refused as f64 / st.requests.max(1) as f64;
+        let ok = |met: bool| if met { "met" } else { "MISSED" };
+        println!(
+            "zendesk: {BACKLOG} user creates; simulator: {ZD_PER_MINUTE} requests per 60 s, {ZD_JOB} records per job, {ZD_JOBS} jobs in flight, jobs finish {}-{} s after submit; connector defaults",
+            ZD_JOB_DELAY.as_secs(),
+            (ZD_JOB_DELAY + ZD_JOB_SPREAD).as_secs()
+        );
+        println!(
+            "  elapsed, dispatcher start -> outbox empty      {secs:>9.2} s{}",
+            if self.left == 0 { "" } else { "  (TIMED OUT)" }
+        );
+        println!(
+            "  records confirmed                             {:>9}  ({} records left)",
+            self.confirmed, self.left
+        );
+        println!(
+            "  requests                                      {:>9}  ({} jobs, {} status reads, {:.3} requests per job; {:.1} requests/min)",
+            st.requests,
+            st.jobs,
+            st.status_reads,
+            st.requests as f64 / st.jobs.max(1) as f64,
+            st.requests as f64 / secs * 60.0
+        );
+        println!(
+            "  most jobs in flight at once                   {:>9}",
+            st.max_active_jobs
+        );
+        println!("  pushed                                        {rate:>9.0} records/s");
+        println!("  ceiling (700/min, 1 + 1/30 requests per job)  {ceiling:>9.0} records/s");
+        println!("ratio zendesk pushed / ceiling: {ratio:.3}");
+        println!(
+            "  ratio target >= {TARGET_ZD_RATIO}: {}",
+            ok(ratio >= TARGET_ZD_RATIO)
+        );
+        println!(
+            "  429 share                                     {:>8.2} %  ({} over budget, {} TooManyJobs); target <= {:.1} %: {}",
+            share_429 * 100.0,
+            st.throttled,
+            st.too_many_jobs,
+            TARGET_429 * 100.0,
+            ok(share_429 <= TARGET_429)
+        );
+        self.left == 0 && ratio >= TARGET_ZD_RATIO && share_429 <= TARGET_429
     }
 }
 

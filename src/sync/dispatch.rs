@@ -2,11 +2,12 @@
 //! for the same record (the latest state wins), batches, pushes, and only then marks
 //! each record as held by the system — per item, from the system's own answer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use revsync_sdk::{Connector, ConnectorError, Kind, LimitScope, PushItem, PushOp};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -16,6 +17,9 @@ use crate::status::{ConnectorState, StatusHub};
 
 /// How many outbox entries one round looks at, in batches.
 const ROUND_BATCHES: usize = 8;
+
+/// Most pushes of one connector in flight at once, whatever it declares.
+const MAX_IN_FLIGHT: usize = 64;
 
 /// How long a pass that could only hold creates waits before the next.
 const HELD_WAIT: Duration = Duration::from_secs(5);
@@ -173,6 +177,50 @@ enum Attempt {
     Rebuild(Vec<Pending>),
 }
 
+/// The batches of one round in flight, and what those finished achieved.
+#[derive(Default)]
+struct Flight {
+    running: JoinSet<Result<Pushed, EngineError>>,
+    /// Per batch in flight, its records.
+    busy: HashMap<tokio::task::Id, Vec<Uuid>>,
+    blocked: Option<Duration>,
+    error: Option<EngineError>,
+}
+
+impl Flight {
+    fn holds(&self, records: &[Uuid]) -> bool {
+        self.busy.values().flatten().any(|r| records.contains(r))
+    }
+
+    /// Wait for one batch in flight to finish and take in what it achieved.
+    async fn land(&mut self, dispatcher: &Dispatcher) {
+        let outcome = match self.running.join_next_with_id().await {
+            None => return,
+            Some(Ok((id, outcome))) => {
+                self.busy.remove(&id);
+                outcome
+            }
+            Some(Err(e)) => {
+                self.busy.remove(&e.id());
+                Err(EngineError::Corrupt {
+                    table: "task",
+                    detail: e.to_string(),
+                })
+            }
+        };
+        match outcome {
+            Ok(Pushed::Blocked(wait)) => {
+                self.blocked = Some(self.blocked.map_or(wait, |b| b.max(wait)))
+            }
+            Ok(Pushed::Progress) => dispatcher.note_pass(|p| p.progress = true),
+            Ok(Pushed::AllHeld) => dispatcher.note_pass(|p| p.held = true),
+            Err(e) => {
+                self.error.get_or_insert(e);
+            }
+        }
+    }
+}
+
 /// What one round achieved, to decide how long to wait.
 enum Round {
     Idle(Option<i64>),
@@ -228,10 +276,15 @@ impl Dispatcher {
             })
     }
 
-    async fn round(&self) -> Result<Round, EngineError> {
+    async fn round(self: &Arc<Self>) -> Result<Round, EngineError> {
         let batch = self.connector.capabilities().batch_size.max(1);
+        let in_flight = self.connector.pushes_in_flight().clamp(1, MAX_IN_FLIGHT);
         let conn = self.connector_id.clone();
-        let limit = batch * ROUND_BATCHES;
+        // Pushes in flight only overlap inside a round: a window of a few batches per
+        // push slot keeps them overlapping for most of it, not just its first batches.
+        let limit = batch
+            .saturating_mul(ROUND_BATCHES)
+            .saturating_mul(in_flight);
         let first_reads = self.first_reads.clone();
         // Objects not read to their end yet: while there are any, creates of their kinds
         // are held.
@@ -257,20 +310,17 @@ impl Dispatcher {
                 by_object.entry(key.1.clone()).or_default().push(p);
             }
         }
+        let mut chunks = Vec::new();
         for (object, items) in by_object {
             let mut items = items.into_iter().peekable();
             while items.peek().is_some() {
-                let chunk: Vec<Pending> = items.by_ref().take(batch).collect();
-                match self.push_batch(&object, chunk, &unread).await? {
-                    Pushed::Blocked(wait) => {
-                        // This window comes again once the pause is over.
-                        *self.resume_after.lock().unwrap_or_else(|e| e.into_inner()) = after;
-                        return Ok(Round::Blocked(wait));
-                    }
-                    Pushed::Progress => self.note_pass(|p| p.progress = true),
-                    Pushed::AllHeld => self.note_pass(|p| p.held = true),
-                }
+                chunks.push((object.clone(), items.by_ref().take(batch).collect()));
             }
+        }
+        if let Some(wait) = self.push_chunks(chunks, in_flight, unread).await? {
+            // This window comes again once the pause is over.
+            *self.resume_after.lock().unwrap_or_else(|e| e.into_inner()) = after;
+            return Ok(Round::Blocked(wait));
         }
         if !wrapped {
             return Ok(Round::Worked);
@@ -291,6 +341,42 @@ impl Dispatcher {
             }
             Pass { next_due, .. } => Round::Idle(next_due),
         })
+    }
+
+    /// Push a round's batches in order, up to `in_flight` at once; a batch holding a
+    /// record that a batch in flight also holds waits for it, so one record's entries
+    /// still go out in outbox order. `Some(wait)`: the connector must stop pushing (every
+    /// batch already sent is finished and recorded first).
+    async fn push_chunks(
+        self: &Arc<Self>,
+        chunks: Vec<(String, Vec<Pending>)>,
+        in_flight: usize,
+        unread: Unread,
+    ) -> Result<Option<Duration>, EngineError> {
+        let unread = Arc::new(unread);
+        let mut flight = Flight::default();
+        for (object, chunk) in chunks {
+            let records: Vec<Uuid> = chunk.iter().map(|p| p.latest.1.record).collect();
+            while flight.running.len() >= in_flight || flight.holds(&records) {
+                flight.land(self).await;
+            }
+            if flight.blocked.is_some() || flight.error.is_some() {
+                break;
+            }
+            let (this, unread) = (self.clone(), unread.clone());
+            let task = flight
+                .running
+                .spawn(async move { this.push_batch(&object, chunk, &unread).await });
+            flight.busy.insert(task.id(), records);
+        }
+        // Nothing more to start: what is in flight finishes and is recorded.
+        while !flight.running.is_empty() {
+            flight.land(self).await;
+        }
+        match flight.error {
+            Some(e) => Err(e),
+            None => Ok(flight.blocked),
+        }
     }
 
     fn note_pass(&self, f: impl FnOnce(&mut Pass)) {

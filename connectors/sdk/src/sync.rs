@@ -224,6 +224,15 @@ pub trait Connector: Send + Sync + 'static {
         false
     }
 
+    /// How many [`Connector::push`] calls the dispatcher may run at once. More than one
+    /// only where the API answers a push late (asynchronous jobs) and two pushes of one
+    /// record in flight together still make one copy (creates keyed by the canonical id):
+    /// the dispatcher never puts one outbox entry in two pushes, but two entries of one
+    /// merged record can meet.
+    fn pushes_in_flight(&self) -> usize {
+        1
+    }
+
     /// Write a batch of at most `batch_size` items. `Ok` holds one result per item, in
     /// order (a 207 with some failed items is `Ok`); `Err` means nothing was written.
     async fn push(

@@ -1,6 +1,8 @@
 //! Zendesk over the SDK's `ApiClient`: auth, the exports budget beside the account one,
-//! error bodies, and bulk jobs (submit, wait out TooManyJobs, poll to completion).
+//! error bodies, and bulk jobs (submit, wait out TooManyJobs, read their statuses together
+//! until they finish).
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -117,6 +119,9 @@ pub struct ZendeskClient {
     exports: Arc<AccountLimiter>,
     job_poll: Duration,
     job_timeout: Duration,
+    watch: Arc<Watch>,
+    /// Our jobs queued or running: at most `max_jobs_in_flight`.
+    job_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl ZendeskClient {
@@ -148,6 +153,8 @@ impl ZendeskClient {
             exports,
             job_poll: Duration::from_millis(p.job_poll_interval_ms),
             job_timeout: Duration::from_secs(p.job_timeout_secs),
+            watch: Arc::default(),
+            job_slots: Arc::new(tokio::sync::Semaphore::new(p.max_jobs_in_flight)),
         })
     }
 
@@ -202,6 +209,24 @@ impl ZendeskClient {
     pub async fn run_job_outcome(&self, req: ApiRequest) -> Result<JobOutcome, ConnectorError> {
         // Saturating: the params are range-checked, but a clock must not panic on them.
         let deadline = after_now(self.job_timeout);
+        // Held from the submit until the job's status is read as finished: Zendesk counts
+        // a job until it finishes, and we learn that only from the read.
+        let _slot = match tokio::time::timeout_at(
+            deadline,
+            self.api.shutdown().wait(self.job_slots.acquire()),
+        )
+        .await
+        {
+            Ok(Ok(Ok(permit))) => permit,
+            Ok(Err(e)) => return Err(e),
+            // Closed never: the semaphore lives as long as the client.
+            Ok(Ok(Err(_))) | Err(_) => {
+                return Err(ConnectorError::RateLimited {
+                    retry_after: Some(self.job_poll),
+                    scope: LimitScope::Burst,
+                })
+            }
+        };
         let mut wait = self.job_poll;
         let job = loop {
             match self.json(req.clone()).await {
@@ -223,28 +248,175 @@ impl ZendeskClient {
                 Err(e) => return Err(e),
             }
         };
-        let (mut status, id) = submitted_job(&job)?;
+        let (status, id) = submitted_job(&job)?;
+        if let Some(outcome) = job_outcome(&status, &id)? {
+            return Ok(outcome);
+        }
+        // A submitted job left unwatched is an answer lost: the items stay queued and the
+        // next run sends them again, which every push already survives.
+        let status = self.finished_status(&id, deadline).await?;
+        job_outcome(&status, &id)?
+            .ok_or_else(|| malformed(&format!("job {id} read back as finished but is not")))
+    }
+
+    /// Job `id`'s status once it has finished. The first look comes soon after the
+    /// submit (small jobs finish fast), later ones further apart; every look at a job due
+    /// is one shared read of all the jobs this client waits for, and those reads are at
+    /// least `job_poll` apart, so thirty jobs in flight cost one request per interval.
+    async fn finished_status(
+        &self,
+        id: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<Value, ConnectorError> {
+        let watched = Watched::new(&self.watch, id);
+        let shutdown = self.api.shutdown();
+        let mut delay = (self.job_poll / 4).max(Duration::from_millis(1));
         loop {
-            if let Some(outcome) = job_outcome(&status, &id)? {
-                return Ok(outcome);
-            }
-            if after_now(self.job_poll) > deadline {
+            let due = after_now(delay);
+            if due > deadline {
                 return Err(ConnectorError::Transient(format!(
                     "zendesk job {id} did not finish within {}s",
                     self.job_timeout.as_secs()
                 )));
             }
-            // A submitted job left unwatched is an answer lost: the items stay queued
-            // and the next run sends them again, which every push already survives.
-            self.api.shutdown().sleep(self.job_poll).await?;
-            let v = self
-                .json(self.request(Method::GET, &format!("job_statuses/{id}")))
+            // Another waiter's read may bring this job's answer before it is due.
+            let sleep = tokio::time::sleep_until(due);
+            shutdown
+                .wait(async {
+                    tokio::select! {
+                        () = sleep => {}
+                        () = watched.answered.notified() => {}
+                    }
+                })
                 .await?;
-            status = v
-                .get("job_status")
-                .cloned()
-                .ok_or_else(|| malformed("job status answer without `job_status`"))?;
+            if let Some(status) = self.watch.take(id) {
+                return Ok(status);
+            }
+            let _reading = shutdown.wait(self.watch.reading.lock()).await?;
+            if let Some(status) = self.watch.take(id) {
+                return Ok(status);
+            }
+            // A read sent after this job fell due covered it: it is still running.
+            let last = self.watch.last_read();
+            if last.is_none_or(|at| at < due) {
+                if let Some(at) = last {
+                    shutdown
+                        .wait(tokio::time::sleep_until(at + self.job_poll))
+                        .await?;
+                }
+                self.read_statuses().await?;
+                if let Some(status) = self.watch.take(id) {
+                    return Ok(status);
+                }
+            }
+            delay = delay.saturating_mul(2).min(self.job_poll.saturating_mul(2));
         }
+    }
+
+    /// One `job_statuses/show_many` read of every job waited for; the finished ones are
+    /// kept for their waiters.
+    async fn read_statuses(&self) -> Result<(), ConnectorError> {
+        let ids = self.watch.start_read();
+        for chunk in ids.chunks(STATUS_IDS) {
+            let req = self
+                .request(Method::GET, "job_statuses/show_many")
+                .with_query("ids", chunk.join(","));
+            let v = self.json(req).await?;
+            let statuses = v
+                .get("job_statuses")
+                .and_then(Value::as_array)
+                .ok_or_else(|| malformed("job status answer without `job_statuses`"))?;
+            self.watch.finished(statuses);
+        }
+        Ok(())
+    }
+}
+
+/// Ids per `job_statuses/show_many` read; more than the 30 jobs an account can run.
+const STATUS_IDS: usize = 100;
+
+/// The jobs one client waits for, and the reads of their statuses they share.
+#[derive(Default)]
+struct Watch {
+    state: std::sync::Mutex<WatchState>,
+    /// One status read at a time: the waiters that fall due meanwhile take its answer.
+    reading: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct WatchState {
+    /// Per job waited for, how its waiter learns that a read brought its answer.
+    waiting: BTreeMap<String, Arc<tokio::sync::Notify>>,
+    /// Finished jobs' statuses, until their waiters take them.
+    finished: HashMap<String, Value>,
+    last_read: Option<tokio::time::Instant>,
+}
+
+impl Watch {
+    fn lock(&self) -> std::sync::MutexGuard<'_, WatchState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take(&self, id: &str) -> Option<Value> {
+        self.lock().finished.remove(id)
+    }
+
+    fn last_read(&self) -> Option<tokio::time::Instant> {
+        self.lock().last_read
+    }
+
+    /// Stamps the read before it is sent: a job falling due after that waits for the next.
+    fn start_read(&self) -> Vec<String> {
+        let mut s = self.lock();
+        s.last_read = Some(tokio::time::Instant::now());
+        s.waiting.keys().cloned().collect()
+    }
+
+    fn finished(&self, statuses: &[Value]) {
+        let mut s = self.lock();
+        for status in statuses {
+            let Some(id) = status.get("id").and_then(Value::as_str) else {
+                continue;
+            };
+            let running = matches!(
+                status.get("status").and_then(Value::as_str),
+                Some("queued" | "working")
+            );
+            if running {
+                continue;
+            }
+            if let Some(answered) = s.waiting.get(id).cloned() {
+                s.finished.insert(id.to_owned(), status.clone());
+                answered.notify_one();
+            }
+        }
+    }
+}
+
+/// A job waited for, from its submit until its waiter returns or gives up.
+struct Watched<'a> {
+    watch: &'a Watch,
+    id: String,
+    answered: Arc<tokio::sync::Notify>,
+}
+
+impl<'a> Watched<'a> {
+    fn new(watch: &'a Watch, id: &str) -> Self {
+        let answered = Arc::new(tokio::sync::Notify::new());
+        watch.lock().waiting.insert(id.to_owned(), answered.clone());
+        Self {
+            watch,
+            id: id.to_owned(),
+            answered,
+        }
+    }
+}
+
+impl Drop for Watched<'_> {
+    fn drop(&mut self) {
+        let mut s = self.watch.lock();
+        s.waiting.remove(&self.id);
+        s.finished.remove(&self.id);
     }
 }
 

@@ -771,6 +771,15 @@ impl Connector for ZendeskConnector {
         }
     }
 
+    /// A push waits on its job most of its time. Twice as many pushes as job slots: while
+    /// some wait for their jobs, others are built and recorded, and the client keeps the
+    /// jobs themselves within `max_jobs_in_flight`. Creates are upserts keyed by the
+    /// canonical id (organizations found by it, tickets carry it as their idempotency
+    /// key), so two pushes of one record in flight together still make one copy.
+    fn pushes_in_flight(&self) -> usize {
+        self.params.max_jobs_in_flight.saturating_mul(2)
+    }
+
     fn rate_limit(&self) -> Option<LimiterStats> {
         Some(self.client.stats())
     }

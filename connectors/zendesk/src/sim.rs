@@ -6,7 +6,7 @@
 //! Record times come from a clock the tests can move forward (`advance`), so "a minute
 //! later" costs nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,6 +40,8 @@ pub struct SimConfig {
     pub export_page_max: usize,
     /// How long a bulk job waits before it runs.
     pub job_delay: Duration,
+    /// Up to this much more, spread evenly over the jobs (not random: runs repeat).
+    pub job_delay_spread: Duration,
     /// Queued plus running jobs allowed (Zendesk: 30).
     pub max_jobs: usize,
 }
@@ -55,6 +57,7 @@ impl Default for SimConfig {
             window: Duration::from_secs(60),
             export_page_max: 1000,
             job_delay: Duration::from_millis(20),
+            job_delay_spread: Duration::ZERO,
             max_jobs: 30,
         }
     }
@@ -68,6 +71,12 @@ pub struct SimStats {
     pub too_many_jobs: u64,
     pub jobs: u64,
     pub exports: u64,
+    /// The most jobs queued or running at once (slots filled by `occupy_job_slots` too).
+    pub max_active_jobs: usize,
+    /// Requests for job statuses (one job or many).
+    pub status_reads: u64,
+    /// Ids that a finished job's results named in a status answer.
+    pub named_in_results: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -77,7 +86,7 @@ struct Rec {
     solved_at: Option<String>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 enum Obj {
     Users,
     Orgs,
@@ -117,7 +126,17 @@ struct Inner {
     window_requests: u32,
     window_exports: u32,
     idempotency: HashMap<String, u64>,
+    /// Records by the fields bulk jobs match on: an upsert of 100 users into 20,000 would
+    /// otherwise scan them all for each item, and the benches would time the simulator.
+    index: HashMap<(Obj, &'static str, String), BTreeSet<u64>>,
     stats: SimStats,
+}
+
+/// The fields bulk jobs find records by (case-insensitive, as Zendesk compares emails).
+const INDEXED: [&str; 3] = ["external_id", "email", "name"];
+
+fn index_key(o: Obj, field: &'static str, value: &Value) -> Option<(Obj, &'static str, String)> {
+    Some((o, field, value.as_str()?.to_ascii_lowercase()))
 }
 
 impl Inner {
@@ -161,6 +180,10 @@ impl Inner {
     }
 
     fn update(&mut self, o: Obj, id: u64, fields: &Map<String, Value>, ts: i64) {
+        if !self.table(o).contains_key(&id) {
+            return;
+        }
+        self.reindex(o, id, fields);
         let key = o.key();
         let Some(rec) = self.table(o).get_mut(&id) else {
             return;
@@ -184,6 +207,26 @@ impl Inner {
             );
             if solved && rec.solved_at.is_none() {
                 rec.solved_at = Some(rfc3339(ts));
+            }
+        }
+    }
+
+    /// Moves `id`'s index entries from its current values to those of `fields`.
+    fn reindex(&mut self, o: Obj, id: u64, fields: &Map<String, Value>) {
+        for field in INDEXED {
+            let Some(new) = fields.get(field) else {
+                continue;
+            };
+            let old = self
+                .table(o)
+                .get(&id)
+                .and_then(|r| r.body.get(field))
+                .and_then(|v| index_key(o, field, v));
+            if let Some(ids) = old.and_then(|k| self.index.get_mut(&k)) {
+                ids.remove(&id);
+            }
+            if let Some(k) = index_key(o, field, new) {
+                self.index.entry(k).or_default().insert(id);
             }
         }
     }
@@ -241,6 +284,7 @@ impl Sim {
             window_requests: 0,
             window_exports: 0,
             idempotency: HashMap::new(),
+            index: HashMap::new(),
             stats: SimStats::default(),
         }));
         let api = Router::new()
@@ -290,6 +334,7 @@ impl Sim {
                 delete(|s: State<Shared>, q: Q| destroy(s, Path("tickets".to_owned()), q)),
             )
             .route("/tickets/{id}", put(update_ticket))
+            .route("/job_statuses/show_many", get(job_statuses))
             .route("/job_statuses/{id}", get(job_status))
             .layer(axum::middleware::from_fn_with_state(state.clone(), gate))
             .with_state(state.clone());
@@ -862,13 +907,19 @@ async fn queue(State(state): State<Shared>, items: Vec<Value>, bulk: Bulk) -> Re
             return r;
         }
         s.active_jobs += 1;
+        s.stats.max_active_jobs = s.stats.max_active_jobs.max(s.active_jobs);
         s.stats.jobs += 1;
         let id = uuid::Uuid::now_v7().simple().to_string();
         let job = json!({"id": id, "url": format!("/api/v2/job_statuses/{id}.json"), "total": items.len(),
             "progress": 0, "status": "queued", "message": null, "results": null});
         s.jobs.insert(id.clone(), job.clone());
         let remaining = max - s.active_jobs;
-        (id, s.cfg.job_delay, (job, max, remaining))
+        // The golden ratio's fractions spread the jobs' delays evenly over the range.
+        let spread = s
+            .cfg
+            .job_delay_spread
+            .mul_f64((s.stats.jobs as f64 * 0.618_034).fract());
+        (id, s.cfg.job_delay + spread, (job, max, remaining))
     };
     let state2 = state.clone();
     let job_id = id.clone();
@@ -900,21 +951,10 @@ fn invalid_email(fields: &Map<String, Value>) -> bool {
         .is_some_and(|e| !e.contains('@'))
 }
 
-fn find(s: &Inner, o: Obj, field: &str, value: &str) -> Option<u64> {
-    let table = match o {
-        Obj::Users => &s.users,
-        Obj::Orgs => &s.orgs,
-        Obj::Tickets => &s.tickets,
-    };
-    table
-        .iter()
-        .find(|(_, r)| {
-            r.body
-                .get(field)
-                .and_then(Value::as_str)
-                .is_some_and(|v| v.eq_ignore_ascii_case(value))
-        })
-        .map(|(id, _)| *id)
+/// The first record (by id) whose `field` is `value`, ignoring case.
+fn find(s: &Inner, o: Obj, field: &'static str, value: &str) -> Option<u64> {
+    let key = (o, field, value.to_ascii_lowercase());
+    s.index.get(&key)?.first().copied()
 }
 
 /// A deletion job. Zendesk documents only this result form for them: whether all went
@@ -1063,12 +1103,41 @@ async fn update_ticket(
 }
 
 async fn job_status(State(state): State<Shared>, Path(id): Path<String>) -> Response {
-    let s = state.lock().unwrap_or_else(|e| e.into_inner());
+    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
     let id = id.trim_end_matches(".json");
-    match s.jobs.get(id) {
+    s.stats.status_reads += 1;
+    match served(&mut s, id) {
         Some(j) => Json(json!({"job_status": j})).into_response(),
         None => error(StatusCode::NOT_FOUND, "RecordNotFound", "Not found"),
     }
+}
+
+/// `GET /job_statuses/show_many?ids=a,b`: the statuses of the jobs it knows, in one answer.
+async fn job_statuses(State(state): State<Shared>, Query(q): Q) -> Response {
+    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+    s.stats.status_reads += 1;
+    let ids = q.get("ids").map(String::as_str).unwrap_or_default();
+    let jobs: Vec<Value> = ids
+        .split(',')
+        .filter_map(|id| served(&mut s, id.trim()))
+        .collect();
+    Json(json!({ "job_statuses": jobs })).into_response()
+}
+
+/// A job's status as answered, noting the ids its results name.
+fn served(s: &mut Inner, id: &str) -> Option<Value> {
+    let job = s.jobs.get(id)?.clone();
+    for r in job
+        .get("results")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(id) = r.get("id").and_then(Value::as_u64) {
+            s.stats.named_in_results.insert(id.to_string());
+        }
+    }
+    Some(job)
 }
 
 /// Zendesk's job-slot header: `total=30; remaining=N; resets=60`.

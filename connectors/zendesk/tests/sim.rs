@@ -229,6 +229,75 @@ async fn too_many_jobs_backs_off_then_completes() {
     assert_eq!(s.stats().jobs, 1, "exactly one job was queued");
 }
 
+/// 1,000 users in batches of 100 against jobs that take 1 s, pushed as the dispatcher
+/// does: up to `pushes_in_flight()` pushes at once. Jobs overlap within Zendesk's ceiling,
+/// their statuses are read together rather than once per job, and every id a push
+/// reports was named by its job's results before the push returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_users_go_out_as_overlapping_jobs_read_together() {
+    let s = sim(SimConfig {
+        job_delay: Duration::from_secs(1),
+        ..SimConfig::default()
+    })
+    .await;
+    let c = std::sync::Arc::new(connector(&s, json!({"job_poll_interval_ms": 500})));
+    assert!(
+        c.pushes_in_flight() > 1,
+        "the connector declares pushes in flight"
+    );
+    let batches: Vec<Vec<PushItem>> = (0..10)
+        .map(|b| {
+            (0..100)
+                .map(|i| PushItem {
+                    op: PushOp::Create {
+                        canonical_id: Uuid::now_v7(),
+                    },
+                    fields: serde_json::from_value(json!({"name": format!("P {b}-{i}"),
+                        "email": format!("p{b}-{i}@example.com")}))
+                    .unwrap(),
+                    version: 1,
+                })
+                .collect()
+        })
+        .collect();
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(c.pushes_in_flight()));
+    let mut pushes = tokio::task::JoinSet::new();
+    for batch in batches {
+        let (c, s, slots) = (c.clone(), s.clone(), slots.clone());
+        pushes.spawn(async move {
+            let _slot = slots.acquire_owned().await.unwrap();
+            let r = c.push("users", &batch).await.unwrap();
+            // Taken as the push returns: an id not named yet was reported unconfirmed.
+            let named = s.stats().named_in_results;
+            for id in &r {
+                let id = id.as_ref().unwrap();
+                assert!(named.contains(id), "{id} reported before its job named it");
+            }
+            r.len()
+        });
+    }
+    let mut pushed = 0;
+    while let Some(n) = pushes.join_next().await {
+        pushed += n.unwrap();
+    }
+    assert_eq!(pushed, 1000);
+    assert_eq!(s.ids("users").len(), 1000);
+    let st = s.stats();
+    assert_eq!(st.jobs, 10);
+    assert!(
+        (2..=30).contains(&st.max_active_jobs),
+        "jobs in flight at once: {}",
+        st.max_active_jobs
+    );
+    assert!(
+        st.status_reads < st.jobs,
+        "{} status reads for {} jobs: reads are shared",
+        st.status_reads,
+        st.jobs
+    );
+    assert_eq!(st.too_many_jobs, 0);
+}
+
 /// Time-based export with a page of 10 and 25 organizations on one second: the page
 /// boundary falls inside the tie, and `start_time = end_time` serves the second again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
