@@ -478,10 +478,11 @@ impl ObjectMapping {
     }
 
     /// The record as this object's source fields: what revsync wants the system to hold.
+    /// `value` reads a canonical field (a record's or a change's, neither copied);
     /// `resolve` turns a relation into this connector's id for the related record.
-    pub fn project(
+    pub fn project<'v>(
         &self,
-        values: &BTreeMap<String, Value>,
+        value: &dyn Fn(&str) -> Option<&'v Value>,
         resolve: &mut dyn FnMut(&Value, &str) -> Option<String>,
     ) -> BTreeMap<String, Json> {
         let mut out = BTreeMap::new();
@@ -489,13 +490,7 @@ impl ObjectMapping {
             let json = match &f.target {
                 Target::Xref { .. } => continue,
                 Target::FullName => {
-                    let part = |n: &str| {
-                        values
-                            .get(n)
-                            .and_then(Value::as_text)
-                            .unwrap_or("")
-                            .to_owned()
-                    };
+                    let part = |n: &str| value(n).and_then(Value::as_text).unwrap_or("").to_owned();
                     let full = format!("{} {}", part("first_name"), part("last_name"))
                         .trim()
                         .to_owned();
@@ -504,12 +499,12 @@ impl ObjectMapping {
                     }
                     Json::String(full)
                 }
-                Target::Custom(name) => match values.get(&format!("custom.{name}")) {
+                Target::Custom(name) => match value(&format!("custom.{name}")) {
                     Some(v) if !v.is_empty() => custom_json(v),
                     _ => continue,
                 },
                 Target::Field(def) => {
-                    let Some(v) = values.get(def.name).filter(|v| !v.is_empty()) else {
+                    let Some(v) = value(def.name).filter(|v| !v.is_empty()) else {
                         continue;
                     };
                     match self.write(f, def, v, resolve, &mut out) {
