@@ -17,6 +17,12 @@ use super::{normalize, uuid_from, ApplyReport, EngineError, Projection};
 use crate::config::{DeletePolicy, Direction};
 use crate::store::{Store, Table, WriteBatch};
 
+/// What a record is indexed under: identity keys, and the records it refers to.
+pub(super) struct Indexed {
+    keys: BTreeSet<Vec<u8>>,
+    refs: BTreeSet<Uuid>,
+}
+
 pub(super) struct Txn<'a> {
     store: &'a dyn Store,
     mappings: &'a Mappings,
@@ -405,7 +411,8 @@ impl<'a> Txn<'a> {
         );
         let ts = change.source_updated_at.timestamp_micros();
         let lk = codec::link_key(conn, obj, ext);
-        let linked = match self.get_id(Table::Links, &lk)? {
+        let stored_link = self.get_id(Table::Links, &lk)?;
+        let linked = match stored_link {
             Some(id) => Some(self.alive(id)?),
             None => None,
         };
@@ -550,6 +557,8 @@ impl<'a> Txn<'a> {
             self.note_echo(mapping, id, &mapped.values, seen)?
         };
         let mut changed = false;
+        // A newer assertion of the same value: nothing to push, but the record changed.
+        let mut refreshed = false;
         // Values are cloned one by one into the record: the change's own map stays whole
         // for its held projection below, without a copy of the map.
         for (field, value) in mapped.values.iter().filter(|_| !echo) {
@@ -569,6 +578,7 @@ impl<'a> Txn<'a> {
                 Decision::Same => {}
                 Decision::Refresh => {
                     put_field(&mut rec.fields, field, incoming);
+                    refreshed = true;
                 }
                 Decision::Take(reason) => {
                     let old = put_field(&mut rec.fields, field, incoming.clone());
@@ -608,6 +618,7 @@ impl<'a> Txn<'a> {
             .find(|l| l.connector == conn && l.object == obj && l.external_id == ext)
         {
             Some(l) => {
+                refreshed |= ts > l.source_ts;
                 l.source_ts = l.source_ts.max(ts);
                 false
             }
@@ -622,7 +633,11 @@ impl<'a> Txn<'a> {
                 true
             }
         };
-        self.put(Table::Links, lk, id.as_bytes().to_vec());
+        // A link that already names this record is not written again (a replay, an
+        // overlap window read twice).
+        if stored_link != Some(id) {
+            self.put(Table::Links, lk, id.as_bytes().to_vec());
+        }
         if link_added {
             // A copy deleted earlier and now back: its tombstone goes.
             self.del(Table::Index, index::tombstone(conn, obj, ext));
@@ -668,8 +683,11 @@ impl<'a> Txn<'a> {
             if keys_moved {
                 self.reindex(&rec, &old_keys)?;
             }
-            // The stale check keeps the newest source time per link even when nothing changed.
-            self.save(rec);
+            // The stale check keeps the newest source time per link even when nothing else
+            // changed; a report that moved nothing (a replay) leaves the record as stored.
+            if refreshed {
+                self.save(rec);
+            }
         }
         Ok(())
     }
@@ -699,8 +717,8 @@ impl<'a> Txn<'a> {
     }
 
     /// The keys a record is found by: its canonical identifying values and every linked
-    /// copy's own (ADR 0026).
-    fn indexed_keys(&mut self, rec: &Record) -> Result<BTreeSet<Vec<u8>>, EngineError> {
+    /// copy's own (ADR 0026); and the records it refers to.
+    fn indexed_keys(&mut self, rec: &Record) -> Result<Indexed, EngineError> {
         let mut keys: BTreeSet<Vec<u8>> = identity_keys(rec.kind, &|f| rec.value(f))
             .into_iter()
             .map(|(k, _)| k)
@@ -708,7 +726,15 @@ impl<'a> Txn<'a> {
         for st in self.sync_states(rec.id)?.values() {
             keys.extend(st.keys.values().flatten().cloned());
         }
-        Ok(keys)
+        let refs = rec
+            .fields
+            .values()
+            .filter_map(|e| match e.value {
+                Value::Ref(target) => Some(target),
+                _ => None,
+            })
+            .collect();
+        Ok(Indexed { keys, refs })
     }
 
     /// Whether a copy's report is revsync's own write coming back (ADR 0025): its
@@ -768,32 +794,35 @@ impl<'a> Txn<'a> {
         self.sync_set(id, connector, object, st)
     }
 
-    /// Point identity keys and reverse relations at the record's current values.
-    fn reindex(&mut self, rec: &Record, old_keys: &BTreeSet<Vec<u8>>) -> Result<(), EngineError> {
-        let new_keys = self.indexed_keys(rec)?;
-        for k in old_keys.difference(&new_keys) {
+    /// Point identity keys and reverse relations at the record's current values. `old`
+    /// is what the record was indexed under before this change: those entries are in the
+    /// index already (identity keys name the record, referrer entries are dropped only
+    /// with the relation they index), so only what is new is written.
+    fn reindex(&mut self, rec: &Record, old: &Indexed) -> Result<(), EngineError> {
+        let new = self.indexed_keys(rec)?;
+        for k in old.keys.difference(&new.keys) {
             if self.get_id(Table::Index, k)? == Some(rec.id) {
                 self.del(Table::Index, k.clone());
             }
         }
-        for k in new_keys {
-            self.put(Table::Index, k, rec.id.as_bytes().to_vec());
+        for k in new.keys.difference(&old.keys) {
+            self.put(Table::Index, k.clone(), rec.id.as_bytes().to_vec());
+        }
+        for target in new.refs.difference(&old.refs) {
+            self.put(Table::Index, index::referrer(*target, rec.id), Vec::new());
         }
         for e in rec.fields.values() {
-            match &e.value {
-                Value::Ref(target) => {
-                    self.put(Table::Index, index::referrer(*target, rec.id), Vec::new())
-                }
-                Value::ExtRef {
-                    connector,
-                    object,
-                    id,
-                } => self.put(
+            if let Value::ExtRef {
+                connector,
+                object,
+                id,
+            } = &e.value
+            {
+                self.put(
                     Table::Index,
                     index::waiting(connector, object, id, rec.id),
                     Vec::new(),
-                ),
-                _ => {}
+                );
             }
         }
         Ok(())
