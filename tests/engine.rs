@@ -1893,3 +1893,44 @@ fn an_unchanged_identity_key_or_link_is_not_rewritten() {
         Some(&text("Ronald"))
     );
 }
+
+#[test]
+fn a_new_link_removes_a_tombstone_only_where_a_copy_was_deleted() {
+    let (_d, e, store) = tapped();
+    // Contact 1 read at `secs`: what that write deleted.
+    let read = |secs| {
+        apply_one(
+            &e,
+            "hubspot-main",
+            "contacts",
+            "1",
+            secs,
+            json!({"email": "t@x.io"}),
+        );
+        store.last().1
+    };
+    let tombstones = || {
+        store
+            .inner
+            .dump()
+            .keys()
+            .filter(|(t, k)| {
+                *t == Table::Index as u8 && k.starts_with(b"t\0hubspot-main\0contacts\0")
+            })
+            .count()
+    };
+    let dels = read(1);
+    assert!(dels.is_empty(), "no copy was ever deleted: {dels:?}");
+
+    e.apply(
+        "hubspot-main",
+        page("contacts", vec![deleted("contacts", "1", 2)]),
+    )
+    .unwrap();
+    assert_eq!(tombstones(), 1);
+
+    // The copy comes back: its tombstone goes, in the same write as its link.
+    let dels = read(3);
+    assert_eq!(dels.len(), 1, "{dels:?}");
+    assert_eq!(tombstones(), 0);
+}

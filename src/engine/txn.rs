@@ -54,6 +54,9 @@ pub(super) struct Txn<'a> {
     outbox_edits: BTreeMap<String, BTreeMap<u64, Option<OutboxEntry>>>,
     /// What this write does to the outbox and dead-letter counts.
     moves: Moves,
+    /// Per (connector, object) read so far: whether it has tombstones, stored or written
+    /// by this page. A page is one object, so a short list.
+    tombstones: Vec<(String, String, bool)>,
 }
 
 fn corrupt(table: &'static str) -> impl Fn(postcard::Error) -> EngineError {
@@ -103,6 +106,7 @@ impl<'a> Txn<'a> {
             queued: BTreeMap::new(),
             outbox_edits: BTreeMap::new(),
             moves: Moves::default(),
+            tombstones: Vec::new(),
         }
     }
 
@@ -638,7 +642,7 @@ impl<'a> Txn<'a> {
         if stored_link != Some(id) {
             self.put(Table::Links, lk, id.as_bytes().to_vec());
         }
-        if link_added {
+        if link_added && self.may_have_tombstones(conn, obj)? {
             // A copy deleted earlier and now back: its tombstone goes.
             self.del(Table::Index, index::tombstone(conn, obj, ext));
         }
@@ -690,6 +694,43 @@ impl<'a> Txn<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Whether any copy of `connector`'s `object` was ever deleted (its tombstone may be
+    /// there). Until one is, a new link has no tombstone to remove: one prefix read per
+    /// page and object instead of a delete per new link (an initial sync links every copy).
+    fn may_have_tombstones(&mut self, connector: &str, object: &str) -> Result<bool, EngineError> {
+        if let Some((.., any)) = self
+            .tombstones
+            .iter()
+            .find(|(c, o, _)| c == connector && o == object)
+        {
+            return Ok(*any);
+        }
+        let any = !self
+            .store
+            .scan(
+                Table::Index,
+                &index::tombstones_of(connector, object),
+                None,
+                1,
+            )?
+            .is_empty();
+        self.note_tombstones(connector, object, any);
+        Ok(any)
+    }
+
+    fn note_tombstones(&mut self, connector: &str, object: &str, any: bool) {
+        match self
+            .tombstones
+            .iter_mut()
+            .find(|(c, o, _)| c == connector && o == object)
+        {
+            Some((.., known)) => *known |= any,
+            None => self
+                .tombstones
+                .push((connector.to_owned(), object.to_owned(), any)),
+        }
     }
 
     /// Keep what a copy's own identifying values are; whether they changed.
@@ -1140,6 +1181,7 @@ impl<'a> Txn<'a> {
             index::tombstone(conn, obj, ext),
             codec::encode(&(id, ts)),
         );
+        self.note_tombstones(conn, obj, true);
         if self
             .sync_states(id)?
             .remove(&(conn.to_owned(), obj.to_owned()))
