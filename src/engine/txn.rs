@@ -838,7 +838,10 @@ impl<'a> Txn<'a> {
     /// Point identity keys and reverse relations at the record's current values. `old`
     /// is what the record was indexed under before this change: those entries are in the
     /// index already (identity keys name the record, referrer entries are dropped only
-    /// with the relation they index), so only what is new is written.
+    /// with the relation they index), so only what is new is written. A record's next
+    /// change therefore no longer re-puts keys an older release did not index: a release
+    /// that widens the identity rules (a domain taken off the free-mail list) must index
+    /// existing records itself.
     fn reindex(&mut self, rec: &Record, old: &Indexed) -> Result<(), EngineError> {
         let new = self.indexed_keys(rec)?;
         for k in old.keys.difference(&new.keys) {
