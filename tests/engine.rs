@@ -11,7 +11,7 @@ use std::sync::Arc;
 use common::*;
 use revsync::engine::codec::{AuditEvent, PushOp};
 use revsync::engine::Page;
-use revsync::store::MemStore;
+use revsync::store::{Entry, MemStore, Op, Store, StoreError, StoreStats, Table, WriteBatch};
 use revsync_sdk::Value;
 use serde_json::json;
 
@@ -283,7 +283,8 @@ fn a_change_is_pushed_to_the_other_systems_once_and_its_echo_changes_nothing() {
 
 #[test]
 fn replaying_a_page_changes_nothing() {
-    let (_d, e, store) = setup();
+    let (_d, e, tap) = tapped();
+    let store = &tap.inner;
     let p = Page {
         object: "contacts".into(),
         changes: vec![
@@ -322,6 +323,12 @@ fn replaying_a_page_changes_nothing() {
         changed.is_empty() && after.len() == before.len(),
         "replay changed {changed:?}"
     );
+    // Nor does it write again what it would not change: only the cursor and the
+    // outbox sequence go with every page.
+    let (puts, dels) = tap.last();
+    let tables: Vec<Table> = puts.iter().map(|(t, _)| *t).collect();
+    assert_eq!(tables, [Table::Cursors, Table::Meta], "{puts:?}");
+    assert!(dels.is_empty(), "{dels:?}");
     assert_eq!(
         e.cursor("hubspot-main", "contacts").unwrap().as_deref(),
         Some("c1")
@@ -1809,4 +1816,171 @@ fn a_filter_decides_which_records_are_read_and_which_are_written() {
     let buyer = e.find("buyer@acme.com").unwrap().unwrap().id;
     let to_sf = e.outbox("salesforce-main", 100).unwrap();
     assert!(to_sf.iter().any(|(_, x)| x.record == buyer), "{to_sf:?}");
+}
+
+type TableKey = (Table, Vec<u8>);
+
+/// A store that keeps every batch written to it, to see what a write touched.
+struct Tap {
+    inner: MemStore,
+    batches: std::sync::Mutex<Vec<Vec<Op>>>,
+}
+
+impl Tap {
+    /// The (table, key) pairs the last batch put, and the ones it deleted.
+    fn last(&self) -> (Vec<TableKey>, Vec<TableKey>) {
+        let batches = self.batches.lock().unwrap();
+        let (mut puts, mut dels) = (Vec::new(), Vec::new());
+        for op in batches.last().into_iter().flatten() {
+            match op {
+                Op::Put(t, k, _) => puts.push((*t, k.clone())),
+                Op::Delete(t, k) => dels.push((*t, k.clone())),
+            }
+        }
+        (puts, dels)
+    }
+}
+
+impl Store for Tap {
+    fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(table, key)
+    }
+    fn scan(
+        &self,
+        table: Table,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        self.inner.scan(table, prefix, after, limit)
+    }
+    fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let ops = batch.into_ops();
+        self.batches.lock().unwrap().push(ops.clone());
+        let mut again = WriteBatch::new();
+        for op in ops {
+            match op {
+                Op::Put(t, k, v) => again.put(t, k, v),
+                Op::Delete(t, k) => again.delete(t, k),
+            }
+        }
+        self.inner.write(again)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn stats(&self) -> StoreStats {
+        self.inner.stats()
+    }
+}
+
+fn tapped() -> (tempfile::TempDir, revsync::engine::Engine, Arc<Tap>) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_in(dir.path(), "");
+    let store = Arc::new(Tap {
+        inner: MemStore::new(),
+        batches: Default::default(),
+    });
+    let e = engine(&cfg, store.clone());
+    (dir, e, store)
+}
+
+#[test]
+fn an_unchanged_identity_key_or_link_is_not_rewritten() {
+    let (_d, e, store) = tapped();
+    apply_one(
+        &e,
+        "hubspot-main",
+        "contacts",
+        "1",
+        1,
+        json!({"email": "r@x.io", "firstname": "Ron"}),
+    );
+    let (puts, _) = store.last();
+    assert!(
+        puts.iter().any(|(t, _)| *t == Table::Index),
+        "a new record is indexed: {puts:?}"
+    );
+    assert!(puts.iter().any(|(t, _)| *t == Table::Links), "{puts:?}");
+
+    // A new name, the same email: the record is rewritten, its email key and link are not.
+    apply_one(
+        &e,
+        "hubspot-main",
+        "contacts",
+        "1",
+        2,
+        json!({"email": "r@x.io", "firstname": "Ronald"}),
+    );
+    let (puts, _) = store.last();
+    assert!(puts.iter().any(|(t, _)| *t == Table::Records), "{puts:?}");
+    assert!(
+        !puts
+            .iter()
+            .any(|(t, _)| matches!(t, Table::Index | Table::Links)),
+        "{puts:?}"
+    );
+
+    // A new email: its key is written (and the old one stays, as the copy's keys say).
+    apply_one(
+        &e,
+        "hubspot-main",
+        "contacts",
+        "1",
+        3,
+        json!({"email": "ron@x.io", "firstname": "Ronald"}),
+    );
+    let (puts, _) = store.last();
+    let index: Vec<&Vec<u8>> = puts
+        .iter()
+        .filter(|(t, _)| *t == Table::Index)
+        .map(|(_, k)| k)
+        .collect();
+    assert_eq!(index.len(), 1, "{puts:?}");
+    assert!(index[0].ends_with(b"ron@x.io"), "{index:?}");
+    assert_eq!(
+        e.find("ron@x.io").unwrap().unwrap().value("first_name"),
+        Some(&text("Ronald"))
+    );
+}
+
+#[test]
+fn a_new_link_removes_a_tombstone_only_where_a_copy_was_deleted() {
+    let (_d, e, store) = tapped();
+    // Contact 1 read at `secs`: what that write deleted.
+    let read = |secs| {
+        apply_one(
+            &e,
+            "hubspot-main",
+            "contacts",
+            "1",
+            secs,
+            json!({"email": "t@x.io"}),
+        );
+        store.last().1
+    };
+    let tombstones = || {
+        store
+            .inner
+            .dump()
+            .keys()
+            .filter(|(t, k)| {
+                *t == Table::Index as u8 && k.starts_with(b"t\0hubspot-main\0contacts\0")
+            })
+            .count()
+    };
+    let dels = read(1);
+    assert!(dels.is_empty(), "no copy was ever deleted: {dels:?}");
+
+    e.apply(
+        "hubspot-main",
+        page("contacts", vec![deleted("contacts", "1", 2)]),
+    )
+    .unwrap();
+    assert_eq!(tombstones(), 1);
+
+    // The copy comes back: its tombstone goes, in the same write as its link.
+    let dels = read(3);
+    assert_eq!(dels.len(), 1, "{dels:?}");
+    assert_eq!(tombstones(), 0);
 }

@@ -127,6 +127,10 @@ pub mod index {
             external_id.as_bytes(),
         ])
     }
+    /// The prefix of every tombstone of one connector object.
+    pub fn tombstones_of(connector: &str, object: &str) -> Vec<u8> {
+        tombstone(connector, object, "")
+    }
 }
 
 /// `Outbox`: (connector, sequence) -> chunk; a connector's outbox in order.

@@ -566,10 +566,11 @@ impl ObjectMapping {
     }
 
     /// The record as this object's source fields: what revsync wants the system to hold.
+    /// `value` reads a canonical field (a record's or a change's, neither copied);
     /// `resolve` turns a relation into this connector's id for the related record.
-    pub fn project(
+    pub fn project<'v>(
         &self,
-        values: &BTreeMap<String, Value>,
+        value: &dyn Fn(&str) -> Option<&'v Value>,
         resolve: &mut dyn FnMut(&Value, &str) -> Option<String>,
     ) -> BTreeMap<String, Json> {
         let mut out = BTreeMap::new();
@@ -577,24 +578,17 @@ impl ObjectMapping {
             let json = match &f.target {
                 Target::Xref { .. } => continue,
                 Target::FullName => {
-                    let part = |n: &str| {
-                        values
-                            .get(n)
-                            .and_then(Value::as_text)
-                            .unwrap_or("")
-                            .to_owned()
-                    };
+                    let part = |n: &str| value(n).and_then(Value::as_text).unwrap_or("").to_owned();
                     let full = format!("{} {}", part("first_name"), part("last_name"))
                         .trim()
                         .to_owned();
                     (!full.is_empty()).then_some(Json::String(full))
                 }
-                Target::Custom(name) => match values.get(&format!("custom.{name}")) {
+                Target::Custom(name) => match value(&format!("custom.{name}")) {
                     Some(v) if !v.is_empty() => Some(custom_json(v)),
                     _ => None,
                 },
-                Target::Field(def) => values
-                    .get(def.name)
+                Target::Field(def) => value(def.name)
                     .filter(|v| !v.is_empty())
                     .and_then(|v| self.write(f, def, v, resolve, &mut out)),
             };
@@ -993,12 +987,12 @@ mod tests {
         }))
         .unwrap();
         let mut none = |_: &Value, _: &str| None;
-        let empty = m.project(&BTreeMap::new(), &mut none);
+        let empty = m.project(&|_| None, &mut none);
         assert_eq!(empty.get("LastName"), Some(&Json::from("[not provided]")));
         assert_eq!(empty.get("Email"), None);
         let named = BTreeMap::from([("last_name".to_owned(), Value::Text("Lovelace".into()))]);
         assert_eq!(
-            m.project(&named, &mut none).get("LastName"),
+            m.project(&|f| named.get(f), &mut none).get("LastName"),
             Some(&Json::from("Lovelace"))
         );
         assert!(

@@ -1,6 +1,7 @@
 //! One page's worth of engine work: reads see the page's own earlier writes, and
 //! everything is handed to the store as one atomic batch at the end.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -16,6 +17,12 @@ use super::{normalize, uuid_from, ApplyReport, EngineError, Projection};
 use crate::config::{DeletePolicy, Direction};
 use crate::store::{Store, Table, WriteBatch};
 
+/// What a record is indexed under: identity keys, and the records it refers to.
+pub(super) struct Indexed {
+    keys: BTreeSet<Vec<u8>>,
+    refs: BTreeSet<Uuid>,
+}
+
 pub(super) struct Txn<'a> {
     store: &'a dyn Store,
     mappings: &'a Mappings,
@@ -23,6 +30,9 @@ pub(super) struct Txn<'a> {
     now: i64,
     seq: u64,
     records: HashMap<Uuid, Record>,
+    /// Records read from the store and not changed by this page: the store does not
+    /// change under a page (one writer), so each is read once.
+    clean: RefCell<HashMap<Uuid, Record>>,
     dirty: BTreeSet<Uuid>,
     /// Records created in this page: nothing about them is in the store yet.
     fresh: std::collections::HashSet<Uuid>,
@@ -44,6 +54,9 @@ pub(super) struct Txn<'a> {
     outbox_edits: BTreeMap<String, BTreeMap<u64, Option<OutboxEntry>>>,
     /// What this write does to the outbox and dead-letter counts.
     moves: Moves,
+    /// Per (connector, object) read so far: whether it has tombstones, stored or written
+    /// by this page. A page is one object, so a short list.
+    tombstones: Vec<(String, String, bool)>,
 }
 
 fn corrupt(table: &'static str) -> impl Fn(postcard::Error) -> EngineError {
@@ -54,15 +67,17 @@ fn corrupt(table: &'static str) -> impl Fn(postcard::Error) -> EngineError {
 }
 
 /// What a projection looks like, to tell whether a push would change anything: the
-/// first half of a SHA-256 of the object and its fields.
+/// first half of a SHA-256 of the object and its fields as JSON. Stored hashes (held,
+/// queued, sent) compare against it, so the bytes hashed must never change; they are
+/// streamed into the digest rather than built as a buffer first.
 #[allow(
     clippy::expect_used,
-    reason = "JSON of a string and a string-keyed map of JSON values into a Vec cannot fail"
+    reason = "JSON of a string and a string-keyed map of JSON values into a digest cannot fail"
 )]
 fn projection_hash(object: &str, proj: &Projection) -> Hash {
-    let bytes = serde_json::to_vec(&(object, proj)).expect("projections serialize");
-    let digest = Sha256::digest(&bytes);
-    digest.first_chunk().copied().unwrap_or_default()
+    let mut digest = Sha256::new();
+    serde_json::to_writer(&mut digest, &(object, proj)).expect("projections serialize");
+    digest.finalize().first_chunk().copied().unwrap_or_default()
 }
 
 impl<'a> Txn<'a> {
@@ -80,6 +95,7 @@ impl<'a> Txn<'a> {
             now,
             seq,
             records: HashMap::new(),
+            clean: RefCell::new(HashMap::new()),
             dirty: BTreeSet::new(),
             fresh: std::collections::HashSet::new(),
             sync: HashMap::new(),
@@ -90,6 +106,7 @@ impl<'a> Txn<'a> {
             queued: BTreeMap::new(),
             outbox_edits: BTreeMap::new(),
             moves: Moves::default(),
+            tombstones: Vec::new(),
         }
     }
 
@@ -123,6 +140,20 @@ impl<'a> Txn<'a> {
 
     /// A record as stored, keeping its sync states aside for [`Txn::sync_states`].
     fn read_stored(&self, id: Uuid) -> Result<Option<Record>, EngineError> {
+        self.with_stored(id, Record::clone)
+    }
+
+    /// `f` of a record as stored. The store is read once per page and record: an update
+    /// follows its record's merges, reads its links and then loads it, all from one read.
+    /// A `f` must not reach back into the page.
+    fn with_stored<T>(
+        &self,
+        id: Uuid,
+        f: impl FnOnce(&Record) -> T,
+    ) -> Result<Option<T>, EngineError> {
+        if let Some(r) = self.clean.borrow().get(&id) {
+            return Ok(Some(f(r)));
+        }
         let Some(stored) = super::read_record_and_sync(self.store, id)? else {
             return Ok(None);
         };
@@ -132,19 +163,36 @@ impl<'a> Txn<'a> {
         if !self.sync.contains_key(&id) {
             self.stored_sync.borrow_mut().insert(id, stored.sync);
         }
-        Ok(Some(stored.record))
+        let out = f(&stored.record);
+        self.clean.borrow_mut().insert(id, stored.record);
+        Ok(Some(out))
+    }
+
+    /// A record as this page has it: borrowed when the page holds it (the one copy made
+    /// otherwise leaves the page free to read more while it is used).
+    fn record_ref(&self, id: Uuid) -> Result<Option<Cow<'_, Record>>, EngineError> {
+        if let Some(r) = self.records.get(&id) {
+            return Ok(Some(Cow::Borrowed(r)));
+        }
+        Ok(self.read_stored(id)?.map(Cow::Owned))
+    }
+
+    /// `f` of a record as this page has it, without a copy.
+    fn with_record<T>(
+        &self,
+        id: Uuid,
+        f: impl FnOnce(&Record) -> T,
+    ) -> Result<Option<T>, EngineError> {
+        match self.records.get(&id) {
+            Some(r) => Ok(Some(f(r))),
+            None => self.with_stored(id, f),
+        }
     }
 
     /// Follow `merged_into` to the surviving record.
     fn alive(&self, mut id: Uuid) -> Result<Uuid, EngineError> {
         for _ in 0..16 {
-            match self
-                .records
-                .get(&id)
-                .map(|r| r.merged_into)
-                .map(Ok)
-                .unwrap_or_else(|| self.read_stored(id).map(|r| r.and_then(|r| r.merged_into)))?
-            {
+            match self.with_record(id, |r| r.merged_into)?.flatten() {
                 Some(next) => id = next,
                 None => return Ok(id),
             }
@@ -367,7 +415,8 @@ impl<'a> Txn<'a> {
         );
         let ts = change.source_updated_at.timestamp_micros();
         let lk = codec::link_key(conn, obj, ext);
-        let linked = match self.get_id(Table::Links, &lk)? {
+        let stored_link = self.get_id(Table::Links, &lk)?;
+        let linked = match stored_link {
             Some(id) => Some(self.alive(id)?),
             None => None,
         };
@@ -399,12 +448,14 @@ impl<'a> Txn<'a> {
         // the field rules (which never let a source regress itself), but it is no evidence
         // of identity: an old email must not merge strangers.
         let newest_seen = match linked {
-            Some(id) => self.load(id)?.and_then(|r| {
-                r.links
-                    .iter()
-                    .find(|l| l.connector == conn && l.object == obj && l.external_id == ext)
-                    .map(|l| l.source_ts)
-            }),
+            Some(id) => self
+                .with_record(id, |r| {
+                    r.links
+                        .iter()
+                        .find(|l| l.connector == conn && l.object == obj && l.external_id == ext)
+                        .map(|l| l.source_ts)
+                })?
+                .flatten(),
             None => None,
         };
         let stale = newest_seen.is_some_and(|t| t > ts);
@@ -506,41 +557,45 @@ impl<'a> Txn<'a> {
         }
 
         let old_keys = self.indexed_keys(&rec)?;
-        let incoming_values = mapped.values.clone();
         // Any copy of this record in this object counts (a create read back before its
         // confirmation is linked through its canonical id, not yet by its link).
         let echo = if created || mapping.direction == Direction::In {
             false
         } else {
-            self.note_echo(mapping, id, &incoming_values, seen)?
+            self.note_echo(mapping, id, &mapped.values, seen)?
         };
         let mut changed = false;
-        for (field, value) in mapped.values.into_iter().filter(|_| !echo) {
+        // A newer assertion of the same value: nothing to push, but the record changed.
+        let mut refreshed = false;
+        // Values are cloned one by one into the record: the change's own map stays whole
+        // for its held projection below, without a copy of the map.
+        for (field, value) in mapped.values.iter().filter(|_| !echo) {
             let stated_elsewhere = rec
                 .fields
-                .get(&field)
+                .get(field)
                 .is_some_and(|e| !e.value.is_empty() && e.from.connector != conn);
-            if stated_elsewhere && mapped.implied.contains(&field) {
+            if stated_elsewhere && mapped.implied.contains(field) {
                 continue;
             }
             let incoming = FieldEntry {
-                value,
+                value: value.clone(),
                 from: at.clone(),
             };
-            let rule = self.policies.rule(rec.kind, &field);
-            match decide(rule, rec.fields.get(&field), &incoming) {
+            let rule = self.policies.rule(rec.kind, field);
+            match decide(rule, rec.fields.get(field), &incoming) {
                 Decision::Same => {}
                 Decision::Refresh => {
-                    rec.fields.insert(field, incoming);
+                    put_field(&mut rec.fields, field, incoming);
+                    refreshed = true;
                 }
                 Decision::Take(reason) => {
-                    let old = rec.fields.insert(field.clone(), incoming.clone());
+                    let old = put_field(&mut rec.fields, field, incoming.clone());
                     if let Some(old) = old.filter(|o| !o.value.is_empty()) {
                         self.audit(
                             id,
                             ts,
                             AuditEvent::Overwritten {
-                                field,
+                                field: field.clone(),
                                 old,
                                 new: incoming,
                                 reason: reason.into(),
@@ -555,7 +610,7 @@ impl<'a> Txn<'a> {
                             id,
                             ts,
                             AuditEvent::Rejected {
-                                field,
+                                field: field.clone(),
                                 value: incoming,
                                 reason: reason.into(),
                             },
@@ -571,6 +626,7 @@ impl<'a> Txn<'a> {
             .find(|l| l.connector == conn && l.object == obj && l.external_id == ext)
         {
             Some(l) => {
+                refreshed |= ts > l.source_ts;
                 l.source_ts = l.source_ts.max(ts);
                 false
             }
@@ -585,8 +641,12 @@ impl<'a> Txn<'a> {
                 true
             }
         };
-        self.put(Table::Links, lk, id.as_bytes().to_vec());
-        if link_added {
+        // A link that already names this record is not written again (a replay, an
+        // overlap window read twice).
+        if stored_link != Some(id) {
+            self.put(Table::Links, lk, id.as_bytes().to_vec());
+        }
+        if link_added && self.may_have_tombstones(conn, obj)? {
             // A copy deleted earlier and now back: its tombstone goes.
             self.del(Table::Index, index::tombstone(conn, obj, ext));
         }
@@ -608,7 +668,7 @@ impl<'a> Txn<'a> {
             self.save(rec);
             if mapping.direction != Direction::In {
                 // What this system holds now, as far as we know: its own values.
-                let (_, held) = self.project_values(mapping, &incoming_values)?;
+                let (_, held) = self.project_values(mapping, &|f| mapped.values.get(f))?;
                 let mut st = self.sync_get(id, conn, obj)?;
                 st.held = Some(held);
                 self.sync_set(id, conn, obj, st)?;
@@ -631,10 +691,50 @@ impl<'a> Txn<'a> {
             if keys_moved {
                 self.reindex(&rec, &old_keys)?;
             }
-            // The stale check keeps the newest source time per link even when nothing changed.
-            self.save(rec);
+            // The stale check keeps the newest source time per link even when nothing else
+            // changed; a report that moved nothing (a replay) leaves the record as stored.
+            if refreshed {
+                self.save(rec);
+            }
         }
         Ok(())
+    }
+
+    /// Whether any copy of `connector`'s `object` was ever deleted (its tombstone may be
+    /// there). Until one is, a new link has no tombstone to remove: one prefix read per
+    /// page and object instead of a delete per new link (an initial sync links every copy).
+    fn may_have_tombstones(&mut self, connector: &str, object: &str) -> Result<bool, EngineError> {
+        if let Some((.., any)) = self
+            .tombstones
+            .iter()
+            .find(|(c, o, _)| c == connector && o == object)
+        {
+            return Ok(*any);
+        }
+        let any = !self
+            .store
+            .scan(
+                Table::Index,
+                &index::tombstones_of(connector, object),
+                None,
+                1,
+            )?
+            .is_empty();
+        self.note_tombstones(connector, object, any);
+        Ok(any)
+    }
+
+    fn note_tombstones(&mut self, connector: &str, object: &str, any: bool) {
+        match self
+            .tombstones
+            .iter_mut()
+            .find(|(c, o, _)| c == connector && o == object)
+        {
+            Some((.., known)) => *known |= any,
+            None => self
+                .tombstones
+                .push((connector.to_owned(), object.to_owned(), any)),
+        }
     }
 
     /// Keep what a copy's own identifying values are; whether they changed.
@@ -662,8 +762,8 @@ impl<'a> Txn<'a> {
     }
 
     /// The keys a record is found by: its canonical identifying values and every linked
-    /// copy's own (ADR 0026).
-    fn indexed_keys(&mut self, rec: &Record) -> Result<BTreeSet<Vec<u8>>, EngineError> {
+    /// copy's own (ADR 0026); and the records it refers to.
+    fn indexed_keys(&mut self, rec: &Record) -> Result<Indexed, EngineError> {
         let mut keys: BTreeSet<Vec<u8>> = identity_keys(rec.kind, &|f| rec.value(f))
             .into_iter()
             .map(|(k, _)| k)
@@ -671,7 +771,15 @@ impl<'a> Txn<'a> {
         for st in self.sync_states(rec.id)?.values() {
             keys.extend(st.keys.values().flatten().cloned());
         }
-        Ok(keys)
+        let refs = rec
+            .fields
+            .values()
+            .filter_map(|e| match e.value {
+                Value::Ref(target) => Some(target),
+                _ => None,
+            })
+            .collect();
+        Ok(Indexed { keys, refs })
     }
 
     /// Whether a copy's report is revsync's own write coming back (ADR 0025): its
@@ -692,7 +800,7 @@ impl<'a> Txn<'a> {
         if st.sent.is_empty() {
             return Ok(false);
         }
-        let (_, hash) = self.project_values(mapping, values)?;
+        let (_, hash) = self.project_values(mapping, &|f| values.get(f))?;
         let echo = st.sent.contains(&hash);
         if echo {
             if st.held == Some(hash) {
@@ -731,32 +839,38 @@ impl<'a> Txn<'a> {
         self.sync_set(id, connector, object, st)
     }
 
-    /// Point identity keys and reverse relations at the record's current values.
-    fn reindex(&mut self, rec: &Record, old_keys: &BTreeSet<Vec<u8>>) -> Result<(), EngineError> {
-        let new_keys = self.indexed_keys(rec)?;
-        for k in old_keys.difference(&new_keys) {
+    /// Point identity keys and reverse relations at the record's current values. `old`
+    /// is what the record was indexed under before this change: those entries are in the
+    /// index already (identity keys name the record, referrer entries are dropped only
+    /// with the relation they index), so only what is new is written. A record's next
+    /// change therefore no longer re-puts keys an older release did not index: a release
+    /// that widens the identity rules (a domain taken off the free-mail list) must index
+    /// existing records itself.
+    fn reindex(&mut self, rec: &Record, old: &Indexed) -> Result<(), EngineError> {
+        let new = self.indexed_keys(rec)?;
+        for k in old.keys.difference(&new.keys) {
             if self.get_id(Table::Index, k)? == Some(rec.id) {
                 self.del(Table::Index, k.clone());
             }
         }
-        for k in new_keys {
-            self.put(Table::Index, k, rec.id.as_bytes().to_vec());
+        for k in new.keys.difference(&old.keys) {
+            self.put(Table::Index, k.clone(), rec.id.as_bytes().to_vec());
+        }
+        for target in new.refs.difference(&old.refs) {
+            self.put(Table::Index, index::referrer(*target, rec.id), Vec::new());
         }
         for e in rec.fields.values() {
-            match &e.value {
-                Value::Ref(target) => {
-                    self.put(Table::Index, index::referrer(*target, rec.id), Vec::new())
-                }
-                Value::ExtRef {
-                    connector,
-                    object,
-                    id,
-                } => self.put(
+            if let Value::ExtRef {
+                connector,
+                object,
+                id,
+            } = &e.value
+            {
+                self.put(
                     Table::Index,
                     index::waiting(connector, object, id, rec.id),
                     Vec::new(),
-                ),
-                _ => {}
+                );
             }
         }
         Ok(())
@@ -765,27 +879,37 @@ impl<'a> Txn<'a> {
     /// Queue a push to every system whose projection of the record differs from what it
     /// holds and from what is already queued for it.
     fn enqueue_projections(&mut self, id: Uuid) -> Result<usize, EngineError> {
-        let Some(rec) = self.load(id)? else {
-            return Ok(0);
-        };
-        if rec.merged_into.is_some() {
-            return Ok(0);
+        // Projections first, reading the record where it is (no copy of one this page
+        // already holds); the sync states they are checked against after.
+        let mut wanted: Vec<(&'a ObjectMapping, Hash)> = Vec::new();
+        {
+            let Some(rec) = self.record_ref(id)? else {
+                return Ok(0);
+            };
+            let rec = rec.as_ref();
+            if rec.merged_into.is_some() {
+                return Ok(0);
+            }
+            let mappings = self.mappings;
+            let targets: Vec<&'a ObjectMapping> = mappings.outbound(rec.kind).collect();
+            for (i, m) in targets.iter().enumerate() {
+                // One copy per system: a person that is a Salesforce Contact is not also
+                // created as a Lead; with no copy there yet, only the first object creates.
+                let first_for_connector =
+                    !targets.iter().take(i).any(|t| t.connector == m.connector);
+                if super::copy_elsewhere(rec, &m.connector, &m.object)
+                    || (rec.link(&m.connector, &m.object).is_none() && !first_for_connector)
+                {
+                    continue;
+                }
+                let (proj, hash) = self.project(m, rec)?;
+                if !proj.is_empty() && m.admits_out(&proj) {
+                    wanted.push((m, hash));
+                }
+            }
         }
         let mut n = 0;
-        let targets: Vec<&ObjectMapping> = self.mappings.outbound(rec.kind).collect();
-        for (i, m) in targets.iter().enumerate() {
-            // One copy per system: a person that is a Salesforce Contact is not also
-            // created as a Lead; with no copy there yet, only the first object creates.
-            let first_for_connector = !targets.iter().take(i).any(|t| t.connector == m.connector);
-            if super::copy_elsewhere(&rec, &m.connector, &m.object)
-                || (rec.link(&m.connector, &m.object).is_none() && !first_for_connector)
-            {
-                continue;
-            }
-            let (proj, hash) = self.project(m, &rec)?;
-            if proj.is_empty() || !m.admits_out(&proj) {
-                continue;
-            }
+        for (m, hash) in wanted {
             let mut st = self.sync_get(id, &m.connector, &m.object)?;
             if st.held == Some(hash) || st.queued == Some(hash) {
                 continue;
@@ -812,12 +936,7 @@ impl<'a> Txn<'a> {
         m: &ObjectMapping,
         rec: &Record,
     ) -> Result<(Projection, Hash), EngineError> {
-        let values: BTreeMap<String, Value> = rec
-            .fields
-            .iter()
-            .map(|(k, e)| (k.clone(), e.value.clone()))
-            .collect();
-        self.project_values(m, &values)
+        self.project_values(m, &|f| rec.value(f))
     }
 
     /// A copy's own values as revsync would write them there: what it holds, in the
@@ -828,13 +947,14 @@ impl<'a> Txn<'a> {
         fields: &BTreeMap<String, serde_json::Value>,
     ) -> Result<Projection, EngineError> {
         let mapped = m.map_in(fields);
-        self.project_values(m, &mapped.values).map(|(p, _)| p)
+        self.project_values(m, &|f| mapped.values.get(f))
+            .map(|(p, _)| p)
     }
 
-    fn project_values(
+    fn project_values<'v>(
         &self,
         m: &ObjectMapping,
-        values: &BTreeMap<String, Value>,
+        values: &dyn Fn(&str) -> Option<&'v Value>,
     ) -> Result<(Projection, Hash), EngineError> {
         let mut failure = None;
         let mut resolve = |v: &Value, ref_object: &str| -> Option<String> {
@@ -1080,6 +1200,7 @@ impl<'a> Txn<'a> {
             index::tombstone(conn, obj, ext),
             codec::encode(&(id, ts)),
         );
+        self.note_tombstones(conn, obj, true);
         if self
             .sync_states(id)?
             .remove(&(conn.to_owned(), obj.to_owned()))
@@ -1381,17 +1502,9 @@ impl<'a> Txn<'a> {
         let mut ids = std::mem::take(&mut self.dirty);
         ids.append(&mut std::mem::take(&mut self.sync_dirty));
         for id in ids {
-            let stored;
-            let rec = match self.records.get(&id) {
-                Some(r) => r,
-                None => match self.read_stored(id)? {
-                    Some(r) => {
-                        stored = r;
-                        &stored
-                    }
-                    // Sync states of a record that is not there: nothing to keep them with.
-                    None => continue,
-                },
+            // Sync states of a record that is not there: nothing to keep them with.
+            let Some(rec) = self.record_ref(id)? else {
+                continue;
             };
             let loaded;
             let states = match self.sync.get(&id) {
@@ -1404,7 +1517,7 @@ impl<'a> Txn<'a> {
             batch.put(
                 Table::Records,
                 codec::record_key(id),
-                codec::encode_record(rec, states),
+                codec::encode_record(&rec, states),
             );
             if self.legacy_sync.borrow().contains(&id) {
                 batch.delete(Table::Pushed, codec::sync_key(id));
@@ -1432,6 +1545,19 @@ impl<'a> Txn<'a> {
             self.seq.to_be_bytes().to_vec(),
         );
         Ok((batch, self.seq, self.moves))
+    }
+}
+
+/// Set a record's field; the old entry back. The key is copied only for a field the
+/// record did not have.
+fn put_field(
+    fields: &mut BTreeMap<String, FieldEntry>,
+    field: &str,
+    entry: FieldEntry,
+) -> Option<FieldEntry> {
+    match fields.get_mut(field) {
+        Some(slot) => Some(std::mem::replace(slot, entry)),
+        None => fields.insert(field.to_owned(), entry),
     }
 }
 
