@@ -78,8 +78,16 @@ pub fn decode_answer(decoder: u8, answer: ApiResponse) -> Result<usize, Connecto
                         .and_then(|r| mapping::to_change(object, r).ok())
                 })
                 .flatten()
-                .map(|(_, at)| at);
-            let page = f.connector.page(object, from, &records);
+                .map(|(_, at)| at)
+                .unwrap_or(mapping::Cursor {
+                    stamp: chrono::DateTime::UNIX_EPOCH,
+                    id: mapping::LOWEST_ID.to_owned(),
+                });
+            // Answered "now", past the overlap: the read settles what it can.
+            let answered = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+            let page =
+                f.connector
+                    .page(object, mapping::ReadState::at(from), &records, answered)?;
             Ok(page.changes.len() + page.invalid.len())
         }
         2 => {
