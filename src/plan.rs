@@ -314,10 +314,7 @@ fn value_json(v: &Value) -> Json {
 
 /// How a person reads a record: its email, domain, name or subject, else its id.
 fn label(rec: &Record) -> String {
-    ["email", "domain", "name", "subject", "number"]
-        .iter()
-        .find_map(|f| rec.value(f).and_then(Value::as_text).map(str::to_owned))
-        .unwrap_or_else(|| rec.id.to_string())
+    crate::engine::view::label(rec).unwrap_or_else(|| rec.id.to_string())
 }
 
 impl Plan {

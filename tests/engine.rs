@@ -460,6 +460,16 @@ fn relations_resolve_across_systems() {
         .unwrap()
         .unwrap();
     assert_eq!(proj["associatedcompanyid"], "55");
+    // `records get` names the related record, not only its id (issue 26).
+    let view = revsync::engine::lookup_view(&e, "hank@globex.com", 0)
+        .unwrap()
+        .unwrap();
+    assert_eq!(view["relations"]["organization"]["name"], "globex.com");
+    let table = revsync::engine::view::record_table(&view);
+    assert!(
+        table.contains(&format!("organization -> globex.com ({})", org.id)),
+        "{table}"
+    );
 }
 
 #[test]

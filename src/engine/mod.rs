@@ -863,7 +863,16 @@ pub fn lookup_view(
         return Ok(None);
     };
     let trail = engine.audit(rec.id, audit.min(MAX_AUDIT_SHOWN))?;
-    Ok(Some(view::record_json(&rec, &trail)))
+    // A relation reads as the record it points at, by name; a read error only loses the name.
+    let related = |id: Uuid| {
+        engine
+            .record(id)
+            .ok()
+            .flatten()
+            .as_ref()
+            .and_then(view::label)
+    };
+    Ok(Some(view::record_json(&rec, &trail, &related)))
 }
 
 fn backfill_key(connector: &str, object: &str) -> Vec<u8> {

@@ -23,12 +23,24 @@ fn entry(e: &FieldEntry) -> Json {
     })
 }
 
-pub fn record_json(r: &Record, audit: &[AuditEntry]) -> Json {
+/// How a person names a record: its email, domain, name or subject.
+pub fn label(r: &Record) -> Option<String> {
+    ["email", "domain", "name", "subject", "number"]
+        .iter()
+        .find_map(|f| r.value(f).and_then(Value::as_text).map(str::to_owned))
+}
+
+/// `related` names the record a relation points at (its [`label`]), when it is known.
+pub fn record_json(
+    r: &Record,
+    audit: &[AuditEntry],
+    related: &dyn Fn(uuid::Uuid) -> Option<String>,
+) -> Json {
     let relations: serde_json::Map<String, Json> = r
         .fields
         .iter()
         .filter_map(|(k, e)| match &e.value {
-            Value::Ref(id) => Some((k.clone(), json!({ "id": id }))),
+            Value::Ref(id) => Some((k.clone(), json!({ "id": id, "name": related(*id) }))),
             Value::ExtRef {
                 connector,
                 object,
@@ -168,6 +180,8 @@ pub fn record_table(v: &Json) -> String {
         for (k, r) in rel {
             let target = if r["id"].is_null() {
                 s(&r["unresolved"]) + " (not seen yet)"
+            } else if let Some(name) = r["name"].as_str() {
+                format!("{name} ({})", s(&r["id"]))
             } else {
                 s(&r["id"])
             };
