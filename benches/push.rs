@@ -487,6 +487,7 @@ async fn setup(
         resume_after: Default::default(),
         pass: Default::default(),
         retry: Default::default(),
+        dry_run: false,
     });
     Setup {
         engine,

@@ -146,6 +146,8 @@ pub struct ConnectorStatus {
     pub records_reread: u64,
     /// Records read that are outside their object's `filter:`, so not brought in.
     pub records_filtered: u64,
+    /// The connector's `dry_run`: it writes nothing; `outbox_depth` is what it would.
+    pub dry_run: bool,
     pub records_out: u64,
     /// Edits found in this system by the read before an update, made since its last poll:
     /// applied first, so the update did not write over them.
@@ -197,6 +199,7 @@ impl ConnectorStatus {
             records_in: 0,
             records_reread: 0,
             records_filtered: 0,
+            dry_run: false,
             records_out: 0,
             edits_read_before_push: 0,
             invalid_records: 0,

@@ -176,12 +176,7 @@ where
 }
 
 fn has_email(fake: &Fake, email: &str) -> bool {
-    fake.state
-        .lock()
-        .unwrap()
-        .contacts
-        .values()
-        .any(|c| c.email == email)
+    fake.holds_email(email)
 }
 
 /// Three systems and the daemon: `n` poison records seeded in A that B refuses for ever,

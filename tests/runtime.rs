@@ -788,3 +788,31 @@ async fn answers_the_store_cannot_record_are_neither_lost_nor_acknowledged() {
     }
     d.stop().await;
 }
+
+/// `dry_run: true` (issue 26): the connector reads as usual and writes nothing; what it
+/// would write waits in its outbox, shown on `/status`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_connector_reads_but_writes_nothing_and_shows_what_it_would() {
+    let (a, b) = (Fake::start().await, Fake::start().await);
+    for i in 0..3 {
+        a.seed(&format!("dry{i}@corp.test"), &format!("Dry {i}"));
+    }
+    b.seed("already@corp.test", "Already There");
+    let d = start_with(&a, &b, "dry_run: true\n").await;
+    eventually("acme-b's writes wait in its outbox", 20, || async {
+        let c = d.connector("acme-b").await;
+        c["outbox_depth"] == 3 && c["dry_run"] == true && c["records_in"] == 1
+    })
+    .await;
+    let c = d.connector("acme-b").await;
+    assert!(c["note"].as_str().unwrap().contains("dry run"), "{c}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(b.writes(), 0, "a dry run wrote to acme-b");
+    assert_eq!(b.count(), 1);
+    // acme-a is not in a dry run: what acme-b holds reaches it.
+    eventually("acme-b's record reached acme-a", 20, || async {
+        a.holds_email("already@corp.test")
+    })
+    .await;
+    d.stop().await;
+}

@@ -24,6 +24,9 @@ pub struct ConnectorConfig {
     pub http: revsync_sdk::http::HttpConfig,
     /// Raw `params:` with secrets interpolated; the connector type parses it.
     pub params: serde_json::Value,
+    /// Read as usual, write nothing: what would be written waits in the outbox (shown on
+    /// `/status`) and goes out once this is turned off.
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -179,6 +182,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "rate_limit",
     "http",
     "params",
+    "dry_run",
 ];
 
 /// Poll interval bounds: at least a second, at most a day.

@@ -642,6 +642,7 @@ fn load_connector(
     };
 
     let enabled = ctx.section(&map, "enabled", || true, errors);
+    let dry_run = ctx.section(&map, "dry_run", || false, errors);
     let poll = ctx.section(&map, "poll", PollConfig::default, errors);
     if let Some(p) = &poll {
         if !connector::INTERVAL_SECS_RANGE.contains(&p.interval_secs) {
@@ -831,5 +832,6 @@ fn load_connector(
         rate_limit: rate_limit.unwrap_or_default(),
         http: http.unwrap_or_default(),
         params,
+        dry_run: dry_run.unwrap_or(false),
     })
 }

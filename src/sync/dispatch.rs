@@ -45,6 +45,8 @@ pub struct Dispatcher {
     pub pass: std::sync::Mutex<Pass>,
     /// How often one failing item is tried before it is dead-lettered.
     pub retry: super::retry::RetryPolicy,
+    /// The connector's `dry_run`: nothing is sent; entries wait in the outbox.
+    pub dry_run: bool,
 }
 
 /// What one pass over the whole outbox achieved, window by window.
@@ -421,6 +423,17 @@ impl Dispatcher {
         unread: &Unread,
         read_first: bool,
     ) -> Result<Attempt, EngineError> {
+        if self.dry_run {
+            // Nothing is acknowledged either: turned off, every held write goes out.
+            let conn = self.connector_id.clone();
+            self.status.update(&conn, |s| {
+                s.note = Some(
+                    "dry run: nothing is written; what would be waits in the outbox (`revsync plan` shows it field by field)"
+                        .to_owned(),
+                );
+            });
+            return Ok(Attempt::Done(Pushed::Blocked(Duration::from_secs(5))));
+        }
         let catching_up = "pushes wait for this run's first read of every object";
         if !self.caught_up.all(&self.gated) {
             let conn = self.connector_id.clone();

@@ -409,7 +409,9 @@ pub fn start(
             resume_after: Default::default(),
             pass: Default::default(),
             retry: retry::RetryPolicy::from(&config.daemon.retry),
+            dry_run: c.dry_run,
         });
+        status.update(&c.id, |s| s.dry_run = c.dry_run);
         let (name, st, cn) = (format!("push {}", c.id), status.clone(), cancel.clone());
         tasks.spawn(
             name.clone(),

@@ -122,6 +122,16 @@ impl Fake {
         self.state.lock().unwrap().script.push_back(s);
     }
 
+    /// Whether some contact has this email.
+    pub fn holds_email(&self, email: &str) -> bool {
+        self.state
+            .lock()
+            .unwrap()
+            .contacts
+            .values()
+            .any(|c| c.email == email)
+    }
+
     pub fn count(&self) -> usize {
         self.state.lock().unwrap().contacts.len()
     }
