@@ -273,6 +273,10 @@ pub async fn serve(
         status.clone(),
     ));
 
+    {
+        let (cfg, status, cancel) = (config.daemon.alerts.clone(), status.clone(), cancel.clone());
+        tasks.spawn("alerts", crate::alerts::watch(cfg, status, cancel));
+    }
     state.refresh_store_stats().await;
     {
         let (state, cancel) = (state.clone(), cancel.clone());

@@ -4,6 +4,7 @@
 //! This crate is the daemon; connectors live in `connectors/*` and speak to it
 //! only through `revsync-sdk`.
 
+pub mod alerts;
 pub mod app;
 pub mod auth;
 pub mod cli;

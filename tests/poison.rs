@@ -416,3 +416,53 @@ async fn an_undecodable_record_is_kept_with_its_raw_body_and_replayed_by_id() {
     assert!(d.dlq("acme-a").await.is_empty());
     d.stop().await;
 }
+
+/// Alerts (issue 26): a connector whose authentication fails is announced to the
+/// configured webhook, Slack-style, and the URL (a secret) is never in `/status`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connector_that_fails_authentication_is_announced_to_the_alert_webhook() {
+    use axum::{extract::State, routing::post, Json, Router};
+    type Heard = std::sync::Arc<std::sync::Mutex<Vec<Value>>>;
+    let heard: Heard = Default::default();
+    let app = Router::new()
+        .route(
+            "/hook/secret-part",
+            post(|State(h): State<Heard>, Json(v): Json<Value>| async move {
+                h.lock().unwrap().push(v);
+            }),
+        )
+        .with_state(heard.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook/secret-part", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let (a, b, c) = (
+        Fake::start().await,
+        Fake::start().await,
+        Fake::start().await,
+    );
+    a.seed("alert@corp.test", "Alert Me");
+    b.script(acme::Scripted::Unauthorized);
+    let alerts =
+        format!("  max_attempts: 20\nalerts:\n  webhook_url: {hook}\n  check_interval_secs: 1\n");
+    let d = start([&a, &b, &c], &alerts).await;
+    eventually("the alert webhook heard of acme-b", 30, || async {
+        heard.lock().unwrap().iter().any(|v| {
+            v["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("`acme-b`") && t.contains("authentication failed"))
+        })
+    })
+    .await;
+    let status = d
+        .http
+        .get(format!("{}/status", d.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!status.contains("secret-part"), "{status}");
+    d.stop().await;
+}

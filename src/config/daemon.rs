@@ -30,6 +30,48 @@ pub struct DaemonConfig {
     /// How a failing push or webhook event is retried before it is dead-lettered.
     #[serde(default)]
     pub retry: RetryConfig,
+    /// Messages to a webhook when a connector needs a person.
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+}
+
+/// Alerts (`alerts:` in revsync.yaml): a Slack-compatible `{"text": ...}` POST when a
+/// connector's authentication fails, it is paused (quota), its dead letters pass a
+/// threshold or its lag does, and again when that is over.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Where to POST; none: no alerts. Often holds a token (Slack): a secret.
+    #[serde(default)]
+    pub webhook_url: Option<Secret>,
+    /// Alert when a connector's dead letters are more than this.
+    #[serde(default)]
+    pub dead_letters_over: u64,
+    /// Alert when a connector has not read successfully for longer than this.
+    #[serde(default = "default_lag_over_secs")]
+    pub lag_over_secs: u64,
+    /// How often states are looked at.
+    #[serde(default = "default_alert_check_secs")]
+    pub check_interval_secs: u64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            webhook_url: None,
+            dead_letters_over: 0,
+            lag_over_secs: default_lag_over_secs(),
+            check_interval_secs: default_alert_check_secs(),
+        }
+    }
+}
+
+fn default_lag_over_secs() -> u64 {
+    1800
+}
+
+fn default_alert_check_secs() -> u64 {
+    30
 }
 
 /// `retry:`: one failing item (a push, a webhook event group) is tried again with
@@ -183,6 +225,7 @@ impl Default for DaemonConfig {
             merge: BTreeMap::new(),
             retention: RetentionConfig::default(),
             retry: RetryConfig::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -477,6 +520,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "merge",
     "retention",
     "retry",
+    "alerts",
 ];
 
 #[cfg(test)]

@@ -19,8 +19,8 @@ pub use connector::{
     Condition, ConnectorConfig, DeletePolicy, Direction, ObjectConfig, PollConfig,
 };
 pub use daemon::{
-    DaemonConfig, LogConfig, LogFormat, MergeRuleConfig, PolicyName, RetentionConfig, RetryConfig,
-    ServerConfig, StatusAuth, StoreConfig,
+    AlertsConfig, DaemonConfig, LogConfig, LogFormat, MergeRuleConfig, PolicyName, RetentionConfig,
+    RetryConfig, ServerConfig, StatusAuth, StoreConfig,
 };
 pub use error::{nearest, ConfigError, ConfigErrors};
 
@@ -484,6 +484,27 @@ fn load_daemon(file: &Path, env: &dyn Env, errors: &mut Vec<ConfigError>) -> Opt
     // Parsed before any `?`: a mistake in an earlier section must not hide these.
     let merge = ctx.section(&map, "merge", BTreeMap::new, errors);
     let retry = ctx.section(&map, "retry", RetryConfig::default, errors);
+    let alerts = ctx.section(&map, "alerts", daemon::AlertsConfig::default, errors);
+    if let Some(a) = &alerts {
+        if !(1..=3600).contains(&a.check_interval_secs) {
+            errors.push(
+                ctx.error(
+                    "alerts.check_interval_secs",
+                    format!("{} is outside 1..=3600 seconds", a.check_interval_secs),
+                )
+                .example("alerts:\n  check_interval_secs: 30"),
+            );
+        }
+        let url = a.webhook_url.as_ref().map(|u| u.expose().to_owned());
+        if url.is_some_and(|u| {
+            !url::Url::parse(&u).is_ok_and(|p| matches!(p.scheme(), "http" | "https"))
+        }) {
+            errors.push(
+                ctx.error("alerts.webhook_url", "is not an http(s) URL")
+                    .example("alerts:\n  webhook_url: ${SLACK_WEBHOOK_URL}"),
+            );
+        }
+    }
     let cfg = DaemonConfig {
         version: version?,
         server: server?,
@@ -493,6 +514,7 @@ fn load_daemon(file: &Path, env: &dyn Env, errors: &mut Vec<ConfigError>) -> Opt
         merge: merge?,
         retention: retention?,
         retry: retry?,
+        alerts: alerts?,
     };
     let r = &cfg.retry;
     if !daemon::RETRY_MAX_ATTEMPTS_RANGE.contains(&r.max_attempts) {
