@@ -6,6 +6,7 @@
 //! configuration before anything runs.
 
 pub mod connector;
+pub mod describe;
 pub mod error;
 pub mod http;
 pub mod model;
@@ -22,6 +23,7 @@ pub use connector::{
     check_base_url, check_range, check_timeout_ms, collected, parse_params, BuildContext,
     ConnectorType, ParamError, MAX_WINDOW_SECS, TIMEOUT_MS_RANGE,
 };
+pub use describe::{FieldSchema, ObjectSchema};
 pub use error::{upstream_wait, ConnectorError, LimitScope, MAX_UPSTREAM_WAIT};
 pub use model::{
     canonical_id_in, Change, FieldDef, FieldEntry, FieldType, Kind, Link, Provenance, Record, Value,

@@ -273,6 +273,15 @@ pub trait Connector: Send + Sync + 'static {
         None
     }
 
+    /// The fields `object` has in this account, as the system's API describes them
+    /// (`revsync discover`). One or a few requests, never a read of records.
+    async fn describe(
+        &self,
+        object: &str,
+    ) -> Result<crate::describe::ObjectSchema, ConnectorError> {
+        Err(crate::describe::cannot_describe(object))
+    }
+
     /// How long the runtime should wait before polling again when nothing is pending.
     fn min_poll_interval(&self) -> Duration {
         Duration::from_secs(1)
