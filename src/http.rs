@@ -14,6 +14,9 @@ use serde_json::json;
 
 use crate::app::AppState;
 
+/// Largest body an admin request (`/admin/dlq/replay`, `/admin/resync`) may carry.
+pub const ADMIN_MAX_BODY_BYTES: usize = 64 * 1024;
+
 pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     let token = middleware::from_fn_with_state(state.clone(), require_token);
     // Customer data and queue changes: always behind the token (unless auth is disabled).
@@ -22,6 +25,9 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/admin/dlq", get(dlq_list))
         .route("/admin/dlq/replay", post(dlq_replay))
         .route("/admin/resync", post(resync))
+        // Operator requests are a few bytes of JSON; anything near axum's 2 MiB default
+        // is not one, and is refused with 413 before it is buffered.
+        .layer(axum::extract::DefaultBodyLimit::max(ADMIN_MAX_BODY_BYTES))
         .route_layer(token.clone());
     let observe = Router::new()
         .route("/status", get(status))

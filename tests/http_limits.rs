@@ -296,6 +296,15 @@ async fn every_error_the_server_answers_is_json() {
             "method_not_allowed",
         ),
         (post("/webhooks/x", "application/json", &big), 413, "payload_too_large"),
+        (
+            post(
+                "/admin/resync",
+                "application/json",
+                &format!("{{\"connector\": \"{}\"}}", "x".repeat(65 * 1024)),
+            ),
+            413,
+            "payload_too_large",
+        ),
         (post("/admin/resync", "text/plain", "{}"), 415, "unsupported_media_type"),
         (post("/admin/resync", "application/json", "{}"), 422, "unprocessable_entity"),
         (post("/admin/resync", "application/json", "{"), 400, "bad_request"),
