@@ -2,6 +2,11 @@
 //!
 //! Ids are numbers in the REST API and strings in webhooks; every id leaves here as a
 //! string so a relation (`requester_id` -> users) names the record one way only.
+//!
+//! Custom fields: a user's `user_fields` and an organization's `organization_fields` stay
+//! nested objects (a mapping reads `user_fields.plan` by its dotted path); a ticket's
+//! `custom_fields` list is also offered as `custom_fields.<id>`, since a path cannot index
+//! a list by an entry's id. Writes nest both back the way Zendesk takes them.
 // Every number here comes from the API: arithmetic on it must be checked (issue 25).
 #![deny(clippy::arithmetic_side_effects)]
 
@@ -9,7 +14,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use revsync_sdk::Change;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 /// Fields holding ids of other records (or the record's own).
 const ID_FIELDS: &[&str] = &[
@@ -107,32 +112,80 @@ pub fn ticket(v: &Value, solved_at: Option<&Value>) -> Result<Change, String> {
     if let Some(s) = solved_at {
         c.fields.insert("solved_at".into(), s.clone());
     }
+    for f in v
+        .get("custom_fields")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(id) = f.get("id").and_then(id_text) {
+            let value = f.get("value").cloned().unwrap_or(Value::Null);
+            c.fields.insert(format!("{TICKET_CUSTOM}{id}"), value);
+        }
+    }
     Ok(c)
 }
 
-/// The body of one record in a write: source fields minus what Zendesk computes.
+/// The prefix of a ticket's custom field by id (`custom_fields.360012`).
+pub const TICKET_CUSTOM: &str = "custom_fields.";
+
+/// The body of one record in a write: source fields minus what Zendesk computes, dotted
+/// names nested (`user_fields.plan` into `user_fields: {plan}`, `comment.body` into
+/// `comment: {body}`) and `custom_fields.<id>` gathered into the ticket's list.
 pub fn payload(fields: &BTreeMap<String, Value>) -> Map<String, Value> {
-    fields
+    let mut out = Map::new();
+    let mut custom = Vec::new();
+    for (k, v) in fields
         .iter()
         .filter(|(k, _)| !READ_ONLY.contains(&k.as_str()))
-        .map(|(k, v)| {
-            // Zendesk wants numeric ids back where it sent numbers.
-            let v = match (ID_FIELDS.contains(&k.as_str()), v) {
-                (true, Value::String(s)) => s
-                    .parse::<u64>()
-                    .map(Value::from)
-                    .unwrap_or_else(|_| v.clone()),
-                _ => v.clone(),
-            };
-            (k.clone(), v)
-        })
-        .collect()
+    {
+        if let Some(id) = k.strip_prefix(TICKET_CUSTOM) {
+            // Zendesk identifies a custom field by its numeric id.
+            let id = id.parse::<u64>().map(Value::from).unwrap_or(json!(id));
+            custom.push(json!({"id": id, "value": v}));
+            continue;
+        }
+        // Zendesk wants numeric ids back where it sent numbers.
+        let v = match (ID_FIELDS.contains(&k.as_str()), v) {
+            (true, Value::String(s)) => s
+                .parse::<u64>()
+                .map(Value::from)
+                .unwrap_or_else(|_| v.clone()),
+            _ => v.clone(),
+        };
+        match k.split_once('.') {
+            Some((parent, leaf)) if !parent.is_empty() && !leaf.is_empty() => {
+                let slot = out.entry(parent).or_insert_with(|| json!({}));
+                if !slot.is_object() {
+                    *slot = json!({});
+                }
+                if let Some(m) = slot.as_object_mut() {
+                    // A nested key wins over the same key in a whole object given beside it.
+                    m.insert(leaf.to_owned(), v);
+                }
+            }
+            _ => match (out.get_mut(k), v) {
+                // The whole object given beside dotted keys: the dotted keys win.
+                (Some(Value::Object(have)), Value::Object(whole)) => {
+                    for (wk, wv) in whole {
+                        have.entry(wk).or_insert(wv);
+                    }
+                }
+                (_, v) => {
+                    out.insert(k.clone(), v);
+                }
+            },
+        }
+    }
+    if !custom.is_empty() {
+        out.insert("custom_fields".into(), Value::Array(custom));
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn users_keep_zendesk_names_and_string_ids() {
@@ -176,6 +229,30 @@ mod tests {
         assert_eq!(
             Value::Object(p),
             json!({"organization_id": 42, "name": "Ada"})
+        );
+    }
+
+    #[test]
+    fn custom_fields_are_read_by_path_and_written_nested() {
+        let v = json!({"id": 1, "status": "open", "updated_at": "2024-01-02T00:00:00Z",
+            "custom_fields": [{"id": 360_012, "value": "gold"}, {"id": 360_013, "value": null}]});
+        let c = ticket(&v, None).unwrap();
+        assert_eq!(c.fields["custom_fields.360012"], json!("gold"));
+        assert_eq!(c.fields["custom_fields.360013"], Value::Null);
+        let f: BTreeMap<String, Value> = [
+            ("custom_fields.360012".to_string(), json!("silver")),
+            ("user_fields.plan".to_string(), json!("pro")),
+            (
+                "user_fields".to_string(),
+                json!({"plan": "free", "vip": true}),
+            ),
+            ("comment.body".to_string(), json!("hello")),
+        ]
+        .into();
+        assert_eq!(
+            Value::Object(payload(&f)),
+            json!({"custom_fields": [{"id": 360_012, "value": "silver"}],
+                "user_fields": {"plan": "pro", "vip": true}, "comment": {"body": "hello"}})
         );
     }
 }
