@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod config;
+pub mod describe;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod mapping;
@@ -782,6 +783,11 @@ impl Connector for ZendeskConnector {
 
     fn rate_limit(&self) -> Option<LimiterStats> {
         Some(self.client.stats())
+    }
+
+    /// Built-in attributes as documented, custom fields from the account (`describe.rs`).
+    async fn describe(&self, object: &str) -> Result<revsync_sdk::ObjectSchema, ConnectorError> {
+        self.describe_object(object).await
     }
 
     /// The three exports share the exports-per-minute budget.

@@ -3,6 +3,9 @@
 //! per-window request budget with Zendesk's headers, offset paging that refuses to go past
 //! 10,000 records, and signed webhook deliveries.
 //!
+//! The account has custom user, organization and ticket fields (`sim/fields.rs`), and
+//! its records carry values for them.
+//!
 //! Record times come from a clock the tests can move forward (`advance`), so "a minute
 //! later" costs nothing.
 
@@ -25,6 +28,8 @@ use serde_json::{json, Map, Value};
 
 use crate::config::SignatureOrder;
 
+mod fields;
+
 /// How the simulated account behaves.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -44,6 +49,8 @@ pub struct SimConfig {
     pub job_delay_spread: Duration,
     /// Queued plus running jobs allowed (Zendesk: 30).
     pub max_jobs: usize,
+    /// Largest page of custom field definitions (Zendesk: 100); smaller makes paging show.
+    pub fields_page_max: usize,
 }
 
 impl Default for SimConfig {
@@ -59,6 +66,7 @@ impl Default for SimConfig {
             job_delay: Duration::from_millis(20),
             job_delay_spread: Duration::ZERO,
             max_jobs: 30,
+            fields_page_max: 100,
         }
     }
 }
@@ -129,6 +137,8 @@ struct Inner {
     /// Records by the fields bulk jobs match on: an upsert of 100 users into 20,000 would
     /// otherwise scan them all for each item, and the benches would time the simulator.
     index: HashMap<(Obj, &'static str, String), BTreeSet<u64>>,
+    /// Custom field definitions by list (`user_fields`, ...).
+    fields: HashMap<&'static str, Vec<Value>>,
     stats: SimStats,
 }
 
@@ -168,6 +178,8 @@ impl Inner {
                 body.insert("status".into(), json!("new"));
             }
         }
+        let (key, empty) = fields::empty_values(&self.fields, o);
+        body.insert(key.into(), empty);
         body.insert("created_at".into(), json!(rfc3339(ts)));
         let rec = Rec {
             ts,
@@ -192,8 +204,21 @@ impl Inner {
             return;
         };
         for (k, v) in fields {
-            if !matches!(k.as_str(), "id" | "url" | "created_at" | "updated_at") {
-                body.insert(k.clone(), v.clone());
+            match k.as_str() {
+                "id" | "url" | "created_at" | "updated_at" => {}
+                "user_fields" | "organization_fields" | "custom_fields" => {
+                    fields::merge_values(body.entry(k.as_str()).or_insert(Value::Null), v)
+                }
+                // A ticket's comment is not kept on it: the first one is its description.
+                "comment" => {
+                    if let Some(text) = v.get("body").filter(|_| !body.contains_key("description"))
+                    {
+                        body.insert("description".into(), text.clone());
+                    }
+                }
+                _ => {
+                    body.insert(k.clone(), v.clone());
+                }
             }
         }
         body.insert("id".into(), json!(id));
@@ -285,6 +310,7 @@ impl Sim {
             window_exports: 0,
             idempotency: HashMap::new(),
             index: HashMap::new(),
+            fields: fields::defaults(),
             stats: SimStats::default(),
         }));
         let api = Router::new()
@@ -334,6 +360,18 @@ impl Sim {
                 delete(|s: State<Shared>, q: Q| destroy(s, Path("tickets".to_owned()), q)),
             )
             .route("/tickets/{id}", put(update_ticket))
+            .route(
+                "/user_fields",
+                get(|s: State<Shared>, q: Q| fields::list(s, q, fields::Defs::User)),
+            )
+            .route(
+                "/organization_fields",
+                get(|s: State<Shared>, q: Q| fields::list(s, q, fields::Defs::Organization)),
+            )
+            .route(
+                "/ticket_fields",
+                get(|s: State<Shared>, q: Q| fields::list(s, q, fields::Defs::Ticket)),
+            )
             .route("/job_statuses/show_many", get(job_statuses))
             .route("/job_statuses/{id}", get(job_status))
             .layer(axum::middleware::from_fn_with_state(state.clone(), gate))

@@ -751,3 +751,265 @@ async fn a_read_is_behind_until_the_held_back_minute_has_passed() {
         }
     }
 }
+
+/// `revsync discover`: built-in attributes as documented, custom fields from the account's
+/// definitions read page by page, inactive ones left out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_lists_built_in_and_custom_fields_over_several_pages() {
+    let s = sim(SimConfig {
+        fields_page_max: 2,
+        ..SimConfig::default()
+    })
+    .await;
+    let c = connector(&s, json!({}));
+    let field = |schema: &revsync_sdk::ObjectSchema, name: &str| {
+        schema
+            .fields
+            .iter()
+            .find(|f| f.name == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no `{name}` in {:?}", schema.fields))
+    };
+    let before = s.stats().requests;
+    let users = c.describe("users").await.unwrap();
+    // Four definitions, two a page.
+    assert_eq!(s.stats().requests - before, 2, "one request per page");
+    assert_eq!(users.name, "users");
+    assert!(field(&users, "name").required);
+    assert!(field(&users, "id").read_only && field(&users, "created_at").read_only);
+    assert_eq!(
+        field(&users, "role").options,
+        ["end-user", "agent", "admin"]
+    );
+    assert_eq!(
+        field(&users, "organization_id").references,
+        ["organizations"]
+    );
+    let plan = field(&users, "user_fields.plan");
+    assert!(plan.custom && !plan.read_only);
+    assert_eq!(plan.ty, "dropdown");
+    assert_eq!(plan.options, ["free", "pro", "enterprise"]);
+    assert_eq!(field(&users, "user_fields.vip").ty, "checkbox");
+    assert_eq!(field(&users, "user_fields.renewal").ty, "date");
+    assert!(
+        !users
+            .fields
+            .iter()
+            .any(|f| f.name == "user_fields.legacy_id"),
+        "an inactive field is left out"
+    );
+
+    let orgs = c.describe("organizations").await.unwrap();
+    assert!(field(&orgs, "name").required);
+    assert_eq!(
+        field(&orgs, "organization_fields.tier").options,
+        ["bronze", "silver", "gold"]
+    );
+    assert!(!orgs
+        .fields
+        .iter()
+        .any(|f| f.name == "organization_fields.old_region"));
+
+    let tickets = c.describe("tickets").await.unwrap();
+    assert!(field(&tickets, "comment.body").required);
+    assert_eq!(
+        field(&tickets, "priority").options,
+        ["low", "normal", "high", "urgent"]
+    );
+    assert_eq!(field(&tickets, "requester_id").references, ["users"]);
+    let product = field(&tickets, "custom_fields.9403");
+    assert!(product.custom);
+    assert_eq!(product.options, ["product_a", "product_b"]);
+    let custom: Vec<&str> = tickets
+        .fields
+        .iter()
+        .filter(|f| f.custom)
+        .map(|f| f.name.as_str())
+        .collect();
+    // Subject, description and status are Zendesk's own; 9405 is inactive.
+    assert_eq!(custom, ["custom_fields.9403", "custom_fields.9404"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_of_an_object_zendesk_has_not_is_a_clear_error_without_a_request() {
+    let s = sim(SimConfig::default()).await;
+    let c = connector(&s, json!({}));
+    let before = s.stats().requests;
+    match c.describe("groups").await {
+        Err(ConnectorError::Permanent { detail, .. }) => {
+            assert!(detail.contains("`groups`"), "{detail}");
+            assert!(detail.contains("users, organizations, tickets"), "{detail}");
+        }
+        other => panic!("expected a permanent error, got {other:?}"),
+    }
+    assert_eq!(s.stats().requests, before);
+}
+
+/// Definitions are behind the same gate as every route: credentials, then injected faults.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_waits_out_a_429_and_bad_credentials_fail_as_auth() {
+    let s = sim(SimConfig::default()).await;
+    let faults = s.faults().clone();
+    faults.set(revsync_sdk::simfault::FaultPlan {
+        throttle: 1.0,
+        throttle_burst: 1,
+        ..Default::default()
+    });
+    tokio::spawn(async move {
+        while faults.counts().throttled < 1 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        faults.clear();
+    });
+    let c = connector(&s, json!({}));
+    let users = c.describe("users").await.unwrap();
+    assert!(users.fields.iter().any(|f| f.name == "user_fields.plan"));
+    assert!(s.faults().counts().throttled >= 1, "no 429 was injected");
+
+    let wrong = connector(
+        &s,
+        json!({"auth": {"method": "api_token", "email": "ops@acme.example", "token": "wrong"}}),
+    );
+    assert!(matches!(
+        wrong.describe("users").await,
+        Err(ConnectorError::Auth(_))
+    ));
+}
+
+/// The simulator pages definitions the older way too: `page`/`per_page` and `next_page`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_definitions_page_by_offset_and_by_cursor() {
+    let s = sim(SimConfig::default()).await;
+    let client = revsync_zendesk::client::ZendeskClient::new(
+        &params(&s, json!({})),
+        Limits::new(6000, Duration::from_secs(60)),
+    )
+    .unwrap();
+    let offset = |n: u32| {
+        client
+            .request(Method::GET, "user_fields")
+            .with_query("page", n.to_string())
+            .with_query("per_page", "3")
+    };
+    let first = client.json(offset(1)).await.unwrap();
+    assert_eq!(first["user_fields"].as_array().unwrap().len(), 3);
+    assert_eq!(first["count"], 4);
+    assert!(first["next_page"].as_str().unwrap().contains("page=2"));
+    let last = client.json(offset(2)).await.unwrap();
+    assert_eq!(last["user_fields"][0]["key"], "renewal");
+    assert!(last["next_page"].is_null());
+
+    let cursor = |after: Option<&str>| {
+        let r = client
+            .request(Method::GET, "ticket_fields")
+            .with_query("page[size]", "4");
+        match after {
+            Some(a) => r.with_query("page[after]", a),
+            None => r,
+        }
+    };
+    let first = client.json(cursor(None)).await.unwrap();
+    assert_eq!(first["meta"]["has_more"], true);
+    assert!(first["links"]["next"]
+        .as_str()
+        .unwrap()
+        .contains("page[after]="));
+    let after = first["meta"]["after_cursor"].as_str().unwrap().to_owned();
+    let last = client.json(cursor(Some(&after))).await.unwrap();
+    assert_eq!(last["ticket_fields"].as_array().unwrap().len(), 2);
+    assert_eq!(last["meta"]["has_more"], false);
+    assert!(last["links"]["next"].is_null());
+}
+
+/// A mapped custom field is read by its dotted path and written back nested: user and
+/// organization fields by key, ticket fields by id, other keys of the object untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mapped_custom_fields_round_trip_through_the_simulator() {
+    let s = sim(SimConfig::default()).await;
+    let c = connector(&s, json!({"ticket_writes": true}));
+    let create = |fields: Value| PushItem {
+        op: PushOp::Create {
+            canonical_id: Uuid::now_v7(),
+        },
+        fields: serde_json::from_value(fields).unwrap(),
+        version: 1,
+    };
+    let update = |id: &str, fields: Value| PushItem {
+        op: PushOp::Update {
+            external_id: id.to_owned(),
+        },
+        fields: serde_json::from_value(fields).unwrap(),
+        version: 2,
+    };
+
+    let made = c
+        .push(
+            "users",
+            &[create(
+                json!({"name": "Ada", "email": "ada@example.com", "user_fields.plan": "pro"}),
+            )],
+        )
+        .await
+        .unwrap();
+    let id = made[0].clone().unwrap();
+    let stored = s.record("users", &id).unwrap();
+    assert_eq!(
+        stored["user_fields"],
+        json!({"plan": "pro", "vip": null, "renewal": null})
+    );
+    c.push("users", &[update(&id, json!({"user_fields.vip": true}))])
+        .await
+        .unwrap()[0]
+        .clone()
+        .unwrap();
+    let read = c.fetch_by_ids("users", &[id]).await.unwrap();
+    assert_eq!(read[0].fields["user_fields"]["plan"], json!("pro"));
+    assert_eq!(read[0].fields["user_fields"]["vip"], json!(true));
+
+    let org = c
+        .push(
+            "organizations",
+            &[create(
+                json!({"name": "Acme Custom", "organization_fields.tier": "gold"}),
+            )],
+        )
+        .await
+        .unwrap()[0]
+        .clone()
+        .unwrap();
+    let read = c.fetch_by_ids("organizations", &[org]).await.unwrap();
+    assert_eq!(read[0].fields["organization_fields"]["tier"], json!("gold"));
+    assert_eq!(
+        read[0].fields["organization_fields"]["partner"],
+        Value::Null
+    );
+
+    let ticket = c
+        .push(
+            "tickets",
+            &[create(
+                json!({"subject": "Broken", "comment.body": "It broke", "custom_fields.9403": "product_b"}),
+            )],
+        )
+        .await
+        .unwrap()[0]
+        .clone()
+        .unwrap();
+    let stored = s.record("tickets", &ticket).unwrap();
+    assert_eq!(stored["description"], json!("It broke"));
+    assert_eq!(
+        stored["custom_fields"],
+        json!([{"id": 9403, "value": "product_b"}, {"id": 9404, "value": null}])
+    );
+    c.push(
+        "tickets",
+        &[update(&ticket, json!({"custom_fields.9404": true}))],
+    )
+    .await
+    .unwrap()[0]
+        .clone()
+        .unwrap();
+    let read = c.fetch_by_ids("tickets", &[ticket]).await.unwrap();
+    assert_eq!(read[0].fields["custom_fields.9403"], json!("product_b"));
+    assert_eq!(read[0].fields["custom_fields.9404"], json!(true));
+}
