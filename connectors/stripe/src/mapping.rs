@@ -56,6 +56,7 @@ pub fn to_change(
     let deleted = obj.get("deleted").and_then(Value::as_bool).unwrap_or(false);
     let mut fields = BTreeMap::new();
     if !deleted {
+        fields.insert("id".to_owned(), json!(id));
         match kind {
             "customer" => customer_fields(obj, customers_as, &mut fields),
             "subscription" => subscription_fields(obj, &mut fields),
@@ -87,15 +88,14 @@ fn customer_fields(obj: &Value, customers_as: CustomersAs, f: &mut BTreeMap<Stri
             "metadata",
         ],
     );
+    // Flat dotted names, which a mapping reads as they are and a push nests again.
     let address = obj.get("address").cloned().unwrap_or(Value::Null);
-    f.insert(
-        "address.country".into(),
-        address.get("country").cloned().unwrap_or(Value::Null),
-    );
-    f.insert(
-        "address.city".into(),
-        address.get("city").cloned().unwrap_or(Value::Null),
-    );
+    for part in ["line1", "line2", "city", "state", "postal_code", "country"] {
+        f.insert(
+            format!("address.{part}"),
+            address.get(part).cloned().unwrap_or(Value::Null),
+        );
+    }
     f.insert(
         REVSYNC_ID.into(),
         obj.pointer("/metadata/revsync_id")
