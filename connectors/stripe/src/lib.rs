@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod config;
+pub mod describe;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod mapping;
@@ -791,6 +792,11 @@ impl Connector for StripeConnector {
             i64::from(self.params.webhook_tolerance_secs),
         )?;
         webhook::parse(req.body, self.params.customers_as)
+    }
+
+    /// The documented shape plus the metadata keys of the newest records (`describe.rs`).
+    async fn describe(&self, object: &str) -> Result<revsync_sdk::ObjectSchema, ConnectorError> {
+        self.describe_object(object).await
     }
 
     fn rate_limit(&self) -> Option<LimiterStats> {

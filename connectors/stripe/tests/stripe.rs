@@ -696,3 +696,122 @@ async fn search(sim: &Sim, query: &str) -> Result<Value, ConnectorError> {
         )
         .await
 }
+
+/// `revsync discover`: the documented shape, and the metadata keys of the newest records
+/// found with one list request.
+#[tokio::test]
+async fn describe_gives_the_documented_shape_and_the_metadata_keys_in_use() {
+    let sim = common::sim().await;
+    let c = common::connector(&sim, json!({}));
+    let a = sim.seed_customer("Acme", "ap@acme.example");
+    sim.update_customer(
+        &a,
+        json!({"metadata": {"crm_id": "crm-1", "segment": "smb"}}),
+    );
+    let b = sim.seed_customer("Beta", "ap@beta.example");
+    sim.update_customer(&b, json!({"metadata": {"crm_id": "crm-2"}}));
+    // revsync's own key is a built-in field, not one of the account's.
+    c.push("customers", &[create(&[("name", json!("Gamma"))])])
+        .await
+        .unwrap()[0]
+        .clone()
+        .unwrap();
+
+    let before = sim.request_counts().0;
+    let customers = c.describe("customers").await.unwrap();
+    assert_eq!(sim.request_counts().0 - before, 1, "one sampling request");
+    let field = |s: &revsync_sdk::ObjectSchema, name: &str| {
+        s.fields
+            .iter()
+            .find(|f| f.name == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no `{name}` in {:?}", s.fields))
+    };
+    assert!(field(&customers, "id").read_only && field(&customers, "created").read_only);
+    assert!(!field(&customers, "email").read_only);
+    assert!(!field(&customers, "address.postal_code").read_only);
+    let custom: Vec<&str> = customers
+        .fields
+        .iter()
+        .filter(|f| f.custom)
+        .map(|f| f.name.as_str())
+        .collect();
+    assert_eq!(custom, ["metadata.crm_id", "metadata.segment"]);
+    assert!(field(&customers, "revsync_id").read_only);
+
+    let subs = c.describe("subscriptions").await.unwrap();
+    assert!(field(&subs, "status")
+        .options
+        .contains(&"past_due".to_owned()));
+    assert_eq!(field(&subs, "customer").references, ["customers"]);
+    let invoices = c.describe("invoices").await.unwrap();
+    assert_eq!(
+        field(&invoices, "status").options,
+        ["draft", "open", "paid", "uncollectible", "void"]
+    );
+    assert_eq!(
+        field(&invoices, "subscription").references,
+        ["subscriptions"]
+    );
+}
+
+#[tokio::test]
+async fn describe_of_an_object_stripe_has_not_is_a_clear_error_without_a_request() {
+    let sim = common::sim().await;
+    let c = common::connector(&sim, json!({}));
+    let before = sim.request_counts().0;
+    match c.describe("charges").await {
+        Err(ConnectorError::Permanent { detail, .. }) => {
+            assert!(detail.contains("`charges`"), "{detail}");
+            assert!(
+                detail.contains("customers, subscriptions, invoices"),
+                "{detail}"
+            );
+        }
+        other => panic!("expected a permanent error, got {other:?}"),
+    }
+    assert_eq!(sim.request_counts().0, before);
+}
+
+/// A mapped `metadata.<key>` goes out as `metadata[key]=value`, is kept beside the keys
+/// already there, and reads back by the same path.
+#[tokio::test]
+async fn a_mapped_metadata_key_round_trips_through_the_simulator() {
+    let sim = common::sim().await;
+    let c = common::connector(&sim, json!({}));
+    let id = c
+        .push(
+            "customers",
+            &[create(&[
+                ("name", json!("Acme")),
+                ("metadata.crm_id", json!("crm-7")),
+                ("address.postal_code", json!("10115")),
+            ])],
+        )
+        .await
+        .unwrap()[0]
+        .clone()
+        .unwrap();
+    let update = PushItem {
+        op: PushOp::Update {
+            external_id: id.clone(),
+        },
+        fields: serde_json::from_value(json!({"metadata.tier": "gold"})).unwrap(),
+        version: 2,
+    };
+    c.push("customers", &[update]).await.unwrap()[0]
+        .clone()
+        .unwrap();
+    let stored = sim.get("customers", &id).unwrap();
+    assert_eq!(stored["metadata"]["crm_id"], json!("crm-7"));
+    assert_eq!(stored["metadata"]["tier"], json!("gold"));
+    assert!(stored["metadata"]["revsync_id"].is_string());
+    let read = c
+        .fetch_by_ids("customers", std::slice::from_ref(&id))
+        .await
+        .unwrap();
+    assert_eq!(read[0].fields["id"], json!(id));
+    assert_eq!(read[0].fields["metadata"]["crm_id"], json!("crm-7"));
+    assert_eq!(read[0].fields["metadata"]["tier"], json!("gold"));
+    assert_eq!(read[0].fields["address.postal_code"], json!("10115"));
+}
