@@ -21,6 +21,8 @@ use tokio::sync::mpsc;
 use crate::mapping::{self, format_time, ObjectSpec};
 use crate::webhook::sign_v3;
 
+mod properties;
+
 /// How the simulated account behaves.
 #[derive(Debug, Clone)]
 pub struct SimOptions {
@@ -85,6 +87,8 @@ struct Rec {
 struct St {
     opts: SimOptions,
     objects: BTreeMap<&'static str, BTreeMap<u64, Rec>>,
+    /// The property definitions of each object, custom ones included.
+    props: BTreeMap<&'static str, Vec<properties::Prop>>,
     /// (object, id, object, id), stored both ways.
     assoc: BTreeSet<(&'static str, u64, &'static str, u64)>,
     next_id: u64,
@@ -138,6 +142,12 @@ impl Sim {
                 .iter()
                 .map(|o| (o.name, BTreeMap::new()))
                 .collect(),
+            props: mapping::OBJECTS
+                .iter()
+                .filter_map(|o| {
+                    Some((o.name, properties::of(o.name, &opts.canonical_id_property)?))
+                })
+                .collect(),
             assoc: BTreeSet::new(),
             next_id: 1001,
             burst: VecDeque::new(),
@@ -156,6 +166,7 @@ impl Sim {
             move |fault| fault_answer(&state, fault)
         });
         let app = Router::new()
+            .route("/crm/v3/properties/{obj}", get(property_definitions))
             .route("/crm/v3/objects/{obj}", get(list))
             .route("/crm/v3/objects/{obj}/search", post(search))
             .route("/crm/v3/objects/{obj}/batch/{op}", post(batch))
@@ -354,6 +365,10 @@ impl St {
         self.objects.get(name).unwrap_or(&NONE)
     }
 
+    fn definition(&self, object: &str, prop: &str) -> Option<&properties::Prop> {
+        self.props.get(object)?.iter().find(|p| p.name == prop)
+    }
+
     fn modified_prop(object: &str) -> &'static str {
         spec_of(object).map_or("hs_lastmodifieddate", |o| o.modified)
     }
@@ -482,9 +497,12 @@ impl St {
                 p.insert(k.clone(), json!(v));
             }
         }
-        // Requested properties the record has no value for come back as null.
+        // Requested properties the record has no value for come back as null; names the
+        // portal has no property for are left out.
         for k in props.unwrap_or(&[]) {
-            p.entry(k.clone()).or_insert(Value::Null);
+            if self.definition(object, k).is_some() {
+                p.entry(k.clone()).or_insert(Value::Null);
+            }
         }
         let mut o = json!({
             "id": rec.id.to_string(),
@@ -621,6 +639,31 @@ fn error(status: StatusCode, category: &str, message: &str) -> Response {
         .into_response()
 }
 
+/// HubSpot's 400 for a write naming properties the portal does not have (API_FACTS 1.3's
+/// example): the detail list inside `message`, and one `errors` item per property.
+fn property_doesnt_exist(names: &BTreeSet<&str>) -> Response {
+    let said = |n: &str| format!("Property \"{n}\" does not exist");
+    let detail: Vec<Value> = names
+        .iter()
+        .map(|n| {
+            json!({"isValid": false, "message": said(n), "error": "PROPERTY_DOESNT_EXIST",
+                   "name": n, "localizedErrorMessage": said(n), "portalId": PORTAL_ID})
+        })
+        .collect();
+    let errors: Vec<Value> = names
+        .iter()
+        .map(|n| json!({"message": said(n), "code": "PROPERTY_DOESNT_EXIST", "context": {"propertyName": [n]}}))
+        .collect();
+    let body = json!({
+        "status": "error",
+        "message": format!("Property values were not valid: {}", Value::Array(detail)),
+        "correlationId": correlation_id(),
+        "errors": errors,
+        "category": "VALIDATION_ERROR",
+    });
+    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+}
+
 fn limited(policy: &str, message: &str, headers: HeaderMap) -> Response {
     let body = json!({
         "status": "error",
@@ -666,6 +709,29 @@ fn ok(status: StatusCode, headers: HeaderMap, body: Value) -> Response {
 
 fn lock(s: &Shared) -> std::sync::MutexGuard<'_, St> {
     s.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `GET /crm/v3/properties/{objectType}`: every definition in one answer (no paging).
+async fn property_definitions(
+    State(s): State<Shared>,
+    Path(obj): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut st = lock(&s);
+    let rate = match st.admit(&headers, false) {
+        Ok(h) => h,
+        Err(r) => return r,
+    };
+    let Some(props) = st.props.get(obj.as_str()) else {
+        // HubSpot's wording for an object type it cannot resolve [U].
+        return error(
+            StatusCode::NOT_FOUND,
+            "OBJECT_NOT_FOUND",
+            &format!("Unable to infer object type from: {obj}"),
+        );
+    };
+    let results: Vec<Value> = props.iter().map(properties::Prop::json).collect();
+    ok(StatusCode::OK, rate, json!({"results": results}))
 }
 
 async fn list(
@@ -1046,16 +1112,16 @@ fn validate(
     let canonical = st.opts.canonical_id_property.as_str();
     let mut out = BTreeMap::new();
     for (k, v) in props {
-        if ["hs_object_id", "createdate", spec.modified].contains(&k.as_str()) {
-            return Err((
-                "VALIDATION_ERROR".into(),
-                format!("Property \"{k}\" is read-only"),
-            ));
-        }
-        if !spec.properties.contains(&k.as_str()) && k != canonical {
+        let Some(definition) = st.definition(spec.name, k) else {
             return Err((
                 "VALIDATION_ERROR".into(),
                 format!("Property \"{k}\" does not exist"),
+            ));
+        };
+        if definition.read_only {
+            return Err((
+                "VALIDATION_ERROR".into(),
+                format!("Property \"{k}\" is read-only"),
             ));
         }
         let v = text(v).unwrap_or_default();
@@ -1121,6 +1187,19 @@ async fn batch(
     }
     if op != "read" {
         st.stats.batch_writes += 1;
+    }
+    // A property the portal lacks refuses the whole call, whichever inputs name it.
+    if op != "read" && op != "archive" {
+        let unknown: BTreeSet<&str> = inputs
+            .iter()
+            .filter_map(|i| i.get("properties").and_then(Value::as_object))
+            .flat_map(|p| p.keys())
+            .map(String::as_str)
+            .filter(|k| st.definition(spec.name, k).is_none())
+            .collect();
+        if !unknown.is_empty() {
+            return property_doesnt_exist(&unknown);
+        }
     }
     // "Partial upserts are not supported when using `email` as the idProperty"
     // (API_FACTS 1.3): one refused input refuses the call, and nothing is written.
