@@ -116,6 +116,9 @@ pub struct Client {
     search_page: usize,
     /// The unique property creates carry the canonical id in: read back with every record.
     id_prop: String,
+    /// Per object, properties the YAML mapping names beyond the connector's own list
+    /// (custom properties above all), so every read returns them.
+    mapped: BTreeMap<String, Vec<String>>,
 }
 
 /// What a batch write answered: objects written and per-input errors.
@@ -153,24 +156,57 @@ impl Client {
             policy,
             search_page: p.search_page_size as usize,
             id_prop: p.canonical_id_property.clone(),
+            mapped: BTreeMap::new(),
         })
+    }
+
+    /// Reads also ask for the properties the mapping names (`BuildContext::mapped_fields`).
+    /// Association fields are left out: they are not properties of the object.
+    pub fn with_mapped_properties(mut self, mapped: &BTreeMap<String, Vec<String>>) -> Self {
+        for (object, fields) in mapped {
+            let Some(spec) = crate::mapping::spec(object) else {
+                continue;
+            };
+            let extra: Vec<String> = fields
+                .iter()
+                .filter(|f| !spec.properties.contains(&f.as_str()))
+                .filter(|f| !spec.associations.iter().any(|(a, _)| a == f))
+                .cloned()
+                .collect();
+            if !extra.is_empty() {
+                self.mapped.insert(object.clone(), extra);
+            }
+        }
+        self
     }
 
     pub fn search_page(&self) -> usize {
         self.search_page
     }
 
-    /// The properties a read asks for: the object's, and the canonical id property.
+    /// The properties a read asks for: the object's, the mapped ones, and the canonical id
+    /// property.
     fn properties(&self, spec: &ObjectSpec) -> Vec<&str> {
         let mut p: Vec<&str> = spec.properties.to_vec();
-        if !p.contains(&self.id_prop.as_str()) {
-            p.push(&self.id_prop);
+        let mapped = self.mapped.get(spec.name).into_iter().flatten();
+        for extra in mapped.map(String::as_str).chain([self.id_prop.as_str()]) {
+            if !p.contains(&extra) {
+                p.push(extra);
+            }
         }
         p
     }
 
     fn auth(&self) -> Auth {
         Auth::Bearer(self.token.clone())
+    }
+
+    /// `GET /crm/v3/properties/{obj}`: every property definition of the object, custom ones
+    /// included, in one answer (the endpoint does not page).
+    pub async fn property_definitions(&self, spec: &ObjectSpec) -> Result<Value, ConnectorError> {
+        let req =
+            ApiRequest::get(format!("/crm/v3/properties/{}", spec.name)).with_auth(self.auth());
+        self.api.send(req).await?.json()
     }
 
     /// One page of `GET /crm/v3/objects/{obj}`: records and the next `after`, if any.

@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod config;
+pub mod describe;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod mapping;
@@ -78,6 +79,7 @@ impl ConnectorType for HubSpot {
                 .map_err(|e| permanent(format!("connector {}: {e}", ctx.id)))?;
             let c: Arc<dyn Connector> = Arc::new(
                 HubSpotConnector::new(params, limits)?
+                    .with_mapped_properties(ctx.mapped_fields)
                     .with_max_response_bytes(max_body)
                     .with_shutdown(&ctx.shutdown),
             );
@@ -224,6 +226,15 @@ impl HubSpotConnector {
         let client = &mut self.client;
         client.api = client.api.clone().with_max_response_bytes(max);
         client.search = client.search.clone().with_max_response_bytes(max);
+        self
+    }
+
+    /// Reads ask for every property the mapping names, beside the connector's own list.
+    pub fn with_mapped_properties(
+        mut self,
+        mapped: &std::collections::BTreeMap<String, Vec<String>>,
+    ) -> Self {
+        self.client = self.client.with_mapped_properties(mapped);
         self
     }
 
@@ -988,6 +999,17 @@ impl Connector for HubSpotConnector {
 
     fn notices(&self) -> Vec<String> {
         self.refused_associations.notice().into_iter().collect()
+    }
+
+    /// The properties API: one call per object, custom properties included.
+    async fn describe(&self, object: &str) -> Result<revsync_sdk::ObjectSchema, ConnectorError> {
+        let spec = object_spec(object)?;
+        let answer = self
+            .client
+            .property_definitions(spec)
+            .await
+            .map_err(|e| self.note(e))?;
+        describe::schema(spec.name, &answer)
     }
 
     fn min_poll_interval(&self) -> Duration {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
-use common::{connector, fast, read_pass, unlimited};
+use common::{connector, create, fast, read_pass, unlimited};
 use hmac::{Hmac, Mac};
 use revsync_hubspot::sim::{Sim, SimOptions};
 use revsync_hubspot::{Cursor, Pos};
@@ -21,20 +21,9 @@ use revsync_sdk::{
 };
 use serde_json::{json, Value};
 use sha2::Sha256;
-use uuid::Uuid;
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
-}
-
-fn create(fields: Value) -> PushItem {
-    PushItem {
-        op: PushOp::Create {
-            canonical_id: Uuid::now_v7(),
-        },
-        fields: serde_json::from_value(fields).unwrap(),
-        version: 1,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

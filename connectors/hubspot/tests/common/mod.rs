@@ -13,11 +13,21 @@ use revsync_hubspot::webhook::sign_v3;
 use revsync_hubspot::HubSpot;
 use revsync_sdk::http::RateLimitConfig;
 use revsync_sdk::testsuite::{Harness, SampleWebhook};
-use revsync_sdk::{BuildContext, Connector, ConnectorType, Fetched};
+use revsync_sdk::{BuildContext, Connector, ConnectorType, Fetched, PushItem, PushOp};
 use serde_json::{json, Value};
 
 /// The connector for `sim`, through `ConnectorType::build`; `params` adds to the defaults.
 pub fn connector(sim: &Sim, params: Value, rate: RateLimitConfig) -> Arc<dyn Connector> {
+    connector_mapping(sim, params, rate, &BTreeMap::new())
+}
+
+/// [`connector`] for a connector file whose mapping names `mapped` (object -> fields).
+pub fn connector_mapping(
+    sim: &Sim,
+    params: Value,
+    rate: RateLimitConfig,
+    mapped: &BTreeMap<String, Vec<String>>,
+) -> Arc<dyn Connector> {
     let o = sim.options();
     let mut p = json!({
         "token": o.token,
@@ -35,11 +45,22 @@ pub fn connector(sim: &Sim, params: Value, rate: RateLimitConfig) -> Arc<dyn Con
             params: &p,
             rate_limit: &rate,
             http: &Default::default(),
-            mapped_fields: &Default::default(),
+            mapped_fields: mapped,
             shutdown: Default::default(),
         })
         .expect("hubspot builds a connector")
         .expect("valid params")
+}
+
+/// A create of `fields` for a new canonical record.
+pub fn create(fields: Value) -> PushItem {
+    PushItem {
+        op: PushOp::Create {
+            canonical_id: uuid::Uuid::now_v7(),
+        },
+        fields: serde_json::from_value(fields).unwrap(),
+        version: 1,
+    }
 }
 
 /// Reads pages until the connector says nothing more is ready; bounded.
