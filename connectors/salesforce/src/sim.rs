@@ -22,6 +22,8 @@ use serde_json::{json, Map, Value};
 
 use crate::mapping::parse_datetime;
 
+mod describe;
+
 pub const ORG_ID: &str = "00DSIM000000001AAA";
 pub const CLIENT_ID: &str = "sim-client";
 pub const CLIENT_SECRET: &str = "sim-secret";
@@ -578,6 +580,31 @@ async fn query_more(
     }
 }
 
+/// `GET /sobjects/{SObject}/describe`: the object's fields, behind the same token and
+/// quota gate as every data call.
+async fn describe_object(
+    State(st): State<Shared>,
+    Path((_v, object)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut s = lock(&st);
+    if let Some(r) = refuse(&mut s, &headers) {
+        return r;
+    }
+    match describe::describe(&object) {
+        Some(body) => answer(&s, StatusCode::OK, body),
+        None => {
+            let mut r = rest_error(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "The requested resource does not exist",
+            );
+            add_limit_info(&s, &mut r);
+            r
+        }
+    }
+}
+
 /// Shared shape of collection writes: body checks, the 200 cap, lost answers.
 fn collection(
     st: &Shared,
@@ -750,6 +777,10 @@ impl Sim {
             .route("/services/data/{v}/query", get(query))
             .route("/services/data/{v}/queryAll", get(query_all))
             .route("/services/data/{v}/query/{locator}", get(query_more))
+            .route(
+                "/services/data/{v}/sobjects/{object}/describe",
+                get(describe_object),
+            )
             .route(
                 "/services/data/{v}/composite/sobjects",
                 post(create_many).patch(update_many).delete(delete_many),
