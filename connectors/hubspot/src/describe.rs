@@ -47,10 +47,10 @@ struct PropertyOption {
 /// The properties answer for `object` as its schema. HubSpot marks no property required on
 /// create through the API, so none is.
 pub fn schema(object: &str, answer: &Value) -> Result<ObjectSchema, ConnectorError> {
-    let answer = Answer::deserialize(answer).map_err(|e| ConnectorError::Permanent {
-        detail: format!("malformed hubspot properties answer for `{object}`: {e}"),
-        status: None,
-        body: None,
+    let answer = Answer::deserialize(answer).map_err(|e| {
+        crate::permanent(format!(
+            "malformed hubspot properties answer for `{object}`: {e}"
+        ))
     })?;
     let fields = answer
         .results

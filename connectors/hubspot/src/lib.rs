@@ -88,7 +88,7 @@ impl ConnectorType for HubSpot {
     }
 }
 
-fn permanent(detail: String) -> ConnectorError {
+pub(crate) fn permanent(detail: String) -> ConnectorError {
     ConnectorError::Permanent {
         detail,
         status: None,

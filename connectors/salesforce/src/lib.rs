@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod config;
+pub mod describe;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod mapping;
@@ -118,7 +119,7 @@ impl ConnectorType for Salesforce {
     }
 }
 
-fn permanent(detail: impl Into<String>) -> ConnectorError {
+pub(crate) fn permanent(detail: impl Into<String>) -> ConnectorError {
     ConnectorError::Permanent {
         detail: detail.into(),
         status: None,
@@ -509,6 +510,14 @@ impl Connector for SalesforceConnector {
 
     fn rate_limit(&self) -> Option<LimiterStats> {
         self.client.current().map(|s| s.api.limiter().stats())
+    }
+
+    /// One describe call, on the API version the reads use; it spends the daily quota
+    /// like any other call.
+    async fn describe(&self, object: &str) -> Result<revsync_sdk::ObjectSchema, ConnectorError> {
+        Self::check_object(object)?;
+        let req = ApiRequest::get(self.data_path(&format!("sobjects/{object}/describe")));
+        describe::schema(object, &self.client.send(req).await?.json()?)
     }
 
     fn quota_left(&self) -> Option<revsync_sdk::QuotaLeft> {

@@ -627,3 +627,206 @@ async fn an_idle_read_past_the_overlap_asks_for_nothing_already_read() {
     assert!(f.changes.is_empty());
     assert_eq!(sim.with(|s| s.records_served) - served, 0);
 }
+
+fn field<'a>(schema: &'a revsync_sdk::ObjectSchema, name: &str) -> &'a revsync_sdk::FieldSchema {
+    schema
+        .fields
+        .iter()
+        .find(|f| f.name == name)
+        .unwrap_or_else(|| panic!("{} has no field {name}", schema.name))
+}
+
+/// `revsync discover`: sObject describe through the connector, as Salesforce flags it.
+#[tokio::test]
+async fn describe_shows_required_read_only_custom_picklist_and_reference_fields() {
+    let sim = Sim::start().await.unwrap();
+    let c = built(&sim, json!({}));
+    let used = sim.with(|s| s.api_used);
+
+    let lead = c.describe("Lead").await.unwrap();
+    assert_eq!(lead.label.as_deref(), Some("Lead"));
+    for required in ["LastName", "Company"] {
+        assert!(field(&lead, required).required, "Lead.{required}");
+    }
+    let status = field(&lead, "Status");
+    assert!(!status.required, "the org fills Status in");
+    assert_eq!(status.ty, "picklist");
+    assert!(status.options.contains(&"Open - Not Contacted".to_owned()));
+    for system in [
+        "Id",
+        "SystemModstamp",
+        "LastModifiedDate",
+        "ConvertedContactId",
+    ] {
+        assert!(field(&lead, system).read_only, "Lead.{system}");
+    }
+    assert_eq!(field(&lead, "ConvertedContactId").references, ["Contact"]);
+    assert!(field(&lead, "Lead_Score__c").custom);
+    let ext = field(&lead, EXTERNAL_ID_FIELD);
+    assert!(ext.custom && !ext.read_only && !ext.required);
+    assert!(!field(&lead, "Email").custom && !field(&lead, "Email").required);
+
+    let contact = c.describe("Contact").await.unwrap();
+    assert_eq!(field(&contact, "AccountId").references, ["Account"]);
+    assert_eq!(field(&contact, "AccountId").ty, "reference");
+    assert!(field(&contact, "LastName").required);
+    assert_eq!(
+        field(&contact, "Customer_Tier__c").options,
+        ["Bronze", "Silver", "Gold"],
+        "an inactive value is not offered"
+    );
+
+    let opportunity = c.describe("Opportunity").await.unwrap();
+    for required in ["Name", "StageName", "CloseDate"] {
+        assert!(
+            field(&opportunity, required).required,
+            "Opportunity.{required}"
+        );
+    }
+    assert!(field(&opportunity, "StageName")
+        .options
+        .contains(&"Prospecting".to_owned()));
+    assert_eq!(field(&opportunity, "Amount").ty, "currency");
+    assert!(field(&opportunity, "IsWon").read_only);
+    assert!(field(&opportunity, "ExpectedRevenue").read_only);
+    let account = c.describe("Account").await.unwrap();
+    assert!(field(&account, "Name").required);
+    assert!(field(&account, "Region__c").custom);
+    // The connector's own list of required fields agrees with what describe says.
+    for object in revsync_salesforce::mapping::OBJECTS {
+        let schema = c.describe(object).await.unwrap();
+        let mut said: Vec<&str> = schema
+            .fields
+            .iter()
+            .filter(|f| f.required)
+            .map(|f| f.name.as_str())
+            .collect();
+        said.sort_unstable();
+        let mut known = revsync_sdk::ConnectorType::required_for_create(
+            &revsync_salesforce::Salesforce,
+            object,
+        )
+        .to_vec();
+        known.sort_unstable();
+        assert_eq!(said, known, "{object}");
+    }
+    assert_eq!(sim.with(|s| s.api_used) - used, 8, "one call a describe");
+}
+
+/// An sObject the connector does not serve is refused before any call; the simulator
+/// answers an unknown one with Salesforce's 404, behind its token gate.
+#[tokio::test]
+async fn describing_an_unknown_sobject_fails_as_salesforce_says() {
+    let sim = Sim::start().await.unwrap();
+    let c = built(&sim, json!({}));
+    match c.describe("Case").await {
+        Err(ConnectorError::Permanent { detail, .. }) => {
+            assert!(
+                detail.contains("Case") && detail.contains("Lead"),
+                "{detail}"
+            )
+        }
+        other => panic!("expected a permanent error, got {other:?}"),
+    }
+
+    use revsync_salesforce::sim::{CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN};
+    let http = reqwest::Client::new();
+    let token = http
+        .post(sim.token_url())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=refresh_token&client_id={CLIENT_ID}&client_secret={CLIENT_SECRET}&refresh_token={REFRESH_TOKEN}"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let token: Value = serde_json::from_slice(&token).unwrap();
+    let token = token["access_token"].as_str().unwrap();
+    let url = |object: &str| {
+        format!(
+            "{}/services/data/v66.0/sobjects/{object}/describe",
+            sim.url()
+        )
+    };
+    let r = http
+        .get(url("Case"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.headers().contains_key("sforce-limit-info"));
+    let body: Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(
+        body,
+        json!([{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}])
+    );
+    let r = http.get(url("Lead")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+/// A describe spends the org's daily allocation like a query: once it is gone, describe
+/// waits with everything else.
+#[tokio::test]
+async fn describe_is_refused_once_the_daily_allocation_is_spent() {
+    let sim = Sim::start().await.unwrap();
+    sim.with(|s| {
+        s.api_max = 50;
+        s.api_used = 50;
+    });
+    let e = built(&sim, json!({})).describe("Lead").await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ConnectorError::RateLimited {
+                scope: LimitScope::Daily | LimitScope::Reserve,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+}
+
+/// A custom `__c` field an operator maps from what describe showed is selected, read back
+/// by both reads, and written.
+#[tokio::test]
+async fn a_mapped_custom_field_is_selected_written_and_read() {
+    use revsync_sdk::{BuildContext, ConnectorType};
+    let sim = Sim::start().await.unwrap();
+    let params = sim.params();
+    let limits = revsync_sdk::http::RateLimitConfig::default();
+    let mapped = [(
+        "Contact".to_owned(),
+        vec!["Customer_Tier__c".to_owned(), "Email".to_owned()],
+    )]
+    .into_iter()
+    .collect();
+    let c = revsync_salesforce::Salesforce
+        .build(&BuildContext {
+            id: "sf",
+            params: &params,
+            rate_limit: &limits,
+            http: &Default::default(),
+            mapped_fields: &mapped,
+            shutdown: Default::default(),
+        })
+        .unwrap()
+        .unwrap();
+    let mut fields = sample_fields("Contact", "tiered");
+    fields.insert("Customer_Tier__c".into(), json!("Gold"));
+    let id = c.push("Contact", &[create(fields)]).await.unwrap()[0]
+        .clone()
+        .unwrap();
+    assert_eq!(
+        sim.record(&id).unwrap().fields["Customer_Tier__c"],
+        json!("Gold")
+    );
+    let read = c.fetch("Contact", None).await.unwrap();
+    let change = read.changes.iter().find(|ch| ch.external_id == id).unwrap();
+    assert_eq!(change.fields["Customer_Tier__c"], json!("Gold"));
+    let by_id = c.fetch_by_ids("Contact", &[id]).await.unwrap();
+    assert_eq!(by_id[0].fields["Customer_Tier__c"], json!("Gold"));
+}
