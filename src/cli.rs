@@ -58,6 +58,24 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         show: usize,
     },
+    /// List the objects and fields a configured system's API describes (custom ones
+    /// included), with the canonical field the connector's mapping gives each.
+    Discover {
+        /// Connector id (`id:` in its file).
+        connector: String,
+        /// Only this object.
+        #[arg(long)]
+        object: Option<String>,
+        /// Print a starting connector file: the current one with every unmapped field
+        /// listed, commented out, with the canonical field it most likely means.
+        #[arg(long, conflicts_with = "json")]
+        yaml: bool,
+        /// Print the description as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Look at canonical records.
     #[command(subcommand)]
     Records(RecordsCommand),
@@ -212,6 +230,13 @@ pub fn main() -> ExitCode {
             csv,
             show,
         } => plan(&config.config, limit, json, csv.as_deref(), show),
+        Command::Discover {
+            connector,
+            object,
+            yaml,
+            json,
+            config,
+        } => discover(&config.config, &connector, object.as_deref(), yaml, json),
         Command::Run {
             config,
             insecure_no_auth,
@@ -255,6 +280,19 @@ fn load(dir: &Path) -> Result<Config, u8> {
     let cfg = config::load(dir, &Registry::builtin(), &ProcessEnv).map_err(report)?;
     crate::engine::Engine::validate(&cfg).map_err(|e| report(config::ConfigErrors(e)))?;
     Ok(cfg)
+}
+
+/// [`load`], and a runtime for a command that talks to the systems itself.
+fn load_with_runtime(dir: &Path) -> Result<(Config, tokio::runtime::Runtime), u8> {
+    let cfg = load(dir)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            exit::FAILURE
+        })?;
+    Ok((cfg, rt))
 }
 
 fn check(dir: &Path) -> u8 {
@@ -313,19 +351,9 @@ fn check(dir: &Path) -> u8 {
 }
 
 fn plan(dir: &Path, limit: Option<usize>, as_json: bool, csv: Option<&Path>, show: usize) -> u8 {
-    let cfg = match load(dir) {
-        Ok(c) => c,
+    let (cfg, rt) = match load_with_runtime(dir) {
+        Ok(both) => both,
         Err(code) => return code,
-    };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit::FAILURE;
-        }
     };
     let progress = Progress::new();
     let planned = rt.block_on(crate::plan::plan(
@@ -361,6 +389,59 @@ fn plan(dir: &Path, limit: Option<usize>, as_json: bool, csv: Option<&Path>, sho
         print!("{}", p.table(show));
     }
     exit::OK
+}
+
+fn discover(dir: &Path, id: &str, object: Option<&str>, as_yaml: bool, as_json: bool) -> u8 {
+    let (cfg, rt) = match load_with_runtime(dir) {
+        Ok(both) => both,
+        Err(code) => return code,
+    };
+    let found = rt.block_on(crate::discover::discover(
+        &cfg,
+        &Registry::builtin(),
+        id,
+        object,
+    ));
+    let d = match found {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return exit::FAILURE;
+        }
+    };
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&d).unwrap_or_default());
+    } else if as_yaml {
+        let file = cfg
+            .connectors
+            .iter()
+            .find(|(_, c)| c.id == id)
+            .map(|(f, _)| f.clone())
+            .unwrap_or_default();
+        let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+        match crate::discover::connector_file(&d, &file, &today) {
+            Ok(text) => print!("{text}"),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return exit::FAILURE;
+            }
+        }
+    } else {
+        print!("{}", crate::discover::table(&d));
+    }
+    for o in d.objects.iter().filter(|o| o.error.is_some()) {
+        eprintln!(
+            "error: {} could not describe {}: {}",
+            d.connector,
+            o.name,
+            o.error.as_deref().unwrap_or_default()
+        );
+    }
+    if d.failed() {
+        exit::FAILURE
+    } else {
+        exit::OK
+    }
 }
 
 /// Progress for long reads: a spinner on a terminal; elsewhere (a pipe, a log file) a

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod discover;
 pub mod engine;
 pub mod http;
 pub mod json;

@@ -326,6 +326,13 @@ fn unit_hint(path: &str, message: &str) -> Option<String> {
     ))
 }
 
+/// A file as written, `${VAR}`s left as they are: what `discover --yaml` copies into the
+/// file it writes, so no secret is ever printed.
+pub fn read_uninterpolated(file: &Path) -> Result<Map<String, Value>, ConfigErrors> {
+    let mut errors = Vec::new();
+    read_yaml(file, None, &mut errors).ok_or(ConfigErrors(errors))
+}
+
 /// Read a YAML file into a JSON value through the `config` crate, layering `extra`
 /// sources (environment overrides) on top.
 fn read_yaml(

@@ -17,7 +17,7 @@ use revsync::demo::seed::{self, Sims};
 use revsync::demo::world::{Sizes, World};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_revsync");
+pub const BIN: &str = env!("CARGO_BIN_EXE_revsync");
 
 /// Small enough for CI, large enough that every kind of mess in the world generator shows
 /// up: case and spaces in emails, phones written three ways, domains only in a website,

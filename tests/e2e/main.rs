@@ -9,6 +9,7 @@
 // covered by clippy.toml's allow-*-in-tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod discover;
 mod harness;
 mod identity;
 mod plan;

@@ -126,6 +126,9 @@ pub fn builtin(object: &str, customers_as: CustomersAs) -> Option<ObjectSchema> 
     })
 }
 
+/// Pages of records `describe` samples for metadata keys: 1,000 records, 10 requests.
+const SAMPLE_PAGES: usize = 10;
+
 /// The metadata keys the sampled records use, each a custom field `metadata.<key>`
 /// (Stripe metadata values are strings). revsync's own key is listed above, not as the
 /// account's.
@@ -154,12 +157,29 @@ impl StripeConnector {
                 OBJECTS.join(", ")
             )));
         };
-        // Keys used only by older records are missed: a sample, not a scan.
-        let page = self
-            .client
-            .list(path, &[("limit".to_owned(), PAGE.to_owned())])
-            .await?;
-        schema.fields.extend(metadata_fields(&page.data));
+        // The newest SAMPLE_PAGES pages: keys only older records use are missed (a sample,
+        // not a scan); Stripe lists newest first, and a key set on a few records (a CRM
+        // link) rarely shows on the first page alone.
+        let mut sampled = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..SAMPLE_PAGES {
+            let mut query = vec![("limit".to_owned(), PAGE.to_owned())];
+            if let Some(a) = &after {
+                query.push(("starting_after".to_owned(), a.clone()));
+            }
+            let page = self.client.list(path, &query).await?;
+            after = page
+                .data
+                .last()
+                .and_then(|r| r.get("id"))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            sampled.extend(page.data);
+            if !page.has_more || after.is_none() {
+                break;
+            }
+        }
+        schema.fields.extend(metadata_fields(&sampled));
         Ok(schema)
     }
 }
