@@ -120,7 +120,9 @@ pub enum Cursor {
     Backfill { started: i64, after: Option<String> },
     /// Following events: every event with `created` before this second, and those of
     /// this second named in `seen`, are applied. Event ids are not ordered, so the ids
-    /// of the boundary second are kept rather than a strict `>` that would drop them.
+    /// of the boundary second are kept rather than a strict `>` that would drop them;
+    /// oldest first as listed, the newest last (`follow_events` asks Stripe for events
+    /// newer than that one).
     Events { created: i64, seen: Vec<String> },
 }
 
@@ -528,12 +530,68 @@ impl StripeConnector {
         }
     }
 
+    /// Whether Stripe lists any event of `object` before (newer than) `newest`, the newest
+    /// event read so far: one request of one event. `None` when Stripe does not know the
+    /// event (purged after the retention, or a hand-made cursor), so it cannot tell.
+    async fn anything_newer(
+        &self,
+        object: &str,
+        newest: &str,
+    ) -> Result<Option<bool>, ConnectorError> {
+        let mut query = vec![
+            ("limit".to_owned(), "1".to_owned()),
+            ("ending_before".to_owned(), newest.to_owned()),
+        ];
+        for t in event_types(object) {
+            query.push(("types[]".into(), (*t).to_owned()));
+        }
+        match self.client.list("/v1/events", &query).await {
+            Ok(page) => Ok(Some(!page.data.is_empty())),
+            // Stripe answers an unknown cursor object with 400 (or 404) `resource_missing`.
+            // Any refusal of this check only costs the full read it would have saved.
+            Err(ConnectorError::NotFound) => Ok(None),
+            Err(ConnectorError::Permanent { detail, .. }) => {
+                tracing::info!(
+                    object,
+                    event = newest,
+                    error = %detail,
+                    "stripe refused the new-events check, reading the events window"
+                );
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     async fn follow_events(
         &self,
         object: &str,
         created: i64,
         seen: Vec<String>,
     ) -> Result<Fetched, ConnectorError> {
+        // Idle is the common case, and the boundary second can hold thousands of events
+        // (a bulk import): rather than page through them on every poll, first ask whether
+        // anything is listed before the newest of them. Stripe lists events by creation,
+        // newest first, so whatever was created after the read that filled `seen` is
+        // listed before that read's newest event: a later second sorts first, and so does
+        // an event created later in the cursor's own second (one second's events are
+        // listed newest first too). Nothing listed there means nothing new. `seen` is
+        // pushed oldest first (`events_page` applies a window oldest first and appends
+        // each second's new ids), so its last id is the newest. Anything new, or an
+        // answer that cannot tell, reads the whole window as before, with its
+        // same-second safety. What this cannot see is an event Stripe lists among those
+        // already read although it was not there when they were read (an older event
+        // made visible late); the full read would lose it too, as soon as its cursor
+        // moved past that second.
+        if let Some(newest) = seen.last() {
+            if self.anything_newer(object, newest).await? == Some(false) {
+                let cursor = revsync_sdk::cursor_text(&Cursor::Events { created, seen })?;
+                return Ok(Fetched {
+                    cursor: Some(cursor),
+                    ..Fetched::default()
+                });
+            }
+        }
         // Newest-first pages cannot be applied as they come without the cursor passing
         // older, unread events; so read a whole window, narrowing it while it is too big.
         let mut upper: Option<i64> = None;
@@ -581,6 +639,7 @@ impl StripeConnector {
                 last_created = at;
                 boundary.clear();
             }
+            // Oldest first: the last id of `seen` is the newest (see `follow_events`).
             boundary.push(id.to_owned());
             match webhook::event_change(event, self.params.customers_as) {
                 Ok(Some(change)) if change.object == object => fetched.changes.push(change),

@@ -96,6 +96,8 @@ impl Table {
 struct State {
     cfg: SimConfig,
     offset_secs: i64,
+    /// The second the clock stands still at, when a test froze it.
+    frozen_at: Option<i64>,
     seq: u64,
     customers: Table,
     subscriptions: Table,
@@ -115,7 +117,9 @@ struct State {
 
 impl State {
     fn now(&self) -> i64 {
-        chrono::Utc::now().timestamp() + self.offset_secs
+        self.frozen_at
+            .unwrap_or_else(|| chrono::Utc::now().timestamp())
+            + self.offset_secs
     }
 
     fn next_seq(&mut self) -> u64 {
@@ -318,6 +322,7 @@ impl Sim {
         let state = Arc::new(Mutex::new(State {
             cfg,
             offset_secs: 0,
+            frozen_at: None,
             seq: 0,
             customers: Table::default(),
             subscriptions: Table::default(),
@@ -384,6 +389,15 @@ impl Sim {
 
     pub fn advance(&self, secs: i64) {
         self.lock().offset_secs += secs;
+    }
+
+    /// Stop the clock at the current second (only `advance` moves it after), so a test
+    /// can put many events, or a late one, into one second as a bulk import does.
+    pub fn freeze_clock(&self) {
+        let mut s = self.lock();
+        if s.frozen_at.is_none() {
+            s.frozen_at = Some(chrono::Utc::now().timestamp());
+        }
     }
 
     /// The next `n` requests answer 429 `lock_timeout`.
@@ -730,10 +744,12 @@ fn dispatch(
     match (method.as_str(), seg) {
         ("GET", ["v1", "events"]) => {
             s.purge_events();
-            let events: Vec<Value> = s.events.iter().rev().cloned().collect();
-            list(events.iter().collect(), params, "/v1/events", |e| {
-                event_matches(e, params)
-            })
+            // As Stripe lists them: newest created first, events of one second newest
+            // first too (a stable sort of the log read backwards). Borrowed, not cloned:
+            // only the page served is copied.
+            let mut events: Vec<&Value> = s.events.iter().rev().collect();
+            events.sort_by_key(|e| std::cmp::Reverse(e["created"].as_i64().unwrap_or(0)));
+            list(events, params, "/v1/events", |e| event_matches(e, params))
         }
         ("GET", ["v1", "events", id]) => {
             s.purge_events();

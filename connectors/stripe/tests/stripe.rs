@@ -18,26 +18,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use uuid::Uuid;
 
-/// Read from `cursor` until the connector says there is no more; bounded.
-async fn drain(
-    c: &dyn Connector,
-    object: &str,
-    mut cursor: Option<String>,
-) -> (Vec<Change>, Option<String>) {
-    let mut all = Vec::new();
-    for _ in 0..1000 {
-        let f = c.fetch(object, cursor.as_deref()).await.expect("fetch");
-        assert!(f.invalid.is_empty(), "{:?}", f.invalid);
-        all.extend(f.changes);
-        if f.cursor.is_some() {
-            cursor = f.cursor;
-        }
-        if !f.more {
-            return (all, cursor);
-        }
-    }
-    panic!("fetch never finished");
-}
+use common::drain;
 
 /// A create of a customer with `fields`, for a new canonical record.
 fn create(fields: &[(&str, Value)]) -> PushItem {

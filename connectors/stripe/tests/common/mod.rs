@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use revsync_sdk::http::Limits;
+use revsync_sdk::{Change, Connector};
 use revsync_stripe::config::StripeParams;
 use revsync_stripe::sim::{Sim, SimConfig};
 use revsync_stripe::StripeConnector;
@@ -30,4 +31,25 @@ pub fn connector(sim: &Sim, extra: serde_json::Value) -> StripeConnector {
     StripeConnector::new(params, Limits::new(100, Duration::from_secs(1)))
         .expect("connector builds")
         .with_clock(move || DateTime::<Utc>::from_timestamp(clock.now(), 0).expect("time"))
+}
+
+/// Read from `cursor` until the connector says there is no more; bounded.
+pub async fn drain(
+    c: &dyn Connector,
+    object: &str,
+    mut cursor: Option<String>,
+) -> (Vec<Change>, Option<String>) {
+    let mut all = Vec::new();
+    for _ in 0..1000 {
+        let f = c.fetch(object, cursor.as_deref()).await.expect("fetch");
+        assert!(f.invalid.is_empty(), "{:?}", f.invalid);
+        all.extend(f.changes);
+        if f.cursor.is_some() {
+            cursor = f.cursor;
+        }
+        if !f.more {
+            return (all, cursor);
+        }
+    }
+    panic!("fetch never finished");
 }
