@@ -239,14 +239,14 @@ mod tests {
             &mut out,
             0,
             "params",
-            &serde_json::json!({"token": "${T}", "tier": "free", "n": 3, "list": ["a"]}),
+            &serde_json::json!({"count": 3, "list": ["a"], "tier": "free", "token": "${T}"}),
         );
         assert_eq!(
             out,
-            "params:\n  list: [\"a\"]\n  n: 3\n  tier: free\n  token: ${T}\n"
+            "params:\n  count: 3\n  list: [\"a\"]\n  tier: free\n  token: ${T}\n"
         );
         assert_eq!(
-            flow(&serde_json::json!({"to": "stage", "map": "default"})),
+            flow(&serde_json::json!({"map": "default", "to": "stage"})),
             r#"{"map":"default","to":"stage"}"#
         );
     }
