@@ -613,6 +613,48 @@ async fn an_edit_made_in_the_target_since_its_last_read_is_not_written_over() {
     d.stop().await;
 }
 
+/// A read before an update that the target refuses for good (a changed API, a strict
+/// gateway) holds the update back: it is never pushed blind over edits revsync has not
+/// seen, and goes out once the read works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_whose_read_is_refused_waits_and_is_never_pushed_blind() {
+    let (a, b) = (Fake::start().await, Fake::start().await);
+    let in_a = a.seed("x@corp.test", "Old Name");
+    let d = start(&a, &b).await;
+    let copy_in_b = || b.state.lock().unwrap().contacts.values().next().cloned();
+    eventually("the contact reached B", 20, || async {
+        copy_in_b().is_some()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let in_b = copy_in_b().unwrap().id;
+    let updates_before = b.state.lock().unwrap().updates;
+    b.state.lock().unwrap().refused_reads.insert(in_b.clone());
+    {
+        let mut s = a.state.lock().unwrap();
+        let c = s.contacts.get_mut(&in_a).unwrap();
+        c.name = "Name From A".into();
+        c.updated = 1_800_000_100;
+    }
+    eventually("the update tried to read B's copy", 20, || async {
+        b.state.lock().unwrap().reads_by_id >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        b.state.lock().unwrap().updates,
+        updates_before,
+        "the update was pushed without the read"
+    );
+    assert_eq!(copy_in_b().unwrap().name, "Old Name");
+    b.state.lock().unwrap().refused_reads.clear();
+    eventually("A's rename reached B once B could be read", 30, || async {
+        copy_in_b().unwrap().name == "Name From A"
+    })
+    .await;
+    d.stop().await;
+}
+
 /// A `direction: out` object is written, never read: not even the read before an update,
 /// whose edits would otherwise flow back against the configuration.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

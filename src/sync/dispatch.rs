@@ -642,14 +642,21 @@ impl Dispatcher {
                         ));
                     }
                 }
-                // The updates would meet the same limit or outage: they wait like a failed
-                // push. Creates and deletes in the batch need no read and go on, unless the
-                // connector must stop altogether.
-                Err(
-                    err @ (ConnectorError::Transient(_)
-                    | ConnectorError::RateLimited { .. }
-                    | ConnectorError::Auth(_)),
-                ) => {
+                // The updates wait like a failed push: they would meet the same limit or
+                // outage, and without the read they would go out blind over edits revsync
+                // has not seen. A read refused for good (a changed API, a bug) waits too,
+                // as retryable, so its attempt cap ends it as a dead letter naming the
+                // read's error. Creates and deletes in the batch need no read and go on,
+                // unless the connector must stop altogether.
+                Err(err) => {
+                    let err = match err {
+                        e @ (ConnectorError::Transient(_)
+                        | ConnectorError::RateLimited { .. }
+                        | ConnectorError::Auth(_)) => e,
+                        other => ConnectorError::Transient(format!(
+                            "the read of the copies before updating them failed: {other}"
+                        )),
+                    };
                     let (updates, rest): (Vec<_>, Vec<_>) = sendable
                         .into_iter()
                         .partition(|s| s.2.iter().any(|i| matches!(i.op, PushOp::Update { .. })));
@@ -669,10 +676,6 @@ impl Dispatcher {
                     if sendable.is_empty() {
                         return Ok(Attempt::Done(Pushed::Progress));
                     }
-                }
-                // A read this system refuses for good must not stop its pushes.
-                Err(err) => {
-                    tracing::warn!(connector = %conn, object, error = %err, "could not read the copies before updating them; pushing anyway");
                 }
             }
         }

@@ -72,6 +72,8 @@ pub struct FakeState {
     pub poison: std::collections::HashSet<String>,
     /// Ids whose read by id answers 503, for ever.
     pub broken_reads: std::collections::HashSet<String>,
+    /// Ids whose read by id is refused for good (400).
+    pub refused_reads: std::collections::HashSet<String>,
 }
 
 #[derive(Clone)]
@@ -208,6 +210,13 @@ async fn one(
     s.reads_by_id += 1;
     if s.broken_reads.contains(&id) {
         return (StatusCode::SERVICE_UNAVAILABLE, "unavailable").into_response();
+    }
+    if s.refused_reads.contains(&id) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "this read is refused"})),
+        )
+            .into_response();
     }
     match s.contacts.get(&id) {
         Some(c) => {
