@@ -268,7 +268,13 @@ impl Client {
         let inputs: Vec<Value> = ids.iter().map(|id| json!({"id": id})).collect();
         let req = ApiRequest::post(format!("/crm/v3/objects/{}/batch/read", spec.name))
             .with_auth(self.auth())
-            .with_json(json!({"properties": self.properties(spec), "inputs": inputs}))
+            // The published spec marks `propertiesWithHistory` required: a strict
+            // gateway or validating proxy refuses the read without it.
+            .with_json(json!({
+                "properties": self.properties(spec),
+                "propertiesWithHistory": [],
+                "inputs": inputs,
+            }))
             .with_retry(true);
         let page: Value = self.api.send(req).await?.json()?;
         results_of(&page)
