@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Form, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
@@ -20,9 +20,9 @@ use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use revsync_sdk::simfault::{self, Fault, Faults};
 use serde_json::{json, Map, Value};
 
-use crate::mapping::parse_datetime;
-
 mod describe;
+mod rest;
+mod soql;
 
 pub const ORG_ID: &str = "00DSIM000000001AAA";
 pub const CLIENT_ID: &str = "sim-client";
@@ -38,6 +38,14 @@ pub struct SimRecord {
     pub stamp: DateTime<Utc>,
     pub deleted: bool,
     pub fields: Map<String, Value>,
+}
+
+/// The rest of a query answer, kept for `nextRecordsUrl`.
+#[derive(Debug)]
+struct Locator {
+    version: String,
+    batch: usize,
+    rows: Vec<Value>,
 }
 
 #[derive(Debug)]
@@ -56,7 +64,7 @@ pub struct SimState {
     pub api_max: u64,
     /// Records per query answer before `nextRecordsUrl` (Salesforce: up to 2,000).
     pub batch_size: usize,
-    locators: HashMap<String, Vec<Value>>,
+    locators: HashMap<String, Locator>,
     /// Apply the next N writes, then answer 500 as if the response were lost.
     pub drop_responses: u32,
     /// Write calls received (collections), for tests.
@@ -101,6 +109,13 @@ fn prefix(object: &str) -> &'static str {
         "Lead" => "00Q",
         _ => "a00",
     }
+}
+
+/// The simulated sObject `name` names (API names ignore case), spelled as Salesforce does.
+fn canonical_object(name: &str) -> Option<&'static str> {
+    ["Account", "Contact", "Lead", "Opportunity"]
+        .into_iter()
+        .find(|o| o.eq_ignore_ascii_case(name))
 }
 
 fn required(object: &str) -> &'static [&'static str] {
@@ -274,113 +289,27 @@ impl SimState {
         }
     }
 
-    fn render(&self, r: &SimRecord, fields: &[String]) -> Value {
+    /// `fields` of `r` as the API shows them, `attributes.url` on the caller's version.
+    fn render(&self, r: &SimRecord, fields: &[String], version: &str) -> Value {
         let mut m = Map::new();
         m.insert(
             "attributes".into(),
-            json!({"type": r.object, "url": format!("/services/data/v66.0/sobjects/{}/{}", r.object, r.id)}),
+            json!({"type": r.object, "url": format!("/services/data/{version}/sobjects/{}/{}", r.object, r.id)}),
         );
         for f in fields {
             let v = match f.as_str() {
                 "Id" => json!(r.id),
                 "SystemModstamp" => json!(r.stamp.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()),
                 "IsDeleted" => json!(r.deleted),
+                "LastModifiedDate" => {
+                    json!(r.stamp.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string())
+                }
                 _ => r.fields.get(f).cloned().unwrap_or(Value::Null),
             };
             m.insert(f.clone(), v);
         }
         Value::Object(m)
     }
-}
-
-/// The parsed subset of SOQL.
-#[derive(Debug, PartialEq)]
-enum Filter {
-    All,
-    After {
-        stamp: DateTime<Utc>,
-        id: Option<String>,
-    },
-    Ids(Vec<String>),
-}
-
-#[derive(Debug)]
-struct Soql {
-    fields: Vec<String>,
-    object: String,
-    filter: Filter,
-    limit: Option<usize>,
-}
-
-fn literal_id(s: &str) -> Option<String> {
-    let s = s.trim();
-    let inner = s.strip_prefix('\'')?.strip_suffix('\'')?;
-    inner
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric())
-        .then(|| inner.to_owned())
-}
-
-fn parse_filter(w: &str) -> Option<Filter> {
-    let w = w.trim();
-    if let Some(list) = w.strip_prefix("Id IN (").and_then(|r| r.strip_suffix(')')) {
-        return list
-            .split(',')
-            .map(literal_id)
-            .collect::<Option<_>>()
-            .map(Filter::Ids);
-    }
-    let rest = w.strip_prefix("SystemModstamp > ")?;
-    let (ts, tail) = match rest.split_once(' ') {
-        Some((ts, tail)) => (ts, Some(tail)),
-        None => (rest, None),
-    };
-    let stamp = parse_datetime(ts)?;
-    let Some(tail) = tail else {
-        return Some(Filter::After { stamp, id: None });
-    };
-    let inner = tail
-        .strip_prefix("OR (SystemModstamp = ")?
-        .strip_suffix(')')?;
-    let (ts2, id) = inner.split_once(" AND Id > ")?;
-    (parse_datetime(ts2)? == stamp).then_some(())?;
-    Some(Filter::After {
-        stamp,
-        id: Some(literal_id(id)?),
-    })
-}
-
-fn parse_soql(q: &str) -> Result<Soql, String> {
-    let bad = || format!("MALFORMED_QUERY: unsupported query `{q}`");
-    let rest = q.trim().strip_prefix("SELECT ").ok_or_else(bad)?;
-    let (fields, rest) = rest.split_once(" FROM ").ok_or_else(bad)?;
-    let fields: Vec<String> = fields.split(',').map(|f| f.trim().to_owned()).collect();
-    if fields.iter().any(|f| !crate::mapping::is_field_name(f)) {
-        return Err(bad());
-    }
-    let (rest, limit) = match rest.rsplit_once(" LIMIT ") {
-        Some((r, n)) => (r, Some(n.trim().parse::<usize>().map_err(|_| bad())?)),
-        None => (rest, None),
-    };
-    let rest = match rest.split_once(" ORDER BY ") {
-        Some((r, order)) if matches!(order.trim(), "SystemModstamp, Id" | "SystemModstamp") => r,
-        Some(_) => return Err(bad()),
-        None => rest,
-    };
-    let (object, filter) = match rest.split_once(" WHERE ") {
-        Some((o, w)) => (o, parse_filter(w).ok_or_else(bad)?),
-        None => (rest, Filter::All),
-    };
-    let object = object.trim();
-    if !crate::mapping::is_field_name(object) {
-        return Err(bad());
-    }
-    Ok(Soql {
-        fields,
-        object: object.to_owned(),
-        filter,
-        limit,
-    })
 }
 
 type Shared = Arc<Mutex<SimState>>;
@@ -468,42 +397,74 @@ async fn token(State(st): State<Shared>, Form(f): Form<HashMap<String, String>>)
     .into_response()
 }
 
-fn run_query(s: &mut SimState, q: &str, all: bool) -> Response {
-    let soql = match parse_soql(q) {
+/// The batch size a query asked for with `Sforce-Query-Options: batchSize=N` (200 to
+/// 2,000, Salesforce's bounds), never above the org's own (tests shrink it).
+fn batch_size(s: &SimState, headers: &HeaderMap) -> usize {
+    let asked = headers
+        .get("sforce-query-options")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.split(',')
+                .filter_map(|o| o.trim().split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("batchSize"))
+                .and_then(|(_, n)| n.trim().parse::<usize>().ok())
+        })
+        .map_or(2000, |n| n.clamp(200, 2000));
+    asked.min(s.batch_size).max(1)
+}
+
+fn run_query(s: &mut SimState, q: &str, all: bool, version: &str, batch: usize) -> Response {
+    let soql = match soql::parse(q) {
         Ok(q) => q,
-        Err(m) => {
-            let mut r = rest_error(StatusCode::BAD_REQUEST, "MALFORMED_QUERY", &m);
+        Err(e) => {
+            let mut r = rest_error(StatusCode::BAD_REQUEST, e.code, &e.message);
             add_limit_info(s, &mut r);
             return r;
         }
     };
+    let Some(object) = canonical_object(&soql.object) else {
+        let mut r = rest_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_TYPE",
+            &format!("sObject type '{}' is not supported.", soql.object),
+        );
+        add_limit_info(s, &mut r);
+        return r;
+    };
     let mut rows: Vec<&SimRecord> = s
         .records
         .values()
-        .filter(|r| r.object == soql.object && (all || !r.deleted))
-        .filter(|r| match &soql.filter {
-            Filter::All => true,
-            Filter::After { stamp, id: None } => r.stamp > *stamp,
-            Filter::After {
-                stamp,
-                id: Some(id),
-            } => r.stamp > *stamp || (r.stamp == *stamp && r.id.as_str() > id.as_str()),
-            Filter::Ids(ids) => ids.contains(&r.id),
-        })
+        .filter(|r| r.object == object && (all || !r.deleted))
+        .filter(|r| soql.filter.as_ref().is_none_or(|f| soql::matches(f, r)))
         .collect();
+    // Without ORDER BY the order is unspecified; (SystemModstamp, Id) breaks ties.
     rows.sort_by(|a, b| (a.stamp, &a.id).cmp(&(b.stamp, &b.id)));
-    if let Some(n) = soql.limit {
-        rows.truncate(n);
-    }
-    let rendered: Vec<Value> = rows.iter().map(|r| s.render(r, &soql.fields)).collect();
+    rows.sort_by(|a, b| soql::order(&soql.order, a, b));
+    let rows = rows.into_iter().skip(soql.offset);
+    let rows: Vec<&SimRecord> = match soql.limit {
+        Some(n) => rows.take(n).collect(),
+        None => rows.collect(),
+    };
+    let rendered: Vec<Value> = rows
+        .iter()
+        .map(|r| s.render(r, &soql.fields, version))
+        .collect();
     s.records_served += rendered.len() as u64;
-    page(s, rendered, 0)
+    page(
+        s,
+        Locator {
+            version: version.to_owned(),
+            batch,
+            rows: rendered,
+        },
+        0,
+    )
 }
 
-fn page(s: &mut SimState, all: Vec<Value>, offset: usize) -> Response {
-    let total = all.len();
-    let end = (offset + s.batch_size.max(1)).min(total);
-    let records: Vec<Value> = all.get(offset..end).unwrap_or_default().to_vec();
+fn page(s: &mut SimState, all: Locator, offset: usize) -> Response {
+    let total = all.rows.len();
+    let end = (offset + all.batch.max(1)).min(total);
+    let records: Vec<Value> = all.rows.get(offset..end).unwrap_or_default().to_vec();
     let mut body = serde_json::Map::new();
     body.insert("totalSize".into(), json!(total));
     body.insert("done".into(), json!(end >= total));
@@ -512,7 +473,7 @@ fn page(s: &mut SimState, all: Vec<Value>, offset: usize) -> Response {
         let loc = format!("01gSIM{:08}", s.locators.len() + 1);
         body.insert(
             "nextRecordsUrl".into(),
-            json!(format!("/services/data/v66.0/query/{loc}-{end}")),
+            json!(format!("/services/data/{}/query/{loc}-{end}", all.version)),
         );
         s.locators.insert(loc, all);
     }
@@ -522,7 +483,7 @@ fn page(s: &mut SimState, all: Vec<Value>, offset: usize) -> Response {
 
 async fn query(
     State(st): State<Shared>,
-    Path(_v): Path<String>,
+    Path(v): Path<String>,
     headers: HeaderMap,
     Query(p): Query<HashMap<String, String>>,
 ) -> Response {
@@ -530,16 +491,14 @@ async fn query(
     if let Some(r) = refuse(&mut s, &headers) {
         return r;
     }
-    run_query(
-        &mut s,
-        p.get("q").map(String::as_str).unwrap_or_default(),
-        false,
-    )
+    let batch = batch_size(&s, &headers);
+    let q = p.get("q").map(String::as_str).unwrap_or_default();
+    run_query(&mut s, q, false, &v, batch)
 }
 
 async fn query_all(
     State(st): State<Shared>,
-    Path(_v): Path<String>,
+    Path(v): Path<String>,
     headers: HeaderMap,
     Query(p): Query<HashMap<String, String>>,
 ) -> Response {
@@ -547,25 +506,29 @@ async fn query_all(
     if let Some(r) = refuse(&mut s, &headers) {
         return r;
     }
-    run_query(
-        &mut s,
-        p.get("q").map(String::as_str).unwrap_or_default(),
-        true,
-    )
+    let batch = batch_size(&s, &headers);
+    let q = p.get("q").map(String::as_str).unwrap_or_default();
+    run_query(&mut s, q, true, &v, batch)
 }
 
 async fn query_more(
     State(st): State<Shared>,
-    Path((_v, locator)): Path<(String, String)>,
+    Path((v, locator)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
     let mut s = lock(&st);
     if let Some(r) = refuse(&mut s, &headers) {
         return r;
     }
-    let found = locator
-        .rsplit_once('-')
-        .and_then(|(loc, off)| Some((s.locators.get(loc)?.clone(), off.parse::<usize>().ok()?)));
+    let found = locator.rsplit_once('-').and_then(|(loc, off)| {
+        let l = s.locators.get(loc)?;
+        let rest = Locator {
+            version: v.clone(),
+            batch: l.batch,
+            rows: l.rows.clone(),
+        };
+        Some((rest, off.parse::<usize>().ok()?))
+    });
     match found {
         Some((all, offset)) => page(&mut s, all, offset),
         None => {
@@ -757,6 +720,49 @@ fn fault_answer(state: &Shared, fault: Fault) -> Response {
     r
 }
 
+async fn strip_trailing_slash(mut req: Request) -> Request {
+    let uri = req.uri();
+    let path = uri.path();
+    if path.len() > 1 && path.ends_with('/') {
+        let trimmed = path.trim_end_matches('/');
+        let rebuilt = match uri.query() {
+            Some(q) => format!("{trimmed}?{q}"),
+            None => trimmed.to_owned(),
+        };
+        if let Ok(new) = rebuilt.parse() {
+            *req.uri_mut() = new;
+        }
+    }
+    req
+}
+
+/// A resource the simulator does not have: Salesforce's 404 array, logged once per path
+/// so a gap in the simulation is visible.
+async fn not_simulated(req: Request) -> Response {
+    static SEEN: Mutex<Option<std::collections::HashSet<String>>> = Mutex::new(None);
+    let key = format!("{} {}", req.method(), req.uri().path());
+    let first = SEEN
+        .lock()
+        .map(|mut s| s.get_or_insert_with(Default::default).insert(key.clone()))
+        .unwrap_or(false);
+    if first {
+        tracing::info!(request = %key, "salesforce simulator: not simulated");
+    }
+    rest_error(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        "The requested resource does not exist",
+    )
+}
+
+async fn method_not_allowed(method: axum::http::Method) -> Response {
+    rest_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        &format!("HTTP Method '{method}' not allowed"),
+    )
+}
+
 /// A running simulator.
 #[derive(Clone)]
 pub struct Sim {
@@ -772,14 +778,28 @@ impl Sim {
             let state = state.clone();
             move |fault| fault_answer(&state, fault)
         });
-        let app = Router::new()
+        let api = Router::new()
             .route("/services/oauth2/token", post(token))
             .route("/services/data/{v}/query", get(query))
             .route("/services/data/{v}/queryAll", get(query_all))
             .route("/services/data/{v}/query/{locator}", get(query_more))
             .route(
+                "/services/data/{v}/sobjects/{object}",
+                get(rest::root).post(rest::root),
+            )
+            .route(
                 "/services/data/{v}/sobjects/{object}/describe",
                 get(describe_object),
+            )
+            .route(
+                "/services/data/{v}/sobjects/{object}/{id}",
+                get(rest::row).patch(rest::row).delete(rest::row),
+            )
+            .route(
+                "/services/data/{v}/sobjects/{object}/{field}/{value}",
+                get(rest::external)
+                    .patch(rest::external)
+                    .delete(rest::external),
             )
             .route(
                 "/services/data/{v}/composite/sobjects",
@@ -789,12 +809,19 @@ impl Sim {
                 "/services/data/{v}/composite/sobjects/{object}/{field}",
                 patch(upsert_many),
             )
+            .fallback(not_simulated)
+            .method_not_allowed_fallback(method_not_allowed)
             // The token endpoint too: a login may meet the same refusals.
             .layer(axum::middleware::from_fn_with_state(
                 faults.clone(),
                 simfault::inject,
             ))
             .with_state(state.clone());
+        // Salesforce takes every URL with or without a trailing slash (simple-salesforce
+        // sends `/sobjects/Contact/`, `/query/?q=`): the slash goes before routing.
+        let app = Router::new()
+            .fallback_service(api)
+            .layer(axum::middleware::map_request(strip_trailing_slash));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let url = format!("http://{addr}");
@@ -923,38 +950,5 @@ impl revsync_sdk::testsuite::Harness for Sim {
             vec![("content-type".into(), "text/xml".into())],
             body.into_bytes(),
         ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_soql_subset_parses_and_the_rest_is_malformed() {
-        let q = "SELECT Id, SystemModstamp, IsDeleted, Email FROM Contact WHERE SystemModstamp > 2024-03-01T10:00:00Z OR (SystemModstamp = 2024-03-01T10:00:00Z AND Id > '003000000000001AAA') ORDER BY SystemModstamp, Id LIMIT 200";
-        let s = parse_soql(q).unwrap();
-        assert_eq!(s.object, "Contact");
-        assert_eq!(s.limit, Some(200));
-        assert!(matches!(s.filter, Filter::After { id: Some(_), .. }));
-        let s = parse_soql(
-            "SELECT Id FROM Lead WHERE Id IN ('00Q000000000001AAA', '00Q000000000002AAA')",
-        )
-        .unwrap();
-        assert_eq!(
-            s.filter,
-            Filter::Ids(vec![
-                "00Q000000000001AAA".into(),
-                "00Q000000000002AAA".into()
-            ])
-        );
-        for bad in [
-            "SELECT Id FROM Contact WHERE Name = 'x'",
-            "SELECT Id FROM Contact ORDER BY Name",
-            "SELECT Id FROM Contact WHERE Id IN ('x'' OR 1=1')",
-            "DELETE FROM Contact",
-        ] {
-            assert!(parse_soql(bad).is_err(), "{bad}");
-        }
     }
 }
