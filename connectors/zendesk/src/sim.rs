@@ -3,6 +3,12 @@
 //! per-window request budget with Zendesk's headers, offset paging that refuses to go past
 //! 10,000 records, and signed webhook deliveries.
 //!
+//! As the real API does, it takes the `.json` suffix on every endpoint, dates every answer
+//! with the account's clock, and answers list, single-record and search calls with absolute
+//! URLs (`sim/rest.rs`). A user's email is unique (trimmed, any case): the upserts update
+//! the user they find by external id or email, and a write that would give a second user
+//! an email is refused.
+//!
 //! The account has custom user, organization and ticket fields (`sim/fields.rs`), and
 //! its records carry values for them.
 //!
@@ -16,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::Next;
+use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
@@ -29,6 +35,7 @@ use serde_json::{json, Map, Value};
 use crate::config::SignatureOrder;
 
 mod fields;
+mod rest;
 
 /// How the simulated account behaves.
 #[derive(Debug, Clone)]
@@ -122,6 +129,8 @@ impl Obj {
 
 struct Inner {
     cfg: SimConfig,
+    /// `http://127.0.0.1:port`, for the absolute URLs Zendesk answers with.
+    base: String,
     users: BTreeMap<u64, Rec>,
     orgs: BTreeMap<u64, Rec>,
     tickets: BTreeMap<u64, Rec>,
@@ -146,7 +155,13 @@ struct Inner {
 const INDEXED: [&str; 3] = ["external_id", "email", "name"];
 
 fn index_key(o: Obj, field: &'static str, value: &Value) -> Option<(Obj, &'static str, String)> {
-    Some((o, field, value.as_str()?.to_ascii_lowercase()))
+    Some((o, field, normal(value.as_str()?)))
+}
+
+/// An email as Zendesk keeps it, and any key bulk jobs match on: without surrounding
+/// spaces, in lower case. (" Ada@X.example " and "ada@x.example" are one user.)
+fn normal(text: &str) -> String {
+    text.trim().to_lowercase()
 }
 
 impl Inner {
@@ -197,6 +212,7 @@ impl Inner {
         }
         self.reindex(o, id, fields);
         let key = o.key();
+        let url = format!("{}/api/v2/{key}/{id}.json", self.base);
         let Some(rec) = self.table(o).get_mut(&id) else {
             return;
         };
@@ -206,6 +222,10 @@ impl Inner {
         for (k, v) in fields {
             match k.as_str() {
                 "id" | "url" | "created_at" | "updated_at" => {}
+                "email" if o == Obj::Users => {
+                    let email = v.as_str().map_or(v.clone(), |e| json!(normal(e)));
+                    body.insert(k.clone(), email);
+                }
                 "user_fields" | "organization_fields" | "custom_fields" => {
                     fields::merge_values(body.entry(k.as_str()).or_insert(Value::Null), v)
                 }
@@ -222,7 +242,7 @@ impl Inner {
             }
         }
         body.insert("id".into(), json!(id));
-        body.insert("url".into(), json!(format!("/api/v2/{key}/{id}.json")));
+        body.insert("url".into(), json!(url));
         body.insert("updated_at".into(), json!(rfc3339(ts)));
         rec.ts = ts;
         if o == Obj::Tickets {
@@ -296,8 +316,13 @@ impl Sim {
     // unknown object, a non-numeric id), never something a request can cause.
     #[allow(clippy::expect_used)]
     pub async fn start(cfg: SimConfig) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
         let state = Arc::new(Mutex::new(Inner {
             cfg,
+            base: format!("http://{addr}"),
             users: BTreeMap::new(),
             orgs: BTreeMap::new(),
             tickets: BTreeMap::new(),
@@ -326,11 +351,16 @@ impl Sim {
             .route("/{object}/show_many", get(show_many))
             .route(
                 "/users",
-                get(|s: State<Shared>, q: Q| list(s, q, Obj::Users)),
+                get(|s: State<Shared>, q: Q| rest::list(s, q, Obj::Users)).post(rest::create_user),
             )
             .route(
                 "/organizations",
-                get(|s: State<Shared>, q: Q| list(s, q, Obj::Orgs)),
+                get(|s: State<Shared>, q: Q| rest::list(s, q, Obj::Orgs)).post(rest::create_org),
+            )
+            .route("/users/create_or_update", post(rest::create_or_update_user))
+            .route(
+                "/users/create_many",
+                post(|s: State<Shared>, b: Json<Value>| submit(s, b, Bulk::UsersCreate)),
             )
             .route(
                 "/users/create_or_update_many",
@@ -348,8 +378,46 @@ impl Sim {
                 "/organizations/update_many",
                 put(|s: State<Shared>, b: Json<Value>| submit(s, b, Bulk::Update(Obj::Orgs))),
             )
+            // Their own routes, as the tickets' below: `/users/{id}` would otherwise take
+            // these names as ids.
+            .route(
+                "/users/show_many",
+                get(|s: State<Shared>, q: Q| show_many(s, Path("users".to_owned()), q)),
+            )
+            .route(
+                "/organizations/show_many",
+                get(|s: State<Shared>, q: Q| show_many(s, Path("organizations".to_owned()), q)),
+            )
+            .route(
+                "/users/destroy_many",
+                delete(|s: State<Shared>, q: Q| destroy(s, Path("users".to_owned()), q)),
+            )
+            .route(
+                "/organizations/destroy_many",
+                delete(|s: State<Shared>, q: Q| destroy(s, Path("organizations".to_owned()), q)),
+            )
+            .route(
+                "/users/{id}",
+                get(|s: State<Shared>, id: Path<String>| rest::show(s, id, Obj::Users)).put(
+                    |s: State<Shared>, id: Path<String>, b: Json<Value>| {
+                        rest::update(s, id, b, Obj::Users)
+                    },
+                ),
+            )
+            .route(
+                "/organizations/{id}",
+                get(|s: State<Shared>, id: Path<String>| rest::show(s, id, Obj::Orgs)).put(
+                    |s: State<Shared>, id: Path<String>, b: Json<Value>| {
+                        rest::update(s, id, b, Obj::Orgs)
+                    },
+                ),
+            )
+            .route("/search", get(rest::search))
             .route("/{object}/destroy_many", delete(destroy))
-            .route("/tickets", post(create_ticket))
+            .route(
+                "/tickets",
+                get(|s: State<Shared>, q: Q| rest::list(s, q, Obj::Tickets)).post(create_ticket),
+            )
             // Their own routes: `/tickets/{id}` would otherwise take these names as ids.
             .route(
                 "/tickets/show_many",
@@ -359,7 +427,11 @@ impl Sim {
                 "/tickets/destroy_many",
                 delete(|s: State<Shared>, q: Q| destroy(s, Path("tickets".to_owned()), q)),
             )
-            .route("/tickets/{id}", put(update_ticket))
+            .route(
+                "/tickets/{id}",
+                get(|s: State<Shared>, id: Path<String>| rest::show(s, id, Obj::Tickets))
+                    .put(update_ticket),
+            )
             .route(
                 "/user_fields",
                 get(|s: State<Shared>, q: Q| fields::list(s, q, fields::Defs::User)),
@@ -379,14 +451,16 @@ impl Sim {
         let faults = Faults::new(fault_answer);
         let app = Router::new()
             .nest("/api/v2", api)
+            .fallback(|| async { error(StatusCode::NOT_FOUND, "InvalidEndpoint", "Not found") })
             .layer(axum::middleware::from_fn_with_state(
                 faults.clone(),
                 simfault::inject,
             ));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind loopback");
-        let addr = listener.local_addr().expect("local addr");
+        // In front of the router that chooses a route: an outer one whose every request
+        // goes to it, after `edge` has taken off the `.json` suffix.
+        let app = Router::new()
+            .fallback_service(app)
+            .layer(from_fn_with_state(state.clone(), edge));
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -604,6 +678,31 @@ fn fault_answer(fault: Fault) -> Response {
     }
 }
 
+/// What every answer passes through, whatever route (or none) took it: Zendesk accepts
+/// the `.json` suffix on every endpoint (`/users.json`, `/users/7.json`), and dates every
+/// answer, refusals and 404s included, with the account's clock (moved by `advance`, as
+/// the exports' held-back minute is), which the connector takes as the account's time.
+async fn edge(State(state): State<Shared>, mut req: Request, next: Next) -> Response {
+    let uri = req.uri();
+    if let Some(path) = uri.path().strip_suffix(".json") {
+        let rewritten = match uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_owned(),
+        };
+        if let Ok(u) = rewritten.parse() {
+            *req.uri_mut() = u;
+        }
+    }
+    let mut r = next.run(req).await;
+    let now = state.lock().unwrap_or_else(|e| e.into_inner()).now();
+    if let Some(date) = DateTime::<Utc>::from_timestamp(now, 0).and_then(|d| {
+        HeaderValue::from_str(&d.format("%a, %d %b %Y %H:%M:%S GMT").to_string()).ok()
+    }) {
+        r.headers_mut().insert("date", date);
+    }
+    r
+}
+
 /// Authentication and the request budget, with Zendesk's headers on every answer.
 async fn gate(State(state): State<Shared>, req: Request, next: Next) -> Response {
     let export = req.uri().path().contains("/incremental/");
@@ -613,7 +712,7 @@ async fn gate(State(state): State<Shared>, req: Request, next: Next) -> Response
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let (limit, remaining, reset, now) = {
+    let (limit, remaining, reset) = {
         let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
         s.stats.requests += 1;
         let basic = format!(
@@ -661,17 +760,10 @@ async fn gate(State(state): State<Shared>, req: Request, next: Next) -> Response
             s.cfg.requests_per_window,
             s.cfg.requests_per_window - s.window_requests,
             reset,
-            s.now(),
         )
     };
     let mut r = next.run(req).await;
     let h = r.headers_mut();
-    // The account's clock (moved by `advance`), as the exports' held-back minute is.
-    if let Some(date) = DateTime::<Utc>::from_timestamp(now, 0).and_then(|d| {
-        HeaderValue::from_str(&d.format("%a, %d %b %Y %H:%M:%S GMT").to_string()).ok()
-    }) {
-        h.insert("date", date);
-    }
     h.insert("x-rate-limit", HeaderValue::from(limit));
     h.insert("x-rate-limit-remaining", HeaderValue::from(remaining));
     h.insert("ratelimit-limit", HeaderValue::from(limit));
@@ -743,7 +835,7 @@ async fn export_cursor(
     let mut body = json!({
         o.key(): page.iter().map(|(_, _, r)| r.body.clone()).collect::<Vec<_>>(),
         "after_cursor": cursor,
-        "after_url": format!("/api/v2/incremental/{}/cursor?cursor={cursor}", o.key()),
+        "after_url": format!("{}/api/v2/incremental/{}/cursor.json?cursor={cursor}", s.base, o.key()),
         "before_cursor": null,
         "before_url": null,
         "end_of_stream": rows.len() <= per,
@@ -794,7 +886,7 @@ async fn export_time(
         "count": n,
         "end_time": end_time,
         "end_of_stream": n < per,
-        "next_page": format!("/api/v2/incremental/organizations?start_time={end_time}"),
+        "next_page": format!("{}/api/v2/incremental/organizations.json?start_time={end_time}", s.base),
     }))
     .into_response()
 }
@@ -841,47 +933,10 @@ async fn show_many(
     Json(json!({ o.key(): out })).into_response()
 }
 
-/// Offset paging, which Zendesk refuses past the first 10,000 records.
-async fn list(
-    State(state): State<Shared>,
-    Query(q): Query<HashMap<String, String>>,
-    o: Obj,
-) -> Response {
-    let page: usize = q
-        .get("page")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
-        .max(1);
-    let per: usize = q
-        .get("per_page")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100)
-        .clamp(1, 100);
-    if (page - 1) * per + per > 10_000 {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"errors": [{"code": "InvalidPaginationParameter", "title": "Invalid pagination",
-                "detail": "Offset pagination is limited to the first 10,000 records; use cursor pagination", "status": "400"}]})),
-        )
-            .into_response();
-    }
-    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-    let table = s.table(o);
-    let count = table.len();
-    let rows: Vec<Value> = table
-        .values()
-        .skip((page - 1) * per)
-        .take(per)
-        .map(|r| r.body.clone())
-        .collect();
-    let next = (page * per < count)
-        .then(|| format!("/api/v2/{}?page={}&per_page={per}", o.key(), page + 1));
-    Json(json!({ o.key(): rows, "count": count, "next_page": next })).into_response()
-}
-
 #[derive(Clone, Copy, Debug)]
 enum Bulk {
     UsersUpsert,
+    UsersCreate,
     OrgsCreate,
     Update(Obj),
     /// `destroy_many`: users are deactivated (`active: false`), organizations get a
@@ -907,7 +962,7 @@ async fn destroy(state: State<Shared>, Path(object): Path<String>, Query(q): Q) 
 
 async fn submit(state: State<Shared>, Json(body): Json<Value>, bulk: Bulk) -> Response {
     let key = match bulk {
-        Bulk::UsersUpsert | Bulk::Update(Obj::Users) => "users",
+        Bulk::UsersUpsert | Bulk::UsersCreate | Bulk::Update(Obj::Users) => "users",
         _ => "organizations",
     };
     let Some(items) = body.get(key).and_then(Value::as_array).cloned() else {
@@ -948,7 +1003,7 @@ async fn queue(State(state): State<Shared>, items: Vec<Value>, bulk: Bulk) -> Re
         s.stats.max_active_jobs = s.stats.max_active_jobs.max(s.active_jobs);
         s.stats.jobs += 1;
         let id = uuid::Uuid::now_v7().simple().to_string();
-        let job = json!({"id": id, "url": format!("/api/v2/job_statuses/{id}.json"), "total": items.len(),
+        let job = json!({"id": id, "url": format!("{}/api/v2/job_statuses/{id}.json", s.base), "total": items.len(),
             "progress": 0, "status": "queued", "message": null, "results": null});
         s.jobs.insert(id.clone(), job.clone());
         let remaining = max - s.active_jobs;
@@ -982,16 +1037,9 @@ async fn queue(State(state): State<Shared>, items: Vec<Value>, bulk: Bulk) -> Re
     r
 }
 
-fn invalid_email(fields: &Map<String, Value>) -> bool {
-    fields
-        .get("email")
-        .and_then(Value::as_str)
-        .is_some_and(|e| !e.contains('@'))
-}
-
-/// The first record (by id) whose `field` is `value`, ignoring case.
+/// The first record (by id) whose `field` is `value`, ignoring case and surrounding spaces.
 fn find(s: &Inner, o: Obj, field: &'static str, value: &str) -> Option<u64> {
-    let key = (o, field, value.to_ascii_lowercase());
+    let key = (o, field, normal(value));
     s.index.get(&key)?.first().copied()
 }
 
@@ -1024,28 +1072,19 @@ fn run_bulk(s: &mut Inner, bulk: Bulk, items: &[Value]) -> Vec<Value> {
                 .map(str::to_owned)
         };
         match bulk {
-            Bulk::UsersUpsert => {
-                if invalid_email(&fields) {
-                    out.push(
-                        json!({"index": i, "status": "Failed", "error": "RecordInvalid",
-                        "details": "Email: is not properly formatted"}),
-                    );
-                    continue;
+            // Matched by external id, else by email (trimmed, any case): updated, never
+            // a second user for one email.
+            Bulk::UsersUpsert => match rest::upsert_user_in(s, &fields, ts) {
+                Ok((id, created)) => {
+                    let status = if created { "Created" } else { "Updated" };
+                    out.push(json!({"index": i, "id": id, "status": status}));
                 }
-                let existing = text("external_id")
-                    .and_then(|e| find(s, Obj::Users, "external_id", &e))
-                    .or_else(|| text("email").and_then(|e| find(s, Obj::Users, "email", &e)));
-                match existing {
-                    Some(id) => {
-                        s.update(Obj::Users, id, &fields, ts);
-                        out.push(json!({"index": i, "id": id, "status": "Updated"}));
-                    }
-                    None => {
-                        let id = s.insert(Obj::Users, &fields, ts);
-                        out.push(json!({"index": i, "id": id, "status": "Created"}));
-                    }
-                }
-            }
+                Err(refusal) => out.push(refusal.result(i)),
+            },
+            Bulk::UsersCreate => match rest::create_user_in(s, &fields, ts) {
+                Ok(id) => out.push(json!({"index": i, "id": id})),
+                Err(refusal) => out.push(refusal.result(i)),
+            },
             Bulk::OrgsCreate => {
                 let dup_ext = text("external_id")
                     .is_some_and(|e| find(s, Obj::Orgs, "external_id", &e).is_some());
@@ -1063,15 +1102,21 @@ fn run_bulk(s: &mut Inner, bulk: Bulk, items: &[Value]) -> Vec<Value> {
             Bulk::Update(o) => {
                 let id = fields.get("id").and_then(Value::as_u64);
                 match id.filter(|id| s.table(o).contains_key(id)) {
-                    Some(_) if o == Obj::Users && invalid_email(&fields) => out.push(json!({"id": id, "index": i,
-                        "action": "update", "success": false, "status": "Failed", "error": "RecordInvalid",
-                        "details": "Email: is not properly formatted"})),
+                    Some(id) if o == Obj::Users => match rest::check_user(s, &fields, Some(id)) {
+                        Ok(()) => {
+                            s.update(o, id, &fields, ts);
+                            out.push(json!({"id": id, "index": i, "action": "update", "status": "Updated", "success": true}));
+                        }
+                        Err(refusal) => out.push(refusal.update_result(i, id)),
+                    },
                     Some(id) => {
                         s.update(o, id, &fields, ts);
                         out.push(json!({"id": id, "index": i, "action": "update", "status": "Updated", "success": true}));
                     }
-                    None => out.push(json!({"id": fields.get("id"), "index": i, "action": "update",
-                        "success": false, "status": "Failed", "error": "RecordNotFound"})),
+                    None => out.push(
+                        json!({"id": fields.get("id"), "index": i, "action": "update",
+                        "success": false, "status": "Failed", "error": "RecordNotFound"}),
+                    ),
                 }
             }
             Bulk::Destroy(_) => unreachable!("deletion jobs run in `run_destroy`"),

@@ -1,0 +1,599 @@
+//! The Zendesk simulator's record endpoints outside the bulk jobs: lists with both paging
+//! styles Zendesk documents (offset, and cursor with `page[size]`), single-record show,
+//! create and update, `users/create_or_update`, and the Search API. Users' emails are
+//! unique, as Zendesk keeps them: a write that would give a second user an email is
+//! refused with Zendesk's 422 `RecordInvalid`.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::{json, Map, Value};
+
+use super::{error, normal, Inner, Obj, Shared};
+
+/// Why a write of a user was refused: one entry of Zendesk's `details`.
+#[derive(Debug, Clone)]
+pub(super) struct Refusal {
+    field: &'static str,
+    error: &'static str,
+    description: String,
+}
+
+impl Refusal {
+    /// The 422 a single-record endpoint answers (the zendesk_api gem reads this shape).
+    fn answer(&self) -> Response {
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({
+                "error": "RecordInvalid",
+                "description": "Record validation errors",
+                "details": {self.field: [{"description": self.description, "error": self.error}]},
+            })),
+        )
+            .into_response()
+    }
+
+    /// One failed result of a bulk job: `RecordInvalid`, the validation's text in `details`.
+    pub(super) fn result(&self, index: usize) -> Value {
+        json!({"index": index, "status": "Failed", "error": "RecordInvalid",
+            "details": self.description})
+    }
+
+    /// One failed result of an `update_many` job.
+    pub(super) fn update_result(&self, index: usize, id: u64) -> Value {
+        json!({"id": id, "index": index, "action": "update", "success": false,
+            "status": "Failed", "error": "RecordInvalid", "details": self.description})
+    }
+}
+
+fn text<'a>(fields: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    fields
+        .get(key)
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// A user other than `except` whose email is `email` (in Zendesk's normal form).
+fn email_holder(s: &Inner, email: &str, except: Option<u64>) -> Option<u64> {
+    let key = (Obj::Users, "email", normal(email));
+    s.index
+        .get(&key)?
+        .iter()
+        .copied()
+        .find(|id| Some(*id) != except)
+}
+
+/// Whether `fields` may be written to user `id` (`None`: a new user).
+pub(super) fn check_user(
+    s: &Inner,
+    fields: &Map<String, Value>,
+    id: Option<u64>,
+) -> Result<(), Refusal> {
+    let Some(email) = fields.get("email").and_then(Value::as_str) else {
+        return Ok(());
+    };
+    let email = email.trim();
+    if email.is_empty() {
+        return Ok(());
+    }
+    if !email.contains('@') {
+        return Err(Refusal {
+            field: "email",
+            error: "InvalidValue",
+            description: format!("Email: {email} is not properly formatted"),
+        });
+    }
+    if email_holder(s, email, id).is_some() {
+        return Err(Refusal {
+            field: "email",
+            error: "DuplicateValue",
+            description: format!("Email: {email} is already being used by another user"),
+        });
+    }
+    Ok(())
+}
+
+/// `users/create_many` and `POST /users`: a new user, unless the email is taken.
+pub(super) fn create_user_in(
+    s: &mut Inner,
+    fields: &Map<String, Value>,
+    ts: i64,
+) -> Result<u64, Refusal> {
+    check_user(s, fields, None)?;
+    Ok(s.insert(Obj::Users, fields, ts))
+}
+
+/// `users/create_or_update(_many)`: the user with this external id, else the one with this
+/// email (trimmed, any case), is updated; only when neither exists is one created.
+/// `Ok((id, created))`.
+pub(super) fn upsert_user_in(
+    s: &mut Inner,
+    fields: &Map<String, Value>,
+    ts: i64,
+) -> Result<(u64, bool), Refusal> {
+    let by_external = text(fields, "external_id")
+        .and_then(|e| s.index.get(&(Obj::Users, "external_id", normal(e))))
+        .and_then(|ids| ids.first().copied());
+    let by_email = || {
+        text(fields, "email")
+            .and_then(|e| s.index.get(&(Obj::Users, "email", normal(e))))
+            .and_then(|ids| ids.first().copied())
+    };
+    match by_external.or_else(by_email) {
+        Some(id) => {
+            check_user(s, fields, Some(id))?;
+            s.update(Obj::Users, id, fields, ts);
+            Ok((id, false))
+        }
+        None => create_user_in(s, fields, ts).map(|id| (id, true)),
+    }
+}
+
+fn body_of<'a>(body: &'a Value, key: &str) -> Option<&'a Map<String, Value>> {
+    body.get(key).and_then(Value::as_object)
+}
+
+fn no_body(key: &str) -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        "InvalidValue",
+        &format!("body needs `{key}`"),
+    )
+}
+
+fn one(o: Obj) -> &'static str {
+    match o {
+        Obj::Users => "user",
+        Obj::Orgs => "organization",
+        Obj::Tickets => "ticket",
+    }
+}
+
+fn record(s: &mut Inner, o: Obj, id: u64) -> Value {
+    let body = s.table(o).get(&id).map(|r| r.body.clone());
+    json!({ one(o): body })
+}
+
+/// `POST /users` `{"user": {...}}`: 201 with the user.
+pub(super) async fn create_user(State(state): State<Shared>, Json(body): Json<Value>) -> Response {
+    let Some(fields) = body_of(&body, "user") else {
+        return no_body("user");
+    };
+    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+    let ts = s.now();
+    match create_user_in(&mut s, fields, ts) {
+        Ok(id) => (StatusCode::CREATED, Json(record(&mut s, Obj::Users, id))).into_response(),
+        Err(refusal) => refusal.answer(),
+    }
+}
+
+/// `POST /users/create_or_update`: 201 when it created the user, 200 when it updated one.
+pub(super) async fn create_or_update_user(
+    State(state): State<Shared>,
+    Json(body): Json<Value>,
+) -> Response {
+    let Some(fields) = body_of(&body, "user") else {
+        return no_body("user");
+    };
+    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+    let ts = s.now();
+    match upsert_user_in(&mut s, fields, ts) {
+        Ok((id, created)) => {
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            (status, Json(record(&mut s, Obj::Users, id))).into_response()
+        }
+        Err(refusal) => refusal.answer(),
+    }
+}
+
+/// `POST /organizations`: names (and external ids) are unique, as Zendesk's are.
+pub(super) async fn create_org(State(state): State<Shared>, Json(body): Json<Value>) -> Response {
+    let Some(fields) = body_of(&body, "organization") else {
+        return no_body("organization");
+    };
+    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+    let taken = |field: &'static str| {
+        text(fields, field).is_some_and(|v| s.index.contains_key(&(Obj::Orgs, field, normal(v))))
+    };
+    let refused = match text(fields, "name") {
+        None => Some(("name", "BlankValue", "Name: cannot be blank".to_owned())),
+        Some(name) if taken("name") => Some((
+            "name",
+            "DuplicateValue",
+            format!("Name: {name} has already been taken"),
+        )),
+        Some(_) if taken("external_id") => Some((
+            "external_id",
+            "DuplicateValue",
+            "External: has already been taken".to_owned(),
+        )),
+        Some(_) => None,
+    };
+    if let Some((field, error, description)) = refused {
+        return Refusal {
+            field,
+            error,
+            description,
+        }
+        .answer();
+    }
+    let ts = s.now();
+    let id = s.insert(Obj::Orgs, fields, ts);
+    (StatusCode::CREATED, Json(record(&mut s, Obj::Orgs, id))).into_response()
+}
+
+/// `GET /{object}/{id}`.
+pub(super) async fn show(State(state): State<Shared>, Path(id): Path<String>, o: Obj) -> Response {
+    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+    match id.parse::<u64>() {
+        Ok(id) if s.table(o).contains_key(&id) => Json(record(&mut s, o, id)).into_response(),
+        _ => error(StatusCode::NOT_FOUND, "RecordNotFound", "Not found"),
+    }
+}
+
+/// `PUT /users/{id}`, `PUT /organizations/{id}` with `{"user": {...}}`.
+pub(super) async fn update(
+    State(state): State<Shared>,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+    o: Obj,
+) -> Response {
+    let Some(fields) = body_of(&body, one(o)) else {
+        return no_body(one(o));
+    };
+    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(id) = id
+        .parse::<u64>()
+        .ok()
+        .filter(|id| s.table(o).contains_key(id))
+    else {
+        return error(StatusCode::NOT_FOUND, "RecordNotFound", "Not found");
+    };
+    if o == Obj::Users {
+        if let Err(refusal) = check_user(&s, fields, Some(id)) {
+            return refusal.answer();
+        }
+    }
+    let ts = s.now();
+    s.update(o, id, fields, ts);
+    Json(record(&mut s, o, id)).into_response()
+}
+
+/// Zendesk's answer to paging parameters it refuses.
+fn bad_paging(detail: &str) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"errors": [{"code": "InvalidPaginationParameter",
+            "title": "Invalid pagination", "detail": detail, "status": "400"}]})),
+    )
+        .into_response()
+}
+
+fn encode_cursor(id: u64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("id:{id}"))
+}
+
+fn decode_cursor(c: &str) -> Option<u64> {
+    let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(c).ok()?).ok()?;
+    raw.strip_prefix("id:")?.parse().ok()
+}
+
+/// `GET /users`, `/organizations`, `/tickets`: cursor paging when any `page[...]` is
+/// given (`page[size]` up to 100, `page[after]`, `page[before]`), otherwise offset paging,
+/// which Zendesk refuses past the first 10,000 records. Both give absolute URLs.
+pub(super) async fn list(
+    State(state): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    o: Obj,
+) -> Response {
+    if q.keys().any(|k| k.starts_with("page[")) {
+        return cursor_page(&state, &q, o);
+    }
+    let page: usize = q
+        .get("page")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let per: usize = q
+        .get("per_page")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100)
+        .clamp(1, 100);
+    if (page - 1) * per + per > 10_000 {
+        return bad_paging(
+            "Offset pagination is limited to the first 10,000 records; use cursor pagination",
+        );
+    }
+    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+    let base = format!("{}/api/v2/{}.json", s.base, o.key());
+    let table = s.table(o);
+    let count = table.len();
+    let rows: Vec<Value> = table
+        .values()
+        .skip((page - 1) * per)
+        .take(per)
+        .map(|r| r.body.clone())
+        .collect();
+    let next = (page * per < count).then(|| format!("{base}?page={}&per_page={per}", page + 1));
+    let previous = (page > 1).then(|| format!("{base}?page={}&per_page={per}", page - 1));
+    Json(json!({ o.key(): rows, "count": count, "next_page": next, "previous_page": previous }))
+        .into_response()
+}
+
+fn cursor_page(state: &Shared, q: &HashMap<String, String>, o: Obj) -> Response {
+    let size = match q.get("page[size]").map(|v| v.parse::<usize>()) {
+        None => 100,
+        Some(Ok(n)) if (1..=100).contains(&n) => n,
+        Some(_) => return bad_paging("page[size] must be a number from 1 to 100"),
+    };
+    let cursor = |k: &str| q.get(k).filter(|v| !v.is_empty()).map(|c| decode_cursor(c));
+    let (after, before) = match (cursor("page[after]"), cursor("page[before]")) {
+        (Some(None), _) | (_, Some(None)) => return bad_paging("the cursor is not valid"),
+        (Some(Some(a)), _) => (Some(a), None),
+        (None, b) => (None, b.flatten()),
+    };
+    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+    let base = format!("{}/api/v2/{}.json", s.base, o.key());
+    let table = s.table(o);
+    let (rows, has_more): (Vec<(u64, Value)>, bool) = match before {
+        Some(b) => {
+            let mut older: Vec<_> = table.range(..b).rev().take(size + 1).collect();
+            let more = older.len() > size;
+            older.truncate(size);
+            older.reverse();
+            (
+                older
+                    .into_iter()
+                    .map(|(id, r)| (*id, r.body.clone()))
+                    .collect(),
+                more,
+            )
+        }
+        None => {
+            let from = after.map_or(0, |a| a.saturating_add(1));
+            let mut newer: Vec<_> = table.range(from..).take(size + 1).collect();
+            let more = newer.len() > size;
+            newer.truncate(size);
+            (
+                newer
+                    .into_iter()
+                    .map(|(id, r)| (*id, r.body.clone()))
+                    .collect(),
+                more,
+            )
+        }
+    };
+    let first = rows.first().map(|(id, _)| encode_cursor(*id));
+    let last = rows.last().map(|(id, _)| encode_cursor(*id));
+    let link = |dir: &str, c: &Option<String>| {
+        c.as_ref()
+            .map(|c| format!("{base}?page[size]={size}&page[{dir}]={c}"))
+    };
+    // Going forward, `has_more` says whether more follow; going back, whether more precede.
+    let next = if before.is_some() || has_more {
+        link("after", &last)
+    } else {
+        None
+    };
+    let prev = if before.is_none() || has_more {
+        link("before", &first)
+    } else {
+        None
+    };
+    Json(json!({
+        o.key(): rows.into_iter().map(|(_, b)| b).collect::<Vec<_>>(),
+        "meta": {"has_more": has_more, "after_cursor": last, "before_cursor": first},
+        "links": {"next": next, "prev": prev},
+    }))
+    .into_response()
+}
+
+/// One term of a search query.
+#[derive(Debug, PartialEq, Eq)]
+enum Term {
+    Type(Obj),
+    /// `field:value`; a `*` at the end of the value matches any rest.
+    Field(String, String),
+    /// Free text: a word (or a quoted phrase) somewhere in the record's text.
+    Text(String),
+}
+
+fn terms(query: &str) -> Result<Vec<Term>, String> {
+    let mut out = Vec::new();
+    let mut rest = query.trim();
+    while !rest.is_empty() {
+        let (token, after) = if let Some(q) = rest.strip_prefix('"') {
+            let end = q.find('"').ok_or("a quoted phrase is not closed")?;
+            let (phrase, after) = q.split_at(end);
+            out.push(Term::Text(phrase.to_lowercase()));
+            rest = after.get(1..).unwrap_or("").trim_start();
+            continue;
+        } else {
+            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+            rest.split_at(end)
+        };
+        rest = after.trim_start();
+        match token.split_once(':') {
+            Some(("type", kind)) => out.push(Term::Type(match kind {
+                "user" => Obj::Users,
+                "organization" => Obj::Orgs,
+                "ticket" => Obj::Tickets,
+                other => return Err(format!("unknown type `{other}`")),
+            })),
+            Some((field, value)) if !field.is_empty() => {
+                let value = value.trim_matches('"');
+                out.push(Term::Field(field.to_lowercase(), value.to_lowercase()));
+            }
+            _ => out.push(Term::Text(token.to_lowercase())),
+        }
+    }
+    Ok(out)
+}
+
+fn matches_value(have: &Value, want: &str) -> bool {
+    let have = match have {
+        Value::String(t) => t.trim().to_lowercase(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Array(items) => return items.iter().any(|i| matches_value(i, want)),
+        _ => return false,
+    };
+    match want.strip_suffix('*') {
+        Some(prefix) => have.starts_with(prefix),
+        None => have == want,
+    }
+}
+
+fn holds(term: &Term, o: Obj, body: &Value) -> bool {
+    match term {
+        Term::Type(t) => *t == o,
+        Term::Field(field, want) => {
+            let field = match field.as_str() {
+                "tags" | "tag" => "tags",
+                "organization" => "organization_id",
+                "requester" => "requester_id",
+                f => f,
+            };
+            body.get(field).is_some_and(|v| matches_value(v, want))
+        }
+        Term::Text(word) => body.as_object().is_some_and(|m| {
+            m.iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "url" | "created_at" | "updated_at"))
+                .any(|(_, v)| match v {
+                    Value::String(t) => t.to_lowercase().contains(word.as_str()),
+                    _ => false,
+                })
+        }),
+    }
+}
+
+/// `GET /search?query=type:user email:a@b.example`: users, organizations and tickets whose
+/// every term holds, each with its `result_type`; offset paging of at most 100 a page, and
+/// at most 1,000 results a query, as Zendesk's Search API.
+pub(super) async fn search(
+    State(state): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let query = q.get("query").map(String::as_str).unwrap_or("").trim();
+    if query.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidSearchParameters",
+            "query is required",
+        );
+    }
+    let terms = match terms(query) {
+        Ok(t) => t,
+        Err(why) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "InvalidSearchParameters",
+                &format!("invalid query `{query}`: {why}"),
+            )
+        }
+    };
+    let page: usize = q
+        .get("page")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let per: usize = q
+        .get("per_page")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100)
+        .clamp(1, 100);
+    if page * per > 1000 {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"error": "invalid", "description":
+                "Search results are limited to 1,000 per query; narrow the query"})),
+        )
+            .into_response();
+    }
+    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+    let base = s.base.clone();
+    let mut hits = Vec::new();
+    for o in [Obj::Users, Obj::Orgs, Obj::Tickets] {
+        for r in s.table(o).values() {
+            if terms.iter().all(|t| holds(t, o, &r.body)) {
+                let mut hit = r.body.clone();
+                if let Some(m) = hit.as_object_mut() {
+                    m.insert("result_type".into(), json!(one(o)));
+                }
+                hits.push(hit);
+            }
+        }
+    }
+    let count = hits.len();
+    let rows: Vec<Value> = hits.into_iter().skip((page - 1) * per).take(per).collect();
+    let url = |p: usize| {
+        let mut u = format!("{base}/api/v2/search.json?");
+        u.push_str(&form_pairs(&[
+            ("page", p.to_string()),
+            ("per_page", per.to_string()),
+            ("query", query.to_owned()),
+        ]));
+        u
+    };
+    let next = (page * per < count.min(1000)).then(|| url(page + 1));
+    let previous = (page > 1).then(|| url(page - 1));
+    Json(json!({"results": rows, "count": count, "facets": null,
+        "next_page": next, "previous_page": previous}))
+    .into_response()
+}
+
+/// `k=v&k=v` with the values percent-encoded.
+fn form_pairs(pairs: &[(&str, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            let v: String = v
+                .bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect();
+            format!("{k}={v}")
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_terms_parse() {
+        assert_eq!(
+            terms(r#"type:user email:Ada@X.example "big deal" acme"#).unwrap(),
+            vec![
+                Term::Type(Obj::Users),
+                Term::Field("email".into(), "ada@x.example".into()),
+                Term::Text("big deal".into()),
+                Term::Text("acme".into()),
+            ]
+        );
+        assert!(terms("type:widget").is_err());
+        assert!(terms("\"open").is_err());
+    }
+
+    #[test]
+    fn cursors_round_trip_and_junk_is_refused() {
+        assert_eq!(decode_cursor(&encode_cursor(360_123)), Some(360_123));
+        assert_eq!(decode_cursor("not a cursor"), None);
+    }
+}
