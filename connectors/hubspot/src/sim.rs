@@ -22,6 +22,7 @@ use crate::mapping::{self, format_time, ObjectSpec};
 use crate::webhook::sign_v3;
 
 mod properties;
+mod single;
 
 /// How the simulated account behaves.
 #[derive(Debug, Clone)]
@@ -98,6 +99,8 @@ struct St {
     next_event: u64,
     stats: SimStats,
     events: Option<mpsc::UnboundedSender<Value>>,
+    /// This server's own URL, for `paging.next.link` (HubSpot's is absolute).
+    base_url: String,
 }
 
 type Shared = Arc<Mutex<St>>;
@@ -156,6 +159,7 @@ impl Sim {
             next_event: 1,
             stats: SimStats::default(),
             events: webhook_url.is_some().then_some(tx),
+            base_url: String::new(),
             opts,
         }));
         if let Some(url) = webhook_url {
@@ -167,7 +171,11 @@ impl Sim {
         });
         let app = Router::new()
             .route("/crm/v3/properties/{obj}", get(property_definitions))
-            .route("/crm/v3/objects/{obj}", get(list))
+            .route("/crm/v3/objects/{obj}", get(list).post(single::create))
+            .route(
+                "/crm/v3/objects/{obj}/{id}",
+                get(single::one).patch(single::one).delete(single::one),
+            )
             .route("/crm/v3/objects/{obj}/search", post(search))
             .route("/crm/v3/objects/{obj}/batch/{op}", post(batch))
             .route(
@@ -194,6 +202,7 @@ impl Sim {
             .await
             .expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
+        lock(&state).base_url = format!("http://{addr}");
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -819,13 +828,34 @@ async fn list(
     let mut body = json!({"results": results});
     if let Some(next) = recs.get(limit) {
         let next = next.id.to_string();
+        // Absolute, and the same query but for `after`, as HubSpot's link is.
+        let mut query: Vec<String> = q
+            .iter()
+            .filter(|(k, _)| k.as_str() != "after" && k.as_str() != "limit")
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect();
+        query.insert(0, format!("limit={limit}"));
+        query.push(format!("after={next}"));
+        let link = format!("{}/crm/v3/objects/{obj}?{}", st.base_url, query.join("&"));
         put(
             &mut body,
             "paging",
-            json!({"next": {"after": next, "link": format!("/crm/v3/objects/{obj}?limit={limit}&after={next}")}}),
+            json!({"next": {"after": next, "link": link}}),
         );
     }
     ok(StatusCode::OK, rate, body)
+}
+
+/// Percent-encoding of a query value (unreserved characters kept).
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn num(s: &str) -> Option<f64> {
