@@ -1,7 +1,8 @@
 //! A stateful Stripe on loopback (feature `sim`): customers, subscriptions, invoices and
 //! events with the real shapes (API_FACTS 4, fixtures3.json), newest-first paging,
 //! customer search, idempotency keys pruned after a day, bracket-notation forms,
-//! per-endpoint 429s, event retention and signed webhook delivery.
+//! per-endpoint 429s, event retention and signed webhook delivery. The secret key is
+//! taken as a bearer token or as HTTP Basic's user name, as Stripe takes it.
 
 mod search;
 
@@ -646,12 +647,51 @@ async fn deliver(
     }
 }
 
+/// The secret key as a bearer token, or as HTTP Basic's user name with the password left
+/// empty (`curl -u sk_test_…:`), both of which Stripe accepts (its spec's `bearerAuth` and
+/// `basicAuth`). Stripe ignores the password.
 fn authorized(s: &State, headers: &HeaderMap) -> bool {
-    headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|k| k == s.cfg.secret_key)
+    let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let (scheme, value) = auth.trim().split_once(' ').unwrap_or((auth, ""));
+    let key = if scheme.eq_ignore_ascii_case("bearer") {
+        Some(value.trim().to_owned())
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        base64_decode(value.trim())
+            .and_then(|raw| String::from_utf8(raw).ok())
+            .map(|pair| {
+                pair.split_once(':')
+                    .map_or(pair.clone(), |(user, _)| user.to_owned())
+            })
+    } else {
+        None
+    };
+    key.is_some_and(|k| k == s.cfg.secret_key)
+}
+
+/// Standard base64 (padding optional), for the Basic credentials above; `None` if it is not.
+/// Hand-written to keep the simulator's dependencies those of the connector.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.trim_end_matches('=').bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(((acc >> bits) & 0xff) as u8);
+        }
+    }
+    Some(out)
 }
 
 fn route(
@@ -1216,5 +1256,13 @@ mod tests {
         ] {
             assert!(template(name).is_object(), "{name}");
         }
+    }
+
+    #[test]
+    fn base64_decodes_with_or_without_padding_and_refuses_other_text() {
+        assert_eq!(base64_decode("c2tfdGVzdF9zaW06").unwrap(), b"sk_test_sim:");
+        assert_eq!(base64_decode("YQ==").unwrap(), b"a");
+        assert_eq!(base64_decode("YWI").unwrap(), b"ab");
+        assert_eq!(base64_decode("not base64!"), None);
     }
 }
