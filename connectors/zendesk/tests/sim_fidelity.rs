@@ -385,6 +385,11 @@ async fn the_search_api_finds_by_type_email_and_free_text_with_paging() {
 
     let (status, _) = api.get("/search.json?query=").await;
     assert_eq!(status, 400);
+    // Offset paging only, and no page past the first 1,000 results.
+    let (status, _) = api.get("/search.json?query=type:user&page[size]=2").await;
+    assert_eq!(status, 400);
+    let (status, body) = api.get("/search.json?query=type:user&page=11").await;
+    assert_eq!(status, 422, "{body}");
 }
 
 /// Zendesk keeps one user per email: trimmed and in any case the same address. A create or

@@ -502,6 +502,15 @@ pub(super) async fn search(
             )
         }
     };
+    // Search pages by offset only: `page[size]` and the like are refused, as Zendesk does.
+    if q.keys().any(|k| k.starts_with("page[")) {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": {"title": "Invalid attribute", "message":
+                "You passed an invalid value for the page attribute. Invalid parameter: page must be an integer from api/v2/search/index"}})),
+        )
+            .into_response();
+    }
     let page: usize = q
         .get("page")
         .and_then(|v| v.parse().ok())
@@ -513,10 +522,11 @@ pub(super) async fn search(
         .unwrap_or(100)
         .clamp(1, 100);
     if page * per > 1000 {
+        // A page past the first 1,000 results (page=11 at 100 a page).
         return (
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(json!({"error": "invalid", "description":
-                "Search results are limited to 1,000 per query; narrow the query"})),
+                "Invalid search: Requested response size was greater than Search Response Limits"})),
         )
             .into_response();
     }
