@@ -15,7 +15,7 @@ case "$secs" in
     ''|*[!0-9]*) echo "usage: $0 [seconds]" >&2; exit 2 ;;
 esac
 cargo build --release --locked --quiet
-bin="$PWD/target/release/revsync"
+bin="${CARGO_TARGET_DIR:-$PWD/target}/release/revsync"
 work="$(mktemp -d)"
 pids=()
 cleanup() {
