@@ -79,6 +79,11 @@ pub struct SimArgs {
     /// Where to POST signed webhooks of every change (HubSpot and Stripe simulators).
     #[arg(long, value_name = "URL")]
     pub webhook_url: Option<String>,
+    /// Lower the simulated request allowance to N, so a client meets the real limit answer
+    /// quickly: HubSpot requests per 10 s, Zendesk per minute, Stripe per second per
+    /// endpoint, Salesforce the daily API allocation.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit: Option<u32>,
     /// Load this system's part of the demo world (`--people 0` for an empty system).
     #[command(flatten)]
     pub world: WorldArgs,

@@ -830,7 +830,10 @@ async fn sim_inner(args: SimArgs) -> anyhow::Result<u8> {
     // (base URL, real address, credentials to print)
     let (url, lines): (String, Vec<String>) = match args.system {
         System::Hubspot => {
-            let opts = seed::hubspot_options(hook);
+            let mut opts = seed::hubspot_options(hook);
+            if let Some(n) = args.rate_limit {
+                opts.burst_limit = n;
+            }
             let s = revsync_hubspot::sim::Sim::start(opts.clone()).await;
             seed::seed_hubspot(&s, &world, &mut refs);
             (
@@ -854,6 +857,13 @@ async fn sim_inner(args: SimArgs) -> anyhow::Result<u8> {
             let s = revsync_salesforce::sim::Sim::start().await?;
             let edits = seed::seed_salesforce(&s, &world, &mut refs);
             seed::edit_titles(&s, &edits);
+            // After seeding, so the allowance is the client's alone.
+            if let Some(n) = args.rate_limit {
+                s.with(|st| {
+                    st.api_used = 0;
+                    st.api_max = u64::from(n);
+                });
+            }
             (
                 s.url(),
                 vec![
@@ -869,11 +879,18 @@ async fn sim_inner(args: SimArgs) -> anyhow::Result<u8> {
                         revsync_salesforce::sim::ORG_ID,
                         revsync_salesforce::sim::EXTERNAL_ID_FIELD
                     ),
+                    format!(
+                        "limits: {} API requests per day",
+                        s.with(|st| st.api_max)
+                    ),
                 ],
             )
         }
         System::Zendesk => {
-            let cfg = seed::zendesk_config();
+            let mut cfg = seed::zendesk_config();
+            if let Some(n) = args.rate_limit {
+                cfg.requests_per_window = n;
+            }
             let s = revsync_zendesk::sim::Sim::start(cfg.clone()).await;
             seed::seed_zendesk(&s, &world, &mut refs);
             (
@@ -894,7 +911,10 @@ async fn sim_inner(args: SimArgs) -> anyhow::Result<u8> {
             )
         }
         System::Stripe => {
-            let cfg = seed::stripe_config(hook);
+            let mut cfg = seed::stripe_config(hook);
+            if let Some(n) = args.rate_limit {
+                cfg.endpoint_limit = n;
+            }
             let s = revsync_stripe::sim::Sim::start(cfg.clone()).await;
             seed::seed_stripe(&s, &world, &mut refs);
             let mut lines = vec![
