@@ -12,7 +12,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::seed::{self, CopyRef, Sims, HUBSPOT, SALESFORCE, STRIPE, ZENDESK};
+use super::seed::{self, CopyRef, HUBSPOT, SALESFORCE, STRIPE, Sims, ZENDESK};
 use super::world::World;
 use super::{DemoArgs, SimArgs, System};
 use crate::cli::exit;
@@ -178,7 +178,7 @@ fn counts(status: &Value) -> BTreeMap<String, Counts> {
 /// Cancelled on the first SIGINT or SIGTERM. Listening from the start, so a signal that
 /// arrives between two waits is not lost.
 fn stop_signal() -> anyhow::Result<CancellationToken> {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     let token = CancellationToken::new();
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
@@ -879,10 +879,7 @@ async fn sim_inner(args: SimArgs) -> anyhow::Result<u8> {
                         revsync_salesforce::sim::ORG_ID,
                         revsync_salesforce::sim::EXTERNAL_ID_FIELD
                     ),
-                    format!(
-                        "limits: {} API requests per day",
-                        s.with(|st| st.api_max)
-                    ),
+                    format!("limits: {} API requests per day", s.with(|st| st.api_max)),
                 ],
             )
         }

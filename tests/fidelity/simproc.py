@@ -11,8 +11,14 @@ import subprocess
 
 
 class Sim:
-    def __init__(self, system, people=0, rate_limit=None, extra=()):
+    def __init__(self, system, people=0, rate_limit=None, extra=(), **world):
+        """An empty system unless `people` or a world size (`companies`, `deals`, `tickets`,
+        `subscriptions`) says how much of the generated demo world to load."""
         args = [os.environ.get("REVSYNC_BIN", "revsync"), "sim", system, "--people", str(people)]
+        for part in ("companies", "deals", "tickets", "subscriptions"):
+            args += [f"--{part}", str(world.pop(part, 0))]
+        if world:
+            raise TypeError(f"unknown world sizes: {sorted(world)}")
         if rate_limit is not None:
             args += ["--rate-limit", str(rate_limit)]
         args += list(extra)
