@@ -92,6 +92,9 @@ pub struct SimStats {
     pub status_reads: u64,
     /// Ids that a finished job's results named in a status answer.
     pub named_in_results: BTreeSet<String>,
+    /// Requests for endpoints the simulator does not have (`GET /api/v2/views`), each
+    /// logged once as "not simulated".
+    pub not_simulated: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -358,6 +361,7 @@ impl Sim {
                 get(|s: State<Shared>, q: Q| rest::list(s, q, Obj::Orgs)).post(rest::create_org),
             )
             .route("/users/create_or_update", post(rest::create_or_update_user))
+            .route("/users/search", get(rest::search_users))
             .route(
                 "/users/create_many",
                 post(|s: State<Shared>, b: Json<Value>| submit(s, b, Bulk::UsersCreate)),
@@ -449,9 +453,10 @@ impl Sim {
             .layer(axum::middleware::from_fn_with_state(state.clone(), gate))
             .with_state(state.clone());
         let faults = Faults::new(fault_answer);
+        let gaps = state.clone();
         let app = Router::new()
             .nest("/api/v2", api)
-            .fallback(|| async { error(StatusCode::NOT_FOUND, "InvalidEndpoint", "Not found") })
+            .fallback(move |req: Request| not_simulated(gaps.clone(), req))
             .layer(axum::middleware::from_fn_with_state(
                 faults.clone(),
                 simfault::inject,
@@ -646,6 +651,22 @@ impl Sim {
             .map(|r| r.status().as_u16())
             .map_err(|e| e.to_string())
     }
+}
+
+/// An endpoint the simulator does not have: Zendesk's 404 for an unknown endpoint, and a
+/// warning the first time each one is asked for, so a gap in the simulation is visible.
+async fn not_simulated(state: Shared, req: Request) -> Response {
+    let key = format!("{} {}", req.method(), req.uri().path());
+    let first = state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .stats
+        .not_simulated
+        .insert(key.clone());
+    if first {
+        tracing::warn!(request = %key, "zendesk simulator: not simulated");
+    }
+    error(StatusCode::NOT_FOUND, "InvalidEndpoint", "Not found")
 }
 
 fn error(status: StatusCode, code: &str, description: &str) -> Response {

@@ -1,8 +1,9 @@
 //! The Zendesk simulator's record endpoints outside the bulk jobs: lists with both paging
 //! styles Zendesk documents (offset, and cursor with `page[size]`), single-record show,
-//! create and update, `users/create_or_update`, and the Search API. Users' emails are
-//! unique, as Zendesk keeps them: a write that would give a second user an email is
-//! refused with Zendesk's 422 `RecordInvalid`.
+//! create and update, `users/create_or_update`, the Search API and Search Users. Users'
+//! emails are unique, as Zendesk keeps them, and a user has a name: a write that would
+//! give a second user an email, or a user no name, is refused with Zendesk's 422
+//! `RecordInvalid`.
 
 use std::collections::HashMap;
 
@@ -69,12 +70,25 @@ fn email_holder(s: &Inner, email: &str, except: Option<u64>) -> Option<u64> {
         .find(|id| Some(*id) != except)
 }
 
+/// Zendesk's refusal of a user without a name (as a live account answers it).
+fn nameless() -> Refusal {
+    Refusal {
+        field: "name",
+        error: "ValueTooShort",
+        description: "Name: is too short (minimum one character)".to_owned(),
+    }
+}
+
 /// Whether `fields` may be written to user `id` (`None`: a new user).
 pub(super) fn check_user(
     s: &Inner,
     fields: &Map<String, Value>,
     id: Option<u64>,
 ) -> Result<(), Refusal> {
+    let blank = |v: &Value| v.as_str().is_none_or(|n| n.trim().is_empty());
+    if fields.get("name").is_some_and(blank) {
+        return Err(nameless());
+    }
     let Some(email) = fields.get("email").and_then(Value::as_str) else {
         return Ok(());
     };
@@ -99,12 +113,16 @@ pub(super) fn check_user(
     Ok(())
 }
 
-/// `users/create_many` and `POST /users`: a new user, unless the email is taken.
+/// `users/create_many` and `POST /users`: a new user, unless it has no name or the email
+/// is taken.
 pub(super) fn create_user_in(
     s: &mut Inner,
     fields: &Map<String, Value>,
     ts: i64,
 ) -> Result<u64, Refusal> {
+    if text(fields, "name").is_none() {
+        return Err(nameless());
+    }
     check_user(s, fields, None)?;
     Ok(s.insert(Obj::Users, fields, ts))
 }
@@ -173,7 +191,8 @@ pub(super) async fn create_user(State(state): State<Shared>, Json(body): Json<Va
     }
 }
 
-/// `POST /users/create_or_update`: 201 when it created the user, 200 when it updated one.
+/// `POST /users/create_or_update`: 201 when it created the user, 200 when it updated one,
+/// either with `Location: /api/v2/users/{id}.json`, as Zendesk documents.
 pub(super) async fn create_or_update_user(
     State(state): State<Shared>,
     Json(body): Json<Value>,
@@ -190,7 +209,13 @@ pub(super) async fn create_or_update_user(
             } else {
                 StatusCode::OK
             };
-            (status, Json(record(&mut s, Obj::Users, id))).into_response()
+            let location = format!("/api/v2/users/{id}.json");
+            (
+                status,
+                [(axum::http::header::LOCATION, location)],
+                Json(record(&mut s, Obj::Users, id)),
+            )
+                .into_response()
         }
         Err(refusal) => refusal.answer(),
     }
@@ -269,6 +294,21 @@ pub(super) async fn update(
     Json(record(&mut s, o, id)).into_response()
 }
 
+/// `page` (from 1) and `per_page` (1 to 100, 100 unless given) of offset paging.
+fn offset_params(q: &HashMap<String, String>) -> (usize, usize) {
+    let page = q
+        .get("page")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1usize)
+        .max(1);
+    let per = q
+        .get("per_page")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100usize)
+        .clamp(1, 100);
+    (page, per)
+}
+
 /// Zendesk's answer to paging parameters it refuses.
 fn bad_paging(detail: &str) -> Response {
     (
@@ -299,16 +339,7 @@ pub(super) async fn list(
     if q.keys().any(|k| k.starts_with("page[")) {
         return cursor_page(&state, &q, o);
     }
-    let page: usize = q
-        .get("page")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
-        .max(1);
-    let per: usize = q
-        .get("per_page")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100)
-        .clamp(1, 100);
+    let (page, per) = offset_params(&q);
     if (page - 1) * per + per > 10_000 {
         return bad_paging(
             "Offset pagination is limited to the first 10,000 records; use cursor pagination",
@@ -477,6 +508,15 @@ fn holds(term: &Term, o: Obj, body: &Value) -> bool {
     }
 }
 
+/// The 400 Zendesk answers for a query it cannot read.
+fn bad_query(query: &str, why: &str) -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        "InvalidSearchParameters",
+        &format!("invalid query `{query}`: {why}"),
+    )
+}
+
 /// `GET /search?query=type:user email:a@b.example`: users, organizations and tickets whose
 /// every term holds, each with its `result_type`; offset paging of at most 100 a page, and
 /// at most 1,000 results a query, as Zendesk's Search API.
@@ -494,13 +534,7 @@ pub(super) async fn search(
     }
     let terms = match terms(query) {
         Ok(t) => t,
-        Err(why) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "InvalidSearchParameters",
-                &format!("invalid query `{query}`: {why}"),
-            )
-        }
+        Err(why) => return bad_query(query, &why),
     };
     // Search pages by offset only: `page[size]` and the like are refused, as Zendesk does.
     if q.keys().any(|k| k.starts_with("page[")) {
@@ -511,16 +545,7 @@ pub(super) async fn search(
         )
             .into_response();
     }
-    let page: usize = q
-        .get("page")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
-        .max(1);
-    let per: usize = q
-        .get("per_page")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100)
-        .clamp(1, 100);
+    let (page, per) = offset_params(&q);
     if page * per > 1000 {
         // A page past the first 1,000 results (page=11 at 100 a page).
         return (
@@ -560,6 +585,65 @@ pub(super) async fn search(
     Json(json!({"results": rows, "count": count, "facets": null,
         "next_page": next, "previous_page": previous}))
     .into_response()
+}
+
+/// `GET /users/search?query=jdoe` (the Search API's syntax, users only: free text matches
+/// part of any field) or `?external_id=abc` (that id exactly, no syntax): offset paging
+/// only, at most 10,000 users a query, as Zendesk documents Search Users.
+pub(super) async fn search_users(
+    State(state): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let external = q.get("external_id").map(|e| e.trim().to_owned());
+    let query = q.get("query").map(|v| v.trim().to_owned());
+    let wanted = match (&external, &query) {
+        (Some(_), _) => Vec::new(),
+        (None, Some(query)) => match terms(query) {
+            Ok(t) => t,
+            Err(why) => return bad_query(query, &why),
+        },
+        (None, None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "InvalidSearchParameters",
+                "query or external_id is required",
+            )
+        }
+    };
+    let (page, per) = offset_params(&q);
+    if (page - 1) * per + per > 10_000 {
+        return bad_paging("Search Users returns at most 10,000 records per query");
+    }
+    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+    let base = format!("{}/api/v2/users/search.json?", s.base);
+    let hits: Vec<Value> = s
+        .table(Obj::Users)
+        .values()
+        .map(|r| &r.body)
+        .filter(|body| match &external {
+            Some(e) => body.get("external_id").and_then(Value::as_str) == Some(e.as_str()),
+            None => wanted.iter().all(|t| holds(t, Obj::Users, body)),
+        })
+        .cloned()
+        .collect();
+    let count = hits.len();
+    let rows: Vec<Value> = hits.into_iter().skip((page - 1) * per).take(per).collect();
+    let (key, value) = match (external, query) {
+        (Some(e), _) => ("external_id", e),
+        (None, q) => ("query", q.unwrap_or_default()),
+    };
+    let url = |p: usize| {
+        let pairs = [
+            ("page", p.to_string()),
+            ("per_page", per.to_string()),
+            (key, value.clone()),
+        ];
+        format!("{base}{}", form_pairs(&pairs))
+    };
+    let next = (page * per < count).then(|| url(page + 1));
+    let previous = (page > 1).then(|| url(page - 1));
+    Json(json!({"users": rows, "count": count, "next_page": next, "previous_page": previous}))
+        .into_response()
 }
 
 /// `k=v&k=v` with the values percent-encoded.
