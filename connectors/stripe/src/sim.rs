@@ -4,9 +4,11 @@
 //! per-endpoint 429s, event retention and signed webhook delivery. The secret key is
 //! taken as a bearer token or as HTTP Basic's user name, as Stripe takes it.
 
+mod expand;
+mod refusals;
 mod search;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -110,6 +112,8 @@ struct State {
     idempotency: HashMap<String, (String, u16, Value, i64)>,
     windows: HashMap<String, (u64, u32)>,
     lock_timeouts: VecDeque<()>,
+    /// Routes answered "not simulated" so far, each logged once.
+    not_simulated: HashSet<String>,
     started: Instant,
     requests: u64,
     throttled: u64,
@@ -333,6 +337,7 @@ impl Sim {
             idempotency: HashMap::new(),
             windows: HashMap::new(),
             lock_timeouts: VecDeque::new(),
+            not_simulated: HashSet::new(),
             started: Instant::now(),
             requests: 0,
             throttled: 0,
@@ -739,6 +744,12 @@ fn route(
             "This object cannot be accessed right now because another API request or Stripe process is currently accessing it. If you see this error intermittently, retry the request.", None);
         return (c, v, false);
     }
+    let path = uri.path();
+    // `/v1/customers/` is no route at Stripe, though its segments would match one here.
+    if path.len() > 1 && path.ends_with('/') {
+        let (c, v) = refusals::unrecognized(&mut s.not_simulated, method.as_str(), path);
+        return (c, v, false);
+    }
     let params = if *method == Method::POST {
         parse_form(body)
     } else {
@@ -760,7 +771,7 @@ fn route(
                     &format!("Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{key}' if you meant to execute a different request."), None);
                 return (c, v, false);
             }
-            let (status, body) = dispatch(s, method, &segments, &params, Some(key));
+            let (status, body) = dispatch(s, method, path, &segments, &params, Some(key));
             // Validation failures are not saved: the request never began executing.
             if status != 400 {
                 let saved = s.now();
@@ -770,13 +781,14 @@ fn route(
             return (status, body, false);
         }
     }
-    let (status, body) = dispatch(s, method, &segments, &params, idem.as_deref());
+    let (status, body) = dispatch(s, method, path, &segments, &params, idem.as_deref());
     (status, body, false)
 }
 
 fn dispatch(
     s: &mut State,
     method: &Method,
+    path: &str,
     seg: &[&str],
     params: &Value,
     idem: Option<&str>,
@@ -806,7 +818,15 @@ fn dispatch(
                 return missing("object", &object);
             };
             let rows = t.newest_first();
-            list(rows, params, &path, |v| list_filter(&object, v, params))
+            let (status, mut answer) =
+                list(rows, params, &path, |v| list_filter(&object, v, params));
+            if status != 200 {
+                return (status, answer);
+            }
+            match expand::list(&s.customers, &object, &mut answer, params) {
+                Ok(()) => (status, answer),
+                Err(refused) => refused,
+            }
         }
         ("GET", ["v1", "customers", "search"]) => {
             search::customers(s.customers.newest_first(), params)
@@ -816,10 +836,11 @@ fn dispatch(
             let Some(t) = s.table(object) else {
                 return missing("object", object);
             };
-            match t.rows.get(*id).or_else(|| t.deleted.get(*id)) {
-                Some(v) => (200, v.clone()),
-                None => missing(&what, id),
-            }
+            let Some(mut found) = t.rows.get(*id).or_else(|| t.deleted.get(*id)).cloned() else {
+                return missing(&what, id);
+            };
+            expand::object(&s.customers, object, &mut found, params);
+            (200, found)
         }
         ("POST", ["v1", "customers"]) => create_customer(s, params, idem),
         ("POST", ["v1", "customers", id]) => update_customer(s, id, params, idem),
@@ -853,13 +874,7 @@ fn dispatch(
             s.emit("customer.subscription.deleted", &sub, None, idem);
             (200, sub)
         }
-        _ => error(
-            StatusCode::NOT_FOUND,
-            "invalid_request_error",
-            None,
-            &format!("Unrecognized request URL ({method} /{}).", seg.join("/")),
-            None,
-        ),
+        _ => refusals::unrecognized(&mut s.not_simulated, method.as_str(), path),
     }
 }
 
@@ -1032,6 +1047,17 @@ fn set_field(obj: &mut Value, key: &str, v: &Value) {
         } else if v == "" {
             put(obj, "metadata", json!({}));
         }
+    } else if key == "address" {
+        // Stripe's address always has its six parts, those not given null; "" unsets it.
+        let address = v.as_object().map(|given| {
+            let mut a = json!({"city": null, "country": null, "line1": null, "line2": null,
+                "postal_code": null, "state": null});
+            for (k, part) in given {
+                put(&mut a, k, part.clone());
+            }
+            a
+        });
+        put(obj, key, address.unwrap_or(Value::Null));
     } else if key == "balance" {
         put(obj, key, as_int(v).map_or(Value::Null, |n| json!(n)));
     } else if key != "expand" {
@@ -1047,7 +1073,13 @@ fn create_customer(s: &mut State, params: &Value, idem: Option<&str>) -> (u16, V
     if let Some(e) = unknown_param(params, CUSTOMER_PARAMS) {
         return e;
     }
+    if let Some(e) = refusals::invalid_email(params) {
+        return e;
+    }
     let mut c = template("customer");
+    // The fixture fills every field; a customer created without them has them null.
+    put(&mut c, "address", Value::Null);
+    put(&mut c, "shipping", Value::Null);
     let id = new_id("cus");
     put(&mut c, "id", json!(id));
     put(&mut c, "created", json!(s.now()));
@@ -1082,6 +1114,11 @@ fn update(
 ) -> (u16, Value) {
     if let Some(e) = unknown_param(params, allowed) {
         return e;
+    }
+    if object == "customers" {
+        if let Some(e) = refusals::invalid_email(params) {
+            return e;
+        }
     }
     let (what, event) = match object {
         "customers" => ("customer", "customer.updated"),

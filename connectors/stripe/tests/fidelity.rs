@@ -1,7 +1,8 @@
 //! The Stripe simulator takes what Stripe takes, over real HTTP on loopback, with the bytes
 //! written out as curl and the client libraries send them (issue 24): the secret key as a
-//! bearer token or as HTTP Basic's user name with an empty password, and customer search
-//! in Stripe's query language.
+//! bearer token or as HTTP Basic's user name with an empty password, customer search
+//! in Stripe's query language, and what stripe-python saw answered unlike Stripe: fields
+//! never set, emails Stripe refuses, unrouted URLs and `expand[]=customer`.
 // Tests: a panic here is a failed test, not a crashed daemon.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -13,13 +14,35 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One HTTP/1.1 request with `authorization` as given; the status and the JSON body.
 async fn call(sim: &Sim, method: &str, path: &str, authorization: Option<&str>) -> (u16, Value) {
+    send(sim, method, path, authorization, "").await
+}
+
+/// A request with the secret key and `form` as its form-encoded body.
+async fn post(sim: &Sim, path: &str, form: &str) -> (u16, Value) {
+    let bearer = format!("Bearer {}", common::KEY);
+    send(sim, "POST", path, Some(&bearer), form).await
+}
+
+async fn get(sim: &Sim, path: &str) -> (u16, Value) {
+    let bearer = format!("Bearer {}", common::KEY);
+    send(sim, "GET", path, Some(&bearer), "").await
+}
+
+async fn send(
+    sim: &Sim,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+    form: &str,
+) -> (u16, Value) {
     let host = sim.base_url().trim_start_matches("http://").to_owned();
     let mut stream = tokio::net::TcpStream::connect(&host).await.unwrap();
     let auth = authorization
         .map(|a| format!("Authorization: {a}\r\n"))
         .unwrap_or_default();
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
     );
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
@@ -162,4 +185,84 @@ async fn customer_search_speaks_stripes_query_language_over_http() {
     let (status, body) = call(&sim, "GET", "/v1/customers/search", Some(&bearer)).await;
     assert_eq!(status, 400);
     assert_eq!(body["error"]["param"], "query");
+}
+
+#[tokio::test]
+async fn a_new_customer_has_null_address_and_shipping_and_a_full_address_when_given_one() {
+    let sim = common::sim().await;
+    let (status, bare) = post(&sim, "/v1/customers", "name=Ada").await;
+    assert_eq!(status, 200, "{bare}");
+    assert_eq!(bare["address"], Value::Null);
+    assert_eq!(bare["shipping"], Value::Null);
+    let (_, placed) = post(&sim, "/v1/customers", "address[city]=Paris").await;
+    assert_eq!(
+        placed["address"],
+        json!({"city": "Paris", "country": null, "line1": null, "line2": null,
+            "postal_code": null, "state": null})
+    );
+}
+
+#[tokio::test]
+async fn an_email_stripe_refuses_is_a_400_email_invalid_on_create_and_update() {
+    let sim = common::sim().await;
+    let (status, body) = post(&sim, "/v1/customers", "email=not-an-email").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["error"],
+        json!({"type": "invalid_request_error", "code": "email_invalid", "param": "email",
+            "message": "Invalid email address: not-an-email",
+            "doc_url": "https://stripe.com/docs/error-codes/email-invalid"})
+    );
+    let id = sim.seed_customer("Ada", "ada@example.com");
+    let (status, body) = post(&sim, &format!("/v1/customers/{id}"), "email=ada%40com").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "email_invalid");
+    assert_eq!(
+        sim.get("customers", &id).unwrap()["email"],
+        "ada@example.com"
+    );
+}
+
+#[tokio::test]
+async fn an_unrouted_url_is_stripes_unrecognized_404() {
+    let sim = common::sim().await;
+    let (status, body) = get(&sim, "/v1/products").await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        body,
+        json!({"error": {"type": "invalid_request_error", "message":
+            "Unrecognized request URL (GET: /v1/products). Please see https://stripe.com/docs or we can help at https://support.stripe.com/."}})
+    );
+    // A trailing slash is no route at Stripe either, though the list is one without it.
+    let (status, body) = get(&sim, "/v1/customers/").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Unrecognized request URL (GET: /v1/customers/). If you are trying to list objects, remove the trailing slash."));
+}
+
+#[tokio::test]
+async fn customer_expands_on_a_subscription_and_on_listed_invoices() {
+    let sim = common::sim().await;
+    let cus = sim.seed_customer("Ada", "ada@example.com");
+    let price = sim.create_price(1000, "usd", "month", 1, false);
+    let sub = sim
+        .seed_subscription(&cus, &[(&price, 1)], "active")
+        .unwrap();
+    sim.seed_invoice(&cus, 1000, "paid");
+    let (status, got) = get(&sim, &format!("/v1/subscriptions/{sub}?expand[0]=customer")).await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["customer"]["object"], "customer");
+    assert_eq!(got["customer"]["id"], cus.as_str());
+    let (_, plain) = get(&sim, &format!("/v1/subscriptions/{sub}")).await;
+    assert_eq!(plain["customer"], cus.as_str());
+    let (_, page) = get(&sim, "/v1/invoices?expand[]=data.customer").await;
+    assert_eq!(page["data"][0]["customer"]["email"], "ada@example.com");
+    let (status, body) = get(&sim, "/v1/invoices?expand[]=customer").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "This property cannot be expanded (customer). You may want to try expanding 'data.customer' instead."
+    );
 }
