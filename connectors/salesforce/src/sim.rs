@@ -20,6 +20,7 @@ use chrono::{DateTime, SubsecRound, TimeZone, Utc};
 use revsync_sdk::simfault::{self, Fault, Faults};
 use serde_json::{json, Map, Value};
 
+mod collections;
 mod describe;
 mod rest;
 mod soql;
@@ -132,6 +133,59 @@ fn item_error(code: &str, message: &str, fields: &[&str]) -> Value {
     json!({"success": false, "errors": [{"statusCode": code, "message": message, "fields": fields}]})
 }
 
+fn succeeded(item: &Value) -> bool {
+    item.get("success") == Some(&Value::Bool(true))
+}
+
+/// Salesforce's words for a write naming a field the object does not have.
+fn no_such_column(object: &str, field: &str) -> String {
+    format!("No such column '{field}' on sobject of type {object}")
+}
+
+/// A write's fields as Salesforce checks them before saving: the item error, if any.
+fn field_refusal(object: &str, fields: &Map<String, Value>, creating: bool) -> Option<Value> {
+    match describe::check_write(object, fields.keys(), creating) {
+        describe::WriteCheck::Fine => None,
+        describe::WriteCheck::Unknown(f) => Some(item_error(
+            "INVALID_FIELD",
+            &no_such_column(object, &f),
+            &[],
+        )),
+        describe::WriteCheck::ReadOnly(names) => {
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            Some(item_error(
+                "INVALID_FIELD_FOR_INSERT_UPDATE",
+                &format!(
+                    "Unable to create/update fields: {}. Please check the security settings of this field and verify that it is read/write for your role or profile.",
+                    names.join(", ")
+                ),
+                &refs,
+            ))
+        }
+    }
+}
+
+/// The REST answer to a body naming a field the object does not have: the whole request
+/// fails with 400 INVALID_FIELD, before any record is saved.
+fn unknown_field_answer<'a>(
+    s: &SimState,
+    object: &str,
+    names: impl IntoIterator<Item = &'a String>,
+) -> Option<Response> {
+    match describe::check_write(object, names, true) {
+        describe::WriteCheck::Unknown(f) => {
+            let mut r = rest_error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_FIELD",
+                &no_such_column(object, &f),
+            );
+            add_limit_info(s, &mut r);
+            Some(r)
+        }
+        _ => None,
+    }
+}
+
 impl SimState {
     fn tick(&mut self) -> DateTime<Utc> {
         if !self.frozen {
@@ -189,6 +243,9 @@ impl SimState {
     }
 
     fn create(&mut self, object: &str, fields: Map<String, Value>) -> Value {
+        if let Some(refused) = field_refusal(object, &fields, true) {
+            return refused;
+        }
         let missing: Vec<&str> = required(object)
             .iter()
             .copied()
@@ -205,7 +262,7 @@ impl SimState {
             return item_error("DUPLICATES_DETECTED", "Use one of these records?", &[]);
         }
         let id = self.insert(object, fields);
-        json!({"id": id, "success": true, "errors": [], "created": true})
+        json!({"id": id, "success": true, "errors": []})
     }
 
     fn update(&mut self, id: &str, object: Option<&str>, fields: Map<String, Value>) -> Value {
@@ -223,6 +280,9 @@ impl SimState {
             return item_error("INVALID_TYPE", "record type does not match its id", &[]);
         }
         let object = rec.object.clone();
+        if let Some(refused) = field_refusal(&object, &fields, false) {
+            return refused;
+        }
         if self.duplicate(&object, &fields, Some(id)) {
             return item_error("DUPLICATES_DETECTED", "Use one of these records?", &[]);
         }
@@ -240,7 +300,7 @@ impl SimState {
             rec.fields.extend(fields);
             rec.stamp = stamp;
         }
-        json!({"id": id, "success": true, "errors": [], "created": false})
+        json!({"id": id, "success": true, "errors": []})
     }
 
     fn upsert(&mut self, object: &str, field: &str, fields: Map<String, Value>) -> Value {
@@ -256,11 +316,20 @@ impl SimState {
             .filter(|r| r.fields.get(field).and_then(Value::as_str) == Some(key.as_str()))
             .map(|r| r.id.clone())
             .collect();
+        // An UpsertResult is a SaveResult that says which of the two happened.
+        let said = |mut item: Value, created: bool| {
+            if succeeded(&item) {
+                if let Some(m) = item.as_object_mut() {
+                    m.insert("created".into(), json!(created));
+                }
+            }
+            item
+        };
         match matched.as_slice() {
-            [] => self.create(object, fields),
+            [] => said(self.create(object, fields), true),
             [id] => {
                 let id = id.clone();
-                self.update(&id, Some(object), fields)
+                said(self.update(&id, Some(object), fields), false)
             }
             _ => item_error(
                 "DUPLICATE_EXTERNAL_ID",
@@ -431,6 +500,16 @@ fn run_query(s: &mut SimState, q: &str, all: bool, version: &str, batch: usize) 
         add_limit_info(s, &mut r);
         return r;
     };
+    let unknown = soql
+        .named_fields()
+        .into_iter()
+        .find(|f| describe::field_name(object, f).is_none());
+    if let Some(field) = unknown {
+        let e = soql::no_such_column(q, field, object);
+        let mut r = rest_error(StatusCode::BAD_REQUEST, e.code, &e.message);
+        add_limit_info(s, &mut r);
+        return r;
+    }
     let mut rows: Vec<&SimRecord> = s
         .records
         .values()
@@ -568,137 +647,6 @@ async fn describe_object(
     }
 }
 
-/// Shared shape of collection writes: body checks, the 200 cap, lost answers.
-fn collection(
-    st: &Shared,
-    headers: &HeaderMap,
-    body: &Value,
-    mut apply: impl FnMut(&mut SimState, Map<String, Value>) -> Value,
-) -> Response {
-    let mut s = lock(st);
-    if let Some(r) = refuse(&mut s, headers) {
-        return r;
-    }
-    s.write_calls += 1;
-    let Some(records) = body["records"].as_array() else {
-        return rest_error(
-            StatusCode::BAD_REQUEST,
-            "JSON_PARSER_ERROR",
-            "records missing",
-        );
-    };
-    if records.len() > 200 {
-        return rest_error(
-            StatusCode::BAD_REQUEST,
-            "EXCEEDED_ID_LIMIT",
-            "record limit exceeded: 200",
-        );
-    }
-    let mut results = Vec::new();
-    for r in records {
-        let Some(mut fields) = r.as_object().cloned() else {
-            results.push(item_error(
-                "JSON_PARSER_ERROR",
-                "record is not an object",
-                &[],
-            ));
-            continue;
-        };
-        fields.remove("attributes");
-        results.push(apply(&mut s, fields));
-    }
-    respond_or_drop(&mut s, Value::Array(results))
-}
-
-fn respond_or_drop(s: &mut SimState, results: Value) -> Response {
-    if s.drop_responses > 0 {
-        s.drop_responses -= 1;
-        return (StatusCode::INTERNAL_SERVER_ERROR, "connection reset").into_response();
-    }
-    answer(s, StatusCode::OK, results)
-}
-
-async fn create_many(
-    State(st): State<Shared>,
-    Path(_v): Path<String>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> Response {
-    let types: Vec<String> = body
-        .get("records")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|r| {
-            r.pointer("/attributes/type")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        })
-        .collect();
-    let mut i = 0;
-    collection(&st, &headers, &body, |s, fields| {
-        let object = types.get(i).cloned().unwrap_or_default();
-        i += 1;
-        s.create(&object, fields)
-    })
-}
-
-async fn update_many(
-    State(st): State<Shared>,
-    Path(_v): Path<String>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> Response {
-    collection(&st, &headers, &body, |s, mut fields| {
-        let id = fields
-            .remove("id")
-            .or_else(|| fields.remove("Id"))
-            .and_then(|v| v.as_str().map(str::to_owned));
-        match id {
-            Some(id) => s.update(&id, None, fields),
-            None => item_error("MISSING_ARGUMENT", "id not specified", &[]),
-        }
-    })
-}
-
-async fn delete_many(
-    State(st): State<Shared>,
-    Path(_v): Path<String>,
-    headers: HeaderMap,
-    Query(p): Query<HashMap<String, String>>,
-) -> Response {
-    let mut s = lock(&st);
-    if let Some(r) = refuse(&mut s, &headers) {
-        return r;
-    }
-    s.write_calls += 1;
-    let ids: Vec<&str> = p
-        .get("ids")
-        .map(|v| v.split(',').collect())
-        .unwrap_or_default();
-    if ids.len() > 200 {
-        return rest_error(
-            StatusCode::BAD_REQUEST,
-            "EXCEEDED_ID_LIMIT",
-            "record limit exceeded: 200",
-        );
-    }
-    let results: Vec<Value> = ids.iter().map(|id| s.delete(id)).collect();
-    respond_or_drop(&mut s, Value::Array(results))
-}
-
-async fn upsert_many(
-    State(st): State<Shared>,
-    Path((_v, object, field)): Path<(String, String, String)>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> Response {
-    collection(&st, &headers, &body, |s, fields| {
-        s.upsert(&object, &field, fields)
-    })
-}
-
 /// What Salesforce answers for an injected refusal. REST never answers 429: the throttle
 /// is the concurrent long-running request limit (API_FACTS 2.4), a 403 that clears in
 /// seconds, unlike the daily allocation's `TotalRequests` 403.
@@ -746,7 +694,7 @@ async fn not_simulated(req: Request) -> Response {
         .map(|mut s| s.get_or_insert_with(Default::default).insert(key.clone()))
         .unwrap_or(false);
     if first {
-        tracing::info!(request = %key, "salesforce simulator: not simulated");
+        tracing::warn!(request = %key, "salesforce simulator: not simulated");
     }
     rest_error(
         StatusCode::NOT_FOUND,
@@ -803,11 +751,13 @@ impl Sim {
             )
             .route(
                 "/services/data/{v}/composite/sobjects",
-                post(create_many).patch(update_many).delete(delete_many),
+                post(collections::create_many)
+                    .patch(collections::update_many)
+                    .delete(collections::delete_many),
             )
             .route(
                 "/services/data/{v}/composite/sobjects/{object}/{field}",
-                patch(upsert_many),
+                patch(collections::upsert_many),
             )
             .fallback(not_simulated)
             .method_not_allowed_fallback(method_not_allowed)

@@ -345,17 +345,17 @@ async fn soql_where_like_in_order_limit_offset() {
         ("Cal", Some("cd@example.com"), 30),
         ("Dot", None, 40),
     ] {
-        let mut f = json!({"LastName": name, "Amount__c": amount});
+        let mut f = json!({"LastName": name, "Company": "Acme", "Lead_Score__c": amount});
         if let Some(e) = email {
             f["Email"] = json!(e);
         }
-        let a = api.call("POST", "/sobjects/Contact", Some(f), &[]).await;
+        let a = api.call("POST", "/sobjects/Lead", Some(f), &[]).await;
         assert_eq!(a.status, 201, "{}", a.raw);
         made.push(a.body["id"].as_str().unwrap().to_owned());
     }
     let [abe, bea, cal, dot] = [&made[0], &made[1], &made[2], &made[3]];
 
-    let q = |w: &str| format!("SELECT Id, LastName, Email FROM Contact {w}");
+    let q = |w: &str| format!("SELECT Id, LastName, Email FROM Lead {w}");
     let cases: Vec<(String, Vec<&String>)> = vec![
         (q("WHERE Email = 'cd@example.com'"), vec![cal]),
         (q("WHERE email = 'CD@EXAMPLE.COM'"), vec![cal]),
@@ -369,11 +369,11 @@ async fn soql_where_like_in_order_limit_offset() {
         ),
         (q("WHERE Email = null"), vec![dot]),
         (
-            q("WHERE Amount__c > 15 AND Amount__c < 40 ORDER BY Amount__c DESC"),
+            q("WHERE Lead_Score__c > 15 AND Lead_Score__c < 40 ORDER BY Lead_Score__c DESC"),
             vec![cal, bea],
         ),
         (
-            q("WHERE Amount__c >= 20 AND (Email LIKE '%cd%' OR Email = null) ORDER BY LastName"),
+            q("WHERE Lead_Score__c >= 20 AND (Email LIKE '%cd%' OR Email = null) ORDER BY LastName"),
             vec![cal, dot],
         ),
         (
@@ -405,6 +405,26 @@ async fn soql_where_like_in_order_limit_offset() {
         let a = api.query(bad).await;
         assert_eq!(a.status, 400, "{bad}");
         assert_eq!(a.body[0]["errorCode"], "MALFORMED_QUERY", "{bad}");
+    }
+    // A column the object does not have, anywhere in the query: INVALID_FIELD, with
+    // Salesforce's pointer at the column.
+    for (soql, column) in [
+        ("SELECT Id, Amount__c FROM Lead", 12),
+        ("SELECT Id FROM Lead WHERE Nope = 'x'", 27),
+        ("SELECT Id FROM Lead ORDER BY Nope", 30),
+    ] {
+        let a = api.query(soql).await;
+        assert_eq!(a.status, 400, "{soql}: {}", a.raw);
+        assert_eq!(a.body[0]["errorCode"], "INVALID_FIELD", "{soql}");
+        let message = a.body[0]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!(
+                "\n{soql}\n{}^\nERROR at Row:1:Column:{column}\nNo such column '",
+                " ".repeat(column - 1)
+            )),
+            "{soql}: {message:?}"
+        );
+        assert!(message.contains("on entity 'Lead'"), "{message}");
     }
     let a = api.query("SELECT Id FROM Widget__c").await;
     assert_eq!(a.status, 400);
@@ -471,4 +491,188 @@ async fn batch_size_header_and_the_callers_api_version_shape_the_pages() {
     let all = api.query("SELECT Id FROM Account").await;
     assert_eq!(all.body["records"].as_array().unwrap().len(), 450);
     assert_eq!(all.body["done"], true);
+}
+
+#[tokio::test]
+async fn writes_naming_unknown_or_read_only_fields_are_refused_as_salesforce_does() {
+    let sim = Sim::start().await.unwrap();
+    let api = Api::login(&sim).await;
+    let id = sim.seed("Contact", 1).remove(0);
+    let no_such = json!([{"message": "No such column 'Bogus__c' on sobject of type Contact", "errorCode": "INVALID_FIELD"}]);
+
+    // Single-record create, update and upsert: 400 INVALID_FIELD, nothing written.
+    for (method, path) in [
+        ("POST", "/sobjects/Contact".to_owned()),
+        ("PATCH", format!("/sobjects/Contact/{id}")),
+        (
+            "PATCH",
+            format!("/sobjects/Contact/{EXTERNAL_ID_FIELD}/k-1"),
+        ),
+    ] {
+        let a = api
+            .call(
+                method,
+                &path,
+                Some(json!({"LastName": "X", "Bogus__c": 1})),
+                &[],
+            )
+            .await;
+        assert_eq!((a.status, &a.body), (400, &no_such), "{method} {path}");
+    }
+    assert_eq!(sim.ids("Contact").len(), 1);
+    assert!(!sim.record(&id).unwrap().fields.contains_key("Bogus__c"));
+    // Field names ignore case, as everywhere in the API.
+    let a = api
+        .call(
+            "PATCH",
+            &format!("/sobjects/Contact/{id}"),
+            Some(json!({"title": "T"})),
+            &[],
+        )
+        .await;
+    assert_eq!(a.status, 204, "{}", a.raw);
+
+    // A field the object has but a write may not set.
+    let a = api
+        .call(
+            "PATCH",
+            &format!("/sobjects/Contact/{id}"),
+            Some(json!({"Name": "Full", "SystemModstamp": "x"})),
+            &[],
+        )
+        .await;
+    assert_eq!(a.status, 400, "{}", a.raw);
+    assert_eq!(a.body[0]["errorCode"], "INVALID_FIELD_FOR_INSERT_UPDATE");
+    assert_eq!(a.body[0]["fields"], json!(["Name", "SystemModstamp"]));
+    assert!(a.body[0]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Unable to create/update fields: Name, SystemModstamp."));
+    // Opportunity.ContactId is set on create only.
+    let opp = json!({"Name": "D", "StageName": "Prospecting", "CloseDate": "2024-12-31", "ContactId": id});
+    let made = api
+        .call("POST", "/sobjects/Opportunity", Some(opp), &[])
+        .await;
+    assert_eq!(made.status, 201, "{}", made.raw);
+    let oid = made.body["id"].as_str().unwrap();
+    let a = api
+        .call(
+            "PATCH",
+            &format!("/sobjects/Opportunity/{oid}"),
+            Some(json!({"ContactId": id})),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        a.body[0]["errorCode"], "INVALID_FIELD_FOR_INSERT_UPDATE",
+        "{}",
+        a.raw
+    );
+
+    // Collections: an unknown field fails the whole request before any record is saved;
+    // a SaveResult has no `created`, an UpsertResult has.
+    let records = json!([
+        {"attributes": {"type": "Contact"}, "LastName": "Fine"},
+        {"attributes": {"type": "Contact"}, "LastName": "Bad", "Bogus__c": 1},
+    ]);
+    let a = api
+        .call(
+            "POST",
+            "/composite/sobjects",
+            Some(json!({"allOrNone": false, "records": records})),
+            &[],
+        )
+        .await;
+    assert_eq!((a.status, &a.body), (400, &no_such));
+    assert_eq!(sim.ids("Contact").len(), 1, "nothing saved");
+    let a = api
+        .call(
+            "PATCH",
+            "/composite/sobjects",
+            Some(json!({"records": [{"id": id, "Bogus__c": 1}]})),
+            &[],
+        )
+        .await;
+    assert_eq!((a.status, &a.body), (400, &no_such));
+    let a = api
+        .call(
+            "POST",
+            "/composite/sobjects",
+            Some(json!({"records": [{"attributes": {"type": "Contact"}, "LastName": "Saved"}]})),
+            &[],
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.raw);
+    assert_eq!(
+        a.body[0].as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["errors", "id", "success"]
+    );
+    let a = api
+        .call(
+            "PATCH",
+            &format!("/composite/sobjects/Contact/{EXTERNAL_ID_FIELD}"),
+            Some(json!({"records": [{"attributes": {"type": "Contact"}, "LastName": "U", EXTERNAL_ID_FIELD: "u-1"}]})),
+            &[],
+        )
+        .await;
+    assert_eq!(a.body[0]["created"], true, "{}", a.raw);
+}
+
+#[tokio::test]
+async fn all_or_none_collections_roll_back_every_record_when_one_fails() {
+    let sim = Sim::start().await.unwrap();
+    let api = Api::login(&sim).await;
+    let kept = sim.seed("Contact", 1).remove(0);
+    let records = json!([
+        {"attributes": {"type": "Contact"}, "LastName": "Good"},
+        {"attributes": {"type": "Contact"}, "FirstName": "No last name"},
+    ]);
+    let a = api
+        .call(
+            "POST",
+            "/composite/sobjects",
+            Some(json!({"allOrNone": true, "records": records})),
+            &[],
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.raw);
+    assert_eq!(
+        a.body,
+        json!([
+            {"success": false, "errors": [{"statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK", "message": "Record rolled back because not all records were valid and the request was using AllOrNone header", "fields": []}]},
+            {"success": false, "errors": [{"statusCode": "REQUIRED_FIELD_MISSING", "message": "Required fields are missing: [LastName]", "fields": ["LastName"]}]},
+        ])
+    );
+    assert_eq!(sim.ids("Contact").len(), 1, "the good record is not saved");
+
+    // Updates and deletes too; without allOrNone the good ones stand.
+    let both = json!({"allOrNone": true, "records": [{"id": kept, "Title": "New"}, {"id": "003000000009999AAA", "Title": "x"}]});
+    let a = api
+        .call("PATCH", "/composite/sobjects", Some(both), &[])
+        .await;
+    assert_eq!(
+        a.body[0]["errors"][0]["statusCode"],
+        "ALL_OR_NONE_OPERATION_ROLLED_BACK"
+    );
+    assert!(!sim.record(&kept).unwrap().fields.contains_key("Title"));
+    let a = api
+        .call(
+            "DELETE",
+            &format!("/composite/sobjects?ids={kept},003000000009999AAA&allOrNone=true"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(a.body[0]["success"], false, "{}", a.raw);
+    assert!(!sim.record(&kept).unwrap().deleted);
+    let a = api
+        .call(
+            "DELETE",
+            &format!("/composite/sobjects?ids={kept},003000000009999AAA&allOrNone=false"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(a.body[0]["success"], true, "{}", a.raw);
+    assert!(sim.record(&kept).unwrap().deleted);
 }

@@ -59,6 +59,15 @@ const SYSTEM: &[Row] = &[
         USER,
     ),
     ("SystemModstamp", "System Modstamp", "datetime", System, &[]),
+    // The simulated org has multi-currency on (the demo's Opportunities carry a currency),
+    // and Salesforce then adds the field to every object that holds money or people.
+    (
+        "CurrencyIsoCode",
+        "Currency ISO Code",
+        "picklist",
+        Defaulted,
+        &[],
+    ),
 ];
 
 const LEAD: &[Row] = &[
@@ -252,6 +261,11 @@ fn picklist(object: &str, field: &str) -> &'static [(&'static str, bool, bool)] 
             ("Gold", true, false),
             ("Platinum", false, false),
         ],
+        (_, "CurrencyIsoCode") => &[
+            ("USD", true, true),
+            ("EUR", true, false),
+            ("GBP", true, false),
+        ],
         ("Account", "Region__c") => &[
             ("AMER", true, false),
             ("EMEA", true, false),
@@ -315,8 +329,10 @@ fn field((name, label, ty, access, refs): Row, object: &str) -> Value {
     })
 }
 
-/// The describe answer for `object`; `None` for an sObject the org does not have.
-pub(super) fn describe(object: &str) -> Option<Value> {
+const EXTERNAL: Row = (EXTERNAL_ID_FIELD, "Revsync Id", "string", Open, &[]);
+
+/// Every field row of `object`; `None` for an sObject the org does not have.
+fn rows(object: &str) -> Option<impl Iterator<Item = &'static Row>> {
     let own = match object {
         "Lead" => LEAD,
         "Contact" => CONTACT,
@@ -324,13 +340,58 @@ pub(super) fn describe(object: &str) -> Option<Value> {
         "Opportunity" => OPPORTUNITY,
         _ => return None,
     };
-    let external: Row = (EXTERNAL_ID_FIELD, "Revsync Id", "string", Open, &[]);
-    let fields: Vec<Value> = SYSTEM
-        .iter()
-        .chain(own)
-        .chain([&external])
-        .map(|row| field(*row, object))
-        .collect();
+    Some(SYSTEM.iter().chain(own).chain([&EXTERNAL]))
+}
+
+/// A field `object` has (API names ignore case): its name as Salesforce spells it.
+pub(super) fn field_name(object: &str, name: &str) -> Option<&'static str> {
+    rows(object)?
+        .map(|row| row.0)
+        .find(|n| n.eq_ignore_ascii_case(name))
+}
+
+/// Why a write may not set these fields, field by field, as Salesforce checks a record:
+/// the first field the object does not have (`INVALID_FIELD`, the whole request fails), or
+/// else the fields it has but will not take on this write (`INVALID_FIELD_FOR_INSERT_UPDATE`).
+pub(super) enum WriteCheck {
+    Fine,
+    Unknown(String),
+    ReadOnly(Vec<String>),
+}
+
+pub(super) fn check_write<'a>(
+    object: &str,
+    names: impl IntoIterator<Item = &'a String>,
+    creating: bool,
+) -> WriteCheck {
+    let Some(all) = rows(object).map(Iterator::collect::<Vec<_>>) else {
+        return WriteCheck::Fine;
+    };
+    let mut read_only = Vec::new();
+    for name in names {
+        let Some(row) = all.iter().find(|r| r.0.eq_ignore_ascii_case(name)) else {
+            return WriteCheck::Unknown(name.clone());
+        };
+        let writable = match row.3 {
+            Open | Required | Defaulted => true,
+            CreateOnly => creating,
+            System | Formula => false,
+        };
+        // An Id in the body names the record being written (collections, upserts).
+        if !writable && row.0 != "Id" {
+            read_only.push(row.0.to_owned());
+        }
+    }
+    if read_only.is_empty() {
+        WriteCheck::Fine
+    } else {
+        WriteCheck::ReadOnly(read_only)
+    }
+}
+
+/// The describe answer for `object`; `None` for an sObject the org does not have.
+pub(super) fn describe(object: &str) -> Option<Value> {
+    let fields: Vec<Value> = rows(object)?.map(|row| field(*row, object)).collect();
     let plural = match object {
         "Opportunity" => "Opportunities".to_owned(),
         other => format!("{other}s"),

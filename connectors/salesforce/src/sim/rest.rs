@@ -13,8 +13,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
 use super::{
-    add_limit_info, answer, canonical_object, describe, lock, refuse, rest_error, Shared,
-    SimRecord, SimState, EXTERNAL_ID_FIELD,
+    add_limit_info, answer, canonical_object, describe, lock, refuse, rest_error,
+    unknown_field_answer, Shared, SimRecord, SimState, EXTERNAL_ID_FIELD,
 };
 
 const NOT_FOUND_MESSAGE: &str = "The requested resource does not exist";
@@ -59,14 +59,18 @@ fn refusal(s: &SimState, item: &Value) -> Option<Response> {
     Some(answer(s, status, Value::Array(errors)))
 }
 
-/// The request body as fields, or Salesforce's parse error.
+/// The request body as fields of `object`, or Salesforce's answer to a body it cannot
+/// read: not a JSON object, or naming a field the object does not have.
 // The error is the ready answer a handler returns at once; boxing it buys nothing.
 #[allow(clippy::result_large_err)]
-fn body_fields(s: &SimState, body: &Bytes) -> Result<Map<String, Value>, Response> {
+fn body_fields(s: &SimState, object: &str, body: &Bytes) -> Result<Map<String, Value>, Response> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(mut m)) => {
             m.remove("attributes");
-            Ok(m)
+            match unknown_field_answer(s, object, m.keys()) {
+                Some(refused) => Err(refused),
+                None => Ok(m),
+            }
         }
         _ => Err(with_limits(
             s,
@@ -132,7 +136,7 @@ pub(super) async fn root(
             json!({"objectDescribe": info, "recentItems": []}),
         );
     }
-    let fields = match body_fields(&s, &body) {
+    let fields = match body_fields(&s, object, &body) {
         Ok(f) => f,
         Err(r) => return r,
     };
@@ -183,7 +187,7 @@ pub(super) async fn row(
             answer(&s, StatusCode::OK, body)
         }
         "PATCH" => {
-            let fields = match body_fields(&s, &body) {
+            let fields = match body_fields(&s, object, &body) {
                 Ok(f) => f,
                 Err(r) => return r,
             };
@@ -266,7 +270,7 @@ pub(super) async fn external(
                 .unwrap_or_else(|| with_limits(&s, StatusCode::NO_CONTENT.into_response()))
         }
         ("PATCH", found) => {
-            let mut fields = match body_fields(&s, &body) {
+            let mut fields = match body_fields(&s, object, &body) {
                 Ok(f) => f,
                 Err(r) => return r,
             };

@@ -72,6 +72,52 @@ pub(super) struct Soql {
     pub offset: usize,
 }
 
+impl Soql {
+    /// Every field the query names, in the order written: SELECT, WHERE, ORDER BY.
+    pub(super) fn named_fields(&self) -> Vec<&str> {
+        fn walk<'a>(e: &'a Expr, out: &mut Vec<&'a str>) {
+            match e {
+                Expr::And(es) | Expr::Or(es) => es.iter().for_each(|e| walk(e, out)),
+                Expr::Not(e) => walk(e, out),
+                Expr::Cmp { field, .. } | Expr::In { field, .. } => out.push(field),
+            }
+        }
+        let mut out: Vec<&str> = self.fields.iter().map(String::as_str).collect();
+        if let Some(f) = &self.filter {
+            walk(f, &mut out);
+        }
+        out.extend(self.order.iter().map(|o| o.field.as_str()));
+        out
+    }
+}
+
+/// Salesforce's INVALID_FIELD answer to a query naming a column `object` does not have:
+/// the query, a caret under the column, its row and column, then the explanation.
+pub(super) fn no_such_column(q: &str, field: &str, object: &str) -> SoqlError {
+    let chars: Vec<char> = q.chars().collect();
+    let word = |c: Option<&char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || *c == '_');
+    let wanted: Vec<char> = field.to_lowercase().chars().collect();
+    let at = (0..chars.len())
+        .find(|&i| {
+            chars.get(i..i + wanted.len()).is_some_and(|w| {
+                w.iter()
+                    .flat_map(|c| c.to_lowercase())
+                    .eq(wanted.iter().copied())
+            }) && !word(i.checked_sub(1).and_then(|j| chars.get(j)))
+                && !word(chars.get(i + wanted.len()))
+        })
+        .unwrap_or(0);
+    SoqlError {
+        code: "INVALID_FIELD",
+        message: format!(
+            "\n{q}\n{caret:>width$}\nERROR at Row:1:Column:{col}\nNo such column '{field}' on entity '{object}'. If you are attempting to use a custom field, be sure to append the '__c' after the custom field name. Please reference your WSDL or the describe call for the appropriate names.",
+            caret = "^",
+            width = at + 1,
+            col = at + 1,
+        ),
+    }
+}
+
 /// A refused query: Salesforce's error code and message.
 #[derive(Debug)]
 pub(super) struct SoqlError {
