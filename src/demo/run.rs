@@ -12,7 +12,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::seed::{self, CopyRef, HUBSPOT, SALESFORCE, STRIPE, Sims, ZENDESK};
+use super::seed::{self, CopyRef, Sims, HUBSPOT, SALESFORCE, STRIPE, ZENDESK};
 use super::world::World;
 use super::{DemoArgs, SimArgs, System};
 use crate::cli::exit;
@@ -178,7 +178,7 @@ fn counts(status: &Value) -> BTreeMap<String, Counts> {
 /// Cancelled on the first SIGINT or SIGTERM. Listening from the start, so a signal that
 /// arrives between two waits is not lost.
 fn stop_signal() -> anyhow::Result<CancellationToken> {
-    use tokio::signal::unix::{SignalKind, signal};
+    use tokio::signal::unix::{signal, SignalKind};
     let token = CancellationToken::new();
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
@@ -817,6 +817,12 @@ pub fn sim(args: SimArgs) -> u8 {
 }
 
 async fn sim_inner(args: SimArgs) -> anyhow::Result<u8> {
+    // Warnings reach stderr: a request to an endpoint the simulator lacks is logged once as
+    // "not simulated", so a client run against it shows the gap.
+    crate::telemetry::init(&crate::config::LogConfig {
+        level: "warn".to_owned(),
+        ..Default::default()
+    })?;
     let stop = stop_signal()?;
     let world = World::generate(args.world.seed, args.world.sizes());
     let mut refs = Vec::new();
