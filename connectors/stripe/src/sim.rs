@@ -4,6 +4,8 @@
 //! per-endpoint 429s, event retention and signed webhook delivery. The secret key is
 //! taken as a bearer token or as HTTP Basic's user name, as Stripe takes it.
 
+mod billing;
+mod clock;
 mod expand;
 mod refusals;
 mod search;
@@ -118,6 +120,10 @@ struct State {
     requests: u64,
     throttled: u64,
     outbox: Option<tokio::sync::mpsc::UnboundedSender<Value>>,
+    clocks: clock::Clocks,
+    /// The test clock and its time while a request or an advance acts on that clock's
+    /// objects: what happens then happens at the clock's time, not the wall's.
+    under_clock: Option<(String, i64)>,
 }
 
 impl State {
@@ -125,6 +131,13 @@ impl State {
         self.frozen_at
             .unwrap_or_else(|| chrono::Utc::now().timestamp())
             + self.offset_secs
+    }
+
+    /// The time of what is being done now: the governing test clock's, else the wall's.
+    fn op_now(&self) -> i64 {
+        self.under_clock
+            .as_ref()
+            .map_or_else(|| self.now(), |(_, t)| *t)
     }
 
     fn next_seq(&mut self) -> u64 {
@@ -149,9 +162,13 @@ impl State {
     }
 
     fn purge_events(&mut self) {
-        let oldest = self.now() - self.cfg.retention_secs;
-        self.events
-            .retain(|e| e["created"].as_i64().unwrap_or(0) >= oldest);
+        // A test clock's events are dated by the clock but kept for 30 days of the wall's
+        // time, so a history simulated in the past is listed once made.
+        let (oldest, clocks) = (self.now() - self.cfg.retention_secs, &self.clocks);
+        self.events.retain(|e| {
+            let made = clocks.made_at(e);
+            made.or_else(|| e["created"].as_i64()).unwrap_or(0) >= oldest
+        });
     }
 
     fn emit(
@@ -164,7 +181,7 @@ impl State {
         let mut e = template("event");
         put(&mut e, "id", json!(new_id("evt")));
         put(&mut e, "type", json!(kind));
-        put(&mut e, "created", json!(self.now()));
+        put(&mut e, "created", json!(self.op_now()));
         put(&mut e, "api_version", json!("2024-06-20"));
         put(&mut e, "livemode", json!(false));
         put(&mut e, "data", json!({ "object": object }));
@@ -183,6 +200,10 @@ impl State {
             "pending_webhooks",
             json!(u8::from(self.outbox.is_some())),
         );
+        if self.under_clock.is_some() {
+            let wall = self.now();
+            self.clocks.note_event(&e, wall);
+        }
         if let Some(tx) = &self.outbox {
             let _ = tx.send(e.clone());
         }
@@ -342,6 +363,8 @@ impl Sim {
             requests: 0,
             throttled: 0,
             outbox: webhook.as_ref().map(|_| tx),
+            clocks: clock::Clocks::default(),
+            under_clock: None,
         }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -512,7 +535,7 @@ impl Sim {
             "customer": customer,
             "items": items.iter().map(|(p, q)| json!({"price": p, "quantity": q.to_string()})).collect::<Vec<_>>(),
         });
-        let (code, v) = create_subscription(&mut s, &params, status, None);
+        let (code, v) = create_subscription(&mut s, &params, Some(status), None);
         if code == 200 {
             Ok(v.get("id")
                 .and_then(Value::as_str)
@@ -793,6 +816,23 @@ fn dispatch(
     params: &Value,
     idem: Option<&str>,
 ) -> (u16, Value) {
+    if let Some(answer) = clock::dispatch(s, method.as_str(), seg, params, idem) {
+        return answer;
+    }
+    s.under_clock = clock::governing(s, method.as_str(), seg, params);
+    let answer = dispatch_object(s, method, path, seg, params, idem);
+    s.under_clock = None;
+    answer
+}
+
+fn dispatch_object(
+    s: &mut State,
+    method: &Method,
+    path: &str,
+    seg: &[&str],
+    params: &Value,
+    idem: Option<&str>,
+) -> (u16, Value) {
     match (method.as_str(), seg) {
         ("GET", ["v1", "events"]) => {
             s.purge_events();
@@ -853,7 +893,7 @@ fn dispatch(
             s.emit("customer.deleted", &c, None, idem);
             (200, gone)
         }
-        ("POST", ["v1", "subscriptions"]) => create_subscription(s, params, "active", idem),
+        ("POST", ["v1", "subscriptions"]) => create_subscription(s, params, None, idem),
         ("POST", ["v1", "subscriptions", id]) => update(
             s,
             "subscriptions",
@@ -863,7 +903,7 @@ fn dispatch(
             idem,
         ),
         ("DELETE", ["v1", "subscriptions", id]) => {
-            let now = s.now();
+            let now = s.op_now();
             let Some(sub) = s.subscriptions.rows.get_mut(*id) else {
                 return missing("subscription", id);
             };
@@ -920,7 +960,12 @@ fn list_filter(object: &str, v: &Value, params: &Value) -> bool {
             Some(st) => v["status"] == st,
         },
         "invoices" => params["status"].as_str().is_none_or(|st| v["status"] == st),
-        "customers" => params["email"].as_str().is_none_or(|e| v["email"] == e),
+        "customers" => {
+            params["email"].as_str().is_none_or(|e| v["email"] == e)
+                && params["test_clock"]
+                    .as_str()
+                    .is_none_or(|c| v["test_clock"] == c)
+        }
         _ => true,
     }
 }
@@ -1070,10 +1115,15 @@ fn set_field(obj: &mut Value, key: &str, v: &Value) {
 }
 
 fn create_customer(s: &mut State, params: &Value, idem: Option<&str>) -> (u16, Value) {
-    if let Some(e) = unknown_param(params, CUSTOMER_PARAMS) {
+    // Only a new customer can be put on a test clock.
+    let (params, test_clock) = match clock::take_test_clock(s, params) {
+        Ok(taken) => taken,
+        Err(refused) => return refused,
+    };
+    if let Some(e) = unknown_param(&params, CUSTOMER_PARAMS) {
         return e;
     }
-    if let Some(e) = refusals::invalid_email(params) {
+    if let Some(e) = refusals::invalid_email(&params) {
         return e;
     }
     let mut c = template("customer");
@@ -1082,7 +1132,8 @@ fn create_customer(s: &mut State, params: &Value, idem: Option<&str>) -> (u16, V
     put(&mut c, "shipping", Value::Null);
     let id = new_id("cus");
     put(&mut c, "id", json!(id));
-    put(&mut c, "created", json!(s.now()));
+    put(&mut c, "created", json!(s.op_now()));
+    put(&mut c, "test_clock", json!(test_clock));
     put(&mut c, "discount", Value::Null);
     put(&mut c, "currency", Value::Null);
     put(&mut c, "invoice_prefix", json!(id[4..12].to_uppercase()));
@@ -1100,8 +1151,13 @@ fn update_customer(s: &mut State, id: &str, params: &Value, idem: Option<&str>) 
 }
 
 /// What `POST /v1/subscriptions/{id}` changes here: metadata and a few flags.
-const SUBSCRIPTION_UPDATE_PARAMS: &[&str] =
-    &["metadata", "description", "cancel_at_period_end", "expand"];
+const SUBSCRIPTION_UPDATE_PARAMS: &[&str] = &[
+    "metadata",
+    "description",
+    "cancel_at_period_end",
+    "cancel_at",
+    "expand",
+];
 
 /// Set `params` on one object and emit `{type}.updated` with the values they replaced.
 fn update(
@@ -1124,6 +1180,7 @@ fn update(
         "customers" => ("customer", "customer.updated"),
         _ => ("subscription", "customer.subscription.updated"),
     };
+    let now = s.op_now();
     let Some(row) = s.table(object).and_then(|t| t.rows.get_mut(id)) else {
         return missing(what, id);
     };
@@ -1134,18 +1191,35 @@ fn update(
         }
         set_field(row, k, v);
     }
+    if object == "subscriptions" {
+        billing::schedule_cancellation(row, &mut previous, now);
+    }
     let row = row.clone();
     s.emit(event, &row, Some(Value::Object(previous)), idem);
     (200, row)
 }
 
+/// What `POST /v1/subscriptions` takes here.
+const SUBSCRIPTION_CREATE_PARAMS: &[&str] = &[
+    "customer",
+    "items",
+    "metadata",
+    "trial_period_days",
+    "trial_end",
+    "cancel_at",
+    "cancel_at_period_end",
+    "expand",
+];
+
+/// A subscription made through the API (`status` None: trialing or active, billed at once as
+/// Stripe bills), or seeded by a test harness straight into `status`, with no invoice.
 fn create_subscription(
     s: &mut State,
     params: &Value,
-    status: &str,
+    status: Option<&str>,
     idem: Option<&str>,
 ) -> (u16, Value) {
-    if let Some(e) = unknown_param(params, &["customer", "items", "metadata", "expand"]) {
+    if let Some(e) = unknown_param(params, SUBSCRIPTION_CREATE_PARAMS) {
         return e;
     }
     let Some(customer) = params["customer"].as_str() else {
@@ -1157,13 +1231,32 @@ fn create_subscription(
             Some("customer"),
         );
     };
-    if !s.customers.rows.contains_key(customer) {
+    let Some(test_clock) = s
+        .customers
+        .rows
+        .get(customer)
+        .map(|c| c["test_clock"].clone())
+    else {
         return missing("customer", customer);
-    }
-    let now = s.now();
+    };
+    let now = s.op_now();
+    let trial_end = match status {
+        Some("trialing") => Some(now + 14 * 86_400),
+        Some(_) => None,
+        None => as_int(&params["trial_end"])
+            .or_else(|| as_int(&params["trial_period_days"]).map(|d| now + d * 86_400))
+            .filter(|end| *end > now),
+    };
+    let from_api = status.is_none();
+    let status = status.unwrap_or(if trial_end.is_some() {
+        "trialing"
+    } else {
+        "active"
+    });
     let id = new_id("sub");
     let mut items = Vec::new();
     let mut currency = Value::Null;
+    let mut period_end = now;
     for (i, item) in params["items"].as_array().into_iter().flatten().enumerate() {
         let price_id = item["price"].as_str().unwrap_or_default();
         let Some(price) = s.prices.get(price_id) else {
@@ -1176,6 +1269,8 @@ fn create_subscription(
             );
         };
         currency = price["currency"].clone();
+        period_end =
+            trial_end.unwrap_or_else(|| billing::add_intervals(now, &price["recurring"], 1));
         let mut si = template("subscription_item");
         put(&mut si, "id", json!(new_id("si")));
         put(&mut si, "created", json!(now));
@@ -1187,7 +1282,7 @@ fn create_subscription(
         );
         put(&mut si, "subscription", json!(id));
         put(&mut si, "current_period_start", json!(now));
-        put(&mut si, "current_period_end", json!(now + 30 * 86_400));
+        put(&mut si, "current_period_end", json!(period_end));
         put(&mut si, "plan", Value::Null);
         items.push(si);
     }
@@ -1204,10 +1299,15 @@ fn create_subscription(
     put(&mut sub, "id", json!(id));
     put(&mut sub, "created", json!(now));
     put(&mut sub, "start_date", json!(now));
-    put(&mut sub, "billing_cycle_anchor", json!(now));
+    put(
+        &mut sub,
+        "billing_cycle_anchor",
+        json!(trial_end.unwrap_or(now)),
+    );
     put(&mut sub, "customer", json!(customer));
     put(&mut sub, "currency", currency);
     put(&mut sub, "status", json!(status));
+    put(&mut sub, "test_clock", test_clock);
     put(
         &mut sub,
         "items",
@@ -1221,12 +1321,13 @@ fn create_subscription(
         "trial_end",
         "trial_start",
         "next_pending_invoice_item_invoice",
+        "latest_invoice",
     ] {
         put(&mut sub, k, Value::Null);
     }
-    if status == "trialing" {
+    if let Some(end) = trial_end {
         put(&mut sub, "trial_start", json!(now));
-        put(&mut sub, "trial_end", json!(now + 14 * 86_400));
+        put(&mut sub, "trial_end", json!(end));
     }
     put(&mut sub, "cancel_at_period_end", json!(false));
     put(&mut sub, "pending_update", Value::Null);
@@ -1236,9 +1337,20 @@ fn create_subscription(
     if let Some(m) = params["metadata"].as_object() {
         put(&mut sub, "metadata", Value::Object(m.clone()));
     }
+    for k in ["cancel_at", "cancel_at_period_end"] {
+        if !params[k].is_null() {
+            set_field(&mut sub, k, &params[k]);
+        }
+    }
+    billing::schedule_cancellation(&mut sub, &mut Map::new(), now);
+    let invoice = from_api.then(|| new_id("in"));
+    put(&mut sub, "latest_invoice", json!(invoice));
     let seq = s.next_seq();
     s.subscriptions.insert(&id, sub.clone(), seq);
     s.emit("customer.subscription.created", &sub, None, idem);
+    if let Some(invoice) = invoice {
+        billing::bill_first_period(s, &sub, invoice, (now, period_end));
+    }
     (200, sub)
 }
 

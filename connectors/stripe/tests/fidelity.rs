@@ -10,53 +10,20 @@ mod common;
 
 use revsync_stripe::sim::Sim;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// One HTTP/1.1 request with `authorization` as given; the status and the JSON body.
 async fn call(sim: &Sim, method: &str, path: &str, authorization: Option<&str>) -> (u16, Value) {
-    send(sim, method, path, authorization, "").await
+    common::request(sim, method, path, authorization, "").await
 }
 
 /// A request with the secret key and `form` as its form-encoded body.
 async fn post(sim: &Sim, path: &str, form: &str) -> (u16, Value) {
     let bearer = format!("Bearer {}", common::KEY);
-    send(sim, "POST", path, Some(&bearer), form).await
+    common::request(sim, "POST", path, Some(&bearer), form).await
 }
 
 async fn get(sim: &Sim, path: &str) -> (u16, Value) {
     let bearer = format!("Bearer {}", common::KEY);
-    send(sim, "GET", path, Some(&bearer), "").await
-}
-
-async fn send(
-    sim: &Sim,
-    method: &str,
-    path: &str,
-    authorization: Option<&str>,
-    form: &str,
-) -> (u16, Value) {
-    let host = sim.base_url().trim_start_matches("http://").to_owned();
-    let mut stream = tokio::net::TcpStream::connect(&host).await.unwrap();
-    let auth = authorization
-        .map(|a| format!("Authorization: {a}\r\n"))
-        .unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
-        form.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    assert!(
-        !head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked"),
-        "{head}"
-    );
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, serde_json::from_str(body).unwrap())
+    common::request(sim, "GET", path, Some(&bearer), "").await
 }
 
 /// `GET /v1/customers/search?query=…` with the query percent-encoded, as the libraries send it.

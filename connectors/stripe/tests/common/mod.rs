@@ -11,7 +11,8 @@ use revsync_sdk::{Change, Connector};
 use revsync_stripe::config::StripeParams;
 use revsync_stripe::sim::{Sim, SimConfig};
 use revsync_stripe::StripeConnector;
-use serde_json::json;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const KEY: &str = "sk_test_sim";
 pub const WHSEC: &str = "whsec_sim_secret";
@@ -52,4 +53,38 @@ pub async fn drain(
         }
     }
     panic!("fetch never finished");
+}
+
+/// One HTTP/1.1 request with `authorization` as given and `form` as its
+/// `application/x-www-form-urlencoded` body, written out by hand as curl sends it; the status
+/// and the JSON body.
+pub async fn request(
+    sim: &Sim,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+    form: &str,
+) -> (u16, Value) {
+    let host = sim.base_url().trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&host).await.unwrap();
+    let auth = authorization
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8(raw).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{head}"
+    );
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(body).unwrap())
 }
