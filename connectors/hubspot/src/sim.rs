@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -21,8 +21,13 @@ use tokio::sync::mpsc;
 use crate::mapping::{self, format_time, ObjectSpec};
 use crate::webhook::sign_v3;
 
+mod assoc;
+mod params;
 mod properties;
+mod refusal;
 mod single;
+
+use refusal::Refusal;
 
 /// How the simulated account behaves.
 #[derive(Debug, Clone)]
@@ -101,6 +106,8 @@ struct St {
     events: Option<mpsc::UnboundedSender<Value>>,
     /// This server's own URL, for `paging.next.link` (HubSpot's is absolute).
     base_url: String,
+    /// `METHOD /path` of each request no simulated route answered.
+    not_simulated: BTreeSet<String>,
 }
 
 type Shared = Arc<Mutex<St>>;
@@ -160,6 +167,7 @@ impl Sim {
             stats: SimStats::default(),
             events: webhook_url.is_some().then_some(tx),
             base_url: String::new(),
+            not_simulated: BTreeSet::new(),
             opts,
         }));
         if let Some(url) = webhook_url {
@@ -180,19 +188,14 @@ impl Sim {
             .route("/crm/v3/objects/{obj}/batch/{op}", post(batch))
             .route(
                 "/crm/v4/associations/{from}/{to}/batch/read",
-                post(assoc_read),
+                post(assoc::read),
             )
             .route(
                 "/crm/v4/associations/{from}/{to}/batch/associate/default",
-                post(assoc_default),
+                post(assoc::associate_default),
             )
-            .fallback(|| async {
-                error(
-                    StatusCode::NOT_FOUND,
-                    "OBJECT_NOT_FOUND",
-                    "resource not found",
-                )
-            })
+            .fallback(not_simulated)
+            .method_not_allowed_fallback(not_simulated)
             .layer(axum::middleware::from_fn_with_state(
                 faults.clone(),
                 simfault::inject,
@@ -316,6 +319,11 @@ impl Sim {
             .filter(|(f, fid, t, _)| *f == from && *fid == id && *t == to)
             .map(|(_, _, _, tid)| tid.to_string())
             .collect()
+    }
+
+    /// `METHOD /path` of every request that reached no simulated route, sorted.
+    pub fn not_simulated(&self) -> Vec<String> {
+        self.lock().not_simulated.iter().cloned().collect()
     }
 
     pub fn stats(&self) -> SimStats {
@@ -486,6 +494,12 @@ impl St {
         let _ = tx.send(e);
     }
 
+    /// Whether `prop` identifies one record of `object`: a contact's email, or the
+    /// canonical-id property (the portal's unique-value one).
+    fn is_unique(&self, object: &str, prop: &str) -> bool {
+        (prop == "email" && object == "contacts") || prop == self.opts.canonical_id_property
+    }
+
     fn find_unique(&self, object: &str, prop: &str, value: &str) -> Option<u64> {
         self.objects.get(object)?.values().find_map(|r| {
             (r.archived_ms.is_none()
@@ -648,29 +662,20 @@ fn error(status: StatusCode, category: &str, message: &str) -> Response {
         .into_response()
 }
 
-/// HubSpot's 400 for a write naming properties the portal does not have (API_FACTS 1.3's
-/// example): the detail list inside `message`, and one `errors` item per property.
-fn property_doesnt_exist(names: &BTreeSet<&str>) -> Response {
-    let said = |n: &str| format!("Property \"{n}\" does not exist");
-    let detail: Vec<Value> = names
-        .iter()
-        .map(|n| {
-            json!({"isValid": false, "message": said(n), "error": "PROPERTY_DOESNT_EXIST",
-                   "name": n, "localizedErrorMessage": said(n), "portalId": PORTAL_ID})
-        })
-        .collect();
-    let errors: Vec<Value> = names
-        .iter()
-        .map(|n| json!({"message": said(n), "code": "PROPERTY_DOESNT_EXIST", "context": {"propertyName": [n]}}))
-        .collect();
+/// A route the simulator does not have, though HubSpot may: HubSpot's 404 for a path it
+/// does not know (no `category`), and one warning per route, so the gap is visible.
+async fn not_simulated(State(s): State<Shared>, method: Method, uri: Uri) -> Response {
+    let key = format!("{method} {}", uri.path());
+    if lock(&s).not_simulated.insert(key.clone()) {
+        tracing::warn!(request = %key, "hubspot simulator: not simulated");
+    }
     let body = json!({
         "status": "error",
-        "message": format!("Property values were not valid: {}", Value::Array(detail)),
+        "message": "resource not found",
         "correlationId": correlation_id(),
-        "errors": errors,
-        "category": "VALIDATION_ERROR",
+        "requestId": uuid::Uuid::now_v7().simple().to_string(),
     });
-    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+    (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
 }
 
 fn limited(policy: &str, message: &str, headers: HeaderMap) -> Response {
@@ -746,9 +751,10 @@ async fn property_definitions(
 async fn list(
     State(s): State<Shared>,
     Path(obj): Path<String>,
-    Query(q): Query<BTreeMap<String, String>>,
+    Query(q): Query<Vec<(String, String)>>,
     headers: HeaderMap,
 ) -> Response {
+    let q = params::Params(q);
     let mut st = lock(&s);
     let rate = match st.admit(&headers, false) {
         Ok(h) => h,
@@ -784,20 +790,13 @@ async fn list(
         }
     };
     let archived = q.get("archived").is_some_and(|a| a == "true");
-    let props: Option<Vec<String>> = q.get("properties").map(|p| {
-        p.split(',')
-            .filter(|x| !x.is_empty())
-            .map(str::to_owned)
-            .collect()
-    });
+    let props = q.list("properties");
     let assoc: Vec<&'static str> = q
-        .get("associations")
-        .map(|a| {
-            a.split(',')
-                .filter_map(|x| spec_of(x).map(|o| o.name))
-                .collect()
-        })
-        .unwrap_or_default();
+        .list("associations")
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|x| spec_of(x).map(|o| o.name))
+        .collect();
     let recs: Vec<&Rec> = st
         .records(spec.name)
         .range(after..)
@@ -1121,6 +1120,14 @@ async fn search(
     ok(StatusCode::OK, rate, body)
 }
 
+/// HubSpot's words for batch inputs whose records it cannot find.
+fn not_found_message(object: &str) -> String {
+    format!(
+        "Could not get some {} objects, they may be deleted or not exist. Check that ids are valid.",
+        singular(object).to_uppercase()
+    )
+}
+
 fn item_error(category: &str, message: String, trace: Option<&Value>, id: Option<&str>) -> Value {
     let mut context = Map::new();
     if let Some(t) = trace.and_then(text) {
@@ -1138,28 +1145,26 @@ fn validate(
     spec: &ObjectSpec,
     props: &Map<String, Value>,
     own_id: Option<u64>,
-) -> Result<BTreeMap<String, String>, (String, String)> {
+) -> Result<BTreeMap<String, String>, Refusal> {
     let canonical = st.opts.canonical_id_property.as_str();
     let mut out = BTreeMap::new();
     for (k, v) in props {
         let Some(definition) = st.definition(spec.name, k) else {
-            return Err((
-                "VALIDATION_ERROR".into(),
-                format!("Property \"{k}\" does not exist"),
-            ));
+            return Err(Refusal::no_such_properties(&BTreeSet::from([k.as_str()])));
         };
         if definition.read_only {
-            return Err((
-                "VALIDATION_ERROR".into(),
+            return Err(Refusal::new(
+                "VALIDATION_ERROR",
                 format!("Property \"{k}\" is read-only"),
             ));
         }
         let v = text(v).unwrap_or_default();
         if k == "email" && !v.is_empty() && !v.contains('@') {
-            return Err((
-                "VALIDATION_ERROR".into(),
+            return Err(Refusal::invalid_values(&[(
+                "email",
+                "INVALID_EMAIL",
                 format!("Email address {v} is invalid"),
-            ));
+            )]));
         }
         if (k == "email" || k == canonical) && !v.is_empty() {
             if let Some(other) = st.find_unique(spec.name, k, &v) {
@@ -1174,7 +1179,7 @@ fn validate(
                             singular(spec.name)
                         )
                     };
-                    return Err(("CONFLICT".into(), message));
+                    return Err(Refusal::new("CONFLICT", message));
                 }
             }
         }
@@ -1228,7 +1233,7 @@ async fn batch(
             .filter(|k| st.definition(spec.name, k).is_none())
             .collect();
         if !unknown.is_empty() {
-            return property_doesnt_exist(&unknown);
+            return Refusal::no_such_properties(&unknown).response();
         }
     }
     // "Partial upserts are not supported when using `email` as the idProperty"
@@ -1249,10 +1254,8 @@ async fn batch(
             match validate(&st, spec, &props, existing) {
                 // A contact the input would make or change already holds one of its unique
                 // values: HubSpot answers the call 409 and names that contact.
-                Err((category, m)) if category == "CONFLICT" => {
-                    return error(StatusCode::CONFLICT, &category, &m)
-                }
-                Err((_, m)) => return bad(&format!("{m} (email upserts are all or nothing)")),
+                Err(r) if r.category == "CONFLICT" => return r.response(),
+                Err(r) => return bad(&format!("{} (email upserts are all or nothing)", r.message)),
                 Ok(_) => {}
             }
         }
@@ -1260,7 +1263,8 @@ async fn batch(
     let now = now_ms();
     let mut results = Vec::new();
     let mut errors = Vec::new();
-    let canonical = st.opts.canonical_id_property.clone();
+    // Ids of untraced inputs not found: HubSpot names them all in one error.
+    let mut missing = Vec::new();
     for input in &inputs {
         let trace = input.get("objectWriteTraceId");
         let id_text = input.get("id").and_then(text);
@@ -1284,25 +1288,41 @@ async fn batch(
         };
         match op.as_str() {
             "read" | "update" | "archive" => {
-                let id = id_text
-                    .as_deref()
-                    .and_then(|i| i.parse::<u64>().ok())
-                    .filter(|i| {
-                        st.records(spec.name)
-                            .get(i)
-                            .is_some_and(|r| r.archived_ms.is_none())
-                    });
+                // Reads name the id property once for the call, updates one an input.
+                let by = match op.as_str() {
+                    "read" => req.get("idProperty"),
+                    "update" => input.get("idProperty"),
+                    _ => None,
+                }
+                .and_then(Value::as_str)
+                .filter(|p| *p != "hs_object_id");
+                let id = match by {
+                    Some(p) if !st.is_unique(spec.name, p) => {
+                        return bad(&format!("idProperty {p} is not a unique-value property"))
+                    }
+                    Some(p) => id_text
+                        .as_deref()
+                        .and_then(|k| st.find_unique(spec.name, p, k)),
+                    None => id_text
+                        .as_deref()
+                        .and_then(|i| i.parse::<u64>().ok())
+                        .filter(|i| {
+                            st.records(spec.name)
+                                .get(i)
+                                .is_some_and(|r| r.archived_ms.is_none())
+                        }),
+                };
                 let Some(id) = id else {
-                    if op != "archive" {
-                        errors.push(item_error(
+                    match (op.as_str(), trace) {
+                        ("archive", _) => {}
+                        // Traced inputs are answered one by one, the others together.
+                        (_, Some(_)) => errors.push(item_error(
                             "OBJECT_NOT_FOUND",
-                            format!(
-                                "Could not get some {} objects, they may be deleted or not exist",
-                                spec.name
-                            ),
+                            not_found_message(spec.name),
                             trace,
                             id_text.as_deref(),
-                        ));
+                        )),
+                        _ => missing.push(json!(id_text.clone().unwrap_or_default())),
                     }
                     continue;
                 };
@@ -1314,7 +1334,12 @@ async fn batch(
                             st.apply(spec.name, id, p, now);
                             with_trace(&st, id, None);
                         }
-                        Err((c, m)) => errors.push(item_error(&c, m, trace, id_text.as_deref())),
+                        Err(r) => errors.push(item_error(
+                            r.category,
+                            r.message,
+                            trace,
+                            id_text.as_deref(),
+                        )),
                     },
                 }
             }
@@ -1323,16 +1348,14 @@ async fn batch(
                     let id = st.insert(spec, p, now);
                     with_trace(&st, id, None);
                 }
-                Err((c, m)) => errors.push(item_error(&c, m, trace, None)),
+                Err(r) => errors.push(item_error(r.category, r.message, trace, None)),
             },
             "upsert" => {
                 let id_prop = input
                     .get("idProperty")
                     .and_then(Value::as_str)
                     .unwrap_or("");
-                let unique =
-                    (id_prop == "email" && spec.name == "contacts") || id_prop == canonical;
-                if !unique {
+                if !st.is_unique(spec.name, id_prop) {
                     return bad(&format!(
                         "idProperty {id_prop} is not a unique-value property"
                     ));
@@ -1360,7 +1383,7 @@ async fn batch(
                         };
                         with_trace(&st, id, Some(new));
                     }
-                    Err((c, m)) => errors.push(item_error(&c, m, trace, Some(&key))),
+                    Err(r) => errors.push(item_error(r.category, r.message, trace, Some(&key))),
                 }
             }
             _ => {
@@ -1375,146 +1398,31 @@ async fn batch(
     if op == "archive" {
         return (StatusCode::NO_CONTENT, rate).into_response();
     }
+    if !missing.is_empty() {
+        errors.push(json!({"status": "error", "category": "OBJECT_NOT_FOUND",
+                           "message": not_found_message(spec.name), "context": {"ids": missing}}));
+    }
+    let done = if op == "create" {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    batch_answer(done, rate, results, errors)
+}
+
+/// A batch answer: COMPLETE with its times, `done` when every input went through, else 207
+/// with the errors beside the results.
+fn batch_answer(
+    done: StatusCode,
+    rate: HeaderMap,
+    results: Vec<Value>,
+    errors: Vec<Value>,
+) -> Response {
     let ts = format_time(Utc::now());
     let mut body =
         json!({"status": "COMPLETE", "results": results, "startedAt": ts, "completedAt": ts});
     let status = if errors.is_empty() {
-        if op == "create" {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        }
-    } else {
-        put(&mut body, "numErrors", json!(errors.len()));
-        put(&mut body, "errors", json!(errors));
-        StatusCode::MULTI_STATUS
-    };
-    ok(status, rate, body)
-}
-
-async fn assoc_read(
-    State(s): State<Shared>,
-    Path((from, to)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let mut st = lock(&s);
-    let rate = match st.admit(&headers, false) {
-        Ok(h) => h,
-        Err(r) => return r,
-    };
-    let (Some(f), Some(t)) = (spec_of(&from), spec_of(&to)) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "VALIDATION_ERROR",
-            "unknown object type",
-        );
-    };
-    let Some(inputs) = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| v.get("inputs").and_then(Value::as_array).cloned())
-    else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "VALIDATION_ERROR",
-            "inputs is required",
-        );
-    };
-    if inputs.len() > 1000 {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "VALIDATION_ERROR",
-            "too many inputs",
-        );
-    }
-    let mut results = Vec::new();
-    for i in inputs {
-        let Some(id) = i
-            .get("id")
-            .and_then(text)
-            .and_then(|x| x.parse::<u64>().ok())
-        else {
-            continue;
-        };
-        let tos: Vec<Value> = st
-            .assoc
-            .iter()
-            .filter(|(a, aid, b, _)| *a == f.name && *aid == id && *b == t.name)
-            .map(|(_, _, _, bid)| json!({"toObjectId": bid, "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": 0, "label": null}]}))
-            .collect();
-        if !tos.is_empty() {
-            results.push(json!({"from": {"id": id.to_string()}, "to": tos}));
-        }
-    }
-    ok(
-        StatusCode::OK,
-        rate,
-        json!({"status": "COMPLETE", "results": results}),
-    )
-}
-
-async fn assoc_default(
-    State(s): State<Shared>,
-    Path((from, to)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let mut st = lock(&s);
-    let rate = match st.admit(&headers, false) {
-        Ok(h) => h,
-        Err(r) => return r,
-    };
-    let (Some(f), Some(t)) = (spec_of(&from), spec_of(&to)) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "VALIDATION_ERROR",
-            "unknown object type",
-        );
-    };
-    let Some(inputs) = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| v.get("inputs").and_then(Value::as_array).cloned())
-    else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "VALIDATION_ERROR",
-            "inputs is required",
-        );
-    };
-    let mut results = Vec::new();
-    let mut errors = Vec::new();
-    for i in inputs {
-        let fid = i
-            .pointer("/from/id")
-            .and_then(text)
-            .and_then(|x| x.parse::<u64>().ok());
-        let tid = i
-            .pointer("/to/id")
-            .and_then(text)
-            .and_then(|x| x.parse::<u64>().ok());
-        let exists = |o: &str, id: Option<u64>| {
-            id.is_some_and(|id| {
-                st.records(o)
-                    .get(&id)
-                    .is_some_and(|r| r.archived_ms.is_none())
-            })
-        };
-        if !exists(f.name, fid) || !exists(t.name, tid) {
-            errors.push(item_error(
-                "OBJECT_NOT_FOUND",
-                "one side of the association does not exist".into(),
-                None,
-                None,
-            ));
-            continue;
-        }
-        let (fid, tid) = (fid.unwrap_or_default(), tid.unwrap_or_default());
-        st.link(f.name, fid, t.name, tid);
-        results.push(json!({"from": {"id": fid.to_string()}, "to": {"id": tid.to_string()}}));
-    }
-    let mut body = json!({"status": "COMPLETE", "results": results});
-    let status = if errors.is_empty() {
-        StatusCode::OK
+        done
     } else {
         put(&mut body, "numErrors", json!(errors.len()));
         put(&mut body, "errors", json!(errors));

@@ -5,22 +5,9 @@
 
 mod common;
 
-use common::fast;
+use common::{call, fast};
 use revsync_hubspot::sim::Sim;
 use serde_json::{json, Value};
-
-async fn call(sim: &Sim, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut rb = reqwest::Client::new()
-        .request(method.parse().unwrap(), format!("{}{path}", sim.url()))
-        .bearer_auth(sim.options().token);
-    if let Some(b) = body {
-        rb = rb.json(&b);
-    }
-    let r = rb.send().await.unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
 
 fn assert_error(body: &Value, category: &str) {
     assert_eq!(body["status"], "error", "{body}");

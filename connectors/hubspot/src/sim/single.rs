@@ -4,22 +4,27 @@
 //! HubSpot's error bodies: 400 VALIDATION_ERROR, 409 CONFLICT naming the record that
 //! already holds a unique value, 404 OBJECT_NOT_FOUND.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
-use super::{error, lock, now_ms, ok, property_doesnt_exist, spec_of, validate, Shared, St};
+use super::params::Params;
+use super::{correlation_id, error, lock, now_ms, ok, spec_of, validate, Refusal, Shared, St};
 
-fn not_found() -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        "OBJECT_NOT_FOUND",
-        "Object not found.  objectId are usually numeric.",
-    )
+/// HubSpot's 404 for an id it has no record for, naming the id as it came in the path.
+fn not_found(id: &str) -> Response {
+    let body = json!({
+        "status": "error",
+        "message": "Object not found.  objectId are usually numeric.",
+        "correlationId": correlation_id(),
+        "context": {"id": [id]},
+        "category": "OBJECT_NOT_FOUND",
+    });
+    (StatusCode::NOT_FOUND, axum::Json(body)).into_response()
 }
 
 /// `properties` of a write body, or the 400 a malformed body gets.
@@ -44,19 +49,9 @@ fn properties(st: &St, object: &str, body: &Bytes) -> Result<Map<String, Value>,
         .filter(|k| st.definition(object, k).is_none())
         .collect();
     if !unknown.is_empty() {
-        return Err(property_doesnt_exist(&unknown));
+        return Err(Refusal::no_such_properties(&unknown).response());
     }
     Ok(props)
-}
-
-/// A `validate` refusal as HubSpot answers a single write.
-fn refused(category: &str, message: &str) -> Response {
-    let status = if category == "CONFLICT" {
-        StatusCode::CONFLICT
-    } else {
-        StatusCode::BAD_REQUEST
-    };
-    error(status, category, message)
 }
 
 /// `POST /crm/v3/objects/{obj}`: one object, 201 and the SimplePublicObject.
@@ -86,12 +81,12 @@ pub(super) async fn create(
         Ok(p) => {
             let id = st.insert(spec, p, now_ms());
             let Some(rec) = st.records(spec.name).get(&id) else {
-                return not_found();
+                return not_found(&id.to_string());
             };
             let body = st.json_of(spec.name, rec, None);
             ok(StatusCode::CREATED, rate, body)
         }
-        Err((c, m)) => refused(&c, &m),
+        Err(r) => r.response(),
     }
 }
 
@@ -100,10 +95,11 @@ pub(super) async fn one(
     State(s): State<Shared>,
     Path((obj, id)): Path<(String, String)>,
     method: Method,
-    Query(q): Query<BTreeMap<String, String>>,
+    Query(q): Query<Vec<(String, String)>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let q = Params(q);
     let mut st = lock(&s);
     let rate = match st.admit(&headers, false) {
         Ok(h) => h,
@@ -117,16 +113,14 @@ pub(super) async fn one(
         );
     };
     let archived = method == Method::GET && q.get("archived").is_some_and(|a| a == "true");
-    let found = match q.get("idProperty").map(String::as_str) {
+    let found = match q.get("idProperty") {
         None | Some("hs_object_id") => id.parse::<u64>().ok().filter(|n| {
             st.records(spec.name)
                 .get(n)
                 .is_some_and(|r| r.archived_ms.is_some() == archived)
         }),
         Some(p) => {
-            let unique =
-                (p == "email" && spec.name == "contacts") || p == st.opts.canonical_id_property;
-            if !unique {
+            if !st.is_unique(spec.name, p) {
                 return error(
                     StatusCode::BAD_REQUEST,
                     "VALIDATION_ERROR",
@@ -144,7 +138,7 @@ pub(super) async fn one(
         return (StatusCode::NO_CONTENT, rate).into_response();
     }
     let Some(n) = found else {
-        return not_found();
+        return not_found(&id);
     };
     if method == Method::PATCH {
         let props = match properties(&st, spec.name, &body) {
@@ -153,17 +147,12 @@ pub(super) async fn one(
         };
         match validate(&st, spec, &props, Some(n)) {
             Ok(p) => st.apply(spec.name, n, p, now_ms()),
-            Err((c, m)) => return refused(&c, &m),
+            Err(r) => return r.response(),
         }
     }
-    let wanted: Option<Vec<String>> = q.get("properties").map(|p| {
-        p.split(',')
-            .filter(|x| !x.is_empty())
-            .map(str::to_owned)
-            .collect()
-    });
+    let wanted = q.list("properties");
     let Some(rec) = st.records(spec.name).get(&n) else {
-        return not_found();
+        return not_found(&id);
     };
     let body = st.json_of(spec.name, rec, wanted.as_deref());
     ok(StatusCode::OK, rate, body)

@@ -144,6 +144,21 @@ impl Harness for SimHarness {
     }
 }
 
+/// One request to the simulator as a user's script sends it: the status and the JSON body
+/// (`Null` when the body is not JSON).
+pub async fn call(sim: &Sim, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut rb = reqwest::Client::new()
+        .request(method.parse().unwrap(), format!("{}{path}", sim.url()))
+        .bearer_auth(sim.options().token);
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let r = rb.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
 pub fn fast() -> SimOptions {
     SimOptions {
         burst_limit: 100_000,
