@@ -169,7 +169,7 @@ async function main() {
   ok('list across pages');
 
   // search: the Search API by type and email, and by free text; /users/search as the client
-  // calls it (offset paging, 6 a page here).
+  // calls it (offset paging, 6 a page here); search/export (cursor paging).
   const hit = (await zd.search.query(`type:user email:batch7.${run}@example.com`)).result;
   check(hit.length === 1 && hit[0].id === batchIds[7] && hit[0].result_type === 'user',
     `search type:user email: finds the one user with result_type user: ${JSON.stringify(hit)}`);
@@ -183,6 +183,9 @@ async function main() {
   const byExternal = await zd.users.search({ external_id: `batch-3-${run}` });
   check(byExternal.length === 1 && byExternal[0].id === batchIds[3],
     `GET /users/search?external_id= finds the user: ${JSON.stringify(byExternal)}`);
+  const exported = await zd.search.exportResults('Batch', 'user', 5);
+  check(exported.length === batch.length && exported.every((x, i) => x.id === batchIds[i]),
+    `search/export pages by cursor (5 a page) through the ${batch.length} batch users once each, oldest first, got ${exported.map((x) => x.id)}`);
   ok('search');
 
   // 404: the client's error carries Zendesk's RecordNotFound body.

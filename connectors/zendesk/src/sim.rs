@@ -417,6 +417,7 @@ impl Sim {
                 ),
             )
             .route("/search", get(rest::search))
+            .route("/search/export", get(rest::export_search))
             .route("/{object}/destroy_many", delete(destroy))
             .route(
                 "/tickets",

@@ -698,3 +698,61 @@ async fn an_endpoint_not_simulated_is_zendesks_404_noted_once() {
             .into()
     );
 }
+
+/// `GET /search/export`, node-zendesk's `search.exportResults`: one type given by
+/// `filter[type]`, oldest first, by cursor with absolute `links.next` until `has_more` is
+/// false; no `count`, no `prev`.
+#[tokio::test]
+async fn search_export_pages_one_type_by_cursor() {
+    use reqwest::Method;
+    let api = Api::start().await;
+    let mut made = Vec::new();
+    for i in 0..5 {
+        let (_, u) = api
+            .call(
+                Method::POST,
+                "/users",
+                Some(json!({"user": {"name": format!("Vip {i}"), "email": format!("vip{i}@example.com")}})),
+            )
+            .await;
+        made.push(u["user"]["id"].clone());
+    }
+    api.call(
+        Method::POST,
+        "/organizations",
+        Some(json!({"organization": {"name": "Vip org"}})),
+    )
+    .await;
+
+    let (status, page) = api
+        .get("/search/export.json?query=vip&filter[type]=user&page[size]=2")
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["count"], Value::Null);
+    let mut seen = Vec::new();
+    let mut page = page;
+    loop {
+        assert_eq!(page["links"]["prev"], Value::Null);
+        for r in page["results"].as_array().unwrap() {
+            assert_eq!(r["result_type"], "user");
+            seen.push(r["id"].clone());
+        }
+        if page["meta"]["has_more"] == false {
+            assert_eq!(page["links"]["next"], Value::Null);
+            break;
+        }
+        let next = page["links"]["next"].as_str().unwrap().to_owned();
+        assert!(next.starts_with(&api.sim.base_url()), "{next}");
+        page = api.get(&next).await.1;
+    }
+    assert_eq!(seen, made, "every user once, oldest first");
+
+    for refused in [
+        "/search/export.json?query=vip",
+        "/search/export.json?query=type:user%20vip&filter[type]=user",
+        "/search/export.json?query=vip&filter[type]=user&page[size]=1001",
+        "/search/export.json?filter[type]=user",
+    ] {
+        assert_eq!(api.get(refused).await.0, 400, "{refused}");
+    }
+}

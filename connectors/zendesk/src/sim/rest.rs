@@ -1,9 +1,9 @@
 //! The Zendesk simulator's record endpoints outside the bulk jobs: lists with both paging
 //! styles Zendesk documents (offset, and cursor with `page[size]`), single-record show,
-//! create and update, `users/create_or_update`, the Search API and Search Users. Users'
-//! emails are unique, as Zendesk keeps them, and a user has a name: a write that would
-//! give a second user an email, or a user no name, is refused with Zendesk's 422
-//! `RecordInvalid`.
+//! create and update, `users/create_or_update`, the Search API (and its cursor export) and
+//! Search Users. Users' emails are unique, as Zendesk keeps them, and a user has a name: a
+//! write that would give a second user an email, or a user no name, is refused with
+//! Zendesk's 422 `RecordInvalid`.
 
 use std::collections::HashMap;
 
@@ -584,6 +584,82 @@ pub(super) async fn search(
     let previous = (page > 1).then(|| url(page - 1));
     Json(json!({"results": rows, "count": count, "facets": null,
         "next_page": next, "previous_page": previous}))
+    .into_response()
+}
+
+/// `GET /search/export?query=…&filter[type]=user`: the Search API's matches of one type
+/// (`filter[type]`; a `type:` in the query is refused), oldest first, by cursor only
+/// (`page[size]` up to 1,000, `page[after]`), with no `count` and `links.prev` always
+/// null, as Zendesk's Export Search Results.
+pub(super) async fn export_search(
+    State(state): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let query = q.get("query").map(String::as_str).unwrap_or("").trim();
+    let kind = q.get("filter[type]").map(String::as_str).unwrap_or("");
+    let Some(o) = Obj::parse(&format!("{kind}s")).filter(|_| !kind.is_empty()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "filter[type] must be ticket, organization or user (groups are not simulated)",
+        );
+    };
+    let wanted = match terms(query) {
+        Ok(t) => t,
+        Err(why) => return bad_query(query, &why),
+    };
+    if wanted.is_empty() {
+        return bad_query(query, "query is required");
+    }
+    if wanted.iter().any(|t| matches!(t, Term::Type(_))) {
+        return bad_query(query, "the type is given by filter[type], not in the query");
+    }
+    let size = match q.get("page[size]").map(|v| v.parse::<usize>()) {
+        None => 100,
+        Some(Ok(n)) if (1..=1000).contains(&n) => n,
+        Some(_) => return bad_paging("page[size] must be a number from 1 to 1000"),
+    };
+    let after = match q.get("page[after]").filter(|c| !c.is_empty()) {
+        None => None,
+        Some(c) => match decode_cursor(c) {
+            Some(id) => Some(id),
+            None => return bad_paging("the cursor is not valid"),
+        },
+    };
+    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+    let base = s.base.clone();
+    let from = after.map_or(0, |a| a.saturating_add(1));
+    let mut rows: Vec<(u64, Value)> = s
+        .table(o)
+        .range(from..)
+        .filter(|(_, r)| wanted.iter().all(|t| holds(t, o, &r.body)))
+        .take(size + 1)
+        .map(|(id, r)| {
+            let mut hit = r.body.clone();
+            if let Some(m) = hit.as_object_mut() {
+                m.insert("result_type".into(), json!(one(o)));
+            }
+            (*id, hit)
+        })
+        .collect();
+    let has_more = rows.len() > size;
+    rows.truncate(size);
+    let after_cursor = rows.last().map(|(id, _)| encode_cursor(*id));
+    let next = after_cursor.as_ref().filter(|_| has_more).map(|c| {
+        let pairs = [
+            ("filter[type]", kind.to_owned()),
+            ("page[after]", c.clone()),
+            ("page[size]", size.to_string()),
+            ("query", query.to_owned()),
+        ];
+        format!("{base}/api/v2/search/export.json?{}", form_pairs(&pairs))
+    });
+    Json(json!({
+        "results": rows.into_iter().map(|(_, hit)| hit).collect::<Vec<_>>(),
+        "facets": null,
+        "meta": {"has_more": has_more, "after_cursor": after_cursor, "before_cursor": null},
+        "links": {"next": next, "prev": null},
+    }))
     .into_response()
 }
 
