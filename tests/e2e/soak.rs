@@ -23,6 +23,7 @@
 //!   with 503s forever (not 400) dead-lettered after its attempt cap. Without it the refusal
 //!   is a 400 and the undecodable record need only be counted as invalid.
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -137,6 +138,9 @@ struct Edit {
     link: String,
     field: &'static str,
     value: String,
+    /// The workload's order of edits: of two copies of one record (a person's Salesforce
+    /// Lead and Contact), the later edit is the one that must win.
+    seq: u64,
 }
 
 #[derive(Debug, Default)]
@@ -416,8 +420,16 @@ impl Workload {
     fn edit(&mut self, system: &'static str, link: String, field: &'static str, value: String) {
         *self.edits.entry(system).or_default() += 1;
         self.edited_at.insert(link.clone(), Instant::now());
-        self.last
-            .insert((link.clone(), field), Edit { link, field, value });
+        let seq = self.edits.values().sum();
+        self.last.insert(
+            (link.clone(), field),
+            Edit {
+                link,
+                field,
+                value,
+                seq,
+            },
+        );
     }
 }
 
@@ -426,15 +438,29 @@ fn digits(s: &str) -> String {
     d[d.len().saturating_sub(10)..].to_owned()
 }
 
-/// The workload's edits the canonical records do not hold: each field is edited in one
-/// system only, so its last edit must win.
+/// The workload's edits the canonical records do not hold. A field's last edit must win:
+/// per canonical record, since two copies of one record (a person's Lead and Contact) can
+/// both be edited, and then the later edit is the one the record must hold.
 async fn lost_edits(d: &Daemon, w: &Workload) -> Vec<String> {
     let mut lost = Vec::new();
+    let mut latest: BTreeMap<(String, &'static str), (&Edit, Value)> = BTreeMap::new();
     for e in w.last.values() {
         let Some(view) = d.record(&e.link).await else {
             lost.push(format!("{}: no canonical record", e.link));
             continue;
         };
+        let id = view["id"].as_str().unwrap_or(&e.link).to_owned();
+        match latest.entry((id, e.field)) {
+            Entry::Occupied(mut o) if o.get().0.seq < e.seq => {
+                o.insert((e, view));
+            }
+            Entry::Occupied(_) => {}
+            Entry::Vacant(v) => {
+                v.insert((e, view));
+            }
+        }
+    }
+    for (e, view) in latest.into_values() {
         let held = match &view["fields"][e.field]["value"] {
             Value::String(s) => s.clone(),
             Value::Null => String::new(),
