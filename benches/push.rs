@@ -19,7 +19,7 @@
 //!
 //! Then the same backlog goes to Zendesk: the real `zendesk` connector, built from its
 //! connector file as the daemon builds it (defaults: 700 requests a minute, up to 30 jobs
-//! in flight, statuses read at least 1 s apart), against the Zendesk simulator configured
+//! in flight, `job_poll_interval_ms` 1 s: ADR 0032), against the Zendesk simulator configured
 //! as an Enterprise account: 700 requests per 60 s window (then 429), at most 100 records
 //! per `create_or_update_many` job, at most 30 jobs queued or running (then a 429
 //! TooManyJobs), and every job finishing 1 to 3 s after its submit (spread evenly). The

@@ -466,6 +466,13 @@ impl ApiResponse {
     }
 }
 
+/// A permit of an account's budget, taken by [`ApiClient::permit`] and spent by
+/// [`ApiClient::send_with`]. Only the client makes one.
+#[derive(Debug)]
+pub struct Permit {
+    _taken: (),
+}
+
 /// The client for one API account. Cheap to clone: clones share the connection pool and
 /// the account's limiter.
 #[derive(Clone)]
@@ -557,16 +564,43 @@ impl ApiClient {
     /// RateLimited{Burst}); a Retry-After pauses the whole account before the next attempt.
     /// `retry: false` for non-idempotent calls.
     pub async fn send(&self, req: ApiRequest) -> Result<ApiResponse, ConnectorError> {
+        self.send_inner(req, None).await
+    }
+
+    /// Takes a permit of the account's budget now, for a request sent with
+    /// [`ApiClient::send_with`]: a caller that must also wait for something else (a job
+    /// slot) waits for it holding the permit, not the other way round.
+    pub async fn permit(&self) -> Result<Permit, ConnectorError> {
+        self.shutdown.wait(self.inner.limiter.acquire()).await?;
+        Ok(Permit { _taken: () })
+    }
+
+    /// [`ApiClient::send`], whose first attempt uses `permit` rather than waiting for one
+    /// (a retry takes its own).
+    pub async fn send_with(
+        &self,
+        req: ApiRequest,
+        permit: Permit,
+    ) -> Result<ApiResponse, ConnectorError> {
+        self.send_inner(req, Some(permit)).await
+    }
+
+    async fn send_inner(
+        &self,
+        req: ApiRequest,
+        permit: Option<Permit>,
+    ) -> Result<ApiResponse, ConnectorError> {
+        let mut permit = permit;
         let url = self.url_for(&req)?;
         if !req.retry {
-            return self.attempt(&req, &url, 1).await;
+            return self.attempt(&req, &url, 1, permit).await;
         }
         let policy = self.inner.retry;
         let started = Instant::now();
         let mut attempt = 0;
         let once = || {
             attempt += 1;
-            self.attempt(&req, &url, attempt)
+            self.attempt(&req, &url, attempt, permit.take())
         };
         let shutdown = self.shutdown.clone();
         // A back-off cut short by shutdown leads to an attempt that stops at its permit.
@@ -666,9 +700,12 @@ impl ApiClient {
         req: &ApiRequest,
         url: &Url,
         attempt: u32,
+        permit: Option<Permit>,
     ) -> Result<ApiResponse, ConnectorError> {
         let inner = &*self.inner;
-        self.shutdown.wait(inner.limiter.acquire()).await?;
+        if permit.is_none() {
+            self.shutdown.wait(inner.limiter.acquire()).await?;
+        }
         let started = Instant::now();
         let what = format!("{} {}", req.method, url.path());
         let (status, outcome) = match self.exchange(req, url, &what).await {

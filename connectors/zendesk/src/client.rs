@@ -2,7 +2,8 @@
 //! error bodies, and bulk jobs (submit, wait out TooManyJobs, read their statuses together
 //! until they finish).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use reqwest::header::HeaderMap;
 use reqwest::Method;
 use revsync_sdk::http::{
     pause_when_exhausted, retry_after, AccountLimiter, ApiClient, ApiPolicy, ApiRequest, Auth,
-    LimiterStats, Limits, RetryPolicy,
+    LimiterStats, Limits, Permit, RetryPolicy,
 };
 use revsync_sdk::{upstream_wait, ConnectorError, LimitScope, Shutdown};
 use serde_json::Value;
@@ -74,14 +75,25 @@ impl ApiPolicy for ZendeskPolicy {
 /// `total=20; remaining=0; resets=41` -> the reset delay once nothing remains.
 fn header_pair(headers: &HeaderMap, name: &str) -> Option<Duration> {
     let value = headers.get(name)?.to_str().ok()?;
-    let field = |key: &str| -> Option<u64> {
-        value.split(';').find_map(|part| {
-            let (k, v) = part.trim().split_once('=')?;
-            (k.trim() == key).then(|| v.trim().parse().ok())?
-        })
-    };
-    (field("remaining")? == 0)
-        .then(|| field("resets").map(|secs| upstream_wait(Duration::from_secs(secs))))?
+    (header_field(value, "remaining")? == 0).then(|| {
+        header_field(value, "resets").map(|secs| upstream_wait(Duration::from_secs(secs)))
+    })?
+}
+
+/// One `key=value` of a `total=30; remaining=29; resets=60` header.
+fn header_field(value: &str, key: &str) -> Option<u64> {
+    value.split(';').find_map(|part| {
+        let (k, v) = part.trim().split_once('=')?;
+        (k.trim() == key).then(|| v.trim().parse().ok())?
+    })
+}
+
+/// The account's job slots from `zendesk-ratelimit-inflight-jobs`: (total, remaining).
+fn inflight_jobs(value: &str) -> Option<(u64, u64)> {
+    Some((
+        header_field(value, "total")?,
+        header_field(value, "remaining")?,
+    ))
 }
 
 /// `RecordInvalid: Record validation errors (email: is invalid)`, from either error shape.
@@ -121,7 +133,11 @@ pub struct ZendeskClient {
     job_timeout: Duration,
     watch: Arc<Watch>,
     /// Our jobs queued or running: at most `max_jobs_in_flight`.
-    job_slots: Arc<tokio::sync::Semaphore>,
+    job_slots: Arc<JobSlots>,
+    /// One submit at a time waits for its permit and slot.
+    submitting: Arc<tokio::sync::Mutex<()>>,
+    /// Submits waiting for a permit or a slot.
+    submitters: Arc<AtomicUsize>,
 }
 
 impl ZendeskClient {
@@ -154,7 +170,9 @@ impl ZendeskClient {
             job_poll: Duration::from_millis(p.job_poll_interval_ms),
             job_timeout: Duration::from_secs(p.job_timeout_secs),
             watch: Arc::default(),
-            job_slots: Arc::new(tokio::sync::Semaphore::new(p.max_jobs_in_flight)),
+            job_slots: Arc::new(JobSlots::new(p.max_jobs_in_flight)),
+            submitting: Arc::default(),
+            submitters: Arc::default(),
         })
     }
 
@@ -209,29 +227,19 @@ impl ZendeskClient {
     pub async fn run_job_outcome(&self, req: ApiRequest) -> Result<JobOutcome, ConnectorError> {
         // Saturating: the params are range-checked, but a clock must not panic on them.
         let deadline = after_now(self.job_timeout);
-        // Held from the submit until the job's status is read as finished: Zendesk counts
-        // a job until it finishes, and we learn that only from the read.
-        let _slot = match tokio::time::timeout_at(
-            deadline,
-            self.api.shutdown().wait(self.job_slots.acquire()),
-        )
-        .await
-        {
-            Ok(Ok(Ok(permit))) => permit,
-            Ok(Err(e)) => return Err(e),
-            // Closed never: the semaphore lives as long as the client.
-            Ok(Ok(Err(_))) | Err(_) => {
-                return Err(ConnectorError::RateLimited {
-                    retry_after: Some(self.job_poll),
-                    scope: LimitScope::Burst,
-                })
-            }
-        };
         let mut wait = self.job_poll;
-        let job = loop {
-            match self.json(req.clone()).await {
-                Ok(v) => break v,
+        // The slot is held from the submit until the job is known to have finished: read
+        // as finished, or no longer counted by Zendesk's in-flight header (`JobSlots`).
+        let (_slot, job) = loop {
+            let (permit, mut slot) = self.take_slot(deadline).await?;
+            match self.api.send_with(req.clone(), permit).await {
+                Ok(resp) => {
+                    slot.answered(resp.header(INFLIGHT_JOBS));
+                    break (slot, resp.json::<Value>()?);
+                }
                 Err(ConnectorError::Transient(m)) if m.starts_with(TOO_MANY_JOBS) => {
+                    // Nothing was queued: the slot is not ours while we wait.
+                    drop(slot);
                     if after_now(wait) > deadline {
                         return Err(ConnectorError::RateLimited {
                             retry_after: Some(wait),
@@ -259,10 +267,37 @@ impl ZendeskClient {
             .ok_or_else(|| malformed(&format!("job {id} read back as finished but is not")))
     }
 
+    /// A request permit and a job slot of ours, by `deadline`; past it, the batch goes
+    /// back as rate limited. The permit comes first, so a slot is never held through the
+    /// limiter's wait; one submit at a time waits for them, so the status reads that
+    /// free slots wait for their permits behind one submit, not behind every push.
+    async fn take_slot(
+        &self,
+        deadline: tokio::time::Instant,
+    ) -> Result<(Permit, Slot), ConnectorError> {
+        let _waiting = Waiting::new(&self.submitters);
+        let taking = async {
+            let _turn = self.submitting.lock().await;
+            let permit = self.api.permit().await?;
+            let slot = self.job_slots.clone().take().await;
+            Ok::<_, ConnectorError>((permit, slot))
+        };
+        match tokio::time::timeout_at(deadline, self.api.shutdown().wait(taking)).await {
+            Ok(Ok(taken)) => taken,
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ConnectorError::RateLimited {
+                retry_after: Some(self.job_poll),
+                scope: LimitScope::Burst,
+            }),
+        }
+    }
+
     /// Job `id`'s status once it has finished. The first look comes soon after the
     /// submit (small jobs finish fast), later ones further apart; every look at a job due
     /// is one shared read of all the jobs this client waits for, and those reads are at
-    /// least `job_poll` apart, so thirty jobs in flight cost one request per interval.
+    /// least [`Self::read_gap`] apart, so thirty jobs in flight cost one request per
+    /// interval. Once no submit waits, looks stay half an interval apart at most: the
+    /// backlog's last jobs are found finished soon after they finish.
     async fn finished_status(
         &self,
         id: &str,
@@ -301,7 +336,7 @@ impl ZendeskClient {
             if last.is_none_or(|at| at < due) {
                 if let Some(at) = last {
                     shutdown
-                        .wait(tokio::time::sleep_until(at + self.job_poll))
+                        .wait(tokio::time::sleep_until(at + self.read_gap()))
                         .await?;
                 }
                 self.read_statuses().await?;
@@ -309,7 +344,35 @@ impl ZendeskClient {
                     return Ok(status);
                 }
             }
-            delay = delay.saturating_mul(2).min(self.job_poll.saturating_mul(2));
+            // While no submit waits, a look costs no batch its turn: keep looking often.
+            let longest = if self.submits_waiting() {
+                self.job_poll.saturating_mul(2)
+            } else {
+                self.job_poll / 2
+            };
+            delay = delay.saturating_mul(2).min(longest);
+        }
+    }
+
+    /// Whether a submit waits for its permit or slot: a status read then delays it.
+    fn submits_waiting(&self) -> bool {
+        self.submitters.load(Ordering::Relaxed) > 0
+    }
+
+    /// The least time between two status reads: `job_poll` while submits wait for the
+    /// budget, a quarter of it once none does (the last jobs of a backlog, or a trickle),
+    /// when reading sooner delays nothing and finds the last jobs finished sooner.
+    fn read_gap(&self) -> Duration {
+        if self.submits_waiting() {
+            // Slots known from Zendesk's header do not wait for reads: only the records'
+            // confirmations do, and each read would take a submit's permit.
+            if self.job_slots.header_seen() {
+                self.job_poll.saturating_mul(2)
+            } else {
+                self.job_poll
+            }
+        } else {
+            self.job_poll / 4
         }
     }
 
@@ -332,8 +395,166 @@ impl ZendeskClient {
     }
 }
 
+/// Counts a submit waiting for its permit and slot while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Ids per `job_statuses/show_many` read; more than the 30 jobs an account can run.
 const STATUS_IDS: usize = 100;
+
+/// Zendesk's answer to a bulk submit says how many of the account's job slots are free.
+const INFLIGHT_JOBS: &str = "zendesk-ratelimit-inflight-jobs";
+
+/// Our jobs queued or running at Zendesk, kept at most `cap`.
+///
+/// A job counts from its submit until a status read finds it finished. Zendesk frees the
+/// slot when the job finishes, up to a read interval earlier, and every submit's answer
+/// says how many of the account's slots are then taken (`zendesk-ratelimit-inflight-jobs`).
+/// Those taken slots, plus every submit of ours the answer may not have counted yet,
+/// bound how many of our jobs still run: a slot Zendesk has freed is ours again at once,
+/// not only at the next read. The bound never counts another integration's job as free,
+/// so the cap holds for our jobs whatever else runs on the account.
+pub(crate) struct JobSlots {
+    cap: usize,
+    state: std::sync::Mutex<SlotState>,
+    freed: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct SlotState {
+    /// Jobs submitted (or being submitted) whose finish no read has seen yet.
+    held: usize,
+    /// At most this many of them still run (from the last in-flight header, plus the
+    /// submits since); none before the first header.
+    running_bound: Option<usize>,
+    /// Submits started so far: the next one's number.
+    started: u64,
+    /// Submits sent whose answer has not come back.
+    unanswered: BTreeSet<u64>,
+}
+
+impl SlotState {
+    fn running(&self) -> usize {
+        self.running_bound.map_or(self.held, |b| b.min(self.held))
+    }
+}
+
+impl JobSlots {
+    pub(crate) fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            state: std::sync::Mutex::default(),
+            freed: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until fewer than `cap` of our jobs can be running, then counts one more.
+    pub(crate) async fn take(self: Arc<Self>) -> Slot {
+        let (seq, unanswered_before) = loop {
+            // Registered before the check, so a slot freed in between still wakes us.
+            let freed = self.freed.notified();
+            if let Some(taken) = self.try_count() {
+                break taken;
+            }
+            freed.await;
+        };
+        Slot {
+            slots: self,
+            seq,
+            unanswered_before,
+        }
+    }
+
+    /// Counts one more job if fewer than `cap` can be running: its submit's number, and
+    /// how many of ours were unanswered then.
+    fn try_count(&self) -> Option<(u64, usize)> {
+        let mut s = self.lock();
+        if s.running() >= self.cap {
+            return None;
+        }
+        s.held += 1;
+        if let Some(b) = s.running_bound.as_mut() {
+            *b += 1;
+        }
+        let seq = s.started;
+        s.started += 1;
+        let unanswered_before = s.unanswered.len();
+        s.unanswered.insert(seq);
+        Some((seq, unanswered_before))
+    }
+
+    /// Whether Zendesk's in-flight header has told us about the slots.
+    fn header_seen(&self) -> bool {
+        self.lock().running_bound.is_some()
+    }
+
+    /// How many of our jobs may be running now, for tests.
+    #[cfg(test)]
+    fn running(&self) -> usize {
+        self.lock().running()
+    }
+}
+
+/// One of our jobs, from before its submit until its waiter is done with it.
+pub(crate) struct Slot {
+    slots: Arc<JobSlots>,
+    /// This submit's number.
+    seq: u64,
+    /// Our submits still unanswered when this one started: they may reach Zendesk after
+    /// it, so its answer may not count them.
+    unanswered_before: usize,
+}
+
+impl Slot {
+    /// The submit's answer came, with Zendesk's in-flight header if it sent one.
+    pub(crate) fn answered(&mut self, inflight: Option<&str>) {
+        let slots = &self.slots;
+        let mut s = slots.lock();
+        s.unanswered.remove(&self.seq);
+        let Some((total, remaining)) = inflight.and_then(inflight_jobs) else {
+            return;
+        };
+        let taken = usize::try_from(total.saturating_sub(remaining)).unwrap_or(usize::MAX);
+        // Every submit of ours that the answer may not count: the ones started after
+        // this one, and the ones that were on their way when it started.
+        let since = usize::try_from(s.started - 1 - self.seq).unwrap_or(usize::MAX);
+        let bound = taken
+            .saturating_add(since)
+            .saturating_add(self.unanswered_before);
+        let before = s.running();
+        s.running_bound = Some(s.running_bound.map_or(bound, |b| b.min(bound)));
+        if s.running() < before {
+            drop(s);
+            slots.freed.notify_waiters();
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut s = self.slots.lock();
+        s.held = s.held.saturating_sub(1);
+        s.unanswered.remove(&self.seq);
+        drop(s);
+        self.slots.freed.notify_waiters();
+    }
+}
 
 /// The jobs one client waits for, and the reads of their statuses they share.
 #[derive(Default)]
@@ -573,5 +794,71 @@ mod tests {
         );
         // Reaches the exports limiter's clock: clamped, not a panic.
         assert_eq!(p.observe(&h), None);
+    }
+
+    /// Polls `take` once: the slot if one is free now.
+    fn try_take(slots: &Arc<JobSlots>) -> Option<Slot> {
+        use std::future::Future;
+        let mut take = std::pin::pin!(slots.clone().take());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match take.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(slot) => Some(slot),
+            std::task::Poll::Pending => None,
+        }
+    }
+
+    #[test]
+    fn a_slot_zendesk_has_freed_is_ours_again_before_any_read() {
+        let slots = Arc::new(JobSlots::new(2));
+        let mut a = try_take(&slots).unwrap();
+        a.answered(Some("total=30; remaining=29; resets=60"));
+        let mut b = try_take(&slots).unwrap();
+        assert!(try_take(&slots).is_none(), "two jobs, cap two");
+        // B's answer: one job runs on the account, B's own. A has finished at Zendesk,
+        // though no read has said so.
+        b.answered(Some("total=30; remaining=29; resets=60"));
+        assert_eq!(slots.running(), 1);
+        let c = try_take(&slots).expect("the slot A held is free again");
+        assert!(try_take(&slots).is_none(), "B and C run: the cap holds");
+        drop((a, b, c));
+        assert_eq!(slots.running(), 0);
+    }
+
+    #[test]
+    fn a_submit_the_header_may_not_count_keeps_its_slot() {
+        let slots = Arc::new(JobSlots::new(2));
+        let mut a = try_take(&slots).unwrap();
+        // B is sent before A's answer comes: A's header may have been made before B
+        // reached Zendesk.
+        let _b = try_take(&slots).unwrap();
+        a.answered(Some("total=30; remaining=29; resets=60"));
+        assert_eq!(
+            slots.running(),
+            2,
+            "A, and B which the header may not count"
+        );
+        assert!(try_take(&slots).is_none());
+        // Another integration's jobs are never counted as ours freed.
+        a.answered(Some("total=30; remaining=0; resets=60"));
+        assert_eq!(slots.running(), 2);
+    }
+
+    #[test]
+    fn without_the_header_a_slot_is_held_until_its_job_is_read() {
+        let slots = Arc::new(JobSlots::new(1));
+        let mut a = try_take(&slots).unwrap();
+        a.answered(None);
+        assert!(try_take(&slots).is_none());
+        drop(a);
+        assert!(try_take(&slots).is_some());
+    }
+
+    #[test]
+    fn the_inflight_header_is_parsed() {
+        assert_eq!(
+            inflight_jobs("total=30; remaining=29; resets=60"),
+            Some((30, 29))
+        );
+        assert_eq!(inflight_jobs("total=30"), None);
     }
 }

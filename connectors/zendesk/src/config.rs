@@ -40,8 +40,10 @@ pub struct ZendeskParams {
     /// Incremental exports allowed per minute: 10, or 30 with the High Volume add-on.
     #[serde(default = "default_exports_per_minute")]
     pub exports_per_minute: u32,
-    /// The least time between two reads of the bulk jobs' statuses (one read covers every
-    /// job in flight); a job is first looked at a quarter of it after its submit.
+    /// The least time between two reads of the bulk jobs' statuses while batches wait to
+    /// be submitted (twice it once Zendesk's in-flight header tells the free slots; a
+    /// quarter of it once none waits). One read covers every job in flight; a job is first
+    /// looked at a quarter of it after its submit (ADR 0032).
     #[serde(default = "default_job_poll_interval_ms")]
     pub job_poll_interval_ms: u64,
     /// Bulk jobs this connector keeps queued or running at once, each a batch pushed:

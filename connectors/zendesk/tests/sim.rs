@@ -229,6 +229,58 @@ async fn too_many_jobs_backs_off_then_completes() {
     assert_eq!(s.stats().jobs, 1, "exactly one job was queued");
 }
 
+/// Zendesk frees a job's slot when the job finishes, and each submit's answer says how
+/// many slots are taken (`zendesk-ratelimit-inflight-jobs`). With room for three jobs of
+/// ours and jobs that finish in 20 ms, six pushes 50 ms apart all go out before the first
+/// status read (due a second after the first submit): no slot waits for a read to learn
+/// what the header already said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_zendesk_has_freed_are_used_before_the_next_status_read() {
+    let s = sim(SimConfig {
+        job_delay: Duration::from_millis(20),
+        ..SimConfig::default()
+    })
+    .await;
+    let c = std::sync::Arc::new(connector(
+        &s,
+        json!({"max_jobs_in_flight": 3, "job_poll_interval_ms": 4000}),
+    ));
+    let started = Instant::now();
+    let mut pushes = tokio::task::JoinSet::new();
+    for b in 0..6 {
+        let c = c.clone();
+        pushes.spawn(async move {
+            let item = PushItem {
+                op: PushOp::Create {
+                    canonical_id: Uuid::now_v7(),
+                },
+                fields: serde_json::from_value(
+                    json!({"name": format!("S {b}"), "email": format!("s{b}@example.com")}),
+                )
+                .unwrap(),
+                version: 1,
+            };
+            c.push("users", &[item]).await.unwrap()
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep_until((started + Duration::from_millis(800)).into()).await;
+    let st = s.stats();
+    assert_eq!(st.status_reads, 0, "the first read is not due yet");
+    assert_eq!(st.jobs, 6, "every push was submitted before any read");
+    while let Some(r) = pushes.join_next().await {
+        assert!(r.unwrap()[0].is_ok());
+    }
+    let st = s.stats();
+    assert!(
+        st.max_active_jobs <= 3,
+        "{} jobs at once",
+        st.max_active_jobs
+    );
+    assert_eq!(st.too_many_jobs, 0);
+    assert_eq!(s.ids("users").len(), 6);
+}
+
 /// 1,000 users in batches of 100 against jobs that take 1 s, pushed as the dispatcher
 /// does: up to `pushes_in_flight()` pushes at once. Jobs overlap within Zendesk's ceiling,
 /// their statuses are read together rather than once per job, and every id a push
