@@ -334,6 +334,12 @@ pub fn start(
     let mut read_by: HashMap<String, Vec<String>> = HashMap::new();
     let first_reads = Arc::new(dispatch::FirstReads::default());
     let mut first_read = Vec::new();
+    // Inbound dead letters kept from earlier runs, counted before any poll starts: a
+    // poll's own letters are counted as they come, and one kept before this scan would
+    // be counted twice.
+    for (_, letter) in engine.inbound_dead_letters(None, usize::MAX)? {
+        status.update(&letter.connector, |s| s.inbound_dead_letters += 1);
+    }
 
     for (_, c) in config.connectors.iter().filter(|(_, c)| c.enabled) {
         if registry.get(&c.type_name).is_none() {
@@ -422,10 +428,6 @@ pub fn start(
     }
 
     first_reads.set(first_read);
-    // Inbound dead letters kept from earlier runs; later ones are counted as they come.
-    for (_, letter) in engine.inbound_dead_letters(None, usize::MAX)? {
-        status.update(&letter.connector, |s| s.inbound_dead_letters += 1);
-    }
     let connectors = Arc::new(connectors);
     {
         let (inbox, engine, conns, st, cn) = (
