@@ -12,8 +12,13 @@
 //! - `REVSYNC_SOAK_SECS`: how long faults and workload run (default 60).
 //! - `REVSYNC_SOAK_SEED`: the seed of faults and workload, to replay a run.
 //! - `REVSYNC_SOAK_CSV`: a file to write the RSS/fd samples to.
-//! - `REVSYNC_SOAK_OVERSIZE_BYTES`: the size of an oversized answer (default 17 MiB, past
-//!   the SDK's response cap).
+//! - `REVSYNC_SOAK_OVERSIZE_BYTES`: the size of an oversized answer (default 17 MiB: under
+//!   the SDK's 64 MiB response cap, so the daemon reads each one whole and must give the
+//!   memory back).
+//! - `REVSYNC_SOAK_CACHE_MB`: the daemon's `store.cache_mb` (default 16). RSS is judged
+//!   after warm-up, when the store's cache should be full; with the demo's 64 MiB it may
+//!   still be filling an hour in as the store grows, which would hide a leak and fail a
+//!   daemon that has none. The store's size on disk is printed at both ends.
 //! - `REVSYNC_SOAK_REEDIT_AFTER_SECS`: a record edited is not edited again for this long
 //!   (default 0). A re-edit while revsync's write of the previous edit is in flight meets
 //!   the echo race recorded in docs/BENCHMARKS.md ("soak"); the CI slice sets it past its
@@ -160,6 +165,22 @@ struct Sample {
     at: Duration,
     rss_kb: u64,
     fds: u64,
+    /// The store's files on disk: what RSS may follow while the cache is not yet full.
+    store_kb: u64,
+}
+
+fn dir_kb(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_kb(&e.path()),
+            Ok(m) => m.len() / 1024,
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 fn sample(pid: u32) -> Option<(u64, u64)> {
@@ -533,7 +554,8 @@ async fn soak() {
     let rig = Rig::with_webhooks(timeouts).await;
     let poison_user = plant_poison(&rig, strict);
     let plans = phases(oversize);
-    let mut d = rig.start();
+    let cache_mb = env_u64("REVSYNC_SOAK_CACHE_MB").unwrap_or(16).to_string();
+    let mut d = rig.start_with(&[("REVSYNC_STORE__CACHE_MB", &cache_mb)]);
     let pid = d.pid().expect("the daemon runs");
     // The world syncs once, fault-free, before the campaign: the soak measures a daemon in
     // its steady state, and the workload needs to know which copies are one person.
@@ -584,6 +606,7 @@ async fn soak() {
                     at: started.elapsed(),
                     rss_kb,
                     fds,
+                    store_kb: dir_kb(&rig.data_dir()),
                 });
             }
             next_sample += SAMPLE_EVERY;
@@ -609,6 +632,7 @@ async fn soak() {
             at: started.elapsed(),
             rss_kb,
             fds,
+            store_kb: dir_kb(&rig.data_dir()),
         });
     }
 
@@ -739,6 +763,13 @@ async fn soak() {
     );
     let _ = writeln!(
         out,
+        "store: {} KiB on disk at {:.0} s, {} KiB at the end; cache_mb {cache_mb}",
+        at_warm.map_or(0, |s| s.store_kb),
+        at_warm.map_or(0.0, |s| s.at.as_secs_f64()),
+        end.map_or(0, |s| s.store_kb),
+    );
+    let _ = writeln!(
+        out,
         "fds: {fd_min}..{fd_max}, {} at the end ({} samples)",
         end.map_or(0, |s| s.fds),
         samples.len()
@@ -764,9 +795,16 @@ async fn soak() {
     );
     println!("{out}");
     if let Ok(path) = std::env::var("REVSYNC_SOAK_CSV") {
-        let mut csv = String::from("secs,rss_kb,fds\n");
+        let mut csv = String::from("secs,rss_kb,fds,store_kb\n");
         for s in &samples {
-            let _ = writeln!(csv, "{:.0},{},{}", s.at.as_secs_f64(), s.rss_kb, s.fds);
+            let _ = writeln!(
+                csv,
+                "{:.0},{},{},{}",
+                s.at.as_secs_f64(),
+                s.rss_kb,
+                s.fds,
+                s.store_kb
+            );
         }
         std::fs::write(&path, csv).expect("write REVSYNC_SOAK_CSV");
     }
