@@ -456,6 +456,7 @@ async fn setup(
         rate_limit: &t.rate_limit,
         http: &t.http,
         mapped_fields: &Default::default(),
+        objects: &Default::default(),
         shutdown: Default::default(),
     };
     let connector = kind

@@ -19,6 +19,8 @@ impl Registry {
             Box::new(revsync_stripe::Stripe),
             #[cfg(feature = "zendesk")]
             Box::new(revsync_zendesk::Zendesk),
+            #[cfg(feature = "csv")]
+            Box::new(revsync_csv::Csv),
         ];
         types.sort_by_key(|t| t.name());
         Self { types }

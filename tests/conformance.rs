@@ -71,6 +71,7 @@ fn acme(fake: &Fake) -> std::sync::Arc<dyn revsync_sdk::Connector> {
         rate_limit: &limits,
         http: &Default::default(),
         mapped_fields: &Default::default(),
+        objects: &Default::default(),
         shutdown: Default::default(),
     };
     AcmeType.build(&ctx).unwrap().unwrap()

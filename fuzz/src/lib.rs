@@ -26,6 +26,7 @@ pub fn build(kind: &dyn ConnectorType, params: serde_json::Value) -> Arc<dyn Con
         rate_limit: &RateLimitConfig::default(),
         http: &HttpConfig::default(),
         mapped_fields: &Default::default(),
+        objects: &Default::default(),
         shutdown: Default::default(),
     };
     match kind.build(&ctx) {

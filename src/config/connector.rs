@@ -89,6 +89,22 @@ pub struct ObjectConfig {
     /// (for the fields the mapping writes: a record outside it is not pushed here).
     #[serde(default)]
     pub filter: BTreeMap<String, Condition>,
+    /// The field that identifies a record, for connector types whose objects the file
+    /// names (a CSV file's key column); other types know their systems' ids.
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+impl ObjectConfig {
+    /// What the connector is told of this object.
+    pub fn decl(&self) -> revsync_sdk::ObjectDecl {
+        revsync_sdk::ObjectDecl {
+            kind: self.kind,
+            key: self.key.clone(),
+            read: self.direction != Direction::Out,
+            write: self.direction != Direction::In,
+        }
+    }
 }
 
 /// One condition of an object's `filter:` on a source field (a dotted path reads nested

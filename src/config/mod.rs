@@ -129,6 +129,65 @@ pub fn load_all(dir: &Path, registry: &Registry, env: &dyn Env) -> (Config, Vec<
     (config, errors)
 }
 
+/// Objects a connector file names itself (a CSV file each) need names that are safe as
+/// file names and a mapping of their own; `key:` belongs to them alone.
+fn open_objects(
+    ctx: &FileCtx<'_>,
+    kind: &dyn revsync_sdk::ConnectorType,
+    objects: &BTreeMap<String, ObjectConfig>,
+    errors: &mut Vec<ConfigError>,
+) {
+    for (name, o) in objects {
+        let path = format!("objects.{name}");
+        if !kind.open_objects() {
+            if o.key.is_some() {
+                errors.push(
+                    ctx.error(
+                        format!("{path}.key"),
+                        format!(
+                            "`{}` objects have the system's own ids; `key` is for csv connectors",
+                            kind.name()
+                        ),
+                    )
+                    .hint("remove the `key:` line"),
+                );
+            }
+            continue;
+        }
+        let safe = !name.is_empty()
+            && !name.starts_with('.')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !safe {
+            errors.push(
+                ctx.error(
+                    path.clone(),
+                    format!("`{name}` is not a plain name: letters, digits, `_`, `-` and `.`, not starting with `.`"),
+                )
+                .example("objects:\n  people:\n    kind: person"),
+            );
+        }
+        if o.fields.is_empty() {
+            errors.push(
+                ctx.error(
+                    format!("{path}.fields"),
+                    format!("a `{}` object has no default mapping: map its fields", kind.name()),
+                )
+                .example(format!(
+                    "objects:\n  {name}:\n    kind: person\n    fields: {{ email: email, first_name: first_name }}"
+                )),
+            );
+        }
+        if o.key.as_deref().is_some_and(|k| k.trim().is_empty()) {
+            errors.push(
+                ctx.error(format!("{path}.key"), "is empty")
+                    .example(format!("objects:\n  {name}:\n    key: id")),
+            );
+        }
+    }
+}
+
 /// The fields a system refuses a create without must be written by the object that
 /// creates each kind there (the first object of that kind revsync writes, as the engine
 /// picks it), or given a `default:`: otherwise every create becomes a dead letter.
@@ -783,6 +842,9 @@ fn load_connector(
         Some(other) => ctx.parse("objects", other, errors),
     };
     if let (Some(objects), Some(kind)) = (&objects, kind) {
+        open_objects(&ctx, kind, objects, errors);
+    }
+    if let (Some(objects), Some(kind)) = (&objects, kind.filter(|k| !k.open_objects())) {
         let valid: Vec<&str> = kind.objects().iter().map(|(n, _)| *n).collect();
         for name in objects.keys().filter(|n| !valid.contains(&n.as_str())) {
             let hint = match nearest(name, valid.iter().copied()) {
@@ -826,7 +888,17 @@ fn load_connector(
         .unwrap_or(Value::Object(Map::new()));
     if let Some(kind) = kind {
         if !ctx.unresolved.iter().any(|s| s == "params") {
-            if let Err(param_errors) = kind.validate_params(&params) {
+            let params_ok = kind.validate_params(&params);
+            for (name, o) in objects.iter().flatten() {
+                for pe in kind.validate_object(&params, name, &o.decl()) {
+                    let mut err = ctx.error(format!("objects.{name}.{}", pe.path), pe.message);
+                    if let Some(example) = pe.example {
+                        err = err.example(example);
+                    }
+                    errors.push(err);
+                }
+            }
+            if let Err(param_errors) = params_ok {
                 for pe in param_errors {
                     let field = if pe.path.is_empty() {
                         "params".to_owned()

@@ -304,12 +304,18 @@ pub fn build_connector(
             (name.clone(), fields)
         })
         .collect();
+    let objects = c
+        .objects
+        .iter()
+        .map(|(name, o)| (name.clone(), o.decl()))
+        .collect();
     let ctx = revsync_sdk::BuildContext {
         id: &c.id,
         params: &c.params,
         rate_limit: &c.rate_limit,
         http: &c.http,
         mapped_fields: &mapped_fields,
+        objects: &objects,
         shutdown,
     };
     kind.build(&ctx)

@@ -391,6 +391,7 @@ async fn fields_the_mapping_reads_are_selected() {
             rate_limit: &limits,
             http: &Default::default(),
             mapped_fields: &mapped,
+            objects: &Default::default(),
             shutdown: Default::default(),
         };
         revsync_salesforce::Salesforce.build(&ctx).unwrap().unwrap()
@@ -428,6 +429,7 @@ fn built_with(sim: &Sim, extra: Value, http: &revsync_sdk::http::HttpConfig) -> 
         rate_limit: &revsync_sdk::http::RateLimitConfig::default(),
         http,
         mapped_fields: &Default::default(),
+        objects: &Default::default(),
         shutdown: Default::default(),
     };
     revsync_salesforce::Salesforce.build(&ctx).unwrap().unwrap()
@@ -811,6 +813,7 @@ async fn a_mapped_custom_field_is_selected_written_and_read() {
             rate_limit: &limits,
             http: &Default::default(),
             mapped_fields: &mapped,
+            objects: &Default::default(),
             shutdown: Default::default(),
         })
         .unwrap()

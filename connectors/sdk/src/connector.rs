@@ -61,6 +61,26 @@ pub trait ConnectorType: Send + Sync + 'static {
         &[]
     }
 
+    /// Whether the connector file names this type's objects (`type: csv`: one file per
+    /// object, any name) instead of choosing among [`ConnectorType::objects`]. Such objects
+    /// may declare a `key:` column, and carry no default mapping.
+    fn open_objects(&self) -> bool {
+        false
+    }
+
+    /// Check one object of the file against `params`, which may hold errors of their own
+    /// (only for [`ConnectorType::open_objects`]); each error's path is below
+    /// `objects.<name>`.
+    fn validate_object(
+        &self,
+        params: &serde_json::Value,
+        name: &str,
+        object: &ObjectDecl,
+    ) -> Vec<ParamError> {
+        let _ = (params, name, object);
+        Vec::new()
+    }
+
     /// Build the running connector from validated params. `None`: this build has no API
     /// client for the type yet; it is validated and shown on `/status` but does not sync.
     fn build(
@@ -88,9 +108,23 @@ pub struct BuildContext<'a> {
     /// Per object, the source fields the YAML mapping reads or writes (top-level names), so
     /// a connector that must name its fields (SOQL) selects what the mapping needs.
     pub mapped_fields: &'a std::collections::BTreeMap<String, Vec<String>>,
+    /// The objects the connector file declares, with what the daemon will do with each.
+    pub objects: &'a std::collections::BTreeMap<String, ObjectDecl>,
     /// The daemon's shutdown: every API client the connector builds takes it
     /// (`ApiClient::with_shutdown`), and so does any wait of the connector's own.
     pub shutdown: crate::shutdown::Shutdown,
+}
+
+/// One object of a connector file, as the connector is told of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectDecl {
+    pub kind: Kind,
+    /// The field that identifies a record (`key:`; only for [`ConnectorType::open_objects`]).
+    pub key: Option<String>,
+    /// The daemon reads it (`direction` is `in` or `both`).
+    pub read: bool,
+    /// The daemon may write it (`direction` is `out` or `both`).
+    pub write: bool,
 }
 
 /// Deserialize `params` into `T` and turn a serde failure into a [`ParamError`]

@@ -21,7 +21,7 @@ pub mod testsuite;
 
 pub use connector::{
     check_base_url, check_range, check_timeout_ms, collected, parse_params, BuildContext,
-    ConnectorType, ParamError, MAX_WINDOW_SECS, TIMEOUT_MS_RANGE,
+    ConnectorType, ObjectDecl, ParamError, MAX_WINDOW_SECS, TIMEOUT_MS_RANGE,
 };
 pub use describe::{FieldSchema, ObjectSchema};
 pub use error::{upstream_wait, ConnectorError, LimitScope, MAX_UPSTREAM_WAIT};

@@ -46,6 +46,7 @@ pub fn connector_mapping(
             rate_limit: &rate,
             http: &Default::default(),
             mapped_fields: mapped,
+            objects: &Default::default(),
             shutdown: Default::default(),
         })
         .expect("hubspot builds a connector")
