@@ -1,0 +1,1 @@
+//! A webinar platform on loopback (feature `sim`): webinars, registrants, attendance.
