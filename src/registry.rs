@@ -21,6 +21,8 @@ impl Registry {
             Box::new(revsync_zendesk::Zendesk),
             #[cfg(feature = "csv")]
             Box::new(revsync_csv::Csv),
+            #[cfg(feature = "rest")]
+            Box::new(revsync_rest::Rest),
         ];
         types.sort_by_key(|t| t.name());
         Self { types }

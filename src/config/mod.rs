@@ -891,7 +891,11 @@ fn load_connector(
             let params_ok = kind.validate_params(&params);
             for (name, o) in objects.iter().flatten() {
                 for pe in kind.validate_object(&params, name, &o.decl()) {
-                    let mut err = ctx.error(format!("objects.{name}.{}", pe.path), pe.message);
+                    let field = match pe.path.as_str() {
+                        "" => format!("objects.{name}"),
+                        sub => format!("objects.{name}.{sub}"),
+                    };
+                    let mut err = ctx.error(field, pe.message);
                     if let Some(example) = pe.example {
                         err = err.example(example);
                     }
