@@ -94,6 +94,10 @@ pub struct ObjectApi {
     /// there on create, so a create whose answer was lost still joins its record.
     #[serde(default)]
     pub external_id_field: Option<String>,
+    /// Fields added to every record read, where the record has none of its own (where a
+    /// record came from: `lead_source: Webinar`), for the mapping to use like any other.
+    #[serde(default)]
+    pub add_fields: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -41,16 +41,26 @@ fn list(pick: u8) -> ListRequest {
     ListRequest {
         path: "/v1/records".into(),
         query: BTreeMap::new(),
-        records: if pick & 8 == 0 { "$.data".into() } else { "$".into() },
+        records: if pick & 8 == 0 {
+            "$.data".into()
+        } else {
+            "$".into()
+        },
         paging,
         incremental: Some(Incremental {
             field: "updated_at".into(),
             param: "updated_since".into(),
-            format: if pick & 16 == 0 { TimeFormat::Rfc3339 } else { TimeFormat::Unix },
+            format: if pick & 16 == 0 {
+                TimeFormat::Rfc3339
+            } else {
+                TimeFormat::Unix
+            },
             lookback_secs: 0,
         }),
     }
 }
+
+static NO_FIELDS: BTreeMap<String, serde_json::Value> = BTreeMap::new();
 
 fn decode() -> Decode<'static> {
     Decode {
@@ -60,6 +70,7 @@ fn decode() -> Decode<'static> {
         external_id_field: Some("revsync_id"),
         format: TimeFormat::Rfc3339,
         now: DateTime::<Utc>::UNIX_EPOCH,
+        add_fields: &NO_FIELDS,
     }
 }
 
@@ -116,7 +127,11 @@ pub fn webhook(data: &[u8]) -> usize {
     let Some(s) = scheme() else {
         return 0;
     };
-    let sig = if flags & 1 == 1 { s.sign(Some(ts.trim()), body) } else { sig };
+    let sig = if flags & 1 == 1 {
+        s.sign(Some(ts.trim()), body)
+    } else {
+        sig
+    };
     let headers = vec![("x-ts".to_owned(), ts), ("x-sig".to_owned(), sig)];
     let received_at = DateTime::<Utc>::from_timestamp(1_800_000_000, 0).unwrap_or_default();
     let req = WebhookRequest {

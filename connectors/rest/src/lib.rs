@@ -126,6 +126,7 @@ impl Object {
                 .as_ref()
                 .map_or(TimeFormat::Rfc3339, |i| i.format),
             now: Utc::now(),
+            add_fields: &self.api.add_fields,
         }
     }
 }

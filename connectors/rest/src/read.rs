@@ -246,6 +246,7 @@ pub struct Decode<'a> {
     pub external_id_field: Option<&'a str>,
     pub format: TimeFormat,
     pub now: DateTime<Utc>,
+    pub add_fields: &'a BTreeMap<String, Value>,
 }
 
 impl Decode<'_> {
@@ -265,8 +266,11 @@ impl Decode<'_> {
                     .ok_or_else(|| format!("`{f}` is not a time"))?,
             ),
         };
-        let fields: BTreeMap<String, Value> =
+        let mut fields: BTreeMap<String, Value> =
             map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        for (k, v) in self.add_fields {
+            fields.entry(k.clone()).or_insert_with(|| v.clone());
+        }
         Ok((
             Change {
                 object: self.object.to_owned(),
@@ -439,8 +443,11 @@ mod tests {
             external_id_field: None,
             format: TimeFormat::Rfc3339,
             now: Utc::now(),
+            add_fields: &NO_FIELDS,
         }
     }
+
+    static NO_FIELDS: BTreeMap<String, Value> = BTreeMap::new();
 
     #[test]
     fn link_headers_name_their_next_page() {

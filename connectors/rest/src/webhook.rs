@@ -197,8 +197,12 @@ mod tests {
             external_id_field: None,
             format: crate::config::TimeFormat::Rfc3339,
             now: Utc::now(),
+            add_fields: &NO_FIELDS,
         }
     }
+
+    static NO_FIELDS: std::collections::BTreeMap<String, serde_json::Value> =
+        std::collections::BTreeMap::new();
 
     fn request<'a>(
         headers: &'a [(String, String)],
