@@ -149,6 +149,22 @@ enum RecordsCommand {
         #[arg(long, default_value_t = 10)]
         audit: usize,
     },
+    /// Every record of a kind, one row each: its fields, every system's id for it, the
+    /// records merged into it and each source copy. Streams: any number of records.
+    ///
+    /// Asks the running daemon (server.listen); with no daemon running, reads the store directly.
+    Export {
+        /// person, organization, deal, ticket, subscription, invoice or activity.
+        #[arg(long, value_parser = |s: &str| s.parse::<revsync_sdk::Kind>())]
+        kind: revsync_sdk::Kind,
+        #[arg(long, value_enum, default_value_t = crate::export::Format::Csv)]
+        format: crate::export::Format,
+        /// Write here (created whole or not at all) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArg,
+    },
 }
 
 /// Where a client command finds the daemon and its token.
@@ -247,6 +263,12 @@ pub fn main() -> ExitCode {
             json,
             audit,
         }) => records_get(&client, &query, json, audit),
+        Command::Records(RecordsCommand::Export {
+            kind,
+            format,
+            out,
+            client,
+        }) => records_export(&client, kind, format, out.as_deref()),
         Command::Status { client, json } => status(&client, json),
         Command::Dlq(DlqCommand::List {
             connector,
@@ -598,6 +620,92 @@ fn records_get(client: &ClientArg, query: &str, as_json: bool, audit: usize) -> 
     }
 }
 
+fn records_export(
+    client: &ClientArg,
+    kind: revsync_sdk::Kind,
+    format: crate::export::Format,
+    out: Option<&Path>,
+) -> u8 {
+    use crate::export::client::{from_daemon, Fetch, OutFile};
+    use std::io::Write;
+    let target = match client.target() {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let mut file = match out.map(OutFile::create).transpose() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!(
+                "error: creating {}: {e}",
+                out.unwrap_or(Path::new("-")).display()
+            );
+            return exit::FAILURE;
+        }
+    };
+    let mut stdout = std::io::BufWriter::with_capacity(256 * 1024, std::io::stdout().lock());
+    let w: &mut dyn Write = match &mut file {
+        Some(f) => f,
+        None => &mut stdout,
+    };
+    let done = match from_daemon(&target.base, target.token.as_deref(), kind, format, w) {
+        Ok(bytes) => Ok(format!("{bytes} bytes")),
+        // No daemon holds the store: walk it here. Not when a URL named another machine.
+        Err(Fetch::NotRunning) if client.url.is_none() => match load(&client.config.config) {
+            Ok(cfg) => export_store(&cfg, kind, format, w).map(|n| format!("{n} records")),
+            Err(code) => return code,
+        },
+        Err(Fetch::NotRunning) => Err(format!("no daemon answers at {}", target.base)),
+        Err(Fetch::Failed(e)) => Err(e),
+    };
+    let done = done.and_then(|what| match file {
+        Some(f) => f
+            .commit()
+            .map(|()| what)
+            .map_err(|e| format!("writing the export: {e}")),
+        None => stdout
+            .flush()
+            .map(|()| what)
+            .map_err(|e| format!("writing the export: {e}")),
+    });
+    match (done, out) {
+        (Ok(what), Some(path)) => {
+            eprintln!("exported {what} of {kind} to {}", path.display());
+            exit::OK
+        }
+        (Ok(_), None) => exit::OK,
+        (Err(e), _) => {
+            eprintln!("error: {e}");
+            exit::FAILURE
+        }
+    }
+}
+
+/// The export walked in this process, over the store no daemon holds.
+fn export_store(
+    cfg: &Config,
+    kind: revsync_sdk::Kind,
+    format: crate::export::Format,
+    out: &mut dyn std::io::Write,
+) -> Result<u64, String> {
+    let store = open_store(cfg)?;
+    let (m, _) =
+        crate::engine::Engine::validate(cfg).map_err(|e| config::ConfigErrors(e).to_string())?;
+    crate::export::Export::new(kind, format, &m)
+        .run(&store, out)
+        .map_err(|e| e.to_string())
+}
+
+/// The store, opened by this process (no daemon may hold it).
+fn open_store(cfg: &Config) -> Result<crate::store::SledStore, String> {
+    let s = &cfg.daemon.store;
+    crate::store::SledStore::open(&s.path, s.flush_interval_ms, s.cache_mb).map_err(|e| {
+        format!(
+            "{e} (is a daemon holding it without answering on {}?)",
+            cfg.daemon.server.listen
+        )
+    })
+}
+
 enum DaemonAnswer {
     NotRunning,
     Failed(String),
@@ -640,15 +748,21 @@ fn call_daemon(
         };
         let status = resp.status().as_u16();
         if status == 401 {
-            return Err(DaemonAnswer::Failed(if token.is_some() {
-                "the daemon refused the admin token (give the one it uses with --token or REVSYNC_TOKEN)".into()
-            } else {
-                "the daemon wants an admin token: pass --token or set REVSYNC_TOKEN (server.admin_token, or the contents of <store.path>/admin_token)".into()
-            }));
+            return Err(DaemonAnswer::Failed(token_refused(token.is_some())));
         }
         let v = resp.json().await.unwrap_or(serde_json::Value::Null);
         Ok((status, v))
     })
+}
+
+/// What a client command says when the daemon answers 401.
+pub(crate) fn token_refused(token_given: bool) -> String {
+    if token_given {
+        "the daemon refused the admin token (give the one it uses with --token or REVSYNC_TOKEN)"
+            .into()
+    } else {
+        "the daemon wants an admin token: pass --token or set REVSYNC_TOKEN (server.admin_token, or the contents of <store.path>/admin_token)".into()
+    }
 }
 
 /// The token a client command sends: `--token`/`REVSYNC_TOKEN`, else `server.admin_token`,
@@ -954,15 +1068,7 @@ fn read_store(
     query: &str,
     audit: usize,
 ) -> Result<Option<serde_json::Value>, String> {
-    let s = &cfg.daemon.store;
-    let store =
-        crate::store::SledStore::open(&s.path, s.flush_interval_ms, s.cache_mb).map_err(|e| {
-            format!(
-                "{e} (is a daemon holding it without answering on {}?)",
-                cfg.daemon.server.listen
-            )
-        })?;
-    let store: std::sync::Arc<dyn crate::store::Store> = std::sync::Arc::new(store);
+    let store: std::sync::Arc<dyn crate::store::Store> = std::sync::Arc::new(open_store(cfg)?);
     let (m, p) =
         crate::engine::Engine::validate(cfg).map_err(|e| config::ConfigErrors(e).to_string())?;
     let engine = crate::engine::Engine::new(store, cfg, m, p, crate::engine::system_clock())

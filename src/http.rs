@@ -21,6 +21,8 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     let token = middleware::from_fn_with_state(state.clone(), require_token);
     // Customer data and queue changes: always behind the token (unless auth is disabled).
     let admin = Router::new()
+        // A static segment wins over `{query}`: `export` is never an email, domain or id.
+        .route("/records/export", get(export))
         .route("/records/{query}", get(record))
         .route("/admin/dlq", get(dlq_list))
         .route("/admin/dlq/replay", post(dlq_replay))
@@ -402,6 +404,33 @@ async fn resync(State(state): State<Arc<AppState>>, Json(req): Json<ResyncReques
         }
         Err(e) => error(StatusCode::BAD_REQUEST, "bad_request", e.to_string()),
     }
+}
+
+#[derive(serde::Deserialize)]
+struct ExportQuery {
+    kind: String,
+    #[serde(default = "default_export_format")]
+    format: crate::export::Format,
+}
+
+fn default_export_format() -> crate::export::Format {
+    crate::export::Format::Csv
+}
+
+/// Every record of a kind: `GET /records/export?kind=person[&format=csv|jsonl]`. The body
+/// streams as the store is read (src/export/stream.rs); a failure part-way aborts it.
+async fn export(State(state): State<Arc<AppState>>, Query(q): Query<ExportQuery>) -> Response {
+    let kind = match q.kind.parse::<revsync_sdk::Kind>() {
+        Ok(k) => k,
+        Err(m) => return error(StatusCode::BAD_REQUEST, "bad_request", m),
+    };
+    let export = crate::export::Export::new(kind, q.format, state.engine.mappings());
+    let body = crate::export::stream::spawn(export, state.store.clone());
+    (
+        [(header::CONTENT_TYPE, q.format.content_type())],
+        axum::body::Body::new(body),
+    )
+        .into_response()
 }
 
 /// One customer, unified: `GET /records/{email | domain | id | connector:object:id}`.

@@ -12,6 +12,7 @@ pub mod config;
 pub mod demo;
 pub mod discover;
 pub mod engine;
+pub mod export;
 pub mod http;
 pub mod json;
 pub mod metrics;

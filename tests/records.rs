@@ -6,9 +6,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::*;
 use revsync::store::{SledStore, Store};
@@ -37,23 +35,7 @@ fn populate(dir: &std::path::Path) {
 }
 
 fn revsync(dir: &std::path::Path, args: &[&str], port: u16) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_revsync"))
-        .args(args)
-        .arg("--config")
-        .arg(dir)
-        .env("REVSYNC_TEST_ADMIN", ADMIN)
-        .env("REVSYNC_SERVER__LISTEN", format!("127.0.0.1:{port}"))
-        .env("REVSYNC_LOG__FORMAT", "json")
-        .output()
-        .unwrap()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    cli(dir, args, port, ADMIN)
 }
 
 #[test]
@@ -87,25 +69,8 @@ fn shows_one_customer_with_sources_links_and_audit() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no record matches `nobody@example.com`"));
 
     // With the daemon running (it holds the store's lock), the CLI asks it.
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_revsync"))
-        .args(["run", "--config"])
-        .arg(dir.path())
-        .env("REVSYNC_TEST_ADMIN", ADMIN)
-        .env("REVSYNC_SERVER__LISTEN", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let daemon = start_daemon(dir.path(), port, ADMIN);
     let base = format!("http://127.0.0.1:{port}");
-    let mut up = false;
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            up = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    assert!(up, "daemon did not listen");
     let out = revsync(
         dir.path(),
         &["records", "get", "hubspot-main:contacts:101", "--json"],
@@ -159,11 +124,5 @@ fn shows_one_customer_with_sources_links_and_audit() {
             .unwrap();
         assert_eq!(r.status(), 404);
     });
-    // SAFETY: kill(2) on our own child's pid touches no memory of ours.
-    #[allow(
-        unsafe_code,
-        reason = "kill(2) of our own child: no memory-safety preconditions"
-    )]
-    let _ = unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
-    assert_eq!(daemon.wait().unwrap().code(), Some(0));
+    assert_eq!(stop_daemon(daemon), Some(0));
 }

@@ -381,6 +381,22 @@ pub fn decode_record(bytes: &[u8]) -> Result<Record, postcard::Error> {
     }
 }
 
+/// The kind of the record in a `Records` value, read from its first fields without
+/// decoding the rest: a walk over one kind skips the others for the cost of a few bytes.
+pub fn decode_record_kind(bytes: &[u8]) -> Result<revsync_sdk::Kind, postcard::Error> {
+    /// The leading fields of [`Record`], in its order: postcard is positional.
+    #[derive(Deserialize)]
+    struct Head {
+        _id: Uuid,
+        kind: revsync_sdk::Kind,
+    }
+    let rest = match bytes.split_first() {
+        Some((&(RECORD_TAG | RECORD_TAG_V2 | RECORD_TAG_V1), rest)) => rest,
+        _ => bytes,
+    };
+    postcard::take_from_bytes::<Head>(rest).map(|(h, _)| h.kind)
+}
+
 /// The record and its sync states; `None` for a value written before they moved in here
 /// (its states are then under the record's key in `Pushed`).
 pub fn decode_record_and_sync(
@@ -433,6 +449,25 @@ mod tests {
             vec![(12, entry(3))]
         );
         assert!(decode_outbox_chunk(&key, &[OUTBOX_CHUNK_TAG, 0xff]).is_err());
+    }
+
+    #[test]
+    fn the_kind_reads_from_the_head_of_every_record_shape() {
+        let mut rec = Record::new(Uuid::from_bytes([9; 16]), revsync_sdk::Kind::Deal, 1);
+        rec.links.push(Link {
+            connector: "hubspot-main".into(),
+            object: "deals".into(),
+            external_id: "7".into(),
+            source_ts: 3,
+        });
+        let deal = revsync_sdk::Kind::Deal;
+        assert_eq!(
+            decode_record_kind(&encode_record(&rec, &SyncStates::new())).unwrap(),
+            deal
+        );
+        // Before the record carried its sync states: the record alone, no tag.
+        assert_eq!(decode_record_kind(&encode(&rec)).unwrap(), deal);
+        assert!(decode_record_kind(&[RECORD_TAG, 16, 1]).is_err());
     }
 
     #[test]

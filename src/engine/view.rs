@@ -7,7 +7,7 @@ use serde_json::{json, Value as Json};
 
 use super::codec::{AuditEntry, AuditEvent};
 
-fn time(us: i64) -> Json {
+pub(crate) fn time(us: i64) -> Json {
     match micros_to_time(us) {
         Some(t) if us != 0 => json!(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
         _ => Json::Null,

@@ -131,3 +131,61 @@ pub fn page(object: &str, changes: Vec<Change>) -> Page {
         cursor: None,
     }
 }
+
+/// A port nothing listens on (yet).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A client command of the binary with the configuration in `dir`, its daemon on `port`
+/// and `${REVSYNC_TEST_ADMIN}` = `admin`; nothing from the caller's REVSYNC_URL/TOKEN.
+pub fn cli(dir: &Path, args: &[&str], port: u16, admin: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_revsync"))
+        .args(args)
+        .arg("--config")
+        .arg(dir)
+        .env("REVSYNC_TEST_ADMIN", admin)
+        .env("REVSYNC_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("REVSYNC_LOG__FORMAT", "json")
+        .env_remove("REVSYNC_URL")
+        .env_remove("REVSYNC_TOKEN")
+        .output()
+        .unwrap()
+}
+
+/// `revsync run` with the configuration in `dir` on `port`, once it listens.
+pub fn start_daemon(dir: &Path, port: u16, admin: &str) -> std::process::Child {
+    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_revsync"))
+        .args(["run", "--config"])
+        .arg(dir)
+        .env("REVSYNC_TEST_ADMIN", admin)
+        .env("REVSYNC_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return daemon;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    panic!("daemon did not listen on {port}");
+}
+
+/// SIGTERM to a daemon of [`start_daemon`], and its exit code.
+pub fn stop_daemon(mut daemon: std::process::Child) -> Option<i32> {
+    // SAFETY: kill(2) on our own child's pid touches no memory of ours.
+    #[allow(
+        unsafe_code,
+        reason = "kill(2) of our own child: no memory-safety preconditions"
+    )]
+    let _ = unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    daemon.wait().unwrap().code()
+}
