@@ -67,6 +67,8 @@ pub enum System {
     Salesforce,
     Zendesk,
     Stripe,
+    /// The webinar platform the `type: rest` connector is declared against.
+    Webinar,
 }
 
 #[derive(Args, Debug)]
@@ -76,12 +78,13 @@ pub struct SimArgs {
     /// Loopback port to serve on (default: any free port).
     #[arg(long)]
     pub port: Option<u16>,
-    /// Where to POST signed webhooks of every change (HubSpot and Stripe simulators).
+    /// Where to POST signed webhooks of every change (HubSpot and Stripe simulators), or
+    /// of every new registrant (webinar simulator).
     #[arg(long, value_name = "URL")]
     pub webhook_url: Option<String>,
     /// Lower the simulated request allowance to N, so a client meets the real limit answer
     /// quickly: HubSpot requests per 10 s, Zendesk per minute, Stripe per second per
-    /// endpoint, Salesforce the daily API allocation.
+    /// endpoint, Salesforce the daily API allocation, webinar per token per minute.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_limit: Option<u32>,
     /// Load this system's part of the demo world (`--people 0` for an empty system).

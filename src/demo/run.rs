@@ -932,6 +932,31 @@ async fn sim_inner(args: SimArgs) -> anyhow::Result<u8> {
             }
             (s.base_url(), lines)
         }
+        System::Webinar => {
+            let mut cfg = seed::webinar_config();
+            if let Some(n) = args.rate_limit {
+                cfg.requests_per_minute = n;
+            }
+            let s = revsync_rest::sim::Sim::start(cfg.clone()).await;
+            seed::seed_webinar(&s, &world, &mut refs);
+            let mut lines = vec![
+                format!("token: {}   (Authorization: Bearer)", cfg.tokens.join(", ")),
+                format!(
+                    "limits: {} requests per minute per token",
+                    cfg.requests_per_minute
+                ),
+            ];
+            if let Some(u) = &hook {
+                s.set_webhook(u, &cfg.webhook_secret);
+                lines.push(format!(
+                    "registrant.created webhooks to {u}, signed with {}",
+                    cfg.webhook_secret
+                ));
+            } else {
+                lines.push(format!("webhook_secret: {}", cfg.webhook_secret));
+            }
+            (s.base_url(), lines)
+        }
     };
     let url = match args.port {
         Some(port) => forward(port, &url).await?,

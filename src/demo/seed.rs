@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 use super::world::{World, PLANS};
 
 use revsync_hubspot::sim as hs;
+use revsync_rest::sim as wb;
 use revsync_salesforce::sim as sf;
 use revsync_stripe::sim as st;
 use revsync_zendesk::sim as zd;
@@ -19,6 +20,7 @@ pub const HUBSPOT: &str = "hubspot";
 pub const SALESFORCE: &str = "salesforce";
 pub const ZENDESK: &str = "zendesk";
 pub const STRIPE: &str = "stripe";
+pub const WEBINAR: &str = "webinar";
 
 /// The four running simulators.
 pub struct Sims {
@@ -55,6 +57,15 @@ pub fn zendesk_config() -> zd::SimConfig {
         token: "zendesk-revsync-demo-token".into(),
         webhook_secret: "zendesk-revsync-demo-webhook-secret".into(),
         ..zd::SimConfig::default()
+    }
+}
+
+/// Webhooks are set after seeding (`Sim::set_webhook`): the world is history, not news.
+pub fn webinar_config() -> wb::SimConfig {
+    wb::SimConfig {
+        tokens: vec!["webinar-revsync-demo-token".into()],
+        webhook_secret: "webinar-revsync-demo-webhook-secret".into(),
+        ..wb::SimConfig::default()
     }
 }
 
@@ -367,4 +378,27 @@ pub fn seed_stripe(sim: &st::Sim, w: &World, refs: &mut Vec<CopyRef>) {
             refs.push((STRIPE, "invoices", id));
         }
     }
+}
+
+/// Four webinars; every fourth person of the world registered to one of them an hour ago
+/// (people the CRMs know, a third of them attended), and a tenth as many people no other
+/// system has: the new leads a webinar brings.
+pub fn seed_webinar(sim: &wb::Sim, w: &World, refs: &mut Vec<CopyRef>) {
+    let (webinars, _) = sim.seed(4, 0);
+    sim.advance(-3600);
+    for (k, p) in w.people.iter().step_by(4).enumerate() {
+        let Some(webinar) = webinars.get(k % webinars.len().max(1)) else {
+            continue;
+        };
+        let company = w.companies.get(p.company).map(|c| c.name.as_str());
+        let title = Some(p.title).filter(|t| !t.is_empty());
+        let id = sim.register(webinar, &p.email, &p.first, &p.last, company, title);
+        if k % 3 == 0 {
+            sim.update(&id, json!({"attended": true}));
+        }
+        refs.push((WEBINAR, "registrants", id));
+    }
+    sim.advance(3600);
+    let (_, fresh) = sim.seed(0, w.people.len() / 10);
+    refs.extend(fresh.into_iter().map(|id| (WEBINAR, "registrants", id)));
 }
