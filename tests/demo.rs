@@ -97,6 +97,18 @@ fn demo_once_converges_and_merges_identities() {
         "identities should merge: {s:?}"
     );
     assert!(num(&s, "merged") > 0, "{s:?}");
+
+    // Webinar registrants (a `type: rest` connector) arrive as leads in both CRMs, those
+    // registered during the run too (by signed webhook).
+    assert!(stdout.contains("webinar leads"), "{stdout}");
+    assert!(num(&s, "webinar_read") > 0, "{s:?}");
+    let new = num(&s, "webinar_new");
+    assert!(new > 0, "{s:?}");
+    assert_eq!(num(&s, "webinar_new_in_hubspot"), new, "{s:?}");
+    assert_eq!(num(&s, "webinar_new_salesforce_leads"), new, "{s:?}");
+    assert_eq!(num(&s, "webinar_live"), 3, "{s:?}");
+    assert_eq!(num(&s, "webinar_live_in_both"), 3, "{s:?}");
+    assert_eq!(num(&s, "dead_letters"), 0, "{s:?}");
 }
 
 #[test]

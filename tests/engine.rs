@@ -1994,3 +1994,71 @@ fn a_new_link_removes_a_tombstone_only_where_a_copy_was_deleted() {
     assert_eq!(dels.len(), 1, "{dels:?}");
     assert_eq!(tombstones(), 0);
 }
+
+/// Salesforce's Lead and Contact (MODEL.md: lifecycle stage decides): a new lead is
+/// created as a Lead, a customer as a Contact, and a copy already linked stays where it is.
+#[test]
+fn create_when_routes_a_new_person_to_the_object_that_takes_it() {
+    const SF: &str = "version: 1\nid: sf-leads\ntype: salesforce\nparams: { auth: { flow: client_credentials, token_url: 'http://127.0.0.1:9/token', client_id: c, client_secret: s } }\nobjects:\n  Contact:\n    kind: person\n    create_when: { lifecycle_stage: { not_in: [subscriber, lead, mql] } }\n    fields: { Email: email, LastName: { to: last_name, default: '[not provided]' } }\n  Lead:\n    kind: person\n    fields: { Email: email, LastName: { to: last_name, default: '[not provided]' }, Company: { to: custom.company, default: '[not provided]' } }\n";
+    let (_d, e) = with_connector("sf-leads", SF);
+    e.apply(
+        "hubspot-main",
+        page(
+            "contacts",
+            vec![
+                change(
+                    "contacts",
+                    "1",
+                    1,
+                    json!({"email": "lead@x.io", "lastname": "Lead", "lifecyclestage": "lead"}),
+                ),
+                change(
+                    "contacts",
+                    "2",
+                    1,
+                    json!({"email": "cust@x.io", "lastname": "Cust", "lifecyclestage": "customer"}),
+                ),
+                change(
+                    "contacts",
+                    "3",
+                    1,
+                    json!({"email": "none@x.io", "lastname": "None"}),
+                ),
+            ],
+        ),
+    )
+    .unwrap();
+    let mut by_email = std::collections::BTreeMap::new();
+    for (_, entry) in e.outbox("sf-leads", 10).unwrap() {
+        let rec = e.record(entry.record).unwrap().unwrap();
+        let email = rec
+            .value("email")
+            .and_then(Value::as_text)
+            .unwrap()
+            .to_owned();
+        by_email
+            .entry(email)
+            .or_insert_with(Vec::new)
+            .push(entry.object);
+    }
+    assert_eq!(by_email["lead@x.io"], ["Lead"]);
+    assert_eq!(by_email["cust@x.io"], ["Contact"]);
+    assert_eq!(by_email["none@x.io"], ["Contact"], "no stage: not a lead");
+
+    // A bad create_when is refused by `check`, naming the field.
+    let dir = tempfile::tempdir().unwrap();
+    config_in(dir.path(), "");
+    let bad = SF.replace("lifecycle_stage: { not_in", "lifecycle_stag: { not_in");
+    std::fs::write(dir.path().join("connectors/sf-leads.yaml"), bad).unwrap();
+    let err = revsync::config::load(
+        dir.path(),
+        &revsync::registry::Registry::builtin(),
+        &std::collections::BTreeMap::<String, String>::new(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("objects.Contact.create_when.lifecycle_stag"),
+        "{err}"
+    );
+}

@@ -93,6 +93,12 @@ pub struct ObjectConfig {
     /// names (a CSV file's key column); other types know their systems' ids.
     #[serde(default)]
     pub key: Option<String>,
+    /// Which records revsync creates here, as conditions on canonical fields (`custom.*`
+    /// too), all of which must hold. A record it does not create here may be created by the
+    /// connector's next object of the kind (Salesforce: leads as a Lead, the rest as a
+    /// Contact); copies already linked are updated whatever it says.
+    #[serde(default)]
+    pub create_when: BTreeMap<String, Condition>,
 }
 
 impl ObjectConfig {

@@ -188,9 +188,10 @@ fn open_objects(
     }
 }
 
-/// The fields a system refuses a create without must be written by the object that
-/// creates each kind there (the first object of that kind revsync writes, as the engine
-/// picks it), or given a `default:`: otherwise every create becomes a dead letter.
+/// The fields a system refuses a create without must be written by every object that
+/// may create a kind there (the first object of that kind revsync writes, and those before
+/// it that create only what their `create_when:` takes), or given a `default:`: otherwise
+/// every create becomes a dead letter.
 fn required_for_create(
     ctx: &FileCtx<'_>,
     kind: &dyn revsync_sdk::ConnectorType,
@@ -206,12 +207,46 @@ fn required_for_create(
             _ => true,
         })
     };
-    let mut creating: BTreeMap<revsync_sdk::Kind, &String> = BTreeMap::new();
+    // Per kind, the objects that may create: in order, each with a `create_when:` and the
+    // first without one (it takes every record the ones before it left).
+    let mut creating: Vec<(revsync_sdk::Kind, &String)> = Vec::new();
+    let mut settled: Vec<revsync_sdk::Kind> = Vec::new();
     for (name, o) in objects
         .iter()
         .filter(|(_, o)| o.direction != Direction::In && writes_a_field(o))
     {
-        creating.entry(o.kind).or_insert(name);
+        if settled.contains(&o.kind) {
+            continue;
+        }
+        creating.push((o.kind, name));
+        if o.create_when.is_empty() {
+            settled.push(o.kind);
+        }
+    }
+    for (name, o) in objects {
+        for (field, c) in &o.create_when {
+            let known = field.starts_with("custom.") || o.kind.field(field).is_some();
+            if !known {
+                errors.push(
+                    ctx.error(
+                        format!("objects.{name}.create_when.{field}"),
+                        format!("`{field}` is not a canonical {} field", o.kind),
+                    )
+                    .hint("create_when tests the canonical record (MODEL.md), e.g. `lifecycle_stage` or `custom.<name>`"),
+                );
+            }
+            if c.is_empty() {
+                errors.push(
+                    ctx.error(
+                        format!("objects.{name}.create_when.{field}"),
+                        "a condition needs one of `in`, `not_in`, `equals`, `not_equals`, `exists`",
+                    )
+                    .example(format!(
+                        "objects:\n  {name}:\n    create_when:\n      {field}: {{ in: [subscriber, lead] }}"
+                    )),
+                );
+            }
+        }
     }
     for (canonical, name) in creating {
         let Some(o) = objects.get(name) else {

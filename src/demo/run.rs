@@ -12,14 +12,14 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::seed::{self, CopyRef, Sims, HUBSPOT, SALESFORCE, STRIPE, ZENDESK};
+use super::seed::{self, CopyRef, Sims, HUBSPOT, SALESFORCE, STRIPE, WEBINAR, ZENDESK};
 use super::world::World;
 use super::{DemoArgs, SimArgs, System};
 use crate::cli::exit;
 use crate::json::{at, member};
 use crate::registry::Registry;
 
-const CONNECTORS: [&str; 4] = [HUBSPOT, SALESFORCE, ZENDESK, STRIPE];
+const CONNECTORS: [&str; 5] = [HUBSPOT, SALESFORCE, ZENDESK, STRIPE, WEBINAR];
 
 /// When the Salesforce rep edits titles, after the daemon started.
 const EDIT_AFTER: Duration = Duration::from_secs(6);
@@ -28,8 +28,13 @@ const EDIT_AFTER: Duration = Duration::from_secs(6);
 /// not declared before every object had a chance to be read again after the first pushes.
 const MIN_RUN: Duration = Duration::from_secs(24);
 
+/// People who register for a webinar while the demo runs, after the daemon started: their
+/// `registrant.created` webhooks bring them in as new leads.
+const REGISTER_AFTER: Duration = Duration::from_secs(8);
+const LIVE_REGISTRANTS: usize = 3;
+
 /// config/demo/, compiled in so the demo runs from any directory.
-const FILES: [(&str, &str); 5] = [
+const FILES: [(&str, &str); 6] = [
     (
         "revsync.yaml",
         include_str!("../../config/demo/revsync.yaml"),
@@ -49,6 +54,10 @@ const FILES: [(&str, &str); 5] = [
     (
         "connectors/stripe.yaml",
         include_str!("../../config/demo/connectors/stripe.yaml"),
+    ),
+    (
+        "connectors/webinar.yaml",
+        include_str!("../../config/demo/connectors/webinar.yaml"),
     ),
 ];
 
@@ -198,7 +207,10 @@ async fn demo_inner(args: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
     let t0 = Instant::now();
     let world = World::generate(args.world.seed, args.world.sizes());
     let sims = Sims::start().await.context("starting the simulators")?;
-    let (refs, edits) = seed::seed_all(&sims, &world);
+    let (mut refs, edits) = seed::seed_all(&sims, &world);
+    let before = refs.len();
+    seed::seed_webinar(&sims.webinar, &world, &mut refs);
+    let registrants = refs.len() - before;
     let seeded = world.copies();
     eprintln!(
         "simulators up and seeded in {:.1}s: {} people, {} companies, {} deals, {} tickets, {} subscriptions, {} invoices",
@@ -215,6 +227,7 @@ async fn demo_inner(args: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
         ("salesforce", sims.salesforce.url(), seeded[1]),
         ("zendesk", sims.zendesk.base_url(), seeded[2]),
         ("stripe", sims.stripe.base_url(), seeded[3]),
+        ("webinar", sims.webinar.base_url(), registrants),
     ] {
         eprintln!("  {name:11} {url:34} {n:>6} records");
     }
@@ -228,6 +241,11 @@ async fn demo_inner(args: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
     env.insert(
         "REVSYNC_STORE__PATH".into(),
         dir.join("data").display().to_string(),
+    );
+    // The webinar platform announces new registrants to the daemon from now on.
+    sims.webinar.set_webhook(
+        &format!("http://{addr}/webhooks/{WEBINAR}"),
+        &seed::webinar_config().webhook_secret,
     );
     let cfg = crate::config::load(dir, &Registry::builtin(), &env)
         .map_err(|e| anyhow::anyhow!("the demo configuration is invalid:\n{e}"))?;
@@ -256,6 +274,15 @@ async fn demo_inner(args: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
             tokio::time::sleep(EDIT_AFTER).await;
             seed::edit_titles(&sf, &edits);
             edits.len()
+        })
+    };
+
+    // People register for a webinar during the run: new leads, by webhook.
+    let live = {
+        let wb = sims.webinar.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(REGISTER_AFTER).await;
+            seed::register_live(&wb, LIVE_REGISTRANTS)
         })
     };
 
@@ -289,11 +316,20 @@ async fn demo_inner(args: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
             EDIT_AFTER.as_secs()
         );
     }
+    let live = live.await.unwrap_or_default();
+    if !live.is_empty() {
+        eprintln!(
+            "{} people registered for a webinar {}s into the run",
+            live.len(),
+            REGISTER_AFTER.as_secs()
+        );
+    }
+    refs.extend(live.iter().map(|id| (WEBINAR, "registrants", id.clone())));
     let elapsed = started.elapsed();
 
     let last = get_json(&client, &format!("{base}/status")).await.ok();
     let summary = match &last {
-        Some(_) => Some(summarize(&client, &base, &world, &refs).await),
+        Some(_) => Some(summarize(&client, &base, &world, &refs, &live).await),
         None => None,
     };
     print_summary(
@@ -451,6 +487,21 @@ struct Summary {
     examples: Vec<String>,
     /// connector -> copies revsync created beside one the system already had.
     second_copies: BTreeMap<String, usize>,
+    webinar: WebinarLeads,
+}
+
+/// Where the webinar's registrants went.
+#[derive(Default)]
+struct WebinarLeads {
+    registrants: usize,
+    /// Registrants no other system knew: new people.
+    new_people: usize,
+    /// New people now a HubSpot contact, and a Salesforce Lead.
+    in_hubspot: usize,
+    as_salesforce_leads: usize,
+    /// Registered during the run (webhooks), and of those in both CRMs.
+    live: usize,
+    live_in_both: usize,
 }
 
 async fn summarize(
@@ -458,6 +509,7 @@ async fn summarize(
     base: &str,
     world: &World,
     refs: &[CopyRef],
+    live: &[String],
 ) -> Summary {
     let mut s = Summary::default();
     // Which canonical record each seeded copy became, asked of the daemon itself.
@@ -471,6 +523,16 @@ async fn summarize(
     )
     .await;
     let mut canonical_ids = BTreeSet::new();
+    let elsewhere: BTreeSet<String> = refs
+        .iter()
+        .filter(|(c, _, _)| *c != WEBINAR)
+        .map(|(c, o, id)| format!("{c}:{o}:{id}"))
+        .collect();
+    for ((c, _, id), v) in refs.iter().zip(&views) {
+        if *c == WEBINAR {
+            webinar_lead(&mut s.webinar, v.as_ref(), live.contains(id), &elsewhere);
+        }
+    }
     for v in &views {
         let Some(v) = v else {
             s.missing += 1;
@@ -577,6 +639,43 @@ async fn summarize(
         .extend(other_examples.into_iter().take(3 - s.examples.len().min(3)));
     s.examples.truncate(3);
     s
+}
+
+/// Counts one registrant: a new person (no copy seeded in another system: only the
+/// webinar's and those revsync made) and where revsync put it.
+fn webinar_lead(
+    w: &mut WebinarLeads,
+    view: Option<&Value>,
+    live: bool,
+    elsewhere: &BTreeSet<String>,
+) {
+    w.registrants += 1;
+    w.live += usize::from(live);
+    let Some(v) = view else {
+        return;
+    };
+    let links: Vec<(String, String, String)> = at(v, "/links")
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            let text = |p: &str| at(l, p).as_str().unwrap_or_default().to_owned();
+            (text("/connector"), text("/object"), text("/external_id"))
+        })
+        .collect();
+    let has = |c: &str, o: &str| links.iter().any(|(lc, lo, _)| lc == c && lo == o);
+    let (hubspot, lead) = (has(HUBSPOT, "contacts"), has(SALESFORCE, "Lead"));
+    let new = !links
+        .iter()
+        .any(|(c, o, id)| elsewhere.contains(&format!("{c}:{o}:{id}")));
+    if new {
+        w.new_people += 1;
+        w.in_hubspot += usize::from(hubspot);
+        w.as_salesforce_leads += usize::from(lead);
+    }
+    if live && hubspot && lead {
+        w.live_in_both += 1;
+    }
 }
 
 /// The audit entry where one system's title lost to the other's (our own writes coming
@@ -750,6 +849,17 @@ fn print_summary(
         "  records written     {}",
         per_system(&c, |x| x.records_out)
     );
+    if let Some(w) = summary.map(|s| &s.webinar).filter(|w| w.registrants > 0) {
+        println!(
+            "  webinar leads       {} registrants (type: rest), {} of them new people: {} now HubSpot contacts, {} Salesforce Leads; {} registered during the run (by webhook), {} of them in both CRMs",
+            thousands(w.registrants as u64),
+            thousands(w.new_people as u64),
+            thousands(w.in_hubspot as u64),
+            thousands(w.as_salesforce_leads as u64),
+            w.live,
+            w.live_in_both
+        );
+    }
     if let Some(s) = summary.filter(|s| !s.second_copies.is_empty()) {
         let total: usize = s.second_copies.values().sum();
         let parts: Vec<String> = s
@@ -794,6 +904,12 @@ fn print_summary(
     for id in CONNECTORS {
         let x = c.get(id).cloned().unwrap_or_default();
         line += &format!(" {id}_read={} {id}_written={}", x.records_in, x.records_out);
+    }
+    if let Some(w) = summary.map(|s| &s.webinar) {
+        line += &format!(
+            " webinar_new={} webinar_new_in_hubspot={} webinar_new_salesforce_leads={} webinar_live={} webinar_live_in_both={}",
+            w.new_people, w.in_hubspot, w.as_salesforce_leads, w.live, w.live_in_both
+        );
     }
     line += &format!(
         " read={read} canonical={canonical} merged={merged} conflicts={conflicts} throttled={throttled} dead_letters={dead}"

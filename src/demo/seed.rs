@@ -22,12 +22,14 @@ pub const ZENDESK: &str = "zendesk";
 pub const STRIPE: &str = "stripe";
 pub const WEBINAR: &str = "webinar";
 
-/// The four running simulators.
+/// The running simulators: the four systems, and the webinar platform the `type: rest`
+/// connector is declared against.
 pub struct Sims {
     pub hubspot: hs::Sim,
     pub salesforce: sf::Sim,
     pub zendesk: zd::Sim,
     pub stripe: st::Sim,
+    pub webinar: wb::Sim,
 }
 
 /// A copy the world put in a system: (connector id, object, external id).
@@ -76,6 +78,7 @@ impl Sims {
             salesforce: sf::Sim::start().await?,
             zendesk: zd::Sim::start(zendesk_config()).await,
             stripe: st::Sim::start(stripe_config(None)).await,
+            webinar: wb::Sim::start(webinar_config()).await,
         })
     }
 
@@ -89,6 +92,7 @@ impl Sims {
             ),
             ("DEMO_ZENDESK_URL".to_owned(), self.zendesk.base_url()),
             ("DEMO_STRIPE_URL".to_owned(), self.stripe.base_url()),
+            ("DEMO_WEBINAR_URL".to_owned(), self.webinar.base_url()),
         ])
     }
 }
@@ -401,4 +405,29 @@ pub fn seed_webinar(sim: &wb::Sim, w: &World, refs: &mut Vec<CopyRef>) {
     sim.advance(3600);
     let (_, fresh) = sim.seed(0, w.people.len() / 10);
     refs.extend(fresh.into_iter().map(|id| (WEBINAR, "registrants", id)));
+}
+
+/// People who register for a webinar now, as the platform's form would (each announced by
+/// webhook): new people, no other system has them. Their registrant ids.
+pub fn register_live(sim: &wb::Sim, n: usize) -> Vec<String> {
+    let Some(webinar) = sim
+        .webinars()
+        .first()
+        .and_then(|w| w["id"].as_str().map(str::to_owned))
+    else {
+        return Vec::new();
+    };
+    (0..n)
+        .map(|i| {
+            let email = format!("live.registrant{i}@webinar-demo.example");
+            sim.register(
+                &webinar,
+                &email,
+                "Live",
+                &format!("Registrant{i}"),
+                Some("Webinar Co"),
+                Some("Analyst"),
+            )
+        })
+        .collect()
 }

@@ -45,6 +45,7 @@ impl Mappings {
                     Ok(m) => objects.push(ObjectMapping {
                         phone_region: c.phone_region.clone(),
                         filter: obj.filter.clone(),
+                        create_when: obj.create_when.clone(),
                         ..m
                     }),
                     Err(errs) => errors.extend(errs.into_iter().map(|(field, msg)| {
@@ -184,6 +185,8 @@ pub struct ObjectMapping {
     pub phone_region: Option<String>,
     /// The object's `filter:`: which records sync.
     pub filter: BTreeMap<String, crate::config::Condition>,
+    /// The object's `create_when:`: which records revsync creates here (canonical fields).
+    pub create_when: BTreeMap<String, crate::config::Condition>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -317,6 +320,7 @@ impl ObjectMapping {
             fields: out,
             phone_region: None,
             filter: BTreeMap::new(),
+            create_when: BTreeMap::new(),
         })
     }
 
@@ -337,6 +341,14 @@ impl ObjectMapping {
                 .iter()
                 .any(|f| &f.source == field && f.direction != Direction::In);
             !written || c.holds(projection.get(field))
+        })
+    }
+
+    /// Whether revsync may create `record` here (its `create_when:` holds).
+    pub fn creates(&self, record: &revsync_sdk::Record) -> bool {
+        self.create_when.iter().all(|(field, c)| {
+            let v = record.value(field).map(revsync_sdk::Value::to_json);
+            c.holds(v.as_ref())
         })
     }
 

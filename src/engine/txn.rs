@@ -894,11 +894,15 @@ impl<'a> Txn<'a> {
             let targets: Vec<&'a ObjectMapping> = mappings.outbound(rec.kind).collect();
             for (i, m) in targets.iter().enumerate() {
                 // One copy per system: a person that is a Salesforce Contact is not also
-                // created as a Lead; with no copy there yet, only the first object creates.
-                let first_for_connector =
-                    !targets.iter().take(i).any(|t| t.connector == m.connector);
+                // created as a Lead; with no copy there yet, only the first object whose
+                // `create_when:` takes the record creates.
+                let first_for_connector = !targets
+                    .iter()
+                    .take(i)
+                    .any(|t| t.connector == m.connector && t.creates(rec));
                 if super::copy_elsewhere(rec, &m.connector, &m.object)
-                    || (rec.link(&m.connector, &m.object).is_none() && !first_for_connector)
+                    || (rec.link(&m.connector, &m.object).is_none()
+                        && !(first_for_connector && m.creates(rec)))
                 {
                     continue;
                 }

@@ -88,6 +88,8 @@ impl Rig {
                 .expect("salesforce simulator"),
             zendesk,
             stripe: revsync_stripe::sim::Sim::start(seed::stripe_config(None)).await,
+            // Up but unseeded: these rigs configure the four systems only.
+            webinar: revsync_rest::sim::Sim::start(seed::webinar_config()).await,
         };
         let world = World::generate(WORLD_SEED, SIZES);
         let (refs, _edits) = seed::seed_all(&sims, &world);
@@ -127,6 +129,7 @@ impl Rig {
             })
             .await,
             stripe: revsync_stripe::sim::Sim::start(seed::stripe_config(None)).await,
+            webinar: revsync_rest::sim::Sim::start(seed::webinar_config()).await,
         };
         let refs = seed(&sims);
         let dir = tempfile::tempdir().expect("tempdir");
