@@ -403,3 +403,62 @@ fn every_accepted_config_key_is_documented() {
         "accepted but not in docs/configuration.md: {missing:?}"
     );
 }
+
+/// `config/examples/webinar.yaml`, the declarative REST connector, checks as shipped; a
+/// mistake in its declaration is named down to the field.
+#[test]
+fn the_webinar_rest_example_checks_and_a_broken_one_names_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("connectors")).unwrap();
+    std::fs::write(
+        dir.path().join("revsync.yaml"),
+        format!(
+            "version: 1\nstore:\n  path: {}\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples/webinar.yaml"),
+    )
+    .unwrap();
+    let file = dir.path().join("connectors/webinar.yaml");
+    std::fs::write(&file, &example).unwrap();
+    let env = [
+        ("WEBINAR_URL", "http://127.0.0.1:9"),
+        ("WEBINAR_TOKEN", "tok-1234567890"),
+        ("WEBINAR_WEBHOOK_SECRET", "whsec-1234567890"),
+    ];
+    let conf = dir.path().to_str().unwrap();
+    let out = revsync(&["check", "--config", conf], &env);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    for (_, secret) in &env[1..] {
+        assert!(!text(&out.stdout).contains(secret), "a secret printed");
+    }
+
+    let broken = example
+        .replace("from: $.next_cursor", "from: \"$.[next\"")
+        .replace("method: PATCH", "method: DELETE")
+        .replace("object: registrants", "object: registrant");
+    std::fs::write(&file, broken).unwrap();
+    let out = revsync(&["check", "--config", conf], &env);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    let err = text(&out.stderr) + &text(&out.stdout);
+    for field in [
+        "params.objects.registrants.list.paging.from",
+        "params.objects.registrants.update.method",
+        "params.webhook.object",
+    ] {
+        assert!(
+            err.contains(&format!("connector `webinar`: field `{field}`")),
+            "{field} in:\n{err}"
+        );
+    }
+    assert!(err.contains("webinar.yaml"), "{err}");
+}
