@@ -15,6 +15,7 @@ pub mod engine;
 pub mod export;
 pub mod http;
 pub mod json;
+pub mod kpi;
 pub mod metrics;
 pub mod plan;
 pub mod registry;
