@@ -13,6 +13,9 @@ pub mod ratio;
 pub mod retention;
 pub mod unit;
 
+#[cfg(test)]
+mod tests;
+
 pub use model::{
     AmountChange, Currency, CustomerId, Deal, DealStage, Discount, History, Interval, Item, Period,
     Spend, StageChange, Subscription, SubscriptionState, SubscriptionStatus, Timestamp,
