@@ -54,10 +54,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn knows_the_four_systems_in_order() {
+    fn knows_every_compiled_in_type_in_order() {
         assert_eq!(
             Registry::builtin().names(),
-            ["hubspot", "salesforce", "stripe", "zendesk"]
+            ["csv", "hubspot", "rest", "salesforce", "stripe", "zendesk"]
         );
     }
 }
