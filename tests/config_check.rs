@@ -102,7 +102,7 @@ fn broken_fixtures_report_every_error_with_file_connector_and_field() {
         // bad YAML syntax, with its position
         format!("error: {f}/connectors/a_bad_yaml.yaml: invalid YAML: while parsing a flow sequence, expected ',' or ']' at byte 81 line 5 column 1"),
         format!("error: {f}/connectors/b_unknown_key.yaml: connector `typo-key`: field `poll.intervl_secs`: unknown field `intervl_secs`, expected `interval_secs` or `jitter_pct`\n    hint: did you mean `interval_secs`?"),
-        format!("error: {f}/connectors/c_unknown_type.yaml: connector `typo-type`: field `type`: unknown connector type `hubsopt`\n    hint: did you mean `hubspot`? known types: csv, hubspot, salesforce, stripe, zendesk"),
+        format!("error: {f}/connectors/c_unknown_type.yaml: connector `typo-type`: field `type`: unknown connector type `hubsopt`\n    hint: did you mean `hubspot`? known types: csv, hubspot, rest, salesforce, stripe, zendesk"),
         format!("error: {f}/connectors/d_missing_env.yaml: connector `needs-env`: field `params.secret_key`: environment variable `REVSYNC_TEST_UNSET_STRIPE_KEY` is not set"),
         format!("error: {f}/connectors/f_dup_second.yaml: connector `twin`: field `id`: duplicate connector id `twin`\n    hint: `twin` is already used by {f}/connectors/e_dup_first.yaml; every connector needs its own id"),
         format!("error: {f}/connectors/g_bad_duration.yaml: connector `bad-duration`: field `poll.interval_secs`: invalid type: string \"10m\", expected u64\n    hint: `interval_secs` is a whole number of seconds, e.g. `interval_secs: 60`"),
