@@ -2045,6 +2045,33 @@ fn create_when_routes_a_new_person_to_the_object_that_takes_it() {
     assert_eq!(by_email["cust@x.io"], ["Contact"]);
     assert_eq!(by_email["none@x.io"], ["Contact"], "no stage: not a lead");
 
+    // Known first without a stage (queued as a Contact), then HubSpot says lead: the push
+    // goes to the Lead, whatever was read first.
+    apply_one(
+        &e,
+        "zendesk-main",
+        "users",
+        "7",
+        1,
+        json!({"email": "late@x.io", "name": "Late Stage"}),
+    );
+    e.apply(
+        "hubspot-main",
+        page(
+            "contacts",
+            vec![change(
+                "contacts",
+                "7",
+                2,
+                json!({"email": "late@x.io", "lastname": "Stage", "lifecyclestage": "lead"}),
+            )],
+        ),
+    )
+    .unwrap();
+    let rec = e.find("late@x.io").unwrap().unwrap();
+    assert!(e.projection("sf-leads", "Contact", &rec).unwrap().is_none());
+    assert!(e.projection("sf-leads", "Lead", &rec).unwrap().is_some());
+
     // A bad create_when is refused by `check`, naming the field.
     let dir = tempfile::tempdir().unwrap();
     config_in(dir.path(), "");

@@ -125,6 +125,14 @@ impl Mappings {
             .any(|f| f.ref_object.as_deref() == Some(object))
     }
 
+    /// The object of `connector` where `record` would be created: the first that receives
+    /// its kind and whose `create_when:` takes it.
+    pub fn create_target(&self, record: &revsync_sdk::Record, connector: &str) -> Option<&str> {
+        self.outbound(record.kind)
+            .find(|m| m.connector == connector && m.creates(record))
+            .map(|m| m.object.as_str())
+    }
+
     /// Objects that receive records of `kind` (direction out or both).
     pub fn outbound(&self, kind: Kind) -> impl Iterator<Item = &ObjectMapping> {
         self.objects

@@ -742,6 +742,14 @@ impl Engine {
         if copy_elsewhere(record, connector, object) {
             return Ok(None);
         }
+        // A create queued before the record said what it is (its lifecycle stage came from
+        // a system read later) goes where `create_when:` sends it now: creates wait for
+        // every first read, so by now the record is whole, and the choice does not depend
+        // on which system happened to be read first.
+        let unlinked = !record.links.iter().any(|l| l.connector == connector);
+        if unlinked && self.mappings.create_target(record, connector) != Some(object) {
+            return Ok(None);
+        }
         let txn = self.reader();
         txn.project(m, record).map(Some)
     }
