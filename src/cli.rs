@@ -528,6 +528,10 @@ fn run(dir: &Path, insecure_no_auth: bool) -> u8 {
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Store work runs on the blocking pool in bursts a few seconds apart: a thread kept a
+        // minute serves the next burst instead of a new one that starts a fresh allocator
+        // heap while the last one's is left to be reclaimed (tokio's default is 10 s).
+        .thread_keep_alive(std::time::Duration::from_secs(60))
         .build()
     {
         Ok(r) => r,

@@ -165,6 +165,9 @@ struct Sample {
     at: Duration,
     rss_kb: u64,
     fds: u64,
+    /// The daemon's threads: tokio's blocking pool grows and shrinks with the load, and each
+    /// thread that comes and goes leaves its allocator heap to be reclaimed.
+    threads: u64,
     /// The store's files on disk: what RSS may follow while the cache is not yet full.
     store_kb: u64,
 }
@@ -183,17 +186,21 @@ fn dir_kb(dir: &std::path::Path) -> u64 {
         .sum()
 }
 
-fn sample(pid: u32) -> Option<(u64, u64)> {
+/// RSS (KiB), open fds and threads of the daemon.
+fn sample(pid: u32) -> Option<(u64, u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
+    let field = |name: &str| -> Option<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    let (rss, threads) = (field("VmRSS:")?, field("Threads:")?);
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
-    Some((rss, fds))
+    Some((rss, fds, threads))
 }
 
 /// The poison: an organization whose push Stripe refuses forever, and a Zendesk user
@@ -601,11 +608,12 @@ async fn soak() {
             next_step += STEP;
         }
         if now >= next_sample {
-            if let Some((rss_kb, fds)) = sample(pid) {
+            if let Some((rss_kb, fds, threads)) = sample(pid) {
                 samples.push(Sample {
                     at: started.elapsed(),
                     rss_kb,
                     fds,
+                    threads,
                     store_kb: dir_kb(&rig.data_dir()),
                 });
             }
@@ -627,11 +635,12 @@ async fn soak() {
     let converged_in = quiet.elapsed();
     // Poison keeps being served and refused while the run converges: count it all.
     let injected = total(&rig);
-    if let Some((rss_kb, fds)) = sample(pid) {
+    if let Some((rss_kb, fds, threads)) = sample(pid) {
         samples.push(Sample {
             at: started.elapsed(),
             rss_kb,
             fds,
+            threads,
             store_kb: dir_kb(&rig.data_dir()),
         });
     }
@@ -776,6 +785,13 @@ async fn soak() {
     );
     let _ = writeln!(
         out,
+        "threads: {}..{}, {} at the end",
+        samples.iter().map(|s| s.threads).min().unwrap_or(0),
+        samples.iter().map(|s| s.threads).max().unwrap_or(0),
+        end.map_or(0, |s| s.threads),
+    );
+    let _ = writeln!(
+        out,
         "webhooks: HubSpot sent {} batches ({} not acknowledged); the daemon accepted {accepted}, refused {rejected}",
         hooks.webhook_posts, hooks.webhook_failures
     );
@@ -795,14 +811,15 @@ async fn soak() {
     );
     println!("{out}");
     if let Ok(path) = std::env::var("REVSYNC_SOAK_CSV") {
-        let mut csv = String::from("secs,rss_kb,fds,store_kb\n");
+        let mut csv = String::from("secs,rss_kb,fds,threads,store_kb\n");
         for s in &samples {
             let _ = writeln!(
                 csv,
-                "{:.0},{},{},{}",
+                "{:.0},{},{},{},{}",
                 s.at.as_secs_f64(),
                 s.rss_kb,
                 s.fds,
+                s.threads,
                 s.store_kb
             );
         }

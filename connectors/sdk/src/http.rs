@@ -781,19 +781,30 @@ impl ApiClient {
         if let Some(len) = announced.filter(|len| usize::try_from(*len).map_or(true, |l| l > cap)) {
             return Err(too_large(format!("{len} bytes")));
         }
-        // The announced length is the server's word: reserve no more than a little of it.
-        let reserve = announced
-            .and_then(|len| usize::try_from(len).ok())
-            .unwrap_or(0)
-            .min(1 << 20);
-        let mut body = BytesMut::with_capacity(reserve);
+        // The chunks are kept as they come and joined once into a buffer of the exact size:
+        // a growing buffer would double past the body (a 17 MiB answer held 32 MiB, with a
+        // copy at every step), and the announced length is only the server's word.
+        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut len = 0usize;
         while let Some(chunk) = response.chunk().await.map_err(transport)? {
-            if chunk.len() > cap.saturating_sub(body.len()) {
+            if chunk.len() > cap.saturating_sub(len) {
                 return Err(too_large(format!("more than {cap} bytes")));
             }
-            body.extend_from_slice(&chunk);
+            len += chunk.len();
+            chunks.push(chunk);
         }
-        Ok((status, headers, body.freeze()))
+        let body = match chunks.len() {
+            0 => Bytes::new(),
+            1 => chunks.pop().unwrap_or_default(),
+            _ => {
+                let mut whole = BytesMut::with_capacity(len);
+                for chunk in chunks.drain(..) {
+                    whole.extend_from_slice(&chunk);
+                }
+                whole.freeze()
+            }
+        };
+        Ok((status, headers, body))
     }
 }
 
