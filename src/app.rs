@@ -23,6 +23,9 @@ use crate::store::{SledStore, Store};
 
 /// How stale `/status` and `/metrics` store figures may be.
 const STORE_STATS_EVERY: Duration = Duration::from_secs(2);
+/// The revenue gauges walk every record (incremental KPI state is not built yet, issue 20):
+/// every five minutes, never per scrape.
+const REVENUE_EVERY: Duration = Duration::from_secs(300);
 
 /// Every wait ends at once on shutdown, so a task still running this long after is in
 /// the middle of work (a push on the wire): the log names it, and again at this interval
@@ -104,6 +107,27 @@ impl AppState {
                 .store_stats
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = stats;
+        }
+    }
+
+    /// Recompute the revenue KPIs of the month to date for `/metrics`, on a blocking thread:
+    /// a walk over the subscriptions and deals, so it runs every few minutes, not per scrape.
+    pub async fn refresh_revenue(&self) {
+        let store = self.store.clone();
+        let now = chrono::Utc::now();
+        let q = crate::kpi::report::Query {
+            period: Some("month".into()),
+            from: Some(now.format("%Y-%m-01").to_string()),
+            to: None,
+        };
+        let done = tokio::task::spawn_blocking(move || {
+            crate::kpi::report::from_store(store.as_ref(), &q, now)
+        })
+        .await;
+        match done {
+            Ok(Ok(report)) => self.metrics.set_revenue(&report),
+            Ok(Err(e)) => tracing::warn!(error = %e, "revenue KPIs not refreshed"),
+            Err(e) => tracing::warn!(error = %e, "revenue KPIs not refreshed"),
         }
     }
 
@@ -285,6 +309,19 @@ pub async fn serve(
                 tokio::select! {
                     () = cancel.cancelled() => break,
                     () = tokio::time::sleep(STORE_STATS_EVERY) => state.refresh_store_stats().await,
+                }
+            }
+        });
+    }
+
+    {
+        let (state, cancel) = (state.clone(), cancel.clone());
+        tasks.spawn("revenue gauges", async move {
+            loop {
+                state.refresh_revenue().await;
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(REVENUE_EVERY) => {}
                 }
             }
         });

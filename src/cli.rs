@@ -87,6 +87,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Revenue KPIs (MRR and its bridge, churn, NRR, GRR, win rate, velocity, CAC, LTV...)
+    /// over calendar periods, from the canonical store's history.
+    Kpi {
+        /// Period length: month or quarter.
+        #[arg(long, default_value = "month")]
+        period: String,
+        /// First day (YYYY-MM-DD); default: two periods before the current one.
+        #[arg(long)]
+        from: Option<String>,
+        /// Day after the last (YYYY-MM-DD, exclusive); default: now.
+        #[arg(long)]
+        to: Option<String>,
+        #[command(flatten)]
+        client: ClientArg,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Pushes a system refused for good.
     #[command(subcommand)]
     Dlq(DlqCommand),
@@ -270,6 +288,21 @@ pub fn main() -> ExitCode {
             client,
         }) => records_export(&client, kind, format, out.as_deref()),
         Command::Status { client, json } => status(&client, json),
+        Command::Kpi {
+            period,
+            from,
+            to,
+            client,
+            json,
+        } => kpi(
+            &client,
+            &crate::kpi::report::Query {
+                period: Some(period),
+                from,
+                to,
+            },
+            json,
+        ),
         Command::Dlq(DlqCommand::List {
             connector,
             client,
@@ -616,6 +649,59 @@ fn records_get(client: &ClientArg, query: &str, as_json: bool, audit: usize) -> 
         Ok(None) => {
             eprintln!("no record matches `{query}`");
             exit::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::FAILURE
+        }
+    }
+}
+
+fn kpi(client: &ClientArg, q: &crate::kpi::report::Query, as_json: bool) -> u8 {
+    // A bad question is refused here, before any daemon or store is asked.
+    if let Err(e) = q.periods(chrono::Utc::now()) {
+        eprintln!("error: {e}");
+        return exit::FAILURE;
+    }
+    let target = match client.target() {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in [("period", &q.period), ("from", &q.from), ("to", &q.to)] {
+        if let Some(v) = v {
+            query.append_pair(k, v);
+        }
+    }
+    let path = format!("/kpi?{}", query.finish());
+    let report = match call_daemon(&target, reqwest::Method::GET, &path, None) {
+        Ok((200, v)) => Ok(v),
+        Ok((status, v)) => Err(format!(
+            "the daemon answered {status}: {}",
+            v.get("message")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("no message")
+        )),
+        // No daemon holds the store: read it here. Not when a URL named another machine.
+        Err(DaemonAnswer::NotRunning) if client.url.is_none() => {
+            match load(&client.config.config) {
+                Ok(cfg) => open_store(&cfg).and_then(|store| {
+                    crate::kpi::report::from_store(&store, q, chrono::Utc::now())
+                }),
+                Err(code) => return code,
+            }
+        }
+        Err(DaemonAnswer::NotRunning) => Err(format!("no daemon answers at {}", target.base)),
+        Err(DaemonAnswer::Failed(e)) => Err(e),
+    };
+    match report {
+        Ok(r) if as_json => {
+            println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            exit::OK
+        }
+        Ok(r) => {
+            print!("{}", crate::kpi::report::tables(&r));
+            exit::OK
         }
         Err(e) => {
             eprintln!("error: {e}");

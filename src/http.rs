@@ -24,6 +24,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         // A static segment wins over `{query}`: `export` is never an email, domain or id.
         .route("/records/export", get(export))
         .route("/records/{query}", get(record))
+        .route("/kpi", get(kpi))
         .route("/admin/dlq", get(dlq_list))
         .route("/admin/dlq/replay", post(dlq_replay))
         .route("/admin/resync", post(resync))
@@ -273,6 +274,29 @@ async fn webhook(
                 "could not store the event; retry",
             )
         }
+    }
+}
+
+/// `GET /kpi[?period=month|quarter&from=YYYY-MM-DD&to=YYYY-MM-DD]`: the revenue KPIs over
+/// each period, from the store's history (src/kpi).
+async fn kpi(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<crate::kpi::report::Query>,
+) -> Response {
+    let store = state.store.clone();
+    let now = chrono::Utc::now();
+    // A bad question is answered before the store is read.
+    if let Err(e) = q.periods(now) {
+        return error(StatusCode::BAD_REQUEST, "bad_request", e);
+    }
+    let done = tokio::task::spawn_blocking(move || {
+        crate::kpi::report::from_store(store.as_ref(), &q, now)
+    })
+    .await;
+    match done {
+        Ok(Ok(report)) => Json(report).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }
 }
 

@@ -53,6 +53,12 @@ pub struct ConnectorStateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RevenueLabels {
+    pub kpi: String,
+    pub currency: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VersionLabels {
     pub version: String,
 }
@@ -141,6 +147,7 @@ pub struct Metrics {
     lag_seconds: PerConnector<Gauge>,
     rate_limit_wait_seconds: PerConnector<Gauge<f64, AtomicU64>>,
     api_quota_remaining: PerConnector<Gauge>,
+    revenue: Family<RevenueLabels, Gauge<f64, AtomicU64>>,
     /// Counters are advanced to the status figures under this lock, so two scrapes at
     /// once cannot both add the same difference.
     rendering: Mutex<()>,
@@ -178,6 +185,7 @@ impl Metrics {
             lag_seconds: Family::default(),
             rate_limit_wait_seconds: Family::default(),
             api_quota_remaining: Family::default(),
+            revenue: Family::default(),
             rendering: Mutex::new(()),
             registry: Registry::default(),
         };
@@ -238,7 +246,45 @@ impl Metrics {
             "What the system's API says is left of its allowance (Salesforce: per day)",
             m.api_quota_remaining.clone(),
         );
+        r.register(
+            "revenue",
+            "Revenue KPIs from the canonical store, per currency: mrr, arr and open_pipeline in minor units; nrr, grr and logo_churn of the month to date as fractions (refreshed every few minutes)",
+            m.revenue.clone(),
+        );
         Self { registry: r, ..m }
+    }
+
+    /// The revenue gauges from a KPI report whose last period is the month to date. A KPI
+    /// that is unavailable is left out, not set to 0.
+    pub fn set_revenue(&self, report: &serde_json::Value) {
+        let set = |kpi: &str, currency: &str, v: f64| {
+            self.revenue
+                .get_or_create(&RevenueLabels {
+                    kpi: kpi.to_owned(),
+                    currency: currency.to_owned(),
+                })
+                .set(v);
+        };
+        if let Some(now) = report["now"].as_object() {
+            for (cur, v) in now {
+                for kpi in ["mrr", "arr", "open_pipeline"] {
+                    if let Some(x) = v[kpi].as_f64() {
+                        set(kpi, cur, x);
+                    }
+                }
+            }
+        }
+        let last = report["periods"].as_array().and_then(|p| p.last());
+        if let Some(curs) = last.and_then(|p| p["currencies"].as_object()) {
+            for (cur, v) in curs {
+                for kpi in ["nrr", "grr", "logo_churn"] {
+                    let pct = v.get(kpi).and_then(|k| k.get("percent"));
+                    if let Some(pct) = pct.and_then(serde_json::Value::as_f64) {
+                        set(kpi, cur, pct / 100.0);
+                    }
+                }
+            }
+        }
     }
 
     /// Refresh from live state, then render the OpenMetrics text format.

@@ -109,6 +109,12 @@ fn demo_once_converges_and_merges_identities() {
     assert_eq!(num(&s, "webinar_live"), 3, "{s:?}");
     assert_eq!(num(&s, "webinar_live_in_both"), 3, "{s:?}");
     assert_eq!(num(&s, "dead_letters"), 0, "{s:?}");
+
+    // The revenue KPIs, read from the canonical store, find the MRR the seeded
+    // subscriptions add up to.
+    assert!(stdout.contains("revenue (KPIs)"), "{stdout}");
+    assert!(num(&s, "mrr_seeded") > 0, "{s:?}");
+    assert_eq!(num(&s, "mrr_usd"), num(&s, "mrr_seeded"), "{s:?}");
 }
 
 #[test]

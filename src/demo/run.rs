@@ -488,6 +488,11 @@ struct Summary {
     /// connector -> copies revsync created beside one the system already had.
     second_copies: BTreeMap<String, usize>,
     webinar: WebinarLeads,
+    /// `GET /kpi` at the end of the run.
+    kpi: Option<Value>,
+    /// MRR the seeded subscriptions add up to by MODEL.md's rule (USD minor units): what
+    /// the KPI report must find.
+    seeded_mrr: i64,
 }
 
 /// Where the webinar's registrants went.
@@ -504,6 +509,27 @@ struct WebinarLeads {
     live_in_both: usize,
 }
 
+/// The seeded subscriptions' MRR: a trial pays nothing, an annual plan a twelfth a month
+/// (rounded half to even per subscription, as MODEL.md says).
+fn seeded_mrr(world: &World) -> i64 {
+    world
+        .subscriptions
+        .iter()
+        .filter(|s| s.status != "trialing")
+        .filter_map(|s| {
+            let &(_, cents, interval) = super::world::PLANS.get(s.plan)?;
+            let amount = cents * s.quantity;
+            Some(match interval {
+                "year" => {
+                    let r = crate::kpi::Ratio::new(i128::from(amount), 12)?;
+                    i64::try_from(r.round_half_even()).ok()?
+                }
+                _ => amount,
+            })
+        })
+        .sum()
+}
+
 async fn summarize(
     client: &reqwest::Client,
     base: &str,
@@ -511,7 +537,11 @@ async fn summarize(
     refs: &[CopyRef],
     live: &[String],
 ) -> Summary {
-    let mut s = Summary::default();
+    let mut s = Summary {
+        kpi: get_json(client, &format!("{base}/kpi")).await.ok(),
+        seeded_mrr: seeded_mrr(world),
+        ..Summary::default()
+    };
     // Which canonical record each seeded copy became, asked of the daemon itself.
     let views = lookup_all(
         client,
@@ -860,6 +890,34 @@ fn print_summary(
             w.live_in_both
         );
     }
+    let mrr_usd = summary
+        .and_then(|s| s.kpi.as_ref())
+        .and_then(|k| k.pointer("/now/USD/mrr"))
+        .and_then(Value::as_i64);
+    if let Some(k) = summary.and_then(|s| s.kpi.as_ref()) {
+        for (cur, v) in k["now"].as_object().into_iter().flatten() {
+            let money = |minor: Option<i64>| {
+                let m = minor.unwrap_or(0);
+                format!(
+                    "{}.{:02} {cur}",
+                    thousands((m / 100).unsigned_abs()),
+                    (m % 100).abs()
+                )
+            };
+            println!(
+                "  revenue (KPIs)      MRR {} from {} paying customers, ARR {}; open pipeline {} over {} deals",
+                money(v["mrr"].as_i64()),
+                v["customers"].as_u64().unwrap_or(0),
+                money(v["arr"].as_i64()),
+                money(v["open_pipeline"].as_i64()),
+                v["open_deals"].as_u64().unwrap_or(0),
+            );
+        }
+        println!(
+            "                      month by month: revsync kpi --url {base} --token \"$(cat {})\"",
+            token_file.display()
+        );
+    }
     if let Some(s) = summary.filter(|s| !s.second_copies.is_empty()) {
         let total: usize = s.second_copies.values().sum();
         let parts: Vec<String> = s
@@ -909,6 +967,13 @@ fn print_summary(
         line += &format!(
             " webinar_new={} webinar_new_in_hubspot={} webinar_new_salesforce_leads={} webinar_live={} webinar_live_in_both={}",
             w.new_people, w.in_hubspot, w.as_salesforce_leads, w.live, w.live_in_both
+        );
+    }
+    if let Some(s) = summary {
+        line += &format!(
+            " mrr_usd={} mrr_seeded={}",
+            mrr_usd.unwrap_or(-1),
+            s.seeded_mrr
         );
     }
     line += &format!(

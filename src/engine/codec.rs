@@ -200,6 +200,45 @@ pub fn audit_key(record: Uuid, ts: i64, digest: &[u8]) -> Vec<u8> {
     k
 }
 
+/// `History`: (record, source time, field) -> [`HistoryEntry`]; a revenue record's values
+/// in the order they took effect, so its state at any instant is one prefix scan. The key
+/// is deterministic: a replayed page writes the same entry again, never a second one.
+pub fn history_key(record: Uuid, ts: i64, field: &str) -> Vec<u8> {
+    let mut k = history_prefix(record);
+    k.extend_from_slice(&(ts as u64 ^ (1 << 63)).to_be_bytes());
+    k.extend_from_slice(field.as_bytes());
+    k
+}
+
+pub fn history_prefix(record: Uuid) -> Vec<u8> {
+    record.as_bytes().to_vec()
+}
+
+/// A [`history_key`] read back: the time and the field.
+pub fn split_history_key(key: &[u8]) -> Option<(i64, &str)> {
+    let ts: [u8; 8] = key.get(16..24)?.try_into().ok()?;
+    let field = std::str::from_utf8(key.get(24..)?).ok()?;
+    Some(((u64::from_be_bytes(ts) ^ (1 << 63)) as i64, field))
+}
+
+/// The kinds whose values are kept with the time they changed: what the revenue KPIs read
+/// as of a past instant (KPIS.md). People and companies keep only today's values (their
+/// overwritten ones are in the audit trail, which retention may prune).
+pub fn keeps_history(kind: revsync_sdk::Kind) -> bool {
+    use revsync_sdk::Kind;
+    matches!(
+        kind,
+        Kind::Deal | Kind::Subscription | Kind::Invoice | Kind::Ticket
+    )
+}
+
+/// A value a field took, and the system that said so.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub value: revsync_sdk::Value,
+    pub connector: String,
+}
+
 pub fn cursor_key(connector: &str, object: &str) -> Vec<u8> {
     join(&[connector.as_bytes(), object.as_bytes()])
 }

@@ -9,7 +9,9 @@ use revsync_sdk::{Change, FieldEntry, Kind, Link, Provenance, Record, Value};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::codec::{self, index, AuditEntry, AuditEvent, Hash, OutboxEntry, PushOp, SyncState};
+use super::codec::{
+    self, index, keeps_history, AuditEntry, AuditEvent, Hash, OutboxEntry, PushOp, SyncState,
+};
 use super::counts::Moves;
 use super::mapping::{Mappings, ObjectMapping};
 use super::policy::{decide, Decision, Policies};
@@ -256,6 +258,22 @@ impl<'a> Txn<'a> {
             .insert((connector.to_owned(), object.to_owned()), st);
         self.sync_dirty.insert(record);
         Ok(())
+    }
+
+    /// Keep the value a revenue record's field took (KPIs read a subscription's or a deal's
+    /// state as of any instant); other kinds keep only their current values.
+    fn history(&mut self, kind: Kind, record: Uuid, field: &str, entry: &FieldEntry) {
+        if keeps_history(kind) {
+            let value = codec::HistoryEntry {
+                value: entry.value.clone(),
+                connector: entry.from.connector.clone(),
+            };
+            self.put(
+                Table::History,
+                codec::history_key(record, entry.from.source_ts, field),
+                codec::encode(&value),
+            );
+        }
     }
 
     /// Record an audit event once. The key is derived from what the event is about (a lost
@@ -589,6 +607,7 @@ impl<'a> Txn<'a> {
                     refreshed = true;
                 }
                 Decision::Take(reason) => {
+                    self.history(rec.kind, id, field, &incoming);
                     let old = put_field(&mut rec.fields, field, incoming.clone());
                     if let Some(old) = old.filter(|o| !o.value.is_empty()) {
                         self.audit(
@@ -1031,6 +1050,7 @@ impl<'a> Txn<'a> {
                         s.fields.insert(field.clone(), entry.clone());
                     }
                     Decision::Take(reason) => {
+                        self.history(s.kind, survivor_id, field, entry);
                         if let Some(old) = s
                             .fields
                             .insert(field.clone(), entry.clone())

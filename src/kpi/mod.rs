@@ -1,6 +1,6 @@
 //! Revenue KPIs (shared KPIS.md) as pure functions over dated facts: no store, no IO.
 //!
-//! A later step reads the canonical store's history into [`History`]; here every KPI is
+//! [`read`] turns the canonical store's history into [`History`]; here every KPI is
 //! computed from it as of any instant or over any half-open period `[start, end)`, per
 //! currency. Money is integer minor units; rates are exact [`Ratio`]s. A KPI whose input is
 //! missing, or whose base is empty, is [`Kpi::Unavailable`] with the reason, never 0.
@@ -10,6 +10,8 @@ pub mod model;
 pub mod mrr;
 pub mod pipeline;
 pub mod ratio;
+pub mod read;
+pub mod report;
 pub mod retention;
 pub mod unit;
 

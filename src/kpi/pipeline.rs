@@ -119,6 +119,9 @@ fn stats(ds: &[ClosedDeal]) -> PipelineStats {
 
 fn median(sorted: &[Ratio]) -> Option<Ratio> {
     let n = sorted.len();
+    if n == 0 {
+        return None;
+    }
     if n % 2 == 1 {
         sorted.get(n / 2).copied()
     } else {
@@ -176,4 +179,41 @@ pub fn pipeline_velocity(
             (cur.clone(), v)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+    use crate::kpi::{AmountChange, StageChange};
+
+    #[test]
+    fn a_period_with_only_lost_deals_has_no_sales_cycle_rather_than_a_panic() {
+        let t = |d| Utc.with_ymd_and_hms(2026, 3, d, 0, 0, 0).unwrap();
+        let lost = Deal {
+            id: "d".into(),
+            created_at: t(1),
+            amounts: vec![AmountChange {
+                at: t(1),
+                amount: 500,
+                currency: "USD".into(),
+            }],
+            stages: vec![
+                StageChange {
+                    at: t(1),
+                    stage: DealStage::Open("proposal".into()),
+                },
+                StageChange {
+                    at: t(5),
+                    stage: DealStage::ClosedLost,
+                },
+            ],
+        };
+        let stats = pipeline(&[lost], Period::new(t(1), t(20)));
+        let usd = &stats["USD"];
+        assert_eq!((usd.won, usd.lost), (0, 1));
+        assert!(matches!(usd.sales_cycle_median_days, Kpi::Unavailable(_)));
+        assert!(matches!(usd.average_deal_size, Kpi::Unavailable(_)));
+    }
 }

@@ -27,10 +27,12 @@ pub enum Table {
     Inbox = 8,
     Pushed = 9,
     DeadLetters = 10,
+    /// Every value a revenue record's fields held, with the time it took effect (KPIS.md).
+    History = 11,
 }
 
 impl Table {
-    pub const ALL: [Table; 10] = [
+    pub const ALL: [Table; 11] = [
         Table::Meta,
         Table::Records,
         Table::Links,
@@ -41,6 +43,7 @@ impl Table {
         Table::Inbox,
         Table::Pushed,
         Table::DeadLetters,
+        Table::History,
     ];
 
     pub fn name(self) -> &'static str {
@@ -55,6 +58,7 @@ impl Table {
             Table::Inbox => "inbox",
             Table::Pushed => "pushed",
             Table::DeadLetters => "dead_letters",
+            Table::History => "history",
         }
     }
 }

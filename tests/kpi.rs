@@ -1,0 +1,228 @@
+//! Revenue KPIs read from the canonical store: changes applied through the engine at their
+//! source times are kept as history, and the report over past months is what happened then,
+//! not what is true today.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use common::*;
+use revsync::engine::Page;
+use revsync::kpi::report::{self, Query};
+use revsync::store::{MemStore, Store};
+use revsync_sdk::Change;
+use serde_json::{json, Value as Json};
+
+const STRIPE: &str = "version: 1\nid: stripe-main\ntype: stripe\nparams: { secret_key: sk_test_x, base_url: 'http://127.0.0.1:9' }\nobjects:\n  customers:\n    kind: organization\n    fields: { name: name }\n  subscriptions:\n    kind: subscription\n    direction: in\n    fields: { status: { to: status, map: default }, mrr: { to: mrr, currency_field: currency, minor_units: true }, currency: currency, customer: { to: customer, ref: customers } }\n";
+
+fn day(y: i32, m: u32, d: u32) -> DateTime<Utc> {
+    NaiveDate::from_ymd_opt(y, m, d)
+        .unwrap()
+        .and_hms_opt(12, 0, 0)
+        .unwrap()
+        .and_utc()
+}
+
+fn one(object: &str, id: &str, when: DateTime<Utc>, fields: Json) -> Page {
+    let Json::Object(map) = fields else { panic!() };
+    page(
+        object,
+        vec![Change {
+            object: object.into(),
+            external_id: id.into(),
+            source_updated_at: when,
+            fields: map.into_iter().collect(),
+            deleted: false,
+            canonical_id: None,
+        }],
+    )
+}
+
+fn sub(status: &str, mrr: i64) -> Json {
+    json!({ "status": status, "mrr": mrr, "currency": "usd" })
+}
+
+/// Jan-Mar 2026: A pays 100.00 from Jan 10 and 150.00 from Mar 5; B pays 50.00 from Jan 20
+/// and cancels Feb 15; C trials from Mar 10 and pays 20.00 from Mar 20. HubSpot: deal D1
+/// opened Feb 2 (1,000.00) and won Mar 3; D2 opened Feb 5 (3,000.00) and lost Mar 12.
+fn world() -> (tempfile::TempDir, Arc<MemStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_with_connector(dir.path(), "stripe", STRIPE);
+    let store = Arc::new(MemStore::new());
+    let e = engine(&cfg, store.clone());
+    let s = "stripe-main";
+    for (c, when) in [
+        ("cus_A", day(2026, 1, 10)),
+        ("cus_B", day(2026, 1, 20)),
+        ("cus_C", day(2026, 3, 10)),
+    ] {
+        e.apply(s, one("customers", c, when, json!({ "name": c })))
+            .unwrap();
+    }
+    let subs: [(&str, &str, DateTime<Utc>, Json); 6] = [
+        ("sub_A", "cus_A", day(2026, 1, 10), sub("active", 10_000)),
+        ("sub_B", "cus_B", day(2026, 1, 20), sub("active", 5_000)),
+        ("sub_B", "cus_B", day(2026, 2, 15), sub("canceled", 5_000)),
+        ("sub_A", "cus_A", day(2026, 3, 5), sub("active", 15_000)),
+        ("sub_C", "cus_C", day(2026, 3, 10), sub("trialing", 2_000)),
+        ("sub_C", "cus_C", day(2026, 3, 20), sub("active", 2_000)),
+    ];
+    for (id, customer, when, mut fields) in subs {
+        fields["customer"] = json!(customer);
+        e.apply(s, one("subscriptions", id, when, fields)).unwrap();
+    }
+    let h = "hubspot-main";
+    let deal = |stage: &str, amount: &str| json!({ "dealname": "d", "dealstage": stage, "amount": amount, "deal_currency_code": "USD" });
+    for (id, when, fields) in [
+        ("D1", day(2026, 2, 2), deal("appointmentscheduled", "1000")),
+        ("D2", day(2026, 2, 5), deal("qualifiedtobuy", "3000")),
+        ("D1", day(2026, 3, 3), deal("closedwon", "1000")),
+        ("D2", day(2026, 3, 12), deal("closedlost", "3000")),
+    ] {
+        e.apply(h, one("deals", id, when, fields)).unwrap();
+    }
+    (dir, store)
+}
+
+fn months(store: &MemStore, from: &str, to: &str) -> Json {
+    let q = Query {
+        period: Some("month".into()),
+        from: Some(from.into()),
+        to: Some(to.into()),
+    };
+    report::from_store(store, &q, day(2026, 4, 15)).unwrap()
+}
+
+#[test]
+fn the_mrr_bridge_of_past_months_comes_from_history_not_todays_state() {
+    let (_d, store) = world();
+    let r = months(&store, "2026-02-01", "2026-04-01");
+    let feb = &r["periods"][0]["currencies"]["USD"];
+    let mar = &r["periods"][1]["currencies"]["USD"];
+
+    // February: A and B pay 150.00 at its start; B cancels.
+    assert_eq!(feb["mrr_start"], 15_000, "{feb:#}");
+    assert_eq!(feb["mrr_end"], 10_000);
+    assert_eq!(
+        feb["bridge"],
+        json!({"new": 0, "reactivation": 0, "expansion": 0, "contraction": 0, "churn": 5_000})
+    );
+    assert_eq!(feb["logo_churn"], json!({ "percent": 50.0 }));
+    assert_eq!(feb["nrr"], json!({ "percent": 66.67 }));
+    assert_eq!(feb["grr"], json!({ "percent": 66.67 }));
+
+    // March: A expands by 50.00, C is new (its trial paid nothing, then 20.00).
+    assert_eq!(mar["mrr_start"], 10_000, "{mar:#}");
+    assert_eq!(mar["mrr_end"], 17_000);
+    assert_eq!(mar["arr_end"], 204_000);
+    assert_eq!(
+        mar["bridge"],
+        json!({"new": 2_000, "reactivation": 0, "expansion": 5_000, "contraction": 0, "churn": 0})
+    );
+    assert_eq!(mar["nrr"], json!({ "percent": 150.0 }));
+    assert_eq!(mar["grr"], json!({ "percent": 100.0 }));
+    assert_eq!(mar["logo_churn"], json!({ "percent": 0.0 }));
+    assert_eq!(mar["expansion_rate"], json!({ "percent": 100.0 }));
+
+    // Today's state alone would say 170.00 all along.
+    assert_eq!(r["now"]["USD"]["mrr"], 17_000);
+}
+
+#[test]
+fn deals_are_counted_in_the_month_they_closed_with_their_amount_then() {
+    let (_d, store) = world();
+    let r = months(&store, "2026-02-01", "2026-04-01");
+    let feb = &r["periods"][0]["currencies"]["USD"];
+    let mar = &r["periods"][1]["currencies"]["USD"]["deals"];
+    assert!(
+        feb.get("deals").is_none(),
+        "nothing closed in February: {feb:#}"
+    );
+    assert_eq!(mar["won"], 1, "{mar:#}");
+    assert_eq!(mar["lost"], 1);
+    assert_eq!(mar["won_amount"], 100_000);
+    assert_eq!(mar["win_rate"], json!({ "percent": 50.0 }));
+    assert_eq!(mar["win_rate_by_amount"], json!({ "percent": 25.0 }));
+    assert_eq!(mar["average_deal_size"], 100_000.0);
+    // Feb 2 to Mar 3, both at noon.
+    assert_eq!(mar["sales_cycle_median_days"], 29.0);
+}
+
+#[test]
+fn what_history_does_not_cover_or_config_does_not_give_is_unavailable_never_zero() {
+    let (_d, store) = world();
+    // January starts before the first subscription was seen (Jan 10).
+    let r = months(&store, "2026-01-01", "2026-02-01");
+    let jan = &r["periods"][0]["currencies"]["USD"];
+    let why = jan["nrr"]["unavailable"].as_str().expect("NRR unavailable");
+    assert!(why.contains("history starts at 2026-01-10"), "{why}");
+    assert!(jan["mrr_start"]["unavailable"].is_string(), "{jan:#}");
+    // No spend configured: CAC says so.
+    let r = months(&store, "2026-03-01", "2026-04-01");
+    let cac = &r["periods"][0]["currencies"]["USD"]["cac"];
+    assert!(
+        cac["unavailable"].as_str().unwrap().contains("spend"),
+        "{cac}"
+    );
+    // The table names the reason once, as a note.
+    let text = report::tables(&months(&store, "2026-01-01", "2026-04-01"));
+    assert!(text.contains("n/a [1]"), "{text}");
+    assert!(text.contains("MRR at end"), "{text}");
+    assert!(text.contains("150.00%"), "{text}");
+}
+
+#[test]
+fn replaying_the_same_changes_keeps_one_history() {
+    let (dir, store) = world();
+    let before = store
+        .scan(revsync::store::Table::History, b"", None, 10_000)
+        .unwrap()
+        .len();
+    // The same pages again, as after a restart that re-reads the overlap window.
+    let cfg = config_with_connector(dir.path(), "stripe", STRIPE);
+    let e = engine(&cfg, store.clone());
+    e.apply(
+        "stripe-main",
+        one("subscriptions", "sub_A", day(2026, 3, 5), {
+            let mut f = sub("active", 15_000);
+            f["customer"] = json!("cus_A");
+            f
+        }),
+    )
+    .unwrap();
+    let after = store
+        .scan(revsync::store::Table::History, b"", None, 10_000)
+        .unwrap()
+        .len();
+    assert_eq!(before, after);
+    assert!(before > 0);
+}
+
+#[test]
+fn a_question_the_report_cannot_answer_is_refused_with_the_reason() {
+    let now = day(2026, 4, 15);
+    let bad = |period: &str, from: &str, to: &str| {
+        Query {
+            period: Some(period.into()),
+            from: Some(from.into()),
+            to: Some(to.into()),
+        }
+        .periods(now)
+        .unwrap_err()
+    };
+    assert!(bad("week", "2026-01-01", "2026-02-01").contains("month or quarter"));
+    assert!(bad("month", "2026-13-01", "2026-02-01").contains("not a date"));
+    assert!(bad("month", "2026-03-01", "2026-02-01").contains("before"));
+    // Quarters are calendar quarters; the last one runs to date.
+    let q = Query {
+        period: Some("quarter".into()),
+        from: Some("2025-11-15".into()),
+        to: None,
+    };
+    let p = q.periods(now).unwrap();
+    assert_eq!(p.len(), 3);
+    assert_eq!(p[0].start, day(2025, 10, 1) - chrono::Duration::hours(12));
+    assert_eq!(p[2].end, now);
+}
