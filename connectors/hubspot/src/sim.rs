@@ -51,6 +51,13 @@ pub struct SimOptions {
     pub canonical_id_property: String,
     /// Whether 429s carry `Retry-After` (seconds); unconfirmed for HubSpot [U].
     pub retry_after_on_429: bool,
+    /// Refuse a request body without an attribute HubSpot's published OpenAPI spec marks
+    /// required, as a validating gateway or mock does: today a batch read without
+    /// `inputs`, `properties` or `propertiesWithHistory`. Off by default: HubSpot's own
+    /// Python client (hubspot-api-client 12) leaves `propertiesWithHistory` out, and the
+    /// fidelity suite expects that read answered. Tests turn it on to hold a connector to
+    /// the spec.
+    pub strict_spec: bool,
 }
 
 impl Default for SimOptions {
@@ -66,6 +73,7 @@ impl Default for SimOptions {
             webhook_url: None,
             canonical_id_property: "revsync_id".into(),
             retry_after_on_429: false,
+            strict_spec: false,
         }
     }
 }
@@ -1123,6 +1131,20 @@ async fn batch(
     let Ok(req) = serde_json::from_slice::<Value>(&body) else {
         return bad("invalid JSON body");
     };
+    if op == "read" && st.opts.strict_spec {
+        // The spec's required attributes of BatchReadInputSimplePublicObjectId, refused in
+        // the words of HubSpot's JSON binding, which lists every one missing.
+        let missing: Vec<&str> = ["inputs", "properties", "propertiesWithHistory"]
+            .into_iter()
+            .filter(|k| req.get(k).is_none_or(Value::is_null))
+            .collect();
+        if !missing.is_empty() {
+            return bad(&format!(
+                "Invalid input JSON: Cannot build BatchReadInputSimplePublicObjectId, some of required attributes are not set [{}]",
+                missing.join(", ")
+            ));
+        }
+    }
     let Some(inputs) = req.get("inputs").and_then(Value::as_array).cloned() else {
         return bad("inputs is required");
     };
