@@ -7,7 +7,7 @@
 mod common;
 
 use common::{call, fast};
-use revsync_hubspot::sim::Sim;
+use revsync_hubspot::sim::{Sim, SimOptions};
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,4 +194,63 @@ async fn a_batch_read_names_every_missing_id_in_one_error() {
         body["errors"][0]["context"]["ids"],
         json!(["nobody@example.com"])
     );
+}
+
+/// HubSpot's spec marks a batch read's `inputs`, `properties` and `propertiesWithHistory`
+/// required. A portal set to insist on them (`strict_spec`, as a validating gateway does)
+/// refuses a read without one with HubSpot's 400 VALIDATION_ERROR, naming every one
+/// missing; the default portal answers the read as HubSpot's Python client sends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strict_portal_refuses_a_batch_read_without_properties_with_history() {
+    let path = "/crm/v3/objects/contacts/batch/read";
+    let strict = Sim::start(SimOptions {
+        strict_spec: true,
+        ..fast()
+    })
+    .await;
+    let id = strict.seed("contacts", 1).remove(0);
+    let (status, body) = call(
+        &strict,
+        "POST",
+        path,
+        Some(json!({"properties": ["email"], "inputs": [{"id": id}]})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["status"], "error");
+    assert_eq!(body["category"], "VALIDATION_ERROR");
+    assert!(body["correlationId"].is_string(), "{body}");
+    assert_eq!(
+        body["message"],
+        "Invalid input JSON: Cannot build BatchReadInputSimplePublicObjectId, some of required attributes are not set [propertiesWithHistory]"
+    );
+    let (status, body) = call(&strict, "POST", path, Some(json!({"inputs": [{"id": id}]}))).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("[properties, propertiesWithHistory]"),
+        "{body}"
+    );
+    let (status, body) = call(
+        &strict,
+        "POST",
+        path,
+        Some(json!({"properties": ["email"], "propertiesWithHistory": [], "inputs": [{"id": id}]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][0]["id"], id.as_str());
+
+    let lenient = Sim::start(fast()).await;
+    let id = lenient.seed("contacts", 1).remove(0);
+    let (status, body) = call(
+        &lenient,
+        "POST",
+        path,
+        Some(json!({"properties": ["email"], "inputs": [{"id": id}]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
 }

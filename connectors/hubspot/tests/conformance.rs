@@ -10,7 +10,12 @@ use revsync_sdk::http::RateLimitConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_contacts_companies_deals() {
-    let sim = Sim::start(SimOptions::default()).await;
+    // Insisting on the attributes HubSpot's spec requires (`SimOptions::strict_spec`).
+    let sim = Sim::start(SimOptions {
+        strict_spec: true,
+        ..SimOptions::default()
+    })
+    .await;
     let c = connector(&sim, serde_json::json!({}), RateLimitConfig::default());
     let h = SimHarness { sim: sim.clone() };
     for object in ["contacts", "companies", "deals"] {

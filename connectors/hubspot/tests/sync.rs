@@ -242,6 +242,24 @@ async fn a_daily_429_pauses_instead_of_retrying() {
     assert!(r.is_err() || r.unwrap().is_err());
 }
 
+/// The connector's batch read (the read before an update, and reads by id) sends every
+/// attribute HubSpot's spec requires, `propertiesWithHistory` included: a portal that
+/// insists on them answers it, where a read without one would be refused and the update
+/// held back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_batch_read_sends_what_the_spec_requires() {
+    let sim = Sim::start(SimOptions {
+        strict_spec: true,
+        ..fast()
+    })
+    .await;
+    let c = connector(&sim, json!({}), unlimited());
+    let ids = sim.seed("contacts", 3);
+    let got = c.fetch_by_ids("contacts", &ids).await.unwrap();
+    let read: BTreeSet<String> = got.into_iter().map(|ch| ch.external_id).collect();
+    assert_eq!(read, ids.into_iter().collect());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_207_fails_only_the_bad_items() {
     let sim = Sim::start(fast()).await;

@@ -6,7 +6,7 @@
 //! Deliberately strict: SOQL outside the subset is `MALFORMED_QUERY`, so a connector
 //! change that emits something the real API might read differently fails here first.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -73,6 +73,9 @@ pub struct SimState {
     pub limit_refusals: u64,
     /// Records sent in query answers, for tests of what a read costs.
     pub records_served: u64,
+    /// `METHOD /path` of each request for a resource the simulator does not have (logged
+    /// once each as not simulated).
+    pub not_simulated: BTreeSet<String>,
     instance_url: String,
 }
 
@@ -97,6 +100,7 @@ impl Default for SimState {
             write_calls: 0,
             limit_refusals: 0,
             records_served: 0,
+            not_simulated: BTreeSet::new(),
             instance_url: String::new(),
         }
     }
@@ -684,16 +688,11 @@ async fn strip_trailing_slash(mut req: Request) -> Request {
     req
 }
 
-/// A resource the simulator does not have: Salesforce's 404 array, logged once per path
-/// so a gap in the simulation is visible.
-async fn not_simulated(req: Request) -> Response {
-    static SEEN: Mutex<Option<std::collections::HashSet<String>>> = Mutex::new(None);
+/// A resource the simulator does not have: Salesforce's 404 array, logged once per method
+/// and path so a gap in the simulation is visible.
+async fn not_simulated(State(st): State<Shared>, req: Request) -> Response {
     let key = format!("{} {}", req.method(), req.uri().path());
-    let first = SEEN
-        .lock()
-        .map(|mut s| s.get_or_insert_with(Default::default).insert(key.clone()))
-        .unwrap_or(false);
-    if first {
+    if lock(&st).not_simulated.insert(key.clone()) {
         tracing::warn!(request = %key, "salesforce simulator: not simulated");
     }
     rest_error(
@@ -758,6 +757,16 @@ impl Sim {
             .route(
                 "/services/data/{v}/composite/sobjects/{object}/{field}",
                 patch(collections::upsert_many),
+            )
+            // Resources of an sObject that `{id}` above would take for a record id (and
+            // answer as a missing record, unlogged): the gap shows instead.
+            .route(
+                "/services/data/{v}/sobjects/{object}/updated",
+                get(not_simulated),
+            )
+            .route(
+                "/services/data/{v}/sobjects/{object}/deleted",
+                get(not_simulated),
             )
             .fallback(not_simulated)
             .method_not_allowed_fallback(method_not_allowed)

@@ -97,6 +97,37 @@ fn ids(a: &Answer) -> Vec<String> {
         .collect()
 }
 
+/// `/sobjects/{SObject}/updated` and `/deleted` are resources the simulator does not have,
+/// not record ids: Salesforce's 404 for an unknown resource, and noted as not simulated
+/// (once each), while an id no record has stays a plain missing record.
+#[tokio::test]
+async fn updated_and_deleted_are_noted_as_not_simulated_not_taken_for_ids() {
+    let sim = Sim::start().await.unwrap();
+    let api = Api::login(&sim).await;
+    let not_found =
+        json!([{"message": "The requested resource does not exist", "errorCode": "NOT_FOUND"}]);
+    for _ in 0..2 {
+        for path in [
+            "/sobjects/Contact/updated/?start=2024-01-01T00:00:00Z&end=2024-01-02T00:00:00Z",
+            "/sobjects/Account/deleted?start=2024-01-01T00:00:00Z&end=2024-01-02T00:00:00Z",
+        ] {
+            let a = api.get(path).await;
+            assert_eq!((a.status, a.body), (404, not_found.clone()), "{path}");
+        }
+    }
+    let a = api.get("/sobjects/Contact/003000000000000AAA").await;
+    assert_eq!((a.status, a.body), (404, not_found));
+    assert_eq!(
+        sim.with(|s| s.not_simulated.clone()),
+        [
+            "GET /services/data/v66.0/sobjects/Account/deleted",
+            "GET /services/data/v66.0/sobjects/Contact/updated",
+        ]
+        .map(String::from)
+        .into()
+    );
+}
+
 #[tokio::test]
 async fn urls_with_a_trailing_slash_are_accepted_and_unknown_ones_answer_not_found() {
     let sim = Sim::start().await.unwrap();

@@ -20,8 +20,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{NestedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
@@ -401,12 +401,24 @@ impl Sim {
                 delete(|s: State<Shared>, q: Q| destroy(s, Path("organizations".to_owned()), q)),
             )
             .route(
+                "/users/count",
+                get(|s: State<Shared>, q: Q| rest::count(s, q, Obj::Users)),
+            )
+            .route(
+                "/organizations/count",
+                get(|s: State<Shared>, q: Q| rest::count(s, q, Obj::Orgs)),
+            )
+            .route(
+                "/tickets/count",
+                get(|s: State<Shared>, q: Q| rest::count(s, q, Obj::Tickets)),
+            )
+            .route(
                 "/users/{id}",
-                get(|s: State<Shared>, id: Path<String>| rest::show(s, id, Obj::Users)).put(
-                    |s: State<Shared>, id: Path<String>, b: Json<Value>| {
+                get(|s: State<Shared>, id: Path<String>| rest::show(s, id, Obj::Users))
+                    .put(|s: State<Shared>, id: Path<String>, b: Json<Value>| {
                         rest::update(s, id, b, Obj::Users)
-                    },
-                ),
+                    })
+                    .delete(rest::delete_user),
             )
             .route(
                 "/organizations/{id}",
@@ -451,6 +463,9 @@ impl Sim {
             )
             .route("/job_statuses/show_many", get(job_statuses))
             .route("/job_statuses/{id}", get(job_status))
+            // After every route (it is set on those already added); inside `gate`, as a
+            // real endpoint checks credentials and counts the request first.
+            .method_not_allowed_fallback(method_not_simulated)
             .layer(axum::middleware::from_fn_with_state(state.clone(), gate))
             .with_state(state.clone());
         let faults = Faults::new(fault_answer);
@@ -657,7 +672,15 @@ impl Sim {
 /// An endpoint the simulator does not have: Zendesk's 404 for an unknown endpoint, and a
 /// warning the first time each one is asked for, so a gap in the simulation is visible.
 async fn not_simulated(state: Shared, req: Request) -> Response {
-    let key = format!("{} {}", req.method(), req.uri().path());
+    gap(&state, req.method().as_str(), req.uri().path())
+}
+
+/// [`not_simulated`] for `METHOD /api/v2/...` (the path as Zendesk has it, without the
+/// `.json` suffix): also for a real endpoint on a simulated path (`DELETE
+/// /organizations/{id}`) and a name a simulated collection would take for an id
+/// (`/users/me`).
+fn gap(state: &Shared, method: &str, path: &str) -> Response {
+    let key = format!("{method} {path}");
     let first = state
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -668,6 +691,21 @@ async fn not_simulated(state: Shared, req: Request) -> Response {
         tracing::warn!(request = %key, "zendesk simulator: not simulated");
     }
     error(StatusCode::NOT_FOUND, "InvalidEndpoint", "Not found")
+}
+
+/// A method Zendesk has on a simulated path but the simulator does not (`DELETE
+/// /tickets/{id}`): answered as an endpoint not simulated rather than a bare 405.
+async fn method_not_simulated(
+    State(state): State<Shared>,
+    at: NestedPath,
+    method: Method,
+    uri: Uri,
+) -> Response {
+    gap(
+        &state,
+        method.as_str(),
+        &format!("{}{}", at.as_str(), uri.path()),
+    )
 }
 
 fn error(status: StatusCode, code: &str, description: &str) -> Response {
@@ -1124,17 +1162,14 @@ fn run_bulk(s: &mut Inner, bulk: Bulk, items: &[Value]) -> Vec<Value> {
             Bulk::Update(o) => {
                 let id = fields.get("id").and_then(Value::as_u64);
                 match id.filter(|id| s.table(o).contains_key(id)) {
-                    Some(id) if o == Obj::Users => match rest::check_user(s, &fields, Some(id)) {
+                    // Refused as `PUT /{object}/{id}` would refuse it (a taken email or name).
+                    Some(id) => match rest::check_update(s, o, &fields, id) {
                         Ok(()) => {
                             s.update(o, id, &fields, ts);
                             out.push(json!({"id": id, "index": i, "action": "update", "status": "Updated", "success": true}));
                         }
                         Err(refusal) => out.push(refusal.update_result(i, id)),
                     },
-                    Some(id) => {
-                        s.update(o, id, &fields, ts);
-                        out.push(json!({"id": id, "index": i, "action": "update", "status": "Updated", "success": true}));
-                    }
                     None => out.push(
                         json!({"id": fields.get("id"), "index": i, "action": "update",
                         "success": false, "status": "Failed", "error": "RecordNotFound"}),
@@ -1189,9 +1224,13 @@ async fn create_ticket(
 
 async fn update_ticket(
     State(state): State<Shared>,
-    Path(id): Path<u64>,
+    Path(id): Path<String>,
     Json(body): Json<Value>,
 ) -> Response {
+    let id = match rest::record_id(&state, "PUT", Obj::Tickets, &id) {
+        Ok(id) => id,
+        Err(answer) => return answer,
+    };
     let fields = body
         .get("ticket")
         .and_then(Value::as_object)
@@ -1199,7 +1238,7 @@ async fn update_ticket(
         .unwrap_or_default();
     let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
     if !s.tickets.contains_key(&id) {
-        return error(StatusCode::NOT_FOUND, "RecordNotFound", "Not found");
+        return rest::not_found();
     }
     let ts = s.now();
     s.update(Obj::Tickets, id, &fields, ts);

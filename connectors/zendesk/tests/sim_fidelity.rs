@@ -699,6 +699,234 @@ async fn an_endpoint_not_simulated_is_zendesks_404_noted_once() {
     );
 }
 
+/// A method Zendesk has on a path the simulator routes (`DELETE /organizations/{id}`,
+/// `DELETE /tickets/{id}`) is answered as an endpoint not simulated, as an unknown path is:
+/// Zendesk's 404 body and one note, not a bare 405.
+#[tokio::test]
+async fn a_method_not_simulated_on_a_simulated_path_is_zendesks_404_noted_once() {
+    use reqwest::Method;
+    let api = Api::start().await;
+    let org = api.sim.seed("organizations", 1).remove(0);
+    let ticket = api.sim.seed("tickets", 1).remove(0);
+    let invalid = json!({"error": "InvalidEndpoint", "description": "Not found"});
+    for _ in 0..2 {
+        let (status, body) = api
+            .call(Method::DELETE, &format!("/organizations/{org}.json"), None)
+            .await;
+        assert_eq!((status, body), (404, invalid.clone()));
+    }
+    let (status, body) = api
+        .call(Method::DELETE, &format!("/tickets/{ticket}"), None)
+        .await;
+    assert_eq!((status, body), (404, invalid.clone()));
+    let (status, body) = api
+        .call(Method::POST, "/organizations/create_or_update.json", None)
+        .await;
+    assert_eq!((status, body), (404, invalid));
+    assert_eq!(
+        api.sim.stats().not_simulated,
+        [
+            format!("DELETE /api/v2/organizations/{org}"),
+            format!("DELETE /api/v2/tickets/{ticket}"),
+            "POST /api/v2/organizations/create_or_update".to_owned(),
+        ]
+        .into()
+    );
+    // Nothing was deleted.
+    assert!(api.sim.record("organizations", &org).unwrap()["deleted_at"].is_null());
+    assert_eq!(
+        api.sim.record("tickets", &ticket).unwrap()["status"],
+        "open"
+    );
+}
+
+/// `DELETE /users/{id}`: Zendesk keeps the user, inactive, and answers 200 with it.
+#[tokio::test]
+async fn a_deleted_user_is_kept_inactive() {
+    use reqwest::Method;
+    let api = Api::start().await;
+    let id = api.sim.seed("users", 1).remove(0);
+    let (status, body) = api
+        .call(Method::DELETE, &format!("/users/{id}.json"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user"]["id"].to_string(), id);
+    assert_eq!(body["user"]["active"], false);
+    let (status, read) = api.get(&format!("/users/{id}")).await;
+    assert_eq!(
+        (status, read["user"]["active"].clone()),
+        (200, json!(false))
+    );
+    let (status, body) = api.call(Method::DELETE, "/users/9.json", None).await;
+    assert_eq!(
+        (status, body),
+        (
+            404,
+            json!({"error": "RecordNotFound", "description": "Not found"})
+        )
+    );
+    assert!(api.sim.stats().not_simulated.is_empty());
+}
+
+/// A name where a simulated collection takes an id (`/users/me`, `/tickets/recent`) is one
+/// of Zendesk's endpoints, not a missing record: answered and noted as not simulated. The
+/// counts are simulated.
+#[tokio::test]
+async fn names_under_a_collection_are_endpoints_not_ids() {
+    use reqwest::Method;
+    let api = Api::start().await;
+    api.sim.seed("users", 3);
+    api.sim.seed("organizations", 2);
+    let invalid = json!({"error": "InvalidEndpoint", "description": "Not found"});
+    for path in [
+        "/users/me.json",
+        "/users/me",
+        "/organizations/autocomplete?name=ac",
+        "/tickets/recent.json",
+        "/users/count.json?role=agent",
+    ] {
+        let (status, body) = api.get(path).await;
+        assert_eq!((status, body), (404, invalid.clone()), "{path}");
+    }
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            "/tickets/recent.json",
+            Some(json!({"ticket": {"status": "solved"}})),
+        )
+        .await;
+    assert_eq!((status, body), (404, invalid), "PUT /tickets/recent");
+    assert_eq!(
+        api.sim.stats().not_simulated,
+        [
+            "GET /api/v2/organizations/autocomplete",
+            "GET /api/v2/tickets/recent",
+            "GET /api/v2/users/count?role",
+            "GET /api/v2/users/me",
+            "PUT /api/v2/tickets/recent",
+        ]
+        .map(String::from)
+        .into()
+    );
+
+    let now = api.sim.now();
+    for (path, n) in [
+        ("/users/count.json", 3),
+        ("/organizations/count", 2),
+        ("/tickets/count.json", 0),
+    ] {
+        let (status, body) = api.get(path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        assert_eq!(body["count"]["value"], n, "{path}: {body}");
+        let refreshed = body["count"]["refreshed_at"].as_str().unwrap();
+        let at = chrono::DateTime::parse_from_rfc3339(refreshed).unwrap();
+        assert!((at.timestamp() - now).abs() <= 2, "{path}: {body}");
+    }
+}
+
+/// An organization's name and external id stay unique on an update, single or bulk, as on
+/// a create: the same 422 `RecordInvalid` (and `Failed` result), and a name given up by a
+/// rename is free again.
+#[tokio::test]
+async fn organization_names_and_external_ids_stay_unique_on_update() {
+    use reqwest::Method;
+    let api = Api::start().await;
+    let mut ids = Vec::new();
+    for (name, external) in [("Acme", "a-1"), ("Beta", "b-1")] {
+        let (status, org) = api
+            .call(
+                Method::POST,
+                "/organizations",
+                Some(json!({"organization": {"name": name, "external_id": external}})),
+            )
+            .await;
+        assert_eq!(status, 201, "{org}");
+        ids.push(org["organization"]["id"].as_u64().unwrap());
+    }
+    let (acme, beta) = (ids[0], ids[1]);
+    let put = |id: u64, fields: Value| {
+        let api = &api;
+        async move {
+            api.call(
+                Method::PUT,
+                &format!("/organizations/{id}.json"),
+                Some(json!({ "organization": fields })),
+            )
+            .await
+        }
+    };
+    let refusal = |field: &str, error: &str, description: &str| {
+        json!({"error": "RecordInvalid", "description": "Record validation errors",
+            "details": {field: [{"description": description, "error": error}]}})
+    };
+    assert_eq!(
+        put(beta, json!({"name": " acme "})).await,
+        (
+            422,
+            refusal(
+                "name",
+                "DuplicateValue",
+                "Name: acme has already been taken"
+            )
+        )
+    );
+    assert_eq!(
+        put(beta, json!({"external_id": "A-1"})).await,
+        (
+            422,
+            refusal(
+                "external_id",
+                "DuplicateValue",
+                "External: has already been taken"
+            )
+        )
+    );
+    assert_eq!(
+        put(beta, json!({"name": ""})).await,
+        (422, refusal("name", "BlankValue", "Name: cannot be blank"))
+    );
+    // Its own name and external id are no conflict.
+    let (status, same) = put(acme, json!({"name": "Acme", "external_id": "a-1"})).await;
+    assert_eq!(status, 200, "{same}");
+    assert_eq!(
+        api.sim.record("organizations", &beta.to_string()).unwrap()["name"],
+        "Beta"
+    );
+
+    let results = api
+        .job(
+            Method::PUT,
+            "/organizations/update_many.json",
+            json!({"organizations": [
+                {"id": beta, "name": "ACME"},
+                {"id": acme, "external_id": "b-1"},
+                {"id": acme, "name": "Alpha"},
+            ]}),
+        )
+        .await;
+    assert_eq!(results[0]["status"], "Failed", "{results:?}");
+    assert_eq!(results[0]["error"], "RecordInvalid");
+    assert_eq!(results[0]["details"], "Name: ACME has already been taken");
+    assert_eq!(results[1]["status"], "Failed", "{results:?}");
+    assert_eq!(results[1]["details"], "External: has already been taken");
+    assert_eq!(results[2]["status"], "Updated", "{results:?}");
+    let beta_now = api.sim.record("organizations", &beta.to_string()).unwrap();
+    assert_eq!(
+        (beta_now["name"].clone(), beta_now["external_id"].clone()),
+        (json!("Beta"), json!("b-1"))
+    );
+
+    // "Acme" was given up by the rename: a new organization may take it.
+    let (status, reused) = api
+        .call(
+            Method::POST,
+            "/organizations",
+            Some(json!({"organization": {"name": "Acme"}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{reused}");
+}
+
 /// `GET /search/export`, node-zendesk's `search.exportResults`: one type given by
 /// `filter[type]`, oldest first, by cursor with absolute `links.next` until `has_more` is
 /// false; no `count`, no `prev`.

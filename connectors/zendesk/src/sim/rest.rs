@@ -1,9 +1,10 @@
 //! The Zendesk simulator's record endpoints outside the bulk jobs: lists with both paging
-//! styles Zendesk documents (offset, and cursor with `page[size]`), single-record show,
-//! create and update, `users/create_or_update`, the Search API (and its cursor export) and
-//! Search Users. Users' emails are unique, as Zendesk keeps them, and a user has a name: a
-//! write that would give a second user an email, or a user no name, is refused with
-//! Zendesk's 422 `RecordInvalid`.
+//! styles Zendesk documents (offset, and cursor with `page[size]`), counts, single-record
+//! show, create and update, a user's delete, `users/create_or_update`, the Search API (and
+//! its cursor export) and Search Users. Users' emails are unique, as Zendesk keeps them, and
+//! a user has a name; an organization's name and external id are unique and it has a name:
+//! a write, create or update, that would break one of these is refused with Zendesk's 422
+//! `RecordInvalid`.
 
 use std::collections::HashMap;
 
@@ -15,7 +16,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use super::{error, normal, Inner, Obj, Shared};
+use super::{error, gap, normal, rfc3339, Inner, Obj, Shared};
 
 /// Why a write of a user was refused: one entry of Zendesk's `details`.
 #[derive(Debug, Clone)]
@@ -60,11 +61,11 @@ fn text<'a>(fields: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-/// A user other than `except` whose email is `email` (in Zendesk's normal form).
-fn email_holder(s: &Inner, email: &str, except: Option<u64>) -> Option<u64> {
-    let key = (Obj::Users, "email", normal(email));
+/// A record of `o` other than `except` whose `field` is `value` (in Zendesk's normal form:
+/// trimmed, any case).
+fn holder(s: &Inner, o: Obj, field: &'static str, value: &str, except: Option<u64>) -> Option<u64> {
     s.index
-        .get(&key)?
+        .get(&(o, field, normal(value)))?
         .iter()
         .copied()
         .find(|id| Some(*id) != except)
@@ -103,7 +104,7 @@ pub(super) fn check_user(
             description: format!("Email: {email} is not properly formatted"),
         });
     }
-    if email_holder(s, email, id).is_some() {
+    if holder(s, Obj::Users, "email", email, id).is_some() {
         return Err(Refusal {
             field: "email",
             error: "DuplicateValue",
@@ -111,6 +112,56 @@ pub(super) fn check_user(
         });
     }
     Ok(())
+}
+
+/// Whether `fields` may be written to organization `id` (`None`: a new one). Its name is
+/// required and, like its external id, unique (trimmed, any case) on an update as on a
+/// create: Zendesk refuses a rename to a name another organization holds.
+pub(super) fn check_org(
+    s: &Inner,
+    fields: &Map<String, Value>,
+    id: Option<u64>,
+) -> Result<(), Refusal> {
+    let blanked = fields
+        .get("name")
+        .is_some_and(|v| v.as_str().is_none_or(|n| n.trim().is_empty()));
+    let refuse = |field, error, description| {
+        Err(Refusal {
+            field,
+            error,
+            description,
+        })
+    };
+    if blanked || (id.is_none() && !fields.contains_key("name")) {
+        return refuse("name", "BlankValue", "Name: cannot be blank".to_owned());
+    }
+    if let Some(name) = text(fields, "name") {
+        if holder(s, Obj::Orgs, "name", name, id).is_some() {
+            let said = format!("Name: {name} has already been taken");
+            return refuse("name", "DuplicateValue", said);
+        }
+    }
+    let external = text(fields, "external_id");
+    if external.is_some_and(|e| holder(s, Obj::Orgs, "external_id", e, id).is_some()) {
+        let said = "External: has already been taken".to_owned();
+        return refuse("external_id", "DuplicateValue", said);
+    }
+    Ok(())
+}
+
+/// Whether `fields` may be written to record `id` of `o` (`PUT /{object}/{id}` and
+/// `update_many` alike).
+pub(super) fn check_update(
+    s: &Inner,
+    o: Obj,
+    fields: &Map<String, Value>,
+    id: u64,
+) -> Result<(), Refusal> {
+    match o {
+        Obj::Users => check_user(s, fields, Some(id)),
+        Obj::Orgs => check_org(s, fields, Some(id)),
+        Obj::Tickets => Ok(()),
+    }
 }
 
 /// `users/create_many` and `POST /users`: a new user, unless it has no name or the email
@@ -227,71 +278,106 @@ pub(super) async fn create_org(State(state): State<Shared>, Json(body): Json<Val
         return no_body("organization");
     };
     let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-    let taken = |field: &'static str| {
-        text(fields, field).is_some_and(|v| s.index.contains_key(&(Obj::Orgs, field, normal(v))))
-    };
-    let refused = match text(fields, "name") {
-        None => Some(("name", "BlankValue", "Name: cannot be blank".to_owned())),
-        Some(name) if taken("name") => Some((
-            "name",
-            "DuplicateValue",
-            format!("Name: {name} has already been taken"),
-        )),
-        Some(_) if taken("external_id") => Some((
-            "external_id",
-            "DuplicateValue",
-            "External: has already been taken".to_owned(),
-        )),
-        Some(_) => None,
-    };
-    if let Some((field, error, description)) = refused {
-        return Refusal {
-            field,
-            error,
-            description,
-        }
-        .answer();
+    if let Err(refusal) = check_org(&s, fields, None) {
+        return refusal.answer();
     }
     let ts = s.now();
     let id = s.insert(Obj::Orgs, fields, ts);
     (StatusCode::CREATED, Json(record(&mut s, Obj::Orgs, id))).into_response()
 }
 
-/// `GET /{object}/{id}`.
-pub(super) async fn show(State(state): State<Shared>, Path(id): Path<String>, o: Obj) -> Response {
-    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-    match id.parse::<u64>() {
-        Ok(id) if s.table(o).contains_key(&id) => Json(record(&mut s, o, id)).into_response(),
-        _ => error(StatusCode::NOT_FOUND, "RecordNotFound", "Not found"),
-    }
+pub(super) fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "RecordNotFound", "Not found")
 }
 
-/// `PUT /users/{id}`, `PUT /organizations/{id}` with `{"user": {...}}`.
+/// The record id in `/{object}/{id}`. A name there is no id but one of Zendesk's endpoints
+/// the simulator does not have (`/users/me`, `/organizations/autocomplete`,
+/// `/tickets/recent`): answered and logged as not simulated, not as a missing record.
+// The error is the ready answer a handler returns at once; boxing it buys nothing.
+#[allow(clippy::result_large_err)]
+pub(super) fn record_id(state: &Shared, method: &str, o: Obj, id: &str) -> Result<u64, Response> {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(gap(state, method, &format!("/api/v2/{}/{id}", o.key())));
+    }
+    id.parse().map_err(|_| not_found())
+}
+
+/// `GET /{object}/{id}`.
+pub(super) async fn show(State(state): State<Shared>, Path(id): Path<String>, o: Obj) -> Response {
+    let id = match record_id(&state, "GET", o, &id) {
+        Ok(id) => id,
+        Err(answer) => return answer,
+    };
+    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+    if !s.table(o).contains_key(&id) {
+        return not_found();
+    }
+    Json(record(&mut s, o, id)).into_response()
+}
+
+/// `PUT /users/{id}`, `PUT /organizations/{id}` with `{"user": {...}}`: refused as the
+/// create would be when it breaks a unique value (an email, an organization's name).
 pub(super) async fn update(
     State(state): State<Shared>,
     Path(id): Path<String>,
     Json(body): Json<Value>,
     o: Obj,
 ) -> Response {
+    let id = match record_id(&state, "PUT", o, &id) {
+        Ok(id) => id,
+        Err(answer) => return answer,
+    };
     let Some(fields) = body_of(&body, one(o)) else {
         return no_body(one(o));
     };
     let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(id) = id
-        .parse::<u64>()
-        .ok()
-        .filter(|id| s.table(o).contains_key(id))
-    else {
-        return error(StatusCode::NOT_FOUND, "RecordNotFound", "Not found");
-    };
-    if o == Obj::Users {
-        if let Err(refusal) = check_user(&s, fields, Some(id)) {
-            return refusal.answer();
-        }
+    if !s.table(o).contains_key(&id) {
+        return not_found();
+    }
+    if let Err(refusal) = check_update(&s, o, fields, id) {
+        return refusal.answer();
     }
     let ts = s.now();
     s.update(o, id, fields, ts);
     Json(record(&mut s, o, id)).into_response()
+}
+
+/// `DELETE /users/{id}`: Zendesk keeps a deleted user, inactive, and answers 200 with it
+/// (`active: false`), as `destroy_many` leaves them.
+pub(super) async fn delete_user(State(state): State<Shared>, Path(id): Path<String>) -> Response {
+    let id = match record_id(&state, "DELETE", Obj::Users, &id) {
+        Ok(id) => id,
+        Err(answer) => return answer,
+    };
+    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+    if !s.users.contains_key(&id) {
+        return not_found();
+    }
+    let ts = s.now();
+    let mut gone = Map::new();
+    gone.insert("active".into(), json!(false));
+    s.update(Obj::Users, id, &gone, ts);
+    Json(record(&mut s, Obj::Users, id)).into_response()
+}
+
+/// `GET /users/count`, `/organizations/count`, `/tickets/count`: `{"count": {"value",
+/// "refreshed_at"}}`, the records the list pages through, counted now (Zendesk refreshes
+/// a count over 100,000 once a day). Filters (`role`, `permission_set`) are not simulated.
+pub(super) async fn count(
+    State(state): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+    o: Obj,
+) -> Response {
+    if !q.is_empty() {
+        let mut names: Vec<&str> = q.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        let path = format!("/api/v2/{}/count?{}", o.key(), names.join("&"));
+        return gap(&state, "GET", &path);
+    }
+    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+    let refreshed_at = rfc3339(s.now());
+    let value = s.table(o).len();
+    Json(json!({"count": {"value": value, "refreshed_at": refreshed_at}})).into_response()
 }
 
 /// `page` (from 1) and `per_page` (1 to 100, 100 unless given) of offset paging.
