@@ -51,7 +51,12 @@ fn world() -> (tempfile::TempDir, Arc<MemStore>) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_with_connector(dir.path(), "stripe", STRIPE);
     let store = Arc::new(MemStore::new());
-    let e = engine(&cfg, store.clone());
+    apply_world(&cfg, store.clone());
+    (dir, store)
+}
+
+fn apply_world(cfg: &revsync::config::Config, store: Arc<dyn Store>) {
+    let e = engine(cfg, store);
     let s = "stripe-main";
     for (c, when) in [
         ("cus_A", day(2026, 1, 10)),
@@ -83,7 +88,6 @@ fn world() -> (tempfile::TempDir, Arc<MemStore>) {
     ] {
         e.apply(h, one("deals", id, when, fields)).unwrap();
     }
-    (dir, store)
 }
 
 fn months(store: &MemStore, from: &str, to: &str) -> Json {
@@ -225,4 +229,46 @@ fn a_question_the_report_cannot_answer_is_refused_with_the_reason() {
     assert_eq!(p.len(), 3);
     assert_eq!(p[0].start, day(2025, 10, 1) - chrono::Duration::hours(12));
     assert_eq!(p[2].end, now);
+}
+
+#[test]
+fn revsync_kpi_reads_the_store_when_no_daemon_holds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    config_in(dir.path(), &format!("server:\n  listen: 127.0.0.1:{port}\n"));
+    std::fs::write(dir.path().join("connectors/stripe.yaml"), STRIPE).unwrap();
+    let cfg = revsync::config::load(
+        dir.path(),
+        &revsync::registry::Registry::builtin(),
+        &std::collections::BTreeMap::new(),
+    )
+    .unwrap();
+    {
+        let s = &cfg.daemon.store;
+        let store = revsync::store::SledStore::open(&s.path, s.flush_interval_ms, s.cache_mb).unwrap();
+        let store = Arc::new(store);
+        apply_world(&cfg, store.clone());
+        store.flush().unwrap();
+    }
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_revsync"))
+            .arg("kpi")
+            .args(["--config", dir.path().to_str().unwrap()])
+            .args(args)
+            .env_remove("REVSYNC_URL")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--from", "2026-03-01", "--to", "2026-04-01", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["periods"][0]["currencies"]["USD"]["mrr_end"], 17_000, "{r:#}");
+    let out = run(&["--period", "quarter", "--from", "2026-01-01", "--to", "2026-04-01"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("MRR at end") && text.contains("170.00"), "{text}");
+    // A question it cannot answer: a message and a non-zero exit.
+    let out = run(&["--period", "week"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("month or quarter"));
 }
