@@ -144,6 +144,10 @@ pub enum Cursor {
         after: Option<String>,
         since_ms: i64,
         archived_since_ms: i64,
+        /// Records the walk handed out that search will find again from `since_ms` (the
+        /// newest when it began, any changed while it ran): see `Search::seen`.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        seen: BTreeMap<String, (i64, u64)>,
     },
     /// Following search. `settled` never passes records newer than now minus the overlap
     /// (the index may still be missing some); `scan` is how far this pass has read.
@@ -151,6 +155,12 @@ pub enum Cursor {
         settled: Pos,
         scan: Option<Pos>,
         archived_since_ms: i64,
+        /// Records past `settled` already handed out: id -> (modified ms, fingerprint).
+        /// The unsettled window is searched again on every pass; a record found there as
+        /// it was handed out is not handed to the engine again (issue 17, as ADR 0031 does
+        /// for Salesforce). Forgotten once `settled` passes it.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        seen: BTreeMap<String, (i64, u64)>,
     },
     /// Reading the recycle bin for archivals since `since_ms` (search never shows them).
     Archived {
@@ -158,6 +168,8 @@ pub enum Cursor {
         after: Option<String>,
         since_ms: i64,
         started_ms: i64,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        seen: BTreeMap<String, (i64, u64)>,
     },
 }
 
@@ -324,7 +336,10 @@ impl HubSpotConnector {
 
     async fn start_backfill(&self, spec: &ObjectSpec) -> Result<Cursor, ConnectorError> {
         // The newest record search knows of now: anything changed during the backfill is
-        // newer and the incremental read starting here sees it.
+        // newer and the incremental read starting here sees it. No overlap is taken off:
+        // a record changed earlier that the search index has not caught up with is read
+        // by the list walk itself (the list reads the records, not the index), so going
+        // back would only read the whole recent past a second time.
         let newest = self.client.search_modified(spec, 0, 0, 1, true).await?;
         let since_ms = newest
             .first()
@@ -332,7 +347,8 @@ impl HubSpotConnector {
             .map_or(0, |t| t.timestamp_millis());
         Ok(Cursor::Backfill {
             after: None,
-            since_ms: since_ms.saturating_sub(self.overlap_ms()),
+            seen: BTreeMap::new(),
+            since_ms,
             archived_since_ms: Utc::now()
                 .timestamp_millis()
                 .saturating_sub(self.overlap_ms()),
@@ -354,19 +370,32 @@ impl HubSpotConnector {
                 after,
                 since_ms,
                 archived_since_ms,
+                mut seen,
             } => {
                 let (objs, next) = self.client.list(spec, after.as_deref(), false).await?;
+                for o in &objs {
+                    if let (Some(id), Some(ts)) = (
+                        o.get("id").and_then(client::value_id),
+                        mapping::modified_at(spec, o).map(|t| t.timestamp_millis()),
+                    ) {
+                        if ts >= since_ms {
+                            seen.insert(id, (ts, revsync_sdk::fingerprint(&o.get("properties"))));
+                        }
+                    }
+                }
                 self.changes(spec, &objs, None, &mut out);
                 let next = match next {
                     Some(after) => Cursor::Backfill {
                         after: Some(after),
                         since_ms,
                         archived_since_ms,
+                        seen,
                     },
                     None => Cursor::Search {
                         settled: Pos::at(since_ms),
                         scan: None,
                         archived_since_ms,
+                        seen,
                     },
                 };
                 out.cursor = Some(next.encode()?);
@@ -376,8 +405,9 @@ impl HubSpotConnector {
                 settled,
                 scan,
                 archived_since_ms,
+                seen,
             } => {
-                self.search_page(spec, settled, scan, archived_since_ms, &mut out)
+                self.search_page(spec, settled, scan, archived_since_ms, seen, &mut out)
                     .await?;
             }
             Cursor::Archived {
@@ -385,6 +415,7 @@ impl HubSpotConnector {
                 after,
                 since_ms,
                 started_ms,
+                seen,
             } => {
                 let (objs, next) = self.client.list(spec, after.as_deref(), true).await?;
                 for o in &objs {
@@ -413,12 +444,14 @@ impl HubSpotConnector {
                             after: Some(after),
                             since_ms,
                             started_ms,
+                            seen,
                         }
                     }
                     None => Cursor::Search {
                         settled,
                         scan: None,
                         archived_since_ms: started_ms.saturating_sub(self.overlap_ms()),
+                        seen,
                     },
                 };
                 out.cursor = Some(next.encode()?);
@@ -433,6 +466,7 @@ impl HubSpotConnector {
         mut settled: Pos,
         scan: Option<Pos>,
         archived_since_ms: i64,
+        mut seen: BTreeMap<String, (i64, u64)>,
         out: &mut Fetched,
     ) -> Result<(), ConnectorError> {
         let limit = self.client.search_page();
@@ -488,8 +522,14 @@ impl HubSpotConnector {
                 continue;
             }
             next.advance(ts, &id);
+            let mark = (ts, revsync_sdk::fingerprint(&o.get("properties")));
+            if seen.get(&id) == Some(&mark) {
+                continue;
+            }
+            seen.insert(id, mark);
             fresh.push(o.clone());
         }
+        seen.retain(|id, (ts, _)| !settled.covers(*ts, id));
         let assoc = self.with_associations(spec, &fresh).await?;
         self.changes(spec, &fresh, Some(&assoc), out);
         let cursor = if full {
@@ -504,6 +544,7 @@ impl HubSpotConnector {
                 settled,
                 scan: Some(next),
                 archived_since_ms,
+                seen,
             }
         } else if self.params.archived_sweep {
             out.more = true;
@@ -512,12 +553,14 @@ impl HubSpotConnector {
                 after: None,
                 since_ms: archived_since_ms,
                 started_ms: Utc::now().timestamp_millis(),
+                seen,
             }
         } else {
             Cursor::Search {
                 settled,
                 scan: None,
                 archived_since_ms,
+                seen,
             }
         };
         out.cursor = Some(cursor.encode()?);
@@ -1048,6 +1091,7 @@ mod tests {
             settled: Pos::at(5),
             scan: None,
             archived_since_ms: 1,
+            seen: BTreeMap::from([("7".to_owned(), (6, 42))]),
         };
         assert_eq!(Cursor::decode(&c.encode().unwrap()).unwrap(), c);
         assert!(Cursor::decode("garbage").is_err());

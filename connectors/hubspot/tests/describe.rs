@@ -168,6 +168,7 @@ async fn a_mapped_custom_property_is_read() {
         settled: Pos::default(),
         scan: None,
         archived_since_ms: chrono::Utc::now().timestamp_millis(),
+        seen: Default::default(),
     }
     .encode()
     .unwrap();

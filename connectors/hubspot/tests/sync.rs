@@ -57,6 +57,7 @@ async fn backfill_of_25k_then_search_across_the_10k_cap_loses_and_repeats_nothin
         settled: Pos::default(),
         scan: None,
         archived_since_ms: now_ms(),
+        seen: Default::default(),
     }
     .encode()
     .unwrap();
@@ -137,6 +138,43 @@ async fn records_changed_during_a_backfill_are_not_missed() {
     assert!(
         changes.iter().any(|ch| ch.external_id == added),
         "the record added during the backfill was missed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_window_is_handed_out_once_and_an_edit_in_it_again() {
+    // Records changed seconds ago: all inside the 30 s overlap the search keeps open.
+    let sim = Sim::start(fast()).await;
+    let ids = sim.seed_at("contacts", 20, now_ms() - 5_000, 10);
+    let c = connector(&sim, json!({"archived_sweep": false}), unlimited());
+    let handed = |pages: &[revsync_sdk::Fetched]| -> Vec<String> {
+        pages
+            .iter()
+            .flat_map(|p| &p.changes)
+            .map(|ch| ch.external_id.clone())
+            .collect()
+    };
+    // The backfill reads the 20, and the search that follows it does not read them again.
+    let (pages, mut cursor) = read_pass(c.as_ref(), "contacts", None).await;
+    assert_eq!(handed(&pages).len(), 20, "{:?}", handed(&pages));
+    for _ in 0..3 {
+        let (pages, next) = read_pass(c.as_ref(), "contacts", cursor).await;
+        cursor = next;
+        assert!(
+            handed(&pages).is_empty(),
+            "read again: {:?}",
+            handed(&pages)
+        );
+    }
+    // An edit inside the open window is handed out, once.
+    sim.update("contacts", &ids[3], &[("firstname", "Edited")]);
+    let (pages, next) = read_pass(c.as_ref(), "contacts", cursor).await;
+    assert_eq!(handed(&pages), vec![ids[3].clone()]);
+    let (pages, _) = read_pass(c.as_ref(), "contacts", next).await;
+    assert!(
+        handed(&pages).is_empty(),
+        "read again: {:?}",
+        handed(&pages)
     );
 }
 

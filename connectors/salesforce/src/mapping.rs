@@ -247,13 +247,9 @@ impl ReadState {
     }
 }
 
-/// What a record said, as a number that stays the same across runs (FNV-1a over its
-/// fields): a record edited again within its second keeps its stamp but not this.
+/// What a record said (its fields), stable across runs.
 fn fingerprint(change: &Change) -> u64 {
-    let text = serde_json::to_string(&change.fields).unwrap_or_default();
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h: u64, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    revsync_sdk::fingerprint(&change.fields)
 }
 
 /// Salesforce ids are 15 or 18 letters and digits; anything else never enters a query.

@@ -31,7 +31,7 @@ pub use model::{
 pub use secret::Secret;
 pub use shutdown::Shutdown;
 pub use sync::{
-    answer, cursor_text, Capabilities, Connector, Fetched, Inbound, ObjectCapability, PushItem,
-    PushOp, PushResult, QuotaLeft, Rejected, WebhookAck, WebhookError, WebhookEvent,
+    answer, cursor_text, fingerprint, Capabilities, Connector, Fetched, Inbound, ObjectCapability,
+    PushItem, PushOp, PushResult, QuotaLeft, Rejected, WebhookAck, WebhookError, WebhookEvent,
     WebhookRequest,
 };

@@ -124,6 +124,17 @@ pub fn cursor_text<T: serde::Serialize>(cursor: &T) -> Result<String, ConnectorE
     })
 }
 
+/// What a record read said, as a number that stays the same across runs (FNV-1a over its
+/// JSON): a read state keeps it for the records it handed out in a window it will search
+/// again, so one found there unchanged is not handed out twice, while one edited again
+/// within the same timestamp is.
+pub fn fingerprint<T: serde::Serialize + ?Sized>(what: &T) -> u64 {
+    let text = serde_json::to_string(what).unwrap_or_default();
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h: u64, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// Records `result` as the answer for item `index` of a batch. An index outside the batch
 /// (a connector bug) is dropped rather than a panic: the item then reads as unanswered,
 /// which every connector reports as retryable.
