@@ -297,3 +297,64 @@ fn revsync_kpi_reads_the_store_when_no_daemon_holds_it() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("month or quarter"));
 }
+
+const SF_FORECAST: &str = "version: 1\nid: sf\ntype: salesforce\nparams: { auth: { flow: client_credentials, token_url: 'http://127.0.0.1:9/token', client_id: c, client_secret: s } }\nobjects:\n  Opportunity:\n    kind: deal\n    fields: { Name: name, Amount: { to: amount, currency_field: CurrencyIsoCode }, StageName: { to: stage, map: default }, CloseDate: close_date, Probability: probability, ForecastCategoryName: { to: forecast_category, map: default } }\n";
+
+#[test]
+fn the_forecast_made_at_a_months_start_is_read_from_history_and_scored() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_with_connector(dir.path(), "sf", SF_FORECAST);
+    let store = Arc::new(MemStore::new());
+    let e = engine(&cfg, store.clone());
+    let opp = |stage: &str, amount: &str, close: &str, p: i64, cat: &str| {
+        json!({ "Name": "o", "StageName": stage, "Amount": amount, "CurrencyIsoCode": "USD",
+                "CloseDate": close, "Probability": p, "ForecastCategoryName": cat })
+    };
+    // Feb 10: O1 (10,000 at 60 %, commit) and O2 (5,000 at 20 %) expected in March.
+    // Feb 25: O2 slips to April. Mar 12: O1 is won at 12,000.
+    for (id, when, fields) in [
+        (
+            "006A",
+            day(2026, 2, 10),
+            opp("Negotiation/Review", "10000", "2026-03-15", 60, "Commit"),
+        ),
+        (
+            "006B",
+            day(2026, 2, 10),
+            opp("Prospecting", "5000", "2026-03-20", 20, "Pipeline"),
+        ),
+        (
+            "006B",
+            day(2026, 2, 25),
+            opp("Prospecting", "5000", "2026-04-20", 20, "Pipeline"),
+        ),
+        (
+            "006A",
+            day(2026, 3, 12),
+            opp("Closed Won", "12000", "2026-03-12", 100, "Closed"),
+        ),
+    ] {
+        e.apply("sf", one("Opportunity", id, when, fields)).unwrap();
+    }
+    let r = months(&store, "2026-03-01", "2026-05-01");
+    let mar = &r["periods"][0]["currencies"]["USD"];
+    // The snapshot at March's start: O1 only (O2 had slipped), 60 % of 10,000.00.
+    assert_eq!(mar["forecast_at_start"]["weighted"], 600_000, "{mar:#}");
+    assert_eq!(mar["forecast_at_start"]["by_category"]["commit"], 600_000);
+    // 12,000.00 won against 6,000.00 forecast: 1 - 6,000 / 12,000.
+    assert_eq!(mar["forecast_accuracy"], json!({ "percent": 50.0 }));
+    // April is not over on Apr 15: no accuracy yet, and its snapshot has O2.
+    let apr = &r["periods"][1]["currencies"]["USD"];
+    assert_eq!(apr["forecast_at_start"]["weighted"], 100_000, "{apr:#}");
+    assert!(apr.get("forecast_accuracy").is_none());
+    // Looking ahead from Apr 15: April holds O2 still open.
+    assert_eq!(
+        r["forecast"][0]["currencies"]["USD"]["weighted"], 100_000,
+        "{r:#}"
+    );
+    let text = report::tables(&r);
+    assert!(
+        text.contains("forecast accuracy") && text.contains("50.00%"),
+        "{text}"
+    );
+}

@@ -6,6 +6,7 @@
 //! missing, or whose base is empty, is [`Kpi::Unavailable`] with the reason, never 0.
 //! ADR 0039 says why the core is pure; docs/kpi.md gives each definition as implemented.
 
+pub mod forecast;
 pub mod model;
 pub mod mrr;
 pub mod pipeline;
@@ -18,9 +19,10 @@ pub mod unit;
 #[cfg(test)]
 mod tests;
 
+pub use forecast::{forecast_accuracy, weighted_pipeline, WeightedPipeline};
 pub use model::{
-    AmountChange, Currency, CustomerId, Deal, DealStage, Discount, History, Interval, Item, Period,
-    Spend, StageChange, Subscription, SubscriptionState, SubscriptionStatus, Timestamp,
+    AmountChange, Currency, CustomerId, Dated, Deal, DealStage, Discount, History, Interval, Item,
+    Period, Spend, StageChange, Subscription, SubscriptionState, SubscriptionStatus, Timestamp,
 };
 pub use mrr::{mrr_at, state_mrr, subscription_mrr_at, MrrSnapshot};
 pub use pipeline::{pipeline, pipeline_velocity, PipelineStats, DEFAULT_VELOCITY_WINDOW_DAYS};

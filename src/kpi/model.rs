@@ -168,12 +168,25 @@ pub struct AmountChange {
     pub currency: Currency,
 }
 
+/// A value a deal field took at an instant (close date, probability, forecast category).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dated<T> {
+    pub at: Timestamp,
+    pub value: T,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Deal {
     pub id: String,
     pub created_at: Timestamp,
     pub amounts: Vec<AmountChange>,
     pub stages: Vec<StageChange>,
+    /// The expected close date (its instant), as the CRM said over time.
+    pub close_dates: Vec<Dated<Timestamp>>,
+    /// Win probability in percent (MODEL.md: 0-100).
+    pub probabilities: Vec<Dated<u32>>,
+    /// Forecast category (commit, best_case, pipeline, ...).
+    pub categories: Vec<Dated<String>>,
 }
 
 impl Deal {
@@ -189,6 +202,22 @@ impl Deal {
     pub fn amount_at(&self, t: Timestamp) -> Option<&AmountChange> {
         latest(&self.amounts, |a| a.at, |at| at <= t)
     }
+
+    pub fn close_date_at(&self, t: Timestamp) -> Option<Timestamp> {
+        dated_at(&self.close_dates, t).copied()
+    }
+
+    pub fn probability_at(&self, t: Timestamp) -> Option<u32> {
+        dated_at(&self.probabilities, t).copied()
+    }
+
+    pub fn category_at(&self, t: Timestamp) -> Option<&str> {
+        dated_at(&self.categories, t).map(String::as_str)
+    }
+}
+
+fn dated_at<T>(xs: &[Dated<T>], t: Timestamp) -> Option<&T> {
+    latest(xs, |d| d.at, |at| at <= t).map(|d| &d.value)
 }
 
 /// The fact with the latest time among those `keep` accepts; ties go to the one listed last.

@@ -209,6 +209,9 @@ mod tests {
                     stage: DealStage::ClosedLost,
                 },
             ],
+            close_dates: Vec::new(),
+            probabilities: Vec::new(),
+            categories: Vec::new(),
         };
         let stats = pipeline(&[lost], Period::new(t(1), t(20)));
         let usd = &stats["USD"];

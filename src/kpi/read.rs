@@ -12,8 +12,8 @@ use chrono::{DateTime, NaiveTime, Utc};
 use revsync_sdk::{Kind, Record, Value};
 
 use super::model::{
-    AmountChange, Deal, DealStage, History, Item, StageChange, Subscription, SubscriptionState,
-    SubscriptionStatus, Timestamp,
+    AmountChange, Dated, Deal, DealStage, History, Item, StageChange, Subscription,
+    SubscriptionState, SubscriptionStatus, Timestamp,
 };
 use crate::engine::codec::{self, HistoryEntry};
 use crate::store::{scan_pages, Store, StoreError, Table};
@@ -228,6 +228,11 @@ fn deal(rec: &Record, values: &[(i64, String, Value)]) -> Result<Deal, String> {
     let mut now: BTreeMap<&str, &Value> = BTreeMap::new();
     let mut stages: Vec<StageChange> = Vec::new();
     let mut amounts: Vec<AmountChange> = Vec::new();
+    let mut close_dates = Vec::new();
+    let mut probabilities = Vec::new();
+    let mut categories = Vec::new();
+    // Closes dated back to the deal's own close date: (reported at, closed at).
+    let mut backdated: Vec<(Timestamp, Timestamp)> = Vec::new();
     for (ts, field, value) in values {
         now.insert(field, value);
         let Some(at) = time(*ts) else { continue };
@@ -242,6 +247,7 @@ fn deal(rec: &Record, values: &[(i64, String, Value)]) -> Result<Deal, String> {
                 if stages.last().is_some_and(|s| s.stage == st) {
                     continue;
                 }
+                let reported = at;
                 let at = if st.is_closed() {
                     instant(
                         now.get("closed_at")
@@ -253,7 +259,33 @@ fn deal(rec: &Record, values: &[(i64, String, Value)]) -> Result<Deal, String> {
                 } else {
                     at
                 };
+                if at < reported {
+                    backdated.push((reported, at));
+                }
                 stages.push(StageChange { at, stage: st });
+            }
+            "close_date" => {
+                if let Some(value) = instant(Some(value)) {
+                    close_dates.push(Dated { at, value });
+                }
+            }
+            "probability" => {
+                let p = match value {
+                    Value::Int(n) => u32::try_from(*n).ok(),
+                    Value::Text(s) => s.trim().parse::<f64>().ok().map(|f| f.round() as u32),
+                    _ => None,
+                };
+                if let Some(value) = p.filter(|p| *p <= 100) {
+                    probabilities.push(Dated { at, value });
+                }
+            }
+            "forecast_category" => {
+                if let Value::Text(s) = value {
+                    categories.push(Dated {
+                        at,
+                        value: s.clone(),
+                    });
+                }
             }
             "amount" => {
                 if let Some((amount, currency)) = money(Some(value), now.get("currency").copied()) {
@@ -270,6 +302,13 @@ fn deal(rec: &Record, values: &[(i64, String, Value)]) -> Result<Deal, String> {
     if stages.is_empty() {
         return Err("no stage".into());
     }
+    // The amount reported with a close is the amount it closed at.
+    for (reported, at) in backdated {
+        for a in amounts.iter_mut().filter(|a| a.at == reported) {
+            a.at = at;
+        }
+    }
+    amounts.sort_by_key(|a| a.at);
     let created_at = instant(rec.value("created_at"))
         .or_else(|| time(rec.created_ts))
         .ok_or("no creation time")?;
@@ -279,10 +318,29 @@ fn deal(rec: &Record, values: &[(i64, String, Value)]) -> Result<Deal, String> {
     if let Some(a) = amounts.first_mut() {
         a.at = a.at.min(first);
     }
+    for first_known in [
+        close_dates
+            .first_mut()
+            .map(|d: &mut Dated<Timestamp>| &mut d.at),
+        probabilities
+            .first_mut()
+            .map(|d: &mut Dated<u32>| &mut d.at),
+        categories
+            .first_mut()
+            .map(|d: &mut Dated<String>| &mut d.at),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        *first_known = (*first_known).min(first);
+    }
     Ok(Deal {
         id: rec.id.to_string(),
         created_at: first,
         amounts,
         stages,
+        close_dates,
+        probabilities,
+        categories,
     })
 }

@@ -14,8 +14,8 @@ use serde_json::{json, Map, Value as Json};
 use super::model::{History, Period, Timestamp};
 use super::read::Read;
 use super::{
-    bridge, mrr_at, pipeline, pipeline_velocity, renewal_rate, unit_economics, Kpi, Ratio,
-    DEFAULT_VELOCITY_WINDOW_DAYS,
+    bridge, forecast_accuracy, mrr_at, pipeline, pipeline_velocity, renewal_rate, unit_economics,
+    weighted_pipeline, Kpi, Ratio, DEFAULT_VELOCITY_WINDOW_DAYS,
 };
 
 /// The calendar unit of a report's periods.
@@ -108,12 +108,23 @@ fn unavailable(why: &str) -> Json {
 }
 
 /// Every KPI over each period, per currency.
-pub fn report(read: &Read, periods: &[Period], now: Timestamp) -> Json {
+pub fn report(read: &Read, kind: PeriodKind, periods: &[Period], now: Timestamp) -> Json {
     let h: &History = &read.history;
     let since = read.subscriptions_since;
     let out: Vec<Json> = periods
         .iter()
-        .map(|p| period_report(h, since, *p))
+        .map(|p| period_report(h, since, *p, now))
+        .collect();
+    // The weighted pipeline of the period under way and the two after it, as it stands.
+    let ahead: Vec<Json> = periods_ahead(kind, now)
+        .into_iter()
+        .map(|p| {
+            let w: Map<String, Json> = weighted_pipeline(&h.deals, p, now)
+                .into_iter()
+                .map(|(cur, w)| (cur, weighted_json(&w)))
+                .collect();
+            json!({ "start": p.start.to_rfc3339(), "end": p.end.to_rfc3339(), "currencies": w })
+        })
         .collect();
     let mut current: Map<String, Json> = mrr_at(&h.subscriptions, now)
         .iter()
@@ -148,10 +159,30 @@ pub fn report(read: &Read, periods: &[Period], now: Timestamp) -> Json {
         "skipped": read.skipped.len(),
         "now": current,
         "periods": out,
+        "forecast": ahead,
     })
 }
 
-fn period_report(h: &History, since: Option<Timestamp>, p: Period) -> Json {
+/// The period holding `now` and the two after it, whole.
+fn periods_ahead(kind: PeriodKind, now: Timestamp) -> Vec<Period> {
+    let start = kind.start_of(now);
+    let end = start
+        .checked_add_months(Months::new(3 * kind.months()))
+        .unwrap_or(now);
+    periods(kind, start, end, 3)
+}
+
+fn weighted_json(w: &super::WeightedPipeline) -> Json {
+    json!({
+        "weighted": w.weighted,
+        "by_category": w.by_category,
+        "deals": w.deals,
+        "amount": w.amount,
+        "without_probability": w.without_probability,
+    })
+}
+
+fn period_report(h: &History, since: Option<Timestamp>, p: Period, now: Timestamp) -> Json {
     // MRR at the start is known only from the first state the store holds on.
     let recurring_known = since.is_some_and(|s| s <= p.start);
     let why_not = match since {
@@ -167,11 +198,19 @@ fn period_report(h: &History, since: Option<Timestamp>, p: Period) -> Json {
     let velocity = pipeline_velocity(&h.deals, p.end, DEFAULT_VELOCITY_WINDOW_DAYS);
     let units = unit_economics(h, p);
     let end_mrr = mrr_at(&h.subscriptions, p.end);
+    // The forecast snapshot: the weighted pipeline as it stood when the period began.
+    let snapshot = weighted_pipeline(&h.deals, p, p.start);
+    let accuracy = if p.end <= now {
+        forecast_accuracy(&h.deals, p)
+    } else {
+        BTreeMap::new()
+    };
     let currencies: BTreeSet<&String> = bridges
         .keys()
         .chain(deals.keys())
         .chain(velocity.keys())
         .chain(end_mrr.keys())
+        .chain(snapshot.keys())
         .collect();
     let mut by_currency = Map::new();
     for cur in currencies {
@@ -233,6 +272,12 @@ fn period_report(h: &History, since: Option<Timestamp>, p: Period) -> Json {
         if let Some(v) = velocity.get(cur) {
             c.insert("pipeline_velocity_per_day".into(), amount(v));
         }
+        if let Some(w) = snapshot.get(cur) {
+            c.insert("forecast_at_start".into(), weighted_json(w));
+        }
+        if let Some(a) = accuracy.get(cur) {
+            c.insert("forecast_accuracy".into(), rate(a));
+        }
         if let Some(u) = units.get(cur) {
             let known = |k: &Kpi<Ratio>, f: fn(&Kpi<Ratio>) -> Json| {
                 if recurring_known {
@@ -276,7 +321,7 @@ pub fn tables(report: &Json) -> String {
         Some(s) => out.push_str(&format!("subscription history since {s}\n")),
         None => out.push_str("no subscription history in the store\n"),
     }
-    let rows: [(&str, &[&str]); 24] = [
+    let rows: [(&str, &[&str]); 26] = [
         ("MRR at start", &["mrr_start"]),
         ("  + new", &["bridge", "new"]),
         ("  + reactivation", &["bridge", "reactivation"]),
@@ -300,6 +345,8 @@ pub fn tables(report: &Json) -> String {
             &["deals", "sales_cycle_median_days"],
         ),
         ("pipeline velocity / day", &["pipeline_velocity_per_day"]),
+        ("forecast at start", &["forecast_at_start", "weighted"]),
+        ("forecast accuracy", &["forecast_accuracy"]),
         ("ARPA", &["arpa"]),
         ("CAC", &["cac"]),
         ("LTV", &["ltv"]),
@@ -345,6 +392,27 @@ pub fn tables(report: &Json) -> String {
         }
         out.push_str(&t.to_string());
         out.push('\n');
+    }
+    for p in report["forecast"].as_array().into_iter().flatten() {
+        for (cur, w) in p["currencies"].as_object().into_iter().flatten() {
+            out.push_str(&format!(
+                "\nforecast {} .. {}: {} {cur} weighted over {} open deals ({} {cur} unweighted)",
+                p["start"].as_str().unwrap_or("?"),
+                p["end"].as_str().unwrap_or("?"),
+                money(&w["weighted"]),
+                w["deals"],
+                money(&w["amount"]),
+            ));
+            for (cat, v) in w["by_category"].as_object().into_iter().flatten() {
+                out.push_str(&format!("; {cat} {}", money(v)));
+            }
+            if w["without_probability"].as_u64().unwrap_or(0) > 0 {
+                out.push_str(&format!(
+                    "; {} without a probability left out",
+                    w["without_probability"]
+                ));
+            }
+        }
     }
     if !notes.is_empty() {
         out.push_str("\nunavailable:\n");
@@ -403,12 +471,17 @@ const MAX_PERIODS: usize = 120;
 
 impl Query {
     /// The periods asked for, or what is wrong with the question.
+    pub fn kind(&self) -> Result<PeriodKind, String> {
+        match self.period.as_deref() {
+            None => Ok(PeriodKind::Month),
+            Some(p) => {
+                PeriodKind::parse(p).ok_or_else(|| format!("period `{p}` is not month or quarter"))
+            }
+        }
+    }
+
     pub fn periods(&self, now: Timestamp) -> Result<Vec<Period>, String> {
-        let kind = match self.period.as_deref() {
-            None => PeriodKind::Month,
-            Some(p) => PeriodKind::parse(p)
-                .ok_or_else(|| format!("period `{p}` is not month or quarter"))?,
-        };
+        let kind = self.kind()?;
         let date = |name: &str, v: &Option<String>| -> Result<Option<Timestamp>, String> {
             v.as_deref()
                 .map(|s| {
@@ -435,5 +508,5 @@ pub fn from_store(
 ) -> Result<Json, String> {
     let periods = q.periods(now)?;
     let read = super::read::read(store).map_err(|e| e.to_string())?;
-    Ok(report(&read, &periods, now))
+    Ok(report(&read, q.kind()?, &periods, now))
 }

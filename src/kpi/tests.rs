@@ -413,6 +413,9 @@ fn deal(
             .into_iter()
             .map(|(at, stage)| StageChange { at, stage })
             .collect(),
+        close_dates: Vec::new(),
+        probabilities: Vec::new(),
+        categories: Vec::new(),
     }
 }
 
