@@ -14,6 +14,7 @@ pub mod ratio;
 pub mod read;
 pub mod report;
 pub mod retention;
+pub mod support;
 pub mod unit;
 
 #[cfg(test)]
@@ -28,6 +29,7 @@ pub use mrr::{mrr_at, state_mrr, subscription_mrr_at, MrrSnapshot};
 pub use pipeline::{pipeline, pipeline_velocity, PipelineStats, DEFAULT_VELOCITY_WINDOW_DAYS};
 pub use ratio::Ratio;
 pub use retention::{bridge, renewal_rate, Bridge};
+pub use support::{at_risk, support, AtRisk, SupportStats, Ticket};
 pub use unit::{unit_economics, UnitEconomics};
 
 /// A KPI's value, or why it has none.

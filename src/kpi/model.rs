@@ -247,6 +247,7 @@ pub struct Spend {
 pub struct History {
     pub subscriptions: Vec<Subscription>,
     pub deals: Vec<Deal>,
+    pub tickets: Vec<super::support::Ticket>,
     pub spend: Option<Vec<Spend>>,
     /// Gross margin as a fraction (0.8 = `Ratio::new(4, 5)`).
     pub gross_margin: Option<Ratio>,

@@ -117,7 +117,7 @@ fn stats(ds: &[ClosedDeal]) -> PipelineStats {
     }
 }
 
-fn median(sorted: &[Ratio]) -> Option<Ratio> {
+pub(super) fn median(sorted: &[Ratio]) -> Option<Ratio> {
     let n = sorted.len();
     if n == 0 {
         return None;

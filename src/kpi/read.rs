@@ -15,6 +15,7 @@ use super::model::{
     AmountChange, Dated, Deal, DealStage, History, Item, StageChange, Subscription,
     SubscriptionState, SubscriptionStatus, Timestamp,
 };
+use super::support::Ticket;
 use crate::engine::codec::{self, HistoryEntry};
 use crate::store::{scan_pages, Store, StoreError, Table};
 
@@ -39,7 +40,9 @@ pub fn read(store: &dyn Store) -> Result<Read, StoreError> {
             let Ok(rec) = codec::decode_record(&bytes) else {
                 continue;
             };
-            if rec.merged_into.is_some() || !matches!(rec.kind, Kind::Subscription | Kind::Deal) {
+            if rec.merged_into.is_some()
+                || !matches!(rec.kind, Kind::Subscription | Kind::Deal | Kind::Ticket)
+            {
                 continue;
             }
             let values = values_in_order(store, &rec)?;
@@ -55,6 +58,7 @@ pub fn read(store: &dyn Store) -> Result<Read, StoreError> {
                     }
                     Err(why) => out.skipped.push(format!("subscription {}: {why}", rec.id)),
                 },
+                Kind::Ticket => out.history.tickets.push(ticket(&rec, &values)),
                 _ => match deal(&rec, &values) {
                     Ok(d) => out.history.deals.push(d),
                     Err(why) => out.skipped.push(format!("deal {}: {why}", rec.id)),
@@ -185,21 +189,62 @@ fn subscription(rec: &Record, values: &[(i64, String, Value)]) -> Result<Subscri
     let Some(currency) = currency else {
         return Err("no state with a status, an mrr and a currency".into());
     };
-    let customer = match rec.value("customer") {
-        Some(Value::Ref(id)) => id.to_string(),
-        Some(Value::ExtRef {
-            connector,
-            object,
-            id,
-        }) => format!("{connector}:{object}:{id}"),
-        _ => rec.id.to_string(),
-    };
+    let customer = customer_ref(rec.value("customer")).unwrap_or_else(|| rec.id.to_string());
     Ok(Subscription {
         id: rec.id.to_string(),
         customer,
         currency,
         states,
     })
+}
+
+fn customer_ref(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::Ref(id) => Some(id.to_string()),
+        Value::ExtRef {
+            connector,
+            object,
+            id,
+        } => Some(format!("{connector}:{object}:{id}")),
+        _ => None,
+    }
+}
+
+/// A ticket's times: its own fields where mapped, else when its history shows it first
+/// reported (created) and first solved or closed.
+fn ticket(rec: &Record, values: &[(i64, String, Value)]) -> Ticket {
+    let mut solved = None;
+    let mut priorities = Vec::new();
+    for (ts, field, value) in values {
+        let Some(at) = time(*ts) else { continue };
+        match (field.as_str(), value) {
+            ("status", Value::Text(s)) if matches!(s.as_str(), "solved" | "closed") => {
+                solved.get_or_insert(at);
+            }
+            ("priority", Value::Text(p)) => priorities.push(Dated {
+                at,
+                value: p.clone(),
+            }),
+            _ => {}
+        }
+    }
+    let first_seen = values.first().and_then(|(ts, _, _)| time(*ts));
+    let created_at = instant(rec.value("created_at"))
+        .or(first_seen)
+        .or_else(|| time(rec.created_ts))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    if let Some(p) = priorities.first_mut() {
+        p.at = p.at.min(created_at);
+    }
+    Ticket {
+        id: rec.id.to_string(),
+        customer: customer_ref(rec.value("organization"))
+            .or_else(|| customer_ref(rec.value("requester"))),
+        created_at,
+        first_response_at: instant(rec.value("first_response_at")),
+        solved_at: instant(rec.value("solved_at")).or(solved),
+        priorities,
+    }
 }
 
 fn stage(v: &Value, status: Option<&Value>) -> Option<DealStage> {

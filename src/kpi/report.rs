@@ -14,8 +14,8 @@ use serde_json::{json, Map, Value as Json};
 use super::model::{History, Period, Timestamp};
 use super::read::Read;
 use super::{
-    bridge, forecast_accuracy, mrr_at, pipeline, pipeline_velocity, renewal_rate, unit_economics,
-    weighted_pipeline, Kpi, Ratio, DEFAULT_VELOCITY_WINDOW_DAYS,
+    at_risk, bridge, forecast_accuracy, mrr_at, pipeline, pipeline_velocity, renewal_rate, support,
+    unit_economics, weighted_pipeline, Kpi, Ratio, DEFAULT_VELOCITY_WINDOW_DAYS,
 };
 
 /// The calendar unit of a report's periods.
@@ -115,6 +115,18 @@ pub fn report(read: &Read, kind: PeriodKind, periods: &[Period], now: Timestamp)
         .iter()
         .map(|p| period_report(h, since, *p, now))
         .collect();
+    // At risk now; contraction is judged over the last whole period.
+    let current = kind.start_of(now);
+    let last = Period::new(
+        current
+            .checked_sub_months(Months::new(kind.months()))
+            .unwrap_or(current),
+        current,
+    );
+    let risk: Vec<Json> = at_risk(h, now, URGENT_TICKETS_OVER, last)
+        .into_iter()
+        .map(|r| json!({ "customer": r.customer, "mrr": r.mrr, "reasons": r.reasons }))
+        .collect();
     // The weighted pipeline of the period under way and the two after it, as it stands.
     let ahead: Vec<Json> = periods_ahead(kind, now)
         .into_iter()
@@ -160,8 +172,17 @@ pub fn report(read: &Read, kind: PeriodKind, periods: &[Period], now: Timestamp)
         "now": current,
         "periods": out,
         "forecast": ahead,
+        "at_risk": risk,
+        "at_risk_rules": format!(
+            "MRR > 0 and a subscription past due or unpaid, more than {URGENT_TICKETS_OVER} urgent or high tickets in the last 30 days, or contraction over {} .. {}",
+            last.start.to_rfc3339(),
+            last.end.to_rfc3339()
+        ),
     })
 }
+
+/// More urgent or high tickets than this in 30 days puts a paying customer at risk.
+pub const URGENT_TICKETS_OVER: usize = 2;
 
 /// The period holding `now` and the two after it, whole.
 fn periods_ahead(kind: PeriodKind, now: Timestamp) -> Vec<Period> {
@@ -297,10 +318,17 @@ fn period_report(h: &History, since: Option<Timestamp>, p: Period, now: Timestam
         }
         by_currency.insert(cur.clone(), Json::Object(c));
     }
+    let s = support(&h.tickets, p);
     json!({
         "start": p.start.to_rfc3339(),
         "end": p.end.to_rfc3339(),
         "currencies": by_currency,
+        "support": {
+            "tickets": s.tickets,
+            "tickets_per_customer": quantity(&s.tickets_per_customer),
+            "median_first_response_hours": quantity(&s.median_first_response_hours),
+            "median_resolution_hours": quantity(&s.median_resolution_hours),
+        },
     })
 }
 
@@ -393,6 +421,20 @@ pub fn tables(report: &Json) -> String {
         out.push_str(&t.to_string());
         out.push('\n');
     }
+    for p in report["periods"].as_array().into_iter().flatten() {
+        let s = &p["support"];
+        if s["tickets"].as_u64().unwrap_or(0) > 0 {
+            out.push_str(&format!(
+                "\nsupport {} .. {}: {} tickets, {} per customer, median first response {} h, median resolution {} h",
+                p["start"].as_str().unwrap_or("?"),
+                p["end"].as_str().unwrap_or("?"),
+                s["tickets"],
+                cell("per", &s["tickets_per_customer"], &mut notes),
+                cell("hours", &s["median_first_response_hours"], &mut notes),
+                cell("hours", &s["median_resolution_hours"], &mut notes),
+            ));
+        }
+    }
     for p in report["forecast"].as_array().into_iter().flatten() {
         for (cur, w) in p["currencies"].as_object().into_iter().flatten() {
             out.push_str(&format!(
@@ -412,6 +454,29 @@ pub fn tables(report: &Json) -> String {
                     w["without_probability"]
                 ));
             }
+        }
+    }
+    if let Some(list) = report["at_risk"].as_array().filter(|l| !l.is_empty()) {
+        out.push_str(&format!("\n\nat risk ({} customers):\n", list.len()));
+        for r in list {
+            let mrr: Vec<String> = r["mrr"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(cur, v)| format!("{} {cur}", money(v)))
+                .collect();
+            out.push_str(&format!(
+                "  {}  MRR {}: {}\n",
+                r["name"].as_str().or(r["customer"].as_str()).unwrap_or("?"),
+                mrr.join(", "),
+                r["reasons"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Json::as_str)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
         }
     }
     if !notes.is_empty() {
@@ -447,7 +512,9 @@ fn cell(label: &str, v: &Json, notes: &mut BTreeMap<String, usize>) -> String {
     if let Some(p) = v.get("percent").and_then(Json::as_f64) {
         return format!("{p:.2}%");
     }
-    let plain = label.contains("days") || label.contains("months") || label.contains("rate");
+    let plain = ["days", "months", "rate", "hours", "per"]
+        .iter()
+        .any(|k| label.contains(k));
     if plain {
         return v.to_string();
     }
@@ -508,5 +575,33 @@ pub fn from_store(
 ) -> Result<Json, String> {
     let periods = q.periods(now)?;
     let read = super::read::read(store).map_err(|e| e.to_string())?;
-    Ok(report(&read, q.kind()?, &periods, now))
+    let mut r = report(&read, q.kind()?, &periods, now);
+    // The at-risk customers by name, read for those few only.
+    if let Some(list) = r.get_mut("at_risk").and_then(Json::as_array_mut) {
+        for entry in list {
+            let name = entry
+                .get("customer")
+                .and_then(Json::as_str)
+                .and_then(|c| uuid::Uuid::parse_str(c).ok())
+                .and_then(|id| {
+                    store
+                        .get(
+                            crate::store::Table::Records,
+                            &crate::engine::codec::record_key(id),
+                        )
+                        .ok()
+                        .flatten()
+                })
+                .and_then(|b| crate::engine::codec::decode_record(&b).ok())
+                .and_then(|rec| {
+                    ["name", "email"]
+                        .iter()
+                        .find_map(|f| rec.value(f).and_then(|v| v.as_text()).map(str::to_owned))
+                });
+            if let (Some(name), Some(obj)) = (name, entry.as_object_mut()) {
+                obj.insert("name".into(), json!(name));
+            }
+        }
+    }
+    Ok(r)
 }

@@ -493,6 +493,7 @@ fn history() -> History {
     History {
         subscriptions: subscriptions(),
         deals: deals(),
+        tickets: vec![],
         // 3,000.00 a month in Q2; March's 2,500.00 lies outside it.
         spend: Some(vec![
             spend_month(3, 250_000),
@@ -654,6 +655,7 @@ fn missing_inputs_are_unavailable_with_the_reason() {
     let h = History {
         subscriptions: subscriptions(),
         deals: vec![],
+        tickets: vec![],
         spend: None,
         gross_margin: None,
     };
