@@ -46,7 +46,8 @@ fn sub(status: &str, mrr: i64) -> Json {
 
 /// Jan-Mar 2026: A pays 100.00 from Jan 10 and 150.00 from Mar 5; B pays 50.00 from Jan 20
 /// and cancels Feb 15; C trials from Mar 10 and pays 20.00 from Mar 20. HubSpot: deal D1
-/// opened Feb 2 (1,000.00) and won Mar 3; D2 opened Feb 5 (3,000.00) and lost Mar 12.
+/// opened Feb 2 (1,000.00) and won Mar 3; D2 opened Feb 5 (3,000.00) and lost Mar 12; D3
+/// (500.00) was first read on Mar 20, already won.
 fn world() -> (tempfile::TempDir, Arc<MemStore>) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_with_connector(dir.path(), "stripe", STRIPE);
@@ -85,6 +86,8 @@ fn apply_world(cfg: &revsync::config::Config, store: Arc<dyn Store>) {
         ("D2", day(2026, 2, 5), deal("qualifiedtobuy", "3000")),
         ("D1", day(2026, 3, 3), deal("closedwon", "1000")),
         ("D2", day(2026, 3, 12), deal("closedlost", "3000")),
+        // First read already won: when it was created is not known.
+        ("D3", day(2026, 3, 20), deal("closedwon", "500")),
     ] {
         e.apply(h, one("deals", id, when, fields)).unwrap();
     }
@@ -144,13 +147,14 @@ fn deals_are_counted_in_the_month_they_closed_with_their_amount_then() {
         feb.get("deals").is_none(),
         "nothing closed in February: {feb:#}"
     );
-    assert_eq!(mar["won"], 1, "{mar:#}");
+    assert_eq!(mar["won"], 2, "{mar:#}");
     assert_eq!(mar["lost"], 1);
-    assert_eq!(mar["won_amount"], 100_000);
-    assert_eq!(mar["win_rate"], json!({ "percent": 50.0 }));
-    assert_eq!(mar["win_rate_by_amount"], json!({ "percent": 25.0 }));
-    assert_eq!(mar["average_deal_size"], 100_000.0);
-    // Feb 2 to Mar 3, both at noon.
+    assert_eq!(mar["won_amount"], 150_000);
+    assert_eq!(mar["win_rate"], json!({ "percent": 66.67 }));
+    assert_eq!(mar["win_rate_by_amount"], json!({ "percent": 33.33 }));
+    assert_eq!(mar["average_deal_size"], 75_000.0);
+    // D1 only, Feb 2 to Mar 3, both at noon: D3's creation is unknown, not the day it was
+    // first read.
     assert_eq!(mar["sales_cycle_median_days"], 29.0);
 }
 

@@ -126,6 +126,7 @@ mod tests {
         Deal {
             id: id.into(),
             created_at: t(1, 5),
+            created_known: true,
             amounts: vec![AmountChange {
                 at: t(1, 5),
                 amount,

@@ -179,6 +179,9 @@ pub struct Dated<T> {
 pub struct Deal {
     pub id: String,
     pub created_at: Timestamp,
+    /// False when the system never said when the deal was created and it was first read
+    /// already closed: `created_at` is then only a bound, and no sales cycle is taken from it.
+    pub created_known: bool,
     pub amounts: Vec<AmountChange>,
     pub stages: Vec<StageChange>,
     /// The expected close date (its instant), as the CRM said over time.

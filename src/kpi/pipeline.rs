@@ -21,6 +21,7 @@ pub struct ClosedDeal {
     pub amount: i64,
     pub currency: Currency,
     pub created_at: Timestamp,
+    pub created_known: bool,
     pub closed_at: Timestamp,
 }
 
@@ -41,6 +42,7 @@ pub fn closed_in(deals: &[Deal], period: Period) -> Vec<ClosedDeal> {
                 amount: amount.amount,
                 currency: amount.currency.clone(),
                 created_at: d.created_at,
+                created_known: d.created_known,
                 closed_at: stage.at,
             })
         })
@@ -86,6 +88,7 @@ fn stats(ds: &[ClosedDeal]) -> PipelineStats {
     let n_won = won.len() as i128;
     let mut days: Vec<Ratio> = won
         .iter()
+        .filter(|d| d.created_known)
         .filter_map(|d| {
             Ratio::new(
                 i128::from((d.closed_at - d.created_at).num_seconds()),
@@ -95,6 +98,11 @@ fn stats(ds: &[ClosedDeal]) -> PipelineStats {
         .collect();
     days.sort();
     let none_won = "no deal was won in the period";
+    let no_cycle = if won.is_empty() {
+        none_won
+    } else {
+        "no deal won in the period has a known creation time"
+    };
     PipelineStats {
         won: won.len() as u64,
         lost: lost.len() as u64,
@@ -107,12 +115,12 @@ fn stats(ds: &[ClosedDeal]) -> PipelineStats {
             "deals closed in the period total 0",
         ),
         average_deal_size: Kpi::ratio(i128::from(won_amount), n_won, none_won),
-        sales_cycle_median_days: Kpi::from_option(median(&days), none_won),
+        sales_cycle_median_days: Kpi::from_option(median(&days), no_cycle),
         sales_cycle_mean_days: Kpi::from_option(
             days.iter()
                 .fold(Ratio::zero(), |a, d| a + *d)
                 .checked_div(Ratio::from_int(days.len() as i128)),
-            none_won,
+            no_cycle,
         ),
     }
 }
@@ -194,6 +202,7 @@ mod tests {
         let lost = Deal {
             id: "d".into(),
             created_at: t(1),
+            created_known: true,
             amounts: vec![AmountChange {
                 at: t(1),
                 amount: 500,

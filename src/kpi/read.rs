@@ -229,6 +229,8 @@ fn ticket(rec: &Record, values: &[(i64, String, Value)]) -> Ticket {
         }
     }
     let first_seen = values.first().and_then(|(ts, _, _)| time(*ts));
+    // A ticket first read already solved was solved at some unknown time before.
+    let solved = solved.filter(|s| Some(*s) != first_seen);
     let created_at = instant(rec.value("created_at"))
         .or(first_seen)
         .or_else(|| time(rec.created_ts))
@@ -354,7 +356,9 @@ fn deal(rec: &Record, values: &[(i64, String, Value)]) -> Result<Deal, String> {
         }
     }
     amounts.sort_by_key(|a| a.at);
-    let created_at = instant(rec.value("created_at"))
+    let stated = instant(rec.value("created_at"));
+    let created_known = stated.is_some() || stages.first().is_some_and(|s| !s.stage.is_closed());
+    let created_at = stated
         .or_else(|| time(rec.created_ts))
         .ok_or("no creation time")?;
     // A deal first read already closed, and dated before revsync saw it created.
@@ -382,6 +386,7 @@ fn deal(rec: &Record, values: &[(i64, String, Value)]) -> Result<Deal, String> {
     Ok(Deal {
         id: rec.id.to_string(),
         created_at: first,
+        created_known,
         amounts,
         stages,
         close_dates,

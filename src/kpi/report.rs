@@ -346,7 +346,10 @@ pub fn tables(report: &Json) -> String {
         }
     }
     match report["subscription_history_since"].as_str() {
-        Some(s) => out.push_str(&format!("subscription history since {s}\n")),
+        Some(_) => out.push_str(&format!(
+            "subscription history since {}\n",
+            when(&report["subscription_history_since"])
+        )),
         None => out.push_str("no subscription history in the store\n"),
     }
     let rows: [(&str, &[&str]); 26] = [
@@ -385,11 +388,7 @@ pub fn tables(report: &Json) -> String {
         let Some(curs) = p["currencies"].as_object() else {
             continue;
         };
-        out.push_str(&format!(
-            "\n{} .. {}\n",
-            p["start"].as_str().unwrap_or("?"),
-            p["end"].as_str().unwrap_or("?")
-        ));
+        out.push_str(&format!("\n{} .. {}\n", when(&p["start"]), when(&p["end"])));
         if curs.is_empty() {
             out.push_str("  nothing to report\n");
             continue;
@@ -426,8 +425,8 @@ pub fn tables(report: &Json) -> String {
         if s["tickets"].as_u64().unwrap_or(0) > 0 {
             out.push_str(&format!(
                 "\nsupport {} .. {}: {} tickets, {} per customer, median first response {} h, median resolution {} h",
-                p["start"].as_str().unwrap_or("?"),
-                p["end"].as_str().unwrap_or("?"),
+                when(&p["start"]),
+                when(&p["end"]),
                 s["tickets"],
                 cell("per", &s["tickets_per_customer"], &mut notes),
                 cell("hours", &s["median_first_response_hours"], &mut notes),
@@ -439,8 +438,8 @@ pub fn tables(report: &Json) -> String {
         for (cur, w) in p["currencies"].as_object().into_iter().flatten() {
             out.push_str(&format!(
                 "\nforecast {} .. {}: {} {cur} weighted over {} open deals ({} {cur} unweighted)",
-                p["start"].as_str().unwrap_or("?"),
-                p["end"].as_str().unwrap_or("?"),
+                when(&p["start"]),
+                when(&p["end"]),
                 money(&w["weighted"]),
                 w["deals"],
                 money(&w["amount"]),
@@ -488,6 +487,22 @@ pub fn tables(report: &Json) -> String {
         }
     }
     out
+}
+
+/// An instant for a reader: the day alone at midnight, else to the minute.
+fn when(v: &Json) -> String {
+    let Some(t) = v
+        .as_str()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+    else {
+        return "?".into();
+    };
+    let t = t.with_timezone(&Utc);
+    if t.time() == chrono::NaiveTime::MIN {
+        t.format("%Y-%m-%d").to_string()
+    } else {
+        t.format("%Y-%m-%d %H:%M UTC").to_string()
+    }
 }
 
 fn money(v: &Json) -> String {

@@ -401,6 +401,7 @@ fn deal(
     Deal {
         id: id.into(),
         created_at: created,
+        created_known: true,
         amounts: amounts
             .iter()
             .map(|(at, amount)| AmountChange {
