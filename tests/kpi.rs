@@ -235,7 +235,10 @@ fn a_question_the_report_cannot_answer_is_refused_with_the_reason() {
 fn revsync_kpi_reads_the_store_when_no_daemon_holds_it() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    config_in(dir.path(), &format!("server:\n  listen: 127.0.0.1:{port}\n"));
+    config_in(
+        dir.path(),
+        &format!("server:\n  listen: 127.0.0.1:{port}\n"),
+    );
     std::fs::write(dir.path().join("connectors/stripe.yaml"), STRIPE).unwrap();
     let cfg = revsync::config::load(
         dir.path(),
@@ -245,7 +248,8 @@ fn revsync_kpi_reads_the_store_when_no_daemon_holds_it() {
     .unwrap();
     {
         let s = &cfg.daemon.store;
-        let store = revsync::store::SledStore::open(&s.path, s.flush_interval_ms, s.cache_mb).unwrap();
+        let store =
+            revsync::store::SledStore::open(&s.path, s.flush_interval_ms, s.cache_mb).unwrap();
         let store = Arc::new(store);
         apply_world(&cfg, store.clone());
         store.flush().unwrap();
@@ -260,13 +264,34 @@ fn revsync_kpi_reads_the_store_when_no_daemon_holds_it() {
             .unwrap()
     };
     let out = run(&["--from", "2026-03-01", "--to", "2026-04-01", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r: Json = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(r["periods"][0]["currencies"]["USD"]["mrr_end"], 17_000, "{r:#}");
-    let out = run(&["--period", "quarter", "--from", "2026-01-01", "--to", "2026-04-01"]);
+    assert_eq!(
+        r["periods"][0]["currencies"]["USD"]["mrr_end"], 17_000,
+        "{r:#}"
+    );
+    let out = run(&[
+        "--period",
+        "quarter",
+        "--from",
+        "2026-01-01",
+        "--to",
+        "2026-04-01",
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("MRR at end") && text.contains("170.00"), "{text}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("MRR at end") && text.contains("170.00"),
+        "{text}"
+    );
     // A question it cannot answer: a message and a non-zero exit.
     let out = run(&["--period", "week"]);
     assert_eq!(out.status.code(), Some(1));
