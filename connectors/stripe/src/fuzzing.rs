@@ -50,7 +50,8 @@ pub fn decode_answer(decoder: u8, answer: ApiResponse) -> Result<usize, Connecto
     let page = match decoder % 3 {
         0 => {
             let list = list_answer(v, "/v1/fuzz")?;
-            f.connector.backfill_page(object, 1_700_000_000, &list)?
+            f.connector
+                .backfill_page(object, 1_700_000_000, &list, Default::default())?
         }
         1 => {
             let list = list_answer(v, "/v1/events")?;

@@ -3,18 +3,25 @@
 //! Reads backfill through the list endpoints, then follow the Events API from a
 //! (created, ids-at-that-second) cursor; a cursor older than Stripe's 30-day event
 //! retention starts a full re-read instead of silently skipping what expired.
+//!
+//! A read of subscriptions from the beginning (the first sync, or a re-read) also gives
+//! each subscription's past, dated as Stripe dates it (`history.rs`): its status timeline
+//! from its own timestamps and its MRR from its invoices, one `GET /v1/invoices?subscription=`
+//! per subscription (more for over 100 invoices) plus one `GET /v1/prices/{id}` per price
+//! an invoice names that is no longer on a subscription of the page.
 
 pub mod client;
 pub mod config;
 pub mod describe;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod history;
 pub mod mapping;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod webhook;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -418,8 +425,18 @@ impl StripeConnector {
         objects: &[Value],
         at: DateTime<Utc>,
         fetched: &mut Fetched,
+        mut past: HashMap<String, Vec<Change>>,
     ) {
         for obj in objects {
+            // Older states first: the engine applies a page's changes in order, each
+            // newer than the last, so every one is kept in the record's history.
+            if let Some(before) = obj
+                .get("id")
+                .and_then(Value::as_str)
+                .and_then(|id| past.remove(id))
+            {
+                fetched.changes.extend(before);
+            }
             match mapping::to_change(obj, at, self.params.customers_as) {
                 Ok(c) => fetched.changes.push(c),
                 Err(e) => fetched.reject(object, obj, e),
@@ -444,7 +461,87 @@ impl StripeConnector {
             query.push(("starting_after".into(), a.clone()));
         }
         let page = self.client.list(path, &query).await?;
-        self.backfill_page(object, started, &page)
+        let past = if object == "subscriptions" {
+            self.subscriptions_past(&page.data).await?
+        } else {
+            HashMap::new()
+        };
+        self.backfill_page(object, started, &page, past)
+    }
+
+    /// Each subscription's past states, by id, from its timestamps and its invoices
+    /// (`history.rs`). A refusal to list invoices (a restricted key) leaves the status
+    /// timeline alone; anything retryable fails the page, which is read again.
+    async fn subscriptions_past(
+        &self,
+        subs: &[Value],
+    ) -> Result<HashMap<String, Vec<Change>>, ConnectorError> {
+        let now = self.now().timestamp();
+        let mut prices: HashMap<String, Value> = subs
+            .iter()
+            .filter_map(|s| s.pointer("/items/data").and_then(Value::as_array))
+            .flatten()
+            .filter_map(|i| {
+                let p = i.get("price")?;
+                Some((p.get("id")?.as_str()?.to_owned(), p.clone()))
+            })
+            .collect();
+        let mut out = HashMap::new();
+        for sub in subs {
+            let Some(id) = sub.get("id").and_then(Value::as_str) else {
+                continue;
+            };
+            let invoices = match self.invoices_of(id).await {
+                Ok(v) => v,
+                Err(ConnectorError::Permanent { detail, .. }) => {
+                    tracing::warn!(subscription = id, error = %detail, "stripe invoices not readable, no mrr history");
+                    Vec::new()
+                }
+                Err(ConnectorError::NotFound) => Vec::new(),
+                Err(e) => return Err(e),
+            };
+            for price in history::unknown_prices(id, &invoices, &prices) {
+                match self.client.get(&format!("/v1/prices/{price}"), &[]).await {
+                    Ok(p) => {
+                        prices.insert(price, p);
+                    }
+                    // The invoice stays unpriced and says nothing.
+                    Err(ConnectorError::NotFound | ConnectorError::Permanent { .. }) => {
+                        tracing::warn!(subscription = id, price = %price, "stripe price not readable")
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let billed = history::billed(id, &invoices, &prices);
+            out.insert(id.to_owned(), history::past_changes(sub, &billed, now));
+        }
+        Ok(out)
+    }
+
+    /// Every invoice of the subscription `id`, newest first, 100 a request.
+    async fn invoices_of(&self, id: &str) -> Result<Vec<Value>, ConnectorError> {
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut query = vec![
+                ("subscription".to_owned(), id.to_owned()),
+                ("limit".to_owned(), PAGE.to_owned()),
+            ];
+            if let Some(a) = &after {
+                query.push(("starting_after".into(), a.clone()));
+            }
+            let page = self.client.list("/v1/invoices", &query).await?;
+            after = page
+                .data
+                .last()
+                .and_then(|i| i.get("id"))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            all.extend(page.data);
+            if !page.has_more || after.is_none() {
+                return Ok(all);
+            }
+        }
     }
 
     /// A backfill list page's changes, and the cursor after it: the next page, or the
@@ -454,10 +551,11 @@ impl StripeConnector {
         object: &str,
         started: i64,
         page: &List,
+        past: HashMap<String, Vec<Change>>,
     ) -> Result<Fetched, ConnectorError> {
         let mut fetched = Fetched::default();
         // Lists carry no update time: the state is as of this read.
-        self.to_changes(object, &page.data, self.now(), &mut fetched);
+        self.to_changes(object, &page.data, self.now(), &mut fetched, past);
         let last = page
             .data
             .last()

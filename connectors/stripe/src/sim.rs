@@ -882,6 +882,11 @@ fn dispatch_object(
             expand::object(&s.customers, object, &mut found, params);
             (200, found)
         }
+        ("GET", ["v1", "prices", id]) => s
+            .prices
+            .get(*id)
+            .cloned()
+            .map_or_else(|| missing("price", id), |p| (200, p)),
         ("POST", ["v1", "customers"]) => create_customer(s, params, idem),
         ("POST", ["v1", "customers", id]) => update_customer(s, id, params, idem),
         ("DELETE", ["v1", "customers", id]) => {
@@ -959,7 +964,12 @@ fn list_filter(object: &str, v: &Value, params: &Value) -> bool {
             Some("all") => true,
             Some(st) => v["status"] == st,
         },
-        "invoices" => params["status"].as_str().is_none_or(|st| v["status"] == st),
+        "invoices" => {
+            params["status"].as_str().is_none_or(|st| v["status"] == st)
+                && params["subscription"]
+                    .as_str()
+                    .is_none_or(|sub| v["subscription"] == sub)
+        }
         "customers" => {
             params["email"].as_str().is_none_or(|e| v["email"] == e)
                 && params["test_clock"]
@@ -1156,6 +1166,8 @@ const SUBSCRIPTION_UPDATE_PARAMS: &[&str] = &[
     "description",
     "cancel_at_period_end",
     "cancel_at",
+    "items",
+    "proration_behavior",
     "expand",
 ];
 
@@ -1185,10 +1197,23 @@ fn update(
         return missing(what, id);
     };
     let mut previous = Map::new();
-    for (k, v) in params.as_object().into_iter().flatten() {
-        if k != "expand" {
-            previous.insert(k.clone(), row[k.as_str()].clone());
+    if object == "subscriptions" && !params["items"].is_null() {
+        let mut changed = row.clone();
+        if let Err(refused) = billing::update_items(
+            &mut changed,
+            &params["items"],
+            &params["proration_behavior"],
+            &mut previous,
+        ) {
+            return refused;
         }
+        *row = changed;
+    }
+    for (k, v) in params.as_object().into_iter().flatten() {
+        if matches!(k.as_str(), "expand" | "items" | "proration_behavior") {
+            continue;
+        }
+        previous.insert(k.clone(), row[k.as_str()].clone());
         set_field(row, k, v);
     }
     if object == "subscriptions" {

@@ -373,7 +373,7 @@ async fn mrr_is_exact_for_monthly_yearly_and_quantities() {
     let (all, _) = drain(&c, "subscriptions", None).await;
     assert!(all
         .iter()
-        .any(|ch| ch.external_id == canceled && ch.fields["mrr"] == json!(0)));
+        .any(|ch| ch.external_id == canceled && ch.fields.get("mrr") == Some(&json!(0))));
 }
 
 #[tokio::test]

@@ -88,6 +88,55 @@ pub(super) fn schedule_cancellation(sub: &mut Value, previous: &mut Map<String, 
     previous.entry("canceled_at").or_insert(before.1);
 }
 
+/// Changes the quantities of `sub`'s items named in `items` (`items[n][id]`,
+/// `items[n][quantity]`), keeping what the items were in `previous`. Only
+/// `proration_behavior=none` is simulated: Stripe's default would add proration invoice
+/// items to the next invoice, which this simulator does not make.
+pub(super) fn update_items(
+    sub: &mut Value,
+    items: &Value,
+    proration: &Value,
+    previous: &mut Map<String, Value>,
+) -> Result<(), (u16, Value)> {
+    let refuse = |message: String, param: &str| {
+        super::error(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            None,
+            &message,
+            Some(param),
+        )
+    };
+    let Some(items) = items.as_array() else {
+        return Err(refuse("Invalid array".into(), "items"));
+    };
+    if proration.as_str() != Some("none") {
+        return Err(refuse(
+            "This simulator changes subscription items only with proration_behavior=none \
+             (prorations are not simulated)."
+                .into(),
+            "proration_behavior",
+        ));
+    }
+    let before = field(sub, "/items").clone();
+    for (i, given) in items.iter().enumerate() {
+        let id = given["id"].as_str().unwrap_or_default();
+        let quantity = as_int(&given["quantity"]);
+        let data = sub.pointer_mut("/items/data").and_then(Value::as_array_mut);
+        let Some(item) = data.and_then(|d| d.iter_mut().find(|it| it["id"] == id)) else {
+            return Err(refuse(
+                format!("No such subscription item: '{id}'"),
+                &format!("items[{i}][id]"),
+            ));
+        };
+        if let Some(q) = quantity {
+            put(item, "quantity", json!(q));
+        }
+    }
+    previous.entry("items").or_insert(before);
+    Ok(())
+}
+
 /// What falls due for a test clock's objects, in the order Stripe runs one second's work.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Step {
@@ -293,7 +342,8 @@ fn open_invoice(s: &mut State, sub: &Value, id: &str, reason: &str, spans: [(i64
         put(
             &mut line,
             "pricing",
-            json!({"type": "price_details", "unit_amount_decimal": price["unit_amount_decimal"]}),
+            json!({"type": "price_details", "unit_amount_decimal": price["unit_amount_decimal"],
+            "price_details": {"price": price["id"], "product": price["product"]}}),
         );
         lines.push(line);
     }
