@@ -124,7 +124,16 @@ fn permanent(detail: String) -> ConnectorError {
 #[serde(tag = "phase", rename_all = "snake_case")]
 pub enum Cursor {
     /// Paging a list endpoint newest-first; `started` is when the backfill began.
-    Backfill { started: i64, after: Option<String> },
+    Backfill {
+        started: i64,
+        after: Option<String>,
+        /// Where the object's events stood on Stripe's clock as the backfill began: the
+        /// newest event's second and every id of that second. The events the backfill's
+        /// state already holds are not read again after it (issue 17: every record used
+        /// to come twice, once listed and once from the events of the last 5 minutes).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mark: Option<(i64, Vec<String>)>,
+    },
     /// Following events: every event with `created` before this second, and those of
     /// this second named in `seen`, are applied. Event ids are not ordered, so the ids
     /// of the boundary second are kept rather than a strict `>` that would drop them;
@@ -444,13 +453,54 @@ impl StripeConnector {
         }
     }
 
+    /// The newest event of `object`'s types and every id of its second, on Stripe's clock:
+    /// where following events takes over from a backfill starting now.
+    async fn events_mark(
+        &self,
+        object: &str,
+    ) -> Result<Option<(i64, Vec<String>)>, ConnectorError> {
+        let mut query = vec![("limit".to_owned(), PAGE.to_owned())];
+        for t in event_types(object) {
+            query.push(("types[]".into(), (*t).to_owned()));
+        }
+        let newest = self.client.list("/v1/events", &query).await?;
+        let created_of = |e: &Value| e.get("created").and_then(Value::as_i64);
+        let Some(created) = newest.data.first().and_then(created_of) else {
+            return Ok(None);
+        };
+        // The newest page holds the newest second whole unless that second fills it.
+        let whole = !newest.has_more || newest.data.last().and_then(created_of) != Some(created);
+        let second = if whole {
+            newest.data
+        } else {
+            self.scan_events(object, created, Some(created), false)
+                .await?
+                .unwrap_or_default()
+        };
+        // Oldest first, as `seen` keeps them (listed newest first).
+        let seen = second
+            .iter()
+            .rev()
+            .filter(|e| created_of(e) == Some(created))
+            .filter_map(|e| e.get("id").and_then(Value::as_str).map(str::to_owned))
+            .collect();
+        Ok(Some((created, seen)))
+    }
+
     async fn backfill(
         &self,
         object: &str,
         path: &str,
         started: i64,
         after: Option<String>,
+        mark: Option<(i64, Vec<String>)>,
     ) -> Result<Fetched, ConnectorError> {
+        // A backfill starting now takes its mark first: anything created after it is read
+        // by following events, whatever the list pages show.
+        let mark = match (&after, mark) {
+            (None, None) => self.events_mark(object).await?,
+            (_, m) => m,
+        };
         let mut query = vec![("limit".to_owned(), PAGE.to_owned())];
         if object == "subscriptions" {
             // The default hides canceled subscriptions; discounts expanded to price MRR.
@@ -466,7 +516,7 @@ impl StripeConnector {
         } else {
             HashMap::new()
         };
-        self.backfill_page(object, started, &page, past)
+        self.backfill_page(object, started, mark, &page, past)
     }
 
     /// Each subscription's past states, by id, from its timestamps and its invoices
@@ -550,6 +600,7 @@ impl StripeConnector {
         &self,
         object: &str,
         started: i64,
+        mark: Option<(i64, Vec<String>)>,
         page: &List,
         past: HashMap<String, Vec<Change>>,
     ) -> Result<Fetched, ConnectorError> {
@@ -565,12 +616,20 @@ impl StripeConnector {
             (true, Some(last)) => Cursor::Backfill {
                 started,
                 after: Some(last.to_owned()),
+                mark,
             },
             _ => {
                 tracing::info!(object, "stripe backfill complete, following events");
-                Cursor::Events {
-                    created: started.saturating_sub(BACKFILL_OVERLAP_SECS),
-                    seen: Vec::new(),
+                // Our clock may be behind Stripe's: without a mark the events window
+                // reaches back past any skew. An older mark means no event of the object
+                // came within that window, so starting at it would only re-read nothing.
+                let overlap = started.saturating_sub(BACKFILL_OVERLAP_SECS);
+                match mark.filter(|(created, _)| *created >= overlap) {
+                    Some((created, seen)) => Cursor::Events { created, seen },
+                    None => Cursor::Events {
+                        created: overlap,
+                        seen: Vec::new(),
+                    },
                 }
             }
         };
@@ -813,10 +872,12 @@ impl Connector for StripeConnector {
             }
         };
         match parsed {
-            None => self.backfill(object, path, now, None).await,
-            Some(Cursor::Backfill { started, after }) => {
-                self.backfill(object, path, started, after).await
-            }
+            None => self.backfill(object, path, now, None, None).await,
+            Some(Cursor::Backfill {
+                started,
+                after,
+                mark,
+            }) => self.backfill(object, path, started, after, mark).await,
             Some(Cursor::Events { created, .. })
                 if created < now.saturating_sub(EVENTS_RETENTION_SECS - RETENTION_MARGIN_SECS) =>
             {
@@ -836,7 +897,7 @@ impl Connector for StripeConnector {
                         cursor_created,
                     });
                 }
-                self.backfill(object, path, now, None).await
+                self.backfill(object, path, now, None, None).await
             }
             Some(Cursor::Events { created, seen }) => {
                 self.follow_events(object, created, seen).await
