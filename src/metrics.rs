@@ -401,6 +401,35 @@ mod tests {
 }
 
 #[cfg(test)]
+mod revenue_tests {
+    use super::*;
+
+    #[test]
+    fn revenue_gauges_show_what_the_report_has_and_leave_out_what_it_cannot_give() {
+        let m = Metrics::new();
+        m.set_revenue(&serde_json::json!({
+            "now": { "USD": { "mrr": 17_000, "arr": 204_000, "open_pipeline": 5_000 } },
+            "periods": [{ "currencies": { "USD": {
+                "nrr": { "percent": 150.0 },
+                "grr": { "percent": 100.0 },
+                "logo_churn": { "unavailable": "subscription history starts later" },
+            } } }],
+        }));
+        let text = m.render(1.0, true, &StoreStats::default(), &[]);
+        for line in [
+            "revsync_revenue{kpi=\"mrr\",currency=\"USD\"} 17000.0",
+            "revsync_revenue{kpi=\"arr\",currency=\"USD\"} 204000.0",
+            "revsync_revenue{kpi=\"open_pipeline\",currency=\"USD\"} 5000.0",
+            "revsync_revenue{kpi=\"nrr\",currency=\"USD\"} 1.5",
+            "revsync_revenue{kpi=\"grr\",currency=\"USD\"} 1.0",
+        ] {
+            assert!(text.contains(line), "no `{line}` in:\n{text}");
+        }
+        assert!(!text.contains("kpi=\"logo_churn\""), "{text}");
+    }
+}
+
+#[cfg(test)]
 mod label_tests {
     use super::*;
 
