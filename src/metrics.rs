@@ -82,6 +82,11 @@ const CONNECTOR_COUNTERS: &[(&str, &str, CountOf)] = &[
         |c| c.records_reread,
     ),
     (
+        "connector_records_echoed",
+        "Revsync's own writes read back from the system, nothing new",
+        |c| c.records_echoed,
+    ),
+    (
         "connector_records_filtered",
         "Records read that are outside their object's filter, so not brought in",
         |c| c.records_filtered,

@@ -144,6 +144,8 @@ pub struct ConnectorStatus {
     pub records_in: u64,
     /// Reports read again with nothing new (overlap windows, events delivered twice).
     pub records_reread: u64,
+    /// Revsync's own writes read back (a poll sees every write once), nothing new.
+    pub records_echoed: u64,
     /// Records read that are outside their object's `filter:`, so not brought in.
     pub records_filtered: u64,
     /// The connector's `dry_run`: it writes nothing; `outbox_depth` is what it would.
@@ -198,6 +200,7 @@ impl ConnectorStatus {
             lag_secs: None,
             records_in: 0,
             records_reread: 0,
+            records_echoed: 0,
             records_filtered: 0,
             dry_run: false,
             records_out: 0,

@@ -152,6 +152,7 @@ pub fn demo(args: DemoArgs) -> u8 {
 struct Counts {
     records_in: u64,
     records_reread: u64,
+    records_echoed: u64,
     records_out: u64,
     outbox: u64,
     dead_letters: u64,
@@ -171,6 +172,7 @@ fn counts(status: &Value) -> BTreeMap<String, Counts> {
                 Counts {
                     records_in: at(c, "/records_in").as_u64().unwrap_or(0),
                     records_reread: at(c, "/records_reread").as_u64().unwrap_or(0),
+                    records_echoed: at(c, "/records_echoed").as_u64().unwrap_or(0),
                     records_out: at(c, "/records_out").as_u64().unwrap_or(0),
                     outbox: at(c, "/outbox_depth").as_u64().unwrap_or(0),
                     dead_letters: at(c, "/dead_letters").as_u64().unwrap_or(0),
@@ -838,6 +840,12 @@ fn print_summary(
             per_system(&c, |x| x.records_reread)
         );
     }
+    if c.values().any(|x| x.records_echoed > 0) {
+        println!(
+            "  own writes read back {}  (a poll sees each write revsync made once)",
+            per_system(&c, |x| x.records_echoed)
+        );
+    }
     let mut canonical = 0;
     let mut merged = 0;
     let mut conflicts = 0;
@@ -961,7 +969,10 @@ fn print_summary(
     );
     for id in CONNECTORS {
         let x = c.get(id).cloned().unwrap_or_default();
-        line += &format!(" {id}_read={} {id}_written={}", x.records_in, x.records_out);
+        line += &format!(
+            " {id}_read={} {id}_reread={} {id}_written={}",
+            x.records_in, x.records_reread, x.records_out
+        );
     }
     if let Some(w) = summary.map(|s| &s.webinar) {
         line += &format!(

@@ -63,6 +63,10 @@ pub struct ApplyReport {
     /// At or before the copy's newest known time (an overlap window read again, an event
     /// delivered twice): nothing new, so not counted as read.
     pub replayed: usize,
+    /// Of the reports at or before the copy's newest known time, those that are what
+    /// revsync itself wrote there: its own write read back (polling sees every write),
+    /// not an overlap read again. Counted here, not in `replayed`.
+    pub echoed: usize,
     pub merged: usize,
     pub deleted: usize,
     pub enqueued: usize,

@@ -483,9 +483,6 @@ impl<'a> Txn<'a> {
         if stale {
             report.stale += 1;
         }
-        if seen {
-            report.replayed += 1;
-        }
 
         // Identity: an existing link, then exact keys, then explicit cross-system ids.
         let mut candidates: BTreeSet<Uuid> = linked.into_iter().collect();
@@ -582,6 +579,11 @@ impl<'a> Txn<'a> {
         } else {
             self.note_echo(mapping, id, &mapped.values, seen)?
         };
+        match (seen, echo) {
+            (true, true) => report.echoed += 1,
+            (true, false) => report.replayed += 1,
+            _ => {}
+        }
         let mut changed = false;
         // A newer assertion of the same value: nothing to push, but the record changed.
         let mut refreshed = false;

@@ -263,10 +263,11 @@ impl Inbox {
                 continue;
             };
             match apply_group(engine, connectors, &group, cancel).await {
-                Ok((fresh, again)) => {
+                Ok((fresh, again, echoed)) => {
                     status.update(&conn, |s| {
                         s.records_in += fresh as u64;
                         s.records_reread += again as u64;
+                        s.records_echoed += echoed as u64;
                     });
                     let keys = group.into_iter().map(|(k, _)| k).collect();
                     if let Err(e) = self.write(remove(keys)).await {
@@ -282,10 +283,11 @@ impl Inbox {
                     for one in group {
                         let single = [one];
                         match apply_group(engine, connectors, &single, cancel).await {
-                            Ok((fresh, again)) => {
+                            Ok((fresh, again, echoed)) => {
                                 status.update(&conn, |s| {
                                     s.records_in += fresh as u64;
                                     s.records_reread += again as u64;
+                                    s.records_echoed += echoed as u64;
                                 });
                                 let [(k, _)] = single;
                                 progressed |= self.write(remove(vec![k])).await.is_ok();
@@ -525,14 +527,15 @@ enum Retry {
 }
 
 /// Apply a run of inbox items: either one hint, or consecutive changes of one object.
+/// Returns how many were new, read again, and revsync's own writes read back.
 async fn apply_group(
     engine: &Arc<Engine>,
     connectors: &std::collections::HashMap<String, Arc<dyn Connector>>,
     group: &[(Vec<u8>, InboxItem)],
     cancel: &CancellationToken,
-) -> Result<(usize, usize), Retry> {
+) -> Result<(usize, usize, usize), Retry> {
     let Some((_, item)) = group.first() else {
-        return Ok((0, 0));
+        return Ok((0, 0, 0));
     };
     let changes = match (&item.change, &item.hint) {
         (Some(_), _) => group.iter().filter_map(|(_, i)| i.change.clone()).collect(),
@@ -554,7 +557,7 @@ async fn apply_group(
                     }
                 })?
         }
-        (None, None) => return Ok((0, 0)),
+        (None, None) => return Ok((0, 0, 0)),
     };
     let n = changes.len();
     let (engine, conn) = (engine.clone(), item.connector.clone());
@@ -573,7 +576,8 @@ async fn apply_group(
         })?;
     // An event for a change already read (by a poll, or delivered twice) brings nothing new.
     let again = report.replayed.min(n);
-    Ok((n - again, again))
+    let echoed = report.echoed.min(n - again);
+    Ok((n - again - echoed, again, echoed))
 }
 
 #[cfg(test)]

@@ -122,8 +122,10 @@ impl PollLoop {
         }
         let invalid = (fetched.invalid.len() + report.invalid.len()) as u64;
         self.status.update(conn, |s| {
-            s.records_in += (n - report.replayed.min(n)) as u64;
+            let again = report.replayed + report.echoed;
+            s.records_in += (n - again.min(n)) as u64;
             s.records_reread += report.replayed as u64;
+            s.records_echoed += report.echoed as u64;
             s.records_filtered += report.filtered as u64;
             s.last_success_at = Some(chrono::Utc::now());
             s.invalid_records += invalid;
