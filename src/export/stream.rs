@@ -97,10 +97,12 @@ impl http_body::Body for ChannelBody {
     }
 }
 
-/// Start `export` over `store` on the blocking pool; the body streams what it writes.
+/// Start `export` over `store` on a thread of its own; the body streams what it writes.
+/// Not on the blocking pool: the walk runs at the client's pace (the channel is bounded),
+/// and a few slow clients would hold the pool's few threads that every apply needs.
 pub fn spawn(export: Export, store: Arc<dyn Store>) -> ChannelBody {
     let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
-    tokio::task::spawn_blocking(move || {
+    let walk = move || {
         let started = std::time::Instant::now();
         let mut out = ChannelWriter::new(tx);
         match export.run(store.as_ref(), &mut out) {
@@ -119,7 +121,14 @@ pub fn spawn(export: Export, store: Arc<dyn Store>) -> ChannelBody {
                 out.fail(&e);
             }
         }
-    });
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("revsync-export".into())
+        .spawn(walk)
+    {
+        // The walk (and with it the sender) is dropped: the body ends at once, empty.
+        tracing::error!(error = %e, "export not started: no thread for it");
+    }
     ChannelBody(rx)
 }
 
