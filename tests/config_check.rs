@@ -297,6 +297,42 @@ fn zero_and_out_of_range_limits_are_refused_before_start() {
     }
 }
 
+/// A section that does not parse (here `log.format: Text`, a Rust name) stands at its
+/// default while every other section is still parsed and range-checked: one run names the
+/// type error and every bound, including the merge rules checked after loading.
+#[test]
+fn a_section_that_does_not_parse_hides_no_other_sections_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("revsync.yaml"),
+        "version: 1\nlog:\n  format: Text\nserver:\n  max_body_bytes: 0\n  admin_token: ''\nstore:\n  path: ''\n  cache_mb: 0\nretry:\n  max_attempts: 0\nmerge:\n  person.email: { priority: [] }\nshutdown_timeout_secs: forever\n",
+    )
+    .unwrap();
+    let d = dir.path().display().to_string();
+    let out = revsync(&["check", "--config", &d], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    for (field, what) in [
+        ("log.format", "unknown variant `Text`"),
+        ("shutdown_timeout_secs", "invalid type"),
+        ("server.max_body_bytes", "0 is outside"),
+        ("server.admin_token", "is empty"),
+        ("store.path", "is empty"),
+        ("store.cache_mb", "0 is outside"),
+        ("retry.max_attempts", "0 is outside 1..=1000"),
+        ("merge.person.email", "`priority: []` names no connector"),
+    ] {
+        assert!(
+            errors
+                .iter()
+                .any(|l| l.contains(&format!("field `{field}`")) && l.contains(what)),
+            "missing {field} ({what}) in:\n{stderr}"
+        );
+    }
+    assert_eq!(errors.len(), 8, "{stderr}");
+}
+
 /// Issue 26: a configuration with a mistake at every stage (bounds, types, object names,
 /// params, mappings, references, required fields, merge rules) is reported whole in one
 /// run, each mistake naming its file, connector and field.
