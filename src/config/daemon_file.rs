@@ -10,13 +10,41 @@ use super::daemon::{self, DaemonConfig, RetentionConfig, RetryConfig, ServerConf
 use super::{read_yaml, resolve, ConfigError, ConfigErrors, Env, FileCtx, DAEMON_FILE, ENV_PREFIX};
 
 /// Only `dir/revsync.yaml` (and its environment overrides): what a client command needs
-/// to find the daemon (`server.*`, `store.path` for the generated token). Connector files,
-/// and the secrets they name, are not read.
+/// to find the daemon. `server.*` must be valid, its `${VAR}`s set; `store.path` (where
+/// the daemon keeps a token it generated) is read when it can be, else the default, since
+/// `--token` can stand in. The other sections, connector files and the secrets they name
+/// are not read: a client needs no alert webhook or connector secret.
 pub fn load_daemon_only(dir: &Path, env: &dyn Env) -> Result<DaemonConfig, ConfigErrors> {
+    let file = dir.join(DAEMON_FILE);
     let mut errors = Vec::new();
-    let daemon = load_daemon(&dir.join(DAEMON_FILE), env, &mut errors);
+    let Some(mut map) = read_daemon_file(&file, env, &mut errors) else {
+        return Err(ConfigErrors(errors));
+    };
+    // Interpolated apart, each section in a map of its own, so a variable missing in
+    // `store` is not an error and `server`'s secrets stay redacted in its messages.
+    let mut part = |key: &str, errors: &mut Vec<ConfigError>| {
+        let mut m: Map<String, Value> = map.remove_entry(key).into_iter().collect();
+        let mut ctx = FileCtx::new(&file, None);
+        resolve(&mut ctx, &mut m, env, errors);
+        (ctx, m)
+    };
+    let (server_ctx, server_map) = part("server", &mut errors);
+    let server = server_ctx.section(&server_map, "server", ServerConfig::default, &mut errors);
+    let mut lenient = Vec::new();
+    let (store_ctx, store_map) = part("store", &mut lenient);
+    let store = store_ctx.section(&store_map, "store", StoreConfig::default, &mut lenient);
+    let cfg = DaemonConfig {
+        server: server.unwrap_or_default(),
+        store: store.unwrap_or_default(),
+        ..DaemonConfig::default()
+    };
+    for b in cfg.out_of_bounds() {
+        if b.field.starts_with("server.") {
+            errors.push(server_ctx.error(b.field, b.message).example(b.example));
+        }
+    }
     if errors.is_empty() {
-        Ok(daemon.unwrap_or_default())
+        Ok(cfg)
     } else {
         Err(ConfigErrors(errors))
     }
