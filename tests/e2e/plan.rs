@@ -1,10 +1,10 @@
 //! `revsync plan` (issue 26): run on the seeded world before any sync, it lists the
-//! creates and merges the sync then performs.
+//! creates, updates (copy by copy, field by field) and merges the sync then performs.
 // Test code: a panic here is a failed test, and helpers outside #[test] fns are not
 // covered by clippy.toml's allow-*-in-tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::harness::Snapshot;
 use crate::{baseline, ONE_AT_A_TIME};
@@ -19,7 +19,7 @@ fn held(snap: &Snapshot, system: &str) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plan_lists_the_creates_and_merges_the_sync_then_performs() {
+async fn plan_lists_the_creates_updates_and_merges_the_sync_then_performs() {
     let _one = ONE_AT_A_TIME.lock().await;
     let b = baseline().await;
     let plan = &b.plan;
@@ -59,15 +59,63 @@ async fn plan_lists_the_creates_and_merges_the_sync_then_performs() {
         "the seeded copies became {} records, the plan said {planned}",
         canonical.len()
     );
-    // Each update names the copy it writes and what changes there.
-    for system in ["hubspot", "salesforce", "zendesk"] {
-        for u in plan["systems"][system]["updates"]
+    // Each update the plan lists, the sync made, to the same copy and fields; and the
+    // sync changed no seeded copy the plan did not list.
+    let mut wrong = Vec::new();
+    for system in ["hubspot", "salesforce", "zendesk", "stripe"] {
+        let planned: BTreeMap<String, BTreeSet<String>> = plan["systems"][system]["updates"]
             .as_array()
             .into_iter()
             .flatten()
-        {
-            assert!(u["external_id"].is_string(), "{u}");
-            assert!(!u["fields"].as_array().unwrap().is_empty(), "{u}");
+            .map(|u| {
+                let copy = format!(
+                    "{system}:{}:{}",
+                    u["object"].as_str().unwrap(),
+                    u["external_id"].as_str().unwrap()
+                );
+                let fields = u["fields"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|f| f["field"].as_str().unwrap().to_owned())
+                    .collect();
+                (copy, fields)
+            })
+            .collect();
+        let made: BTreeMap<String, BTreeSet<String>> = b
+            .seeded_copies
+            .iter()
+            .filter(|(r, _)| r.starts_with(&format!("{system}:")))
+            .filter_map(|(r, before)| {
+                let after = b.synced_copies.get(r)?;
+                let keys: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+                let changed: BTreeSet<String> = keys
+                    .into_iter()
+                    .filter(|k| before.get(*k) != after.get(*k))
+                    .cloned()
+                    .collect();
+                (!changed.is_empty()).then(|| (r.clone(), changed))
+            })
+            .collect();
+        for (copy, fields) in &planned {
+            match made.get(copy) {
+                None => wrong.push(format!("{copy}: planned {fields:?}, not written")),
+                Some(m) if m != fields => {
+                    wrong.push(format!("{copy}: planned {fields:?}, written {m:?}"))
+                }
+                Some(_) => {}
+            }
+        }
+        for (copy, fields) in &made {
+            if !planned.contains_key(copy) {
+                wrong.push(format!("{copy}: not planned, written {fields:?}"));
+            }
         }
     }
+    assert!(
+        wrong.is_empty(),
+        "{} differences:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
 }
