@@ -45,7 +45,7 @@ enum Command {
     Plan {
         #[command(flatten)]
         config: ConfigArg,
-        /// Read at most about this many records per object (a sample).
+        /// Read at most this many records per object (a sample; the objects cut short are named).
         #[arg(long)]
         limit: Option<usize>,
         /// Print the whole plan as JSON.

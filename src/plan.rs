@@ -125,10 +125,19 @@ pub async fn plan(
             let mut cursor: Option<String> = None;
             let mut n: u64 = 0;
             for _ in 0..MAX_PAGES {
-                let fetched = connector
+                let mut fetched = connector
                     .fetch(object, cursor.as_deref())
                     .await
                     .map_err(|e| anyhow::anyhow!("reading {} {object}: {e}", c.id))?;
+                // A page holds what the API chose: the sample stops at the limit itself,
+                // not at the end of the page that crosses it.
+                let room = limit.map(|l| (l as u64).saturating_sub(n));
+                let cut = room.is_some_and(|r| fetched.changes.len() as u64 > r);
+                if let Some(r) = room {
+                    fetched
+                        .changes
+                        .truncate(usize::try_from(r).unwrap_or(usize::MAX));
+                }
                 n = n.saturating_add(fetched.changes.len() as u64);
                 for ch in &fetched.changes {
                     copies.insert(
@@ -144,11 +153,11 @@ pub async fn plan(
                 engine.apply(&c.id, page)?;
                 progress(&format!("{} {object}: {n} records read", c.id));
                 cursor = fetched.cursor;
-                if !fetched.more {
-                    break;
-                }
-                if limit.is_some_and(|l| n >= l as u64) {
+                let reached = limit.is_some_and(|l| n >= l as u64);
+                if reached && (cut || fetched.more) {
                     plan.sampled.push(format!("{}/{object}", c.id));
+                }
+                if reached || !fetched.more {
                     break;
                 }
             }

@@ -200,9 +200,15 @@ impl Rig {
 
     /// `revsync plan --json` against this rig's systems: what a first sync would do.
     pub fn plan(&self) -> Value {
+        self.plan_with(&[])
+    }
+
+    /// As [`Rig::plan`], with more arguments (`--limit N`).
+    pub fn plan_with(&self, args: &[&str]) -> Value {
         let mut cmd = Command::new(BIN);
         cmd.arg("plan")
             .arg("--json")
+            .args(args)
             .arg("--config")
             .arg(self.config_dir())
             .env_remove("RUST_LOG")

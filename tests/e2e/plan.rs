@@ -1,12 +1,13 @@
 //! `revsync plan` (issue 26): run on the seeded world before any sync, it lists the
-//! creates, updates (copy by copy, field by field) and merges the sync then performs.
+//! creates, updates (copy by copy, field by field) and merges the sync then performs; with
+//! `--limit`, it reads a sample of each object and says which.
 // Test code: a panic here is a failed test, and helpers outside #[test] fns are not
 // covered by clippy.toml's allow-*-in-tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::harness::Snapshot;
+use crate::harness::{Rig, Snapshot};
 use crate::{baseline, ONE_AT_A_TIME};
 
 /// Records a system holds, by the snapshot's natural keys (per kind).
@@ -118,4 +119,64 @@ async fn plan_lists_the_creates_updates_and_merges_the_sync_then_performs() {
         wrong.len(),
         wrong.join("\n")
     );
+}
+
+/// `plan --limit N` reads at most N records of each object, names each object it cut
+/// short, and plans only from what it read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_with_a_limit_reads_a_sample_of_each_object_and_says_so() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let full = &baseline().await.plan;
+    // The same seeded world, never synced.
+    let rig = Rig::new().await;
+    const LIMIT: u64 = 7;
+    let sample = rig.plan_with(&["--limit", &LIMIT.to_string()]);
+    let sampled: BTreeSet<&str> = sample["sampled"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    let mut cut = BTreeSet::new();
+    for (connector, objects) in full["read"].as_object().unwrap() {
+        for (object, n) in objects.as_object().unwrap() {
+            let all = n.as_u64().unwrap();
+            let read = sample["read"][connector][object].as_u64().unwrap();
+            assert_eq!(
+                read,
+                all.min(LIMIT),
+                "{connector}/{object}: read {read} of {all}"
+            );
+            if all > LIMIT {
+                cut.insert(format!("{connector}/{object}"));
+            }
+        }
+    }
+    assert!(
+        !cut.is_empty(),
+        "the world has objects larger than the limit"
+    );
+    assert_eq!(
+        sampled,
+        cut.iter().map(String::as_str).collect(),
+        "objects named as sampled"
+    );
+    // Planned from the sample only: no more records than were read, fewer writes.
+    let read: u64 = sample["read"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|o| o.as_object().unwrap().values())
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert!(sample["canonical"].as_u64().unwrap() <= read, "{sample}");
+    let creates = |p: &serde_json::Value| -> usize {
+        p["systems"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|s| s["creates"].as_array().map_or(0, Vec::len))
+            .sum()
+    };
+    assert!(creates(&sample) < creates(full), "{sample}");
 }
