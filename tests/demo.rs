@@ -1,4 +1,7 @@
 //! `revsync demo --once` and `revsync sim`, run as the real binary against the simulators.
+// Test code: a panic here is a failed test, and helpers outside #[test] fns are not
+// covered by clippy.toml's allow-*-in-tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

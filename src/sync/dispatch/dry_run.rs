@@ -40,8 +40,11 @@ struct Seen {
     /// An update's changed fields, as read from the system: per (record, object, copy),
     /// with the record's version they were computed for, so a copy is read again only
     /// when the record changed.
-    changed: HashMap<(Uuid, String, String), (u64, Option<Vec<String>>)>,
+    changed: Changed,
 }
+
+/// (record, object, copy) -> (record version, the fields an update changes there).
+type Changed = HashMap<(Uuid, String, String), (u64, Option<Vec<String>>)>;
 
 impl Dispatcher {
     /// Until cancelled: bring `would_write` on `/status` up to date every few seconds.
@@ -90,7 +93,7 @@ impl Dispatcher {
             }
         }
         let mut newest: Vec<&(u64, OutboxEntry)> = seen.writes.values().collect();
-        newest.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        newest.sort_unstable_by_key(|w| std::cmp::Reverse(w.0));
         newest.truncate(LOOKED_AT);
         // Built newest first until enough are real writes (some may need none: the system
         // already holds that state, or the record is no longer mapped there).
@@ -157,11 +160,7 @@ impl Dispatcher {
     /// read by id (as a push reads copies before updating them), and only for copies
     /// whose record changed since the last read. A failed read leaves them unknown until
     /// the next look.
-    async fn read_changed(
-        &self,
-        items: &[(String, Uuid, PushItem)],
-        changed: &mut HashMap<(Uuid, String, String), (u64, Option<Vec<String>>)>,
-    ) {
+    async fn read_changed(&self, items: &[(String, Uuid, PushItem)], changed: &mut Changed) {
         let mut stale: HashMap<&str, Vec<(Uuid, &str, &PushItem)>> = HashMap::new();
         for (object, record, item) in items {
             let PushOp::Update { external_id } = &item.op else {
