@@ -45,7 +45,7 @@ enum Command {
     Plan {
         #[command(flatten)]
         config: ConfigArg,
-        /// Read at most about this many records per object (a sample).
+        /// Read at most this many records per object (a sample; the objects cut short are named).
         #[arg(long)]
         limit: Option<usize>,
         /// Print the whole plan as JSON.
@@ -127,6 +127,8 @@ enum Command {
 #[derive(Subcommand, Debug)]
 enum DlqCommand {
     /// List dead letters with the request sent and the answer received.
+    ///
+    /// Asks the running daemon (server.listen); with no daemon running, reads the store directly.
     List {
         #[arg(long)]
         connector: Option<String>,
@@ -966,9 +968,36 @@ fn dlq_list(client: &ClientArg, connector: Option<&str>, as_json: bool) -> u8 {
         Some(c) => format!("/admin/dlq?connector={c}"),
         None => "/admin/dlq".to_owned(),
     };
-    let (_, v) = match admin(client, reqwest::Method::GET, &path, None) {
-        Ok(r) => r,
+    let target = match client.target() {
+        Ok(t) => t,
         Err(code) => return code,
+    };
+    let listed = match call_daemon(&target, reqwest::Method::GET, &path, None) {
+        Ok((200, v)) => Ok(v),
+        Ok((s, v)) => Err(format!(
+            "the daemon answered {s}: {}",
+            at(&v, "/message").as_str().unwrap_or("")
+        )),
+        // No daemon holds the store: read it here, as `records get` does. Not when a URL
+        // named another machine.
+        Err(DaemonAnswer::NotRunning) if client.url.is_none() => {
+            match load(&client.config.config) {
+                Ok(cfg) => read_dead_letters(&cfg, connector),
+                Err(code) => return code,
+            }
+        }
+        Err(DaemonAnswer::NotRunning) => Err(format!(
+            "no daemon answers at {} (start it with `revsync run`, or name it with --url)",
+            target.base
+        )),
+        Err(DaemonAnswer::Failed(e)) => Err(e),
+    };
+    let v = match listed {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::FAILURE;
+        }
     };
     if as_json {
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
@@ -1160,15 +1189,27 @@ fn ask_daemon(
     }
 }
 
+/// The dead letters, read in this process from the store no daemon holds.
+fn read_dead_letters(cfg: &Config, connector: Option<&str>) -> Result<serde_json::Value, String> {
+    let engine = store_engine(cfg)?;
+    crate::engine::view::dead_letters_json(&engine, connector, crate::engine::view::DLQ_LIST_LIMIT)
+        .map_err(|e| e.to_string())
+}
+
 fn read_store(
     cfg: &Config,
     query: &str,
     audit: usize,
 ) -> Result<Option<serde_json::Value>, String> {
+    let engine = store_engine(cfg)?;
+    crate::engine::lookup_view(&engine, query, audit).map_err(|e| e.to_string())
+}
+
+/// An engine over the store, opened by this process (no daemon may hold it).
+fn store_engine(cfg: &Config) -> Result<crate::engine::Engine, String> {
     let store: std::sync::Arc<dyn crate::store::Store> = std::sync::Arc::new(open_store(cfg)?);
     let (m, p) =
         crate::engine::Engine::validate(cfg).map_err(|e| config::ConfigErrors(e).to_string())?;
-    let engine = crate::engine::Engine::new(store, cfg, m, p, crate::engine::system_clock())
-        .map_err(|e| e.to_string())?;
-    crate::engine::lookup_view(&engine, query, audit).map_err(|e| e.to_string())
+    crate::engine::Engine::new(store, cfg, m, p, crate::engine::system_clock())
+        .map_err(|e| e.to_string())
 }

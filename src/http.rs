@@ -308,58 +308,19 @@ struct DlqQuery {
 }
 
 fn default_dlq_limit() -> usize {
-    1000
+    crate::engine::view::DLQ_LIST_LIMIT
 }
 
-/// `GET /admin/dlq[?connector=ID]`: pushes the systems refused for good, with what was
-/// sent and what they answered (`direction: outbound`), and records or events that could
-/// not be brought in, with their raw body and error (`direction: inbound`).
+/// `GET /admin/dlq[?connector=ID]`: dead letters of both directions, as
+/// [`crate::engine::view::dead_letters_json`] lists them.
 async fn dlq_list(State(state): State<Arc<AppState>>, Query(q): Query<DlqQuery>) -> Response {
     let engine = state.engine.clone();
     let listed = tokio::task::spawn_blocking(move || {
-        let out = engine.dead_letters(q.connector.as_deref(), q.limit)?;
-        let inbound = engine.inbound_dead_letters(q.connector.as_deref(), q.limit)?;
-        Ok::<_, crate::engine::EngineError>((out, inbound))
+        crate::engine::view::dead_letters_json(&engine, q.connector.as_deref(), q.limit)
     })
     .await;
-    let time = |ts| revsync_sdk::model::micros_to_time(ts).map(|t| t.to_rfc3339());
     match listed {
-        Ok(Ok((letters, inbound))) => {
-            let items: Vec<serde_json::Value> = letters
-                .iter()
-                .map(|(connector, seq, d)| {
-                    json!({
-                        "direction": "outbound",
-                        "connector": connector,
-                        "seq": seq,
-                        "record": d.entry.record,
-                        "object": d.entry.object,
-                        "class": d.class,
-                        "detail": d.detail,
-                        "status": d.status,
-                        "request": d.request,
-                        "response": d.response,
-                        "attempts": d.entry.attempts,
-                        "failed_at": time(d.failed_ts),
-                    })
-                })
-                .chain(inbound.iter().map(|(id, d)| {
-                    json!({
-                        "direction": "inbound",
-                        "id": id,
-                        "connector": d.connector,
-                        "object": d.object,
-                        "external_id": d.external_id,
-                        "source": d.source,
-                        "error": d.error,
-                        "raw": d.raw,
-                        "attempts": d.attempts,
-                        "failed_at": time(d.failed_ts),
-                    })
-                }))
-                .collect();
-            Json(json!({ "dead_letters": items })).into_response()
-        }
+        Ok(Ok(v)) => Json(v).into_response(),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }

@@ -88,6 +88,9 @@ pub struct Conflict {
     pub reason: String,
 }
 
+/// Every copy as read, to say what an update changes: (connector, object, id) -> fields.
+type Copies = BTreeMap<(String, String, String), BTreeMap<String, Json>>;
+
 /// Read everything (each object up to `limit` records) and reconcile it in memory.
 pub async fn plan(
     config: &Config,
@@ -106,8 +109,7 @@ pub async fn plan(
         crate::engine::system_clock(),
     )?;
     let mut plan = Plan::default();
-    // Every copy as read, to say what an update changes: (connector, object, id) -> fields.
-    let mut copies: BTreeMap<(String, String, String), BTreeMap<String, Json>> = BTreeMap::new();
+    let mut copies = Copies::new();
     for (_, c) in config.connectors.iter().filter(|(_, c)| c.enabled) {
         let connector: Arc<dyn Connector> =
             match crate::sync::build_connector(registry, c, revsync_sdk::Shutdown::default()) {
@@ -123,10 +125,19 @@ pub async fn plan(
             let mut cursor: Option<String> = None;
             let mut n: u64 = 0;
             for _ in 0..MAX_PAGES {
-                let fetched = connector
+                let mut fetched = connector
                     .fetch(object, cursor.as_deref())
                     .await
                     .map_err(|e| anyhow::anyhow!("reading {} {object}: {e}", c.id))?;
+                // A page holds what the API chose: the sample stops at the limit itself,
+                // not at the end of the page that crosses it.
+                let room = limit.map(|l| (l as u64).saturating_sub(n));
+                let cut = room.is_some_and(|r| fetched.changes.len() as u64 > r);
+                if let Some(r) = room {
+                    fetched
+                        .changes
+                        .truncate(usize::try_from(r).unwrap_or(usize::MAX));
+                }
                 n = n.saturating_add(fetched.changes.len() as u64);
                 for ch in &fetched.changes {
                     copies.insert(
@@ -142,11 +153,11 @@ pub async fn plan(
                 engine.apply(&c.id, page)?;
                 progress(&format!("{} {object}: {n} records read", c.id));
                 cursor = fetched.cursor;
-                if !fetched.more {
-                    break;
-                }
-                if limit.is_some_and(|l| n >= l as u64) {
+                let reached = limit.is_some_and(|l| n >= l as u64);
+                if reached && (cut || fetched.more) {
                     plan.sampled.push(format!("{}/{object}", c.id));
+                }
+                if reached || !fetched.more {
                     break;
                 }
             }
@@ -157,83 +168,139 @@ pub async fn plan(
         }
     }
 
+    let alive = alive_records(store.as_ref())?;
     for (_, c) in config.connectors.iter().filter(|(_, c)| c.enabled) {
-        let system = plan.systems.entry(c.id.clone()).or_default();
-        let mut seen = std::collections::BTreeSet::new();
-        for (_, entry) in engine.outbox(&c.id, usize::MAX)? {
-            if !matches!(entry.op, PushOp::Upsert)
-                || !seen.insert((entry.record, entry.object.clone()))
-            {
-                continue;
-            }
-            let Some(rec) = engine.record(entry.record)? else {
-                continue;
-            };
-            let Some((after, _)) = engine.projection(&c.id, &entry.object, &rec)? else {
-                continue;
-            };
-            let link = rec
-                .link(&c.id, &entry.object)
-                .map(|l| l.external_id.clone());
-            let before = match &link {
-                Some(id) => match copies.get(&(c.id.clone(), entry.object.clone(), id.clone())) {
-                    Some(raw) => engine.copy_projection(&c.id, &entry.object, raw)?,
-                    None => None,
-                },
-                None => None,
-            };
-            let fields: Vec<FieldChange> = after
-                .into_iter()
-                .filter_map(|(field, value)| {
-                    let was = before.as_ref().and_then(|b| b.get(&field)).cloned();
-                    (was.as_ref() != Some(&value)).then_some(FieldChange {
-                        field,
-                        before: was,
-                        after: value,
-                    })
-                })
-                .collect();
-            if link.is_some() && fields.is_empty() {
-                continue;
-            }
-            let write = Write {
-                object: entry.object.clone(),
-                record: rec.id,
-                label: label(&rec),
-                external_id: link.clone(),
-                fields,
-            };
-            if link.is_some() {
-                system.updates.push(write);
-            } else {
-                system.creates.push(write);
-            }
-        }
+        let system = writes(&engine, &c.id, &alive, &copies)?;
+        plan.systems.insert(c.id.clone(), system);
     }
 
     // Merges and conflicts, from the audit trail the reconciliation left.
+    for rec in &alive {
+        plan.canonical = plan.canonical.saturating_add(1);
+        let trail = engine.audit(rec.id, usize::MAX)?;
+        note_audit(&mut plan, rec, &trail);
+        if rec.links.len() > 1 {
+            plan.merges.push(joined(rec, &trail));
+        }
+    }
+    Ok(plan)
+}
+
+/// Every record not merged into another.
+fn alive_records(store: &dyn Store) -> anyhow::Result<Vec<Record>> {
+    let mut out = Vec::new();
     let mut after: Option<Vec<u8>> = None;
     loop {
         let page = store.scan(Table::Records, b"", after.as_deref(), 1024)?;
         let Some((last, _)) = page.last() else {
-            break;
+            return Ok(out);
         };
         after = Some(last.clone());
         for (_, value) in &page {
             let rec = crate::engine::codec::decode_record(value)
                 .map_err(|e| anyhow::anyhow!("scratch store: {e}"))?;
-            if rec.merged_into.is_some() {
-                continue;
-            }
-            plan.canonical = plan.canonical.saturating_add(1);
-            let trail = engine.audit(rec.id, usize::MAX)?;
-            note_audit(&mut plan, &rec, &trail);
-            if rec.links.len() > 1 {
-                plan.merges.push(joined(&rec, &trail));
+            if rec.merged_into.is_none() {
+                out.push(rec);
             }
         }
     }
-    Ok(plan)
+}
+
+/// What the sync would write to `connector`: the records its outbox holds, and every copy
+/// there whose relation names a record this sync creates there (a contact whose company is
+/// created in the same run is updated to point at it once it exists, though nothing about
+/// the contact itself was queued).
+fn writes(
+    engine: &Engine,
+    connector: &str,
+    alive: &[Record],
+    copies: &Copies,
+) -> anyhow::Result<SystemPlan> {
+    let mut system = SystemPlan::default();
+    // Each record queued for an object once, as the dispatcher finds it (following
+    // merges to the survivor), then every other copy held there.
+    let mut candidates: Vec<(Record, String)> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (_, entry) in engine.outbox(connector, usize::MAX)? {
+        if !matches!(entry.op, PushOp::Upsert) {
+            continue;
+        }
+        let Some(rec) = engine.find(&entry.record.to_string())? else {
+            continue;
+        };
+        if seen.insert((rec.id, entry.object.clone())) {
+            candidates.push((rec, entry.object));
+        }
+    }
+    let queued = candidates.len();
+    for rec in alive {
+        for l in rec.links.iter().filter(|l| l.connector == connector) {
+            if seen.insert((rec.id, l.object.clone())) {
+                candidates.push((rec.clone(), l.object.clone()));
+            }
+        }
+    }
+    let mut created: BTreeMap<(Uuid, String), String> = BTreeMap::new();
+    for (rec, object) in candidates.iter().take(queued) {
+        if rec.link(connector, object).is_none()
+            && engine.projection(connector, object, rec)?.is_some()
+        {
+            created.insert((rec.id, object.clone()), label(rec));
+        }
+    }
+    let new_copy = |record: Uuid, object: &str| {
+        created
+            .get(&(record, object.to_owned()))
+            .map(|l| format!("(the {object} record this sync creates: {l})"))
+    };
+    for (rec, object) in &candidates {
+        let Some(after) = engine.planned_projection(connector, object, rec, &new_copy)? else {
+            continue;
+        };
+        let link = rec.link(connector, object).map(|l| l.external_id.clone());
+        let raw = link
+            .as_ref()
+            .and_then(|id| copies.get(&(connector.to_owned(), object.clone(), id.clone())));
+        let before = match raw {
+            Some(raw) => engine.copy_projection(connector, object, raw)?,
+            None => None,
+        };
+        // The copy is updated when a value differs once both are normalized (as the
+        // daemon compares them); the update then writes every field, so a value held in
+        // another form (a phone as typed, an email in capitals) changes too.
+        let differs = |field: &String, value: &Json| {
+            before.as_ref().and_then(|b| b.get(field)) != Some(value)
+        };
+        if link.is_some() && !after.iter().any(|(f, v)| differs(f, v)) {
+            continue;
+        }
+        let fields: Vec<FieldChange> = after
+            .into_iter()
+            .filter_map(|(field, value)| {
+                let held = raw.and_then(|r| r.get(&field)).filter(|v| !v.is_null());
+                (differs(&field, &value) || (link.is_some() && !same_text(held, &value))).then(
+                    || FieldChange {
+                        before: held.cloned(),
+                        field,
+                        after: value,
+                    },
+                )
+            })
+            .collect();
+        let write = Write {
+            object: object.clone(),
+            record: rec.id,
+            label: label(rec),
+            external_id: link.clone(),
+            fields,
+        };
+        if link.is_some() {
+            system.updates.push(write);
+        } else {
+            system.creates.push(write);
+        }
+    }
+    Ok(system)
 }
 
 /// A record several copies became, and what tied them: the evidence of the merges that
@@ -306,6 +373,20 @@ fn note_audit(plan: &mut Plan, rec: &Record, trail: &[AuditEntry]) {
             _ => {}
         }
     }
+}
+
+/// Whether a system holds `value` as it is written: the same text, or the same number
+/// (`1000` and `1000.0`).
+fn same_text(held: Option<&Json>, value: &Json) -> bool {
+    let text = |v: &Json| match v {
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let Some(held) = held else {
+        return false;
+    };
+    let (a, b) = (text(held), text(value));
+    a == b || matches!((a.parse::<f64>(), b.parse::<f64>()), (Ok(x), Ok(y)) if x == y)
 }
 
 fn value_json(v: &Value) -> Json {

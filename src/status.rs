@@ -128,6 +128,32 @@ pub struct ResyncDone {
     pub records: u64,
 }
 
+/// What a `dry_run` connector would write, were it not in a dry run.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct WouldWrite {
+    /// Writes waiting, one per record, object and operation (as pushes coalesce them).
+    pub total: u64,
+    /// The newest of them, newest first, one per copy written: ids and field names only,
+    /// never values (`/status` may be public; `revsync plan` shows values).
+    pub newest: Vec<PlannedWrite>,
+}
+
+/// One write a dry run holds back.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PlannedWrite {
+    pub object: String,
+    /// `create`, `update` or `delete`.
+    pub operation: &'static str,
+    /// The copy written to; none for a create.
+    pub external_id: Option<String>,
+    /// The canonical record.
+    pub record: uuid::Uuid,
+    /// The system's fields the write changes: for a create every field it sets; for an
+    /// update those whose value differs from the copy as the system answers now; none
+    /// (`null`) when that read failed.
+    pub fields: Option<Vec<String>>,
+}
+
 /// One connector's entry on `/status`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConnectorStatus {
@@ -148,8 +174,11 @@ pub struct ConnectorStatus {
     pub records_echoed: u64,
     /// Records read that are outside their object's `filter:`, so not brought in.
     pub records_filtered: u64,
-    /// The connector's `dry_run`: it writes nothing; `outbox_depth` is what it would.
+    /// The connector's `dry_run`: it writes nothing; `would_write` is what it would.
     pub dry_run: bool,
+    /// With `dry_run`: the writes its outbox holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub would_write: Option<WouldWrite>,
     pub records_out: u64,
     /// Edits found in this system by the read before an update, made since its last poll:
     /// applied first, so the update did not write over them.
@@ -203,6 +232,7 @@ impl ConnectorStatus {
             records_echoed: 0,
             records_filtered: 0,
             dry_run: false,
+            would_write: None,
             records_out: 0,
             edits_read_before_push: 0,
             invalid_records: 0,

@@ -297,6 +297,42 @@ fn zero_and_out_of_range_limits_are_refused_before_start() {
     }
 }
 
+/// A section that does not parse (here `log.format: Text`, a Rust name) stands at its
+/// default while every other section is still parsed and range-checked: one run names the
+/// type error and every bound, including the merge rules checked after loading.
+#[test]
+fn a_section_that_does_not_parse_hides_no_other_sections_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("revsync.yaml"),
+        "version: 1\nlog:\n  format: Text\nserver:\n  max_body_bytes: 0\n  admin_token: ''\nstore:\n  path: ''\n  cache_mb: 0\nretry:\n  max_attempts: 0\nmerge:\n  person.email: { priority: [] }\nshutdown_timeout_secs: forever\n",
+    )
+    .unwrap();
+    let d = dir.path().display().to_string();
+    let out = revsync(&["check", "--config", &d], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    for (field, what) in [
+        ("log.format", "unknown variant `Text`"),
+        ("shutdown_timeout_secs", "invalid type"),
+        ("server.max_body_bytes", "0 is outside"),
+        ("server.admin_token", "is empty"),
+        ("store.path", "is empty"),
+        ("store.cache_mb", "0 is outside"),
+        ("retry.max_attempts", "0 is outside 1..=1000"),
+        ("merge.person.email", "`priority: []` names no connector"),
+    ] {
+        assert!(
+            errors
+                .iter()
+                .any(|l| l.contains(&format!("field `{field}`")) && l.contains(what)),
+            "missing {field} ({what}) in:\n{stderr}"
+        );
+    }
+    assert_eq!(errors.len(), 8, "{stderr}");
+}
+
 /// Issue 26: a configuration with a mistake at every stage (bounds, types, object names,
 /// params, mappings, references, required fields, merge rules) is reported whole in one
 /// run, each mistake naming its file, connector and field.
@@ -358,7 +394,8 @@ fn twelve_mistakes_across_every_stage_are_reported_in_one_run() {
 
 /// Every key the configuration accepts is documented (issue 26): `check` names the keys
 /// each section takes when it meets an unknown one, and each must appear, as `key`, in
-/// docs/configuration.md.
+/// docs/configuration.md; a connector's `params` keys in its own `### params: <type>`
+/// section. Every type's params are covered, the REST connector's nested requests too.
 #[test]
 fn every_accepted_config_key_is_documented() {
     let out = revsync(&["check", "--config", "tests/fixtures/every_key"], &[]);
@@ -367,34 +404,69 @@ fn every_accepted_config_key_is_documented() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md"),
     )
     .unwrap();
+    // `### params: <type>` up to the next heading.
+    let params_section = |ty: &str| -> &str {
+        let head = format!("### params: {ty}\n");
+        let start = docs
+            .find(&head)
+            .unwrap_or_else(|| panic!("docs/configuration.md has no `{}`", head.trim()));
+        let rest = &docs[start + head.len()..];
+        &rest[..rest.find("\n#").unwrap_or(rest.len())]
+    };
     let mut sections = 0;
+    let mut params_of = std::collections::BTreeSet::new();
     let mut missing = Vec::new();
+    let mut scope: &str = &docs;
     for line in stderr.lines() {
+        if line.starts_with("error:") {
+            // The fixtures name each connector `<type>-...keys`.
+            let params_type = line
+                .contains("field `params")
+                .then(|| line.split("connector `").nth(1))
+                .flatten()
+                .and_then(|rest| rest.split('-').next());
+            scope = match params_type {
+                Some(ty) => {
+                    params_of.insert(ty.to_owned());
+                    params_section(ty)
+                }
+                None => &docs,
+            };
+            continue;
+        }
         let Some(keys) = line.trim().strip_prefix("hint: valid keys here: ") else {
             continue;
         };
         sections += 1;
         for key in keys.split(", ") {
-            // As itself, a dotted path's last part (`server.listen`) or first part
-            // (`poll.interval_secs`), or a YAML key in an example.
+            // As itself, a dotted path's last, first or middle part (`server.listen`,
+            // `poll.interval_secs`, `objects.<name>.list.path`), or a YAML key in an example.
             let documented = [
                 format!("`{key}`"),
                 format!(".{key}`"),
                 format!("`{key}."),
+                format!(".{key}."),
                 format!("{key}:"),
             ]
             .iter()
-            .any(|form| docs.contains(form.as_str()));
+            .any(|form| scope.contains(form.as_str()));
             if !documented {
                 missing.push(key.to_owned());
             }
         }
     }
-    // Daemon: top level, server, store, log, retention, retry, a merge rule; connector:
-    // top level, params of each of the four types, poll, http, rate_limit, an object.
+    // Daemon: top level, server, store, log, retention, retry, alerts, a merge rule;
+    // connector: top level, poll, http, rate_limit, an object; params of every type, and
+    // the REST connector's auth, objects, list, paging, incremental, get, create, webhook.
     assert!(
-        sections >= 16,
+        sections >= 30,
         "only {sections} sections listed their keys:\n{stderr}"
+    );
+    let types: Vec<&str> = params_of.iter().map(String::as_str).collect();
+    assert_eq!(
+        types,
+        ["csv", "hubspot", "rest", "salesforce", "stripe", "zendesk"],
+        "params checked"
     );
     missing.sort();
     missing.dedup();

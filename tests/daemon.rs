@@ -527,6 +527,48 @@ async fn client_commands_reach_the_daemon_without_any_connector_secret() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["connectors"].is_array(), "{v}");
 
+    // Only `server` is read: variables this shell lacks elsewhere in revsync.yaml (the
+    // alert webhook, a retention bound) stop nothing.
+    let daemon_file = dir.path().join("revsync.yaml");
+    let written = std::fs::read_to_string(&daemon_file).unwrap();
+    std::fs::write(
+        &daemon_file,
+        format!("{written}alerts:\n  webhook_url: ${{REVSYNC_TEST_UNSET_SLACK}}\nretention:\n  webhook_seen_ttl_secs: ${{REVSYNC_TEST_UNSET_TTL}}\n"),
+    )
+    .unwrap();
+    let out = cli(&["status", "--json", "--config"])
+        .arg(dir.path())
+        .env("REVSYNC_SERVER__LISTEN", addr)
+        .env_remove("REVSYNC_TEST_UNSET_SLACK")
+        .env_remove("REVSYNC_TEST_UNSET_TTL")
+        .output()
+        .await
+        .unwrap();
+    succeeded(&out);
+    // One inside `server` is needed, and named.
+    std::fs::write(
+        &daemon_file,
+        written.replace(
+            "server:\n",
+            "server:\n  admin_token: ${REVSYNC_TEST_UNSET_TOKEN}\n",
+        ),
+    )
+    .unwrap();
+    let out = cli(&["status", "--config"])
+        .arg(dir.path())
+        .env("REVSYNC_SERVER__LISTEN", addr)
+        .env_remove("REVSYNC_TEST_UNSET_TOKEN")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("server.admin_token") && stderr.contains("REVSYNC_TEST_UNSET_TOKEN"),
+        "{stderr}"
+    );
+    std::fs::write(&daemon_file, written).unwrap();
+
     // Replaying every dead letter of an empty queue did what was asked.
     let out = cli(&["dlq", "replay", "--all", "--url", &base, "--token", &token])
         .output()

@@ -1,4 +1,7 @@
 //! `revsync demo --once` and `revsync sim`, run as the real binary against the simulators.
+// Test code: a panic here is a failed test, and helpers outside #[test] fns are not
+// covered by clippy.toml's allow-*-in-tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -22,6 +25,28 @@ fn num(s: &std::collections::BTreeMap<String, String>, key: &str) -> u64 {
     s.get(key)
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no number `{key}` in {s:?}"))
+}
+
+/// Run the demo's printed `revsync status --url U --token "$(cat F)"` (as JSON), the
+/// token read from F as the shell would.
+fn inspect_live(line: &str) -> std::process::Output {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let url = words
+        .iter()
+        .position(|w| *w == "--url")
+        .and_then(|i| words.get(i + 1))
+        .unwrap_or_else(|| panic!("no --url in {line}"));
+    let file = line
+        .split_once("$(cat ")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .unwrap_or_else(|| panic!("no token file in {line}"))
+        .0;
+    let token = std::fs::read_to_string(file).expect("token file");
+    Command::new(BIN)
+        .args(["status", "--json", "--url", url, "--token", token.trim()])
+        .env_remove("REVSYNC_CONFIG_DIR")
+        .output()
+        .expect("run revsync status")
 }
 
 #[test]
@@ -49,6 +74,21 @@ fn demo_once_converges_and_merges_identities() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start revsync demo");
+    // The demo says how to inspect it as soon as its daemon serves: that command, run
+    // there and then, reaches the daemon mid-sync.
+    let log = child.stderr.take().expect("stderr");
+    let watcher = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        let mut live = None;
+        for line in BufReader::new(log).lines() {
+            let line = line.expect("stderr line");
+            if live.is_none() && line.trim_start().starts_with("revsync status --url") {
+                live = Some(inspect_live(&line));
+            }
+            lines.push(line);
+        }
+        (lines, live)
+    });
     // Bounded: the demo's own timeout is 150 s (Zendesk is written to only once its
     // exports served the minute they hold back, a minute after the first read); the
     // summary and shutdown take a few more.
@@ -65,12 +105,29 @@ fn demo_once_converges_and_merges_identities() {
     };
     let out = child.wait_with_output().expect("output");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (lines, live) = watcher.join().expect("stderr reader");
+    let stderr = lines.join("\n");
     assert!(
         status.success(),
         "exit {status:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
     assert!(stdout.contains("converged in"), "{stdout}");
+    // Printed before the sync converged (the rep's edits are told once it has), and the
+    // command worked against the running daemon.
+    let at = |needle: &str| lines.iter().position(|l| l.contains(needle));
+    let inspect = at("revsync status --url").unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        inspect < at("a rep edited").unwrap_or(usize::MAX),
+        "{stderr}"
+    );
+    let live = live.expect("inspect command run");
+    assert!(
+        live.status.success(),
+        "{}",
+        String::from_utf8_lossy(&live.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&live.stdout).expect("status JSON");
+    assert_eq!(v["connectors"].as_array().map(Vec::len), Some(5), "{v}");
     for heading in [
         "records read",
         "canonical records",

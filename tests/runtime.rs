@@ -832,25 +832,67 @@ async fn answers_the_store_cannot_record_are_neither_lost_nor_acknowledged() {
 }
 
 /// `dry_run: true` (issue 26): the connector reads as usual and writes nothing; what it
-/// would write waits in its outbox, shown on `/status`.
+/// would write waits in its outbox and is listed on `/status`: each create with the fields
+/// it sets, each update with its copy's id and only the fields that differ from the copy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_connector_reads_but_writes_nothing_and_shows_what_it_would() {
     let (a, b) = (Fake::start().await, Fake::start().await);
+    b.seed("already@corp.test", "Already There");
+    let old = b.seed("shared@corp.test", "Old Name");
     for i in 0..3 {
         a.seed(&format!("dry{i}@corp.test"), &format!("Dry {i}"));
     }
-    b.seed("already@corp.test", "Already There");
+    // Newer in acme-a: acme-b's copy would be renamed, its email left as it is.
+    a.seed("shared@corp.test", "New Name");
     let d = start_with(&a, &b, "dry_run: true\n").await;
-    eventually("acme-b's writes wait in its outbox", 20, || async {
+    eventually("acme-b's writes are listed", 20, || async {
         let c = d.connector("acme-b").await;
-        c["outbox_depth"] == 3 && c["dry_run"] == true && c["records_in"] == 1
+        c["dry_run"] == true
+            && c["records_in"] == 2
+            && c["would_write"]["total"] == 4
+            && c["would_write"]["newest"]
+                .as_array()
+                .is_some_and(|w| w.len() == 4 && w.iter().all(|w| !w["fields"].is_null()))
     })
     .await;
     let c = d.connector("acme-b").await;
     assert!(c["note"].as_str().unwrap().contains("dry run"), "{c}");
+    assert_eq!(c["outbox_depth"], 4, "{c}");
+    let writes = c["would_write"]["newest"].as_array().unwrap();
+    let creates: Vec<&Value> = writes
+        .iter()
+        .filter(|w| w["operation"] == "create")
+        .collect();
+    assert_eq!(creates.len(), 3, "{c}");
+    for w in &creates {
+        assert_eq!(w["object"], "contacts");
+        assert!(w["external_id"].is_null(), "{w}");
+        assert_eq!(w["fields"], json!(["email", "name"]), "{w}");
+    }
+    let update = writes.iter().find(|w| w["operation"] == "update").unwrap();
+    assert_eq!(update["external_id"], old.as_str(), "{c}");
+    assert_eq!(
+        update["fields"],
+        json!(["name"]),
+        "only the name differs: {c}"
+    );
+    assert!(update["record"]
+        .as_str()
+        .unwrap()
+        .parse::<uuid::Uuid>()
+        .is_ok());
+    assert!(
+        !c.to_string().contains("New Name"),
+        "no values on /status: {c}"
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(b.writes(), 0, "a dry run wrote to acme-b");
-    assert_eq!(b.count(), 1);
+    assert_eq!(b.count(), 2);
+    assert_eq!(
+        d.connector("acme-b").await["outbox_depth"],
+        4,
+        "nothing was acknowledged"
+    );
     // acme-a is not in a dry run: what acme-b holds reaches it.
     eventually("acme-b's record reached acme-a", 20, || async {
         a.holds_email("already@corp.test")

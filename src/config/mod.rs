@@ -6,6 +6,7 @@
 
 mod connector;
 mod daemon;
+mod daemon_file;
 mod error;
 mod interpolate;
 
@@ -22,7 +23,10 @@ pub use daemon::{
     AlertsConfig, DaemonConfig, LogConfig, LogFormat, MergeRuleConfig, PolicyName, RetentionConfig,
     RetryConfig, ServerConfig, StatusAuth, StoreConfig,
 };
+pub use daemon_file::load_daemon_only;
 pub use error::{nearest, ConfigError, ConfigErrors};
+
+use daemon_file::load_daemon;
 
 use crate::registry::Registry;
 
@@ -279,19 +283,6 @@ fn required_for_create(
     }
 }
 
-/// Only `dir/revsync.yaml` (and its environment overrides): what a client command needs
-/// to find the daemon (`server.*`, `store.path` for the generated token). Connector files,
-/// and the secrets they name, are not read.
-pub fn load_daemon_only(dir: &Path, env: &dyn Env) -> Result<DaemonConfig, ConfigErrors> {
-    let mut errors = Vec::new();
-    let daemon = load_daemon(&dir.join(DAEMON_FILE), env, &mut errors);
-    if errors.is_empty() {
-        Ok(daemon.unwrap_or_default())
-    } else {
-        Err(ConfigErrors(errors))
-    }
-}
-
 fn connector_files(dir: &Path, errors: &mut Vec<ConfigError>) -> Vec<PathBuf> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -326,7 +317,16 @@ struct FileCtx<'a> {
     unresolved: Vec<String>,
 }
 
-impl FileCtx<'_> {
+impl<'a> FileCtx<'a> {
+    fn new(file: &'a Path, connector: Option<String>) -> Self {
+        Self {
+            file,
+            connector,
+            secrets: Vec::new(),
+            unresolved: Vec::new(),
+        }
+    }
+
     fn error(&self, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
         ConfigError::new(self.file, field, message)
             .connector(self.connector.as_deref())
@@ -504,172 +504,6 @@ fn resolve(
     }
 }
 
-fn load_daemon(file: &Path, env: &dyn Env, errors: &mut Vec<ConfigError>) -> Option<DaemonConfig> {
-    // Only variables naming a top-level key are overrides; the rest (REVSYNC_ADMIN_TOKEN
-    // referenced as ${...}) are values for interpolation.
-    let overrides: config::Map<String, String> = env
-        .vars()
-        .into_iter()
-        .filter(|(k, _)| {
-            k.strip_prefix(ENV_PREFIX)
-                .and_then(|r| r.strip_prefix('_'))
-                .map(|r| {
-                    let first = r
-                        .split("__")
-                        .next()
-                        .unwrap_or_default()
-                        .to_ascii_lowercase();
-                    daemon::TOP_LEVEL_KEYS.contains(&first.as_str())
-                })
-                .unwrap_or(false)
-        })
-        .collect();
-    let env_source = config::Environment::with_prefix(ENV_PREFIX)
-        .prefix_separator("_")
-        .separator("__")
-        .try_parsing(true)
-        .source(Some(overrides));
-
-    let mut map = if file.exists() {
-        read_yaml(file, Some(env_source), errors)?
-    } else {
-        // No file: defaults plus environment overrides.
-        let built = config::Config::builder()
-            .add_source(env_source)
-            .build()
-            .and_then(|c| c.try_deserialize::<Value>());
-        match built {
-            Ok(Value::Object(m)) => m,
-            _ => Map::new(),
-        }
-    };
-
-    let mut ctx = FileCtx {
-        file,
-        connector: None,
-        secrets: Vec::new(),
-        unresolved: Vec::new(),
-    };
-    resolve(&mut ctx, &mut map, env, errors);
-    ctx.check_top_level(&map, daemon::TOP_LEVEL_KEYS, errors);
-    let defaults = DaemonConfig::default();
-    // Section by section, so one bad section does not hide errors in the others.
-    let version = ctx.section(&map, "version", || defaults.version, errors);
-    let server = ctx.section(&map, "server", ServerConfig::default, errors);
-    let store = ctx.section(&map, "store", StoreConfig::default, errors);
-    let log = ctx.section(&map, "log", LogConfig::default, errors);
-    let shutdown_timeout_secs = ctx.section(
-        &map,
-        "shutdown_timeout_secs",
-        || defaults.shutdown_timeout_secs,
-        errors,
-    );
-    if let Some(secs) = shutdown_timeout_secs {
-        if secs == 0 || secs > 3600 {
-            errors.push(
-                ctx.error(
-                    "shutdown_timeout_secs",
-                    format!("{secs} is outside 1..=3600 seconds"),
-                )
-                .example("shutdown_timeout_secs: 30"),
-            );
-        }
-    }
-    let retention = ctx.section(&map, "retention", RetentionConfig::default, errors);
-    for (field, message, example) in retention.iter().flat_map(RetentionConfig::problems) {
-        errors.push(
-            ctx.error(format!("retention.{field}"), message)
-                .example(example),
-        );
-    }
-    // Parsed before any `?`: a mistake in an earlier section must not hide these.
-    let merge = ctx.section(&map, "merge", BTreeMap::new, errors);
-    let retry = ctx.section(&map, "retry", RetryConfig::default, errors);
-    let alerts = ctx.section(&map, "alerts", daemon::AlertsConfig::default, errors);
-    if let Some(a) = &alerts {
-        if !(1..=3600).contains(&a.check_interval_secs) {
-            errors.push(
-                ctx.error(
-                    "alerts.check_interval_secs",
-                    format!("{} is outside 1..=3600 seconds", a.check_interval_secs),
-                )
-                .example("alerts:\n  check_interval_secs: 30"),
-            );
-        }
-        let url = a.webhook_url.as_ref().map(|u| u.expose().to_owned());
-        if url.is_some_and(|u| {
-            !url::Url::parse(&u).is_ok_and(|p| matches!(p.scheme(), "http" | "https"))
-        }) {
-            errors.push(
-                ctx.error("alerts.webhook_url", "is not an http(s) URL")
-                    .example("alerts:\n  webhook_url: ${SLACK_WEBHOOK_URL}"),
-            );
-        }
-    }
-    let cfg = DaemonConfig {
-        version: version?,
-        server: server?,
-        store: store?,
-        log: log?,
-        shutdown_timeout_secs: shutdown_timeout_secs?,
-        merge: merge?,
-        retention: retention?,
-        retry: retry?,
-        alerts: alerts?,
-    };
-    let r = &cfg.retry;
-    if !daemon::RETRY_MAX_ATTEMPTS_RANGE.contains(&r.max_attempts) {
-        errors.push(
-            ctx.error(
-                "retry.max_attempts",
-                format!("{} is outside 1..=1000", r.max_attempts),
-            )
-            .example("retry:\n  max_attempts: 10"),
-        );
-    }
-    if r.min_delay_ms == 0
-        || r.max_delay_secs == 0
-        || r.min_delay_ms > r.max_delay_secs.saturating_mul(1000)
-    {
-        errors.push(
-            ctx.error(
-                "retry",
-                format!(
-                    "min_delay_ms {} and max_delay_secs {} must be positive, the first no longer than the second",
-                    r.min_delay_ms, r.max_delay_secs
-                ),
-            )
-            .example("retry:\n  min_delay_ms: 1000\n  max_delay_secs: 600"),
-        );
-    }
-    if cfg.version != 1 {
-        errors.push(
-            ctx.error("version", format!("unsupported version {}", cfg.version))
-                .hint("this revsync reads version 1")
-                .example("version: 1"),
-        );
-    }
-    for b in cfg.out_of_bounds() {
-        errors.push(ctx.error(b.field, b.message).example(b.example));
-    }
-    if cfg.store.flush_interval_ms == 0 {
-        errors.push(
-            ctx.error("store.flush_interval_ms", "must be at least 1 millisecond")
-                .example("store:\n  flush_interval_ms: 500"),
-        );
-    }
-    if let Err(e) = cfg.log.level.parse::<tracing_subscriber::EnvFilter>() {
-        errors.push(
-            ctx.error(
-                "log.level",
-                format!("`{}` is not a log filter: {e}", cfg.log.level),
-            )
-            .example("log:\n  level: info"),
-        );
-    }
-    Some(cfg)
-}
-
 fn load_connector(
     file: &Path,
     registry: &Registry,
@@ -677,12 +511,7 @@ fn load_connector(
     errors: &mut Vec<ConfigError>,
 ) -> Option<ConnectorConfig> {
     let mut map = read_yaml(file, None, errors)?;
-    let mut ctx = FileCtx {
-        file,
-        connector: None,
-        secrets: Vec::new(),
-        unresolved: Vec::new(),
-    };
+    let mut ctx = FileCtx::new(file, None);
     let before = errors.len();
     resolve(&mut ctx, &mut map, env, errors);
 

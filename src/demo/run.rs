@@ -298,7 +298,11 @@ async fn demo_inner(args: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
         },
     ));
     let base = format!("http://{addr}");
-    eprintln!("daemon on {base}  (status: {base}/status)");
+    // Now, not only in the summary: the run takes minutes and is worth watching.
+    eprintln!("daemon on {base}  (status: {base}/status); inspect it while it syncs:");
+    for command in inspect_commands(&base, &token_file) {
+        eprintln!("  {command}");
+    }
 
     let mut headers = reqwest::header::HeaderMap::new();
     let mut bearer = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))?;
@@ -957,11 +961,10 @@ fn print_summary(
         "  admin token         in {0} (records and /admin need it):\n                      curl -H \"Authorization: Bearer $(cat {0})\" {base}/records/<email>",
         token_file.display()
     );
-    // The same with the CLI, which needs neither this run's config nor any secret.
-    let cli = format!("--url {base} --token \"$(cat {})\"", token_file.display());
-    println!("  inspect with        revsync status {cli}");
-    println!("                      revsync records get <email> {cli}");
-    println!("                      revsync dlq list {cli}");
+    for (i, command) in inspect_commands(base, token_file).iter().enumerate() {
+        let label = if i == 0 { "inspect with" } else { "" };
+        println!("  {label:20}{command}");
+    }
     // One line for scripts.
     let mut line = format!(
         "summary: converged={} secs={secs:.1}",
@@ -991,6 +994,16 @@ fn print_summary(
         " read={read} canonical={canonical} merged={merged} conflicts={conflicts} throttled={throttled} dead_letters={dead}"
     );
     println!("{line}");
+}
+
+/// The CLI commands that look into this run: they need neither its config nor any secret.
+fn inspect_commands(base: &str, token_file: &Path) -> [String; 3] {
+    let cli = format!("--url {base} --token \"$(cat {})\"", token_file.display());
+    [
+        format!("revsync status {cli}"),
+        format!("revsync records get <email> {cli}"),
+        format!("revsync dlq list {cli}"),
+    ]
 }
 
 pub fn sim(args: SimArgs) -> u8 {

@@ -738,6 +738,31 @@ impl Engine {
         object: &str,
         record: &Record,
     ) -> Result<Option<(Projection, codec::Hash)>, EngineError> {
+        self.projection_with(connector, object, record, &|_, _| None)
+    }
+
+    /// As [`Engine::projection`], for a plan: a relation to a record with no copy in
+    /// `connector` yet is written as `unlinked(record, object)` says (the copy a create of
+    /// the same run would make), not left out as a push would until that create is done.
+    pub fn planned_projection(
+        &self,
+        connector: &str,
+        object: &str,
+        record: &Record,
+        unlinked: &dyn Fn(Uuid, &str) -> Option<String>,
+    ) -> Result<Option<Projection>, EngineError> {
+        Ok(self
+            .projection_with(connector, object, record, unlinked)?
+            .map(|(p, _)| p))
+    }
+
+    fn projection_with(
+        &self,
+        connector: &str,
+        object: &str,
+        record: &Record,
+        unlinked: &dyn Fn(Uuid, &str) -> Option<String>,
+    ) -> Result<Option<(Projection, codec::Hash)>, EngineError> {
         let Some(m) = self.mappings.get(connector, object) else {
             return Ok(None);
         };
@@ -750,12 +775,12 @@ impl Engine {
         // a system read later) goes where `create_when:` sends it now: creates wait for
         // every first read, so by now the record is whole, and the choice does not depend
         // on which system happened to be read first.
-        let unlinked = !record.links.iter().any(|l| l.connector == connector);
-        if unlinked && self.mappings.create_target(record, connector) != Some(object) {
+        let absent = !record.links.iter().any(|l| l.connector == connector);
+        if absent && self.mappings.create_target(record, connector) != Some(object) {
             return Ok(None);
         }
         let txn = self.reader();
-        txn.project(m, record).map(Some)
+        txn.project(m, record, unlinked).map(Some)
     }
 
     /// What a copy read from `connector`'s `object` holds, as a projection: compared

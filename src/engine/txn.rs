@@ -689,7 +689,8 @@ impl<'a> Txn<'a> {
             self.save(rec);
             if mapping.direction != Direction::In {
                 // What this system holds now, as far as we know: its own values.
-                let (_, held) = self.project_values(mapping, &|f| mapped.values.get(f))?;
+                let (_, held) =
+                    self.project_values(mapping, &|f| mapped.values.get(f), &|_, _| None)?;
                 let mut st = self.sync_get(id, conn, obj)?;
                 st.held = Some(held);
                 self.sync_set(id, conn, obj, st)?;
@@ -821,7 +822,7 @@ impl<'a> Txn<'a> {
         if st.sent.is_empty() {
             return Ok(false);
         }
-        let (_, hash) = self.project_values(mapping, &|f| values.get(f))?;
+        let (_, hash) = self.project_values(mapping, &|f| values.get(f), &|_, _| None)?;
         let echo = st.sent.contains(&hash);
         if echo {
             if st.held == Some(hash) {
@@ -927,7 +928,7 @@ impl<'a> Txn<'a> {
                 {
                     continue;
                 }
-                let (proj, hash) = self.project(m, rec)?;
+                let (proj, hash) = self.project(m, rec, &|_, _| None)?;
                 if !proj.is_empty() && m.admits_out(&proj) {
                     wanted.push((m, hash));
                 }
@@ -960,8 +961,9 @@ impl<'a> Txn<'a> {
         &self,
         m: &ObjectMapping,
         rec: &Record,
+        unlinked: &dyn Fn(Uuid, &str) -> Option<String>,
     ) -> Result<(Projection, Hash), EngineError> {
-        self.project_values(m, &|f| rec.value(f))
+        self.project_values(m, &|f| rec.value(f), unlinked)
     }
 
     /// A copy's own values as revsync would write them there: what it holds, in the
@@ -972,14 +974,18 @@ impl<'a> Txn<'a> {
         fields: &BTreeMap<String, serde_json::Value>,
     ) -> Result<Projection, EngineError> {
         let mapped = m.map_in(fields);
-        self.project_values(m, &|f| mapped.values.get(f))
+        self.project_values(m, &|f| mapped.values.get(f), &|_, _| None)
             .map(|(p, _)| p)
     }
 
+    /// `unlinked(record, object)`: what a relation to a record with no copy in that
+    /// object of this system is written as (nothing, unless a plan knows the copy a
+    /// create will make).
     fn project_values<'v>(
         &self,
         m: &ObjectMapping,
         values: &dyn Fn(&str) -> Option<&'v Value>,
+        unlinked: &dyn Fn(Uuid, &str) -> Option<String>,
     ) -> Result<(Projection, Hash), EngineError> {
         let mut failure = None;
         let mut resolve = |v: &Value, ref_object: &str| -> Option<String> {
@@ -1007,6 +1013,7 @@ impl<'a> Txn<'a> {
                 Ok(rec.and_then(|r| {
                     r.link(&m.connector, ref_object)
                         .map(|l| l.external_id.clone())
+                        .or_else(|| unlinked(r.id, ref_object))
                 }))
             })();
             r.unwrap_or_else(|e| {

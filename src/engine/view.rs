@@ -1,11 +1,13 @@
 //! The unified view of one customer, as JSON: every field with its value, source and
-//! time, every system's id for it, its relations and its latest audit entries.
+//! time, every system's id for it, its relations and its latest audit entries; and the
+//! dead-letter list, the same whether the daemon or the CLI (no daemon running) reads it.
 
 use revsync_sdk::model::micros_to_time;
 use revsync_sdk::{FieldEntry, Record, Value};
 use serde_json::{json, Value as Json};
 
 use super::codec::{AuditEntry, AuditEvent};
+use super::{Engine, EngineError};
 
 pub(crate) fn time(us: i64) -> Json {
     match micros_to_time(us) {
@@ -232,4 +234,54 @@ pub fn record_table(v: &Json) -> String {
         }
     }
     out
+}
+
+/// How many dead letters of each direction a listing shows unless asked otherwise.
+pub const DLQ_LIST_LIMIT: usize = 1000;
+
+/// `{dead_letters: [...]}`: pushes the systems refused for good, with what was sent and
+/// what they answered (`direction: outbound`), and records or events that could not be
+/// brought in, with their raw body and error (`direction: inbound`).
+pub fn dead_letters_json(
+    engine: &Engine,
+    connector: Option<&str>,
+    limit: usize,
+) -> Result<Json, EngineError> {
+    let out = engine.dead_letters(connector, limit)?;
+    let inbound = engine.inbound_dead_letters(connector, limit)?;
+    let time = |ts| micros_to_time(ts).map(|t| t.to_rfc3339());
+    let items: Vec<Json> = out
+        .iter()
+        .map(|(connector, seq, d)| {
+            json!({
+                "direction": "outbound",
+                "connector": connector,
+                "seq": seq,
+                "record": d.entry.record,
+                "object": d.entry.object,
+                "class": d.class,
+                "detail": d.detail,
+                "status": d.status,
+                "request": d.request,
+                "response": d.response,
+                "attempts": d.entry.attempts,
+                "failed_at": time(d.failed_ts),
+            })
+        })
+        .chain(inbound.iter().map(|(id, d)| {
+            json!({
+                "direction": "inbound",
+                "id": id,
+                "connector": d.connector,
+                "object": d.object,
+                "external_id": d.external_id,
+                "source": d.source,
+                "error": d.error,
+                "raw": d.raw,
+                "attempts": d.attempts,
+                "failed_at": time(d.failed_ts),
+            })
+        }))
+        .collect();
+    Ok(json!({ "dead_letters": items }))
 }

@@ -15,6 +15,8 @@ use crate::engine::codec::{self, DeadLetter, OutboxEntry, PushOp as QueuedOp};
 use crate::engine::{Engine, EngineError, Page};
 use crate::status::{ConnectorState, StatusHub};
 
+mod dry_run;
+
 /// How many outbox entries one round looks at, in batches.
 const ROUND_BATCHES: usize = 8;
 
@@ -45,7 +47,8 @@ pub struct Dispatcher {
     pub pass: std::sync::Mutex<Pass>,
     /// How often one failing item is tried before it is dead-lettered.
     pub retry: super::retry::RetryPolicy,
-    /// The connector's `dry_run`: nothing is sent; entries wait in the outbox.
+    /// The connector's `dry_run`: nothing is sent; entries wait in the outbox and
+    /// `/status` lists them ([`dry_run`]).
     pub dry_run: bool,
 }
 
@@ -232,6 +235,10 @@ enum Round {
 
 impl Dispatcher {
     pub async fn run(self: Arc<Self>) {
+        if self.dry_run {
+            // Nothing is pushed or acknowledged: turned off, every held write goes out.
+            return self.preview().await;
+        }
         let signal = self.engine.outbox_signal();
         loop {
             if self.cancel.is_cancelled() {
@@ -423,17 +430,6 @@ impl Dispatcher {
         unread: &Unread,
         read_first: bool,
     ) -> Result<Attempt, EngineError> {
-        if self.dry_run {
-            // Nothing is acknowledged either: turned off, every held write goes out.
-            let conn = self.connector_id.clone();
-            self.status.update(&conn, |s| {
-                s.note = Some(
-                    "dry run: nothing is written; what would be waits in the outbox (`revsync plan` shows it field by field)"
-                        .to_owned(),
-                );
-            });
-            return Ok(Attempt::Done(Pushed::Blocked(Duration::from_secs(5))));
-        }
         let catching_up = "pushes wait for this run's first read of every object";
         if !self.caught_up.all(&self.gated) {
             let conn = self.connector_id.clone();
@@ -513,51 +509,7 @@ impl Dispatcher {
         let mut sendable: Vec<(Pending, Uuid, Vec<PushItem>, codec::Hash)> = Vec::new();
         for p in chunk {
             let (c, o, entry) = (conn.clone(), object.to_owned(), p.latest.1.clone());
-            let built = self
-                .blocking(move |e| -> Result<Option<Built>, EngineError> {
-                    let Some(rec) = e.find(&entry.record.to_string())? else {
-                        return Ok(None);
-                    };
-                    if let QueuedOp::Delete { external_id } = &entry.op {
-                        let item = PushItem {
-                            op: PushOp::Delete {
-                                external_id: external_id.clone(),
-                            },
-                            fields: BTreeMap::new(),
-                            version: rec.version,
-                        };
-                        return Ok(Some((rec.id, vec![item], [0; 16], false)));
-                    }
-                    let Some((fields, hash)) = e.projection(&c, &o, &rec)? else {
-                        return Ok(None);
-                    };
-                    if e.held(&c, &o, rec.id)? == Some(hash) {
-                        return Ok(Some((rec.id, Vec::new(), hash, true)));
-                    }
-                    let mut ops: Vec<PushOp> = rec
-                        .links
-                        .iter()
-                        .filter(|l| l.connector == c && l.object == o)
-                        .map(|l| PushOp::Update {
-                            external_id: l.external_id.clone(),
-                        })
-                        .collect();
-                    if ops.is_empty() {
-                        ops.push(PushOp::Create {
-                            canonical_id: rec.id,
-                        });
-                    }
-                    let items = ops
-                        .into_iter()
-                        .map(|op| PushItem {
-                            op,
-                            fields: fields.clone(),
-                            version: rec.version,
-                        })
-                        .collect();
-                    Ok(Some((rec.id, items, hash, false)))
-                })
-                .await?;
+            let built = self.blocking(move |e| build(e, &c, &o, &entry)).await?;
             match built {
                 // The record is gone (it cannot be: records are never erased) or unmapped: drop.
                 None => {
@@ -931,7 +883,67 @@ pub(super) fn quota_state(scope: LimitScope) -> (ConnectorState, &'static str) {
 
 /// Record -> pending push key: deletes by the copy they name (a record can hold two
 /// copies in one object, and each must go).
+/// What pushing `entry` would send, built from its record as it is now (latest state
+/// wins): one item per copy of the record in `object` (a rep's duplicates that one email
+/// tied together are each told), or a create. `None`: the record is gone or not mapped
+/// here; `held`: the system already holds this state, nothing to send.
+fn build(e: &Engine, c: &str, o: &str, entry: &OutboxEntry) -> Result<Option<Built>, EngineError> {
+    let Some(rec) = e.find(&entry.record.to_string())? else {
+        return Ok(None);
+    };
+    if let QueuedOp::Delete { external_id } = &entry.op {
+        let item = PushItem {
+            op: PushOp::Delete {
+                external_id: external_id.clone(),
+            },
+            fields: BTreeMap::new(),
+            version: rec.version,
+        };
+        return Ok(Some((rec.id, vec![item], [0; 16], false)));
+    }
+    let Some((fields, hash)) = e.projection(c, o, &rec)? else {
+        return Ok(None);
+    };
+    if e.held(c, o, rec.id)? == Some(hash) {
+        return Ok(Some((rec.id, Vec::new(), hash, true)));
+    }
+    let mut ops: Vec<PushOp> = rec
+        .links
+        .iter()
+        .filter(|l| l.connector == c && l.object == o)
+        .map(|l| PushOp::Update {
+            external_id: l.external_id.clone(),
+        })
+        .collect();
+    if ops.is_empty() {
+        ops.push(PushOp::Create {
+            canonical_id: rec.id,
+        });
+    }
+    let items = ops
+        .into_iter()
+        .map(|op| PushItem {
+            op,
+            fields: fields.clone(),
+            version: rec.version,
+        })
+        .collect();
+    Ok(Some((rec.id, items, hash, false)))
+}
+
 type PendingKey = (Uuid, String, Option<String>);
+
+/// Entries for one record, object and operation are pushed as one (a delete names its copy).
+fn pending_key(entry: &OutboxEntry) -> PendingKey {
+    (
+        entry.record,
+        entry.object.clone(),
+        match &entry.op {
+            QueuedOp::Delete { external_id } => Some(external_id.clone()),
+            _ => None,
+        },
+    )
+}
 
 /// The entries of a window that are due at `now`, coalesced by (record, object, op) in
 /// outbox order, with that order, and the soonest `not_before` of those skipped.
@@ -947,14 +959,7 @@ fn due_entries(
             next_due = earliest(next_due, Some(entry.not_before));
             continue;
         }
-        let key = (
-            entry.record,
-            entry.object.clone(),
-            match &entry.op {
-                QueuedOp::Delete { external_id } => Some(external_id.clone()),
-                _ => None,
-            },
-        );
+        let key = pending_key(&entry);
         match pending.get_mut(&key) {
             Some(p) => {
                 p.seqs.push(seq);

@@ -49,6 +49,8 @@ pub struct Rig {
     pub seeded: Snapshot,
     /// Copies the generated world put in each system, as `connector:object:id`.
     pub refs: Vec<String>,
+    /// What each of those copies held before revsync ran ([`copy_values`]).
+    pub seeded_copies: BTreeMap<String, Fields>,
     /// Extra `params:` lines per connector id, for the chaos run's short timeouts.
     extra_params: BTreeMap<&'static str, Vec<String>>,
     /// The daemon's port when a simulator sends it webhooks (known before the simulators
@@ -96,10 +98,11 @@ impl Rig {
         let refs = refs
             .into_iter()
             .map(|(c, o, id)| format!("{c}:{o}:{id}"))
-            .collect();
+            .collect::<Vec<_>>();
         let dir = tempfile::tempdir().expect("tempdir");
         let rig = Rig {
             seeded: Snapshot::take(&sims),
+            seeded_copies: copies(&sims, &refs),
             sims,
             dir,
             refs,
@@ -138,6 +141,7 @@ impl Rig {
         write_config(&conf);
         Rig {
             seeded: Snapshot::take(&sims),
+            seeded_copies: copies(&sims, &refs),
             sims,
             dir,
             refs,
@@ -196,9 +200,15 @@ impl Rig {
 
     /// `revsync plan --json` against this rig's systems: what a first sync would do.
     pub fn plan(&self) -> Value {
+        self.plan_with(&[])
+    }
+
+    /// As [`Rig::plan`], with more arguments (`--limit N`).
+    pub fn plan_with(&self, args: &[&str]) -> Value {
         let mut cmd = Command::new(BIN);
         cmd.arg("plan")
             .arg("--json")
+            .args(args)
             .arg("--config")
             .arg(self.config_dir())
             .env_remove("RUST_LOG")
@@ -462,6 +472,53 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// [`copy_values`] of each of `refs`, by ref.
+pub fn copies(sims: &Sims, refs: &[String]) -> BTreeMap<String, Fields> {
+    refs.iter()
+        .filter_map(|r| Some((r.clone(), copy_values(sims, r)?)))
+        .collect()
+}
+
+/// Every value the copy `connector:object:id` holds, as text, by the system's own field
+/// names (Stripe's metadata as `metadata.KEY`), without the times and counters a write
+/// moves by itself: two states differ only where a field was written with a new value.
+/// `None`: the copy is gone.
+pub fn copy_values(sims: &Sims, r: &str) -> Option<Fields> {
+    let mut parts = r.splitn(3, ':');
+    let (system, object, id) = (parts.next()?, parts.next()?, parts.next()?);
+    let from_json = |body: &Value| -> Fields {
+        let mut f = Fields::new();
+        for (k, v) in body.as_object().into_iter().flatten() {
+            match v {
+                Value::Object(m) => f.extend(
+                    m.iter()
+                        .filter_map(|(mk, mv)| Some((format!("{k}.{mk}"), text(mv)?))),
+                ),
+                v => f.extend(text(v).map(|t| (k.clone(), t))),
+            }
+        }
+        f
+    };
+    let mut f = match system {
+        "hubspot" => sims.hubspot.get(object, id)?,
+        "salesforce" => {
+            let rec = sims.salesforce.record(id).filter(|r| !r.deleted)?;
+            from_json(&Value::Object(rec.fields))
+        }
+        "zendesk" => from_json(&sims.zendesk.record(object, id)?),
+        "stripe" => from_json(&sims.stripe.get(object, id)?),
+        _ => return None,
+    };
+    f.retain(|k, v| {
+        let k = k.to_ascii_lowercase();
+        !v.is_empty()
+            && !["modified", "updated", "modstamp", "version"]
+                .iter()
+                .any(|t| k.contains(t))
+    });
+    Some(f)
 }
 
 /// One record's mapped fields as a system holds them, ids of other records replaced by

@@ -45,6 +45,9 @@ struct Baseline {
     plan: Value,
     /// Every seeded copy's canonical id after the sync, `connector:object:id` -> id.
     canonical_of: BTreeMap<String, String>,
+    /// Every seeded copy's values before and after the sync ([`harness::copy_values`]).
+    seeded_copies: BTreeMap<String, harness::Fields>,
+    synced_copies: BTreeMap<String, harness::Fields>,
 }
 
 async fn baseline() -> &'static Baseline {
@@ -68,6 +71,7 @@ async fn baseline() -> &'static Baseline {
                 String::new()
             };
             let snapshot = Snapshot::take(&rig.sims);
+            let synced_copies = harness::copies(&rig.sims, &rig.refs);
             let mut canonical_of = BTreeMap::new();
             for r in &rig.refs {
                 if let Some(v) = d.record(r).await {
@@ -85,6 +89,8 @@ async fn baseline() -> &'static Baseline {
                 took,
                 plan,
                 canonical_of,
+                seeded_copies: rig.seeded_copies.clone(),
+                synced_copies,
             }
         })
         .await
