@@ -51,6 +51,8 @@ pub struct AppState {
     pub public_url: Option<String>,
     pub status: Arc<StatusHub>,
     pub metrics: Metrics,
+    /// The KPIs' configured inputs (`kpi:` in revsync.yaml).
+    pub kpi: crate::kpi::report::Inputs,
     /// The store's figures as of the last refresh: sled reads the disk for its size, which
     /// must not happen on an async thread at every `/status` or `/metrics` request.
     store_stats: std::sync::RwLock<crate::store::StoreStats>,
@@ -77,6 +79,7 @@ impl AppState {
             public_url: server.public_url.clone(),
             status,
             metrics: Metrics::new(),
+            kpi: crate::kpi::report::Inputs::default(),
             store_stats: std::sync::RwLock::default(),
             shutting_down: AtomicBool::new(false),
         }
@@ -114,6 +117,7 @@ impl AppState {
     /// a walk over the subscriptions and deals, so it runs every few minutes, not per scrape.
     pub async fn refresh_revenue(&self) {
         let store = self.store.clone();
+        let inputs = self.kpi.clone();
         let now = chrono::Utc::now();
         let q = crate::kpi::report::Query {
             period: Some("month".into()),
@@ -121,7 +125,7 @@ impl AppState {
             to: None,
         };
         let done = tokio::task::spawn_blocking(move || {
-            crate::kpi::report::from_store(store.as_ref(), &q, now)
+            crate::kpi::report::from_store(store.as_ref(), &q, &inputs, now)
         })
         .await;
         match done {
@@ -129,6 +133,11 @@ impl AppState {
             Ok(Err(e)) => tracing::warn!(error = %e, "revenue KPIs not refreshed"),
             Err(e) => tracing::warn!(error = %e, "revenue KPIs not refreshed"),
         }
+    }
+
+    pub fn with_kpi(mut self, inputs: crate::kpi::report::Inputs) -> Self {
+        self.kpi = inputs;
+        self
     }
 
     /// What an operator must know about how this daemon runs, shown on `/status`.
@@ -288,14 +297,17 @@ pub async fn serve(
     let runtime = crate::sync::start(
         &config, &registry, &engine, &store, &status, &tasks, &cancel,
     )?;
-    let state = Arc::new(AppState::new(
-        store.clone(),
-        engine,
-        runtime,
-        &config.daemon.server,
-        auth,
-        status.clone(),
-    ));
+    let state = Arc::new(
+        AppState::new(
+            store.clone(),
+            engine,
+            runtime,
+            &config.daemon.server,
+            auth,
+            status.clone(),
+        )
+        .with_kpi((&config.daemon.kpi).into()),
+    );
 
     {
         let (cfg, status, cancel) = (config.daemon.alerts.clone(), status.clone(), cancel.clone());

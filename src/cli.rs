@@ -695,7 +695,8 @@ fn kpi(client: &ClientArg, q: &crate::kpi::report::Query, as_json: bool) -> u8 {
         Err(DaemonAnswer::NotRunning) if client.url.is_none() => {
             match load(&client.config.config) {
                 Ok(cfg) => open_store(&cfg).and_then(|store| {
-                    crate::kpi::report::from_store(&store, q, chrono::Utc::now())
+                    let inputs = (&cfg.daemon.kpi).into();
+                    crate::kpi::report::from_store(&store, q, &inputs, chrono::Utc::now())
                 }),
                 Err(code) => return code,
             }

@@ -284,13 +284,14 @@ async fn kpi(
     Query(q): Query<crate::kpi::report::Query>,
 ) -> Response {
     let store = state.store.clone();
+    let inputs = state.kpi.clone();
     let now = chrono::Utc::now();
     // A bad question is answered before the store is read.
     if let Err(e) = q.periods(now) {
         return error(StatusCode::BAD_REQUEST, "bad_request", e);
     }
     let done = tokio::task::spawn_blocking(move || {
-        crate::kpi::report::from_store(store.as_ref(), &q, now)
+        crate::kpi::report::from_store(store.as_ref(), &q, &inputs, now)
     })
     .await;
     match done {

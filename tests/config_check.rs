@@ -271,6 +271,31 @@ fn retry_limits_are_checked() {
 }
 
 #[test]
+fn kpi_inputs_out_of_bounds_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("connectors")).unwrap();
+    std::fs::write(
+        dir.path().join("revsync.yaml"),
+        format!(
+            "version: 1\nstore:\n  path: {}\nkpi:\n  gross_margin: 80\n  spend:\n    - {{ from: 2026-03-01, to: 2026-03-01, amount_minor: -5, currency: US }}\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let out = revsync(&["check", "--config", dir.path().to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    for want in [
+        "field `kpi.gross_margin`: 80 is not a fraction in (0, 1]",
+        "field `kpi.spend[0]`: from 2026-03-01 is not before to 2026-03-01",
+        "field `kpi.spend[0].amount_minor`: -5 is negative",
+        "field `kpi.spend[0].currency`: `US` is not an ISO 4217 code",
+    ] {
+        assert!(stderr.contains(want), "no `{want}` in:\n{stderr}");
+    }
+}
+
+#[test]
 fn zero_and_out_of_range_limits_are_refused_before_start() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(

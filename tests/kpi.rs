@@ -99,7 +99,7 @@ fn months(store: &MemStore, from: &str, to: &str) -> Json {
         from: Some(from.into()),
         to: Some(to.into()),
     };
-    report::from_store(store, &q, day(2026, 4, 15)).unwrap()
+    report::from_store(store, &q, &report::Inputs::default(), day(2026, 4, 15)).unwrap()
 }
 
 #[test]
@@ -239,9 +239,12 @@ fn a_question_the_report_cannot_answer_is_refused_with_the_reason() {
 fn revsync_kpi_reads_the_store_when_no_daemon_holds_it() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
+    // Spend and gross margin come from revsync.yaml: 1,000.00 in March, 80 %.
     config_in(
         dir.path(),
-        &format!("server:\n  listen: 127.0.0.1:{port}\n"),
+        &format!(
+            "server:\n  listen: 127.0.0.1:{port}\nkpi:\n  gross_margin: 0.8\n  spend:\n    - {{ from: 2026-03-01, to: 2026-04-01, amount_minor: 100000, currency: USD }}\n"
+        ),
     );
     std::fs::write(dir.path().join("connectors/stripe.yaml"), STRIPE).unwrap();
     let cfg = revsync::config::load(
@@ -274,10 +277,15 @@ fn revsync_kpi_reads_the_store_when_no_daemon_holds_it() {
         String::from_utf8_lossy(&out.stderr)
     );
     let r: Json = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        r["periods"][0]["currencies"]["USD"]["mrr_end"], 17_000,
-        "{r:#}"
-    );
+    let mar = &r["periods"][0]["currencies"]["USD"];
+    assert_eq!(mar["mrr_end"], 17_000, "{r:#}");
+    // One new customer (C) for 1,000.00 of spend.
+    assert_eq!(mar["cac"], 100_000.0, "{mar:#}");
+    // ARPA 85.00 x 0.8 / monthly logo churn over Jan-Mar (1 of 0 + 2 + 1 customers at
+    // the months' starts) = 68.00 x 3 = 204.00.
+    assert_eq!(mar["ltv"], 20_400.0);
+    // 1,000.00 / 68.00 = 14.705... months.
+    assert_eq!(mar["cac_payback_months"], 14.71);
     let out = run(&[
         "--period",
         "quarter",

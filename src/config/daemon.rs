@@ -33,6 +33,88 @@ pub struct DaemonConfig {
     /// Messages to a webhook when a connector needs a person.
     #[serde(default)]
     pub alerts: AlertsConfig,
+    /// The KPIs' inputs no system holds: spend, gross margin, the at-risk threshold.
+    #[serde(default)]
+    pub kpi: KpiConfig,
+}
+
+/// `kpi:` in revsync.yaml (KPIS.md): what the revenue KPIs need besides the systems' data.
+/// Left out, the KPIs that need an input are reported unavailable, never 0.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KpiConfig {
+    /// Gross margin as a fraction (0.8 for 80 %), for LTV and CAC payback.
+    #[serde(default)]
+    pub gross_margin: Option<f64>,
+    /// Sales and marketing spend, one entry per period, for CAC.
+    #[serde(default)]
+    pub spend: Vec<SpendConfig>,
+    /// More urgent or high tickets than this in 30 days puts a paying customer at risk.
+    #[serde(default = "default_urgent_tickets_over")]
+    pub urgent_tickets_over: usize,
+}
+
+impl Default for KpiConfig {
+    fn default() -> Self {
+        Self {
+            gross_margin: None,
+            spend: Vec::new(),
+            urgent_tickets_over: default_urgent_tickets_over(),
+        }
+    }
+}
+
+fn default_urgent_tickets_over() -> usize {
+    2
+}
+
+/// Spend over `[from, to)` (dates, UTC), in minor units of `currency`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpendConfig {
+    pub from: chrono::NaiveDate,
+    pub to: chrono::NaiveDate,
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+impl KpiConfig {
+    /// (field, message, example) for each value out of bounds.
+    pub fn problems(&self) -> Vec<(String, String, &'static str)> {
+        let mut out = Vec::new();
+        const EXAMPLE: &str = "kpi:\n  gross_margin: 0.8\n  spend:\n    - { from: 2026-01-01, to: 2026-02-01, amount_minor: 2500000, currency: USD }";
+        if let Some(m) = self.gross_margin.filter(|m| !(*m > 0.0 && *m <= 1.0)) {
+            out.push((
+                "gross_margin".into(),
+                format!("{m} is not a fraction in (0, 1] (0.8 means 80 %)"),
+                EXAMPLE,
+            ));
+        }
+        for (i, s) in self.spend.iter().enumerate() {
+            if s.from >= s.to {
+                out.push((
+                    format!("spend[{i}]"),
+                    format!("from {} is not before to {}", s.from, s.to),
+                    EXAMPLE,
+                ));
+            }
+            if s.amount_minor < 0 {
+                out.push((
+                    format!("spend[{i}].amount_minor"),
+                    format!("{} is negative", s.amount_minor),
+                    EXAMPLE,
+                ));
+            }
+            if s.currency.len() != 3 || !s.currency.chars().all(|c| c.is_ascii_alphabetic()) {
+                out.push((
+                    format!("spend[{i}].currency"),
+                    format!("`{}` is not an ISO 4217 code", s.currency),
+                    EXAMPLE,
+                ));
+            }
+        }
+        out
+    }
 }
 
 /// Alerts (`alerts:` in revsync.yaml): a Slack-compatible `{"text": ...}` POST when a
@@ -226,6 +308,7 @@ impl Default for DaemonConfig {
             retention: RetentionConfig::default(),
             retry: RetryConfig::default(),
             alerts: AlertsConfig::default(),
+            kpi: KpiConfig::default(),
         }
     }
 }
@@ -521,6 +604,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "retention",
     "retry",
     "alerts",
+    "kpi",
 ];
 
 #[cfg(test)]

@@ -97,6 +97,9 @@ pub(super) fn load_daemon(
         alerts: ctx
             .section(&map, "alerts", daemon::AlertsConfig::default, errors)
             .unwrap_or_default(),
+        kpi: ctx
+            .section(&map, "kpi", daemon::KpiConfig::default, errors)
+            .unwrap_or_default(),
     };
     // A section that failed holds its defaults, which pass these: only what was written
     // is judged.
@@ -166,6 +169,9 @@ fn check_ranges(ctx: &FileCtx<'_>, cfg: &DaemonConfig, errors: &mut Vec<ConfigEr
             ctx.error(format!("retention.{field}"), message)
                 .example(example),
         );
+    }
+    for (field, message, example) in cfg.kpi.problems() {
+        errors.push(ctx.error(format!("kpi.{field}"), message).example(example));
     }
     let a = &cfg.alerts;
     if !(1..=3600).contains(&a.check_interval_secs) {

@@ -20,8 +20,8 @@ pub use connector::{
     Condition, ConnectorConfig, DeletePolicy, Direction, ObjectConfig, PollConfig,
 };
 pub use daemon::{
-    AlertsConfig, DaemonConfig, LogConfig, LogFormat, MergeRuleConfig, PolicyName, RetentionConfig,
-    RetryConfig, ServerConfig, StatusAuth, StoreConfig,
+    AlertsConfig, DaemonConfig, KpiConfig, LogConfig, LogFormat, MergeRuleConfig, PolicyName,
+    RetentionConfig, RetryConfig, ServerConfig, SpendConfig, StatusAuth, StoreConfig,
 };
 pub use daemon_file::load_daemon_only;
 pub use error::{nearest, ConfigError, ConfigErrors};

@@ -30,11 +30,16 @@ pub struct Read {
     /// Records that could not be turned into facts, with the reason (a status no KPI knows,
     /// a subscription without an MRR or a currency).
     pub skipped: Vec<String>,
+    /// The at-risk threshold (`kpi.urgent_tickets_over`), carried to the report.
+    pub urgent_tickets_over: usize,
 }
 
 /// Reads every live subscription and deal record with its history.
 pub fn read(store: &dyn Store) -> Result<Read, StoreError> {
-    let mut out = Read::default();
+    let mut out = Read {
+        urgent_tickets_over: super::report::Inputs::default().urgent_tickets_over,
+        ..Read::default()
+    };
     for page in scan_pages(store, Table::Records, b"", PAGE) {
         for (_, bytes) in page? {
             let Ok(rec) = codec::decode_record(&bytes) else {

@@ -123,7 +123,8 @@ pub fn report(read: &Read, kind: PeriodKind, periods: &[Period], now: Timestamp)
             .unwrap_or(current),
         current,
     );
-    let risk: Vec<Json> = at_risk(h, now, URGENT_TICKETS_OVER, last)
+    let urgent = read.urgent_tickets_over;
+    let risk: Vec<Json> = at_risk(h, now, urgent, last)
         .into_iter()
         .map(|r| json!({ "customer": r.customer, "mrr": r.mrr, "reasons": r.reasons }))
         .collect();
@@ -174,15 +175,51 @@ pub fn report(read: &Read, kind: PeriodKind, periods: &[Period], now: Timestamp)
         "forecast": ahead,
         "at_risk": risk,
         "at_risk_rules": format!(
-            "MRR > 0 and a subscription past due or unpaid, more than {URGENT_TICKETS_OVER} urgent or high tickets in the last 30 days, or contraction over {} .. {}",
+            "MRR > 0 and a subscription past due or unpaid, more than {urgent} urgent or high tickets in the last 30 days, or contraction over {} .. {}",
             last.start.to_rfc3339(),
             last.end.to_rfc3339()
         ),
     })
 }
 
-/// More urgent or high tickets than this in 30 days puts a paying customer at risk.
-pub const URGENT_TICKETS_OVER: usize = 2;
+/// What the KPIs need that no system holds (`kpi:` in revsync.yaml).
+#[derive(Clone, Debug)]
+pub struct Inputs {
+    pub spend: Option<Vec<super::Spend>>,
+    pub gross_margin: Option<Ratio>,
+    /// More urgent or high tickets than this in 30 days puts a paying customer at risk.
+    pub urgent_tickets_over: usize,
+}
+
+impl Default for Inputs {
+    fn default() -> Self {
+        Inputs::from(&crate::config::KpiConfig::default())
+    }
+}
+
+impl From<&crate::config::KpiConfig> for Inputs {
+    fn from(c: &crate::config::KpiConfig) -> Self {
+        let spend = (!c.spend.is_empty()).then(|| {
+            c.spend
+                .iter()
+                .map(|s| super::Spend {
+                    period: Period::new(day_start(s.from), day_start(s.to)),
+                    amount: s.amount_minor,
+                    currency: s.currency.to_ascii_uppercase(),
+                })
+                .collect()
+        });
+        // In basis points: exact for any margin written with up to four decimals.
+        let gross_margin = c
+            .gross_margin
+            .and_then(|m| Ratio::new((m * 10_000.0).round() as i128, 10_000));
+        Inputs {
+            spend,
+            gross_margin,
+            urgent_tickets_over: c.urgent_tickets_over,
+        }
+    }
+}
 
 /// The period holding `now` and the two after it, whole.
 fn periods_ahead(kind: PeriodKind, now: Timestamp) -> Vec<Period> {
@@ -586,10 +623,14 @@ impl Query {
 pub fn from_store(
     store: &dyn crate::store::Store,
     q: &Query,
+    inputs: &Inputs,
     now: Timestamp,
 ) -> Result<Json, String> {
     let periods = q.periods(now)?;
-    let read = super::read::read(store).map_err(|e| e.to_string())?;
+    let mut read = super::read::read(store).map_err(|e| e.to_string())?;
+    read.history.spend = inputs.spend.clone();
+    read.history.gross_margin = inputs.gross_margin;
+    read.urgent_tickets_over = inputs.urgent_tickets_over;
     let mut r = report(&read, q.kind()?, &periods, now);
     // The at-risk customers by name, read for those few only.
     if let Some(list) = r.get_mut("at_risk").and_then(Json::as_array_mut) {
