@@ -51,7 +51,7 @@ pub fn decode_answer(decoder: u8, answer: ApiResponse) -> Result<usize, Connecto
         0 => {
             let list = list_answer(v, "/v1/fuzz")?;
             f.connector
-                .backfill_page(object, 1_700_000_000, &list, Default::default())?
+                .backfill_page(object, 1_700_000_000, None, &list, Default::default())?
         }
         1 => {
             let list = list_answer(v, "/v1/events")?;
