@@ -38,8 +38,13 @@ async fn start_with(a: &Fake, b: &Fake, b_object: &str) -> Daemon {
 /// As [`start_with`], the second connector called `b_id` (a failpoint armed for it touches
 /// no other test of this binary).
 async fn start_named(a: &Fake, b: &Fake, b_id: &str, b_object: &str) -> Daemon {
+    start_params(a, b, b_id, b_object, "").await
+}
+
+/// As [`start_named`], with `b_params` (indented YAML lines) added to acme-b's `params`.
+async fn start_params(a: &Fake, b: &Fake, b_id: &str, b_object: &str, b_params: &str) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), a, b, b_id, b_object);
+    write_config(dir.path(), a, b, b_id, b_object, b_params);
     let cfg = revsync::config::load(
         dir.path(),
         &registry(),
@@ -64,18 +69,18 @@ fn registry() -> Registry {
     Registry::with(vec![Box::new(AcmeType)])
 }
 
-fn write_config(dir: &Path, a: &Fake, b: &Fake, b_id: &str, b_object: &str) {
+fn write_config(dir: &Path, a: &Fake, b: &Fake, b_id: &str, b_object: &str, b_params: &str) {
     std::fs::create_dir_all(dir.join("connectors")).unwrap();
     std::fs::write(
         dir.join("revsync.yaml"),
         format!("version: 1\nserver:\n  admin_token: {ADMIN}\n  max_body_bytes: 4096\nstore:\n  path: {}\nshutdown_timeout_secs: 5\n", dir.join("data").display()),
     )
     .unwrap();
-    for (id, fake, extra) in [("acme-a", a, ""), (b_id, b, b_object)] {
+    for (id, fake, extra, params) in [("acme-a", a, "", ""), (b_id, b, b_object, b_params)] {
         std::fs::write(
             dir.join(format!("connectors/{id}.yaml")),
             format!(
-                "version: 1\nid: {id}\ntype: acme\nparams:\n  base_url: {}\n  token: acme-token\n  webhook_token: hook-secret\npoll:\n  interval_secs: 1\n  jitter_pct: 0\nobjects:\n  contacts:\n    kind: person\n    fields: {{ email: email, name: {{ to: full_name }} }}\n{extra}",
+                "version: 1\nid: {id}\ntype: acme\nparams:\n  base_url: {}\n  token: acme-token\n  webhook_token: hook-secret\n{params}poll:\n  interval_secs: 1\n  jitter_pct: 0\nobjects:\n  contacts:\n    kind: person\n    fields: {{ email: email, name: {{ to: full_name }} }}\n{extra}",
                 fake.url()
             ),
         )
@@ -565,6 +570,71 @@ async fn held_creates_do_not_hold_back_the_updates_queued_behind_them() {
         "{note}"
     );
     d.stop().await;
+}
+
+/// A system that holds its newest changes back (Zendesk's exports keep the last minute)
+/// may hold a copy revsync has not seen: creates there wait until it serves them, unless
+/// the create itself finds that copy (an upsert on the email). Updates never wait: each
+/// copy is read by id before it is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_system_holding_changes_back_holds_creates_only_where_a_create_could_duplicate() {
+    for upserts in [false, true] {
+        let (a, b) = (Fake::start().await, Fake::start().await);
+        b.seed("shared@corp.test", "Old Name");
+        b.state.lock().unwrap().holds_back = true;
+        a.state.lock().unwrap().clock += 1000;
+        a.seed("shared@corp.test", "New Name");
+        a.seed("a-only@corp.test", "Only In A");
+        let params = if upserts {
+            "  creates_match_existing: true\n"
+        } else {
+            ""
+        };
+        let d = start_params(&a, &b, "acme-b", "", params).await;
+        let in_b = |name: &str| {
+            b.state
+                .lock()
+                .unwrap()
+                .contacts
+                .values()
+                .any(|c| c.name == name)
+        };
+        eventually(
+            "the update reached B while it holds changes back",
+            20,
+            || async { in_b("New Name") },
+        )
+        .await;
+        if upserts {
+            eventually(
+                "the create reached B: it finds any copy itself",
+                20,
+                || async { in_b("Only In A") },
+            )
+            .await;
+        } else {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            assert_eq!(b.state.lock().unwrap().creates, 0, "creates must wait");
+            let note = d.connector("acme-b").await["note"].clone();
+            assert_eq!(
+                note,
+                "creates wait for the first complete read of acme-b/contacts (changes held back)",
+            );
+            b.state.lock().unwrap().holds_back = false;
+            eventually(
+                "the create reached B once it served everything",
+                20,
+                || async { in_b("Only In A") },
+            )
+            .await;
+        }
+        assert_eq!(
+            b.state.lock().unwrap().creates,
+            1,
+            "one create, no duplicate"
+        );
+        d.stop().await;
+    }
 }
 
 /// Someone renames a contact in B after revsync's last read of B; then another rename

@@ -137,21 +137,31 @@ fn first_unread(
 
 /// Objects of one connector read to their end since this process started. Until all are,
 /// nothing is pushed there: edits made in that system while the daemon was down must be
-/// read (and win or lose by policy) before revsync writes over them.
+/// read (and win or lose by policy) before revsync writes over them. An object whose read
+/// reached the end but whose system still holds its newest changes back (Zendesk's
+/// exports keep the last minute) is `behind`: updates may go (each is read by id first),
+/// creates there wait unless the create itself finds an existing copy.
 #[derive(Debug, Default)]
-pub struct CaughtUp(std::sync::Mutex<std::collections::HashSet<String>>);
+pub struct CaughtUp(std::sync::Mutex<std::collections::HashMap<String, bool>>);
 
 impl CaughtUp {
-    pub fn mark(&self, object: &str) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(object.to_owned());
+    /// A read of `object` reached the end; `behind`: changes are still held back.
+    pub fn mark(&self, object: &str, behind: bool) {
+        let mut read = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        // Once served in full, an object stays so: later answers only bring newer changes.
+        let was = read.get(object).copied().unwrap_or(true);
+        read.insert(object.to_owned(), was && behind);
     }
 
     pub fn all(&self, objects: &std::collections::HashSet<String>) -> bool {
         let read = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        objects.iter().all(|o| read.contains(o))
+        objects.iter().all(|o| read.contains_key(o))
+    }
+
+    /// Whether `object` was read to the end with changes still held back.
+    pub fn behind(&self, object: &str) -> bool {
+        let read = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        read.get(object).copied().unwrap_or(false)
     }
 }
 
@@ -447,8 +457,12 @@ impl Dispatcher {
         // hold those creates, let updates and deletes through. A person may already be a
         // Salesforce Lead while revsync would create a Contact, and a Stripe customer may
         // name a HubSpot company not read yet.
-        let mut waiting_for = None;
-        let (chunk, held): (Vec<Pending>, Vec<Pending>) = if unread.is_empty() {
+        // A system still holding its newest changes back may hold a copy not served yet:
+        // creates there wait too, unless the create itself finds that copy.
+        let behind =
+            self.caught_up.behind(object) && !self.connector.creates_match_existing(object);
+        let mut waiting_for: Option<String> = None;
+        let (chunk, held): (Vec<Pending>, Vec<Pending>) = if unread.is_empty() && !behind {
             (chunk, Vec::new())
         } else {
             let mut keep = Vec::new();
@@ -471,12 +485,19 @@ impl Dispatcher {
                 } else {
                     None
                 };
-                match creates.and_then(|kind| unread.holds(kind)) {
-                    Some(object) => {
-                        waiting_for.get_or_insert_with(|| object.to_owned());
+                let unread_here = creates.and_then(|kind| unread.holds(kind));
+                match (unread_here, creates.is_some() && behind) {
+                    (Some(first), _) => {
+                        waiting_for.get_or_insert_with(|| first.to_owned());
                         held.push(p)
                     }
-                    None => keep.push(p),
+                    (None, true) => {
+                        waiting_for.get_or_insert_with(|| {
+                            format!("{}/{object} (changes held back)", self.connector_id)
+                        });
+                        held.push(p)
+                    }
+                    (None, false) => keep.push(p),
                 }
             }
             (keep, held)

@@ -150,14 +150,12 @@ impl PollLoop {
     /// After a read that reached the end (`complete`): the first read to the end links
     /// every copy the system already holds, so from then on creating a record there cannot
     /// duplicate one of them. A system that holds its newest changes back (`behind`) has
-    /// not served all of them yet: nothing is written there until it has.
+    /// not served all of them yet: creates there wait until it has (`CaughtUp`).
     async fn read_through(&self, complete: bool, behind: bool) {
         if !complete {
             return;
         }
-        if !behind {
-            self.caught_up.mark(&self.object);
-        }
+        self.caught_up.mark(&self.object, behind);
         if self.backfilled.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }

@@ -74,6 +74,9 @@ pub struct FakeState {
     pub broken_reads: std::collections::HashSet<String>,
     /// Ids whose read by id is refused for good (400).
     pub refused_reads: std::collections::HashSet<String>,
+    /// List answers say the newest changes are held back (as Zendesk's exports keep the
+    /// last minute): a read to the end is `behind`.
+    pub holds_back: bool,
 }
 
 #[derive(Clone)]
@@ -195,7 +198,9 @@ async fn list(
     let next = rows
         .get(limit.min(rows.len()).saturating_sub(1))
         .map(|c| c.updated);
-    Json(json!({"results": page, "next": next, "more": rows.len() > limit})).into_response()
+    let behind = s.holds_back;
+    Json(json!({"results": page, "next": next, "more": rows.len() > limit, "behind": behind}))
+        .into_response()
 }
 
 async fn one(
@@ -327,6 +332,9 @@ struct AcmeParams {
     token: Secret,
     #[serde(default)]
     webhook_token: Option<Secret>,
+    /// Whether creates are upserts on the email (`Connector::creates_match_existing`).
+    #[serde(default)]
+    creates_match_existing: bool,
 }
 
 impl ConnectorType for AcmeType {
@@ -390,6 +398,7 @@ impl ConnectorType for AcmeType {
                     client,
                     token: p.token,
                     webhook_token: p.webhook_token,
+                    creates_match_existing: p.creates_match_existing,
                 }) as Arc<dyn Connector>
             }),
         )
@@ -400,6 +409,7 @@ pub struct Acme {
     client: ApiClient,
     token: Secret,
     webhook_token: Option<Secret>,
+    creates_match_existing: bool,
 }
 
 fn to_change(v: &Value) -> Change {
@@ -451,6 +461,7 @@ impl Connector for Acme {
                 .map(|n| n.to_string())
                 .or_else(|| cursor.map(str::to_owned)),
             more: body["more"] == true,
+            behind: body["behind"] == true,
             ..Fetched::default()
         };
         for v in body["results"].as_array().into_iter().flatten() {
@@ -473,6 +484,10 @@ impl Connector for Acme {
 
     fn reads_by_id_carry_modified_times(&self) -> bool {
         true
+    }
+
+    fn creates_match_existing(&self, _object: &str) -> bool {
+        self.creates_match_existing
     }
 
     async fn fetch_by_ids(

@@ -235,6 +235,14 @@ pub trait Connector: Send + Sync + 'static {
         false
     }
 
+    /// Whether a create pushed to `object` finds a copy the system already holds (an
+    /// upsert on a natural key: an email, a unique name) instead of making a second one.
+    /// Then creates need not wait while the system still holds its newest changes back
+    /// ([`Fetched::behind`]): a copy not served yet is found by the create itself.
+    fn creates_match_existing(&self, _object: &str) -> bool {
+        false
+    }
+
     /// How many [`Connector::push`] calls the dispatcher may run at once. More than one
     /// only where the API answers a push late (asynchronous jobs) and two pushes of one
     /// record in flight together still make one copy (creates keyed by the canonical id):

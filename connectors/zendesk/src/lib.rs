@@ -292,6 +292,7 @@ impl ZendeskConnector {
             }
         }
         let mut lost_race = Vec::new();
+        let mut name_taken = Vec::new();
         for chunk in fresh.chunks(BATCH) {
             let orgs: Vec<Value> = chunk
                 .iter()
@@ -303,6 +304,11 @@ impl ZendeskConnector {
                 .with_json(json!({ "organizations": orgs }));
             let job = self.client.run_job(req).await?;
             for ((i, key, body), r) in chunk.iter().zip(by_index(&job, chunk.len())) {
+                let duplicate = r
+                    .as_ref()
+                    .and_then(|r| r.get("error"))
+                    .and_then(Value::as_str)
+                    == Some("DuplicateValue");
                 match item_result(r) {
                     Err(ConnectorError::Permanent { detail, .. })
                         if detail.contains("external_id") =>
@@ -310,8 +316,24 @@ impl ZendeskConnector {
                         lost_race.push((*i, key.clone(), body.clone()));
                         answer(&mut results, *i, Err(permanent(detail)));
                     }
+                    Err(e) if duplicate => {
+                        name_taken.push((*i, key.clone(), body.clone()));
+                        answer(&mut results, *i, Err(e));
+                    }
                     other => answer(&mut results, *i, other),
                 }
+            }
+        }
+        // Names are unique in Zendesk: an organization of that name the export has not
+        // served yet (it holds the last minute back), or one nobody linked, is this
+        // company's copy. One that carries another record's external id is not: the
+        // refusal stands.
+        for (i, key, body) in name_taken {
+            let Some(name) = body.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            if let Some(id) = self.unclaimed_organization(name, &key).await? {
+                updates.push((i, id, body));
             }
         }
         if !lost_race.is_empty() {
@@ -329,6 +351,30 @@ impl ZendeskConnector {
         self.run_deletes("organizations", &deletes, &mut results)
             .await?;
         Ok(finish(results))
+    }
+
+    /// The id of the organization named `name` (Search Organizations by name, an exact
+    /// match) if it carries no external id or `key`.
+    async fn unclaimed_organization(
+        &self,
+        name: &str,
+        key: &str,
+    ) -> Result<Option<String>, ConnectorError> {
+        let req = self
+            .client
+            .request(Method::GET, "organizations/search")
+            .with_query("name", name.to_owned());
+        let v = self.client.json(req).await?;
+        let found = v
+            .get("organizations")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|o| {
+                let ext = o.get("external_id").and_then(Value::as_str).unwrap_or("");
+                ext.is_empty() || ext == key
+            });
+        Ok(found.and_then(|o| o.get("id")).and_then(mapping::id_text))
     }
 
     /// external_id -> id. `show_many?external_ids=` (API_FACTS lists only `ids=` [U]).
@@ -720,6 +766,13 @@ impl Connector for ZendeskConnector {
     /// `show_many` records carry `updated_at`, the record's own time.
     fn reads_by_id_carry_modified_times(&self) -> bool {
         true
+    }
+
+    /// Users are pushed with `create_or_update_many` (matched on external id, then email);
+    /// an organization whose name is taken is looked up by name and adopted. Tickets have
+    /// no natural key.
+    fn creates_match_existing(&self, object: &str) -> bool {
+        matches!(object, "users" | "organizations")
     }
 
     async fn fetch_by_ids(

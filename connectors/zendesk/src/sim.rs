@@ -362,6 +362,7 @@ impl Sim {
             )
             .route("/users/create_or_update", post(rest::create_or_update_user))
             .route("/users/search", get(rest::search_users))
+            .route("/organizations/search", get(rest::search_organizations))
             .route(
                 "/users/create_many",
                 post(|s: State<Shared>, b: Json<Value>| submit(s, b, Bulk::UsersCreate)),

@@ -1065,3 +1065,49 @@ async fn mapped_custom_fields_round_trip_through_the_simulator() {
     assert_eq!(read[0].fields["custom_fields.9403"], json!("product_b"));
     assert_eq!(read[0].fields["custom_fields.9404"], json!(true));
 }
+
+/// An organization whose name Zendesk already holds is that company's copy (names are
+/// unique): a create finds it by name and adopts it, sets our external id and answers its
+/// id, so the held-back minute of the export cannot make a dead letter or a second copy.
+/// One that another record already claimed (its own external id) stays a refusal.
+#[tokio::test]
+async fn an_organization_create_adopts_the_unclaimed_organization_of_that_name() {
+    let s = sim(SimConfig::default()).await;
+    let c = connector(&s, json!({}));
+    assert!(c.creates_match_existing("organizations") && c.creates_match_existing("users"));
+    assert!(!c.creates_match_existing("tickets"));
+    let ids = s.seed("organizations", 2);
+    let (free, claimed) = (&ids[0], &ids[1]);
+    s.update(
+        "organizations",
+        claimed,
+        json!({"external_id": "someone-else"}),
+    );
+    let name = |id: &str| s.record("organizations", id).unwrap()["name"].clone();
+    let ours = Uuid::now_v7();
+    let create = |name: Value, canonical_id| PushItem {
+        op: PushOp::Create { canonical_id },
+        fields: serde_json::from_value(json!({ "name": name, "notes": "from revsync" })).unwrap(),
+        version: 1,
+    };
+    let items = vec![
+        create(name(free), ours),
+        create(name(claimed), Uuid::now_v7()),
+    ];
+    let r = c.push("organizations", &items).await.unwrap();
+    assert_eq!(
+        r[0].as_ref().unwrap(),
+        free,
+        "adopted, not a second organization"
+    );
+    let adopted = s.record("organizations", free).unwrap();
+    assert_eq!(adopted["external_id"], json!(ours.to_string()));
+    assert_eq!(adopted["notes"], json!("from revsync"));
+    match &r[1] {
+        Err(ConnectorError::Permanent { detail, .. }) => {
+            assert!(detail.contains("DuplicateValue"), "{detail}")
+        }
+        other => panic!("a claimed name stays refused, got {other:?}"),
+    }
+    assert_eq!(s.ids("organizations").len(), 2, "no organization was made");
+}

@@ -828,6 +828,36 @@ fn form_pairs(pairs: &[(&str, String)]) -> String {
         .join("&")
 }
 
+/// `GET /organizations/search?name=Acme` (the name exactly, any case) or `?external_id=abc`:
+/// Search Organizations, as Zendesk documents it (one page; names and external ids are
+/// unique, so at most one organization matches).
+pub(super) async fn search_organizations(
+    State(state): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let (field, value) = match (q.get("external_id"), q.get("name")) {
+        (Some(e), _) => ("external_id", e.trim().to_owned()),
+        (None, Some(n)) => ("name", n.trim().to_owned()),
+        (None, None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "InvalidSearchParameters",
+                "name or external_id is required",
+            )
+        }
+    };
+    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+    let found = super::find(&s, Obj::Orgs, field, &value);
+    let rows: Vec<Value> = found
+        .and_then(|id| s.table(Obj::Orgs).get(&id))
+        .map(|r| r.body.clone())
+        .into_iter()
+        .collect();
+    let count = rows.len();
+    Json(json!({"organizations": rows, "count": count, "next_page": null, "previous_page": null}))
+        .into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
