@@ -156,6 +156,13 @@ impl PollLoop {
             return;
         }
         self.caught_up.mark(&self.object, behind);
+        let (object, behind) = (self.object.clone(), self.caught_up.behind(&self.object));
+        self.status.update(&self.connector_id, |s| {
+            s.held_back.retain(|o| *o != object);
+            if behind {
+                s.held_back.push(object);
+            }
+        });
         if self.backfilled.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }

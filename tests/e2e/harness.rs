@@ -331,7 +331,9 @@ impl Daemon {
                             invalid_records: c["invalid_records"].as_u64().unwrap_or(0),
                             webhooks_accepted: c["webhooks_accepted"].as_u64().unwrap_or(0),
                             webhooks_rejected: c["webhooks_rejected"].as_u64().unwrap_or(0),
-                            read_ok: !c["last_success_at"].is_null(),
+                            // Read once, and nothing held back (Zendesk's last minute).
+                            read_ok: !c["last_success_at"].is_null()
+                                && c["held_back"].as_array().is_none_or(Vec::is_empty),
                         },
                     )
                 })
