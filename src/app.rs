@@ -23,9 +23,9 @@ use crate::store::{SledStore, Store};
 
 /// How stale `/status` and `/metrics` store figures may be.
 const STORE_STATS_EVERY: Duration = Duration::from_secs(2);
-/// The revenue gauges walk every record (incremental KPI state is not built yet, issue 20):
-/// every five minutes, never per scrape.
-const REVENUE_EVERY: Duration = Duration::from_secs(300);
+/// The revenue gauges: computed from the incremental KPI state (no store read), but over
+/// every subscription and deal, so on a timer rather than per scrape.
+const REVENUE_EVERY: Duration = Duration::from_secs(30);
 
 /// Every wait ends at once on shutdown, so a task still running this long after is in
 /// the middle of work (a push on the wire): the log names it, and again at this interval
@@ -53,6 +53,9 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The KPIs' configured inputs (`kpi:` in revsync.yaml).
     pub kpi: crate::kpi::report::Inputs,
+    /// The KPIs' incremental state, kept by the engine's writes; none where no daemon
+    /// keeps one (a report then reads the whole store).
+    pub kpi_live: Option<Arc<crate::kpi::live::Live>>,
     /// The store's figures as of the last refresh: sled reads the disk for its size, which
     /// must not happen on an async thread at every `/status` or `/metrics` request.
     store_stats: std::sync::RwLock<crate::store::StoreStats>,
@@ -80,6 +83,7 @@ impl AppState {
             status,
             metrics: Metrics::new(),
             kpi: crate::kpi::report::Inputs::default(),
+            kpi_live: None,
             store_stats: std::sync::RwLock::default(),
             shutting_down: AtomicBool::new(false),
         }
@@ -113,26 +117,43 @@ impl AppState {
         }
     }
 
-    /// Recompute the revenue KPIs of the month to date for `/metrics`, on a blocking thread:
-    /// a walk over the subscriptions and deals, so it runs every few minutes, not per scrape.
-    pub async fn refresh_revenue(&self) {
-        let store = self.store.clone();
-        let inputs = self.kpi.clone();
+    /// The revenue KPIs of the month to date for `/metrics`, on a blocking thread.
+    pub async fn refresh_revenue(self: &Arc<Self>) {
         let now = chrono::Utc::now();
         let q = crate::kpi::report::Query {
             period: Some("month".into()),
             from: Some(now.format("%Y-%m-01").to_string()),
             to: None,
         };
-        let done = tokio::task::spawn_blocking(move || {
-            crate::kpi::report::from_store(store.as_ref(), &q, &inputs, now)
-        })
-        .await;
+        let state = self.clone();
+        let done = tokio::task::spawn_blocking(move || state.kpi_report(&q, now)).await;
         match done {
             Ok(Ok(report)) => self.metrics.set_revenue(&report),
             Ok(Err(e)) => tracing::warn!(error = %e, "revenue KPIs not refreshed"),
             Err(e) => tracing::warn!(error = %e, "revenue KPIs not refreshed"),
         }
+    }
+
+    /// The KPI report: from the incremental state where the daemon keeps one, else from a
+    /// full read of the store. Blocking.
+    pub fn kpi_report(
+        &self,
+        q: &crate::kpi::report::Query,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<serde_json::Value, String> {
+        let store = self.store.as_ref();
+        let read = match &self.kpi_live {
+            Some(live) => live.read(store),
+            None => crate::kpi::read::read(store),
+        }
+        .map_err(|e| e.to_string())?;
+        crate::kpi::report::from_read(store, read, q, &self.kpi, now)
+    }
+
+    /// Keeps the KPIs in `live`, which the engine must already tell of its writes.
+    pub fn with_kpi_live(mut self, live: Arc<crate::kpi::live::Live>) -> Self {
+        self.kpi_live = Some(live);
+        self
     }
 
     pub fn with_kpi(mut self, inputs: crate::kpi::report::Inputs) -> Self {
@@ -283,6 +304,18 @@ pub async fn serve(
         );
     }
 
+    // Loaded and watching before any poll or webhook can write a revenue record.
+    let kpi_live = {
+        let store = store.clone();
+        Arc::new(
+            tokio::task::spawn_blocking(move || crate::kpi::live::Live::load(store.as_ref()))
+                .await?
+                .context("cannot read the revenue records for the KPIs")?,
+        )
+    };
+    engine.observe_revenue(kpi_live.clone());
+    tracing::info!(records = kpi_live.len(), "kpi state loaded");
+
     let status = Arc::new(StatusHub::default());
     let tasks = Tasks::default();
     let cancel = CancellationToken::new();
@@ -306,7 +339,8 @@ pub async fn serve(
             auth,
             status.clone(),
         )
-        .with_kpi((&config.daemon.kpi).into()),
+        .with_kpi((&config.daemon.kpi).into())
+        .with_kpi_live(kpi_live),
     );
 
     {

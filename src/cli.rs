@@ -104,6 +104,11 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Instead of the report: have the running daemon recompute every KPI fact from its
+        /// store and compare them with its incremental state (exit 1 if they differed; the
+        /// daemon then keeps the recomputed ones). Holds the daemon's writes meanwhile.
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        verify: bool,
     },
     /// Pushes a system refused for good.
     #[command(subcommand)]
@@ -291,11 +296,18 @@ pub fn main() -> ExitCode {
         }) => records_export(&client, kind, format, out.as_deref()),
         Command::Status { client, json } => status(&client, json),
         Command::Kpi {
+            client,
+            json,
+            verify: true,
+            ..
+        } => kpi_verify(&client, json),
+        Command::Kpi {
             period,
             from,
             to,
             client,
             json,
+            verify: false,
         } => kpi(
             &client,
             &crate::kpi::report::Query {
@@ -714,6 +726,60 @@ fn kpi(client: &ClientArg, q: &crate::kpi::report::Query, as_json: bool) -> u8 {
             exit::OK
         }
         Err(e) => {
+            eprintln!("error: {e}");
+            exit::FAILURE
+        }
+    }
+}
+
+fn kpi_verify(client: &ClientArg, as_json: bool) -> u8 {
+    let target = match client.target() {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    match call_daemon(&target, reqwest::Method::POST, "/admin/kpi/verify", None) {
+        Ok((200, v)) => {
+            let differing = v.get("differing").and_then(serde_json::Value::as_u64);
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                let records = v.get("records").and_then(serde_json::Value::as_u64);
+                match differing {
+                    Some(0) => println!(
+                        "kpi state equals a full recompute ({} records)",
+                        records.unwrap_or(0)
+                    ),
+                    _ => println!(
+                        "kpi state differed from a full recompute in {} of {} records (now replaced by it): {}",
+                        differing.unwrap_or(0),
+                        records.unwrap_or(0),
+                        v.get("examples").map(ToString::to_string).unwrap_or_default()
+                    ),
+                }
+            }
+            if differing == Some(0) {
+                exit::OK
+            } else {
+                exit::FAILURE
+            }
+        }
+        Ok((status, v)) => {
+            eprintln!(
+                "error: the daemon answered {status}: {}",
+                v.get("message")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("no message")
+            );
+            exit::FAILURE
+        }
+        Err(DaemonAnswer::NotRunning) => {
+            eprintln!(
+                "error: no daemon answers at {}: the incremental KPI state lives in the running daemon",
+                target.base
+            );
+            exit::FAILURE
+        }
+        Err(DaemonAnswer::Failed(e)) => {
             eprintln!("error: {e}");
             exit::FAILURE
         }

@@ -28,6 +28,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/admin/dlq", get(dlq_list))
         .route("/admin/dlq/replay", post(dlq_replay))
         .route("/admin/resync", post(resync))
+        .route("/admin/kpi/verify", post(kpi_verify))
         // Operator requests are a few bytes of JSON; anything near axum's 2 MiB default
         // is not one, and is refused with 413 before it is buffered.
         .layer(axum::extract::DefaultBodyLimit::max(ADMIN_MAX_BODY_BYTES))
@@ -283,20 +284,35 @@ async fn kpi(
     State(state): State<Arc<AppState>>,
     Query(q): Query<crate::kpi::report::Query>,
 ) -> Response {
-    let store = state.store.clone();
-    let inputs = state.kpi.clone();
     let now = chrono::Utc::now();
     // A bad question is answered before the store is read.
     if let Err(e) = q.periods(now) {
         return error(StatusCode::BAD_REQUEST, "bad_request", e);
     }
-    let done = tokio::task::spawn_blocking(move || {
-        crate::kpi::report::from_store(store.as_ref(), &q, &inputs, now)
-    })
-    .await;
+    let done = tokio::task::spawn_blocking(move || state.kpi_report(&q, now)).await;
     match done {
         Ok(Ok(report)) => Json(report).into_response(),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+/// `POST /admin/kpi/verify`: recompute every KPI fact from the store, with writes held
+/// off meanwhile, and compare with the incremental state (repairing it if they differ).
+async fn kpi_verify(State(state): State<Arc<AppState>>) -> Response {
+    let Some(live) = state.kpi_live.clone() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "this daemon keeps no incremental KPI state",
+        );
+    };
+    let engine = state.engine.clone();
+    let done =
+        tokio::task::spawn_blocking(move || engine.quiesced(|store| live.verify(store))).await;
+    match done {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "store", e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }
 }

@@ -136,6 +136,15 @@ async fn past_months_kpis_come_from_stripes_history_on_the_first_sync() {
         assert!(Instant::now() < deadline, "not synced in time: {body:#}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
+    // That report came from the state the daemon kept as each write landed; a full
+    // recompute of the store finds the same facts.
+    let verify = cli(dir.path(), &["kpi", "--verify"], port, ADMIN);
+    let said = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        verify.status.success() && said.contains("equals a full recompute (2 records)"),
+        "{said}{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
     stop_daemon(daemon);
 
     // Month by month, by hand (MRR at the first instant of the month and of the next):

@@ -4,8 +4,10 @@
 //! every write that queues, drops, dead-letters or replays an entry, after that write
 //! reached the store. `/status` reads them without touching the store.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
+
+use uuid::Uuid;
 
 use super::{codec, EngineError};
 use crate::store::{Store, Table};
@@ -17,9 +19,14 @@ pub struct QueueCounts {
     pub dead_letters: u64,
 }
 
-/// Changes to the counts made by one write, per connector: applied only once it is stored.
+/// What one write moved, applied only once it is stored: the counts' changes per
+/// connector, and the records of the kinds that keep history it wrote (for
+/// [`super::RevenueObserver`]).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Moves(BTreeMap<String, (i64, i64)>);
+pub struct Moves {
+    queues: BTreeMap<String, (i64, i64)>,
+    pub(super) revenue: BTreeSet<Uuid>,
+}
 
 impl Moves {
     pub fn outbox(&mut self, connector: &str, delta: i64) {
@@ -31,7 +38,7 @@ impl Moves {
     }
 
     fn entry(&mut self, connector: &str) -> &mut (i64, i64) {
-        self.0.entry(connector.to_owned()).or_default()
+        self.queues.entry(connector.to_owned()).or_default()
     }
 }
 
@@ -81,7 +88,7 @@ impl Counters {
     /// Apply a stored write's moves.
     pub fn apply(&self, moves: &Moves) {
         let mut counts = self.lock();
-        for (connector, (outbox, dead)) in &moves.0 {
+        for (connector, (outbox, dead)) in &moves.queues {
             let c = counts.entry(connector.clone()).or_default();
             c.outbox = c.outbox.saturating_add_signed(*outbox);
             c.dead_letters = c.dead_letters.saturating_add_signed(*dead);

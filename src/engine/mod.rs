@@ -18,10 +18,10 @@ pub mod rejected;
 mod txn;
 pub mod view;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use revsync_sdk::{Change, Kind, Record};
 use uuid::Uuid;
@@ -97,6 +97,13 @@ pub fn system_clock() -> Clock {
     Arc::new(|| chrono::Utc::now().timestamp_micros())
 }
 
+/// Told which records of the kinds that keep history (subscriptions, deals, invoices,
+/// tickets) a write changed, after it reached the store and before the next write starts:
+/// the incremental KPI state (src/kpi/live.rs) re-reads those and nothing else.
+pub trait RevenueObserver: Send + Sync {
+    fn changed(&self, store: &dyn Store, ids: &BTreeSet<Uuid>);
+}
+
 pub struct Engine {
     store: Arc<dyn Store>,
     mappings: Mappings,
@@ -109,6 +116,7 @@ pub struct Engine {
     outbox_signal: Arc<tokio::sync::Notify>,
     /// Outbox depth and dead letters per connector, kept as entries move.
     counts: counts::Counters,
+    revenue: OnceLock<Arc<dyn RevenueObserver>>,
 }
 
 impl Engine {
@@ -150,7 +158,28 @@ impl Engine {
             writer: Mutex::new(()),
             clock,
             outbox_signal: Arc::new(tokio::sync::Notify::new()),
+            revenue: OnceLock::new(),
         })
+    }
+
+    /// Sets the one observer of revenue records; false when one is already set.
+    pub fn observe_revenue(&self, observer: Arc<dyn RevenueObserver>) -> bool {
+        self.revenue.set(observer).is_ok()
+    }
+
+    /// Runs `f` over the store with no write in progress or starting until it returns: a
+    /// full read that must see one state, not a write half applied to what it derives.
+    pub fn quiesced<T>(&self, f: impl FnOnce(&dyn Store) -> T) -> T {
+        let _guard = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        f(self.store.as_ref())
+    }
+
+    /// A stored write's moves: queue counts, then the revenue observer.
+    fn committed(&self, moves: &counts::Moves) {
+        self.counts.apply(moves);
+        if let Some(o) = self.revenue.get().filter(|_| !moves.revenue.is_empty()) {
+            o.changed(self.store.as_ref(), &moves.revenue);
+        }
     }
 
     pub fn mappings(&self) -> &Mappings {
@@ -227,7 +256,7 @@ impl Engine {
             crash_point("engine-apply-write", connector, &page.object);
         }
         self.store.write(batch)?;
-        self.counts.apply(&moves);
+        self.committed(&moves);
         self.outbox_seq.store(seq, Ordering::SeqCst);
         if report.enqueued > 0 {
             self.outbox_signal.notify_waiters();
@@ -695,7 +724,7 @@ impl Engine {
         let before = self.outbox_seq.load(Ordering::SeqCst);
         let (batch, seq, moves) = txn.finish_without_cursor()?;
         self.store.write(batch)?;
-        self.counts.apply(&moves);
+        self.committed(&moves);
         self.outbox_seq.store(seq, Ordering::SeqCst);
         // A confirmed create can queue pushes (referrers that can now name it, a merge):
         // the dispatchers need not wait for their next timer to see them.

@@ -1547,6 +1547,7 @@ impl<'a> Txn<'a> {
                     &loaded
                 }
             };
+            let revenue = codec::keeps_history(rec.kind);
             batch.put(
                 Table::Records,
                 codec::record_key(id),
@@ -1554,6 +1555,9 @@ impl<'a> Txn<'a> {
             );
             if self.legacy_sync.borrow().contains(&id) {
                 batch.delete(Table::Pushed, codec::sync_key(id));
+            }
+            if revenue {
+                self.moves.revenue.insert(id);
             }
         }
         self.finish_outbox(&mut batch)?;

@@ -7,6 +7,7 @@
 //! ADR 0039 says why the core is pure; docs/kpi.md gives each definition as implemented.
 
 pub mod forecast;
+pub mod live;
 pub mod model;
 pub mod mrr;
 pub mod pipeline;

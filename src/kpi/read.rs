@@ -10,6 +10,7 @@ use std::num::NonZeroU32;
 
 use chrono::{DateTime, NaiveTime, Utc};
 use revsync_sdk::{Kind, Record, Value};
+use uuid::Uuid;
 
 use super::model::{
     AmountChange, Dated, Deal, DealStage, History, Item, StageChange, Subscription,
@@ -34,44 +35,82 @@ pub struct Read {
     pub urgent_tickets_over: usize,
 }
 
-/// Reads every live subscription and deal record with its history.
+/// One record's part in the KPIs, derived from it and its history alone: what the
+/// incremental state ([`super::live`]) keeps per record and replaces when the record changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fact {
+    Subscription(Subscription),
+    Deal(Deal),
+    Ticket(Ticket),
+    /// Could not be turned into facts: the reason, naming the record.
+    Skipped(String),
+}
+
+/// Reads every live subscription, deal and ticket record with its history: the full
+/// recompute.
 pub fn read(store: &dyn Store) -> Result<Read, StoreError> {
-    let mut out = Read {
-        urgent_tickets_over: super::report::Inputs::default().urgent_tickets_over,
-        ..Read::default()
-    };
+    Ok(assemble(facts(store)?.into_values()))
+}
+
+/// Every record's [`Fact`], by id (the store's order), read page by page.
+pub fn facts(store: &dyn Store) -> Result<BTreeMap<Uuid, Fact>, StoreError> {
+    let mut out = BTreeMap::new();
     for page in scan_pages(store, Table::Records, b"", PAGE) {
         for (_, bytes) in page? {
             let Ok(rec) = codec::decode_record(&bytes) else {
                 continue;
             };
-            if rec.merged_into.is_some()
-                || !matches!(rec.kind, Kind::Subscription | Kind::Deal | Kind::Ticket)
-            {
-                continue;
-            }
-            let values = values_in_order(store, &rec)?;
-            match rec.kind {
-                Kind::Subscription => match subscription(&rec, &values) {
-                    Ok(s) => {
-                        let first = s.states.iter().map(|s| s.effective_at).min();
-                        out.subscriptions_since = match (out.subscriptions_since, first) {
-                            (Some(a), Some(b)) => Some(a.min(b)),
-                            (a, b) => a.or(b),
-                        };
-                        out.history.subscriptions.push(s);
-                    }
-                    Err(why) => out.skipped.push(format!("subscription {}: {why}", rec.id)),
-                },
-                Kind::Ticket => out.history.tickets.push(ticket(&rec, &values)),
-                _ => match deal(&rec, &values) {
-                    Ok(d) => out.history.deals.push(d),
-                    Err(why) => out.skipped.push(format!("deal {}: {why}", rec.id)),
-                },
+            if let Some(f) = fact(store, &rec)? {
+                out.insert(rec.id, f);
             }
         }
     }
     Ok(out)
+}
+
+/// The record's [`Fact`], or none when no KPI reads it (another kind, merged away).
+pub fn fact(store: &dyn Store, rec: &Record) -> Result<Option<Fact>, StoreError> {
+    if rec.merged_into.is_some()
+        || !matches!(rec.kind, Kind::Subscription | Kind::Deal | Kind::Ticket)
+    {
+        return Ok(None);
+    }
+    let values = values_in_order(store, rec)?;
+    Ok(Some(match rec.kind {
+        Kind::Subscription => match subscription(rec, &values) {
+            Ok(s) => Fact::Subscription(s),
+            Err(why) => Fact::Skipped(format!("subscription {}: {why}", rec.id)),
+        },
+        Kind::Ticket => Fact::Ticket(ticket(rec, &values)),
+        _ => match deal(rec, &values) {
+            Ok(d) => Fact::Deal(d),
+            Err(why) => Fact::Skipped(format!("deal {}: {why}", rec.id)),
+        },
+    }))
+}
+
+/// The KPIs' input from the records' facts, in the records' order.
+pub fn assemble(facts: impl IntoIterator<Item = Fact>) -> Read {
+    let mut out = Read {
+        urgent_tickets_over: super::report::Inputs::default().urgent_tickets_over,
+        ..Read::default()
+    };
+    for f in facts {
+        match f {
+            Fact::Subscription(s) => {
+                let first = s.states.iter().map(|s| s.effective_at).min();
+                out.subscriptions_since = match (out.subscriptions_since, first) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                out.history.subscriptions.push(s);
+            }
+            Fact::Deal(d) => out.history.deals.push(d),
+            Fact::Ticket(t) => out.history.tickets.push(t),
+            Fact::Skipped(why) => out.skipped.push(why),
+        }
+    }
+    out
 }
 
 /// (time, field, value), oldest first: the history table's entries, or the record's current

@@ -619,15 +619,27 @@ impl Query {
     }
 }
 
-/// The report over the store as it is now.
+/// The report over the store as it is now: a full recompute.
 pub fn from_store(
     store: &dyn crate::store::Store,
     q: &Query,
     inputs: &Inputs,
     now: Timestamp,
 ) -> Result<Json, String> {
+    let read = super::read::read(store).map_err(|e| e.to_string())?;
+    from_read(store, read, q, inputs, now)
+}
+
+/// The report from facts already read (the daemon's incremental state); the store is
+/// read only for the names of the at-risk customers.
+pub fn from_read(
+    store: &dyn crate::store::Store,
+    mut read: super::read::Read,
+    q: &Query,
+    inputs: &Inputs,
+    now: Timestamp,
+) -> Result<Json, String> {
     let periods = q.periods(now)?;
-    let mut read = super::read::read(store).map_err(|e| e.to_string())?;
     read.history.spend = inputs.spend.clone();
     read.history.gross_margin = inputs.gross_margin;
     read.urgent_tickets_over = inputs.urgent_tickets_over;
