@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use revsync_sdk::Change;
 use serde_json::Value;
 
-use crate::mapping::{created_at, format_time, parse_time, ObjectSpec};
+use crate::mapping::{created_at, parse_time, ObjectSpec};
 
 /// One value a property held from `at`.
 struct Version<'a> {
@@ -94,15 +94,8 @@ pub fn past_changes(spec: &ObjectSpec, obj: &Value, current: &Change) -> Vec<Cha
         if last.as_ref() == Some(&state) {
             continue;
         }
-        let mut c = current.clone();
-        c.deleted = false;
-        c.source_updated_at = t;
-        for (p, v) in spec.history.iter().zip(&state) {
-            c.fields.insert((*p).to_owned(), v.clone());
-        }
-        c.fields
-            .insert(spec.modified.to_owned(), Value::String(format_time(t)));
-        out.push(c);
+        let then = spec.history.iter().copied().zip(state.iter().cloned());
+        out.push(current.as_of(t, then, &[spec.modified]));
         last = Some(state);
     }
     out
@@ -111,7 +104,7 @@ pub fn past_changes(spec: &ObjectSpec, obj: &Value, current: &Change) -> Vec<Cha
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::{to_change, CONTACTS, DEALS};
+    use crate::mapping::{format_time, to_change, CONTACTS, DEALS};
     use serde_json::json;
 
     fn deal() -> Value {
