@@ -8,8 +8,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use chrono::DateTime;
 use common::*;
 use revsync_stripe::sim::{Sim, SimConfig};
@@ -91,51 +89,31 @@ async fn clock_history(sim: &Sim) {
     advance("2024-06-10T00:00:00Z").await;
 }
 
-fn write_config(dir: &std::path::Path, sim: &Sim) {
-    std::fs::create_dir_all(dir.join("connectors")).unwrap();
-    std::fs::write(
-        dir.join("revsync.yaml"),
-        format!(
-            "version: 1\nstore:\n  path: {}\nserver:\n  admin_token: ${{REVSYNC_TEST_ADMIN}}\n",
-            dir.join("data").display()
-        ),
-    )
-    .unwrap();
+fn connector_yaml(sim: &Sim) -> String {
     // Customers by name only: the two share a mail domain, which would make one company.
-    std::fs::write(
-        dir.join("connectors/stripe.yaml"),
-        format!(
-            "version: 1\nid: stripe\ntype: stripe\nparams:\n  secret_key: {}\n  base_url: '{}'\npoll:\n  interval_secs: 2\nobjects:\n  customers:\n    kind: organization\n    direction: in\n    fields: {{ name: name }}\n  subscriptions:\n    kind: subscription\n    direction: in\n    fields:\n      status: {{ to: status, map: default }}\n      mrr: {{ to: mrr, currency_field: currency, minor_units: true }}\n      currency: currency\n      started_at: started_at\n      canceled_at: canceled_at\n      ended_at: ended_at\n      customer: {{ to: customer, ref: customers }}\ndeletes: ignore\n",
-            SimConfig::default().secret_key,
-            sim.base_url()
-        ),
+    format!(
+        "version: 1\nid: stripe\ntype: stripe\nparams:\n  secret_key: {}\n  base_url: '{}'\npoll:\n  interval_secs: 2\nobjects:\n  customers:\n    kind: organization\n    direction: in\n    fields: {{ name: name }}\n  subscriptions:\n    kind: subscription\n    direction: in\n    fields:\n      status: {{ to: status, map: default }}\n      mrr: {{ to: mrr, currency_field: currency, minor_units: true }}\n      currency: currency\n      started_at: started_at\n      canceled_at: canceled_at\n      ended_at: ended_at\n      customer: {{ to: customer, ref: customers }}\ndeletes: ignore\n",
+        SimConfig::default().secret_key,
+        sim.base_url()
     )
-    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_months_kpis_come_from_stripes_history_on_the_first_sync() {
     let sim = Sim::start(SimConfig::default()).await;
     clock_history(&sim).await;
-    let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), &sim);
-    let port = free_port();
-    let daemon = start_daemon(dir.path(), port, ADMIN);
-    let http = reqwest::Client::new();
-    let url = format!("http://127.0.0.1:{port}/kpi?period=month&from=2024-01-01&to=2024-07-01");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let report = loop {
-        let r = http.get(&url).bearer_auth(ADMIN).send().await.unwrap();
-        let body: Value = r.json().await.unwrap_or(Value::Null);
-        // Both subscriptions synced: today's MRR is B's alone (A ended).
-        if body["now"]["USD"]["mrr"] == 10_000
-            && body["periods"][5]["currencies"]["USD"]["mrr_end"] == 10_000
-        {
-            break body;
-        }
-        assert!(Instant::now() < deadline, "not synced in time: {body:#}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let (dir, port, daemon) = daemon_with("stripe", &connector_yaml(&sim), ADMIN);
+    // Both subscriptions synced: today's MRR is B's alone (A ended).
+    let report = kpi_once(
+        port,
+        ADMIN,
+        "period=month&from=2024-01-01&to=2024-07-01",
+        |body| {
+            body["now"]["USD"]["mrr"] == 10_000
+                && body["periods"][5]["currencies"]["USD"]["mrr_end"] == 10_000
+        },
+    )
+    .await;
     // That report came from the state the daemon kept as each write landed; a full
     // recompute of the store finds the same facts.
     let verify = cli(dir.path(), &["kpi", "--verify"], port, ADMIN);

@@ -179,6 +179,60 @@ pub fn start_daemon(dir: &Path, port: u16, admin: &str) -> std::process::Child {
     panic!("daemon did not listen on {port}");
 }
 
+/// A daemon's configuration in `dir` with the one connector `connectors/{name}.yaml`, its
+/// admin token from `REVSYNC_TEST_ADMIN` (what [`start_daemon`] sets).
+pub fn write_daemon_config(dir: &Path, name: &str, connector_yaml: &str) {
+    std::fs::create_dir_all(dir.join("connectors")).unwrap();
+    std::fs::write(
+        dir.join("revsync.yaml"),
+        format!(
+            "version: 1\nstore:\n  path: {}\nserver:\n  admin_token: ${{REVSYNC_TEST_ADMIN}}\n",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join(format!("connectors/{name}.yaml")), connector_yaml).unwrap();
+}
+
+/// A daemon started on an empty store in a new directory with the one connector
+/// `connectors/{name}.yaml`: the directory (kept while it runs), its port and the process.
+pub fn daemon_with(
+    name: &str,
+    connector_yaml: &str,
+    admin: &str,
+) -> (tempfile::TempDir, u16, std::process::Child) {
+    let dir = tempfile::tempdir().unwrap();
+    write_daemon_config(dir.path(), name, connector_yaml);
+    let port = free_port();
+    let daemon = start_daemon(dir.path(), port, admin);
+    (dir, port, daemon)
+}
+
+/// The `/kpi` report of the daemon on `port` for `query`, once `synced` holds of it;
+/// fails after a minute.
+pub async fn kpi_once(
+    port: u16,
+    admin: &str,
+    query: &str,
+    synced: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/kpi?{query}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let r = http.get(&url).bearer_auth(admin).send().await.unwrap();
+        let body: serde_json::Value = r.json().await.unwrap_or(serde_json::Value::Null);
+        if synced(&body) {
+            return body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not synced in time: {body:#}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
 /// SIGTERM to a daemon of [`start_daemon`], and its exit code.
 pub fn stop_daemon(mut daemon: std::process::Child) -> Option<i32> {
     // SAFETY: kill(2) on our own child's pid touches no memory of ours.

@@ -3,12 +3,15 @@
 //! Reads backfill through the list endpoints, then follow the CRM search API on the
 //! modification time with a (timestamp, ids) cursor that stays a safety window behind now;
 //! writes go through batch upsert/update/archive, 100 per call, one result per item.
+//! The backfill's list asks each deal's property history and hands its past states to the
+//! engine, dated as HubSpot dates them (`history.rs`, issue 20).
 
 pub mod client;
 pub mod config;
 pub mod describe;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod history;
 pub mod mapping;
 #[cfg(feature = "sim")]
 pub mod sim;
@@ -312,6 +315,9 @@ impl HubSpotConnector {
         Ok(by_record)
     }
 
+    /// The changes of `objs`; each record's past states (`history.rs`) first, when the
+    /// read carried them: the engine applies a page's changes in order, each newer than
+    /// the last, so every one is kept in the record's history.
     fn changes(
         &self,
         spec: &ObjectSpec,
@@ -327,6 +333,7 @@ impl HubSpotConnector {
                     c.canonical_id = revsync_sdk::canonical_id_in(
                         c.fields.get(&self.params.canonical_id_property),
                     );
+                    out.changes.extend(history::past_changes(spec, o, &c));
                     out.changes.push(c)
                 }
                 Err(e) => out.reject(spec.name, o, e),
@@ -372,7 +379,11 @@ impl HubSpotConnector {
                 archived_since_ms,
                 mut seen,
             } => {
-                let (objs, next) = self.client.list(spec, after.as_deref(), false).await?;
+                // Read from the beginning: the past comes with it (issue 20).
+                let (objs, next) = self
+                    .client
+                    .list(spec, after.as_deref(), false, spec.history)
+                    .await?;
                 for o in &objs {
                     if let (Some(id), Some(ts)) = (
                         o.get("id").and_then(client::value_id),
@@ -417,7 +428,7 @@ impl HubSpotConnector {
                 started_ms,
                 seen,
             } => {
-                let (objs, next) = self.client.list(spec, after.as_deref(), true).await?;
+                let (objs, next) = self.client.list(spec, after.as_deref(), true, &[]).await?;
                 for o in &objs {
                     let archived_at = o
                         .get("archivedAt")

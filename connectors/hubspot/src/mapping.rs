@@ -25,6 +25,10 @@ pub struct ObjectSpec {
     /// Associations that are also plain properties HubSpot keeps itself (a contact's
     /// primary company), so search results carry them without an association call.
     pub property_associations: &'static [&'static str],
+    /// Properties whose past values a read from the beginning asks for
+    /// (`propertiesWithHistory`), to emit the record's past states dated as HubSpot dates
+    /// them (issue 20, `history.rs`).
+    pub history: &'static [&'static str],
 }
 
 pub const CONTACTS: ObjectSpec = ObjectSpec {
@@ -49,6 +53,7 @@ pub const CONTACTS: ObjectSpec = ObjectSpec {
     ],
     associations: &[],
     property_associations: &["associatedcompanyid"],
+    history: &[],
 };
 
 pub const COMPANIES: ObjectSpec = ObjectSpec {
@@ -71,6 +76,7 @@ pub const COMPANIES: ObjectSpec = ObjectSpec {
     ],
     associations: &[],
     property_associations: &[],
+    history: &[],
 };
 
 pub const DEALS: ObjectSpec = ObjectSpec {
@@ -95,6 +101,8 @@ pub const DEALS: ObjectSpec = ObjectSpec {
         ("associatedcontactid", "contacts"),
     ],
     property_associations: &[],
+    // What win rate, sales cycle and pipeline as of a past instant are computed from.
+    history: &["dealstage", "amount", "closedate"],
 };
 
 pub const OBJECTS: [ObjectSpec; 3] = [CONTACTS, COMPANIES, DEALS];
@@ -120,12 +128,21 @@ pub fn format_time(t: DateTime<Utc>) -> String {
 
 /// A record's modification time: the object's own property, else `updatedAt`.
 pub fn modified_at(spec: &ObjectSpec, obj: &Value) -> Option<DateTime<Utc>> {
+    time_of(obj, spec.modified, "updatedAt")
+}
+
+/// A record's creation time: `createdate`, else `createdAt`.
+pub fn created_at(obj: &Value) -> Option<DateTime<Utc>> {
+    time_of(obj, "createdate", "createdAt")
+}
+
+fn time_of(obj: &Value, property: &str, attribute: &str) -> Option<DateTime<Utc>> {
     obj.get("properties")
-        .and_then(|p| p.get(spec.modified))
+        .and_then(|p| p.get(property))
         .and_then(Value::as_str)
         .and_then(parse_time)
         .or_else(|| {
-            obj.get("updatedAt")
+            obj.get(attribute)
                 .and_then(Value::as_str)
                 .and_then(parse_time)
         })

@@ -23,6 +23,7 @@ use crate::webhook::sign_v3;
 
 mod assoc;
 mod filter;
+mod history;
 mod params;
 mod properties;
 mod refusal;
@@ -98,6 +99,9 @@ struct Rec {
     created_ms: i64,
     updated_ms: i64,
     archived_ms: Option<i64>,
+    /// Every value each property took and when, oldest first: what `propertiesWithHistory`
+    /// serves (newest first).
+    history: BTreeMap<String, Vec<(i64, String)>>,
 }
 
 struct St {
@@ -277,13 +281,29 @@ impl Sim {
     // unknown object, a non-numeric id), never something a request can cause.
     #[allow(clippy::expect_used)]
     pub fn update(&self, object: &str, id: &str, props: &[(&str, &str)]) {
+        self.update_at(object, id, props, now_ms());
+    }
+
+    /// Changes properties at `ms` (epoch milliseconds), which may be in the past: the
+    /// simulator has no settable clock, so a test builds a record's past this way, each
+    /// value kept in its property history with that time (issue 20).
+    // Harness API for tests and the demo: a panic here is the caller's mistake (an
+    // unknown object, a non-numeric id), never something a request can cause.
+    #[allow(clippy::expect_used)]
+    pub fn update_at(&self, object: &str, id: &str, props: &[(&str, &str)], ms: i64) {
         let mut s = self.lock();
         let id: u64 = id.parse().expect("numeric id");
-        let props: BTreeMap<String, String> = props
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        s.apply(object, id, props, now_ms());
+        s.apply(object, id, owned(props), ms);
+    }
+
+    /// Creates a record with `props` at `ms` (epoch milliseconds, past allowed, as for
+    /// [`Sim::update_at`]); its id.
+    // Harness API for tests and the demo: a panic here is the caller's mistake (an
+    // unknown object), never something a request can cause.
+    #[allow(clippy::expect_used)]
+    pub fn create_at(&self, object: &str, props: &[(&str, &str)], ms: i64) -> String {
+        let spec = spec_of(object).expect("a hubspot object");
+        self.lock().insert(spec, owned(props), ms).to_string()
     }
 
     /// Moves a record to the recycle bin.
@@ -362,6 +382,13 @@ impl Sim {
     }
 }
 
+fn owned(props: &[(&str, &str)]) -> BTreeMap<String, String> {
+    props
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
 fn generated(object: &str, n: u64) -> BTreeMap<String, String> {
     let pairs: Vec<(&str, String)> = match object {
         "contacts" => vec![
@@ -422,6 +449,10 @@ impl St {
         {
             self.link(spec.name, id, "companies", company);
         }
+        let history = props
+            .iter()
+            .map(|(k, v)| (k.clone(), vec![(ms, v.clone())]))
+            .collect();
         self.objects.entry(spec.name).or_default().insert(
             id,
             Rec {
@@ -430,6 +461,7 @@ impl St {
                 created_ms: ms,
                 updated_ms: ms,
                 archived_ms: None,
+                history,
             },
         );
         self.event(spec.name, "creation", id, None);
@@ -445,6 +477,10 @@ impl St {
         for (k, v) in props {
             if rec.props.get(&k) != Some(&v) {
                 rec.props.insert(k.clone(), v.clone());
+                rec.history
+                    .entry(k.clone())
+                    .or_default()
+                    .push((ms, v.clone()));
                 changed.push((k, v));
             }
         }
@@ -454,7 +490,12 @@ impl St {
                 .single()
                 .unwrap_or_else(Utc::now),
         );
-        rec.props.insert(Self::modified_prop(spec.name).into(), t);
+        let modified = Self::modified_prop(spec.name);
+        rec.history
+            .entry(modified.into())
+            .or_default()
+            .push((ms, t.clone()));
+        rec.props.insert(modified.into(), t);
         for (k, v) in changed {
             if k == "associatedcompanyid" {
                 if let Ok(c) = v.parse() {
@@ -777,9 +818,15 @@ async fn list(
             &format!("unknown object {obj}"),
         );
     };
+    let with_history = q.list("propertiesWithHistory").unwrap_or_default();
+    let most = if with_history.is_empty() {
+        100
+    } else {
+        history::LIST_LIMIT_WITH_HISTORY
+    };
     let limit: usize = match q.get("limit").map(|l| l.parse::<usize>()) {
-        None => 10,
-        Some(Ok(l)) => l.clamp(1, 100),
+        None => 10.min(most),
+        Some(Ok(l)) => l.clamp(1, most),
         Some(Err(_)) => {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -817,6 +864,7 @@ async fn list(
     let mut results = Vec::new();
     for r in recs.iter().take(limit) {
         let mut o = st.json_of(spec.name, r, props.as_deref());
+        st.put_history(spec.name, r, &with_history, &mut o);
         if !assoc.is_empty() {
             let mut a = Map::new();
             for to in &assoc {
@@ -1194,6 +1242,19 @@ async fn batch(
             }
         }
     }
+    let with_history: Vec<String> = match op.as_str() {
+        "read" => req
+            .get("propertiesWithHistory")
+            .and_then(Value::as_array)
+            .map(|ps| {
+                ps.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
     let now = now_ms();
     let mut results = Vec::new();
     let mut errors = Vec::new();
@@ -1212,6 +1273,7 @@ async fn batch(
                 return;
             };
             let mut o = st.json_of(spec.name, rec, None);
+            st.put_history(spec.name, rec, &with_history, &mut o);
             if let Some(t) = trace {
                 put(&mut o, "objectWriteTraceId", t.clone());
             }

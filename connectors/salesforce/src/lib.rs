@@ -4,12 +4,15 @@
 //! included); writes are sObject Collections with per-item results, creates being upserts
 //! on the configured External ID field so a retried create never duplicates. Every call
 //! spends the org's shared daily allocation, so a reserve is never touched (`client.rs`).
+//! A read from the beginning brings each Opportunity's past from `OpportunityHistory`
+//! (`history.rs`, issue 20).
 
 pub mod client;
 pub mod config;
 pub mod describe;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod history;
 pub mod mapping;
 #[cfg(feature = "sim")]
 pub mod sim;
@@ -237,6 +240,7 @@ impl SalesforceConnector {
             more: records.len() >= self.params.page_size as usize,
             ..Fetched::default()
         };
+        let backfill = from.backfill;
         let mut read = Vec::with_capacity(records.len());
         for r in records {
             match mapping::to_change(object, r) {
@@ -247,10 +251,46 @@ impl SalesforceConnector {
         // One second more than the overlap: a stamp is truncated to its second, so a
         // record committed within the overlap may carry the second before it.
         let horizon = step_back(answered_at, self.params.overlap_secs.saturating_add(1));
-        let (fresh, next) = from.advance(read, out.more, horizon);
+        let (fresh, mut next) = from.advance(read, out.more, horizon);
+        // A backfill ends with the first page that is not full: the read has caught up.
+        next.backfill = backfill && out.more;
         out.changes = fresh;
         out.cursor = Some(next.encode()?);
         Ok(out)
+    }
+
+    /// Puts each Opportunity's past states (`history.rs`) before its change: the engine
+    /// applies a page's changes in order, each newer than the last, so every one is kept in
+    /// the record's history. An org that refuses `OpportunityHistory` (no access) leaves
+    /// the page as it was; anything retryable fails the page, which is read again.
+    async fn with_past(&self, out: &mut Fetched) -> Result<(), ConnectorError> {
+        let ids: Vec<String> = out
+            .changes
+            .iter()
+            .filter(|c| !c.deleted)
+            .map(|c| c.external_id.clone())
+            .collect();
+        let mut rows = Vec::new();
+        for chunk in ids.chunks(BATCH_SIZE) {
+            match self.query(&history::soql(chunk)).await {
+                Ok(r) => rows.extend(r),
+                Err(ConnectorError::Permanent { detail, .. }) => {
+                    tracing::warn!(error = %detail, "salesforce OpportunityHistory not readable, no deal history");
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let by_opp = history::by_opportunity(rows);
+        let mut changes = Vec::with_capacity(out.changes.len());
+        for c in std::mem::take(&mut out.changes) {
+            if let Some(rows) = by_opp.get(&c.external_id) {
+                changes.extend(history::past_changes(&c, rows));
+            }
+            changes.push(c);
+        }
+        out.changes = changes;
+        Ok(())
     }
 
     async fn write_group(
@@ -370,16 +410,24 @@ impl Connector for SalesforceConnector {
         let from = match cursor {
             Some(c) => ReadState::decode(c).map_err(|e| permanent(format!("{object}: {e}")))?,
             // Before any record: no SystemModstamp precedes the epoch.
-            None => ReadState::at(Cursor {
-                stamp: chrono::DateTime::UNIX_EPOCH,
-                id: mapping::LOWEST_ID.to_owned(),
-            }),
+            None => ReadState {
+                backfill: true,
+                ..ReadState::at(Cursor {
+                    stamp: chrono::DateTime::UNIX_EPOCH,
+                    id: mapping::LOWEST_ID.to_owned(),
+                })
+            },
         };
         let start = cursor.map(|_| from.from());
         let soql =
             mapping::incremental_soql(object, &self.fields(object), start, self.params.page_size);
         let (records, answered_at) = self.query_at(&soql).await?;
-        self.page(object, from, &records, answered_at)
+        let backfill = from.backfill;
+        let mut out = self.page(object, from, &records, answered_at)?;
+        if backfill && object == "Opportunity" {
+            self.with_past(&mut out).await?;
+        }
+        Ok(out)
     }
 
     /// SOQL reads carry `SystemModstamp`, the row's own time.

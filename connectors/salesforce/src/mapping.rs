@@ -158,6 +158,9 @@ pub struct ReadState {
     pub scan: Option<Cursor>,
     /// Records past `settled` already handed out: id -> (stamp secs, fingerprint).
     pub seen: BTreeMap<String, (i64, u64)>,
+    /// Reading from the beginning (a first sync or a resync) and not caught up yet: each
+    /// Opportunity read comes with its past (`history.rs`, issue 20).
+    pub backfill: bool,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -167,6 +170,12 @@ struct ReadStateText {
     scan: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     seen: BTreeMap<String, (i64, u64)>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    backfill: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }
 
 impl ReadState {
@@ -175,6 +184,7 @@ impl ReadState {
             settled,
             scan: None,
             seen: BTreeMap::new(),
+            backfill: false,
         }
     }
 
@@ -188,6 +198,7 @@ impl ReadState {
             settled: self.settled.encode(),
             scan: self.scan.as_ref().map(Cursor::encode),
             seen: self.seen.clone(),
+            backfill: self.backfill,
         })
     }
 
@@ -206,6 +217,7 @@ impl ReadState {
             settled: Cursor::decode(&t.settled)?,
             scan: t.scan.as_deref().map(Cursor::decode).transpose()?,
             seen: t.seen,
+            backfill: t.backfill,
         })
     }
 

@@ -22,6 +22,7 @@ use serde_json::{json, Map, Value};
 
 mod collections;
 mod describe;
+mod history;
 mod rest;
 mod soql;
 
@@ -112,6 +113,7 @@ fn prefix(object: &str) -> &'static str {
         "Contact" => "003",
         "Opportunity" => "006",
         "Lead" => "00Q",
+        history::OBJECT => "008",
         _ => "a00",
     }
 }
@@ -210,8 +212,21 @@ impl SimState {
 
     /// Insert a record as a user would (no validation).
     pub fn insert(&mut self, object: &str, fields: Map<String, Value>) -> String {
-        let id = self.new_id(object);
         let stamp = self.tick();
+        self.insert_at(object, fields, stamp)
+    }
+
+    /// [`SimState::insert`] stamped `at`, which may be in the past: the org's clock is not
+    /// settable, so a test builds a record's past this way (issue 20). Later writes through
+    /// the API are stamped no earlier than now.
+    pub fn insert_at(
+        &mut self,
+        object: &str,
+        fields: Map<String, Value>,
+        at: DateTime<Utc>,
+    ) -> String {
+        let id = self.new_id(object);
+        let stamp = at;
         self.records.insert(
             id.clone(),
             SimRecord {
@@ -222,7 +237,26 @@ impl SimState {
                 fields,
             },
         );
+        if object == "Opportunity" {
+            self.record_history(&id, None, stamp);
+        }
         id
+    }
+
+    /// Changes fields of the record `id` as a user would (no validation), stamped `at`
+    /// (past allowed, as for [`SimState::insert_at`]).
+    pub fn update_at(&mut self, id: &str, fields: Map<String, Value>, at: DateTime<Utc>) {
+        let Some(rec) = self.records.get_mut(id) else {
+            return;
+        };
+        let before = (rec.object == "Opportunity"
+            && history::makes_row(Some(&rec.fields), &fields))
+        .then(|| rec.fields.clone());
+        rec.fields.extend(fields);
+        rec.stamp = at;
+        if let Some(before) = before {
+            self.record_history(id, Some(&before), at);
+        }
     }
 
     pub fn live<'a>(&'a self, object: &'a str) -> impl Iterator<Item = &'a SimRecord> + 'a {
@@ -300,10 +334,7 @@ impl SimState {
             }
         }
         let stamp = self.tick();
-        if let Some(rec) = self.records.get_mut(id) {
-            rec.fields.extend(fields);
-            rec.stamp = stamp;
-        }
+        self.update_at(id, fields, stamp);
         json!({"id": id, "success": true, "errors": []})
     }
 
@@ -372,17 +403,19 @@ impl SimState {
         for f in fields {
             let v = match f.as_str() {
                 "Id" => json!(r.id),
-                "SystemModstamp" => json!(r.stamp.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()),
+                "SystemModstamp" | "LastModifiedDate" => json!(sf_datetime(r.stamp)),
                 "IsDeleted" => json!(r.deleted),
-                "LastModifiedDate" => {
-                    json!(r.stamp.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string())
-                }
                 _ => r.fields.get(f).cloned().unwrap_or(Value::Null),
             };
             m.insert(f.clone(), v);
         }
         Value::Object(m)
     }
+}
+
+/// A datetime as the API shows it: `2024-01-01T00:00:00.000+0000`.
+fn sf_datetime(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()
 }
 
 type Shared = Arc<Mutex<SimState>>;
@@ -495,7 +528,13 @@ fn run_query(s: &mut SimState, q: &str, all: bool, version: &str, batch: usize) 
             return r;
         }
     };
-    let Some(object) = canonical_object(&soql.object) else {
+    // OpportunityHistory is read, never written: only SOQL knows it.
+    let object = canonical_object(&soql.object).or_else(|| {
+        history::OBJECT
+            .eq_ignore_ascii_case(&soql.object)
+            .then_some(history::OBJECT)
+    });
+    let Some(object) = object else {
         let mut r = rest_error(
             StatusCode::BAD_REQUEST,
             "INVALID_TYPE",
@@ -504,10 +543,13 @@ fn run_query(s: &mut SimState, q: &str, all: bool, version: &str, batch: usize) 
         add_limit_info(s, &mut r);
         return r;
     };
-    let unknown = soql
-        .named_fields()
-        .into_iter()
-        .find(|f| describe::field_name(object, f).is_none());
+    let unknown = soql.named_fields().into_iter().find(|f| {
+        if object == history::OBJECT {
+            history::field_name(f).is_none()
+        } else {
+            describe::field_name(object, f).is_none()
+        }
+    });
     if let Some(field) = unknown {
         let e = soql::no_such_column(q, field, object);
         let mut r = rest_error(StatusCode::BAD_REQUEST, e.code, &e.message);

@@ -731,22 +731,9 @@ async fn describing_an_unknown_sobject_fails_as_salesforce_says() {
         other => panic!("expected a permanent error, got {other:?}"),
     }
 
-    use revsync_salesforce::sim::{CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN};
     let http = reqwest::Client::new();
-    let token = http
-        .post(sim.token_url())
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!(
-            "grant_type=refresh_token&client_id={CLIENT_ID}&client_secret={CLIENT_SECRET}&refresh_token={REFRESH_TOKEN}"
-        ))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let token: Value = serde_json::from_slice(&token).unwrap();
-    let token = token["access_token"].as_str().unwrap();
+    let token = sim_token(&sim).await;
+    let token = token.as_str();
     let url = |object: &str| {
         format!(
             "{}/services/data/v66.0/sobjects/{object}/describe",
@@ -832,4 +819,168 @@ async fn a_mapped_custom_field_is_selected_written_and_read() {
     assert_eq!(change.fields["Customer_Tier__c"], json!("Gold"));
     let by_id = c.fetch_by_ids("Contact", &[id]).await.unwrap();
     assert_eq!(by_id[0].fields["Customer_Tier__c"], json!("Gold"));
+}
+
+/// An access token of the simulated org, as a script would get one.
+async fn sim_token(sim: &Sim) -> String {
+    use revsync_salesforce::sim::{CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN};
+    let token = reqwest::Client::new()
+        .post(sim.token_url())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=refresh_token&client_id={CLIENT_ID}&client_secret={CLIENT_SECRET}&refresh_token={REFRESH_TOKEN}"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let token: Value = serde_json::from_slice(&token).unwrap();
+    token["access_token"].as_str().unwrap().to_owned()
+}
+
+fn at(rfc3339: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+fn fields(pairs: Value) -> serde_json::Map<String, Value> {
+    pairs.as_object().cloned().unwrap()
+}
+
+/// An Opportunity opened Jan 5 2024 at 1,000, qualified at 1,500 on Feb 1, its
+/// probability edited Feb 20 (no history row), won Mar 10, renamed Mar 12 (no row).
+fn won_opportunity(sim: &Sim) -> String {
+    sim.with(|s| {
+        let id = s.insert_at(
+            "Opportunity",
+            fields(json!({"Name": "Acme", "StageName": "Prospecting", "Amount": 1000.0, "CloseDate": "2024-04-30"})),
+            at("2024-01-05T09:00:00Z"),
+        );
+        for (when, change) in [
+            ("2024-02-01T10:00:00Z", json!({"StageName": "Qualification", "Amount": 1500.0})),
+            ("2024-02-20T10:00:00Z", json!({"Probability": 20})),
+            ("2024-03-10T15:00:00Z", json!({"StageName": "Closed Won", "CloseDate": "2024-03-10"})),
+            ("2024-03-12T08:00:00Z", json!({"Name": "Acme (won)"})),
+        ] {
+            s.update_at(&id, fields(change), at(when));
+        }
+        id
+    })
+}
+
+#[tokio::test]
+async fn a_backfilled_opportunity_brings_each_past_stage_from_opportunity_history() {
+    let sim = Sim::start().await.unwrap();
+    let id = won_opportunity(&sim);
+    let c = connector(&sim, json!({}));
+    let f = c.fetch("Opportunity", None).await.expect("fetch");
+    let seen: Vec<(String, Value, Value, Value, Value)> = f
+        .changes
+        .iter()
+        .filter(|ch| ch.external_id == id)
+        .map(|ch| {
+            (
+                ch.source_updated_at.to_rfc3339(),
+                ch.fields["StageName"].clone(),
+                ch.fields["Amount"].clone(),
+                ch.fields["CloseDate"].clone(),
+                ch.fields["Name"].clone(),
+            )
+        })
+        .collect();
+    let name = json!("Acme (won)");
+    assert_eq!(
+        seen,
+        vec![
+            (
+                "2024-01-05T09:00:00+00:00".into(),
+                json!("Prospecting"),
+                json!(1000.0),
+                json!("2024-04-30"),
+                name.clone()
+            ),
+            (
+                "2024-02-01T10:00:00+00:00".into(),
+                json!("Qualification"),
+                json!(1500.0),
+                json!("2024-04-30"),
+                name.clone()
+            ),
+            (
+                "2024-03-10T15:00:00+00:00".into(),
+                json!("Closed Won"),
+                json!(1500.0),
+                json!("2024-03-10"),
+                name.clone()
+            ),
+            // Today's state, as of its own SystemModstamp.
+            (
+                "2024-03-12T08:00:00+00:00".into(),
+                json!("Closed Won"),
+                json!(1500.0),
+                json!("2024-03-10"),
+                name
+            ),
+        ]
+    );
+    // Caught up: the next read follows changes alone, and asks no history.
+    let before = sim.with(|s| s.records_served);
+    sim.with(|s| {
+        s.update_at(
+            &id,
+            fields(json!({"StageName": "Closed Lost"})),
+            at("2024-03-13T08:00:00Z"),
+        )
+    });
+    let next = c
+        .fetch("Opportunity", f.cursor.as_deref())
+        .await
+        .expect("fetch");
+    assert!(next.changes.len() <= 1, "{:#?}", next.changes);
+    assert!(sim.with(|s| s.records_served) - before <= 1);
+}
+
+#[tokio::test]
+async fn the_simulator_keeps_opportunity_history_rows_and_answers_their_soql() {
+    let sim = Sim::start().await.unwrap();
+    let id = won_opportunity(&sim);
+    let q = format!(
+        "SELECT OpportunityId, StageName, Amount, CloseDate, CreatedDate FROM OpportunityHistory WHERE OpportunityId IN ('{id}') ORDER BY CreatedDate"
+    );
+    let r = reqwest::Client::new()
+        .get(format!("{}/services/data/v59.0/query", sim.url()))
+        .query(&[("q", q.as_str())])
+        .bearer_auth(sim_token(&sim).await)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let rows: Vec<(&str, &str)> = body["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["CreatedDate"].as_str().unwrap(),
+                r["StageName"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // One row on create and one per change of StageName, Amount or CloseDate.
+    assert_eq!(
+        rows,
+        [
+            ("2024-01-05T09:00:00.000+0000", "Prospecting"),
+            ("2024-02-01T10:00:00.000+0000", "Qualification"),
+            ("2024-03-10T15:00:00.000+0000", "Closed Won"),
+        ]
+    );
+    assert_eq!(
+        body["records"][0]["attributes"]["type"],
+        "OpportunityHistory"
+    );
 }

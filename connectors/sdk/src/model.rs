@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -285,6 +285,33 @@ pub struct Change {
     /// (the answer was lost, or the daemon died) still joins the record it was made for.
     #[serde(default)]
     pub canonical_id: Option<Uuid>,
+}
+
+impl Change {
+    /// This record as it stood from `at`, for a connector's backfill of its past (issue
+    /// 20): `then` the fields as they were, each of `stamps` (the system's modification
+    /// time fields) the record carries set to `at`, the rest as today. Never a deletion:
+    /// the record existed then.
+    pub fn as_of<'a>(
+        &self,
+        at: DateTime<Utc>,
+        then: impl IntoIterator<Item = (&'a str, serde_json::Value)>,
+        stamps: &[&str],
+    ) -> Change {
+        let mut c = self.clone();
+        c.source_updated_at = at;
+        c.deleted = false;
+        for (k, v) in then {
+            c.fields.insert(k.to_owned(), v);
+        }
+        let stamp = serde_json::Value::String(at.to_rfc3339_opts(SecondsFormat::Millis, true));
+        for k in stamps {
+            if let Some(v) = c.fields.get_mut(*k) {
+                *v = stamp.clone();
+            }
+        }
+        c
+    }
 }
 
 /// A canonical id as a system holds it in text; anything else (another tool's external

@@ -161,6 +161,7 @@ mod tests {
             created_ms: MARCH_1,
             updated_ms: MARCH_1,
             archived_ms: None,
+            history: BTreeMap::new(),
         }
     }
 
