@@ -151,7 +151,14 @@ fn no_such_column(object: &str, field: &str) -> String {
 /// A write's fields as Salesforce checks them before saving: the item error, if any.
 fn field_refusal(object: &str, fields: &Map<String, Value>, creating: bool) -> Option<Value> {
     match describe::check_write(object, fields.keys(), creating) {
-        describe::WriteCheck::Fine => None,
+        describe::WriteCheck::Fine => describe::too_long(object, fields).map(|(f, max)| {
+            let value = fields.get(&f).and_then(Value::as_str).unwrap_or_default();
+            item_error(
+                "STRING_TOO_LONG",
+                &format!("{f}: data value too large: {value} (max length={max})"),
+                &[f.as_str()],
+            )
+        }),
         describe::WriteCheck::Unknown(f) => Some(item_error(
             "INVALID_FIELD",
             &no_such_column(object, &f),

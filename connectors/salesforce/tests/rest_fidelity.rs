@@ -251,6 +251,29 @@ async fn single_record_create_read_update_delete_answer_as_salesforce() {
         .await;
     assert_eq!(blank.status, 400);
     assert_eq!(blank.body[0]["errorCode"], "REQUIRED_FIELD_MISSING");
+    // Text longer than describe's `length` (Title: 128) is refused, nothing saved.
+    let long = "T".repeat(129);
+    let too_long = api
+        .call(
+            "PATCH",
+            &format!("/sobjects/Contact/{id}"),
+            Some(json!({"Title": long})),
+            &[],
+        )
+        .await;
+    assert_eq!(too_long.status, 400);
+    assert_eq!(too_long.body[0]["errorCode"], "STRING_TOO_LONG");
+    assert_eq!(too_long.body[0]["fields"], json!(["Title"]));
+    assert_eq!(sim.record(&id).unwrap().fields["Title"], "Countess");
+    let fits = api
+        .call(
+            "PATCH",
+            &format!("/sobjects/Contact/{id}"),
+            Some(json!({"Title": "T".repeat(128)})),
+            &[],
+        )
+        .await;
+    assert_eq!(fits.status, 204);
     let junk = api
         .call("POST", "/sobjects/Contact", Some(json!([1, 2])), &[])
         .await;

@@ -276,10 +276,14 @@ fn picklist(object: &str, field: &str) -> &'static [(&'static str, bool, bool)] 
 }
 
 /// The text length describe states: 0 for anything that is not text.
+/// The most characters a text field holds (describe's `length`), as the standard fields
+/// of a Developer Edition org declare them; a longer value is refused (STRING_TOO_LONG).
 fn length(ty: &str, name: &str) -> u32 {
     match ty {
         "id" | "reference" => 18,
-        "email" | "string" if name == "LastName" => 80,
+        "string" if name == "FirstName" => 40,
+        "email" | "string" if name == "LastName" || name == "Email" => 80,
+        "string" if name == "Title" => 128,
         "email" | "string" | "url" | "picklist" => 255,
         "phone" => 40,
         "textarea" => 32_000,
@@ -387,6 +391,20 @@ pub(super) fn check_write<'a>(
     } else {
         WriteCheck::ReadOnly(read_only)
     }
+}
+
+/// The first text value in `fields` longer than its field holds: (field, its length).
+pub(super) fn too_long(
+    object: &str,
+    fields: &serde_json::Map<String, Value>,
+) -> Option<(String, u32)> {
+    let all: Vec<&Row> = rows(object)?.collect();
+    fields.iter().find_map(|(name, value)| {
+        let row = all.iter().find(|r| r.0.eq_ignore_ascii_case(name))?;
+        let max = length(row.2, row.0);
+        let text = value.as_str()?;
+        (max > 0 && text.chars().count() > max as usize).then(|| (row.0.to_owned(), max))
+    })
 }
 
 /// The describe answer for `object`; `None` for an sObject the org does not have.
