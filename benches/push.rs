@@ -489,6 +489,7 @@ async fn setup(
         pass: Default::default(),
         retry: Default::default(),
         dry_run: false,
+        pauses: Arc::new(revsync::sync::pause::Pauses::new(Default::default())),
     });
     Setup {
         engine,

@@ -31,6 +31,7 @@ use crate::store::{Store, StoreError, Table};
 use codec::{AuditEntry, DeadLetter, OutboxEntry};
 pub use mapping::Mappings;
 pub use policy::Policies;
+pub use txn::EditOutcome;
 use txn::Txn;
 
 /// Entries one store call reads when the engine walks a range it needs whole.
@@ -262,6 +263,49 @@ impl Engine {
             self.outbox_signal.notify_waiters();
         }
         Ok(report)
+    }
+
+    /// An operator's edit of one record's canonical fields, applied with the same field
+    /// rules as a system's change (`source` is its provenance, e.g. `console`) and pushed
+    /// to every system holding a copy. `None`: no such record.
+    pub fn edit(
+        &self,
+        id: Uuid,
+        values: &BTreeMap<String, revsync_sdk::Value>,
+        source: &str,
+    ) -> Result<Option<Vec<(String, txn::EditOutcome)>>, EngineError> {
+        let mut outcome = None;
+        self.write_with(|txn| {
+            outcome = txn.apply_edit(id, values, source)?;
+            Ok(())
+        })?;
+        Ok(outcome.map(|o| values.keys().cloned().zip(o).collect()))
+    }
+
+    /// Connectors an operator paused (`Meta`), so a pause outlives a restart.
+    pub fn paused(&self) -> Result<BTreeSet<String>, EngineError> {
+        Ok(self
+            .store
+            .scan(Table::Meta, PAUSED_PREFIX, None, MAX_LIST)?
+            .into_iter()
+            .filter_map(|(k, _)| {
+                k.strip_prefix(PAUSED_PREFIX)
+                    .map(|c| String::from_utf8_lossy(c).into_owned())
+            })
+            .collect())
+    }
+
+    /// Keep (or drop) an operator's pause of `connector`.
+    pub fn set_paused(&self, connector: &str, paused: bool) -> Result<(), EngineError> {
+        let key = [PAUSED_PREFIX, connector.as_bytes()].concat();
+        self.write_with(|txn| {
+            if paused {
+                txn.put_raw(Table::Meta, key, Vec::new());
+            } else {
+                txn.del_raw(Table::Meta, key);
+            }
+            Ok(())
+        })
     }
 
     /// The stored cursor of a connector object.
@@ -940,6 +984,8 @@ pub fn lookup_view(
     };
     Ok(Some(view::record_json(&rec, &trail, &related)))
 }
+
+const PAUSED_PREFIX: &[u8] = b"paused\0";
 
 fn backfill_key(connector: &str, object: &str) -> Vec<u8> {
     [

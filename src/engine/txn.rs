@@ -722,6 +722,72 @@ impl<'a> Txn<'a> {
         Ok(())
     }
 
+    /// An operator's edit of canonical fields (the console's grid): each value goes
+    /// through the field rules a system's value would, with `source` as its provenance
+    /// and now as its time, and every system holding a copy gets the new projection. A
+    /// field the rules keep is answered with the reason, not written.
+    pub fn apply_edit(
+        &mut self,
+        id: Uuid,
+        values: &BTreeMap<String, Value>,
+        source: &str,
+    ) -> Result<Option<Vec<EditOutcome>>, EngineError> {
+        let id = self.alive(id)?;
+        let Some(mut rec) = self.load(id)? else {
+            return Ok(None);
+        };
+        let at = Provenance {
+            connector: source.to_owned(),
+            source_ts: self.now,
+            observed_ts: self.now,
+        };
+        let old_keys = self.indexed_keys(&rec)?;
+        let mut outcomes = Vec::with_capacity(values.len());
+        let mut changed = false;
+        for (field, value) in values {
+            let incoming = FieldEntry {
+                value: value.clone(),
+                from: at.clone(),
+            };
+            let rule = self.policies.rule(rec.kind, field);
+            let outcome = match decide(rule, rec.fields.get(field), &incoming) {
+                Decision::Same => EditOutcome::Same,
+                Decision::Refresh => {
+                    put_field(&mut rec.fields, field, incoming);
+                    EditOutcome::Same
+                }
+                Decision::Take(_) => {
+                    self.history(rec.kind, id, field, &incoming);
+                    let old = put_field(&mut rec.fields, field, incoming.clone());
+                    if let Some(old) = old.filter(|o| !o.value.is_empty()) {
+                        self.audit(
+                            id,
+                            self.now,
+                            AuditEvent::Overwritten {
+                                field: field.clone(),
+                                old,
+                                new: incoming,
+                                reason: format!("edited by {source}"),
+                            },
+                        )?;
+                    }
+                    changed = true;
+                    EditOutcome::Written
+                }
+                Decision::Keep(reason) => EditOutcome::Kept(reason),
+            };
+            outcomes.push(outcome);
+        }
+        if changed {
+            rec.version += 1;
+            rec.updated_ts = self.now;
+            self.reindex(&rec, &old_keys)?;
+            self.save(rec);
+            self.enqueue_projections(id)?;
+        }
+        Ok(Some(outcomes))
+    }
+
     /// Whether any copy of `connector`'s `object` was ever deleted (its tombstone may be
     /// there). Until one is, a new link has no tombstone to remove: one prefix read per
     /// page and object instead of a delete per new link (an initial sync links every copy).
@@ -1630,4 +1696,14 @@ pub(super) fn identity_keys<'v>(
         _ => {}
     }
     keys
+}
+
+/// What an operator's edit did to one field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EditOutcome {
+    Written,
+    /// The record already holds that value.
+    Same,
+    /// The field's merge rule keeps the current value, for this reason.
+    Kept(&'static str),
 }

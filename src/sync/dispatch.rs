@@ -50,6 +50,7 @@ pub struct Dispatcher {
     /// The connector's `dry_run`: nothing is sent; entries wait in the outbox and
     /// `/status` lists them ([`dry_run`]).
     pub dry_run: bool,
+    pub pauses: Arc<super::pause::Pauses>,
 }
 
 /// What one pass over the whole outbox achieved, window by window.
@@ -251,7 +252,11 @@ impl Dispatcher {
         }
         let signal = self.engine.outbox_signal();
         loop {
-            if self.cancel.is_cancelled() {
+            if !self
+                .pauses
+                .wait(&self.connector_id, &self.status, &self.cancel)
+                .await
+            {
                 return;
             }
             let notified = signal.notified();

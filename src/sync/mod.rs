@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod dispatch;
 pub mod flush;
 pub mod inbox;
+pub mod pause;
 pub mod poll;
 pub mod retry;
 pub mod seen;
@@ -41,6 +42,7 @@ pub struct Runtime {
     objects: HashMap<String, Vec<String>>,
     /// Connectors with a re-read running.
     resyncing: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    pauses: Arc<pause::Pauses>,
 }
 
 /// Why a re-read was not started.
@@ -93,6 +95,40 @@ impl Runtime {
             });
         }
         Ok(replayed)
+    }
+
+    /// Pause (or resume) `connector`'s polls and pushes, kept in the store first so the
+    /// answer is true after a restart too. Blocking: the store is written.
+    pub fn set_paused(&self, connector: &str, paused: bool) -> Result<bool, String> {
+        if !self.connectors.contains_key(connector) {
+            return Err(format!("no running connector `{connector}`"));
+        }
+        self.engine
+            .set_paused(connector, paused)
+            .map_err(|e| e.to_string())?;
+        let changed = self.pauses.set(connector, paused);
+        // Shown now: the loops see it at their next turn (a poll in flight finishes).
+        self.status.update(connector, |s| {
+            if paused {
+                s.state = ConnectorState::Paused;
+                s.note = Some(pause::NOTE.to_owned());
+            } else if s.note.as_deref() == Some(pause::NOTE) {
+                s.state = ConnectorState::Idle;
+                s.note = None;
+            }
+        });
+        if changed {
+            tracing::info!(
+                connector,
+                paused,
+                "an operator paused or resumed the connector"
+            );
+        }
+        Ok(changed)
+    }
+
+    pub fn is_paused(&self, connector: &str) -> bool {
+        self.pauses.is_paused(connector)
     }
 
     /// Start a full re-read of a connector (one object, or all it reads). Pages are
@@ -339,6 +375,7 @@ pub fn start(
     let mut connectors: HashMap<String, Arc<dyn Connector>> = HashMap::new();
     let mut read_by: HashMap<String, Vec<String>> = HashMap::new();
     let first_reads = Arc::new(dispatch::FirstReads::default());
+    let pauses = Arc::new(pause::Pauses::new(engine.paused()?));
     let mut first_read = Vec::new();
     // Inbound dead letters kept from earlier runs, counted before any poll starts: a
     // poll's own letters are counted as they come, and one kept before this scan would
@@ -397,6 +434,7 @@ pub fn start(
                 cancel: cancel.clone(),
                 caught_up: caught_up.clone(),
                 backfilled: Default::default(),
+                pauses: pauses.clone(),
             });
             let (name, st, cn) = (
                 format!("poll {}/{}", c.id, object),
@@ -422,6 +460,7 @@ pub fn start(
             pass: Default::default(),
             retry: retry::RetryPolicy::from(&config.daemon.retry),
             dry_run: c.dry_run,
+            pauses: pauses.clone(),
         });
         status.update(&c.id, |s| s.dry_run = c.dry_run);
         let (name, st, cn) = (format!("push {}", c.id), status.clone(), cancel.clone());
@@ -429,7 +468,16 @@ pub fn start(
             name.clone(),
             supervise(name, c.id.clone(), st, cn, move || dispatcher.clone().run()),
         );
-        status.set_state(&c.id, ConnectorState::Idle);
+        if pauses.is_paused(&c.id) {
+            // Its loops say so too once they run; this holds from the first `/status`.
+            status.update(&c.id, |s| {
+                s.state = ConnectorState::Paused;
+                s.note = Some(pause::NOTE.to_owned());
+            });
+            tracing::warn!(connector = %c.id, "connector started paused (an operator paused it); resume it from the console or the admin API");
+        } else {
+            status.set_state(&c.id, ConnectorState::Idle);
+        }
         tracing::info!(connector = %c.id, "connector started");
     }
 
@@ -474,6 +522,7 @@ pub fn start(
         cancel: cancel.clone(),
         objects: read_by,
         resyncing: Default::default(),
+        pauses,
     }))
 }
 

@@ -25,6 +25,7 @@ pub struct PollLoop {
     pub caught_up: Arc<super::dispatch::CaughtUp>,
     /// The object's first complete read is known to be stored: no store call to ask again.
     pub backfilled: std::sync::atomic::AtomicBool,
+    pub pauses: Arc<super::pause::Pauses>,
 }
 
 impl PollLoop {
@@ -35,6 +36,13 @@ impl PollLoop {
             .min(Duration::from_secs(300));
         let mut retry = Backoff::new(super::backoff::exponential(Duration::from_secs(1), cap));
         loop {
+            if !self
+                .pauses
+                .wait(&self.connector_id, &self.status, &self.cancel)
+                .await
+            {
+                return;
+            }
             let wait = match self.poll_once().await {
                 Ok(true) => {
                     retry.reset();
@@ -309,6 +317,7 @@ mod tests {
             cancel: CancellationToken::new(),
             caught_up: Default::default(),
             backfilled: Default::default(),
+            pauses: Arc::new(crate::sync::pause::Pauses::new(Default::default())),
         };
         assert!(!poll.poll_once().await.unwrap());
         let after_first = store.writes.load(Ordering::SeqCst);
