@@ -42,6 +42,10 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// How admin and record endpoints (and `/status`, `/metrics` unless public) check callers.
     pub auth: Auth,
+    /// `server.read_only_token`: reads everything, changes nothing.
+    pub read_only_token: Option<revsync_sdk::Secret>,
+    /// The console's signed-in sessions and one-time links.
+    pub console: crate::console::session::Sessions,
     /// `/status` and `/metrics` answer without the token.
     pub status_public: bool,
     /// Host names the operator API answers to.
@@ -76,6 +80,8 @@ impl AppState {
             store,
             engine,
             auth,
+            read_only_token: server.read_only_token.clone(),
+            console: Default::default(),
             status_public: server.status_is_public(),
             hosts: crate::serve::AllowedHosts::from_config(server),
             runtime,

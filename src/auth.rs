@@ -19,7 +19,60 @@ pub enum Auth {
     Disabled,
 }
 
+/// What an authenticated caller may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything: reads, edits, replays, pauses.
+    Admin,
+    /// `server.read_only_token`: sees everything an operator sees, changes nothing.
+    ReadOnly,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::ReadOnly => "read-only",
+        }
+    }
+}
+
+/// Whether `given` equals `token`, in constant time.
+fn same(given: &str, token: &Secret) -> bool {
+    bool::from(subtle::ConstantTimeEq::ct_eq(
+        given.as_bytes(),
+        token.expose().as_bytes(),
+    ))
+}
+
 impl Auth {
+    /// The role a presented token (the bare token, not a header) grants: the admin
+    /// token, else `read_only` (`server.read_only_token`). Both are always compared, so
+    /// the answer's timing says nothing about which one was close.
+    pub fn role(&self, read_only: Option<&Secret>, given: &str) -> Option<Role> {
+        let Auth::Token(token) = self else {
+            return Some(Role::Admin);
+        };
+        let admin = same(given, token);
+        let reader = read_only.is_some_and(|r| same(given, r));
+        if admin {
+            Some(Role::Admin)
+        } else if reader {
+            Some(Role::ReadOnly)
+        } else {
+            None
+        }
+    }
+
+    /// The role an `Authorization: Bearer <token>` header grants.
+    pub fn role_of_header(&self, read_only: Option<&Secret>, header: Option<&str>) -> Option<Role> {
+        if matches!(self, Auth::Disabled) {
+            return Some(Role::Admin);
+        }
+        let given = header?.strip_prefix("Bearer ")?;
+        self.role(read_only, given)
+    }
+
     /// Whether `header` (the raw `Authorization` value) carries the token, compared in
     /// constant time so the answer's timing says nothing about the token.
     pub fn allows(&self, header: Option<&str>) -> bool {
@@ -29,10 +82,7 @@ impl Auth {
         let given = header
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or_default();
-        bool::from(subtle::ConstantTimeEq::ct_eq(
-            given.as_bytes(),
-            token.expose().as_bytes(),
-        ))
+        same(given, token)
     }
 }
 
@@ -146,5 +196,27 @@ mod tests {
         assert!(!auth.allows(Some("s3cret")));
         assert!(!auth.allows(None));
         assert!(Auth::Disabled.allows(None));
+    }
+
+    #[test]
+    fn the_read_only_token_grants_reading_only_and_never_admin() {
+        let auth = Auth::Token(Secret::new("admin-token"));
+        let reader = Secret::new("reader-token");
+        assert_eq!(auth.role(Some(&reader), "admin-token"), Some(Role::Admin));
+        assert_eq!(
+            auth.role(Some(&reader), "reader-token"),
+            Some(Role::ReadOnly)
+        );
+        assert_eq!(auth.role(Some(&reader), "reader-toke"), None);
+        assert_eq!(auth.role(None, "reader-token"), None);
+        assert_eq!(
+            auth.role_of_header(Some(&reader), Some("Bearer reader-token")),
+            Some(Role::ReadOnly)
+        );
+        assert_eq!(
+            auth.role_of_header(Some(&reader), Some("reader-token")),
+            None
+        );
+        assert_eq!(Auth::Disabled.role_of_header(None, None), Some(Role::Admin));
     }
 }

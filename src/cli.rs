@@ -123,6 +123,26 @@ enum Command {
         #[command(flatten)]
         client: ClientArg,
     },
+    /// Print a one-time link that signs this browser in to the console (15 minutes, one use).
+    Console {
+        #[command(flatten)]
+        client: ClientArg,
+    },
+    /// Stop a connector polling and pushing until `revsync resume` (kept across restarts;
+    /// its webhooks are still accepted and kept).
+    Pause {
+        /// Connector id.
+        connector: String,
+        #[command(flatten)]
+        client: ClientArg,
+    },
+    /// Let a paused connector poll and push again; what queued meanwhile goes out.
+    Resume {
+        /// Connector id.
+        connector: String,
+        #[command(flatten)]
+        client: ClientArg,
+    },
     /// Start the four simulators with a generated company world and the daemon against them.
     Demo(crate::demo::DemoArgs),
     /// Run one simulator alone, in the foreground, printing its base URL and credentials.
@@ -333,6 +353,9 @@ pub fn main() -> ExitCode {
             object,
             client,
         } => resync(&client, &connector, object.as_deref()),
+        Command::Console { client } => console_link(&client),
+        Command::Pause { connector, client } => pause(&client, &connector, true),
+        Command::Resume { connector, client } => pause(&client, &connector, false),
         Command::Demo(a) => crate::demo::demo(a),
         Command::Sim(a) => crate::demo::sim(a),
     };
@@ -1145,6 +1168,59 @@ fn dlq_replay(client: &ClientArg, id: Option<&str>, all: bool, connector: Option
             eprintln!(
                 "error: {}",
                 at(&v, "/message").as_str().unwrap_or("replay refused")
+            );
+            exit::FAILURE
+        }
+        Err(code) => code,
+    }
+}
+
+fn console_link(client: &ClientArg) -> u8 {
+    let Ok(target) = client.target() else {
+        return exit::FAILURE;
+    };
+    match admin(client, reqwest::Method::POST, "/admin/console/link", None) {
+        Ok((200, v)) => {
+            println!(
+                "{}{}",
+                target.base.trim_end_matches('/'),
+                at(&v, "/path").as_str().unwrap_or("/")
+            );
+            eprintln!("open it within 15 minutes; it signs in once");
+            exit::OK
+        }
+        Ok((_, v)) => {
+            eprintln!(
+                "error: {}",
+                at(&v, "/message").as_str().unwrap_or("refused")
+            );
+            exit::FAILURE
+        }
+        Err(code) => code,
+    }
+}
+
+fn pause(client: &ClientArg, connector: &str, paused: bool) -> u8 {
+    let verb = if paused { "pause" } else { "resume" };
+    match admin(
+        client,
+        reqwest::Method::POST,
+        &format!("/admin/connectors/{connector}/{verb}"),
+        None,
+    ) {
+        Ok((200, v)) => {
+            let changed = at(&v, "/changed").as_bool().unwrap_or(false);
+            println!(
+                "{connector}: {}{}",
+                if paused { "paused" } else { "resumed" },
+                if changed { "" } else { " (it already was)" }
+            );
+            exit::OK
+        }
+        Ok((_, v)) => {
+            eprintln!(
+                "error: {}",
+                at(&v, "/message").as_str().unwrap_or("refused")
             );
             exit::FAILURE
         }

@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::app::AppState;
+use crate::auth::Role;
 
 /// Largest body an admin request (`/admin/dlq/replay`, `/admin/resync`) may carry.
 pub const ADMIN_MAX_BODY_BYTES: usize = 64 * 1024;
@@ -29,6 +30,9 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/admin/dlq/replay", post(dlq_replay))
         .route("/admin/resync", post(resync))
         .route("/admin/kpi/verify", post(kpi_verify))
+        .route("/admin/connectors/{id}/pause", post(pause))
+        .route("/admin/connectors/{id}/resume", post(resume))
+        .route("/admin/console/link", post(console_link))
         // Operator requests are a few bytes of JSON; anything near axum's 2 MiB default
         // is not one, and is refused with 413 before it is buffered.
         .layer(axum::extract::DefaultBodyLimit::max(ADMIN_MAX_BODY_BYTES))
@@ -45,6 +49,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     // show nothing worth a DNS-rebinding attack; everything else checks the Host.
     let operator = admin
         .merge(observe)
+        .merge(crate::console::router(state.clone()))
         .route_layer(middleware::from_fn_with_state(state.clone(), check_host));
     Router::new()
         .route(
@@ -121,7 +126,7 @@ async fn json_errors(req: Request, next: Next) -> Response {
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|c| c.to_str().ok())
-        .is_some_and(|c| c.starts_with("application/json"));
+        .is_some_and(|c| c.starts_with("application/json") || c.starts_with("text/html"));
     if !(status.is_client_error() || status.is_server_error()) || is_json {
         return response;
     }
@@ -173,14 +178,19 @@ async fn require_token(State(state): State<Arc<AppState>>, req: Request, next: N
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if state.auth.allows(given) {
-        next.run(req).await
-    } else {
-        error(
+    match state.auth.role_of_header(state.read_only_token.as_ref(), given) {
+        Some(Role::Admin) => next.run(req).await,
+        Some(Role::ReadOnly) if req.method() == axum::http::Method::GET => next.run(req).await,
+        Some(Role::ReadOnly) => error(
+            StatusCode::FORBIDDEN,
+            "read_only",
+            "this token is server.read_only_token: it reads, and changes nothing; use the admin token",
+        ),
+        None => error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "this endpoint needs `Authorization: Bearer <token>`: server.admin_token, or the token the daemon generated in <store.path>/admin_token",
-        )
+        ),
     }
 }
 
@@ -389,6 +399,40 @@ async fn dlq_replay(
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }
+}
+
+/// `POST /admin/connectors/{id}/pause`: stop polling and pushing until resumed (kept
+/// across restarts); webhooks are still accepted and kept.
+async fn pause(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    set_paused(state, id, true).await
+}
+
+/// `POST /admin/connectors/{id}/resume`.
+async fn resume(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    set_paused(state, id, false).await
+}
+
+async fn set_paused(state: Arc<AppState>, id: String, paused: bool) -> Response {
+    let rt = state.runtime.clone();
+    let c = id.clone();
+    match tokio::task::spawn_blocking(move || rt.set_paused(&c, paused)).await {
+        Ok(Ok(changed)) => {
+            Json(json!({ "connector": id, "paused": paused, "changed": changed })).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::NOT_FOUND, "not_found", e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+/// `POST /admin/console/link`: a one-time sign-in link to the console (15 minutes, one
+/// use), so an operator with the token in a terminal opens the console without pasting it.
+async fn console_link(State(state): State<Arc<AppState>>) -> Response {
+    let secret = state.console.link(Role::Admin);
+    Json(json!({
+        "path": format!("/login/once/{secret}"),
+        "expires_in_secs": crate::console::session::LINK_TTL.as_secs(),
+    }))
+    .into_response()
 }
 
 #[derive(serde::Deserialize)]

@@ -324,6 +324,10 @@ pub struct ServerConfig {
     /// in `store.path/admin_token` (mode 0600).
     #[serde(default)]
     pub admin_token: Option<Secret>,
+    /// A second token that reads everything the admin token reads (console, `/records`,
+    /// `/kpi`, dead letters) and changes nothing: for analysts and dashboards.
+    #[serde(default)]
+    pub read_only_token: Option<Secret>,
     /// Set by `revsync run --insecure-no-auth` only, never from a file: anyone who reaches
     /// the port becomes an operator.
     #[serde(skip)]
@@ -379,6 +383,7 @@ impl Default for ServerConfig {
         Self {
             listen: default_listen(),
             admin_token: None,
+            read_only_token: None,
             insecure_no_auth: false,
             status_auth: None,
             allowed_hosts: Vec::new(),
@@ -562,6 +567,25 @@ impl DaemonConfig {
                     field: "server.admin_token",
                     message: "is empty or contains whitespace".to_owned(),
                     example: "server:\n  admin_token: ${REVSYNC_ADMIN_TOKEN}",
+                });
+            }
+        }
+        if let Some(t) = &s.read_only_token {
+            if t.expose().trim().is_empty() || t.expose().chars().any(char::is_whitespace) {
+                out.push(OutOfBounds {
+                    field: "server.read_only_token",
+                    message: "is empty or contains whitespace".to_owned(),
+                    example: "server:\n  read_only_token: ${REVSYNC_READ_ONLY_TOKEN}",
+                });
+            } else if s
+                .admin_token
+                .as_ref()
+                .is_some_and(|a| a.expose() == t.expose())
+            {
+                out.push(OutOfBounds {
+                    field: "server.read_only_token",
+                    message: "is the admin token: a reader would be an admin".to_owned(),
+                    example: "server:\n  read_only_token: ${REVSYNC_READ_ONLY_TOKEN}",
                 });
             }
         }

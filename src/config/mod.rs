@@ -526,7 +526,13 @@ fn load_connector(
                 && id.len() <= 64
                 && id.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
                 && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-            if ok {
+            if id == crate::console::SOURCE {
+                errors.push(
+                    ctx.error("id", format!("`{id}` is reserved: edits made in the console carry it as their source"))
+                        .example("id: hubspot-main"),
+                );
+                None
+            } else if ok {
                 Some(id)
             } else {
                 errors.push(

@@ -313,6 +313,19 @@ async fn demo_inner(args: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
         .default_headers(headers)
         .no_proxy()
         .build()?;
+    // The console, signed in by a one-time link: nothing to paste.
+    if let Ok(Ok(r)) = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.post(format!("{base}/admin/console/link")).send(),
+    )
+    .await
+    {
+        if let Ok(v) = r.json::<Value>().await {
+            if let Some(path) = v.get("path").and_then(Value::as_str) {
+                eprintln!("console: {base}/  (one-time sign-in link: {base}{path})");
+            }
+        }
+    }
     let started = Instant::now();
     let outcome = converge(&client, &base, args.timeout_secs, &daemon, &stop).await;
     other_app.abort();
