@@ -94,7 +94,7 @@ fn broken_fixtures_report_every_error_with_file_connector_and_field() {
     let f = "tests/fixtures/broken";
     let expected = [
         // unknown key, with the nearest valid one
-        format!("error: {f}/revsync.yaml: field `server.lisen_backlog`: unknown field `lisen_backlog`, expected one of `listen`, `admin_token`, `status_auth`, `allowed_hosts`, `max_body_bytes`, `header_read_timeout_secs`, `idle_timeout_secs`, `max_connections`, `public_url`\n    hint: did you mean `listen`?"),
+        format!("error: {f}/revsync.yaml: field `server.lisen_backlog`: unknown field `lisen_backlog`, expected one of `listen`, `admin_token`, `read_only_token`, `status_auth`, `allowed_hosts`, `max_body_bytes`, `header_read_timeout_secs`, `idle_timeout_secs`, `max_connections`, `public_url`\n    hint: did you mean `listen`?"),
         // a bad duration in the daemon file does not hide behind the first error
         format!("error: {f}/revsync.yaml: field `shutdown_timeout_secs`: 0 is outside 1..=3600 seconds\n    example: shutdown_timeout_secs: 30"),
         // a webhook id memory shorter than the vendors' retries

@@ -724,7 +724,11 @@ pub async fn record(
                     @for (name, e) in &fields {
                         tr data-field=(name) {
                             th scope="row" { (name) }
-                            td.value { (value_text(&e["value"])) }
+                            td.value {
+                                @if let Some(target) = e["value"]["ref"].as_str() {
+                                    a href={"/console/records/" (target)} { (view["relations"][name.as_str()]["name"].as_str().unwrap_or(target)) }
+                                } @else { (value_text(&e["value"])) }
+                            }
                             td { span.badge.muted { (e["source"].as_str().unwrap_or("?")) } }
                             td { (when(e["source_time"].as_str())) }
                         }
@@ -1258,7 +1262,7 @@ pub async fn revenue(
             let last_bridge = periods
                 .iter()
                 .rev()
-                .find(|p| p["currencies"][&cur]["bridge"].is_object());
+                .find(|p| p["currencies"][&cur]["mrr_start"].is_number());
             let now_c = &report["now"][&cur];
             html! {
                 h1 { "Revenue" }
@@ -1281,6 +1285,11 @@ pub async fn revenue(
                     h2 { "MRR over time" }
                     @if series.len() < 2 { p.empty { "Two periods of subscription history are needed for a line." } }
                     @else { (chart::line(&series, &cur)) }
+                }
+                @if last_bridge.is_none() {
+                    section.card { h2 { "MRR bridge" } p.empty { "No period yet whose starting MRR is known: "
+                        (report["periods"][0]["currencies"][&cur]["mrr_start"]["unavailable"].as_str().unwrap_or("no subscription history"))
+                        ". The bridge shows from the first whole period after subscription history begins." } }
                 }
                 @if let Some(p) = last_bridge {
                     @let c = &p["currencies"][&cur];
