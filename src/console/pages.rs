@@ -742,8 +742,13 @@ pub async fn record(
             @if links.is_empty() { p.empty { "No system holds a copy yet: the next push creates one where the mappings say so." } }
             @else {
                 ul.links { @for l in &links {
-                    li { strong { (l["connector"].as_str().unwrap_or("?")) } " " (l["object"].as_str().unwrap_or("?")) " "
-                        code { (l["external_id"].as_str().unwrap_or("?")) } " " span.muted.small { "last changed " (when(l["source_time"].as_str())) } }
+                    @let (c, o, x) = (l["connector"].as_str().unwrap_or("?"), l["object"].as_str().unwrap_or("?"), l["external_id"].as_str().unwrap_or("?"));
+                    li { strong { (c) } " " (o) " "
+                        @match state.runtime.connectors.get(c).and_then(|conn| conn.record_url(o, x)) {
+                            Some(url) => { a href=(url) target="_blank" rel="noopener noreferrer" { code { (x) } } }
+                            None => { code { (x) } }
+                        }
+                        " " span.muted.small { "last changed " (when(l["source_time"].as_str())) } }
                 } }
             }
             @if let Some(rel) = view["relations"].as_object().filter(|r| !r.is_empty()) {

@@ -33,6 +33,10 @@ pub struct HubSpotParams {
     pub client_secret: Option<Secret>,
     #[serde(default = "default_base_url")]
     pub base_url: String,
+    /// The HubSpot account id (Settings > Account details), only for links from the
+    /// console to each record in HubSpot.
+    #[serde(default)]
+    pub portal_id: Option<u64>,
     /// A custom unique-value property (created by the operator in every object) that holds
     /// revsync's canonical id: creates upsert on it, so a retried create never duplicates.
     #[serde(default = "default_canonical_id_property")]

@@ -974,8 +974,31 @@ fn item_error(e: &Value) -> ConnectorError {
     }
 }
 
+/// The record page in HubSpot's app: needs `portal_id`, and HubSpot's own API.
+fn app_url(p: &HubSpotParams, object: &str, id: &str) -> Option<String> {
+    let portal = p.portal_id?;
+    if p.base_url.trim_end_matches('/') != "https://api.hubapi.com" {
+        return None;
+    }
+    let type_id = match object {
+        "contacts" => "0-1",
+        "companies" => "0-2",
+        "deals" => "0-3",
+        "tickets" => "0-5",
+        _ => return None,
+    };
+    Some(format!(
+        "https://app.hubspot.com/contacts/{portal}/record/{type_id}/{id}"
+    ))
+}
+
 #[async_trait]
 impl Connector for HubSpotConnector {
+    /// The record page in HubSpot's app (needs `portal_id`).
+    fn record_url(&self, object: &str, external_id: &str) -> Option<String> {
+        app_url(&self.params, object, external_id)
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             objects: mapping::OBJECTS
@@ -1082,6 +1105,20 @@ fn object_spec(object: &str) -> Result<&'static ObjectSpec, ConnectorError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_copy_links_to_its_hubspot_record_page_once_the_portal_is_known() {
+        let mut p: super::HubSpotParams =
+            serde_json::from_value(serde_json::json!({ "token": "pat" })).unwrap();
+        assert_eq!(super::app_url(&p, "contacts", "101"), None, "no portal_id");
+        p.portal_id = Some(4_242);
+        assert_eq!(
+            super::app_url(&p, "deals", "7").as_deref(),
+            Some("https://app.hubspot.com/contacts/4242/record/0-3/7")
+        );
+        p.base_url = "http://127.0.0.1:9999".into();
+        assert_eq!(super::app_url(&p, "deals", "7"), None);
+    }
+
     use super::*;
 
     #[test]

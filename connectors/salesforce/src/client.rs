@@ -357,6 +357,15 @@ pub struct SfClient {
 }
 
 impl SfClient {
+    /// The instance the current session talks to, if one was opened.
+    pub fn instance_url(&self) -> Option<String> {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|s| s.instance_url.clone())
+    }
+
     pub fn new(auth: Auth, http: HttpSettings, quota: Arc<Quota>) -> Result<Self, ConnectorError> {
         let token_http = ApiClient::new(
             auth.token_url(),

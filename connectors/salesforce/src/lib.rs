@@ -387,8 +387,24 @@ fn item_result(r: &Value, deleting: bool) -> PushResult {
     }
 }
 
+/// The Lightning record page on `instance`, when it is a Salesforce host.
+fn lightning_url(instance: &str, object: &str, id: &str) -> Option<String> {
+    let host = reqwest::Url::parse(instance).ok()?.host_str()?.to_owned();
+    (host.ends_with(".salesforce.com") || host.ends_with(".force.com")).then(|| {
+        format!(
+            "{}/lightning/r/{object}/{id}/view",
+            instance.trim_end_matches('/')
+        )
+    })
+}
+
 #[async_trait]
 impl Connector for SalesforceConnector {
+    /// The Lightning record page on the org's instance, once a session has named it.
+    fn record_url(&self, object: &str, external_id: &str) -> Option<String> {
+        lightning_url(&self.client.instance_url()?, object, external_id)
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             objects: OBJECT_KINDS
@@ -602,6 +618,22 @@ fn step_back(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_copy_links_to_its_lightning_page_on_a_salesforce_instance_only() {
+        assert_eq!(
+            super::lightning_url("https://acme.my.salesforce.com", "Contact", "003A").as_deref(),
+            Some("https://acme.my.salesforce.com/lightning/r/Contact/003A/view")
+        );
+        assert_eq!(
+            super::lightning_url("http://127.0.0.1:9999", "Contact", "003A"),
+            None
+        );
+        assert_eq!(
+            super::lightning_url("https://salesforce.com.evil.example", "Contact", "1"),
+            None
+        );
+    }
+
     use super::*;
 
     #[test]

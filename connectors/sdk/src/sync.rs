@@ -281,6 +281,13 @@ pub trait Connector: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Where a person opens this copy in the system's own web app (the console links each
+    /// copy there). `None` where the connector cannot say: an account id it was not given,
+    /// or a base URL that is not the vendor's (a simulator, a proxy).
+    fn record_url(&self, _object: &str, _external_id: &str) -> Option<String> {
+        None
+    }
+
     /// The API account's limiter figures, for `/status` and metrics.
     fn rate_limit(&self) -> Option<crate::http::LimiterStats> {
         None

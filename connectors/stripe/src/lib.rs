@@ -167,6 +167,21 @@ pub struct StripeConnector {
     status: Mutex<StripeStatus>,
 }
 
+/// The Dashboard page of a customer, subscription or invoice (test-mode keys open the
+/// test-mode Dashboard); none against anything but Stripe's own API.
+fn stripe_dashboard_url(p: &StripeParams, object: &str, id: &str) -> Option<String> {
+    if p.base_url.trim_end_matches('/') != "https://api.stripe.com" || list_path(object).is_none() {
+        return None;
+    }
+    let key = p.secret_key.expose();
+    let mode = if key.starts_with("sk_test_") || key.starts_with("rk_test_") {
+        "test/"
+    } else {
+        ""
+    };
+    Some(format!("https://dashboard.stripe.com/{mode}{object}/{id}"))
+}
+
 fn list_path(object: &str) -> Option<&'static str> {
     match object {
         "customers" => Some("/v1/customers"),
@@ -825,6 +840,10 @@ impl StripeConnector {
 
 #[async_trait]
 impl Connector for StripeConnector {
+    fn record_url(&self, object: &str, external_id: &str) -> Option<String> {
+        stripe_dashboard_url(&self.params, object, external_id)
+    }
+
     fn capabilities(&self) -> Capabilities {
         let customer_kind = match self.params.customers_as {
             CustomersAs::Organization => Kind::Organization,
@@ -1062,6 +1081,23 @@ fn created_id(v: &Value) -> Result<String, ConnectorError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_copy_links_to_the_dashboard_of_its_mode() {
+        let mut p: super::StripeParams =
+            serde_json::from_value(serde_json::json!({ "secret_key": "sk_test_abc" })).unwrap();
+        assert_eq!(
+            super::stripe_dashboard_url(&p, "subscriptions", "sub_1").as_deref(),
+            Some("https://dashboard.stripe.com/test/subscriptions/sub_1")
+        );
+        p.secret_key = revsync_sdk::Secret::new("sk_live_abc");
+        assert_eq!(
+            super::stripe_dashboard_url(&p, "customers", "cus_1").as_deref(),
+            Some("https://dashboard.stripe.com/customers/cus_1")
+        );
+        p.base_url = "http://127.0.0.1:12111".into();
+        assert_eq!(super::stripe_dashboard_url(&p, "customers", "cus_1"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -735,8 +735,21 @@ fn time_cursor(cursor: Option<&str>) -> Result<(i64, BTreeSet<String>), Connecto
     ))
 }
 
+/// A user's, organization's or ticket's page in the Agent Workspace; none behind a
+/// configured `base_url` (a simulator, a proxy).
+fn agent_url(p: &ZendeskParams, object: &str, id: &str) -> Option<String> {
+    let sub = p.subdomain.as_deref().filter(|_| p.base_url.is_none())?;
+    matches!(object, "users" | "organizations" | "tickets")
+        .then(|| format!("https://{sub}.zendesk.com/agent/{object}/{id}"))
+}
+
 #[async_trait]
 impl Connector for ZendeskConnector {
+    /// The Agent Workspace page of a user, organization or ticket.
+    fn record_url(&self, object: &str, external_id: &str) -> Option<String> {
+        agent_url(&self.params, object, external_id)
+    }
+
     fn capabilities(&self) -> Capabilities {
         let obj = |name: &str, kind, write| ObjectCapability {
             name: name.into(),
@@ -853,6 +866,21 @@ impl Connector for ZendeskConnector {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_copy_links_to_the_agent_workspace_only_on_zendesk_itself() {
+        let mut p: super::ZendeskParams = serde_json::from_value(serde_json::json!({
+            "subdomain": "acme", "auth": { "method": "api_token", "email": "ops@acme.example", "token": "t" }
+        }))
+        .unwrap();
+        assert_eq!(
+            super::agent_url(&p, "tickets", "42").as_deref(),
+            Some("https://acme.zendesk.com/agent/tickets/42")
+        );
+        assert_eq!(super::agent_url(&p, "ticket_metrics", "42"), None);
+        p.base_url = Some("http://127.0.0.1:9999/api/v2".into());
+        assert_eq!(super::agent_url(&p, "tickets", "42"), None);
+    }
+
     use super::*;
 
     #[test]
