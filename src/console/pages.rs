@@ -1175,7 +1175,9 @@ pub struct RevenueQuery {
 
 fn rate_text(v: &Json) -> Markup {
     match v {
-        Json::Number(n) => html! { (format!("{:.1} %", n.as_f64().unwrap_or(0.0) * 100.0)) },
+        Json::Object(o) if o.contains_key("percent") => {
+            html! { (format!("{:.1} %", o.get("percent").and_then(Json::as_f64).unwrap_or(0.0))) }
+        }
         Json::Object(o) if o.contains_key("unavailable") => {
             html! { span.muted title=(o.get("unavailable").and_then(Json::as_str).unwrap_or("")) { "unavailable" } }
         }
@@ -1226,6 +1228,23 @@ pub async fn revenue(
         Ok(Ok(r)) => r,
     };
     let periods = report["periods"].as_array().cloned().unwrap_or_default();
+    // The at-risk list names customers by id: the page shows their names.
+    let risk_ids: Vec<Uuid> = report["at_risk"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["customer"].as_str()?.parse().ok())
+        .take(200)
+        .collect();
+    let engine = state.engine.clone();
+    let names: BTreeMap<String, String> = blocking(move || {
+        risk_ids
+            .into_iter()
+            .filter_map(|id| Some((id.to_string(), label_of(&engine.record(id).ok()??))))
+            .collect()
+    })
+    .await
+    .unwrap_or_default();
     // Currencies any period or today's state knows, the largest MRR first.
     let mut currencies: Vec<String> = report["now"]
         .as_object()
@@ -1336,6 +1355,26 @@ pub async fn revenue(
                     } }
                 }
                 section.card {
+                    h2 { "Open pipeline by stage" }
+                    @let stages = now_c["open_pipeline_by_stage"].as_object().cloned().unwrap_or_default();
+                    @if stages.is_empty() { p.empty { "No open deal with an amount in " (cur) "." } }
+                    @else {
+                        @let top = stages.values().filter_map(|v| v["amount"].as_i64()).max().unwrap_or(1).max(1);
+                        table.stages {
+                            thead { tr { th scope="col" { "Stage" } th.num scope="col" { "Deals" } th.num scope="col" { "Amount" } th scope="col" { span.sr { "Share" } } } }
+                            tbody { @for (stage, v) in &stages {
+                                @let amount = v["amount"].as_i64().unwrap_or(0);
+                                tr {
+                                    th scope="row" { (stage) }
+                                    td.num { (v["deals"].as_u64().unwrap_or(0)) }
+                                    td.num { (money(amount, &cur)) }
+                                    td.barcell { svg.stagebar viewBox="0 0 100 10" preserveAspectRatio="none" aria-hidden="true" { rect width=(amount.saturating_mul(100) / top) height="10" {} } }
+                                }
+                            } }
+                        }
+                    }
+                }
+                section.card {
                     h2 { "Pipeline ahead (weighted)" }
                     @let ahead = report["forecast"].as_array().cloned().unwrap_or_default();
                     div.scroll { table {
@@ -1359,8 +1398,8 @@ pub async fn revenue(
                     @else {
                         ul.results { @for r in &risk {
                             li {
-                                @if let Some(id) = r["customer"].as_str() { a href={"/console/records/" (id)} { (id) } }
-                                " · " (value_text(&r["mrr"]))
+                                @if let Some(id) = r["customer"].as_str() { a href={"/console/records/" (id)} { (names.get(id).cloned().unwrap_or_else(|| id.to_owned())) } }
+                                " · MRR " (r["mrr"].as_object().map(|m| m.iter().map(|(c, a)| money(a.as_i64().unwrap_or(0), c)).collect::<Vec<_>>().join(", ")).unwrap_or_default())
                                 " · " span.muted { (r["reasons"].as_array().map(|a| a.iter().filter_map(Json::as_str).collect::<Vec<_>>().join("; ")).unwrap_or_default()) }
                             }
                         } }

@@ -148,12 +148,22 @@ pub fn report(read: &Read, kind: PeriodKind, periods: &[Period], now: Timestamp)
             )
         })
         .collect();
-    // Open pipeline: every deal not closed now, at its amount now.
+    // Open pipeline: every deal not closed now, at its amount now, in all and by stage.
     let mut open: BTreeMap<&str, (i64, u64)> = BTreeMap::new();
+    let mut by_stage: BTreeMap<&str, BTreeMap<&str, (i64, u64)>> = BTreeMap::new();
     for d in &h.deals {
-        if d.stage_at(now).is_some_and(|s| !s.stage.is_closed()) {
-            if let Some(a) = d.amount_at(now) {
-                let e = open.entry(a.currency.as_str()).or_default();
+        let Some(super::model::DealStage::Open(stage)) = d.stage_at(now).map(|s| &s.stage) else {
+            continue;
+        };
+        if let Some(a) = d.amount_at(now) {
+            for e in [
+                open.entry(a.currency.as_str()).or_default(),
+                by_stage
+                    .entry(a.currency.as_str())
+                    .or_default()
+                    .entry(stage.as_str())
+                    .or_default(),
+            ] {
                 e.0 = e.0.saturating_add(a.amount);
                 e.1 += 1;
             }
@@ -163,6 +173,13 @@ pub fn report(read: &Read, kind: PeriodKind, periods: &[Period], now: Timestamp)
         let e = current.entry(cur.to_owned()).or_insert_with(|| json!({}));
         e["open_pipeline"] = json!(amount);
         e["open_deals"] = json!(n);
+        let stages: Map<String, Json> = by_stage
+            .remove(cur)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(stage, (amount, n))| (stage.to_owned(), json!({ "amount": amount, "deals": n })))
+            .collect();
+        e["open_pipeline_by_stage"] = Json::Object(stages);
     }
     json!({
         "as_of": now.to_rfc3339(),

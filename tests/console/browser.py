@@ -74,8 +74,17 @@ def http(method, url, token=None, body=None, form=None, headers=None):
         return e.code, e.read().decode()
 
 
-def shot(driver, name):
-    if SHOTS:
+def shot(driver, name, whole=False):
+    """A screenshot for docs/console; `whole`: the page's full height (up to 2,400 px)."""
+    if not SHOTS:
+        return
+    if whole:
+        size = driver.get_window_size()
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(size["width"], min(max(height, size["height"]), 2400))
+        driver.save_screenshot(os.path.join(SHOTS, f"{name}.png"))
+        driver.set_window_size(size["width"], size["height"])
+    else:
         driver.save_screenshot(os.path.join(SHOTS, f"{name}.png"))
 
 
@@ -201,7 +210,7 @@ def main():
         systems = {li.find_element(By.TAG_NAME, "strong").text for li in driver.find_elements(By.CSS_SELECTOR, "ul.links li")}
         assert len(systems) >= 3, systems
         assert len(sources) >= 2, sources
-        shot(driver, "record")
+        shot(driver, "record", whole=True)
         ok(f"{email}: copies in {sorted(systems)}, field values from {sorted(sources)}")
 
         # An edit in the grid reaches HubSpot and Salesforce.
@@ -249,7 +258,9 @@ def main():
         # demo's history starts this month, so the page says why there is none yet.
         headings = [h.text for h in driver.find_elements(By.TAG_NAME, "h2")]
         assert any(h.startswith("MRR bridge") for h in headings), headings
-        shot(driver, "revenue")
+        stages = driver.find_elements(By.CSS_SELECTOR, "table.stages tbody tr")
+        assert stages, "the open pipeline by stage"
+        shot(driver, "revenue", whole=True)
         ok(f"the revenue page shows today's MRR as GET /kpi does ({mrr})")
 
         # A POST without the session's CSRF token is refused and changes nothing.
