@@ -52,6 +52,12 @@ pub struct KpiConfig {
     /// More urgent or high tickets than this in 30 days puts a paying customer at risk.
     #[serde(default = "default_urgent_tickets_over")]
     pub urgent_tickets_over: usize,
+    /// Report every KPI in this currency (ISO 4217), converting other currencies at `rates`.
+    #[serde(default)]
+    pub reporting_currency: Option<String>,
+    /// Units of `reporting_currency` one unit of each other currency is worth (`EUR: 1.08`).
+    #[serde(default)]
+    pub rates: std::collections::BTreeMap<String, f64>,
 }
 
 impl Default for KpiConfig {
@@ -60,6 +66,8 @@ impl Default for KpiConfig {
             gross_margin: None,
             spend: Vec::new(),
             urgent_tickets_over: default_urgent_tickets_over(),
+            reporting_currency: None,
+            rates: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -569,6 +577,33 @@ impl DaemonConfig {
                     example: "server:\n  admin_token: ${REVSYNC_ADMIN_TOKEN}",
                 });
             }
+        }
+        let code = |c: &str| c.len() == 3 && c.chars().all(|ch| ch.is_ascii_alphabetic());
+        if let Some(c) = &self.kpi.reporting_currency {
+            if !code(c) {
+                out.push(OutOfBounds {
+                    field: "kpi.reporting_currency",
+                    message: format!("`{c}` is not an ISO 4217 currency code"),
+                    example: "kpi:\n  reporting_currency: USD",
+                });
+            }
+        }
+        for (c, rate) in &self.kpi.rates {
+            if !code(c) || !rate.is_finite() || *rate <= 0.0 || *rate > 1e9 {
+                out.push(OutOfBounds {
+                    field: "kpi.rates",
+                    message: format!("`{c}: {rate}` is not a currency code with a positive rate"),
+                    example: "kpi:\n  reporting_currency: USD\n  rates: { EUR: 1.08, GBP: 1.27 }",
+                });
+            }
+        }
+        if !self.kpi.rates.is_empty() && self.kpi.reporting_currency.is_none() {
+            out.push(OutOfBounds {
+                field: "kpi.rates",
+                message: "rates need kpi.reporting_currency, the currency they convert into"
+                    .to_owned(),
+                example: "kpi:\n  reporting_currency: USD\n  rates: { EUR: 1.08 }",
+            });
         }
         if let Some(t) = &s.read_only_token {
             if t.expose().trim().is_empty() || t.expose().chars().any(char::is_whitespace) {

@@ -642,8 +642,16 @@ fn value_text(v: &Json) -> String {
 }
 
 /// Fields the grid and the record page let an operator edit: text and fixed-choice
-/// fields that are not identity keys (an email or domain is changed in its system).
+/// fields of people, companies, deals and tickets that are not identity keys (an email
+/// or domain is changed in its system). Billing records are the billing system's facts
+/// (MODEL.md) and the KPIs' history: they are changed in Stripe, never here.
 fn editable(kind: Kind) -> Vec<(&'static str, FieldType)> {
+    if !matches!(
+        kind,
+        Kind::Person | Kind::Organization | Kind::Deal | Kind::Ticket
+    ) {
+        return Vec::new();
+    }
     kind.fields()
         .iter()
         .filter(|d| matches!(d.ty, FieldType::Text | FieldType::Enum(_)))
@@ -944,7 +952,18 @@ pub async fn grid(
             Ok(Err(e)) => return store_error(e),
             Ok(Ok(found)) => found,
         };
-    let cols = editable(kind);
+    // A kind with nothing editable (billing records) still shows its main fields.
+    let editing = !editable(kind).is_empty();
+    let cols: Vec<(&'static str, FieldType)> = if editing {
+        editable(kind)
+    } else {
+        kind.fields()
+            .iter()
+            .filter(|d| !matches!(d.ty, FieldType::Json | FieldType::TextList))
+            .take(8)
+            .map(|d| (d.name, d.ty))
+            .collect()
+    };
     let here = {
         let mut u = format!("/console/grid?kind={}", kind.as_str());
         if !filter.is_empty() {
@@ -957,7 +976,7 @@ pub async fn grid(
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
         .collect();
-    let admin = v.role == Role::Admin;
+    let admin = v.role == Role::Admin && editing;
     let body = html! {
         h1 { "Grid" }
         (note(&flash))
@@ -974,6 +993,7 @@ pub async fn grid(
             p.empty { "No " (kind.as_str()) " record" @if !filter.is_empty() { " matches “" (filter) "”" } " yet. Records appear here once a connector has read them." }
         } @else {
             @if admin { p.hint { "Edit a cell and press Save on its row (or Enter): the change goes through the merge rules to every system that holds the record." } }
+            @if !editing { p.hint { (kind.as_str()) " records are read-only here: billing facts are changed in the billing system." } }
             div.scroll { table.grid {
                 thead { tr {
                     th scope="col" { "Record" }
@@ -1449,5 +1469,10 @@ mod tests {
             .collect();
         assert!(org.contains(&"name"));
         assert!(!org.contains(&"domain"));
+        assert!(
+            editable(Kind::Subscription).is_empty(),
+            "billing facts are Stripe's"
+        );
+        assert!(editable(Kind::Invoice).is_empty());
     }
 }

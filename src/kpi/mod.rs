@@ -6,6 +6,7 @@
 //! missing, or whose base is empty, is [`Kpi::Unavailable`] with the reason, never 0.
 //! ADR 0039 says why the core is pure; docs/kpi.md gives each definition as implemented.
 
+pub mod convert;
 pub mod forecast;
 pub mod live;
 pub mod model;

@@ -206,6 +206,8 @@ pub struct Inputs {
     pub gross_margin: Option<Ratio>,
     /// More urgent or high tickets than this in 30 days puts a paying customer at risk.
     pub urgent_tickets_over: usize,
+    /// `kpi.reporting_currency` and its rate table: every amount converted before the KPIs.
+    pub rates: Option<super::convert::Rates>,
 }
 
 impl Default for Inputs {
@@ -230,10 +232,28 @@ impl From<&crate::config::KpiConfig> for Inputs {
         let gross_margin = c
             .gross_margin
             .and_then(|m| Ratio::new((m * 10_000.0).round() as i128, 10_000));
+        // Rates to nine decimals, exactly as a rational.
+        let rates = c
+            .reporting_currency
+            .as_ref()
+            .map(|to| super::convert::Rates {
+                to: to.to_ascii_uppercase(),
+                per_unit: c
+                    .rates
+                    .iter()
+                    .filter_map(|(cur, r)| {
+                        Some((
+                            cur.to_ascii_uppercase(),
+                            Ratio::new((r * 1e9).round() as i128, 1_000_000_000)?,
+                        ))
+                    })
+                    .collect(),
+            });
         Inputs {
             spend,
             gross_margin,
             urgent_tickets_over: c.urgent_tickets_over,
+            rates,
         }
     }
 }
@@ -660,7 +680,26 @@ pub fn from_read(
     read.history.spend = inputs.spend.clone();
     read.history.gross_margin = inputs.gross_margin;
     read.urgent_tickets_over = inputs.urgent_tickets_over;
+    let unconverted = inputs
+        .rates
+        .as_ref()
+        .map(|rates| super::convert::convert(&mut read.history, rates));
     let mut r = report(&read, q.kind()?, &periods, now);
+    if let (Some(rates), Some(obj)) = (&inputs.rates, r.as_object_mut()) {
+        obj.insert("reporting_currency".into(), json!(rates.to));
+        obj.insert(
+            "rates".into(),
+            json!(rates
+                .per_unit
+                .iter()
+                .map(|(c, r)| (c.clone(), json!(format!("{}/{}", r.numer(), r.denom()))))
+                .collect::<Map<String, Json>>()),
+        );
+        obj.insert(
+            "without_rate".into(),
+            json!(unconverted.unwrap_or_default()),
+        );
+    }
     // The at-risk customers by name, read for those few only.
     if let Some(list) = r.get_mut("at_risk").and_then(Json::as_array_mut) {
         for entry in list {
