@@ -314,17 +314,8 @@ async fn demo_inner(args: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
         .no_proxy()
         .build()?;
     // The console, signed in by a one-time link: nothing to paste.
-    if let Ok(Ok(r)) = tokio::time::timeout(
-        Duration::from_secs(5),
-        client.post(format!("{base}/admin/console/link")).send(),
-    )
-    .await
-    {
-        if let Ok(v) = r.json::<Value>().await {
-            if let Some(path) = v.get("path").and_then(Value::as_str) {
-                eprintln!("console: {base}/  (one-time sign-in link: {base}{path})");
-            }
-        }
+    if let Some(link) = console_link(&client, &base).await {
+        eprintln!("console: {base}/  (one-time sign-in link: {link})");
     }
     let started = Instant::now();
     let outcome = converge(&client, &base, args.timeout_secs, &daemon, &stop).await;
@@ -362,7 +353,10 @@ async fn demo_inner(args: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
 
     let interrupted = matches!(outcome, Outcome::Interrupted);
     if !args.once && !interrupted && !daemon.is_finished() {
-        println!("\nserving {base}/status and the simulators; Ctrl-C to stop");
+        let link = console_link(&client, &base)
+            .await
+            .unwrap_or_else(|| format!("{base}/"));
+        println!("\nserving the console ({link}: a one-time sign-in link), {base}/status and the simulators; Ctrl-C to stop");
         stop.cancelled().await;
     }
     let _ = stop_tx.send(());
@@ -1010,6 +1004,19 @@ fn print_summary(
 }
 
 /// The CLI commands that look into this run: they need neither its config nor any secret.
+/// A one-time console sign-in link from the demo's daemon (15 minutes, one use).
+async fn console_link(client: &reqwest::Client, base: &str) -> Option<String> {
+    let r = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.post(format!("{base}/admin/console/link")).send(),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let v = r.json::<Value>().await.ok()?;
+    Some(format!("{base}{}", v.get("path")?.as_str()?))
+}
+
 fn inspect_commands(base: &str, token_file: &Path) -> [String; 3] {
     let cli = format!("--url {base} --token \"$(cat {})\"", token_file.display());
     [
