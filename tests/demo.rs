@@ -172,6 +172,9 @@ fn demo_once_converges_and_merges_identities() {
     assert!(stdout.contains("revenue (KPIs)"), "{stdout}");
     assert!(num(&s, "mrr_seeded") > 0, "{s:?}");
     assert_eq!(num(&s, "mrr_usd"), num(&s, "mrr_seeded"), "{s:?}");
+    // The two months before this one have MRR: the subscriptions' past came from Stripe
+    // (their start dates and past invoices), not from watching it happen.
+    assert_eq!(num(&s, "mrr_past_months"), 2, "{s:?}");
 }
 
 #[test]

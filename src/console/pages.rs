@@ -1303,10 +1303,20 @@ pub async fn revenue(
                 })
                 .collect();
             // The last period whose bridge is known: the waterfall.
+            // The last whole period whose starting MRR is known (the one under way only
+            // when there is no other): a month to date says little.
+            let known = |p: &&Json| p["currencies"][&cur]["mrr_start"].is_number();
+            let whole = |p: &&Json| {
+                p["end"]
+                    .as_str()
+                    .and_then(|e| chrono::DateTime::parse_from_rfc3339(e).ok())
+                    .is_some_and(|e| e <= now)
+            };
             let last_bridge = periods
                 .iter()
                 .rev()
-                .find(|p| p["currencies"][&cur]["mrr_start"].is_number());
+                .find(|p| known(p) && whole(p))
+                .or_else(|| periods.iter().rev().find(known));
             let now_c = &report["now"][&cur];
             html! {
                 h1 { "Revenue" }

@@ -932,6 +932,28 @@ fn print_summary(
                 v["open_deals"].as_u64().unwrap_or(0),
             );
         }
+        // The months before the run, from Stripe's own history of the subscriptions.
+        for (cur, _) in k["now"].as_object().into_iter().flatten() {
+            let months: Vec<String> = k["periods"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| {
+                    let m = p.pointer(&format!("/currencies/{cur}/mrr_end"))?.as_i64()?;
+                    Some(format!(
+                        "{} {}",
+                        p["start"].as_str()?.get(..7)?,
+                        thousands((m / 100).unsigned_abs())
+                    ))
+                })
+                .collect();
+            if !months.is_empty() {
+                println!(
+                    "                      MRR at each month's end ({cur}): {}",
+                    months.join(" · ")
+                );
+            }
+        }
         println!(
             "                      month by month: revsync kpi --url {base} --token \"$(cat {})\"",
             token_file.display()
@@ -991,8 +1013,23 @@ fn print_summary(
         );
     }
     if let Some(s) = summary {
+        // Months of the report, before this one, whose MRR the history gives.
+        let past = s
+            .kpi
+            .as_ref()
+            .and_then(|k| k["periods"].as_array())
+            .map_or(0, |ps| {
+                ps.iter()
+                    .rev()
+                    .skip(1)
+                    .filter(|p| {
+                        p.pointer("/currencies/USD/mrr_end")
+                            .is_some_and(|m| m.as_i64().unwrap_or(0) > 0)
+                    })
+                    .count()
+            });
         line += &format!(
-            " mrr_usd={} mrr_seeded={}",
+            " mrr_usd={} mrr_seeded={} mrr_past_months={past}",
             mrr_usd.unwrap_or(-1),
             s.seeded_mrr
         );

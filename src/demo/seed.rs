@@ -369,12 +369,20 @@ pub fn seed_stripe(sim: &st::Sim, w: &World, refs: &mut Vec<CopyRef>) {
     for (id, crm) in xrefs {
         sim.update_customer(&id, json!({"metadata": {"hubspot_company_id": crm}}));
     }
-    for s in &w.subscriptions {
+    let now = sim.now();
+    for (k, s) in w.subscriptions.iter().enumerate() {
         let (Some(customer), Some(price)) = (customers.get(s.customer), prices.get(s.plan)) else {
             continue;
         };
         match sim.seed_subscription(customer, &[(price, s.quantity)], s.status) {
-            Ok(id) => refs.push((STRIPE, "subscriptions", id)),
+            Ok(id) => {
+                for invoice in
+                    sim.backdate_subscription(&id, past_start(k, now), &past_periods(k, s, now))
+                {
+                    refs.push((STRIPE, "invoices", invoice));
+                }
+                refs.push((STRIPE, "subscriptions", id));
+            }
             Err(e) => tracing::warn!(error = %e, "the simulator refused a demo subscription"),
         }
         for (amount, status) in &s.invoices {
@@ -382,6 +390,54 @@ pub fn seed_stripe(sim: &st::Sim, w: &World, refs: &mut Vec<CopyRef>) {
             refs.push((STRIPE, "invoices", id));
         }
     }
+}
+
+/// Months of history the demo's paying subscriptions have (issue 20): each started 1 to 6
+/// months ago, so the KPI report and the console have past months to show.
+const HISTORY_MONTHS: u32 = 6;
+
+/// When the `k`-th subscription started: 1 to [`HISTORY_MONTHS`] months before `now`, spread
+/// by index (the world stays the same for a seed), at a whole hour. Trials start now.
+fn past_start(k: usize, now: i64) -> i64 {
+    let months = 1 + (k * 7 % HISTORY_MONTHS as usize) as u32;
+    let start = chrono::DateTime::from_timestamp(now - now % 3600, 0)
+        .and_then(|t| t.checked_sub_months(chrono::Months::new(months)));
+    start.map_or(now, |t| t.timestamp())
+}
+
+/// The past periods the `k`-th subscription was billed for, from its start up to now:
+/// (start, end, quantity). Every fourth grew to its quantity today halfway (expansion),
+/// every fourth after it shrank to it (contraction), the rest kept it. A trial has no past.
+fn past_periods(k: usize, s: &super::world::Subscription, now: i64) -> Vec<(i64, i64, i64)> {
+    if s.status == "trialing" {
+        return Vec::new();
+    }
+    let start = past_start(k, now);
+    let Some(&(_, _, interval)) = PLANS.get(s.plan) else {
+        return Vec::new();
+    };
+    let step = if interval == "year" { 12 } else { 1 };
+    let at = |t: i64, months: u32| {
+        chrono::DateTime::from_timestamp(t, 0)
+            .and_then(|d| d.checked_add_months(chrono::Months::new(months)))
+            .map_or(t, |d| d.timestamp())
+    };
+    let mut periods = Vec::new();
+    let mut from = start;
+    while from < now - 3600 && periods.len() < 24 {
+        let to = at(from, step);
+        periods.push((from, to, s.quantity));
+        from = to;
+    }
+    let half = periods.len() / 2;
+    for (i, p) in periods.iter_mut().enumerate().filter(|(i, _)| *i < half) {
+        p.2 = match k % 4 {
+            0 => (s.quantity - 1 - (i as i64 % 2)).max(1),
+            1 => s.quantity + 2,
+            _ => s.quantity,
+        };
+    }
+    periods
 }
 
 /// Four webinars; every fourth person of the world registered to one of them an hour ago

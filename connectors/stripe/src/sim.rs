@@ -546,6 +546,32 @@ impl Sim {
         }
     }
 
+    /// Give a seeded subscription a past: `start` (unix seconds) becomes its `created` and
+    /// `start_date`, and each `(period start, period end, quantity)` is billed as Stripe
+    /// billed it then, oldest first (an invoice of its subscription lines, paid). Its
+    /// current items are left as they are. The invoices' ids, in order.
+    pub fn backdate_subscription(
+        &self,
+        id: &str,
+        start: i64,
+        periods: &[(i64, i64, i64)],
+    ) -> Vec<String> {
+        let mut s = self.lock();
+        let Some(sub) = s.subscriptions.rows.get_mut(id) else {
+            return Vec::new();
+        };
+        put(sub, "created", json!(start));
+        put(sub, "start_date", json!(start));
+        let sub = sub.clone();
+        periods
+            .iter()
+            .enumerate()
+            .map(|(i, &(from, to, quantity))| {
+                billing::bill_past_period(&mut s, &sub, quantity, (from, to), i == 0)
+            })
+            .collect()
+    }
+
     pub fn seed_invoice(&self, customer: &str, amount_due: i64, status: &str) -> String {
         let mut s = self.lock();
         let now = s.now();

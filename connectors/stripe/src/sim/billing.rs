@@ -282,6 +282,39 @@ fn renew(s: &mut State, id: &str) {
     );
 }
 
+/// A past period of `sub` billed as Stripe billed it then (a world's history seeded before
+/// a test): an invoice dated at the period's start whose lines bill `quantity` of each
+/// item over `period`, paid. `first`: the subscription's first invoice.
+pub(super) fn bill_past_period(
+    s: &mut State,
+    sub: &Value,
+    quantity: i64,
+    period: (i64, i64),
+    first: bool,
+) -> String {
+    let mut then = sub.clone();
+    put(&mut then, "status", json!("active"));
+    if let Some(items) = then
+        .pointer_mut("/items/data")
+        .and_then(Value::as_array_mut)
+    {
+        for item in items {
+            put(item, "quantity", json!(quantity));
+        }
+    }
+    let id = new_id("in");
+    let saved = s.under_clock.replace((String::new(), period.0));
+    let reason = if first {
+        "subscription_create"
+    } else {
+        "subscription_cycle"
+    };
+    open_invoice(s, &then, &id, reason, [(period.0, period.0), period]);
+    pay(s, &id);
+    s.under_clock = saved;
+    id
+}
+
 /// A new subscription's first invoice, paid at once: nothing during a trial, else its first
 /// period in advance.
 pub(super) fn bill_first_period(s: &mut State, sub: &Value, invoice: String, service: (i64, i64)) {
