@@ -1310,7 +1310,7 @@ pub async fn revenue(
                 p["end"]
                     .as_str()
                     .and_then(|e| chrono::DateTime::parse_from_rfc3339(e).ok())
-                    .is_some_and(|e| e <= now)
+                    .is_some_and(|e| e < now)
             };
             let last_bridge = periods
                 .iter()
