@@ -374,6 +374,18 @@ pub fn seed_stripe(sim: &st::Sim, w: &World, refs: &mut Vec<CopyRef>) {
         let (Some(customer), Some(price)) = (customers.get(s.customer), prices.get(s.plan)) else {
             continue;
         };
+        // An earlier subscription of the same customer that ended: churn, and for a customer
+        // paying again today, a reactivation too.
+        if let Some((from, to)) = earlier_subscription(k, s, now) {
+            if let Ok(id) = sim.seed_subscription(customer, &[(price, s.quantity)], "active") {
+                let periods = months_between(from, to, s.quantity);
+                for invoice in sim.backdate_subscription(&id, from, &periods) {
+                    refs.push((STRIPE, "invoices", invoice));
+                }
+                sim.end_subscription_at(&id, to - 86_400, to);
+                refs.push((STRIPE, "subscriptions", id));
+            }
+        }
         match sim.seed_subscription(customer, &[(price, s.quantity)], s.status) {
             Ok(id) => {
                 for invoice in
@@ -403,6 +415,43 @@ fn past_start(k: usize, now: i64) -> i64 {
     let start = chrono::DateTime::from_timestamp(now - now % 3600, 0)
         .and_then(|t| t.checked_sub_months(chrono::Months::new(months)));
     start.map_or(now, |t| t.timestamp())
+}
+
+/// Months `[from, to)` as monthly periods of `quantity`.
+fn months_between(from: i64, to: i64, quantity: i64) -> Vec<(i64, i64, i64)> {
+    let mut out = Vec::new();
+    let mut at = from;
+    while at < to && out.len() < 24 {
+        let next = chrono::DateTime::from_timestamp(at, 0)
+            .and_then(|d| d.checked_add_months(chrono::Months::new(1)))
+            .map_or(to, |d| d.timestamp())
+            .min(to);
+        out.push((at, next, quantity));
+        at = next;
+    }
+    out
+}
+
+/// When the `k`-th customer's earlier, ended subscription ran (one in ten customers of a
+/// monthly plan): three months up to a month before today's subscription started (it
+/// came back: a reactivation), or, for a customer only trialing today, from five months
+/// to two months ago (it left: churn).
+fn earlier_subscription(k: usize, s: &super::world::Subscription, now: i64) -> Option<(i64, i64)> {
+    let monthly = PLANS.get(s.plan).is_some_and(|p| p.2 == "month");
+    if !monthly || k % 10 != 3 {
+        return None;
+    }
+    let back = |t: i64, months: u32| {
+        chrono::DateTime::from_timestamp(t, 0)
+            .and_then(|d| d.checked_sub_months(chrono::Months::new(months)))
+            .map(|d| d.timestamp())
+    };
+    let anchor = if s.status == "trialing" {
+        back(now - now % 3600, 1)?
+    } else {
+        past_start(k, now)
+    };
+    Some((back(anchor, 4)?, back(anchor, 1)?))
 }
 
 /// The past periods the `k`-th subscription was billed for, from its start up to now:

@@ -572,6 +572,20 @@ impl Sim {
             .collect()
     }
 
+    /// End a seeded subscription in the past, as a cancellation then would have: canceled
+    /// at `canceled_at`, ended at `ended_at` (unix seconds), status `canceled`.
+    pub fn end_subscription_at(&self, id: &str, canceled_at: i64, ended_at: i64) -> bool {
+        let mut s = self.lock();
+        let Some(sub) = s.subscriptions.rows.get_mut(id) else {
+            return false;
+        };
+        put(sub, "status", json!("canceled"));
+        put(sub, "canceled_at", json!(canceled_at));
+        put(sub, "ended_at", json!(ended_at));
+        put(sub, "cancel_at_period_end", json!(false));
+        true
+    }
+
     pub fn seed_invoice(&self, customer: &str, amount_due: i64, status: &str) -> String {
         let mut s = self.lock();
         let now = s.now();
