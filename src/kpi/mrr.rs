@@ -82,10 +82,15 @@ pub fn mrr_at(subs: &[Subscription], t: Timestamp) -> BTreeMap<Currency, MrrSnap
 /// Whether the customer had MRR > 0 (any currency) at some instant before `t`. MRR only
 /// rises at a state's `effective_at`, so those instants are the ones to look at.
 pub fn paid_before(subs: &[Subscription], customer: &str, t: Timestamp) -> bool {
-    subs.iter().filter(|s| s.customer == customer).any(|s| {
-        s.states
-            .iter()
-            .filter(|st| st.effective_at < t)
-            .any(|st| subscription_mrr_at(s, st.effective_at) > 0)
-    })
+    subs.iter()
+        .filter(|s| s.customer == customer)
+        .any(|s| sub_paid_before(s, t))
+}
+
+/// Whether `s` had MRR > 0 at some instant before `t`.
+pub fn sub_paid_before(s: &Subscription, t: Timestamp) -> bool {
+    s.states
+        .iter()
+        .filter(|st| st.effective_at < t)
+        .any(|st| subscription_mrr_at(s, st.effective_at) > 0)
 }

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::model::{Currency, CustomerId, Period, Subscription, SubscriptionStatus};
-use super::mrr::{mrr_at, paid_before};
+use super::mrr::{mrr_at, sub_paid_before};
 use super::ratio::Ratio;
 use super::Kpi;
 
@@ -97,6 +97,9 @@ pub fn bridge(subs: &[Subscription], period: Period) -> BTreeMap<Currency, Bridg
     let at_start = mrr_at(subs, period.start);
     let at_end = mrr_at(subs, period.end);
     let currencies: BTreeSet<&Currency> = at_start.keys().chain(at_end.keys()).collect();
+    // Each customer's subscriptions, indexed once when a first customer starts paying in
+    // the period: asking every subscription for every such customer was quadratic.
+    let mut by_customer: Option<std::collections::HashMap<&str, Vec<&Subscription>>> = None;
     let mut out = BTreeMap::new();
     for cur in currencies {
         let s = at_start.get(cur).cloned().unwrap_or_default();
@@ -112,7 +115,18 @@ pub fn bridge(subs: &[Subscription], period: Period) -> BTreeMap<Currency, Bridg
         for c in customers {
             let (m0, m1) = (s.customer(c), e.customer(c));
             if m0 == 0 && m1 > 0 {
-                if paid_before(subs, c, period.start) {
+                let index = by_customer.get_or_insert_with(|| {
+                    let mut m: std::collections::HashMap<&str, Vec<&Subscription>> =
+                        std::collections::HashMap::new();
+                    for s in subs {
+                        m.entry(s.customer.as_str()).or_default().push(s);
+                    }
+                    m
+                });
+                let before = index
+                    .get(c.as_str())
+                    .is_some_and(|own| own.iter().any(|s| sub_paid_before(s, period.start)));
+                if before {
                     b.reactivation += m1;
                     b.reactivated_customers.insert(c.clone());
                 } else {
