@@ -14,6 +14,7 @@ pub mod demo;
 pub mod discover;
 pub mod engine;
 pub mod export;
+pub mod format;
 pub mod http;
 pub mod json;
 pub mod kpi;

@@ -19,6 +19,7 @@ use uuid::Uuid;
 use super::{chart, Viewer, COOKIE, SOURCE};
 use crate::app::AppState;
 use crate::auth::Role;
+use crate::format::thousands;
 use crate::status::{ConnectorState, ConnectorStatus};
 
 /// Rows the grid shows per page; records the name search and the grid read at most per
@@ -133,24 +134,12 @@ fn when(t: Option<&str>) -> Markup {
     }
 }
 
-fn count(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// Minor units as major, grouped, with the currency: `12,345.60 USD`.
 pub(super) fn money(minor: i64, currency: &str) -> String {
     let exp = crate::engine::mapping::currency_exponent(currency);
     let text = crate::engine::mapping::format_decimal(minor.abs(), exp);
     let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
-    let grouped = count(int.parse().unwrap_or(0));
+    let grouped = thousands(int.parse().unwrap_or(0));
     let sign = if minor < 0 { "−" } else { "" };
     if frac.is_empty() {
         format!("{sign}{grouped} {currency}")
@@ -159,10 +148,17 @@ pub(super) fn money(minor: i64, currency: &str) -> String {
     }
 }
 
-fn note(q: &BTreeMap<String, String>) -> Markup {
+/// What the last action said, carried in the redirect's query (`?note=` or `?error=`).
+#[derive(serde::Deserialize, Default)]
+pub struct Flash {
+    note: Option<String>,
+    error: Option<String>,
+}
+
+fn note(f: &Flash) -> Markup {
     html! {
-        @if let Some(n) = q.get("note") { p.flash role="status" { (n) } }
-        @if let Some(e) = q.get("error") { p.flash.error role="alert" { (e) } }
+        @if let Some(n) = &f.note { p.flash role="status" { (n) } }
+        @if let Some(e) = &f.error { p.flash.error role="alert" { (e) } }
     }
 }
 
@@ -381,16 +377,16 @@ fn connectors_table(state: &AppState, v: &Viewer) -> Markup {
                                     @if let Some(n) = &c.note { br; span.muted.small { (n) } } }
                                 td { (when(c.last_poll_at.map(|t| t.to_rfc3339()).as_deref())) }
                                 td.num { @match c.lag_secs { Some(s) => (format!("{s} s")), None => "—" } }
-                                td.num data-field="records_in" { (count(c.records_in)) }
-                                td.num data-field="records_out" { (count(c.records_out)) }
-                                td.num { (count(c.outbox_depth)) }
-                                td.num { (count(c.rate_limit.as_ref().map_or(0, |r| r.throttled))) }
+                                td.num data-field="records_in" { (thousands(c.records_in)) }
+                                td.num data-field="records_out" { (thousands(c.records_out)) }
+                                td.num { (thousands(c.outbox_depth)) }
+                                td.num { (thousands(c.rate_limit.as_ref().map_or(0, |r| r.throttled))) }
                                 td.num { @let d = c.dead_letters + c.inbound_dead_letters;
-                                    @if d > 0 { a href={"/console/dlq?connector=" (c.id)} { (count(d)) } } @else { "0" } }
+                                    @if d > 0 { a href={"/console/dlq?connector=" (c.id)} { (thousands(d)) } } @else { "0" } }
                                 td.num {
-                                    (count(c.api_requests_last_minute)) " /min"
+                                    (thousands(c.api_requests_last_minute)) " /min"
                                     @if let Some(r) = &c.rate_limit { br; span.muted.small { "budget " (r.requests) " per " (r.per_secs) " s" } }
-                                    @if let Some(q) = &c.api_quota { br; span.muted.small { (count(q.remaining)) " left of " (count(q.limit)) " per " (q.window) } }
+                                    @if let Some(q) = &c.api_quota { br; span.muted.small { (thousands(q.remaining)) " left of " (thousands(q.limit)) " per " (q.window) } }
                                 }
                                 td {
                                     @if v.role == Role::Admin {
@@ -417,7 +413,7 @@ fn connectors_table(state: &AppState, v: &Viewer) -> Markup {
 pub async fn overview(
     State(state): State<Arc<AppState>>,
     Extension(v): Extension<Viewer>,
-    Query(q): Query<BTreeMap<String, String>>,
+    Query(q): Query<Flash>,
 ) -> Response {
     let stats = state.store_stats();
     let warnings = state.warnings();
@@ -432,9 +428,9 @@ pub async fn overview(
             h2 { "Store" }
             dl.facts {
                 dt { "Backend" } dd { (stats.backend) }
-                dt { "Size on disk" } dd { (count(stats.size_on_disk_bytes / 1024)) " KiB" }
+                dt { "Size on disk" } dd { (thousands(stats.size_on_disk_bytes / 1024)) " KiB" }
                 dt { "Version" } dd { (env!("CARGO_PKG_VERSION")) }
-                dt { "Up for" } dd { (count(state.started.elapsed().as_secs())) " s" }
+                dt { "Up for" } dd { (thousands(state.started.elapsed().as_secs())) " s" }
             }
         }
     };
@@ -614,7 +610,7 @@ pub async fn records(
         @if query.is_empty() {
             p.empty { "Type an email, a company domain, a name, a canonical id or a system's id. The grid lists records of one kind to edit them." }
         } @else if results.is_empty() {
-            p.empty { "No record matches “" (query) "”. An email or domain finds its record exactly; a name is searched among the first " (count(SCAN_LIMIT as u64)) " records." }
+            p.empty { "No record matches “" (query) "”. An email or domain finds its record exactly; a name is searched among the first " (thousands(SCAN_LIMIT as u64)) " records." }
         } @else {
             ul.results {
                 @for r in &results {
@@ -683,7 +679,7 @@ pub async fn record(
     State(state): State<Arc<AppState>>,
     Extension(v): Extension<Viewer>,
     Path(id): Path<String>,
-    Query(q): Query<BTreeMap<String, String>>,
+    Query(q): Query<Flash>,
 ) -> Response {
     let engine = state.engine.clone();
     let key = id.clone();
@@ -930,8 +926,8 @@ pub struct GridQuery {
     kind: Option<String>,
     q: Option<String>,
     after: Option<Uuid>,
-    note: Option<String>,
-    error: Option<String>,
+    #[serde(flatten)]
+    flash: Flash,
 }
 
 pub async fn grid(
@@ -972,14 +968,10 @@ pub async fn grid(
         }
         u
     };
-    let flash: BTreeMap<String, String> = [("note", q.note), ("error", q.error)]
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
-        .collect();
     let admin = v.role == Role::Admin && editing;
     let body = html! {
         h1 { "Grid" }
-        (note(&flash))
+        (note(&q.flash))
         form.search method="get" action="/console/grid" {
             label for="kind" { "Kind" }
             select #kind name="kind" {
@@ -1035,8 +1027,8 @@ pub async fn grid(
 #[derive(serde::Deserialize, Default)]
 pub struct DlqQuery {
     connector: Option<String>,
-    note: Option<String>,
-    error: Option<String>,
+    #[serde(flatten)]
+    flash: Flash,
 }
 
 pub async fn dead_letters(
@@ -1057,14 +1049,10 @@ pub async fn dead_letters(
         .as_array()
         .cloned()
         .unwrap_or_default();
-    let flash: BTreeMap<String, String> = [("note", q.note), ("error", q.error)]
-        .into_iter()
-        .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
-        .collect();
     let admin = v.role == Role::Admin;
     let body = html! {
         h1 { "Dead letters" }
-        (note(&flash))
+        (note(&q.flash))
         @if let Some(c) = &q.connector { p { "Showing " strong { (c) } " only · " a href="/console/dlq" { "all connectors" } } }
         @if items.is_empty() {
             p.empty { "No dead letter. Pushes a system refused for good, and records that could not be brought in, appear here with what was sent and answered." }
@@ -1332,7 +1320,7 @@ pub async fn revenue(
                 div.tiles {
                     div.tile { span.k { "MRR" } span.v data-kpi="mrr" { (money_text(&now_c["mrr"], &cur)) } }
                     div.tile { span.k { "ARR" } span.v data-kpi="arr" { (money_text(&now_c["arr"], &cur)) } }
-                    div.tile { span.k { "Paying customers" } span.v { (now_c["customers"].as_u64().map(count).unwrap_or_else(|| "0".into())) } }
+                    div.tile { span.k { "Paying customers" } span.v { (now_c["customers"].as_u64().map(thousands).unwrap_or_else(|| "0".into())) } }
                     div.tile { span.k { "Open pipeline" } span.v { (money_text(&now_c["open_pipeline"], &cur)) } }
                 }
                 section.card {
@@ -1451,8 +1439,8 @@ mod tests {
         assert_eq!(money(1_234_560, "USD"), "12,345.60 USD");
         assert_eq!(money(-500, "EUR"), "−5.00 EUR");
         assert_eq!(money(1500, "JPY"), "1,500 JPY");
-        assert_eq!(count(1_000_000), "1,000,000");
-        assert_eq!(count(999), "999");
+        assert_eq!(thousands(1_000_000), "1,000,000");
+        assert_eq!(thousands(999), "999");
     }
 
     #[test]

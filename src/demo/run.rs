@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::Value;
+
+use crate::format::thousands;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -797,18 +799,6 @@ async fn lookup_all(
     let mut out = Vec::with_capacity(tasks.len());
     for t in tasks {
         out.push(t.await.ok().flatten());
-    }
-    out
-}
-
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
     }
     out
 }
