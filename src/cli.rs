@@ -143,10 +143,43 @@ enum Command {
         #[command(flatten)]
         client: ClientArg,
     },
+    /// Likely duplicates the scored identity model sent to review.
+    #[command(subcommand)]
+    Dupes(DupesCommand),
     /// Start the four simulators with a generated company world and the daemon against them.
     Demo(crate::demo::DemoArgs),
     /// Run one simulator alone, in the foreground, printing its base URL and credentials.
     Sim(crate::demo::SimArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum DupesCommand {
+    /// Pairs waiting for review, with their match probability and why they wait.
+    List {
+        #[command(flatten)]
+        client: ClientArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One pair: what each comparison found, and both records.
+    Show {
+        /// The pair's id as `dupes list` shows it.
+        id: String,
+        #[command(flatten)]
+        client: ClientArg,
+    },
+    /// They are one: merge them (the older id survives) and push the result.
+    Accept {
+        id: String,
+        #[command(flatten)]
+        client: ClientArg,
+    },
+    /// They are two: never proposed or merged by score again.
+    Reject {
+        id: String,
+        #[command(flatten)]
+        client: ClientArg,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -356,6 +389,7 @@ pub fn main() -> ExitCode {
         Command::Console { client } => console_link(&client),
         Command::Pause { connector, client } => pause(&client, &connector, true),
         Command::Resume { connector, client } => pause(&client, &connector, false),
+        Command::Dupes(cmd) => dupes(cmd),
         Command::Demo(a) => crate::demo::demo(a),
         Command::Sim(a) => crate::demo::sim(a),
     };
@@ -1198,6 +1232,85 @@ fn console_link(client: &ClientArg) -> u8 {
         }
         Err(code) => code,
     }
+}
+
+fn dupes(cmd: DupesCommand) -> u8 {
+    let (client, method, path) = match &cmd {
+        DupesCommand::List { client, .. } => {
+            (client, reqwest::Method::GET, "/admin/dupes".to_owned())
+        }
+        DupesCommand::Show { id, client } => {
+            (client, reqwest::Method::GET, format!("/admin/dupes/{id}"))
+        }
+        DupesCommand::Accept { id, client } => (
+            client,
+            reqwest::Method::POST,
+            format!("/admin/dupes/{id}/accept"),
+        ),
+        DupesCommand::Reject { id, client } => (
+            client,
+            reqwest::Method::POST,
+            format!("/admin/dupes/{id}/reject"),
+        ),
+    };
+    let v = match admin(client, method, &path, None) {
+        Ok((200, v)) => v,
+        Ok((_, v)) => {
+            eprintln!(
+                "error: {}",
+                at(&v, "/message").as_str().unwrap_or("refused")
+            );
+            return exit::FAILURE;
+        }
+        Err(code) => return code,
+    };
+    let pair_line = |p: &serde_json::Value| {
+        format!(
+            "{}  {}  p={:.5}  {}",
+            at(p, "/id").as_str().unwrap_or("?"),
+            at(p, "/kind").as_str().unwrap_or("?"),
+            at(p, "/probability").as_f64().unwrap_or(0.0),
+            at(p, "/reason").as_str().unwrap_or("")
+        )
+    };
+    match cmd {
+        DupesCommand::List { json: true, .. } => println!("{v:#}"),
+        DupesCommand::List { .. } => {
+            let pairs = at(&v, "/pairs").as_array().cloned().unwrap_or_default();
+            if pairs.is_empty() {
+                println!("no pairs wait for review");
+            }
+            for p in &pairs {
+                println!("{}", pair_line(p));
+            }
+        }
+        DupesCommand::Show { .. } => {
+            println!("{}", pair_line(&v));
+            for l in at(&v, "/levels").as_array().cloned().unwrap_or_default() {
+                println!(
+                    "  {:<20} {:<26} {:+.2}",
+                    at(&l, "/field").as_str().unwrap_or(""),
+                    at(&l, "/level").as_str().unwrap_or(""),
+                    at(&l, "/weight").as_f64().unwrap_or(0.0)
+                );
+            }
+            for side in ["record_a", "record_b"] {
+                println!();
+                print!(
+                    "{}",
+                    crate::engine::view::record_table(at(&v, &format!("/{side}")))
+                );
+            }
+        }
+        DupesCommand::Accept { .. } => println!(
+            "merged into {}",
+            at(&v, "/survivor").as_str().unwrap_or("?")
+        ),
+        DupesCommand::Reject { .. } => {
+            println!("rejected: the two stay apart and are not proposed again")
+        }
+    }
+    exit::OK
 }
 
 fn pause(client: &ClientArg, connector: &str, paused: bool) -> u8 {

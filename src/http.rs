@@ -33,6 +33,10 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/admin/connectors/{id}/pause", post(pause))
         .route("/admin/connectors/{id}/resume", post(resume))
         .route("/admin/console/link", post(console_link))
+        .route("/admin/dupes", get(dupes_list))
+        .route("/admin/dupes/{id}", get(dupes_show))
+        .route("/admin/dupes/{id}/accept", post(dupes_accept))
+        .route("/admin/dupes/{id}/reject", post(dupes_reject))
         // Operator requests are a few bytes of JSON; anything near axum's 2 MiB default
         // is not one, and is refused with 413 before it is buffered.
         .layer(axum::extract::DefaultBodyLimit::max(ADMIN_MAX_BODY_BYTES))
@@ -422,6 +426,108 @@ async fn set_paused(state: Arc<AppState>, id: String, paused: bool) -> Response 
         Ok(Err(e)) => error(StatusCode::NOT_FOUND, "not_found", e),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }
+}
+
+#[derive(serde::Deserialize)]
+struct DupesQuery {
+    #[serde(default = "default_dupes_limit")]
+    limit: usize,
+}
+
+fn default_dupes_limit() -> usize {
+    100
+}
+
+/// `GET /admin/dupes`: pairs the scored identity model sent to review (issue 19).
+async fn dupes_list(State(state): State<Arc<AppState>>, Query(q): Query<DupesQuery>) -> Response {
+    let engine = state.engine.clone();
+    match tokio::task::spawn_blocking(move || engine.reviews(q.limit)).await {
+        Ok(Ok(pairs)) => Json(json!({
+            "pairs": pairs.iter().map(crate::engine::view::review_json).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+/// A review pair's `a.b` id, or the 400 that says what one looks like.
+fn pair_id(id: &str) -> Result<(uuid::Uuid, uuid::Uuid), Response> {
+    crate::engine::view::parse_review_id(id).ok_or_else(|| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "a pair id is two canonical ids joined by `.`",
+        )
+    })
+}
+
+/// A blocking engine call's answer: 404 with `missing` for `None`, 500 for an error.
+fn engine_answer<T>(
+    done: Result<Result<Option<T>, crate::engine::EngineError>, tokio::task::JoinError>,
+    missing: &str,
+    ok: impl FnOnce(T) -> Response,
+) -> Response {
+    match done {
+        Ok(Ok(Some(v))) => ok(v),
+        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, "not_found", missing),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+const NO_PAIR: &str = "no such pair waits for review";
+
+/// `GET /admin/dupes/{a.b}`: one pair with both records.
+async fn dupes_show(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    let (a, b) = match pair_id(&id) {
+        Ok(ids) => ids,
+        Err(r) => return r,
+    };
+    let engine = state.engine.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        let Some(r) = engine.review(a, b)? else {
+            return Ok(None);
+        };
+        let mut v = crate::engine::view::review_json(&r);
+        for (side, rid) in [("record_a", r.a), ("record_b", r.b)] {
+            let rec = crate::engine::lookup_view(&engine, &rid.to_string(), 5)?;
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert(side.into(), rec.unwrap_or(serde_json::Value::Null));
+            }
+        }
+        Ok(Some(v))
+    })
+    .await;
+    engine_answer(found, NO_PAIR, |v| Json(v).into_response())
+}
+
+/// `POST /admin/dupes/{a.b}/accept`: merge the pair and push the result.
+async fn dupes_accept(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    let (a, b) = match pair_id(&id) {
+        Ok(ids) => ids,
+        Err(r) => return r,
+    };
+    let engine = state.engine.clone();
+    let done = tokio::task::spawn_blocking(move || engine.accept_review(a, b, "an operator")).await;
+    engine_answer(done, NO_PAIR, |survivor| {
+        Json(json!({ "merged": true, "survivor": survivor })).into_response()
+    })
+}
+
+/// `POST /admin/dupes/{a.b}/reject`: the two are different; never proposed again.
+async fn dupes_reject(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    let (a, b) = match pair_id(&id) {
+        Ok(ids) => ids,
+        Err(r) => return r,
+    };
+    let engine = state.engine.clone();
+    let done =
+        tokio::task::spawn_blocking(move || engine.reject_review(a, b).map(|r| r.then_some(())))
+            .await;
+    engine_answer(done, NO_PAIR, |()| {
+        Json(json!({ "rejected": true })).into_response()
+    })
 }
 
 /// `POST /admin/console/link`: a one-time sign-in link to the console (15 minutes, one

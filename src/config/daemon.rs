@@ -36,6 +36,66 @@ pub struct DaemonConfig {
     /// The KPIs' inputs no system holds: spend, gross margin, the at-risk threshold.
     #[serde(default)]
     pub kpi: KpiConfig,
+    /// Scored matching of the records no exact key joins, per kind (issue 19).
+    #[serde(default)]
+    pub identity: IdentityConfig,
+}
+
+/// `identity:` in revsync.yaml. Persons and organizations are matched by the shipped
+/// models (src/engine/identity/model.rs) unless a kind says `enabled: false`; any part of
+/// a kind's model can be replaced here. A model trained by `revsync identity train` is
+/// used in place of the shipped m and u from the next start.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    #[serde(default)]
+    pub person: KindIdentityConfig,
+    #[serde(default)]
+    pub organization: KindIdentityConfig,
+}
+
+/// One kind's scored identity settings; what is left out comes from the shipped model.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KindIdentityConfig {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Match probability at or above which a pair merges on its own.
+    #[serde(default)]
+    pub upper: Option<f64>,
+    /// Match probability at or above which a pair goes to the review queue.
+    #[serde(default)]
+    pub lower: Option<f64>,
+    #[serde(default)]
+    pub max_cluster: Option<usize>,
+    #[serde(default)]
+    pub max_block: Option<usize>,
+    /// Fields that identify outright: two different values never merge.
+    #[serde(default)]
+    pub strong: Option<Vec<String>>,
+    #[serde(default)]
+    pub comparisons: Option<Vec<crate::engine::identity::model::Comparison>>,
+    #[serde(default)]
+    pub blocking: Option<Vec<crate::engine::identity::model::BlockRule>>,
+}
+
+impl Default for KindIdentityConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            upper: None,
+            lower: None,
+            max_cluster: None,
+            max_block: None,
+            strong: None,
+            comparisons: None,
+            blocking: None,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// `kpi:` in revsync.yaml (KPIS.md): what the revenue KPIs need besides the systems' data.
@@ -317,6 +377,7 @@ impl Default for DaemonConfig {
             retry: RetryConfig::default(),
             alerts: AlertsConfig::default(),
             kpi: KpiConfig::default(),
+            identity: IdentityConfig::default(),
         }
     }
 }
@@ -664,6 +725,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "retry",
     "alerts",
     "kpi",
+    "identity",
 ];
 
 #[cfg(test)]

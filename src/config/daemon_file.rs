@@ -100,6 +100,9 @@ pub(super) fn load_daemon(
         kpi: ctx
             .section(&map, "kpi", daemon::KpiConfig::default, errors)
             .unwrap_or_default(),
+        identity: ctx
+            .section(&map, "identity", daemon::IdentityConfig::default, errors)
+            .unwrap_or_default(),
     };
     // A section that failed holds its defaults, which pass these: only what was written
     // is judged.

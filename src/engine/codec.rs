@@ -131,6 +131,48 @@ pub mod index {
     pub fn tombstones_of(connector: &str, object: &str) -> Vec<u8> {
         tombstone(connector, object, "")
     }
+    /// `record` is in block `key` of its kind's scored identity model. The value holds
+    /// the record's compared values, so scoring a candidate reads no record.
+    pub fn block(kind: &str, key: &str, record: Uuid) -> Vec<u8> {
+        let mut k = block_of(kind, key);
+        k.extend_from_slice(record.as_bytes());
+        k
+    }
+    pub fn block_of(kind: &str, key: &str) -> Vec<u8> {
+        let mut k = join(&[b"b", kind.as_bytes(), key.as_bytes()]);
+        k.push(0);
+        k
+    }
+    /// Every block entry of a kind.
+    pub fn blocks_of(kind: &str) -> Vec<u8> {
+        let mut k = join(&[b"b", kind.as_bytes()]);
+        k.push(0);
+        k
+    }
+    /// A pair waiting for review, older record first; the value is a [`ReviewPair`].
+    pub fn review(a: Uuid, b: Uuid) -> Vec<u8> {
+        let (a, b) = if a <= b { (a, b) } else { (b, a) };
+        join(&[b"q", a.as_bytes(), b.as_bytes()])
+    }
+    pub const REVIEWS: &[u8] = b"q\0";
+    /// A pair an operator rejected (or unmerged): never proposed or merged again.
+    pub fn never(a: Uuid, b: Uuid) -> Vec<u8> {
+        let (a, b) = if a <= b { (a, b) } else { (b, a) };
+        join(&[b"qn", a.as_bytes(), b.as_bytes()])
+    }
+}
+
+/// A pair of records the scored identity model could not settle on its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReviewPair {
+    pub kind: revsync_sdk::Kind,
+    pub probability: f64,
+    pub weight: f64,
+    /// (field, level, weight) of each comparison that had values on both sides.
+    pub levels: Vec<(String, String, f64)>,
+    /// Why it waits for a person: between the thresholds, or the guard that held it.
+    pub reason: String,
+    pub at: i64,
 }
 
 /// `Outbox`: (connector, sequence) -> chunk; a connector's outbox in order.
@@ -386,6 +428,9 @@ pub enum AuditEvent {
         problem: String,
         at: Provenance,
     },
+    /// A copy no exact key placed joined this record on its scored match (new variants
+    /// go last: stored entries name theirs by position).
+    Matched { link: Link, evidence: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,6 +8,7 @@
 
 pub mod codec;
 pub mod counts;
+pub mod identity;
 pub mod mapping;
 pub mod normalize;
 pub mod policy;
@@ -52,6 +53,21 @@ pub struct Page {
     pub cursor: Option<String>,
 }
 
+/// A pair of records waiting for an operator's review (issue 19).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Review {
+    pub a: Uuid,
+    pub b: Uuid,
+    pub pair: codec::ReviewPair,
+}
+
+impl Review {
+    /// The pair's id in the admin API and CLI: both record ids, older first.
+    pub fn id(&self) -> String {
+        format!("{}.{}", self.a, self.b)
+    }
+}
+
 /// What one `apply` did, for counters and logs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApplyReport {
@@ -69,6 +85,13 @@ pub struct ApplyReport {
     /// not an overlap read again. Counted here, not in `replayed`.
     pub echoed: usize,
     pub merged: usize,
+    /// Copies joined to a record on their scored match (issue 19), also in `merged` when
+    /// two records became one.
+    pub scored_merged: usize,
+    /// Pairs put in the review queue.
+    pub to_review: usize,
+    /// Scored matches a guard forbade.
+    pub vetoed: usize,
     pub deleted: usize,
     pub enqueued: usize,
     /// Records outside their object's `filter:`: not brought in.
@@ -280,6 +303,67 @@ impl Engine {
             Ok(())
         })?;
         Ok(outcome.map(|o| values.keys().cloned().zip(o).collect()))
+    }
+
+    /// Pairs waiting for review, oldest record first, at most `limit`.
+    pub fn reviews(&self, limit: usize) -> Result<Vec<Review>, EngineError> {
+        let entries = self.store.scan(
+            Table::Index,
+            codec::index::REVIEWS,
+            None,
+            limit.min(MAX_LIST),
+        )?;
+        entries
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let rest = k.get(codec::index::REVIEWS.len()..)?;
+                let a = Uuid::from_slice(rest.get(..16)?).ok()?;
+                let b = Uuid::from_slice(rest.get(17..33)?).ok()?;
+                Some(
+                    codec::decode::<codec::ReviewPair>(&v)
+                        .map(|pair| Review { a, b, pair })
+                        .map_err(|e| EngineError::Corrupt {
+                            table: "index",
+                            detail: e.to_string(),
+                        }),
+                )
+            })
+            .collect()
+    }
+
+    /// One pair waiting for review.
+    pub fn review(&self, a: Uuid, b: Uuid) -> Result<Option<Review>, EngineError> {
+        let Some(v) = self.store.get(Table::Index, &codec::index::review(a, b))? else {
+            return Ok(None);
+        };
+        let pair = codec::decode(&v).map_err(|e| EngineError::Corrupt {
+            table: "index",
+            detail: e.to_string(),
+        })?;
+        let (a, b) = if a <= b { (a, b) } else { (b, a) };
+        Ok(Some(Review { a, b, pair }))
+    }
+
+    /// Accept a review pair: the two records merge (the older id survives) and the result
+    /// is pushed to every system. The survivor, or `None` when no such pair waits.
+    pub fn accept_review(&self, a: Uuid, b: Uuid, by: &str) -> Result<Option<Uuid>, EngineError> {
+        let mut out = None;
+        self.write_with(|txn| {
+            out = txn.accept_review(a, b, by)?;
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Reject a review pair: remembered, so the two are never proposed or merged by score
+    /// again. `false` when no such pair waits.
+    pub fn reject_review(&self, a: Uuid, b: Uuid) -> Result<bool, EngineError> {
+        let mut out = false;
+        self.write_with(|txn| {
+            out = txn.reject_review(a, b)?;
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     /// Connectors an operator paused (`Meta`), so a pause outlives a restart.

@@ -232,6 +232,45 @@ const SECOND_LEVEL_LABELS: &[&str] = &["co", "com", "ne", "net", "or", "org"];
 
 /// Whether `domain` belongs to a free-mail provider; case and a trailing dot are ignored.
 ///
+/// Local parts of shared mailboxes: a team's address, not one person's.
+const ROLE_LOCAL_PARTS: &[&str] = &[
+    "accounting",
+    "accounts",
+    "admin",
+    "ap",
+    "ar",
+    "billing",
+    "careers",
+    "contact",
+    "enquiries",
+    "finance",
+    "hello",
+    "help",
+    "hr",
+    "info",
+    "inquiries",
+    "invoices",
+    "jobs",
+    "marketing",
+    "no-reply",
+    "noreply",
+    "office",
+    "orders",
+    "postmaster",
+    "sales",
+    "support",
+    "team",
+    "webmaster",
+];
+
+/// Whether an (already normalized) email is a role address (`info@`, `billing@`): shared by
+/// a team, it identifies no person, so it never joins two persons.
+pub fn is_role_address(email: &str) -> bool {
+    email.rsplit_once('@').is_some_and(|(local, _)| {
+        ROLE_LOCAL_PARTS.contains(&local.split('+').next().unwrap_or(local))
+    })
+}
+
 /// Exact match against `FREE_MAIL`, or for the families in `FREE_MAIL_FAMILIES` the
 /// family label followed by a one-label TLD (`gmx.de`) or by a registry second level and
 /// a two-letter country code (`yahoo.co.uk`). Subdomains never match: `yahoo.acme.com`

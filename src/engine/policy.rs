@@ -47,9 +47,38 @@ pub enum Decision {
 pub struct Policies {
     by_field: HashMap<(Kind, String), Rule>,
     by_kind: HashMap<Kind, Rule>,
+    /// Scored identity models of the kinds that have one enabled.
+    identity: HashMap<Kind, super::identity::Model>,
 }
 
 impl Policies {
+    /// The scored identity model of a kind, if matching is on for it.
+    pub fn identity(&self, kind: Kind) -> Option<&super::identity::Model> {
+        self.identity.get(&kind)
+    }
+
+    /// Use a trained model's probabilities for its kind, keeping the configured
+    /// thresholds, guards and blocking. Ignored for a kind whose matching is off or whose
+    /// comparisons changed since it was trained.
+    pub fn use_trained(&mut self, trained: super::identity::Model) -> bool {
+        let Some(current) = self.identity.get_mut(&trained.kind) else {
+            return false;
+        };
+        let same_shape = current.comparisons.len() == trained.comparisons.len()
+            && current
+                .comparisons
+                .iter()
+                .zip(&trained.comparisons)
+                .all(|(a, b)| a.field == b.field && a.comparator == b.comparator);
+        if !same_shape {
+            return false;
+        }
+        current.comparisons = trained.comparisons;
+        current.prior = trained.prior;
+        current.version = trained.version;
+        true
+    }
+
     /// Explicit rules from `merge:` over MODEL.md's default ownership: billing facts
     /// to the billing system, deal facts to the sales CRM (Salesforce before HubSpot),
     /// marketing facts to the marketing system; everything else newest.
@@ -118,6 +147,46 @@ impl Policies {
 
         let mut errors = Vec::new();
         let file = config.dir.join(crate::config::DAEMON_FILE);
+        let id_cfg = &config.daemon.identity;
+        for (kind, c) in [
+            (Kind::Person, &id_cfg.person),
+            (Kind::Organization, &id_cfg.organization),
+        ] {
+            if !c.enabled {
+                continue;
+            }
+            let Some(mut m) = super::identity::default_for(kind) else {
+                continue;
+            };
+            if let Some(v) = c.upper {
+                m.upper = v;
+            }
+            if let Some(v) = c.lower {
+                m.lower = v;
+            }
+            if let Some(v) = c.max_cluster {
+                m.max_cluster = v;
+            }
+            if let Some(v) = c.max_block {
+                m.max_block = v;
+            }
+            if let Some(v) = &c.strong {
+                m.strong.clone_from(v);
+            }
+            if let Some(v) = &c.comparisons {
+                m.comparisons.clone_from(v);
+            }
+            if let Some(v) = &c.blocking {
+                m.blocking.clone_from(v);
+            }
+            let problems = m.validate();
+            if problems.is_empty() {
+                p.identity.insert(kind, m);
+            }
+            for problem in problems {
+                errors.push(ConfigError::new(&file, format!("identity.{kind}"), problem));
+            }
+        }
         for (key, rule) in &config.daemon.merge {
             let err = |m: String| ConfigError::new(&file, format!("merge.{key}"), m);
             let Some((kind, field)) = key.split_once('.') else {

@@ -19,10 +19,15 @@ use super::{normalize, uuid_from, ApplyReport, EngineError, Projection};
 use crate::config::{DeletePolicy, Direction};
 use crate::store::{Store, Table, WriteBatch};
 
+mod scored;
+use scored::Scored;
+
 /// What a record is indexed under: identity keys, and the records it refers to.
 pub(super) struct Indexed {
     keys: BTreeSet<Vec<u8>>,
     refs: BTreeSet<Uuid>,
+    /// Scored identity block entries, with the compared values they hold.
+    blocks: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 pub(super) struct Txn<'a> {
@@ -305,6 +310,7 @@ impl<'a> Txn<'a> {
                 problem,
                 at,
             } => (ts, codec::encode(&(3u8, connector, problem, at.source_ts))),
+            AuditEvent::Matched { link, .. } => (ts, codec::encode(&(4u8, link))),
         };
         let key = codec::audit_key(record, ts, &Sha256::digest(&identity));
         // Deterministic key: a replayed page finds its entry already there.
@@ -527,6 +533,17 @@ impl<'a> Txn<'a> {
                 .map(|r| r.kind == mapping.kind)
                 .unwrap_or(true)
         });
+        // No exact key placed it: the scored model compares it with its block candidates.
+        let scored = if candidates.is_empty() && !stale {
+            self.score(mapping.kind, &mapped.values)?
+        } else {
+            Scored::Nothing
+        };
+        if let Scored::Merge(to, score) = &scored {
+            candidates.insert(*to);
+            evidence.push(scored::describe(score));
+            report.scored_merged += 1;
+        }
         let id = match candidates.len() {
             0 => None,
             1 => candidates.first().copied(),
@@ -541,6 +558,28 @@ impl<'a> Txn<'a> {
             }
         };
         let id = rec.id;
+        match scored {
+            Scored::Merge(_, score) => {
+                let link = Link {
+                    connector: conn.into(),
+                    object: obj.into(),
+                    external_id: ext.into(),
+                    source_ts: ts,
+                };
+                let evidence = scored::describe(&score);
+                self.audit(id, ts, AuditEvent::Matched { link, evidence })?;
+            }
+            Scored::Review(other, score, reason) => {
+                if self.propose(mapping.kind, other, id, &score, reason)? {
+                    report.to_review += 1;
+                }
+            }
+            Scored::Vetoed(other, score, reason) => {
+                report.vetoed += 1;
+                tracing::debug!(record = %id, other = %other, probability = score.probability, %reason, "scored match vetoed by a guard");
+            }
+            Scored::Nothing => {}
+        }
         // Named copies not read yet: when they are, this record and theirs merge.
         for (c, o, x) in xrefs_unlinked {
             let named_by = format!("{conn} {obj} {ext}");
@@ -867,7 +906,8 @@ impl<'a> Txn<'a> {
                 _ => None,
             })
             .collect();
-        Ok(Indexed { keys, refs })
+        let blocks = self.block_entries(rec);
+        Ok(Indexed { keys, refs, blocks })
     }
 
     /// Whether a copy's report is revsync's own write coming back (ADR 0025): its
@@ -943,6 +983,16 @@ impl<'a> Txn<'a> {
         }
         for k in new.keys.difference(&old.keys) {
             self.put(Table::Index, k.clone(), rec.id.as_bytes().to_vec());
+        }
+        for k in old.blocks.keys() {
+            if !new.blocks.contains_key(k) {
+                self.del(Table::Index, k.clone());
+            }
+        }
+        for (k, v) in &new.blocks {
+            if old.blocks.get(k) != Some(v) {
+                self.put(Table::Index, k.clone(), v.clone());
+            }
         }
         for target in new.refs.difference(&old.refs) {
             self.put(Table::Index, index::referrer(*target, rec.id), Vec::new());
@@ -1188,6 +1238,9 @@ impl<'a> Txn<'a> {
                 self.put(Table::Index, k, survivor_id.as_bytes().to_vec());
             }
             self.repoint_referrers(a_id, survivor_id)?;
+            for k in self.block_entries(&a).into_keys() {
+                self.del(Table::Index, k);
+            }
             a.merged_into = Some(survivor_id);
             a.version += 1;
             a.updated_ts = self.now;
@@ -1546,6 +1599,15 @@ impl<'a> Txn<'a> {
                 break;
             }
         }
+        self.overlay_index(prefix, &mut found);
+        found
+            .into_iter()
+            .map(|(k, v)| Ok((uuid_from(k.get(prefix.len()..).unwrap_or_default())?, v)))
+            .collect()
+    }
+
+    /// Apply this batch's writes under `prefix` of `Index` to entries read from the store.
+    fn overlay_index(&self, prefix: &[u8], found: &mut BTreeMap<Vec<u8>, Vec<u8>>) {
         let written = self.kv.get(&Table::Index).into_iter().flat_map(|t| {
             t.range::<[u8], _>((
                 std::ops::Bound::Included(prefix),
@@ -1559,10 +1621,6 @@ impl<'a> Txn<'a> {
                 None => found.remove(k),
             };
         }
-        found
-            .into_iter()
-            .map(|(k, v)| Ok((uuid_from(k.get(prefix.len()..).unwrap_or_default())?, v)))
-            .collect()
     }
 
     /// Put an entry back in the outbox under a new sequence (dead-letter replay).
@@ -1674,7 +1732,8 @@ pub(super) fn identity_keys<'v>(
     match kind {
         Kind::Person => {
             if let (Some(Value::Text(e)), valid) = (get("email"), get("email_valid")) {
-                if valid != Some(&Value::Bool(false)) {
+                // A role address (info@, billing@) is a team's: it joins no two persons.
+                if valid != Some(&Value::Bool(false)) && !normalize::is_role_address(e) {
                     keys.push((index::email(e), format!("email {e}")));
                 }
             }

@@ -106,6 +106,10 @@ pub fn audit_json(a: &AuditEntry) -> Json {
         } => {
             json!({ "event": "invalid_value", "connector": connector, "problem": problem, "source_time": time(at.source_ts) })
         }
+        AuditEvent::Matched { link, evidence } => json!({
+            "event": "matched", "connector": link.connector, "object": link.object,
+            "external_id": link.external_id, "evidence": evidence,
+        }),
     };
     if let Some(fields) = v.as_object_mut() {
         fields.insert("at".into(), time(a.observed_ts));
@@ -284,4 +288,25 @@ pub fn dead_letters_json(
         }))
         .collect();
     Ok(json!({ "dead_letters": items }))
+}
+
+/// A review pair as the admin API and CLI show it.
+pub fn review_json(r: &super::Review) -> Json {
+    json!({
+        "id": r.id(),
+        "kind": r.pair.kind.as_str(),
+        "a": r.a,
+        "b": r.b,
+        "probability": r.pair.probability,
+        "weight": r.pair.weight,
+        "reason": r.pair.reason,
+        "levels": r.pair.levels.iter().map(|(f, l, w)| json!({ "field": f, "level": l, "weight": w })).collect::<Vec<_>>(),
+        "proposed_at": time(r.pair.at),
+    })
+}
+
+/// `a.b` (two canonical ids) as [`super::Review::id`] writes it.
+pub fn parse_review_id(id: &str) -> Option<(uuid::Uuid, uuid::Uuid)> {
+    let (a, b) = id.split_once('.')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
 }
