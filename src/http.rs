@@ -451,15 +451,13 @@ async fn dupes_list(State(state): State<Arc<AppState>>, Query(q): Query<DupesQue
     }
 }
 
-/// A review pair's `a.b` id, or the 400 that says what one looks like.
-fn pair_id(id: &str) -> Result<(uuid::Uuid, uuid::Uuid), Response> {
-    crate::engine::view::parse_review_id(id).ok_or_else(|| {
-        error(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "a pair id is two canonical ids joined by `.`",
-        )
-    })
+/// The 400 for a review pair id that is not two canonical ids joined by `.`.
+fn bad_pair_id() -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        "a pair id is two canonical ids joined by `.`",
+    )
 }
 
 /// A blocking engine call's answer: 404 with `missing` for `None`, 500 for an error.
@@ -480,9 +478,8 @@ const NO_PAIR: &str = "no such pair waits for review";
 
 /// `GET /admin/dupes/{a.b}`: one pair with both records.
 async fn dupes_show(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    let (a, b) = match pair_id(&id) {
-        Ok(ids) => ids,
-        Err(r) => return r,
+    let Some((a, b)) = crate::engine::view::parse_review_id(&id) else {
+        return bad_pair_id();
     };
     let engine = state.engine.clone();
     let found = tokio::task::spawn_blocking(move || {
@@ -504,9 +501,8 @@ async fn dupes_show(State(state): State<Arc<AppState>>, Path(id): Path<String>) 
 
 /// `POST /admin/dupes/{a.b}/accept`: merge the pair and push the result.
 async fn dupes_accept(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    let (a, b) = match pair_id(&id) {
-        Ok(ids) => ids,
-        Err(r) => return r,
+    let Some((a, b)) = crate::engine::view::parse_review_id(&id) else {
+        return bad_pair_id();
     };
     let engine = state.engine.clone();
     let done = tokio::task::spawn_blocking(move || engine.accept_review(a, b, "an operator")).await;
@@ -517,9 +513,8 @@ async fn dupes_accept(State(state): State<Arc<AppState>>, Path(id): Path<String>
 
 /// `POST /admin/dupes/{a.b}/reject`: the two are different; never proposed again.
 async fn dupes_reject(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    let (a, b) = match pair_id(&id) {
-        Ok(ids) => ids,
-        Err(r) => return r,
+    let Some((a, b)) = crate::engine::view::parse_review_id(&id) else {
+        return bad_pair_id();
     };
     let engine = state.engine.clone();
     let done =
