@@ -143,6 +143,9 @@ enum Command {
         #[command(flatten)]
         client: ClientArg,
     },
+    /// The scored identity model.
+    #[command(subcommand)]
+    Identity(IdentityCommand),
     /// Likely duplicates the scored identity model sent to review.
     #[command(subcommand)]
     Dupes(DupesCommand),
@@ -150,6 +153,22 @@ enum Command {
     Demo(crate::demo::DemoArgs),
     /// Run one simulator alone, in the foreground, printing its base URL and credentials.
     Sim(crate::demo::SimArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum IdentityCommand {
+    /// Estimate a kind's model (m by EM, u from random pairs, name frequencies) from the
+    /// records in the running daemon's store and keep it as the next version; the daemon
+    /// uses it from its next start. Prints each comparison level's m, u and weight.
+    Train {
+        /// person or organization; both when left out.
+        #[arg(long)]
+        kind: Option<String>,
+        #[command(flatten)]
+        client: ClientArg,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -390,6 +409,9 @@ pub fn main() -> ExitCode {
         Command::Pause { connector, client } => pause(&client, &connector, true),
         Command::Resume { connector, client } => pause(&client, &connector, false),
         Command::Dupes(cmd) => dupes(cmd),
+        Command::Identity(IdentityCommand::Train { kind, client, json }) => {
+            identity_train(&client, kind.as_deref(), json)
+        }
         Command::Demo(a) => crate::demo::demo(a),
         Command::Sim(a) => crate::demo::sim(a),
     };
@@ -1232,6 +1254,38 @@ fn console_link(client: &ClientArg) -> u8 {
         }
         Err(code) => code,
     }
+}
+
+fn identity_train(client: &ClientArg, kind: Option<&str>, as_json: bool) -> u8 {
+    let kinds: Vec<&str> = kind.map_or_else(|| vec!["person", "organization"], |k| vec![k]);
+    let mut code = exit::OK;
+    for k in kinds {
+        let body = serde_json::json!({ "kind": k });
+        match admin(
+            client,
+            reqwest::Method::POST,
+            "/admin/identity/train",
+            Some(body),
+        ) {
+            Ok((200, v)) if as_json => println!("{v:#}"),
+            Ok((200, v)) => {
+                print!("{}", at(&v, "/text").as_str().unwrap_or(""));
+                println!(
+                    "kept as {k} model v{}; the daemon uses it from its next start",
+                    at(&v, "/version").as_u64().unwrap_or(0)
+                );
+            }
+            Ok((_, v)) => {
+                eprintln!(
+                    "error: {k}: {}",
+                    at(&v, "/message").as_str().unwrap_or("refused")
+                );
+                code = exit::FAILURE;
+            }
+            Err(c) => return c,
+        }
+    }
+    code
 }
 
 fn dupes(cmd: DupesCommand) -> u8 {

@@ -33,6 +33,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/admin/connectors/{id}/pause", post(pause))
         .route("/admin/connectors/{id}/resume", post(resume))
         .route("/admin/console/link", post(console_link))
+        .route("/admin/identity/train", post(identity_train))
         .route("/admin/dupes", get(dupes_list))
         .route("/admin/dupes/{id}", get(dupes_show))
         .route("/admin/dupes/{id}/accept", post(dupes_accept))
@@ -99,6 +100,7 @@ async fn status(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
         "auth": if matches!(state.auth, crate::auth::Auth::Disabled) { "disabled" } else { "token" },
         "warnings": state.warnings(),
         "store": state.store_stats(),
+        "identity": state.engine.identity_stats(),
         "connectors": state.status.snapshot(),
     }))
 }
@@ -109,6 +111,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         state.not_ready_reasons().is_empty(),
         &state.store_stats(),
         &state.status.snapshot(),
+        &state.engine.identity_stats(),
     );
     (
         [(
@@ -426,6 +429,40 @@ async fn set_paused(state: Arc<AppState>, id: String, paused: bool) -> Response 
         Ok(Err(e)) => error(StatusCode::NOT_FOUND, "not_found", e),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }
+}
+
+#[derive(serde::Deserialize)]
+struct TrainRequest {
+    kind: String,
+}
+
+/// `POST /admin/identity/train {"kind": "person"}`: estimate the kind's scored identity
+/// model from the store and keep it; used from the daemon's next start.
+async fn identity_train(
+    State(state): State<Arc<AppState>>,
+    Json(req): Json<TrainRequest>,
+) -> Response {
+    let kind: revsync_sdk::Kind = match req.kind.parse() {
+        Ok(k) => k,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", e),
+    };
+    let engine = state.engine.clone();
+    let seed = u64::try_from(engine.now()).unwrap_or(0);
+    let done = tokio::task::spawn_blocking(move || engine.train_identity(kind, seed)).await;
+    engine_answer(
+        done,
+        "scored matching is off for that kind",
+        |(model, report)| {
+            Json(json!({
+                "kind": kind.as_str(),
+                "version": model.version,
+                "report": report,
+                "text": crate::engine::identity::train::render(&report),
+                "takes_effect": "at the daemon's next start",
+            }))
+            .into_response()
+        },
+    )
 }
 
 #[derive(serde::Deserialize)]

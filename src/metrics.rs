@@ -153,6 +153,10 @@ pub struct Metrics {
     rate_limit_wait_seconds: PerConnector<Gauge<f64, AtomicU64>>,
     api_quota_remaining: PerConnector<Gauge>,
     revenue: Family<RevenueLabels, Gauge<f64, AtomicU64>>,
+    identity_scored_merges: Counter,
+    identity_review_pairs: Counter,
+    identity_vetoes: Counter,
+    identity_review_pending: Gauge,
     /// Counters are advanced to the status figures under this lock, so two scrapes at
     /// once cannot both add the same difference.
     rendering: Mutex<()>,
@@ -191,9 +195,33 @@ impl Metrics {
             rate_limit_wait_seconds: Family::default(),
             api_quota_remaining: Family::default(),
             revenue: Family::default(),
+            identity_scored_merges: Counter::default(),
+            identity_review_pairs: Counter::default(),
+            identity_vetoes: Counter::default(),
+            identity_review_pending: Gauge::default(),
             rendering: Mutex::new(()),
             registry: Registry::default(),
         };
+        r.register(
+            "identity_scored_merges",
+            "Copies no exact key placed that joined a record on their scored match",
+            m.identity_scored_merges.clone(),
+        );
+        r.register(
+            "identity_review_pairs",
+            "Likely duplicates sent to the review queue",
+            m.identity_review_pairs.clone(),
+        );
+        r.register(
+            "identity_vetoes",
+            "Scored matches a guard forbade (two addresses at one company, two companies, a strong id)",
+            m.identity_vetoes.clone(),
+        );
+        r.register(
+            "identity_review_pending",
+            "Pairs waiting in the review queue",
+            m.identity_review_pending.clone(),
+        );
         r.register(
             "http_requests",
             "HTTP requests served, by route template, method and status",
@@ -299,6 +327,7 @@ impl Metrics {
         ready: bool,
         store: &StoreStats,
         connectors: &[ConnectorStatus],
+        identity: &crate::engine::IdentityStats,
     ) -> String {
         let _one_at_a_time = self
             .rendering
@@ -308,6 +337,11 @@ impl Metrics {
         self.ready.set(i64::from(ready));
         self.store_size_bytes.set(gauge(store.size_on_disk_bytes));
         advance(&self.store_flushes, store.flushes);
+        advance(&self.identity_scored_merges, identity.scored_merged);
+        advance(&self.identity_review_pairs, identity.to_review);
+        advance(&self.identity_vetoes, identity.vetoed);
+        self.identity_review_pending
+            .set(gauge(identity.pending_review));
         for c in connectors {
             for state in ConnectorState::ALL {
                 self.connector_state
@@ -378,7 +412,13 @@ mod tests {
             limit: 1000,
             window: "day",
         });
-        let text = m.render(1.5, true, &StoreStats::default(), std::slice::from_ref(&c));
+        let text = m.render(
+            1.5,
+            true,
+            &StoreStats::default(),
+            std::slice::from_ref(&c),
+            &Default::default(),
+        );
         assert!(text.contains("revsync_ready 1"), "{text}");
         assert!(
             text.contains(r#"revsync_connector_state{connector="hs",state="idle"} 1"#),
@@ -393,7 +433,7 @@ mod tests {
             "{text}"
         );
         // A second render with the same figures does not count them twice.
-        let text = m.render(2.0, true, &StoreStats::default(), &[c]);
+        let text = m.render(2.0, true, &StoreStats::default(), &[c], &Default::default());
         assert!(text.contains(r#"revsync_connector_records_in_total{connector="hs"} 7"#));
         assert!(text.contains("revsync_store_size_bytes 0"), "{text}");
         assert!(
@@ -420,7 +460,7 @@ mod revenue_tests {
                 "logo_churn": { "unavailable": "subscription history starts later" },
             } } }],
         }));
-        let text = m.render(1.0, true, &StoreStats::default(), &[]);
+        let text = m.render(1.0, true, &StoreStats::default(), &[], &Default::default());
         for line in [
             "revsync_revenue{kpi=\"mrr\",currency=\"USD\"} 17000.0",
             "revsync_revenue{kpi=\"arr\",currency=\"USD\"} 204000.0",

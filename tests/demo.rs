@@ -132,6 +132,7 @@ fn demo_once_converges_and_merges_identities() {
         "records read",
         "canonical records",
         "identities merged",
+        "fuzzy duplicates",
         "conflicts resolved",
         "records written",
         "429s",
@@ -154,6 +155,8 @@ fn demo_once_converges_and_merges_identities() {
         "identities should merge: {s:?}"
     );
     assert!(num(&s, "merged") > 0, "{s:?}");
+    // A Lead a rep typed again (a nickname, no email) joins its person on its score.
+    assert!(num(&s, "scored_merged") > 0, "{s:?}");
 
     // Webinar registrants (a `type: rest` connector) arrive as leads in both CRMs, those
     // registered during the run too (by signed webhook).

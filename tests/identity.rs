@@ -206,3 +206,91 @@ fn a_review_pair_merges_on_accept_and_a_reject_is_remembered_across_restart() {
     );
     assert!(e.reviews(10).unwrap().is_empty());
 }
+
+#[test]
+fn a_store_from_before_scored_matching_gets_its_block_index_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let off = config_in(dir.path(), "identity:\n  person: { enabled: false }\n");
+    let store = Arc::new(MemStore::new());
+    let e = engine(&off, store.clone());
+    apply_one(
+        &e,
+        "hubspot-main",
+        "contacts",
+        "1",
+        1,
+        json!({"email": "peggy.hopper@navy.mil", "firstname": "Margaret", "lastname": "Hopper", "phone": "+1 212 555 0101"}),
+    );
+    drop(e);
+    let dir2 = tempfile::tempdir().unwrap();
+    let on = config_in(dir2.path(), "");
+    let e = engine(&on, store.clone());
+    let r = e
+        .apply(
+            "salesforce-main",
+            page(
+                "Contact",
+                vec![change(
+                    "Contact",
+                    "9",
+                    2,
+                    json!({"FirstName": "Peggy", "LastName": "Hopper", "Phone": "212.555.0101"}),
+                )],
+            ),
+        )
+        .unwrap();
+    assert_eq!((r.created, r.scored_merged), (0, 1), "{r:?}");
+    assert_eq!(e.identity_stats().scored_merged, 1);
+}
+
+#[test]
+fn training_keeps_each_new_version_for_the_next_start() {
+    use revsync::engine::identity::gen::{generate, Rates};
+    let (_d, e, _) = setup();
+    let world = generate(300, 3, &Rates::default());
+    fn field(k: &str) -> &str {
+        match k {
+            "first_name" => "firstname",
+            "last_name" => "lastname",
+            other => other,
+        }
+    }
+    let changes: Vec<_> = world
+        .persons
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.source == 0)
+        .map(|(i, c)| {
+            let fields: serde_json::Map<String, serde_json::Value> = c
+                .values
+                .iter()
+                .filter(|(k, _)| {
+                    ["first_name", "last_name", "email", "phone"].contains(&k.as_str())
+                })
+                .filter_map(|(k, v)| v.as_text().map(|t| (field(k).to_owned(), json!(t))))
+                .collect();
+            change(
+                "contacts",
+                &i.to_string(),
+                1,
+                serde_json::Value::Object(fields),
+            )
+        })
+        .collect();
+    e.apply("hubspot-main", page("contacts", changes)).unwrap();
+    let (model, report) = e
+        .train_identity(revsync_sdk::Kind::Person, 7)
+        .unwrap()
+        .expect("person matching is on");
+    assert_eq!(model.version, 1);
+    assert!(
+        report.records > 100 && report.random_pairs > 0,
+        "{report:?}"
+    );
+    assert!(revsync::engine::identity::train::render(&report).contains("first_name"));
+    let (again, _) = e
+        .train_identity(revsync_sdk::Kind::Person, 8)
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.version, 2, "each training is a new version");
+}

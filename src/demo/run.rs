@@ -876,6 +876,19 @@ fn print_summary(
                 String::new()
             }
         );
+        let id = |k: &str| {
+            status
+                .pointer(&format!("/identity/{k}"))
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+        };
+        println!(
+            "  fuzzy duplicates    {} joined on their score, {} pairs sent to review ({} waiting: `revsync dupes list`), {} kept apart by a guard",
+            thousands(id("scored_merged")),
+            thousands(id("to_review")),
+            thousands(id("pending_review")),
+            thousands(id("vetoed"))
+        );
         println!(
             "  conflicts resolved  {}  (values two systems disagreed on; each loser is in its record's audit log)",
             thousands(conflicts as u64)
@@ -1024,8 +1037,17 @@ fn print_summary(
             s.seeded_mrr
         );
     }
+    let id = |k: &str| {
+        status
+            .pointer(&format!("/identity/{k}"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
     line += &format!(
-        " read={read} canonical={canonical} merged={merged} conflicts={conflicts} throttled={throttled} dead_letters={dead}"
+        " read={read} canonical={canonical} merged={merged} scored_merged={} review={} vetoed={} conflicts={conflicts} throttled={throttled} dead_letters={dead}",
+        id("scored_merged"),
+        id("to_review"),
+        id("vetoed")
     );
     println!("{line}");
 }

@@ -6,6 +6,7 @@
 //! batch. A crash anywhere means the page is fetched and applied again, with the same
 //! result: applying a page is idempotent.
 
+mod blocks;
 pub mod codec;
 pub mod counts;
 pub mod identity;
@@ -51,6 +52,26 @@ pub struct Page {
     pub changes: Vec<Change>,
     /// Stored in the same batch as the data it covers: never ahead of it.
     pub cursor: Option<String>,
+}
+
+/// Records of a kind `train_identity` reads at most.
+pub const TRAIN_RECORDS: usize = 200_000;
+
+fn model_key(kind: Kind) -> Vec<u8> {
+    format!("identity_model\0{kind}").into_bytes()
+}
+
+/// The trained model of a kind kept in `Meta`, if any.
+fn stored_model(store: &dyn Store, kind: Kind) -> Result<Option<identity::Model>, EngineError> {
+    let Some(bytes) = store.get(Table::Meta, &model_key(kind))? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| EngineError::Corrupt {
+            table: "meta",
+            detail: format!("identity model of {kind}: {e}"),
+        })
 }
 
 /// A pair of records waiting for an operator's review (issue 19).
@@ -141,6 +162,33 @@ pub struct Engine {
     /// Outbox depth and dead letters per connector, kept as entries move.
     counts: counts::Counters,
     revenue: OnceLock<Arc<dyn RevenueObserver>>,
+    identity_counts: IdentityCounts,
+}
+
+/// What scored identity did since start, and the review queue's length.
+#[derive(Default)]
+struct IdentityCounts {
+    scored_merged: AtomicU64,
+    to_review: AtomicU64,
+    vetoed: AtomicU64,
+    accepted: AtomicU64,
+    rejected: AtomicU64,
+    pending_review: AtomicU64,
+}
+
+/// `/status` `identity` and the `revsync_identity_*` metrics.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct IdentityStats {
+    /// Copies that joined a record on their scored match, since start.
+    pub scored_merged: u64,
+    /// Pairs sent to the review queue, since start.
+    pub to_review: u64,
+    /// Scored matches a guard forbade, since start.
+    pub vetoed: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    /// Pairs waiting in the review queue now.
+    pub pending_review: u64,
 }
 
 impl Engine {
@@ -168,6 +216,27 @@ impl Engine {
     ) -> Result<Self, EngineError> {
         let seq = stored_outbox_seq(store.as_ref())?;
         let counts = counts::Counters::count(store.as_ref())?;
+        let mut policies = policies;
+        for kind in [Kind::Person, Kind::Organization] {
+            if let Some(trained) = stored_model(store.as_ref(), kind)? {
+                let version = trained.version;
+                if policies.use_trained(trained) {
+                    tracing::info!(kind = %kind, version, "scored identity uses the trained model");
+                } else if policies.identity(kind).is_some() {
+                    tracing::warn!(kind = %kind, version, "the trained identity model no longer fits the configured comparisons; the configured m and u are used: run `revsync identity train` again");
+                }
+            }
+        }
+        blocks::ensure(store.as_ref(), &policies)?;
+        let mut pending = 0usize;
+        for page in crate::store::scan_pages(
+            store.as_ref(),
+            Table::Index,
+            codec::index::REVIEWS,
+            SCAN_PAGE,
+        ) {
+            pending += page?.len();
+        }
         Ok(Self {
             store,
             counts,
@@ -183,6 +252,10 @@ impl Engine {
             clock,
             outbox_signal: Arc::new(tokio::sync::Notify::new()),
             revenue: OnceLock::new(),
+            identity_counts: IdentityCounts {
+                pending_review: AtomicU64::new(pending as u64),
+                ..IdentityCounts::default()
+            },
         })
     }
 
@@ -282,6 +355,15 @@ impl Engine {
         self.store.write(batch)?;
         self.committed(&moves);
         self.outbox_seq.store(seq, Ordering::SeqCst);
+        let ic = &self.identity_counts;
+        for (counter, n) in [
+            (&ic.scored_merged, report.scored_merged),
+            (&ic.to_review, report.to_review),
+            (&ic.vetoed, report.vetoed),
+            (&ic.pending_review, report.to_review),
+        ] {
+            counter.fetch_add(n as u64, Ordering::Relaxed);
+        }
         if report.enqueued > 0 {
             self.outbox_signal.notify_waiters();
         }
@@ -303,6 +385,70 @@ impl Engine {
             Ok(())
         })?;
         Ok(outcome.map(|o| values.keys().cloned().zip(o).collect()))
+    }
+
+    /// `revsync identity train`: estimate `kind`'s model from the records in the store (the
+    /// first [`TRAIN_RECORDS`] of the kind) and keep it as the next version, which the
+    /// daemon uses from its next start: a model never changes under a running daemon.
+    /// `None` when scored matching is off for the kind.
+    pub fn train_identity(
+        &self,
+        kind: Kind,
+        seed: u64,
+    ) -> Result<Option<(identity::Model, identity::train::TrainReport)>, EngineError> {
+        let Some(mut base) = self.policies.identity(kind).cloned() else {
+            return Ok(None);
+        };
+        if let Some(stored) = stored_model(self.store.as_ref(), kind)? {
+            base.version = base.version.max(stored.version);
+        }
+        let mut samples = Vec::new();
+        blocks::for_each_live(self.store.as_ref(), kind, |rec| {
+            let get = |f: &str| rec.value(f);
+            samples.push(identity::train::Sample {
+                profile: base.profile(&get),
+                keys: base.block_keys(&get),
+            });
+            samples.len() < TRAIN_RECORDS
+        })?;
+        samples.truncate(TRAIN_RECORDS);
+        let (model, report) = identity::train::train(&base, &samples, seed);
+        let json = serde_json::to_vec(&model).map_err(|e| EngineError::Corrupt {
+            table: "meta",
+            detail: e.to_string(),
+        })?;
+        let mut b = crate::store::WriteBatch::new();
+        b.put(Table::Meta, model_key(kind), json.clone());
+        b.put(
+            Table::Meta,
+            format!("identity_model\0{kind}\0{:010}", model.version).into_bytes(),
+            json,
+        );
+        self.store.write(b)?;
+        Ok(Some((model, report)))
+    }
+
+    fn review_settled(&self, counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+        let _ = self.identity_counts.pending_review.fetch_update(
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+            |n| n.checked_sub(1),
+        );
+    }
+
+    /// What scored identity did since start, and the review queue's length.
+    pub fn identity_stats(&self) -> IdentityStats {
+        let c = &self.identity_counts;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        IdentityStats {
+            scored_merged: get(&c.scored_merged),
+            to_review: get(&c.to_review),
+            vetoed: get(&c.vetoed),
+            accepted: get(&c.accepted),
+            rejected: get(&c.rejected),
+            pending_review: get(&c.pending_review),
+        }
     }
 
     /// Pairs waiting for review, oldest record first, at most `limit`.
@@ -352,6 +498,9 @@ impl Engine {
             out = txn.accept_review(a, b, by)?;
             Ok(())
         })?;
+        if out.is_some() {
+            self.review_settled(&self.identity_counts.accepted);
+        }
         Ok(out)
     }
 
@@ -363,6 +512,9 @@ impl Engine {
             out = txn.reject_review(a, b)?;
             Ok(())
         })?;
+        if out {
+            self.review_settled(&self.identity_counts.rejected);
+        }
         Ok(out)
     }
 

@@ -70,6 +70,7 @@ const NICKNAMES: &[&[&str]] = &[
     &["alexandra", "alex", "alexa", "lexi", "sandra", "sasha"],
     &["andrew", "andy", "drew", "andre", "andres"],
     &["anthony", "tony", "antonio", "anton"],
+    &["barbara", "barb", "babs", "barbie", "bobbie"],
     &["benjamin", "ben", "benny", "benji"],
     &[
         "catherine",
@@ -148,6 +149,7 @@ const NICKNAMES: &[&[&str]] = &[
     &["katherine", "kate", "katie", "kathy", "kat", "catherine"],
     &["kenneth", "ken", "kenny"],
     &["lawrence", "larry", "laurence", "laurent"],
+    &["leslie", "les", "lesley"],
     &["leonard", "leo", "len", "lenny", "leon"],
     &[
         "margaret",

@@ -35,25 +35,12 @@ pub(in crate::engine) fn describe(s: &Score) -> String {
 }
 
 impl Txn<'_> {
-    /// Block entries of a record under its kind's model: none for kinds without one,
-    /// absorbed or archived records.
+    /// Block entries of a record under its kind's model: none for kinds without one.
     pub(super) fn block_entries(&self, rec: &Record) -> BTreeMap<Vec<u8>, Vec<u8>> {
-        let Some(model) = self.policies.identity(rec.kind) else {
-            return BTreeMap::new();
-        };
-        if rec.merged_into.is_some() || rec.archived {
-            return BTreeMap::new();
-        }
-        let get = |f: &str| rec.value(f);
-        let keys = model.block_keys(&get);
-        if keys.is_empty() {
-            return BTreeMap::new();
-        }
-        let value = codec::encode(&model.compared_values(&get));
-        let kind = rec.kind.as_str();
-        keys.into_iter()
-            .map(|k| (index::block(kind, &k, rec.id), value.clone()))
-            .collect()
+        self.policies
+            .identity(rec.kind)
+            .map(|model| super::super::blocks::entries(model, rec))
+            .unwrap_or_default()
     }
 
     /// The best-scoring candidate for values no exact key placed, and what to do with it.
