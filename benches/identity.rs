@@ -6,8 +6,10 @@
 //! many companies), each held by 2 to 4 of four systems (src/engine/identity/gen.rs lists
 //! the errors and their rates), and applies every copy through `Engine::apply` in pages of
 //! 200, systems interleaved, on a sled store in a temporary directory. Each size runs
-//! twice, in the same process: `exact`, with scored matching off (the reference: links and
-//! exact keys only), and `scored`, the default. It prints, per kind, pairwise precision and
+//! three times, in the same process: `exact`, with scored matching off (the reference: links
+//! and exact keys only); `scored`, the shipped model; and `trained`, with the models
+//! `Engine::train_identity` estimated from the exact run's store (what `revsync identity
+//! train` after a first sync with scored matching off, then a restart, gives). It prints, per kind, pairwise precision and
 //! recall against the truth, merges made by score, pairs sent to review (and how many of
 //! them are true pairs), guard vetoes, microseconds per record and the ratio of the scored
 //! run's time to the exact run's. Figures: docs/BENCHMARKS.md.
@@ -26,10 +28,11 @@ use std::time::{Duration, Instant};
 use chrono::{TimeZone, Utc};
 use revsync::config::{self, Config};
 use revsync::engine::identity::gen::{self, Copy, Rates};
-use revsync::engine::{codec, system_clock, Engine, Page};
+use revsync::engine::identity::Model;
+use revsync::engine::{codec, install_model, system_clock, Engine, Page};
 use revsync::registry::Registry;
 use revsync::store::{SledStore, Store, Table};
-use revsync_sdk::{Change, Value};
+use revsync_sdk::{Change, Kind, Value};
 use uuid::Uuid;
 
 const PAGE: usize = 200;
@@ -143,13 +146,20 @@ fn alive(store: &dyn Store, mut id: Uuid) -> Uuid {
     id
 }
 
-fn run(world: &gen::World, scored: bool) -> Outcome {
+/// One run over a fresh store: `scored` off is the exact-only reference; `trained` models
+/// are installed before the engine starts (as `revsync identity train` leaves them for
+/// the next start). The exact run trains on its result (duplicates no score merged: the
+/// population as the systems hold it) and returns the models, for the trained run.
+fn run(world: &gen::World, scored: bool, trained: &[Model]) -> (Outcome, Vec<Model>) {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = write_config(tmp.path(), scored);
     let s = &cfg.daemon.store;
     let store: Arc<dyn Store> = Arc::new(
         SledStore::open(&tmp.path().join("data"), s.flush_interval_ms, s.cache_mb).unwrap(),
     );
+    for m in trained {
+        install_model(store.as_ref(), m).unwrap();
+    }
     let (mappings, policies) = Engine::validate(&cfg).unwrap_or_else(|e| panic!("{e:?}"));
     let engine = Engine::new(store.clone(), &cfg, mappings, policies, system_clock()).unwrap();
 
@@ -285,7 +295,25 @@ fn run(world: &gen::World, scored: bool) -> Outcome {
         }
         out.reviews.push((a, b));
     }
-    out
+    let mut models = Vec::new();
+    if !scored {
+        for kind in [Kind::Person, Kind::Organization] {
+            let t = Instant::now();
+            if let Some((m, r)) = engine.train_identity(kind, SEED).unwrap() {
+                println!(
+                    "  trained {kind} v{} on the exact run's {} records in {:.1} s ({} blocked pairs, {} EM iterations, expected precision {:.5})",
+                    m.version,
+                    r.records,
+                    t.elapsed().as_secs_f64(),
+                    r.blocked_pairs,
+                    r.iterations,
+                    r.expected_precision
+                );
+                models.push(m);
+            }
+        }
+    }
+    (out, models)
 }
 
 fn main() {
@@ -304,11 +332,16 @@ fn main() {
             world.organizations.len(),
             t.elapsed().as_secs_f64()
         );
-        let exact = run(&world, false);
-        let scored = run(&world, true);
-        for (name, o) in [("exact", &exact), ("scored", &scored)] {
+        let (exact, models) = run(&world, false, &[]);
+        let (scored, _) = run(&world, true, &[]);
+        let (trained, _) = run(&world, true, &models);
+        for (name, o) in [
+            ("exact", &exact),
+            ("scored", &scored),
+            ("trained", &trained),
+        ] {
             println!(
-                "  {name:<6} {:>8.1} s whole set, {:>7.1} us per record; merges by score {}, record merges {}, to review {} ({} true pairs), guard vetoes {}",
+                "  {name:<7} {:>8.1} s whole set, {:>7.1} us per record; merges by score {}, record merges {}, to review {} ({} true pairs), guard vetoes {}",
                 o.elapsed.as_secs_f64(),
                 o.elapsed.as_secs_f64() * 1e6 / o.copies as f64,
                 o.scored_merged,
@@ -322,8 +355,9 @@ fn main() {
             }
         }
         println!(
-            "  ratio scored / exact time: {:.2}",
-            scored.elapsed.as_secs_f64() / exact.elapsed.as_secs_f64()
+            "  ratio scored / exact time: {:.2}; trained / exact: {:.2}",
+            scored.elapsed.as_secs_f64() / exact.elapsed.as_secs_f64(),
+            trained.elapsed.as_secs_f64() / exact.elapsed.as_secs_f64()
         );
     }
 }

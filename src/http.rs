@@ -451,7 +451,7 @@ async fn identity_train(
     let done = tokio::task::spawn_blocking(move || engine.train_identity(kind, seed)).await;
     engine_answer(
         done,
-        "scored matching is off for that kind",
+        "that kind has no identity model (persons and organizations have)",
         |(model, report)| {
             Json(json!({
                 "kind": kind.as_str(),

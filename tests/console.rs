@@ -332,3 +332,117 @@ async fn a_pause_outlives_a_restart_and_a_one_time_link_signs_in_once() {
     assert_eq!(again.status().as_u16(), 401, "a link signs in once");
     assert_eq!(stop_daemon(daemon), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_likely_duplicate_waits_in_the_console_and_an_accept_merges_it() {
+    let sim = Sim::start(SimOptions::default()).await;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    // One person typed twice in HubSpot: the same name, a work and a personal address.
+    for (email, at) in [
+        ("lucy.meyer@ganbar.com", 120_000),
+        ("lucy.meyer@hotmail.com", 60_000),
+    ] {
+        sim.create_at(
+            "contacts",
+            &[
+                ("email", email),
+                ("firstname", "Lucy"),
+                ("lastname", "Meyer"),
+            ],
+            now_ms - at,
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = connector_yaml(&sim).replace(
+        "      jobtitle: title\n",
+        "      jobtitle: title\n      lastname: last_name\n",
+    );
+    write_daemon_config(dir.path(), "hubspot", &yaml);
+    let main = dir.path().join("revsync.yaml");
+    let cfg = std::fs::read_to_string(&main).unwrap();
+    std::fs::write(&main, format!("{cfg}  read_only_token: {READER}\n")).unwrap();
+    let port = free_port();
+    let daemon = start_daemon(dir.path(), port, ADMIN);
+    let base = format!("http://127.0.0.1:{port}");
+    let http = client();
+
+    // Likely, not sure: the pair waits for a person.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pair = loop {
+        let listed: serde_json::Value = http
+            .get(format!("{base}/admin/dupes"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(p) = listed["pairs"].as_array().and_then(|p| p.first()) {
+            break p.clone();
+        }
+        assert!(Instant::now() < deadline, "no pair was proposed: {listed}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let id = pair["id"].as_str().unwrap().to_owned();
+    assert!(
+        pair["reason"]
+            .as_str()
+            .unwrap()
+            .contains("between the thresholds"),
+        "{pair}"
+    );
+    let out = cli(dir.path(), &["dupes", "list"], port, ADMIN);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&id),
+        "{out:?}"
+    );
+
+    // A reader sees it and cannot decide it.
+    let reader = session_of(&sign_in(&http, &base, READER).await);
+    let (status, html, _) = page(&http, &format!("{base}/console/dupes"), &reader).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("Lucy Meyer") && !html.contains(">Accept<"),
+        "{html}"
+    );
+
+    // The admin accepts in the console: one record with both HubSpot copies.
+    let admin = session_of(&sign_in(&http, &base, ADMIN).await);
+    let (_, html, _) = page(&http, &format!("{base}/console/dupes"), &admin).await;
+    assert!(html.contains(">Accept<"), "{html}");
+    let csrf = csrf_in(&html);
+    let decided = http
+        .post(format!("{base}/console/dupes/decide"))
+        .header(reqwest::header::COOKIE, &admin)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("id", id.as_str()),
+            ("accept", "true"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(decided.status().as_u16(), 303);
+    let view: serde_json::Value = http
+        .get(format!("{base}/records/lucy.meyer@ganbar.com"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["links"].as_array().map(Vec::len), Some(2), "{view:#}");
+    let left: serde_json::Value = http
+        .get(format!("{base}/admin/dupes"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(left["pairs"].as_array().map(Vec::len), Some(0), "{left}");
+    assert_eq!(stop_daemon(daemon), Some(0));
+}

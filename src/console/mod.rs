@@ -65,6 +65,8 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/console/grid", get(pages::grid))
         .route("/console/dlq", get(pages::dead_letters))
         .route("/console/dlq/replay", post(pages::replay))
+        .route("/console/dupes", get(pages::dupes))
+        .route("/console/dupes/decide", post(pages::decide))
         .route("/console/revenue", get(pages::revenue))
         .route("/logout", post(pages::logout))
         .layer(axum::extract::DefaultBodyLimit::max(

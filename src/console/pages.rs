@@ -35,6 +35,7 @@ fn layout(title: &str, viewer: Option<&Viewer>, active: &str, body: Markup) -> M
         ("/console/records", "Records"),
         ("/console/grid", "Grid"),
         ("/console/dlq", "Dead letters"),
+        ("/console/dupes", "Duplicates"),
         ("/console/revenue", "Revenue"),
     ];
     html! {
@@ -1170,6 +1171,147 @@ pub async fn replay(
             )
         }
         Ok(Err(e)) => back_with("/console/dlq", "error", &e.to_string()),
+    }
+}
+
+// ---------------------------------------------------------------- duplicates
+
+/// One side of a review pair: its name or email, and what holds a copy of it.
+fn pair_side(r: Option<&revsync_sdk::Record>, id: uuid::Uuid) -> Markup {
+    html! {
+        @match r {
+            Some(r) => {
+                a href={"/console/records/" (r.id)} { (label_of(r)) }
+                br;
+                small { @for l in &r.links { (l.connector) " " (l.object) " " code { (l.external_id) } " " } }
+            }
+            None => { code { (id) } " (gone)" }
+        }
+    }
+}
+
+pub async fn dupes(
+    State(state): State<Arc<AppState>>,
+    Extension(v): Extension<Viewer>,
+    Query(flash): Query<Flash>,
+) -> Response {
+    let engine = state.engine.clone();
+    type Side = Option<revsync_sdk::Record>;
+    let listed = blocking(
+        move || -> Result<Vec<(crate::engine::Review, Side, Side)>, crate::engine::EngineError> {
+            engine
+                .reviews(200)?
+                .into_iter()
+                .map(|r| {
+                    let (a, b) = (engine.record(r.a)?, engine.record(r.b)?);
+                    Ok((r, a, b))
+                })
+                .collect()
+        },
+    )
+    .await;
+    let pairs = match listed {
+        Err(r) => return r,
+        Ok(Err(e)) => return store_error(e),
+        Ok(Ok(p)) => p,
+    };
+    let admin = v.role == Role::Admin;
+    let body = html! {
+        h1 { "Duplicates" }
+        (note(&flash))
+        p { "Pairs the scored identity model found likely but not sure: accept merges them (the older record survives) and pushes the result to every system; reject keeps them apart for good." }
+        @if pairs.is_empty() {
+            p.empty { "No pair waits for review." }
+        } @else {
+            div.scroll { table.dupes {
+                thead { tr { th scope="col" { "Match" } th scope="col" { "One" } th scope="col" { "Other" } th scope="col" { "Why" } th scope="col" { "" } } }
+                tbody { @for (r, a, b) in &pairs {
+                    tr {
+                        td { (format!("{:.1} %", r.pair.probability * 100.0)) br; small { (r.pair.kind.as_str()) } }
+                        td { (pair_side(a.as_ref(), r.a)) }
+                        td { (pair_side(b.as_ref(), r.b)) }
+                        td {
+                            (r.pair.reason)
+                            details { summary { "Comparisons" }
+                                ul { @for (field, level, w) in &r.pair.levels { li { (field) ": " (level) " (" (format!("{w:+.1}")) ")" } } }
+                            }
+                        }
+                        td { @if admin {
+                            form method="post" action="/console/dupes/decide" data-confirm="Merge these two records in every system?" {
+                                (csrf_field(&v))
+                                input type="hidden" name="id" value=(r.id());
+                                input type="hidden" name="accept" value="true";
+                                button type="submit" { "Accept" }
+                            }
+                            form method="post" action="/console/dupes/decide" {
+                                (csrf_field(&v))
+                                input type="hidden" name="id" value=(r.id());
+                                input type="hidden" name="accept" value="false";
+                                button.secondary type="submit" { "Reject" }
+                            }
+                        } }
+                    }
+                } }
+            } }
+        }
+    };
+    page(
+        StatusCode::OK,
+        layout("Duplicates", Some(&v), "Duplicates", body),
+    )
+}
+
+#[derive(serde::Deserialize)]
+pub struct DecideForm {
+    #[serde(default)]
+    csrf: String,
+    id: String,
+    accept: bool,
+}
+
+pub async fn decide(
+    State(state): State<Arc<AppState>>,
+    Extension(v): Extension<Viewer>,
+    Form(f): Form<DecideForm>,
+) -> Response {
+    if let Err(r) = may_change(&v, &f.csrf) {
+        return *r;
+    }
+    let Some((a, b)) = crate::engine::view::parse_review_id(&f.id) else {
+        return back_with("/console/dupes", "error", "not a pair id");
+    };
+    let engine = state.engine.clone();
+    let accept = f.accept;
+    let done = blocking(move || {
+        if accept {
+            engine
+                .accept_review(a, b, "the console")
+                .map(|s| s.is_some())
+        } else {
+            engine.reject_review(a, b)
+        }
+    })
+    .await;
+    match done {
+        Err(r) => r,
+        Ok(Ok(true)) => {
+            tracing::info!(pair = %f.id, accept, "console: an operator decided a review pair");
+            back_with(
+                "/console/dupes",
+                "note",
+                if accept {
+                    "merged; the result goes out to every system"
+                } else {
+                    "rejected: they stay apart"
+                },
+            )
+        }
+        Ok(Ok(false)) => back_with(
+            "/console/dupes",
+            "error",
+            "that pair no longer waits (decided already?)",
+        ),
+        Ok(Err(e)) => back_with("/console/dupes", "error", &e.to_string()),
     }
 }
 

@@ -61,6 +61,25 @@ fn model_key(kind: Kind) -> Vec<u8> {
     format!("identity_model\0{kind}").into_bytes()
 }
 
+/// Keep `model` as its kind's trained model in `store`, used from the next start (what
+/// `train_identity` does with the model it estimates; for tools and benchmarks that
+/// carry a model from one store to another).
+pub fn install_model(store: &dyn Store, model: &identity::Model) -> Result<(), EngineError> {
+    let json = serde_json::to_vec(model).map_err(|e| EngineError::Corrupt {
+        table: "meta",
+        detail: e.to_string(),
+    })?;
+    let mut b = crate::store::WriteBatch::new();
+    b.put(Table::Meta, model_key(model.kind), json.clone());
+    b.put(
+        Table::Meta,
+        format!("identity_model\0{}\0{:010}", model.kind, model.version).into_bytes(),
+        json,
+    );
+    store.write(b)?;
+    Ok(())
+}
+
 /// The trained model of a kind kept in `Meta`, if any.
 fn stored_model(store: &dyn Store, kind: Kind) -> Result<Option<identity::Model>, EngineError> {
     let Some(bytes) = store.get(Table::Meta, &model_key(kind))? else {
@@ -390,13 +409,20 @@ impl Engine {
     /// `revsync identity train`: estimate `kind`'s model from the records in the store (the
     /// first [`TRAIN_RECORDS`] of the kind) and keep it as the next version, which the
     /// daemon uses from its next start: a model never changes under a running daemon.
-    /// `None` when scored matching is off for the kind.
+    /// `None` for a kind with no model (deals, tickets...).
     pub fn train_identity(
         &self,
         kind: Kind,
         seed: u64,
     ) -> Result<Option<(identity::Model, identity::train::TrainReport)>, EngineError> {
-        let Some(mut base) = self.policies.identity(kind).cloned() else {
+        // With scored matching off the shipped model is trained: the best data to train on
+        // is a store whose duplicates no score has merged yet (see docs/configuration.md).
+        let Some(mut base) = self
+            .policies
+            .identity(kind)
+            .cloned()
+            .or_else(|| identity::default_for(kind))
+        else {
             return Ok(None);
         };
         if let Some(stored) = stored_model(self.store.as_ref(), kind)? {
@@ -413,18 +439,7 @@ impl Engine {
         })?;
         samples.truncate(TRAIN_RECORDS);
         let (model, report) = identity::train::train(&base, &samples, seed);
-        let json = serde_json::to_vec(&model).map_err(|e| EngineError::Corrupt {
-            table: "meta",
-            detail: e.to_string(),
-        })?;
-        let mut b = crate::store::WriteBatch::new();
-        b.put(Table::Meta, model_key(kind), json.clone());
-        b.put(
-            Table::Meta,
-            format!("identity_model\0{kind}\0{:010}", model.version).into_bytes(),
-            json,
-        );
-        self.store.write(b)?;
+        install_model(self.store.as_ref(), &model)?;
         Ok(Some((model, report)))
     }
 

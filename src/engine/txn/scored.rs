@@ -59,7 +59,7 @@ impl Txn<'_> {
         }
         let me = model.profile(&get);
         let mut seen: HashSet<Uuid> = HashSet::new();
-        let mut best: Option<(Uuid, Score)> = None;
+        let mut scored: Vec<(Uuid, Score)> = Vec::new();
         for key in keys {
             let prefix = index::block_of(kind.as_str(), &key);
             for (id, value) in self.entries_under_limited(&prefix, model.max_block)? {
@@ -69,24 +69,31 @@ impl Txn<'_> {
                 let stored: Vec<(String, String)> =
                     codec::decode(&value).map_err(corrupt("index"))?;
                 let s = model.score(&me, &model.profile_of_stored(&stored));
-                if best.as_ref().is_none_or(|(_, b)| s.weight > b.weight) {
-                    best = Some((id, s));
+                if model.verdict(&s) != Verdict::Separate {
+                    scored.push((id, s));
                 }
             }
         }
-        let Some((id, score)) = best else {
-            return Ok(Scored::Nothing);
-        };
-        let id = self.alive(id)?;
-        match model.verdict(&score) {
-            Verdict::Separate => Ok(Scored::Nothing),
-            verdict => match self.guard(model, id, values)? {
-                Some(Guard::Never(why)) => Ok(Scored::Vetoed(id, score, why)),
-                Some(Guard::Review(why)) => Ok(Scored::Review(id, score, why)),
-                None if verdict == Verdict::Merge => Ok(Scored::Merge(id, score)),
-                None => Ok(Scored::Review(id, score, "between the thresholds".into())),
-            },
+        // Best first; a candidate a guard forbids leaves the next one its chance (a
+        // namesake at another company must not hide the same person's own record).
+        scored.sort_by(|a, b| b.1.weight.total_cmp(&a.1.weight));
+        let mut vetoed = None;
+        for (id, score) in scored {
+            let id = self.alive(id)?;
+            match self.guard(model, id, values)? {
+                Some(Guard::Never(why)) => {
+                    vetoed.get_or_insert((id, score, why));
+                }
+                Some(Guard::Review(why)) => return Ok(Scored::Review(id, score, why)),
+                None if model.verdict(&score) == Verdict::Merge => {
+                    return Ok(Scored::Merge(id, score))
+                }
+                None => return Ok(Scored::Review(id, score, "between the thresholds".into())),
+            }
         }
+        Ok(vetoed.map_or(Scored::Nothing, |(id, score, why)| {
+            Scored::Vetoed(id, score, why)
+        }))
     }
 
     /// What forbids `candidate` and the incoming values being one entity, whatever the
