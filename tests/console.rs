@@ -25,6 +25,18 @@ fn connector_yaml(sim: &Sim) -> String {
     )
 }
 
+/// An admin API answer as JSON.
+async fn admin_json(http: &reqwest::Client, url: &str) -> serde_json::Value {
+    http.get(url)
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// A client that follows no redirect (the tests look at each one) and keeps no cookie.
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -369,15 +381,7 @@ async fn a_likely_duplicate_waits_in_the_console_and_an_accept_merges_it() {
     // Likely, not sure: the pair waits for a person.
     let deadline = Instant::now() + Duration::from_secs(30);
     let pair = loop {
-        let listed: serde_json::Value = http
-            .get(format!("{base}/admin/dupes"))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let listed: serde_json::Value = admin_json(&http, &format!("{base}/admin/dupes")).await;
         if let Some(p) = listed["pairs"].as_array().and_then(|p| p.first()) {
             break p.clone();
         }
@@ -424,25 +428,10 @@ async fn a_likely_duplicate_waits_in_the_console_and_an_accept_merges_it() {
         .await
         .unwrap();
     assert_eq!(decided.status().as_u16(), 303);
-    let view: serde_json::Value = http
-        .get(format!("{base}/records/lucy.meyer@ganbar.com"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view: serde_json::Value =
+        admin_json(&http, &format!("{base}/records/lucy.meyer@ganbar.com")).await;
     assert_eq!(view["links"].as_array().map(Vec::len), Some(2), "{view:#}");
-    let left: serde_json::Value = http
-        .get(format!("{base}/admin/dupes"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let left: serde_json::Value = admin_json(&http, &format!("{base}/admin/dupes")).await;
     assert_eq!(left["pairs"].as_array().map(Vec::len), Some(0), "{left}");
     assert_eq!(stop_daemon(daemon), Some(0));
 }
