@@ -16,6 +16,48 @@ fn built_key(kind: Kind) -> Vec<u8> {
     format!("identity_blocks\0{kind}").into_bytes()
 }
 
+/// Changes whenever what a block entry holds or where it is keyed changes, so that the
+/// index is rebuilt at the next start.
+const LAYOUT: &[u8] = b"blocks v2: class-prefixed keys";
+
+/// The class a record's block entries are filed under. Persons with a work email (valid,
+/// at a company domain, not a role address) are filed apart: two of them never merge by
+/// score (two addresses at one company, or at two companies, are two people), so a
+/// record with a work email reads only the other class. In a CRM most people have one,
+/// which keeps the blocks it reads small.
+fn class<'v>(kind: Kind, get: &dyn Fn(&str) -> Option<&'v revsync_sdk::Value>) -> char {
+    let work = kind == Kind::Person
+        && get("email_valid") != Some(&revsync_sdk::Value::Bool(false))
+        && get("email")
+            .and_then(revsync_sdk::Value::as_text)
+            .is_some_and(|e| {
+                !super::normalize::is_role_address(e)
+                    && super::normalize::domain_from_email(e).is_some()
+            });
+    if work {
+        'w'
+    } else {
+        'o'
+    }
+}
+
+/// The block keys to read for values no exact key placed: each of the model's keys, in
+/// the classes a match can be in.
+pub(super) fn keys_to_read<'v>(
+    model: &Model,
+    get: &dyn Fn(&str) -> Option<&'v revsync_sdk::Value>,
+) -> Vec<String> {
+    let classes: &[char] = match class(model.kind, get) {
+        'w' => &['o'],
+        _ => &['o', 'w'],
+    };
+    let keys = model.block_keys(get);
+    classes
+        .iter()
+        .flat_map(|c| keys.iter().map(move |k| format!("{c}|{k}")))
+        .collect()
+}
+
 /// Block entries of a record: none when it is absorbed or archived.
 pub(super) fn entries(model: &Model, rec: &Record) -> BTreeMap<Vec<u8>, Vec<u8>> {
     if rec.merged_into.is_some() || rec.archived {
@@ -27,9 +69,14 @@ pub(super) fn entries(model: &Model, rec: &Record) -> BTreeMap<Vec<u8>, Vec<u8>>
         return BTreeMap::new();
     }
     let value = codec::encode(&model.compared_values(&get));
-    let kind = rec.kind.as_str();
+    let (kind, c) = (rec.kind.as_str(), class(rec.kind, &get));
     keys.into_iter()
-        .map(|k| (index::block(kind, &k, rec.id), value.clone()))
+        .map(|k| {
+            (
+                index::block(kind, &format!("{c}|{k}"), rec.id),
+                value.clone(),
+            )
+        })
         .collect()
 }
 
@@ -40,7 +87,7 @@ fn fingerprint(model: &Model) -> Vec<u8> {
         .iter()
         .map(|c| (c.field.as_str(), c.swap_field()))
         .collect();
-    let shape = serde_json::to_vec(&(&model.blocking, fields)).unwrap_or_default();
+    let shape = serde_json::to_vec(&(LAYOUT, &model.blocking, fields)).unwrap_or_default();
     Sha256::digest(&shape).to_vec()
 }
 

@@ -114,11 +114,14 @@ pub enum KeyPart {
     EmailLocal { field: String },
     /// The company name reduced to what identifies it.
     Company { field: String },
+    /// Soundex of a given name's root and of a family name, in sorted order: the same key
+    /// for "Bill Smith", "William Smyth" and "Smith William" (names swapped).
+    NamePair { first: String, last: String },
 }
 
 impl KeyPart {
-    /// The field this part reads.
-    pub fn field(&self) -> &str {
+    /// The fields this part reads.
+    pub fn fields(&self) -> Vec<&str> {
         match self {
             KeyPart::Exact { field }
             | KeyPart::Soundex { field }
@@ -127,7 +130,8 @@ impl KeyPart {
             | KeyPart::NameRoot { field }
             | KeyPart::LastDigits { field, .. }
             | KeyPart::EmailLocal { field }
-            | KeyPart::Company { field } => field,
+            | KeyPart::Company { field } => vec![field],
+            KeyPart::NamePair { first, last } => vec![first, last],
         }
     }
 }
@@ -602,6 +606,19 @@ fn part_value<'v>(part: &KeyPart, get: &dyn Fn(&str) -> Option<&'v Value>) -> Op
             local
         }
         KeyPart::Company { field } => compare::company(&text(field)?),
+        KeyPart::NamePair { first, last } => {
+            let sound = |f: &str| -> Option<String> {
+                let folded = compare::fold(&text(f)?);
+                let code = compare::soundex(compare::name_root(&folded));
+                (!code.is_empty()).then_some(code)
+            };
+            let (a, b) = (sound(first)?, sound(last)?);
+            if a <= b {
+                format!("{a}{b}")
+            } else {
+                format!("{b}{a}")
+            }
+        }
     })
 }
 
@@ -688,41 +705,13 @@ pub fn default_person() -> Model {
             cmp("city", Comparator::Exact, &[0.85, 0.15], &[0.05, 0.95]),
         ],
         blocking: vec![
+            // Both names, either way round, typos after their first letter forgiven.
             rule(
-                "name",
-                vec![
-                    KeyPart::Soundex {
-                        field: f("last_name"),
-                    },
-                    KeyPart::NameInitial {
-                        field: f("first_name"),
-                    },
-                ],
-            ),
-            // The same key space with the names swapped: "Smith John" meets "John Smith".
-            rule(
-                "name",
-                vec![
-                    KeyPart::Soundex {
-                        field: f("first_name"),
-                    },
-                    KeyPart::NameInitial {
-                        field: f("last_name"),
-                    },
-                ],
-            ),
-            // A typo in the family name's first letter: same given name, same ending.
-            rule(
-                "given_tail",
-                vec![
-                    KeyPart::NameRoot {
-                        field: f("first_name"),
-                    },
-                    KeyPart::Suffix {
-                        field: f("last_name"),
-                        len: 3,
-                    },
-                ],
+                "names",
+                vec![KeyPart::NamePair {
+                    first: f("first_name"),
+                    last: f("last_name"),
+                }],
             ),
             rule(
                 "email_local",

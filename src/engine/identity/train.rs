@@ -151,7 +151,7 @@ pub fn train(base: &Model, samples: &[Sample], seed: u64) -> (Model, TrainReport
             .blocking
             .iter()
             .filter(|r| r.name == name)
-            .flat_map(|r| r.parts.iter().map(super::model::KeyPart::field))
+            .flat_map(|r| r.parts.iter().flat_map(super::model::KeyPart::fields))
             .collect();
         let active: Vec<bool> = model
             .comparisons

@@ -53,7 +53,7 @@ impl Txn<'_> {
             return Ok(Scored::Nothing);
         };
         let get = |f: &str| values.get(f);
-        let keys = model.block_keys(&get);
+        let keys = super::super::blocks::keys_to_read(model, &get);
         if keys.is_empty() {
             return Ok(Scored::Nothing);
         }
