@@ -411,6 +411,8 @@ struct Person {
     last: String,
     org: usize,
     local: String,
+    /// Their own address at a free-mail provider: unique, as a mailbox is.
+    personal: String,
     phone: String,
     city: &'static str,
     birth: (i32, u32, u32),
@@ -529,6 +531,8 @@ pub fn generate(entities: usize, seed: u64, rates: &Rates) -> World {
         });
     }
     let mut persons: Vec<Person> = Vec::with_capacity(entities);
+    let mut mailboxes: std::collections::HashSet<(usize, String)> =
+        std::collections::HashSet::new();
     for i in 0..entities {
         let org = rng.usize(..n_orgs);
         let (first, last) = if i > 0 && chance(&mut rng, rates.namesake) {
@@ -539,16 +543,34 @@ pub fn generate(entities: usize, seed: u64, rates: &Rates) -> World {
         };
         let fl = crate::engine::identity::compare::fold(&first).replace(' ', "");
         let ll = crate::engine::identity::compare::fold(&last).replace(' ', "");
-        let local = match rng.u8(..3) {
+        let mut local = match rng.u8(..3) {
             0 => format!("{fl}.{ll}"),
             1 => format!("{}{ll}", fl.chars().next().unwrap_or('x')),
             _ => format!("{fl}{}", rng.u32(1..100)),
         };
+        // A mailbox is one person's: a namesake at the same company gets another address.
+        while !mailboxes.insert((org, local.clone())) {
+            local = format!("{local}{}", rng.u32(2..10));
+        }
+        let mut personal = if chance(&mut rng, 0.5) {
+            format!("{local}@{}", pick(&mut rng, FREE_MAIL))
+        } else {
+            format!(
+                "{}{}@{}",
+                local.replace('.', "_"),
+                rng.u32(1..100),
+                pick(&mut rng, FREE_MAIL)
+            )
+        };
+        while !mailboxes.insert((usize::MAX, personal.clone())) {
+            personal = personal.replacen('@', &format!("{}@", rng.u32(0..10)), 1);
+        }
         persons.push(Person {
             first,
             last,
             org,
             local,
+            personal,
             phone: phone_digits(&mut rng),
             city: orgs[org].city,
             birth: (1950 + rng.i32(0..50), 1 + rng.u32(..12), 1 + rng.u32(..28)),
@@ -618,12 +640,7 @@ fn person_copy(
     v.insert("last_name".to_owned(), text(last));
     if !chance(rng, r.no_email) {
         let email = if source == 3 && chance(rng, r.personal_email) {
-            let local = if chance(rng, 0.5) {
-                p.local.clone()
-            } else {
-                format!("{}{}", p.local.replace('.', "_"), rng.u32(1..100))
-            };
-            format!("{local}@{}", pick(rng, FREE_MAIL))
+            p.personal.clone()
         } else {
             format!("{}@{}", p.local, o.domain)
         };
