@@ -1443,9 +1443,11 @@ fn a_panic_inside_one_apply_is_its_error_and_the_next_apply_works() {
     let cfg = config_in(dir.path(), "");
     let store = Arc::new(PanickyStore {
         inner: MemStore::new(),
-        armed: true.into(),
+        armed: false.into(),
     });
     let e = engine(&cfg, store.clone());
+    // Armed once the engine has started (it writes at start: the identity index's state).
+    store.armed.store(true, std::sync::atomic::Ordering::SeqCst);
     let first = e.apply(
         "hubspot-main",
         page(
