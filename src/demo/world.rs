@@ -253,12 +253,6 @@ pub struct PersonCopy {
 
 pub struct SfPerson {
     pub copy: PersonCopy,
-    /// A first name typed otherwise than the person's (a nickname).
-    pub first: Option<String>,
-    /// A rep typed this person in again, without the email: a fuzzy duplicate only the
-    /// scored identity model can place. Stamped before every other copy, so its values
-    /// never win "newest".
-    pub retyped: bool,
     pub lead: bool,
     /// Edited in Salesforce after HubSpot's copy: its title should win.
     pub edited_later: bool,
@@ -365,20 +359,6 @@ fn phone_forms(d: &str) -> [String; 3] {
 
 /// Area codes in service (a made-up one would not pass as a valid number).
 const AREA: &[u16] = &[212, 303, 312, 404, 415, 512, 617, 646, 206, 720, 305, 702];
-
-/// What a rep might type for a first name of `FIRST`.
-fn nickname(first: &str) -> &str {
-    match first {
-        "Margaret" => "Peggy",
-        "John" => "Jack",
-        "Katherine" => "Kate",
-        "Donald" => "Don",
-        "Frances" => "Fran",
-        "Barbara" => "Barb",
-        "Leslie" => "Les",
-        other => other,
-    }
-}
 
 fn slug(s: &str) -> String {
     s.chars()
@@ -496,7 +476,6 @@ impl World {
 
         let hs_companies: std::collections::BTreeSet<usize> =
             w.hubspot_companies.iter().map(|c| c.company).collect();
-        let mut retyped_any = false;
         for (j, p) in w.people.iter().enumerate() {
             let phones = p.phone.as_deref().map(phone_forms);
             let (mut hs, sf, zd) = (rng.pct(70), rng.pct(55), rng.pct(45));
@@ -538,14 +517,11 @@ impl World {
                         phone: phones.as_ref().map(|f| f[1].clone()),
                         title: Some(title),
                     },
-                    first: None,
-                    retyped: false,
                     lead,
                     edited_later,
                 });
                 // A Lead created for someone already a Contact.
-                let lead_twice = !lead && rng.pct(3);
-                if lead_twice {
+                if !lead && rng.pct(3) {
                     w.salesforce_people.push(SfPerson {
                         copy: PersonCopy {
                             person: j,
@@ -553,29 +529,6 @@ impl World {
                             phone: None,
                             title: None,
                         },
-                        first: None,
-                        retyped: false,
-                        lead: true,
-                        edited_later: false,
-                    });
-                }
-                // The same person typed in again from a business card: a nickname, no
-                // email, the phone in yet another form.
-                // Only beside a Contact: Salesforce's duplicate rule refuses a second Lead
-                // with one email, which revsync's push would give this one.
-                // Always one, so small worlds (the end-to-end tests') show one.
-                let retype = !lead && !lead_twice && (rng.pct(4) || !retyped_any);
-                if let Some(forms) = phones.as_ref().filter(|_| retype) {
-                    retyped_any = true;
-                    w.salesforce_people.push(SfPerson {
-                        copy: PersonCopy {
-                            person: j,
-                            email: String::new(),
-                            phone: Some(forms[2].clone()),
-                            title: None,
-                        },
-                        first: Some(nickname(&p.first).to_owned()),
-                        retyped: true,
                         lead: true,
                         edited_later: false,
                     });
