@@ -2,7 +2,7 @@
 //! expectation-maximisation over the pairs blocking brings together (Fellegi-Sunter as
 //! Splink estimates it), and term frequencies of names.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use serde::Serialize;
 
@@ -308,19 +308,6 @@ pub fn render(r: &TrainReport) -> String {
         "\nautomatic merges expected among blocked pairs: {} at an expected precision of {:.5}; {} pairs would go to review\n",
         r.pairs_above_upper, r.expected_precision, r.pairs_in_review
     ));
-    out
-}
-
-/// Level frequencies by comparison, for tests and reports: how often each level occurs.
-pub fn level_counts(model: &Model, pairs: &[(&Profile, &Profile)]) -> Vec<BTreeMap<usize, usize>> {
-    let mut out = vec![BTreeMap::new(); model.comparisons.len()];
-    for (a, b) in pairs {
-        for (counts, l) in out.iter_mut().zip(model.levels(a, b)) {
-            if let Some(l) = l {
-                *counts.entry(l).or_default() += 1;
-            }
-        }
-    }
     out
 }
 
