@@ -39,6 +39,27 @@ pub struct DaemonConfig {
     /// Scored matching of the records no exact key joins, per kind (issue 19).
     #[serde(default)]
     pub identity: IdentityConfig,
+    /// What ingest fixes in the values it reads (issue 19).
+    #[serde(default)]
+    pub quality: QualityConfig,
+}
+
+/// `quality:` in revsync.yaml.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QualityConfig {
+    /// A person's first or last name read in ALL CAPS or all lower case is stored, and so
+    /// pushed to every system, as people write it (`JOHN O'BRIEN` becomes `John O'Brien`).
+    #[serde(default = "default_true")]
+    pub fix_name_case: bool,
+}
+
+impl Default for QualityConfig {
+    fn default() -> Self {
+        Self {
+            fix_name_case: true,
+        }
+    }
 }
 
 /// `identity:` in revsync.yaml. Persons and organizations are matched by the shipped
@@ -378,6 +399,7 @@ impl Default for DaemonConfig {
             alerts: AlertsConfig::default(),
             kpi: KpiConfig::default(),
             identity: IdentityConfig::default(),
+            quality: QualityConfig::default(),
         }
     }
 }
@@ -726,6 +748,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "alerts",
     "kpi",
     "identity",
+    "quality",
 ];
 
 #[cfg(test)]

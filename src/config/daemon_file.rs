@@ -103,6 +103,9 @@ pub(super) fn load_daemon(
         identity: ctx
             .section(&map, "identity", daemon::IdentityConfig::default, errors)
             .unwrap_or_default(),
+        quality: ctx
+            .section(&map, "quality", daemon::QualityConfig::default, errors)
+            .unwrap_or_default(),
     };
     // A section that failed holds its defaults, which pass these: only what was written
     // is judged.

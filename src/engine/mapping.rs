@@ -44,6 +44,7 @@ impl Mappings {
                 ) {
                     Ok(m) => objects.push(ObjectMapping {
                         phone_region: c.phone_region.clone(),
+                        fix_name_case: config.daemon.quality.fix_name_case,
                         filter: obj.filter.clone(),
                         create_when: obj.create_when.clone(),
                         ..m
@@ -191,6 +192,8 @@ pub struct ObjectMapping {
     pub fields: Vec<FieldMap>,
     /// The connector's `phone_region`: the country of numbers without a country code.
     pub phone_region: Option<String>,
+    /// `quality.fix_name_case`: a person's name read in one case is stored in mixed case.
+    pub fix_name_case: bool,
     /// The object's `filter:`: which records sync.
     pub filter: BTreeMap<String, crate::config::Condition>,
     /// The object's `create_when:`: which records revsync creates here (canonical fields).
@@ -327,6 +330,7 @@ impl ObjectMapping {
             direction,
             fields: out,
             phone_region: None,
+            fix_name_case: false,
             filter: BTreeMap::new(),
             create_when: BTreeMap::new(),
         })
@@ -449,6 +453,14 @@ impl ObjectMapping {
             Ok(s)
         };
         let v = match def.ty {
+            FieldType::Text
+                if self.fix_name_case
+                    && self.kind == Kind::Person
+                    && matches!(def.name, "first_name" | "last_name") =>
+            {
+                let t = text()?.trim().to_owned();
+                text_or_null(normalize::name_case(&t).unwrap_or(t))
+            }
             FieldType::Text | FieldType::Url => text_or_null(text()?.trim().to_owned()),
             FieldType::Email => {
                 return Ok(match normalize::email(&text()?) {

@@ -294,6 +294,95 @@ pub fn is_free_mail(domain: &str) -> bool {
     }
 }
 
+/// Whether an (already normalized) email's domain, or any parent domain of it, is a
+/// disposable mailbox provider (mailinator.com, guerrillamail.com, ...). The list is the
+/// `mailchecker` crate's, about 55,000 domains kept up by its maintainers; it is read
+/// once into a hash set because the crate's own lookup walks the list linearly.
+pub fn is_disposable(email: &str) -> bool {
+    static DOMAINS: std::sync::LazyLock<std::collections::HashSet<&'static str>> =
+        std::sync::LazyLock::new(|| mailchecker::blacklist().into_iter().collect());
+    let Some((_, host)) = email.rsplit_once('@') else {
+        return false;
+    };
+    // `a.b.mailinator.com` is disposable because `mailinator.com` is: try every suffix
+    // of two labels or more.
+    let mut rest = host.trim_end_matches('.');
+    loop {
+        if DOMAINS.contains(rest) {
+            return true;
+        }
+        match rest.split_once('.') {
+            Some((_, parent)) if parent.contains('.') => rest = parent,
+            _ => return false,
+        }
+    }
+}
+
+/// Words that stay lowercase inside a family name (`Ludwig van Beethoven`, `de la Cruz`)
+/// unless they open it.
+const NAME_PARTICLES: &[&str] = &[
+    "da", "das", "de", "del", "della", "der", "di", "do", "dos", "du", "la", "le", "ten", "ter",
+    "van", "von", "y", "zu",
+];
+
+/// A name typed in ALL CAPS or all lower case, in the case people write it: `JOHN` and
+/// `john` give `John`, `o'brien` gives `O'Brien`, `MCDONALD` gives `McDonald`, `jean-luc`
+/// gives `Jean-Luc`, `VAN DER BERG` gives `Van der Berg`. A name already in mixed case is
+/// how its owner writes it (`DeShawn`, `van Dijk`, `MacKenzie`) and is left alone, as is
+/// one with fewer than two cased letters (`J.`). `None` when nothing changes.
+///
+/// Idempotent: the result is in mixed case, or (when every word is one letter) unchanged.
+pub fn name_case(raw: &str) -> Option<String> {
+    let cased: Vec<char> = raw
+        .chars()
+        .filter(|c| c.is_uppercase() || c.is_lowercase())
+        .collect();
+    let one_case = cased.iter().all(|c| c.is_uppercase()) || cased.iter().all(|c| c.is_lowercase());
+    // Only letters whose case maps one to one: `ß` or `İ` would change length and could
+    // make a second pass differ from the first.
+    let simple = cased.iter().all(|c| {
+        c.to_lowercase().count() == 1
+            && c.to_uppercase().count() == 1
+            && c.to_lowercase()
+                .flat_map(char::to_uppercase)
+                .eq(c.to_uppercase())
+    });
+    if cased.len() < 2 || !one_case || !simple {
+        return None;
+    }
+    let mut out = String::with_capacity(raw.len());
+    for (i, word) in raw.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let lower = word.to_lowercase();
+        if i > 0 && NAME_PARTICLES.contains(&lower.as_str()) {
+            out.push_str(&lower);
+            continue;
+        }
+        // Each part after a hyphen or apostrophe starts a capital: Jean-Luc, O'Brien.
+        let mut start = true;
+        let mut seen = String::new();
+        for c in lower.chars() {
+            if start && c.is_alphabetic() {
+                out.extend(c.to_uppercase());
+                start = false;
+            } else if seen == "mc" && c.is_alphabetic() {
+                out.extend(c.to_uppercase());
+            } else {
+                out.push(c);
+            }
+            if c == '-' || c == '\'' {
+                start = true;
+                seen.clear();
+            } else {
+                seen.push(c);
+            }
+        }
+    }
+    (out != raw).then_some(out)
+}
+
 /// A normalized phone number: E.164 when it could be parsed and validated, and always the trimmed original.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Phone {
@@ -928,6 +1017,43 @@ mod tests {
         ]
     }
 
+    #[test]
+    fn names_in_one_case_are_written_as_people_write_them() {
+        for (raw, want) in [
+            ("JOHN", Some("John")),
+            ("john", Some("John")),
+            ("o'brien", Some("O'Brien")),
+            ("MCDONALD", Some("McDonald")),
+            ("jean-luc", Some("Jean-Luc")),
+            ("VAN DER BERG", Some("Van der Berg")),
+            ("DE LA CRUZ", Some("De la Cruz")),
+            ("ÉLODIE", Some("Élodie")),
+            ("MARY ANN", Some("Mary Ann")),
+            // As typed: mixed case, or too little to judge.
+            ("DeShawn", None),
+            ("van Dijk", None),
+            ("MacKenzie", None),
+            ("J.", None),
+            ("J R", None),
+            ("", None),
+            // A case mapping that changes length is left alone.
+            ("STRAßE", None),
+        ] {
+            assert_eq!(name_case(raw).as_deref(), want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn disposable_domains_and_their_subdomains_are_found() {
+        assert!(is_disposable("jane@mailinator.com"));
+        assert!(is_disposable("jane@eu.mailinator.com"));
+        assert!(is_disposable("jane@guerrillamail.com"));
+        assert!(!is_disposable("jane@gmail.com"));
+        assert!(!is_disposable("jane@acme.com"));
+        assert!(!is_disposable("jane@com"));
+        assert!(!is_disposable("not an address"));
+    }
+
     proptest! {
         #[test]
         fn email_is_idempotent(raw in messy_email()) {
@@ -960,6 +1086,14 @@ mod tests {
             if let Some(e164) = first.e164 {
                 prop_assert_eq!(phone(&e164, None).and_then(|p| p.e164), Some(e164.clone()));
                 prop_assert_eq!(phone(&e164, region).and_then(|p| p.e164), Some(e164));
+            }
+        }
+
+        #[test]
+        fn name_case_is_idempotent(raw in prop_oneof![any::<String>(), "[a-zA-Z '-]{0,20}", "[A-Z '-]{0,20}", "[a-z '-]{0,20}"]) {
+            if let Some(fixed) = name_case(&raw) {
+                prop_assert_eq!(name_case(&fixed), None, "{:?} became {:?}", raw, fixed);
+                prop_assert_eq!(fixed.to_lowercase(), raw.to_lowercase());
             }
         }
 
