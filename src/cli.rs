@@ -149,6 +149,20 @@ enum Command {
     /// Likely duplicates the scored identity model sent to review.
     #[command(subcommand)]
     Dupes(DupesCommand),
+    /// Data quality of persons and companies: invalid, disposable and role emails, phones
+    /// not valid for their country, names in one case, unknown countries; counted per
+    /// system the value came from, with examples.
+    ///
+    /// Asks the running daemon (server.listen); with no daemon running, reads the store directly.
+    Quality {
+        /// Only the values this connector brought.
+        #[arg(long)]
+        connector: Option<String>,
+        #[command(flatten)]
+        client: ClientArg,
+        #[arg(long)]
+        json: bool,
+    },
     /// Start the four simulators with a generated company world and the daemon against them.
     Demo(crate::demo::DemoArgs),
     /// Run one simulator alone, in the foreground, printing its base URL and credentials.
@@ -245,6 +259,20 @@ enum RecordsCommand {
         /// How many of the latest audit entries to show.
         #[arg(long, default_value_t = 10)]
         audit: usize,
+    },
+    /// Undo a merge: the copy (or record) it joined becomes a record of its own again,
+    /// as it was before, the two are pushed to every system and never merged again.
+    ///
+    /// Without --source: the record's latest merge; a merged-away (absorbed) id names the
+    /// merge that absorbed it. Asks the running daemon (server.listen).
+    Unmerge {
+        /// The canonical id (`records get` shows it, and each merge in its audit).
+        id: String,
+        /// The copy to split off, `connector:object:external_id`.
+        #[arg(long)]
+        source: Option<String>,
+        #[command(flatten)]
+        client: ClientArg,
     },
     /// Every record of a kind, one row each: its fields, every system's id for it, the
     /// records merged into it and each source copy. Streams: any number of records.
@@ -360,6 +388,9 @@ pub fn main() -> ExitCode {
             json,
             audit,
         }) => records_get(&client, &query, json, audit),
+        Command::Records(RecordsCommand::Unmerge { id, source, client }) => {
+            records_unmerge(&client, &id, source.as_deref())
+        }
         Command::Records(RecordsCommand::Export {
             kind,
             format,
@@ -409,6 +440,11 @@ pub fn main() -> ExitCode {
         Command::Pause { connector, client } => pause(&client, &connector, true),
         Command::Resume { connector, client } => pause(&client, &connector, false),
         Command::Dupes(cmd) => dupes(cmd),
+        Command::Quality {
+            connector,
+            client,
+            json,
+        } => quality(&client, connector.as_deref(), json),
         Command::Identity(IdentityCommand::Train { kind, client, json }) => {
             identity_train(&client, kind.as_deref(), json)
         }
@@ -1114,29 +1150,9 @@ fn dlq_list(client: &ClientArg, connector: Option<&str>, as_json: bool) -> u8 {
         Some(c) => format!("/admin/dlq?connector={c}"),
         None => "/admin/dlq".to_owned(),
     };
-    let target = match client.target() {
-        Ok(t) => t,
+    let listed = match ask_or_read(client, &path, |cfg| read_dead_letters(cfg, connector)) {
+        Ok(answer) => answer,
         Err(code) => return code,
-    };
-    let listed = match call_daemon(&target, reqwest::Method::GET, &path, None) {
-        Ok((200, v)) => Ok(v),
-        Ok((s, v)) => Err(format!(
-            "the daemon answered {s}: {}",
-            at(&v, "/message").as_str().unwrap_or("")
-        )),
-        // No daemon holds the store: read it here, as `records get` does. Not when a URL
-        // named another machine.
-        Err(DaemonAnswer::NotRunning) if client.url.is_none() => {
-            match load(&client.config.config) {
-                Ok(cfg) => read_dead_letters(&cfg, connector),
-                Err(code) => return code,
-            }
-        }
-        Err(DaemonAnswer::NotRunning) => Err(format!(
-            "no daemon answers at {} (start it with `revsync run`, or name it with --url)",
-            target.base
-        )),
-        Err(DaemonAnswer::Failed(e)) => Err(e),
     };
     let v = match listed {
         Ok(v) => v,
@@ -1245,13 +1261,7 @@ fn console_link(client: &ClientArg) -> u8 {
             eprintln!("open it within 15 minutes; it signs in once");
             exit::OK
         }
-        Ok((_, v)) => {
-            eprintln!(
-                "error: {}",
-                at(&v, "/message").as_str().unwrap_or("refused")
-            );
-            exit::FAILURE
-        }
+        Ok((_, v)) => refused(&v),
         Err(code) => code,
     }
 }
@@ -1367,6 +1377,159 @@ fn dupes(cmd: DupesCommand) -> u8 {
     exit::OK
 }
 
+/// The daemon said no: its message, and the failure exit code.
+fn refused(v: &serde_json::Value) -> u8 {
+    eprintln!("error: {}", at(v, "/message").as_str().unwrap_or("refused"));
+    exit::FAILURE
+}
+
+fn records_unmerge(client: &ClientArg, id: &str, source: Option<&str>) -> u8 {
+    let mut path = format!("/admin/records/{id}/unmerge");
+    if let Some(src) = source {
+        path.push('?');
+        path.push_str(
+            &url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("source", src)
+                .finish(),
+        );
+    }
+    match admin(client, reqwest::Method::POST, &path, None) {
+        Ok((200, v)) => {
+            println!(
+                "{} split off {}{}: both are pushed to every system and never merged again",
+                at(&v, "/split").as_str().unwrap_or("?"),
+                at(&v, "/survivor").as_str().unwrap_or("?"),
+                at(&v, "/link")
+                    .as_str()
+                    .map(|l| format!(" with its copy {l}"))
+                    .unwrap_or_default(),
+            );
+            exit::OK
+        }
+        Ok((_, v)) => refused(&v),
+        Err(code) => code,
+    }
+}
+
+fn quality(client: &ClientArg, connector: Option<&str>, as_json: bool) -> u8 {
+    let path = match connector {
+        Some(c) => format!(
+            "/admin/quality?{}",
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("connector", c)
+                .finish()
+        ),
+        None => "/admin/quality".to_owned(),
+    };
+    let report = match ask_or_read(client, &path, |cfg| read_quality(cfg, connector)) {
+        Ok(answer) => answer,
+        Err(code) => return code,
+    };
+    match report {
+        Ok(v) if as_json => println!("{v:#}"),
+        Ok(v) => print!("{}", quality_text(&v)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::FAILURE;
+        }
+    }
+    exit::OK
+}
+
+/// `GET path` from the running daemon; with no daemon running (and no --url naming
+/// another machine), `read` over the store in this process. `Err`: the exit code of a
+/// configuration that could not be loaded.
+fn ask_or_read(
+    client: &ClientArg,
+    path: &str,
+    read: impl FnOnce(&Config) -> Result<serde_json::Value, String>,
+) -> Result<Result<serde_json::Value, String>, u8> {
+    let target = client.target()?;
+    Ok(
+        match call_daemon(&target, reqwest::Method::GET, path, None) {
+            Ok((200, v)) => Ok(v),
+            Ok((status, v)) => Err(format!(
+                "the daemon answered {status}: {}",
+                at(&v, "/message").as_str().unwrap_or("no message")
+            )),
+            Err(DaemonAnswer::NotRunning) if client.url.is_none() => {
+                read(&load(&client.config.config)?)
+            }
+            Err(DaemonAnswer::NotRunning) => Err(format!(
+                "no daemon answers at {} (start it with `revsync run`, or name it with --url)",
+                target.base
+            )),
+            Err(DaemonAnswer::Failed(e)) => Err(e),
+        },
+    )
+}
+
+/// The quality report read in this process from the store no daemon holds.
+fn read_quality(cfg: &Config, connector: Option<&str>) -> Result<serde_json::Value, String> {
+    let engine = store_engine(cfg)?;
+    if let Some(c) = connector.filter(|c| engine.kinds_for(c).is_empty()) {
+        return Err(format!("no connector `{c}` is configured"));
+    }
+    let report = engine.quality(connector).map_err(|e| e.to_string())?;
+    serde_json::to_value(report).map_err(|e| e.to_string())
+}
+
+/// `revsync quality` as a person reads it: what was read, then one line per problem with
+/// its count per system, then its examples.
+fn quality_text(v: &serde_json::Value) -> String {
+    use std::fmt::Write as _;
+    let n = |p: &str| at(v, p).as_u64().unwrap_or(0);
+    let mut out = String::new();
+    let scope = at(v, "/connector")
+        .as_str()
+        .map(|c| format!(" (values from {c})"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "read {} persons and {} companies{scope}: {} persons and {} companies have a problem",
+        crate::format::thousands(n("/scanned/person")),
+        crate::format::thousands(n("/scanned/organization")),
+        crate::format::thousands(n("/with_problems/person")),
+        crate::format::thousands(n("/with_problems/organization")),
+    );
+    let problems = at(v, "/problems").as_array().cloned().unwrap_or_default();
+    if problems.is_empty() {
+        out.push_str("no problem found\n");
+        return out;
+    }
+    for p in &problems {
+        let by: Vec<String> = at(p, "/by_source")
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, c)| {
+                        format!("{k} {}", crate::format::thousands(c.as_u64().unwrap_or(0)))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "\n{:>8}  {}.{}: {} ({})",
+            crate::format::thousands(at(p, "/total").as_u64().unwrap_or(0)),
+            at(p, "/kind").as_str().unwrap_or("?"),
+            at(p, "/field").as_str().unwrap_or("?"),
+            at(p, "/description").as_str().unwrap_or("?"),
+            by.join(", ")
+        );
+        for e in at(p, "/examples").as_array().cloned().unwrap_or_default() {
+            let _ = writeln!(
+                out,
+                "          {}  {:<12} {}",
+                at(&e, "/record").as_str().unwrap_or("?"),
+                at(&e, "/source").as_str().unwrap_or("?"),
+                at(&e, "/value")
+            );
+        }
+    }
+    out
+}
+
 fn pause(client: &ClientArg, connector: &str, paused: bool) -> u8 {
     let verb = if paused { "pause" } else { "resume" };
     match admin(
@@ -1384,13 +1547,7 @@ fn pause(client: &ClientArg, connector: &str, paused: bool) -> u8 {
             );
             exit::OK
         }
-        Ok((_, v)) => {
-            eprintln!(
-                "error: {}",
-                at(&v, "/message").as_str().unwrap_or("refused")
-            );
-            exit::FAILURE
-        }
+        Ok((_, v)) => refused(&v),
         Err(code) => code,
     }
 }

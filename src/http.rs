@@ -38,6 +38,8 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/admin/dupes/{id}", get(dupes_show))
         .route("/admin/dupes/{id}/accept", post(dupes_accept))
         .route("/admin/dupes/{id}/reject", post(dupes_reject))
+        .route("/admin/quality", get(quality))
+        .route("/admin/records/{id}/unmerge", post(unmerge))
         // Operator requests are a few bytes of JSON; anything near axum's 2 MiB default
         // is not one, and is refused with 413 before it is buffered.
         .layer(axum::extract::DefaultBodyLimit::max(ADMIN_MAX_BODY_BYTES))
@@ -488,6 +490,31 @@ async fn dupes_list(State(state): State<Arc<AppState>>, Query(q): Query<DupesQue
     }
 }
 
+#[derive(serde::Deserialize)]
+struct QualityQuery {
+    connector: Option<String>,
+}
+
+/// `GET /admin/quality[?connector=ID]`: data quality problems per problem and system,
+/// with examples (issue 19). Reads every person and company.
+async fn quality(State(state): State<Arc<AppState>>, Query(q): Query<QualityQuery>) -> Response {
+    if let Some(c) = q.connector.as_deref() {
+        if state.engine.kinds_for(c).is_empty() {
+            return error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no connector `{c}` is configured"),
+            );
+        }
+    }
+    let engine = state.engine.clone();
+    match tokio::task::spawn_blocking(move || engine.quality(q.connector.as_deref())).await {
+        Ok(Ok(report)) => Json(json!(report)).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
 /// The 400 for a review pair id that is not two canonical ids joined by `.`.
 fn bad_pair_id() -> Response {
     error(
@@ -560,6 +587,49 @@ async fn dupes_reject(State(state): State<Arc<AppState>>, Path(id): Path<String>
     engine_answer(done, NO_PAIR, |()| {
         Json(json!({ "rejected": true })).into_response()
     })
+}
+
+#[derive(serde::Deserialize)]
+struct UnmergeQuery {
+    source: Option<String>,
+}
+
+/// `POST /admin/records/{id}/unmerge[?source=connector:object:id]`: undo a merge (issue
+/// 19); 409 with the reason when no such merge is on record.
+async fn unmerge(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(q): Query<UnmergeQuery>,
+) -> Response {
+    let Ok(id) = uuid::Uuid::parse_str(&id) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "a record is named by its canonical id",
+        );
+    };
+    let engine = state.engine.clone();
+    let done =
+        tokio::task::spawn_blocking(move || engine.unmerge(id, q.source.as_deref(), "an operator"))
+            .await;
+    match done {
+        Ok(Ok(crate::engine::Unmerged::Done {
+            survivor,
+            split,
+            link,
+        })) => Json(json!({
+            "unmerged": true,
+            "survivor": survivor,
+            "split": split,
+            "link": link.map(|l| format!("{}:{}:{}", l.connector, l.object, l.external_id)),
+        }))
+        .into_response(),
+        Ok(Ok(crate::engine::Unmerged::Refused(why))) => {
+            error(StatusCode::CONFLICT, "nothing_to_unmerge", why)
+        }
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
 }
 
 /// `POST /admin/console/link`: a one-time sign-in link to the console (15 minutes, one

@@ -156,6 +156,7 @@ pub struct Metrics {
     identity_scored_merges: Counter,
     identity_review_pairs: Counter,
     identity_vetoes: Counter,
+    identity_unmerges: Counter,
     identity_review_pending: Gauge,
     /// Counters are advanced to the status figures under this lock, so two scrapes at
     /// once cannot both add the same difference.
@@ -198,6 +199,7 @@ impl Metrics {
             identity_scored_merges: Counter::default(),
             identity_review_pairs: Counter::default(),
             identity_vetoes: Counter::default(),
+            identity_unmerges: Counter::default(),
             identity_review_pending: Gauge::default(),
             rendering: Mutex::new(()),
             registry: Registry::default(),
@@ -216,6 +218,11 @@ impl Metrics {
             "identity_vetoes",
             "Scored matches a guard forbade (two addresses at one company, two companies, a strong id)",
             m.identity_vetoes.clone(),
+        );
+        r.register(
+            "identity_unmerges",
+            "Merges an operator undid with records unmerge",
+            m.identity_unmerges.clone(),
         );
         r.register(
             "identity_review_pending",
@@ -340,6 +347,7 @@ impl Metrics {
         advance(&self.identity_scored_merges, identity.scored_merged);
         advance(&self.identity_review_pairs, identity.to_review);
         advance(&self.identity_vetoes, identity.vetoed);
+        advance(&self.identity_unmerges, identity.unmerged);
         self.identity_review_pending
             .set(gauge(identity.pending_review));
         for c in connectors {

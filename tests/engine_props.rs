@@ -304,3 +304,100 @@ proptest! {
         }
     }
 }
+
+/// One step of a merge history: a new copy in another system joins a person by email, or
+/// an operator merges two persons.
+#[derive(Debug, Clone)]
+enum MergeOp {
+    Join(Ev),
+    Merge(u8, u8),
+}
+
+fn merge_op() -> impl Strategy<Value = MergeOp> {
+    prop_oneof![
+        3 => ev().prop_map(|mut e| {
+            e.system = 1 + e.system % 2;
+            MergeOp::Join(e)
+        }),
+        1 => (0u8..4, 0u8..4).prop_map(|(a, b)| MergeOp::Merge(a, b)),
+    ]
+}
+
+type Snapshot = BTreeMap<
+    uuid::Uuid,
+    (
+        BTreeMap<String, revsync_sdk::FieldEntry>,
+        Vec<revsync_sdk::Link>,
+        Option<uuid::Uuid>,
+    ),
+>;
+
+/// Every record ever made, exactly: fields with their provenance, links, tombstone.
+fn snapshot(e: &Engine, ids: &BTreeSet<uuid::Uuid>) -> Snapshot {
+    ids.iter()
+        .filter_map(|id| e.record(*id).unwrap())
+        .map(|r| (r.id, (r.fields, r.links, r.merged_into)))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Issue 19: after any sequence of joins and merges, undoing them newest first
+    /// restores, after each undo, every record that existed before that merge exactly.
+    #[test]
+    fn unmerge_after_any_sequence_of_merges_restores_the_state_before_each(
+        people in prop::collection::vec(ev(), 4),
+        ops in prop::collection::vec(merge_op(), 1..12),
+    ) {
+        let (_d, c) = cfg();
+        let e = engine(&c, Arc::new(MemStore::new()));
+        let mut ids = BTreeSet::new();
+        for (i, mut p) in people.into_iter().enumerate() {
+            p.system = 0;
+            p.person = i as u8;
+            apply_all(&e, &[(p, 1)]);
+            ids.insert(e.find(&format!("hubspot-main:contacts:h{i}")).unwrap().unwrap().id);
+        }
+        // (snapshot before, how to undo it) per op that merged something.
+        let mut undo: Vec<(Snapshot, uuid::Uuid, Option<String>)> = Vec::new();
+        for (n, op) in ops.into_iter().enumerate() {
+            let before = snapshot(&e, &ids);
+            match op {
+                MergeOp::Join(ev) => {
+                    let (conn, obj, mut ch) = to_change(&ev, 10 + n as i64);
+                    ch.external_id = format!("x{n}");
+                    let link = format!("{conn}:{obj}:x{n}");
+                    e.apply(conn, Page { object: obj.into(), changes: vec![ch], cursor: None }).unwrap();
+                    let r = e.find(&link).unwrap().unwrap();
+                    ids.insert(r.id);
+                    if r.links.len() > 1 {
+                        undo.push((before, r.id, Some(link)));
+                    }
+                }
+                MergeOp::Merge(a, b) => {
+                    let find = |p: u8| e.find(&format!("hubspot-main:contacts:h{p}")).unwrap().unwrap().id;
+                    let (a, b) = (find(a), find(b));
+                    if a == b {
+                        continue;
+                    }
+                    let survivor = e.merge(a, b, "a test").unwrap().unwrap();
+                    let absorbed = if survivor == a { b } else { a };
+                    undo.push((before, absorbed, None));
+                }
+            }
+        }
+        while let Some((before, id, link)) = undo.pop() {
+            let target = match &link {
+                Some(l) => e.find(l).unwrap().unwrap().id,
+                None => id,
+            };
+            let out = e.unmerge(target, link.as_deref(), "a test").unwrap();
+            prop_assert!(matches!(out, revsync::engine::Unmerged::Done { .. }), "{:?}", out);
+            let now = snapshot(&e, &ids);
+            for (id, was) in &before {
+                prop_assert_eq!(now.get(id), Some(was), "record {} differs after undoing {:?}", id, link);
+            }
+        }
+    }
+}

@@ -299,3 +299,302 @@ fn training_keeps_each_new_version_for_the_next_start() {
         .unwrap();
     assert_eq!(again.version, 2, "each training is a new version");
 }
+
+/// The pair of the first test, which merges on its score; each guard below must keep it apart.
+fn bill_johnson_again(
+    e: &revsync::engine::Engine,
+    extra_crm: serde_json::Value,
+    extra_sf: serde_json::Value,
+) -> revsync::engine::ApplyReport {
+    let mut crm = json!({"email": "william.johnson@acme.com", "firstname": "William", "lastname": "Johnson", "phone": "+1 415 555 0123"});
+    crm.as_object_mut()
+        .unwrap()
+        .extend(extra_crm.as_object().unwrap().clone());
+    apply_one(e, "hubspot-main", "contacts", "101", 1, crm);
+    let mut sf = json!({"Email": "bill.johnson@gmail.com", "FirstName": "Bill", "LastName": "Jonhson", "Phone": "(415) 555-0123"});
+    sf.as_object_mut()
+        .unwrap()
+        .extend(extra_sf.as_object().unwrap().clone());
+    e.apply(
+        "salesforce-main",
+        page("Contact", vec![change("Contact", "003A", 2, sf)]),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_different_strong_identifier_keeps_a_likely_pair_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_in(dir.path(), "identity:\n  person: { strong: [title] }\n");
+    let e = engine(&cfg, Arc::new(MemStore::new()));
+    let r = bill_johnson_again(&e, json!({"jobtitle": "CFO"}), json!({"Title": "Intern"}));
+    assert_eq!((r.created, r.scored_merged, r.vetoed), (1, 0, 1), "{r:?}");
+    // The same titles let the same pair join.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_in(dir.path(), "identity:\n  person: { strong: [title] }\n");
+    let e = engine(&cfg, Arc::new(MemStore::new()));
+    let r = bill_johnson_again(&e, json!({"jobtitle": "CFO"}), json!({"Title": "cfo"}));
+    assert_eq!((r.created, r.scored_merged), (0, 1), "{r:?}");
+}
+
+#[test]
+fn people_at_two_different_companies_are_never_joined_by_score() {
+    let (_d, e, _) = setup();
+    apply_one(
+        &e,
+        "hubspot-main",
+        "companies",
+        "c1",
+        1,
+        json!({"name": "Acme", "domain": "acme.com"}),
+    );
+    e.apply(
+        "salesforce-main",
+        page(
+            "Account",
+            vec![change(
+                "Account",
+                "001X",
+                1,
+                json!({"Name": "Globex", "Website": "https://globex.com"}),
+            )],
+        ),
+    )
+    .unwrap();
+    let r = bill_johnson_again(
+        &e,
+        json!({"associatedcompanyid": "c1"}),
+        json!({"AccountId": "001X"}),
+    );
+    assert_eq!((r.created, r.scored_merged, r.vetoed), (1, 0, 1), "{r:?}");
+    let crm = e.find("hubspot-main:contacts:101").unwrap().unwrap();
+    let sf = e.find("salesforce-main:Contact:003A").unwrap().unwrap();
+    assert_ne!(crm.id, sf.id);
+}
+
+#[test]
+fn a_record_at_max_cluster_sends_the_pair_to_review_instead_of_merging() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_in(dir.path(), "identity:\n  person: { max_cluster: 2 }\n");
+    let e = engine(&cfg, Arc::new(MemStore::new()));
+    // Zendesk's copy joins by email: the record holds two copies before Salesforce's.
+    apply_one(
+        &e,
+        "zendesk-main",
+        "users",
+        "9",
+        1,
+        json!({"email": "william.johnson@acme.com", "name": "William Johnson"}),
+    );
+    let r = bill_johnson_again(&e, json!({}), json!({}));
+    assert_eq!(
+        (r.created, r.scored_merged, r.to_review),
+        (1, 0, 1),
+        "{r:?}"
+    );
+    let pairs = e.reviews(10).unwrap();
+    assert_eq!(pairs.len(), 1);
+    assert!(
+        pairs[0].pair.reason.contains("max_cluster 2"),
+        "{}",
+        pairs[0].pair.reason
+    );
+}
+
+/// Fields and links: what "as it was" means for a record.
+fn state(
+    r: &revsync_sdk::Record,
+) -> (
+    std::collections::BTreeMap<String, revsync_sdk::FieldEntry>,
+    Vec<revsync_sdk::Link>,
+) {
+    (r.fields.clone(), r.links.clone())
+}
+
+#[test]
+fn an_unmerge_splits_a_scored_join_off_as_it_was_and_pushes_both() {
+    let (_d, e, _) = setup();
+    apply_one(
+        &e,
+        "hubspot-main",
+        "contacts",
+        "101",
+        1,
+        json!({"email": "william.johnson@acme.com", "firstname": "William", "lastname": "Johnson", "phone": "+1 415 555 0123"}),
+    );
+    let before = e.find("hubspot-main:contacts:101").unwrap().unwrap();
+    // Salesforce's copy joins on its score and gives the record its title.
+    let r = e
+        .apply("salesforce-main", page("Contact", vec![change("Contact", "003A", 2, json!({"Email": "bill.johnson@gmail.com", "FirstName": "Bill", "LastName": "Jonhson", "Phone": "(415) 555-0123", "Title": "CFO"}))]))
+        .unwrap();
+    assert_eq!(r.scored_merged, 1, "{r:?}");
+    let joined = e.find("hubspot-main:contacts:101").unwrap().unwrap();
+    assert_eq!(joined.links.len(), 2);
+    assert!(joined.value("title").is_some());
+    // Salesforce took the merged values.
+    let pending = e.outbox("salesforce-main", 100).unwrap();
+    assert_eq!(pending.len(), 1);
+    let (seq, entry) = pending[0].clone();
+    e.confirm_push(
+        "salesforce-main",
+        &[seq],
+        entry.record,
+        "Contact",
+        entry.hash,
+        None,
+    )
+    .unwrap();
+
+    let out = e
+        .unmerge(joined.id, Some("salesforce-main:Contact:003A"), "a test")
+        .unwrap();
+    let revsync::engine::Unmerged::Done {
+        survivor,
+        split,
+        link,
+    } = out
+    else {
+        panic!("{out:?}")
+    };
+    assert_eq!(survivor, before.id);
+    assert_eq!(link.unwrap().external_id, "003A");
+    // The CRM record is as it was before the join: its fields with their sources, its links.
+    let after = e.record(survivor).unwrap().unwrap();
+    assert_eq!(state(&after), state(&before));
+    // The copy is a record of its own, with its own values.
+    let sf = e.find("salesforce-main:Contact:003A").unwrap().unwrap();
+    assert_eq!(sf.id, split);
+    assert_eq!(
+        sf.value("first_name"),
+        Some(&revsync_sdk::Value::Text("Bill".into()))
+    );
+    assert_eq!(
+        sf.value("email"),
+        Some(&revsync_sdk::Value::Text("bill.johnson@gmail.com".into()))
+    );
+    assert_eq!(sf.links.len(), 1);
+    // Both are pushed: Salesforce gets its copy's own values back, and the CRM person,
+    // who has no copy there now, is created there as before the join.
+    let queued: Vec<_> = e
+        .outbox("salesforce-main", 100)
+        .unwrap()
+        .into_iter()
+        .map(|(_, o)| o.record)
+        .collect();
+    assert!(
+        queued.contains(&split) && queued.contains(&survivor),
+        "{queued:?}"
+    );
+    // Both audits say so.
+    for id in [survivor, split] {
+        assert!(e
+            .audit(id, 50)
+            .unwrap()
+            .iter()
+            .any(|a| matches!(a.event, AuditEvent::Unmerged { .. })));
+    }
+    // The copy's next report stays on its own record; the pair is never proposed again.
+    e.apply("salesforce-main", page("Contact", vec![change("Contact", "003A", 5, json!({"Email": "bill.johnson@gmail.com", "FirstName": "Bill", "LastName": "Johnson", "Phone": "(415) 555-0123", "Title": "CFO"}))]))
+        .unwrap();
+    assert_eq!(
+        e.find("salesforce-main:Contact:003A").unwrap().unwrap().id,
+        split
+    );
+    assert!(e.reviews(10).unwrap().is_empty());
+    // Nothing more to undo.
+    assert!(matches!(
+        e.unmerge(survivor, None, "a test").unwrap(),
+        revsync::engine::Unmerged::Refused(_)
+    ));
+}
+
+#[test]
+fn an_exact_join_once_unmerged_does_not_merge_again_on_the_shared_email() {
+    let (_d, e, _) = setup();
+    // Pat in the CRM and Patricia in Salesforce share one address.
+    let both_report = |ts: i64| {
+        apply_one(
+            &e,
+            "hubspot-main",
+            "contacts",
+            "1",
+            ts,
+            json!({"email": "pat@acme.com", "firstname": "Pat", "lastname": "Lee"}),
+        );
+        e.apply(
+            "salesforce-main",
+            page(
+                "Contact",
+                vec![change(
+                    "Contact",
+                    "003P",
+                    ts + 1,
+                    json!({"Email": "pat@acme.com", "FirstName": "Patricia", "LastName": "Lee"}),
+                )],
+            ),
+        )
+        .unwrap();
+    };
+    both_report(1);
+    let crm = e.find("hubspot-main:contacts:1").unwrap().unwrap();
+    assert_eq!(crm.links.len(), 2);
+    let out = e
+        .unmerge(crm.id, Some("salesforce-main:Contact:003P"), "a test")
+        .unwrap();
+    let revsync::engine::Unmerged::Done { split, .. } = out else {
+        panic!("{out:?}")
+    };
+    // Both report again with the same email: each stays on its own record.
+    both_report(3);
+    assert_eq!(
+        e.find("hubspot-main:contacts:1").unwrap().unwrap().id,
+        crm.id
+    );
+    assert_eq!(
+        e.find("salesforce-main:Contact:003P").unwrap().unwrap().id,
+        split
+    );
+    let now = e.record(crm.id).unwrap().unwrap();
+    assert_eq!(now.links.len(), 1);
+    assert_eq!(
+        now.value("first_name"),
+        Some(&revsync_sdk::Value::Text("Pat".into()))
+    );
+}
+
+#[test]
+fn a_record_merge_is_undone_by_naming_the_absorbed_record() {
+    let (_d, e, _) = setup();
+    apply_one(
+        &e,
+        "hubspot-main",
+        "contacts",
+        "1",
+        1,
+        json!({"email": "ann@acme.com", "firstname": "Ann", "jobtitle": "CEO"}),
+    );
+    e.apply("salesforce-main", page("Contact", vec![change("Contact", "003Z", 2, json!({"Email": "ann.other@globex.com", "FirstName": "Ann", "LastName": "Other", "Title": "VP"}))]))
+        .unwrap();
+    let a = e.find("hubspot-main:contacts:1").unwrap().unwrap();
+    let b = e.find("salesforce-main:Contact:003Z").unwrap().unwrap();
+    assert_ne!(a.id, b.id);
+    let survivor = e.merge(a.id, b.id, "a test").unwrap().unwrap();
+    assert_eq!(survivor, a.id.min(b.id));
+    let absorbed = if survivor == a.id { &b } else { &a };
+    let kept = if survivor == a.id { &a } else { &b };
+    assert_eq!(e.record(survivor).unwrap().unwrap().links.len(), 2);
+    let out = e.unmerge(absorbed.id, None, "a test").unwrap();
+    assert!(
+        matches!(out, revsync::engine::Unmerged::Done { .. }),
+        "{out:?}"
+    );
+    assert_eq!(state(&e.record(kept.id).unwrap().unwrap()), state(kept));
+    let revived = e.record(absorbed.id).unwrap().unwrap();
+    assert_eq!(revived.merged_into, None);
+    assert_eq!(state(&revived), state(absorbed));
+    assert_eq!(
+        e.find("salesforce-main:Contact:003Z").unwrap().unwrap().id,
+        b.id
+    );
+    assert_eq!(e.find("ann@acme.com").unwrap().unwrap().id, a.id);
+}

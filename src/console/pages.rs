@@ -756,6 +756,12 @@ pub async fn record(
                         " " span.muted.small { "last changed " (when(l["source_time"].as_str())) } }
                 } }
             }
+            @if let Some(q) = view["quality"].as_array().filter(|q| !q.is_empty()) {
+                h3 { "Data quality" }
+                ul { @for f in q {
+                    li { (f["field"].as_str().unwrap_or("?")) ": " (f["description"].as_str().unwrap_or("?")) " " span.muted.small { "(from " (f["source"].as_str().unwrap_or("?")) ")" } }
+                } }
+            }
             @if let Some(rel) = view["relations"].as_object().filter(|r| !r.is_empty()) {
                 h3 { "Relations" }
                 ul { @for (name, r) in rel {
@@ -814,6 +820,8 @@ fn audit_detail(a: &Json) -> Markup {
             Some("rejected") => { (a["field"].as_str().unwrap_or("?")) ": kept the current value over " (src(&a["value"])) " (" (a["reason"].as_str().unwrap_or("")) ")" }
             Some("merged") => { "absorbed " (a["absorbed"]) " on " (a["evidence"].as_str().unwrap_or("")) }
             Some("invalid_value") => { (a["connector"].as_str().unwrap_or("?")) ": " (a["problem"].as_str().unwrap_or("")) }
+            Some("matched") => { (a["connector"].as_str().unwrap_or("?")) ":" (a["object"].as_str().unwrap_or("?")) ":" (a["external_id"].as_str().unwrap_or("?")) " joined on its score: " (a["evidence"].as_str().unwrap_or("")) }
+            Some("unmerged") => { (a["split"].as_str().unwrap_or("?")) " split off " (a["survivor"].as_str().unwrap_or("?")) @if let Some(l) = a["link"].as_str() { " with its copy " (l) } " by " (a["by"].as_str().unwrap_or("?")) }
             _ => { (a.to_string()) }
         }
     }

@@ -160,6 +160,42 @@ pub mod index {
         let (a, b) = if a <= b { (a, b) } else { (b, a) };
         join(&[b"qn", a.as_bytes(), b.as_bytes()])
     }
+    /// A merge into `record` that `records unmerge` can undo; the value is a
+    /// [`MergeJournal`]. `seq` orders a record's merges, oldest first.
+    pub fn journal(record: Uuid, seq: u64) -> Vec<u8> {
+        let mut k = journal_of(record);
+        k.extend_from_slice(&seq.to_be_bytes());
+        k
+    }
+    /// Every merge journal of `record`.
+    pub fn journal_of(record: Uuid) -> Vec<u8> {
+        let mut k = join(&[b"j", record.as_bytes()]);
+        k.push(0);
+        k
+    }
+}
+
+/// What one merge did to the record that survived it, kept so that `records unmerge`
+/// can undo exactly that (issue 19): a copy that joined the record, or a record it
+/// absorbed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MergeJournal {
+    /// When the merge was written (engine clock, microseconds).
+    pub at: i64,
+    /// The copy that joined, for a join.
+    pub link: Option<Link>,
+    /// The record absorbed (now a tombstone), for a record merge.
+    pub absorbed: Option<Uuid>,
+    /// The joining copy's own values as it reported them: what it becomes on its own.
+    pub own: BTreeMap<String, FieldEntry>,
+    /// Each field of the survivor the merge set: (field, value before, value after).
+    pub changed: Vec<(String, Option<FieldEntry>, FieldEntry)>,
+    /// The links the survivor took from the absorbed record.
+    pub links_added: Vec<Link>,
+    /// Records whose relations pointed at the absorbed record and now at the survivor.
+    pub referrers: Vec<Uuid>,
+    /// Why they merged: the identity keys or score.
+    pub evidence: String,
 }
 
 /// A pair of records the scored identity model could not settle on its own.
@@ -431,6 +467,14 @@ pub enum AuditEvent {
     /// A copy no exact key placed joined this record on its scored match (new variants
     /// go last: stored entries name theirs by position).
     Matched { link: Link, evidence: String },
+    /// An operator undid a merge: `split` (a copy that had joined, or a record that had
+    /// been absorbed) is a record of its own again, never merged with `survivor` again.
+    Unmerged {
+        survivor: Uuid,
+        split: Uuid,
+        link: Option<Link>,
+        by: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,6 +13,7 @@ pub mod identity;
 pub mod mapping;
 pub mod normalize;
 pub mod policy;
+pub mod quality;
 pub mod retention;
 pub mod valuemaps;
 
@@ -35,6 +36,7 @@ pub use mapping::Mappings;
 pub use policy::Policies;
 pub use txn::EditOutcome;
 use txn::Txn;
+pub use txn::Unmerged;
 
 /// Entries one store call reads when the engine walks a range it needs whole.
 pub const SCAN_PAGE: usize = 1024;
@@ -192,6 +194,7 @@ struct IdentityCounts {
     vetoed: AtomicU64,
     accepted: AtomicU64,
     rejected: AtomicU64,
+    unmerged: AtomicU64,
     pending_review: AtomicU64,
 }
 
@@ -206,6 +209,8 @@ pub struct IdentityStats {
     pub vetoed: u64,
     pub accepted: u64,
     pub rejected: u64,
+    /// Merges an operator undid (`records unmerge`), since start.
+    pub unmerged: u64,
     /// Pairs waiting in the review queue now.
     pub pending_review: u64,
 }
@@ -452,6 +457,20 @@ impl Engine {
         );
     }
 
+    /// `revsync quality`: every problem of the live persons' and companies' values, per
+    /// problem and per system, with examples; only `connector`'s values when given. Reads
+    /// every person and company once.
+    pub fn quality(&self, connector: Option<&str>) -> Result<quality::Report, EngineError> {
+        let mut report = quality::Report::new(connector.map(str::to_owned));
+        for kind in [Kind::Person, Kind::Organization] {
+            blocks::for_each_live(self.store.as_ref(), kind, |r| {
+                report.add(r);
+                true
+            })?;
+        }
+        Ok(report.finish())
+    }
+
     /// What scored identity did since start, and the review queue's length.
     pub fn identity_stats(&self) -> IdentityStats {
         let c = &self.identity_counts;
@@ -462,6 +481,7 @@ impl Engine {
             vetoed: get(&c.vetoed),
             accepted: get(&c.accepted),
             rejected: get(&c.rejected),
+            unmerged: get(&c.unmerged),
             pending_review: get(&c.pending_review),
         }
     }
@@ -529,6 +549,60 @@ impl Engine {
         })?;
         if out {
             self.review_settled(&self.identity_counts.rejected);
+        }
+        Ok(out)
+    }
+
+    /// Merge two records by an operator's say (the older id survives) and push the
+    /// result; undone by [`Engine::unmerge`]. `None`: a record is missing or the two are
+    /// of different kinds.
+    pub fn merge(&self, a: Uuid, b: Uuid, by: &str) -> Result<Option<Uuid>, EngineError> {
+        let mut out = None;
+        self.write_with(|txn| {
+            out = txn.merge_pair(a, b, by)?;
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Undo a merge (issue 19): with `source` (`connector:object:external_id`), the merge
+    /// that brought that copy into record `id`; without, `id`'s latest merge, or, when `id`
+    /// is a record absorbed by a merge, that merge. The split-off side is a record of its
+    /// own again, both are pushed to every system, and the two never merge again.
+    pub fn unmerge(
+        &self,
+        id: Uuid,
+        source: Option<&str>,
+        by: &str,
+    ) -> Result<Unmerged, EngineError> {
+        let source = match source {
+            Some(s) => match s.splitn(3, ':').collect::<Vec<_>>().as_slice() {
+                [c, o, x] if !c.is_empty() && !o.is_empty() && !x.is_empty() => {
+                    Some((c.to_string(), o.to_string(), x.to_string()))
+                }
+                _ => {
+                    return Ok(Unmerged::Refused(format!(
+                        "`{s}` is not connector:object:external_id"
+                    )))
+                }
+            },
+            None => None,
+        };
+        let mut out = Unmerged::Refused(String::new());
+        self.write_with(|txn| {
+            out = txn.unmerge(
+                id,
+                source
+                    .as_ref()
+                    .map(|(c, o, x)| (c.as_str(), o.as_str(), x.as_str())),
+                by,
+            )?;
+            Ok(())
+        })?;
+        if matches!(out, Unmerged::Done { .. }) {
+            self.identity_counts
+                .unmerged
+                .fetch_add(1, Ordering::Relaxed);
         }
         Ok(out)
     }

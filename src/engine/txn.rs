@@ -20,7 +20,9 @@ use crate::config::{DeletePolicy, Direction};
 use crate::store::{Store, Table, WriteBatch};
 
 mod scored;
+mod unmerge;
 use scored::Scored;
+pub use unmerge::Unmerged;
 
 /// What a record is indexed under: identity keys, and the records it refers to.
 pub(super) struct Indexed {
@@ -311,6 +313,9 @@ impl<'a> Txn<'a> {
                 at,
             } => (ts, codec::encode(&(3u8, connector, problem, at.source_ts))),
             AuditEvent::Matched { link, .. } => (ts, codec::encode(&(4u8, link))),
+            AuditEvent::Unmerged {
+                survivor, split, ..
+            } => (ts, codec::encode(&(5u8, survivor, split))),
         };
         let key = codec::audit_key(record, ts, &Sha256::digest(&identity));
         // Deterministic key: a replayed page finds its entry already there.
@@ -533,6 +538,9 @@ impl<'a> Txn<'a> {
                 .map(|r| r.kind == mapping.kind)
                 .unwrap_or(true)
         });
+        if candidates.len() > 1 {
+            self.drop_never_pairs(&mut candidates, linked)?;
+        }
         // No exact key placed it: the scored model compares it with its block candidates.
         let scored = if candidates.is_empty() && !stale {
             self.score(mapping.kind, &mapped.values)?
@@ -626,6 +634,15 @@ impl<'a> Txn<'a> {
         let mut changed = false;
         // A newer assertion of the same value: nothing to push, but the record changed.
         let mut refreshed = false;
+        // A copy joining a record that exists: what it changes there is journaled, so
+        // `records unmerge` can undo it. A copy revsync created for the record is no merge.
+        let joining = !created
+            && change.canonical_id.is_none()
+            && !rec
+                .links
+                .iter()
+                .any(|l| l.connector == conn && l.object == obj && l.external_id == ext);
+        let mut journaled: Vec<(String, Option<FieldEntry>, FieldEntry)> = Vec::new();
         // Values are cloned one by one into the record: the change's own map stays whole
         // for its held projection below, without a copy of the map.
         for (field, value) in mapped.values.iter().filter(|_| !echo) {
@@ -644,12 +661,18 @@ impl<'a> Txn<'a> {
             match decide(rule, rec.fields.get(field), &incoming) {
                 Decision::Same => {}
                 Decision::Refresh => {
-                    put_field(&mut rec.fields, field, incoming);
+                    let old = put_field(&mut rec.fields, field, incoming.clone());
+                    if joining {
+                        journaled.push((field.clone(), old, incoming));
+                    }
                     refreshed = true;
                 }
                 Decision::Take(reason) => {
                     self.history(rec.kind, id, field, &incoming);
                     let old = put_field(&mut rec.fields, field, incoming.clone());
+                    if joining {
+                        journaled.push((field.clone(), old.clone(), incoming.clone()));
+                    }
                     if let Some(old) = old.filter(|o| !o.value.is_empty()) {
                         self.audit(
                             id,
@@ -701,6 +724,38 @@ impl<'a> Txn<'a> {
                 true
             }
         };
+        if joining && link_added {
+            let own = mapped
+                .values
+                .iter()
+                .map(|(f, v)| {
+                    let entry = FieldEntry {
+                        value: v.clone(),
+                        from: at.clone(),
+                    };
+                    (f.clone(), entry)
+                })
+                .collect();
+            let link = Link {
+                connector: conn.into(),
+                object: obj.into(),
+                external_id: ext.into(),
+                source_ts: ts,
+            };
+            self.journal(
+                id,
+                codec::MergeJournal {
+                    at: self.now,
+                    link: Some(link),
+                    absorbed: None,
+                    own,
+                    changed: journaled,
+                    links_added: Vec::new(),
+                    referrers: Vec::new(),
+                    evidence: evidence.join("; "),
+                },
+            )?;
+        }
         // A link that already names this record is not written again (a replay, an
         // overlap window read twice).
         if stored_link != Some(id) {
@@ -1166,21 +1221,21 @@ impl<'a> Txn<'a> {
                 continue;
             }
             let old_keys = self.indexed_keys(&s)?;
+            let mut journaled = Vec::new();
             for (field, entry) in &a.fields {
                 let rule = self.policies.rule(s.kind, field);
                 let ts = entry.from.source_ts;
                 match decide(rule, s.fields.get(field), entry) {
                     Decision::Same => {}
                     Decision::Refresh => {
-                        s.fields.insert(field.clone(), entry.clone());
+                        let old = s.fields.insert(field.clone(), entry.clone());
+                        journaled.push((field.clone(), old, entry.clone()));
                     }
                     Decision::Take(reason) => {
                         self.history(s.kind, survivor_id, field, entry);
-                        if let Some(old) = s
-                            .fields
-                            .insert(field.clone(), entry.clone())
-                            .filter(|o| !o.value.is_empty())
-                        {
+                        let old = s.fields.insert(field.clone(), entry.clone());
+                        journaled.push((field.clone(), old.clone(), entry.clone()));
+                        if let Some(old) = old.filter(|o| !o.value.is_empty()) {
                             let ev = AuditEvent::Overwritten {
                                 field: field.clone(),
                                 old,
@@ -1202,6 +1257,7 @@ impl<'a> Txn<'a> {
                     }
                 }
             }
+            let mut links_added = Vec::new();
             for l in &a.links {
                 if !s.links.iter().any(|x| {
                     x.connector == l.connector
@@ -1209,6 +1265,7 @@ impl<'a> Txn<'a> {
                         && x.external_id == l.external_id
                 }) {
                     s.links.push(l.clone());
+                    links_added.push(l.clone());
                 }
                 self.put(
                     Table::Links,
@@ -1237,7 +1294,21 @@ impl<'a> Txn<'a> {
             for (k, _) in identity_keys(a.kind, &|f| a.value(f)) {
                 self.put(Table::Index, k, survivor_id.as_bytes().to_vec());
             }
+            let referrers: Vec<Uuid> = self.referrers(a_id)?.into_iter().collect();
             self.repoint_referrers(a_id, survivor_id)?;
+            self.journal(
+                survivor_id,
+                codec::MergeJournal {
+                    at: self.now,
+                    link: None,
+                    absorbed: Some(a_id),
+                    own: BTreeMap::new(),
+                    changed: journaled,
+                    links_added,
+                    referrers,
+                    evidence: evidence.to_owned(),
+                },
+            )?;
             for k in self.block_entries(&a).into_keys() {
                 self.del(Table::Index, k);
             }

@@ -67,6 +67,10 @@ pub fn record_json(
             "connector": l.connector, "object": l.object, "external_id": l.external_id, "source_time": time(l.source_ts),
         })).collect::<Vec<_>>(),
         "relations": relations,
+        "quality": super::quality::assess(r).iter().map(|f| json!({
+            "problem": f.problem.as_str(), "field": f.field, "source": f.source,
+            "description": f.problem.describe(),
+        })).collect::<Vec<_>>(),
         "audit": audit.iter().map(audit_json).collect::<Vec<_>>(),
     })
 }
@@ -109,6 +113,15 @@ pub fn audit_json(a: &AuditEntry) -> Json {
         AuditEvent::Matched { link, evidence } => json!({
             "event": "matched", "connector": link.connector, "object": link.object,
             "external_id": link.external_id, "evidence": evidence,
+        }),
+        AuditEvent::Unmerged {
+            survivor,
+            split,
+            link,
+            by,
+        } => json!({
+            "event": "unmerged", "survivor": survivor, "split": split, "by": by,
+            "link": link.as_ref().map(|l| format!("{}:{}:{}", l.connector, l.object, l.external_id)),
         }),
     };
     if let Some(fields) = v.as_object_mut() {
@@ -194,6 +207,18 @@ pub fn record_table(v: &Json) -> String {
             let _ = writeln!(out, "  {k} -> {target}");
         }
     }
+    if let Some(q) = v["quality"].as_array().filter(|q| !q.is_empty()) {
+        let _ = writeln!(out, "\nQUALITY");
+        for f in q {
+            let _ = writeln!(
+                out,
+                "  {}: {} (from {})",
+                s(&f["field"]),
+                s(&f["description"]),
+                s(&f["source"])
+            );
+        }
+    }
     let audit = v["audit"].as_array().cloned().unwrap_or_default();
     if !audit.is_empty() {
         let _ = writeln!(out, "\nAUDIT (latest {})", audit.len());
@@ -227,6 +252,23 @@ pub fn record_table(v: &Json) -> String {
                     s(&a["object"]),
                     s(&a["external_id"]),
                     s(&a["policy"])
+                ),
+                "matched" => format!(
+                    "{}:{}:{} joined on its score: {}",
+                    s(&a["connector"]),
+                    s(&a["object"]),
+                    s(&a["external_id"]),
+                    s(&a["evidence"])
+                ),
+                "unmerged" => format!(
+                    "{} split off {}{} by {}",
+                    s(&a["split"]),
+                    s(&a["survivor"]),
+                    a["link"]
+                        .as_str()
+                        .map(|l| format!(" with its copy {l}"))
+                        .unwrap_or_default(),
+                    s(&a["by"])
                 ),
                 _ => format!(
                     "{} sent an invalid value: {}",
