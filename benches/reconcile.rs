@@ -931,7 +931,8 @@ struct Meter {
     scan_ns: AtomicU64,
     writes: AtomicU64,
     write_ns: AtomicU64,
-    puts: [AtomicU64; 11],
+    /// Indexed by the table's discriminant, which starts at 1.
+    puts: [AtomicU64; Table::ALL.len() + 1],
     deletes: AtomicU64,
     bytes: AtomicU64,
 }
