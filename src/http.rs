@@ -533,6 +533,9 @@ fn engine_answer<T>(
     match done {
         Ok(Ok(Some(v))) => ok(v),
         Ok(Ok(None)) => error(StatusCode::NOT_FOUND, "not_found", missing),
+        Ok(Err(crate::engine::EngineError::Refused(why))) => {
+            error(StatusCode::CONFLICT, "refused", why)
+        }
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }

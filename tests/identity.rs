@@ -598,3 +598,56 @@ fn a_record_merge_is_undone_by_naming_the_absorbed_record() {
     );
     assert_eq!(e.find("ann@acme.com").unwrap().unwrap().id, a.id);
 }
+
+const STRIPE_BILLING: &str = "version: 1\nid: stripe-main\ntype: stripe\nparams: { secret_key: sk_test_x, base_url: 'http://127.0.0.1:9' }\nobjects:\n  customers:\n    kind: organization\n    fields: { name: name }\n  subscriptions:\n    kind: subscription\n    fields: { status: status, customer: { to: customer, ref: customers } }\n";
+
+/// Two Stripe customers that both still pay are two accounts: neither an operator's merge
+/// nor an accepted review joins them; once one subscription is canceled, they may merge.
+#[test]
+fn two_billing_customers_with_live_subscriptions_are_never_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_with_connector(dir.path(), "stripe", STRIPE_BILLING);
+    let e = engine(&cfg, Arc::new(MemStore::new()));
+    let stripe = |object: &str, id: &str, ts: i64, fields: serde_json::Value| {
+        e.apply(
+            "stripe-main",
+            page(object, vec![change(object, id, ts, fields)]),
+        )
+        .unwrap()
+    };
+    stripe("customers", "cus_1", 1, json!({"name": "Acme"}));
+    stripe("customers", "cus_2", 1, json!({"name": "Acme Inc"}));
+    stripe(
+        "subscriptions",
+        "sub_1",
+        2,
+        json!({"status": "active", "customer": "cus_1"}),
+    );
+    stripe(
+        "subscriptions",
+        "sub_2",
+        2,
+        json!({"status": "past_due", "customer": "cus_2"}),
+    );
+    let a = e.find("stripe-main:customers:cus_1").unwrap().unwrap().id;
+    let b = e.find("stripe-main:customers:cus_2").unwrap().unwrap().id;
+    assert_ne!(a, b);
+    let refused = e.merge(a, b, "a test").unwrap_err().to_string();
+    assert!(
+        refused.contains("two billing customers with live subscriptions"),
+        "{refused}"
+    );
+    assert_ne!(
+        e.find("stripe-main:customers:cus_1").unwrap().unwrap().id,
+        e.find("stripe-main:customers:cus_2").unwrap().unwrap().id
+    );
+    // The second account is closed: nothing bills twice any more.
+    stripe(
+        "subscriptions",
+        "sub_2",
+        3,
+        json!({"status": "canceled", "customer": "cus_2"}),
+    );
+    let survivor = e.merge(a, b, "a test").unwrap().unwrap();
+    assert_eq!(e.record(survivor).unwrap().unwrap().links.len(), 2);
+}

@@ -154,6 +154,9 @@ pub enum EngineError {
     /// engine goes on serving other writes.
     #[error("write panicked: {0}")]
     Panicked(String),
+    /// An operator's request a rule forbids (a merge a guard vetoes); nothing was written.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Microseconds since the epoch; injectable so tests control time.

@@ -1220,6 +1220,11 @@ impl<'a> Txn<'a> {
             if a.merged_into.is_some() || a.kind != s.kind {
                 continue;
             }
+            if let Some(why) = self.billing_conflict(&s, &a)? {
+                report.vetoed += 1;
+                tracing::info!(survivor = %survivor_id, other = %a_id, %why, "merge vetoed");
+                continue;
+            }
             let old_keys = self.indexed_keys(&s)?;
             let mut journaled = Vec::new();
             for (field, entry) in &a.fields {

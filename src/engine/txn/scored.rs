@@ -197,8 +197,13 @@ impl Txn<'_> {
             return Ok(None);
         };
         let pair: ReviewPair = codec::decode(&bytes).map_err(corrupt("index"))?;
-        self.del(Table::Index, key);
         let (a, b) = (self.alive(a)?, self.alive(b)?);
+        if let (Some(ra), Some(rb)) = (self.load(a)?, self.load(b)?) {
+            if let Some(why) = self.billing_conflict(&ra, &rb)? {
+                return Err(EngineError::Refused(format!("not merged: {why}")));
+            }
+        }
+        self.del(Table::Index, key);
         if a == b {
             return Ok(Some(a));
         }
@@ -256,6 +261,60 @@ impl Txn<'_> {
                 Some(Ok((id, v)))
             })
             .collect()
+    }
+}
+
+/// Statuses of a subscription that bills, or is about to.
+const BILLING: &[&str] = &["active", "trialing", "past_due", "unpaid"];
+
+impl Txn<'_> {
+    /// Two records that are each a billing system's customer with a subscription still
+    /// billing are two accounts, whatever else they share: one record would hold two
+    /// invoice streams, and the KPIs would count one customer where the billing system
+    /// has two. `Some(why)` when `a` and `b` are such a pair.
+    pub(super) fn billing_conflict(
+        &self,
+        a: &Record,
+        b: &Record,
+    ) -> Result<Option<String>, EngineError> {
+        match (self.billed_as(a)?, self.billed_as(b)?) {
+            (Some(x), Some(y)) if x != y => Ok(Some(format!(
+                "two billing customers with live subscriptions ({x} and {y})"
+            ))),
+            _ => Ok(None),
+        }
+    }
+
+    /// The billing copy (`connector:object:id`) of a record that a subscription still
+    /// billing names as its customer; a billing system is a connector that maps a
+    /// subscription object.
+    fn billed_as(&self, r: &Record) -> Result<Option<String>, EngineError> {
+        let billing = r.links.iter().find(|l| {
+            self.mappings
+                .objects
+                .iter()
+                .any(|m| m.connector == l.connector && m.kind == Kind::Subscription)
+        });
+        let Some(l) = billing else {
+            return Ok(None);
+        };
+        for s in self.referrers(r.id)? {
+            let live = self.with_record(s, |sub| {
+                sub.kind == Kind::Subscription
+                    && sub.value("customer") == Some(&Value::Ref(r.id))
+                    && sub
+                        .value("status")
+                        .and_then(Value::as_text)
+                        .is_some_and(|st| BILLING.contains(&st))
+            })?;
+            if live == Some(true) {
+                return Ok(Some(format!(
+                    "{}:{}:{}",
+                    l.connector, l.object, l.external_id
+                )));
+            }
+        }
+        Ok(None)
     }
 }
 

@@ -110,6 +110,11 @@ impl Txn<'_> {
         if a == b {
             return Ok(Some(a));
         }
+        if let (Some(ra), Some(rb)) = (self.load(a)?, self.load(b)?) {
+            if let Some(why) = self.billing_conflict(&ra, &rb)? {
+                return Err(EngineError::Refused(format!("not merged: {why}")));
+            }
+        }
         self.del(Table::Index, index::never(a, b));
         let mut report = super::super::ApplyReport::default();
         let survivor = self.merge_records(
