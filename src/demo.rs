@@ -29,6 +29,10 @@ pub struct WorldArgs {
     /// Stripe subscriptions, each with one to three invoices.
     #[arg(long, default_value_t = 300)]
     pub subscriptions: usize,
+    /// Percent of Salesforce Contacts typed in again as a Lead (nickname, no email): the
+    /// fuzzy duplicates scored identity joins or sends to review.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub retyped_pct: u8,
     /// Random seed: the same seed generates the same world.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -42,6 +46,7 @@ impl WorldArgs {
             deals: self.deals,
             tickets: self.tickets,
             subscriptions: self.subscriptions,
+            retyped_pct: self.retyped_pct,
         }
     }
 }

@@ -364,6 +364,12 @@ async fn a_likely_duplicate_waits_in_the_console_and_an_accept_merges_it() {
             now_ms - at,
         );
     }
+    // And the team's inbox, its name typed in capitals.
+    let inbox_id = sim.create_at(
+        "contacts",
+        &[("email", "info@ganbar.com"), ("firstname", "SUPPORT")],
+        now_ms - 30_000,
+    );
     let dir = tempfile::tempdir().unwrap();
     let yaml = connector_yaml(&sim).replace(
         "      jobtitle: title\n",
@@ -409,6 +415,26 @@ async fn a_likely_duplicate_waits_in_the_console_and_an_accept_merges_it() {
     assert!(
         html.contains("Lucy Meyer") && !html.contains(">Accept<"),
         "{html}"
+    );
+
+    // The Quality page names the role address, blamed on HubSpot; the name came in fixed.
+    let (status, html, _) = page(&http, &format!("{base}/console/quality"), &reader).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("email is a role address")
+            && html.contains("info@ganbar.com")
+            && html.contains("hubspot")
+            && !html.contains("ALL CAPS or all lower case</td>"),
+        "{html}"
+    );
+    let inbox: serde_json::Value = admin_json(
+        &http,
+        &format!("{base}/records/hubspot:contacts:{inbox_id}"),
+    )
+    .await;
+    assert_eq!(
+        inbox["fields"]["first_name"]["value"], "Support",
+        "{inbox:#}"
     );
 
     // The admin accepts in the console: one record with both HubSpot copies.

@@ -49,7 +49,8 @@ pub struct DaemonConfig {
 #[serde(deny_unknown_fields)]
 pub struct QualityConfig {
     /// A person's first or last name read in ALL CAPS or all lower case is stored, and so
-    /// pushed to every system, as people write it (`JOHN O'BRIEN` becomes `John O'Brien`).
+    /// written to every other system, as people write it (`JOHN O'BRIEN` becomes `John
+    /// O'Brien`); the system it came from keeps its spelling until it changes there.
     #[serde(default = "default_true")]
     pub fix_name_case: bool,
 }

@@ -36,6 +36,7 @@ fn layout(title: &str, viewer: Option<&Viewer>, active: &str, body: Markup) -> M
         ("/console/grid", "Grid"),
         ("/console/dlq", "Dead letters"),
         ("/console/dupes", "Duplicates"),
+        ("/console/quality", "Quality"),
         ("/console/revenue", "Revenue"),
     ];
     html! {
@@ -1266,6 +1267,46 @@ pub async fn dupes(
     page(
         StatusCode::OK,
         layout("Duplicates", Some(&v), "Duplicates", body),
+    )
+}
+
+/// `/console/quality`: the data quality report (`revsync quality`): each problem with
+/// its count per system and examples that link to their records.
+pub async fn quality(
+    State(state): State<Arc<AppState>>,
+    Extension(v): Extension<Viewer>,
+) -> Response {
+    let engine = state.engine.clone();
+    let report = match blocking(move || engine.quality(None)).await {
+        Err(r) => return r,
+        Ok(Err(e)) => return store_error(e),
+        Ok(Ok(r)) => r,
+    };
+    let n = |m: &std::collections::BTreeMap<String, u64>, k: &str| m.get(k).copied().unwrap_or(0);
+    let body = html! {
+        h1 { "Data quality" }
+        p { (thousands(n(&report.scanned, "person"))) " persons and " (thousands(n(&report.scanned, "organization"))) " companies read; "
+            (thousands(n(&report.with_problems, "person"))) " persons and " (thousands(n(&report.with_problems, "organization"))) " companies have a problem. "
+            "Each problem is counted against the system its value came from. Names typed in ALL CAPS or all lower case are fixed as they come in; the rest is for the systems' owners to correct." }
+        @if report.problems.is_empty() {
+            p.empty { "No problem found." }
+        } @else {
+            div.scroll { table {
+                thead { tr { th scope="col" { "Problem" } th scope="col" { "Records" } th scope="col" { "By system" } th scope="col" { "Examples" } } }
+                tbody { @for p in &report.problems { tr {
+                    td { (p.kind.as_str()) "." (p.field) ": " (p.description) }
+                    td.num { (thousands(p.total)) }
+                    td { @for (src, c) in &p.by_source { (src) " " (thousands(*c)) br; } }
+                    td { @for e in &p.examples {
+                        a href={"/console/records/" (e.record)} { (value_text(&e.value)) } " " span.muted.small { "(" (e.source) ")" } br;
+                    } }
+                } } }
+            } }
+        }
+    };
+    page(
+        StatusCode::OK,
+        layout("Data quality", Some(&v), "Quality", body),
     )
 }
 

@@ -224,7 +224,11 @@ pub fn seed_salesforce(sim: &sf::Sim, w: &World, refs: &mut Vec<CopyRef>) -> Vec
             let Some(p) = w.people.get(c.person) else {
                 continue;
             };
-            let mut f = obj(json!({"FirstName": p.first, "LastName": p.last, "Email": c.email}));
+            let first = sp.first.as_deref().unwrap_or(&p.first);
+            let mut f = obj(json!({"FirstName": first, "LastName": p.last}));
+            if !c.email.is_empty() {
+                f.insert("Email".into(), json!(c.email));
+            }
             if let Some(phone) = &c.phone {
                 f.insert("Phone".into(), json!(phone));
             }
@@ -250,7 +254,12 @@ pub fn seed_salesforce(sim: &sf::Sim, w: &World, refs: &mut Vec<CopyRef>) -> Vec
                 "Contact"
             };
             let id = s.insert(object, f);
-            set_stamp(s, &id, next_past());
+            let stamp = if sp.retyped {
+                now - Duration::days(31)
+            } else {
+                next_past()
+            };
+            set_stamp(s, &id, stamp);
             if sp.edited_later {
                 if let Some(e) = edits.last_mut() {
                     e.0 = id.clone();

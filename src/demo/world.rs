@@ -14,6 +14,9 @@ pub struct Sizes {
     pub deals: usize,
     pub tickets: usize,
     pub subscriptions: usize,
+    /// Percent of Salesforce Contacts a rep typed in again as a Lead (a nickname, no
+    /// email, the phone in another form): fuzzy duplicates only scored identity places.
+    pub retyped_pct: u8,
 }
 
 /// SplitMix64: enough randomness for fake data, and no dependency for it.
@@ -253,6 +256,12 @@ pub struct PersonCopy {
 
 pub struct SfPerson {
     pub copy: PersonCopy,
+    /// A first name typed otherwise than the person's (a nickname).
+    pub first: Option<String>,
+    /// A rep typed this person in again, without the email: a fuzzy duplicate only the
+    /// scored identity model can place. Stamped before every other copy, so its values
+    /// never win "newest".
+    pub retyped: bool,
     pub lead: bool,
     /// Edited in Salesforce after HubSpot's copy: its title should win.
     pub edited_later: bool,
@@ -359,6 +368,20 @@ fn phone_forms(d: &str) -> [String; 3] {
 
 /// Area codes in service (a made-up one would not pass as a valid number).
 const AREA: &[u16] = &[212, 303, 312, 404, 415, 512, 617, 646, 206, 720, 305, 702];
+
+/// What a rep might type for a first name of `FIRST`.
+fn nickname(first: &str) -> &str {
+    match first {
+        "Margaret" => "Peggy",
+        "John" => "Jack",
+        "Katherine" => "Kate",
+        "Donald" => "Don",
+        "Frances" => "Fran",
+        "Barbara" => "Barb",
+        "Leslie" => "Les",
+        other => other,
+    }
+}
 
 fn slug(s: &str) -> String {
     s.chars()
@@ -476,6 +499,7 @@ impl World {
 
         let hs_companies: std::collections::BTreeSet<usize> =
             w.hubspot_companies.iter().map(|c| c.company).collect();
+        let mut retyped_any = false;
         for (j, p) in w.people.iter().enumerate() {
             let phones = p.phone.as_deref().map(phone_forms);
             let (mut hs, sf, zd) = (rng.pct(70), rng.pct(55), rng.pct(45));
@@ -517,11 +541,14 @@ impl World {
                         phone: phones.as_ref().map(|f| f[1].clone()),
                         title: Some(title),
                     },
+                    first: None,
+                    retyped: false,
                     lead,
                     edited_later,
                 });
                 // A Lead created for someone already a Contact.
-                if !lead && rng.pct(3) {
+                let lead_twice = !lead && rng.pct(3);
+                if lead_twice {
                     w.salesforce_people.push(SfPerson {
                         copy: PersonCopy {
                             person: j,
@@ -529,6 +556,34 @@ impl World {
                             phone: None,
                             title: None,
                         },
+                        first: None,
+                        retyped: false,
+                        lead: true,
+                        edited_later: false,
+                    });
+                }
+                // The same person typed in again from a business card: a nickname, no
+                // email, the phone in yet another form.
+                // Only beside a Contact: Salesforce's duplicate rule refuses a second Lead
+                // with one email, which revsync's push would give this one.
+                // At least one when any are asked for, so small worlds show one. None
+                // (and no draw from the generator) at 0, so such a world is the same as
+                // one generated before they existed.
+                let retype = sizes.retyped_pct > 0
+                    && !lead
+                    && !lead_twice
+                    && (rng.pct(u64::from(sizes.retyped_pct)) || !retyped_any);
+                if let Some(forms) = phones.as_ref().filter(|_| retype) {
+                    retyped_any = true;
+                    w.salesforce_people.push(SfPerson {
+                        copy: PersonCopy {
+                            person: j,
+                            email: String::new(),
+                            phone: Some(forms[2].clone()),
+                            title: None,
+                        },
+                        first: Some(nickname(&p.first).to_owned()),
+                        retyped: true,
                         lead: true,
                         edited_later: false,
                     });
@@ -681,6 +736,7 @@ mod tests {
             deals: 80,
             tickets: 100,
             subscriptions: 40,
+            retyped_pct: 4,
         }
     }
 

@@ -28,6 +28,9 @@ pub const SIZES: Sizes = Sizes {
     deals: 20,
     tickets: 30,
     subscriptions: 10,
+    // The plan tests compare `revsync plan` with the sync; a scored join depends on the
+    // order copies arrive, which differs between the two (a known gap), so none here.
+    retyped_pct: 0,
 };
 pub const WORLD_SEED: u64 = 42;
 
