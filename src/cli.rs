@@ -260,6 +260,15 @@ enum RecordsCommand {
         #[arg(long, default_value_t = 10)]
         audit: usize,
     },
+    /// Merge two records you know are one person or company (the older id survives) and
+    /// push the result; `records unmerge` undoes it. Asks the running daemon.
+    Merge {
+        /// Canonical ids, as `records get` shows them.
+        a: String,
+        b: String,
+        #[command(flatten)]
+        client: ClientArg,
+    },
     /// Undo a merge: the copy (or record) it joined becomes a record of its own again,
     /// as it was before, the two are pushed to every system and never merged again.
     ///
@@ -388,6 +397,7 @@ pub fn main() -> ExitCode {
             json,
             audit,
         }) => records_get(&client, &query, json, audit),
+        Command::Records(RecordsCommand::Merge { a, b, client }) => records_merge(&client, &a, &b),
         Command::Records(RecordsCommand::Unmerge { id, source, client }) => {
             records_unmerge(&client, &id, source.as_deref())
         }
@@ -1381,6 +1391,26 @@ fn dupes(cmd: DupesCommand) -> u8 {
 fn refused(v: &serde_json::Value) -> u8 {
     eprintln!("error: {}", at(v, "/message").as_str().unwrap_or("refused"));
     exit::FAILURE
+}
+
+fn records_merge(client: &ClientArg, a: &str, b: &str) -> u8 {
+    let path = format!(
+        "/admin/records/{a}/merge?{}",
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("with", b)
+            .finish()
+    );
+    match admin(client, reqwest::Method::POST, &path, None) {
+        Ok((200, v)) => {
+            println!(
+                "merged into {}: the result goes out to every system (`revsync records unmerge` undoes it)",
+                at(&v, "/survivor").as_str().unwrap_or("?")
+            );
+            exit::OK
+        }
+        Ok((_, v)) => refused(&v),
+        Err(code) => code,
+    }
 }
 
 fn records_unmerge(client: &ClientArg, id: &str, source: Option<&str>) -> u8 {

@@ -40,6 +40,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/admin/dupes/{id}/reject", post(dupes_reject))
         .route("/admin/quality", get(quality))
         .route("/admin/records/{id}/unmerge", post(unmerge))
+        .route("/admin/records/{id}/merge", post(merge))
         // Operator requests are a few bytes of JSON; anything near axum's 2 MiB default
         // is not one, and is refused with 413 before it is buffered.
         .layer(axum::extract::DefaultBodyLimit::max(ADMIN_MAX_BODY_BYTES))
@@ -590,6 +591,34 @@ async fn dupes_reject(State(state): State<Arc<AppState>>, Path(id): Path<String>
     engine_answer(done, NO_PAIR, |()| {
         Json(json!({ "rejected": true })).into_response()
     })
+}
+
+#[derive(serde::Deserialize)]
+struct MergeQuery {
+    with: String,
+}
+
+/// `POST /admin/records/{id}/merge?with=<other id>`: an operator's merge of two records
+/// of one kind (the older id survives), journaled like any other, so `unmerge` undoes it.
+async fn merge(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(q): Query<MergeQuery>,
+) -> Response {
+    let (Ok(a), Ok(b)) = (uuid::Uuid::parse_str(&id), uuid::Uuid::parse_str(&q.with)) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "records are named by their canonical ids",
+        );
+    };
+    let engine = state.engine.clone();
+    let done = tokio::task::spawn_blocking(move || engine.merge(a, b, "an operator")).await;
+    engine_answer(
+        done,
+        "no two records of one kind have these ids",
+        |survivor| Json(json!({ "merged": true, "survivor": survivor })).into_response(),
+    )
 }
 
 #[derive(serde::Deserialize)]

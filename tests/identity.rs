@@ -651,3 +651,27 @@ fn two_billing_customers_with_live_subscriptions_are_never_merged() {
     let survivor = e.merge(a, b, "a test").unwrap().unwrap();
     assert_eq!(e.record(survivor).unwrap().unwrap().links.len(), 2);
 }
+
+/// A copy edited in its system after it joined leaves with that edit, not with the values
+/// it joined with: the split must not push an older value back over the system's own.
+#[test]
+fn an_unmerged_copy_keeps_what_its_system_said_after_the_join() {
+    let (_d, e, _) = setup();
+    let r = bill_johnson_again(&e, json!({}), json!({"Title": "CFO"}));
+    assert_eq!(r.scored_merged, 1, "{r:?}");
+    e.apply("salesforce-main", page("Contact", vec![change("Contact", "003A", 9, json!({"Email": "bill.johnson@gmail.com", "FirstName": "Bill", "LastName": "Jonhson", "Phone": "(415) 555-0123", "Title": "CEO"}))]))
+        .unwrap();
+    let joined = e.find("hubspot-main:contacts:101").unwrap().unwrap();
+    let out = e
+        .unmerge(joined.id, Some("salesforce-main:Contact:003A"), "a test")
+        .unwrap();
+    assert!(
+        matches!(out, revsync::engine::Unmerged::Done { .. }),
+        "{out:?}"
+    );
+    let sf = e.find("salesforce-main:Contact:003A").unwrap().unwrap();
+    assert_eq!(
+        sf.value("title"),
+        Some(&revsync_sdk::Value::Text("CEO".into()))
+    );
+}

@@ -395,6 +395,13 @@ fn records_unmerge_splits_a_copy_off_through_the_daemon() {
     let crm = get("hubspot-main:contacts:101");
     let sf = get("salesforce-main:Contact:003A");
     let table = revsync(dir.path(), &["records", "get", &id], port);
+    // An operator merges them again by hand, and undoes that too.
+    let sf_id = sf["id"].as_str().unwrap().to_owned();
+    let merged = revsync(dir.path(), &["records", "merge", &id, &sf_id], port);
+    let rejoined = get("salesforce-main:Contact:003A");
+    let undone = revsync(dir.path(), &["records", "unmerge", &sf_id], port);
+    let apart = get("salesforce-main:Contact:003A");
+    let nonsense = revsync(dir.path(), &["records", "merge", &id, "nope"], port);
     let again = revsync(
         dir.path(),
         &[
@@ -433,6 +440,13 @@ fn records_unmerge_splits_a_copy_off_through_the_daemon() {
             && table.contains("with its copy salesforce-main:Contact:003A by an operator"),
         "{table}"
     );
+    succeeded(&merged);
+    assert!(String::from_utf8_lossy(&merged.stdout).contains(&format!("merged into {id}")));
+    assert_eq!(rejoined["id"], id.as_str());
+    succeeded(&undone);
+    assert_eq!(apart["id"], sf_id.as_str());
+    assert_eq!(nonsense.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&nonsense.stderr).contains("canonical ids"));
     assert_eq!(again.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&again.stderr).contains("no merge of salesforce-main:Contact:003A")

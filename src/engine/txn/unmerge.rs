@@ -203,6 +203,29 @@ impl Txn<'_> {
                     .unwrap_or_else(|| link.clone());
                 let mut rec = Record::new(Uuid::now_v7(), s.kind, self.now);
                 rec.fields = j.own.clone();
+                // What the copy reported since the join and won is newer than its journal:
+                // it goes with the copy, or the split would push an older value back over
+                // an edit made in that system. (Only when it is the record's one copy in
+                // that system: with two, a value's source does not say which.)
+                let sole = s
+                    .links
+                    .iter()
+                    .filter(|l| l.connector == link.connector)
+                    .count()
+                    == 1;
+                for (f, e) in s
+                    .fields
+                    .iter()
+                    .filter(|(_, e)| sole && e.from.connector == link.connector)
+                {
+                    if rec
+                        .fields
+                        .get(f)
+                        .is_none_or(|o| o.from.source_ts < e.from.source_ts)
+                    {
+                        rec.fields.insert(f.clone(), e.clone());
+                    }
+                }
                 rec.links = vec![current.clone()];
                 self.fresh.insert(rec.id);
                 (rec, vec![current])
