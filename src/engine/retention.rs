@@ -1,5 +1,6 @@
 //! Audit retention: keep a record's newest entries (a count per record) and drop entries
-//! older than an age, in a background pass that reads the audit table in bounded pages.
+//! older than an age, in a background pass that reads the audit table in bounded pages;
+//! then, under the same age, the merge journals (a merge that old can no longer be undone).
 //!
 //! Audit keys are record id (16 bytes), then the entry's time (8, ordered), then a digest:
 //! a forward scan sees each record's entries together, oldest first. The pass remembers
@@ -26,6 +27,8 @@ pub struct AuditPruner {
     record: Option<Vec<u8>>,
     /// The record's newest keys seen so far, oldest first.
     recent: VecDeque<Vec<u8>>,
+    /// The audit is done and the pass reads merge journals (only with a cutoff).
+    journals: bool,
     done: bool,
 }
 
@@ -37,6 +40,7 @@ impl AuditPruner {
             after: None,
             record: None,
             recent: VecDeque::new(),
+            journals: false,
             done: false,
         }
     }
@@ -50,6 +54,9 @@ impl AuditPruner {
     pub fn step(&mut self, store: &dyn Store, limit: usize) -> Result<usize, StoreError> {
         if self.done {
             return Ok(0);
+        }
+        if self.journals {
+            return self.step_journals(store, limit);
         }
         let page = store.scan(Table::Audit, b"", self.after.as_deref(), limit.max(1))?;
         let mut batch = WriteBatch::new();
@@ -76,10 +83,44 @@ impl AuditPruner {
             store.write(batch)?;
         }
         self.after = page.last().map(|(k, _)| k.clone());
+        if page.len() < limit.max(1) {
+            // Journals age like the audit; with no age limit they stay.
+            self.journals = self.cutoff.is_some();
+            self.done = !self.journals;
+            self.after = None;
+        }
+        Ok(removed)
+    }
+
+    /// A page of merge journals: those written before the cutoff go. A journal's key
+    /// ends with its sequence, the write's time times 1024 (codec::index::journal).
+    fn step_journals(&mut self, store: &dyn Store, limit: usize) -> Result<usize, StoreError> {
+        let page = store.scan(Table::Index, JOURNALS, self.after.as_deref(), limit.max(1))?;
+        let mut batch = WriteBatch::new();
+        for (key, _) in &page {
+            let seq = key
+                .len()
+                .checked_sub(8)
+                .and_then(|at| key.get(at..))
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map(u64::from_be_bytes);
+            let written = seq.map(|s| i64::try_from(s / 1024).unwrap_or(i64::MAX));
+            if matches!((self.cutoff, written), (Some(c), Some(t)) if t < c) {
+                batch.delete(Table::Index, key.clone());
+            }
+        }
+        let removed = batch.len();
+        if !batch.is_empty() {
+            store.write(batch)?;
+        }
+        self.after = page.last().map(|(k, _)| k.clone());
         self.done = page.len() < limit.max(1);
         Ok(removed)
     }
 }
+
+/// Where every merge journal's `Index` key starts.
+const JOURNALS: &[u8] = b"j\0";
 
 #[cfg(test)]
 mod tests {
@@ -130,6 +171,46 @@ mod tests {
             pass(&store, AuditPruner::new(4, None)),
             0,
             "a second pass finds nothing"
+        );
+    }
+
+    #[test]
+    fn merge_journals_older_than_the_cutoff_go_and_stay_without_one() {
+        use crate::engine::codec::index;
+        let store = MemStore::new();
+        let mut b = WriteBatch::new();
+        for (record, at) in [(1u128, 3i64), (1, 9), (2, 4), (3, 12)] {
+            let seq = u64::try_from(at).unwrap() * 1024;
+            b.put(
+                Table::Index,
+                index::journal(Uuid::from_u128(record), seq),
+                vec![],
+            );
+        }
+        // Other index entries are never a journal's.
+        b.put(Table::Index, index::email("j@acme.com"), vec![]);
+        store.write(b).unwrap();
+        let left = |store: &MemStore| {
+            store
+                .scan(Table::Index, b"", None, usize::MAX)
+                .unwrap()
+                .len()
+        };
+        assert_eq!(pass(&store, AuditPruner::new(100, None)), 0);
+        assert_eq!(left(&store), 5);
+        assert_eq!(pass(&store, AuditPruner::new(100, Some(5))), 2);
+        assert_eq!(left(&store), 3);
+        assert!(
+            store
+                .scan(
+                    Table::Index,
+                    &index::journal_of(Uuid::from_u128(1)),
+                    None,
+                    10
+                )
+                .unwrap()
+                .len()
+                == 1
         );
     }
 
