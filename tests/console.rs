@@ -459,5 +459,48 @@ async fn a_likely_duplicate_waits_in_the_console_and_an_accept_merges_it() {
     assert_eq!(view["links"].as_array().map(Vec::len), Some(2), "{view:#}");
     let left: serde_json::Value = admin_json(&http, &format!("{base}/admin/dupes")).await;
     assert_eq!(left["pairs"].as_array().map(Vec::len), Some(0), "{left}");
+
+    // Wrongly, after all: the admin splits the personal copy off again on the record page.
+    let rid = view["id"].as_str().unwrap().to_owned();
+    let record_page = format!("{base}/console/records/{rid}");
+    let (_, html, _) = page(&http, &record_page, &reader).await;
+    assert!(!html.contains("Split off"), "a reader cannot split: {html}");
+    let (_, html, _) = page(&http, &record_page, &admin).await;
+    assert_eq!(html.matches(">Split off<").count(), 2, "{html}");
+    let personal = view["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| format!("hubspot:contacts:{}", l["external_id"].as_str().unwrap()))
+        .find(|l| {
+            l != &format!(
+                "hubspot:contacts:{}",
+                view["links"][0]["external_id"].as_str().unwrap()
+            )
+        })
+        .unwrap();
+    let split = http
+        .post(format!("{record_page}/unmerge"))
+        .header(reqwest::header::COOKIE, &admin)
+        .form(&[
+            ("csrf", csrf_in(&html).as_str()),
+            ("source", personal.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(split.status().as_u16(), 303);
+    let to = split.headers()[reqwest::header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        to.starts_with("/console/records/") && !to.contains(&rid) && to.contains("split+off"),
+        "{to}"
+    );
+    let kept: serde_json::Value = admin_json(&http, &format!("{base}/records/{rid}")).await;
+    assert_eq!(kept["links"].as_array().map(Vec::len), Some(1), "{kept:#}");
+    let apart: serde_json::Value = admin_json(&http, &format!("{base}/records/{personal}")).await;
+    assert_ne!(apart["id"], kept["id"], "{apart:#}");
     assert_eq!(stop_daemon(daemon), Some(0));
 }

@@ -62,6 +62,7 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/console/records", get(pages::records))
         .route("/console/records/{id}", get(pages::record))
         .route("/console/records/{id}/edit", post(pages::edit))
+        .route("/console/records/{id}/unmerge", post(pages::unmerge))
         .route("/console/grid", get(pages::grid))
         .route("/console/dlq", get(pages::dead_letters))
         .route("/console/dlq/replay", post(pages::replay))

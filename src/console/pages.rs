@@ -754,7 +754,15 @@ pub async fn record(
                             Some(url) => { a href=(url) target="_blank" rel="noopener noreferrer" { code { (x) } } }
                             None => { code { (x) } }
                         }
-                        " " span.muted.small { "last changed " (when(l["source_time"].as_str())) } }
+                        " " span.muted.small { "last changed " (when(l["source_time"].as_str())) }
+                        @if v.role == Role::Admin && links.len() > 1 {
+                            form.inline method="post" action={"/console/records/" (rid) "/unmerge"} data-confirm="Split this copy off into a record of its own, in every system?" {
+                                (csrf_field(&v))
+                                input type="hidden" name="source" value=(format!("{c}:{o}:{x}"));
+                                button.secondary type="submit" { "Split off" }
+                            }
+                        }
+                    }
                 } }
             }
             @if let Some(q) = view["quality"].as_array().filter(|q| !q.is_empty()) {
@@ -825,6 +833,46 @@ fn audit_detail(a: &Json) -> Markup {
             Some("unmerged") => { (a["split"].as_str().unwrap_or("?")) " split off " (a["survivor"].as_str().unwrap_or("?")) @if let Some(l) = a["link"].as_str() { " with its copy " (l) } " by " (a["by"].as_str().unwrap_or("?")) }
             _ => { (a.to_string()) }
         }
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct UnmergeForm {
+    #[serde(default)]
+    csrf: String,
+    source: String,
+}
+
+/// `POST /console/records/{id}/unmerge`: split one copy off the record (`records
+/// unmerge --source`), then show the record it became.
+pub async fn unmerge(
+    State(state): State<Arc<AppState>>,
+    Extension(v): Extension<Viewer>,
+    Path(id): Path<String>,
+    Form(f): Form<UnmergeForm>,
+) -> Response {
+    if let Err(r) = may_change(&v, &f.csrf) {
+        return *r;
+    }
+    let back = format!("/console/records/{id}");
+    let Ok(uuid) = id.parse::<Uuid>() else {
+        return back_with("/console/records", "error", "not a record id");
+    };
+    let engine = state.engine.clone();
+    let source = f.source.clone();
+    let done = blocking(move || engine.unmerge(uuid, Some(&source), "the console")).await;
+    match done {
+        Err(r) => r,
+        Ok(Ok(crate::engine::Unmerged::Done { split, .. })) => {
+            tracing::info!(record = %uuid, %split, source = %f.source, "console: an operator split a copy off");
+            back_with(
+                &format!("/console/records/{split}"),
+                "note",
+                "split off: a record of its own again, pushed to every system and never merged with the other again",
+            )
+        }
+        Ok(Ok(crate::engine::Unmerged::Refused(why))) => back_with(&back, "error", &why),
+        Ok(Err(e)) => back_with(&back, "error", &e.to_string()),
     }
 }
 
