@@ -675,3 +675,65 @@ fn an_unmerged_copy_keeps_what_its_system_said_after_the_join() {
         Some(&revsync_sdk::Value::Text("CEO".into()))
     );
 }
+
+/// A copy deleted at its source is no longer the record's: there is nothing to split off,
+/// and the record's latest merge is the one before it.
+#[test]
+fn a_copy_deleted_at_its_source_is_not_split_off_again() {
+    let (_d, e, _) = setup();
+    apply_one(
+        &e,
+        "hubspot-main",
+        "contacts",
+        "1",
+        1,
+        json!({"email": "kim@acme.com", "firstname": "Kim"}),
+    );
+    let crm = e.find("hubspot-main:contacts:1").unwrap().unwrap();
+    e.apply(
+        "salesforce-main",
+        page(
+            "Contact",
+            vec![change(
+                "Contact",
+                "003K",
+                2,
+                json!({"Email": "kim@acme.com", "LastName": "Kim"}),
+            )],
+        ),
+    )
+    .unwrap();
+    e.apply(
+        "zendesk-main",
+        page(
+            "users",
+            vec![change(
+                "users",
+                "77",
+                3,
+                json!({"email": "kim@acme.com", "name": "Kim Park"}),
+            )],
+        ),
+    )
+    .unwrap();
+    e.apply(
+        "zendesk-main",
+        page("users", vec![deleted("users", "77", 4)]),
+    )
+    .unwrap();
+    assert_eq!(e.record(crm.id).unwrap().unwrap().links.len(), 2);
+    let gone = e
+        .unmerge(crm.id, Some("zendesk-main:users:77"), "a test")
+        .unwrap();
+    let revsync::engine::Unmerged::Refused(why) = gone else {
+        panic!("{gone:?}")
+    };
+    assert!(why.contains("no longer a copy"), "{why}");
+    // Without a source, the latest merge still there: Salesforce's.
+    let out = e.unmerge(crm.id, None, "a test").unwrap();
+    let revsync::engine::Unmerged::Done { link, .. } = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(link.unwrap().external_id, "003K");
+    assert!(e.find("zendesk-main:users:77").unwrap().is_none());
+}

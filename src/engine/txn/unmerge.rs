@@ -147,10 +147,25 @@ impl Txn<'_> {
             (None, Some((c, o, x))) => (id, Pick::Copy(c, o, x)),
             (None, None) => (id, Pick::Latest),
         };
-        let journals = self.journals(survivor)?;
         let same = |l: &Link, c: &str, o: &str, x: &str| {
             l.connector == c && l.object == o && l.external_id == x
         };
+        let Some(mut s) = self.load(survivor)? else {
+            return Ok(Unmerged::Refused(format!("no record {survivor}")));
+        };
+        // A join whose copy the record no longer holds (deleted at its source) has
+        // nothing left to split off.
+        let journals: Vec<(Vec<u8>, MergeJournal)> = self
+            .journals(survivor)?
+            .into_iter()
+            .filter(|(_, j)| {
+                j.link.as_ref().is_none_or(|l| {
+                    s.links
+                        .iter()
+                        .any(|x| same(x, &l.connector, &l.object, &l.external_id))
+                })
+            })
+            .collect();
         let found = match pick {
             Pick::Latest => journals.into_iter().next_back(),
             Pick::Copy(c, o, x) => journals.into_iter().rev().find(|(_, j)| {
@@ -165,13 +180,10 @@ impl Txn<'_> {
         let Some((key, j)) = found else {
             return Ok(Unmerged::Refused(match (pick, source) {
                 (Pick::Copy(..), Some((c, o, x))) => format!(
-                    "no merge of {c}:{o}:{x} into {survivor} is on record (it made the record, or joined it before revsync kept merge journals)"
+                    "no merge of {c}:{o}:{x} into {survivor} is on record (it made the record, joined it before revsync kept merge journals, or is no longer a copy of it)"
                 ),
                 _ => format!("no merge into {survivor} is on record"),
             }));
-        };
-        let Some(mut s) = self.load(survivor)? else {
-            return Ok(Unmerged::Refused(format!("no record {survivor}")));
         };
         let old_s = self.indexed_keys(&s)?;
 
