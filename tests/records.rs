@@ -375,17 +375,14 @@ fn records_unmerge_splits_a_copy_off_through_the_daemon() {
     let port = free_port();
     let daemon = start_daemon(dir.path(), port, ADMIN);
     let id = ada.id.to_string();
-    let out = revsync(
-        dir.path(),
-        &[
-            "records",
-            "unmerge",
-            &id,
-            "--source",
-            "salesforce-main:Contact:003A",
-        ],
-        port,
-    );
+    let split_sf = [
+        "records",
+        "unmerge",
+        &id,
+        "--source",
+        "salesforce-main:Contact:003A",
+    ];
+    let out = revsync(dir.path(), &split_sf, port);
     let split_line = String::from_utf8_lossy(&out.stdout).into_owned();
     let get = |q: &str| {
         let out = revsync(dir.path(), &["records", "get", q, "--json"], port);
@@ -402,17 +399,7 @@ fn records_unmerge_splits_a_copy_off_through_the_daemon() {
     let undone = revsync(dir.path(), &["records", "unmerge", &sf_id], port);
     let apart = get("salesforce-main:Contact:003A");
     let nonsense = revsync(dir.path(), &["records", "merge", &id, "nope"], port);
-    let again = revsync(
-        dir.path(),
-        &[
-            "records",
-            "unmerge",
-            &id,
-            "--source",
-            "salesforce-main:Contact:003A",
-        ],
-        port,
-    );
+    let again = revsync(dir.path(), &split_sf, port);
     let bad = revsync(dir.path(), &["records", "unmerge", "not-an-id"], port);
     assert_eq!(stop_daemon(daemon), Some(0));
     succeeded(&out);

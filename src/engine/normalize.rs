@@ -333,21 +333,31 @@ const NAME_PARTICLES: &[&str] = &[
 ///
 /// Idempotent: the result is in mixed case, or (when every word is one letter) unchanged.
 pub fn name_case(raw: &str) -> Option<String> {
-    let cased: Vec<char> = raw
-        .chars()
-        .filter(|c| c.is_uppercase() || c.is_lowercase())
-        .collect();
-    let one_case = cased.iter().all(|c| c.is_uppercase()) || cased.iter().all(|c| c.is_lowercase());
+    // Read on every name ingested: one pass, no allocation, for the common mixed case.
+    let (mut upper, mut lower) = (0usize, 0usize);
+    for c in raw.chars() {
+        if c.is_uppercase() {
+            upper = upper.saturating_add(1);
+        } else if c.is_lowercase() {
+            lower = lower.saturating_add(1);
+        }
+        if upper > 0 && lower > 0 {
+            return None;
+        }
+    }
     // Only letters whose case maps one to one: `ß` or `İ` would change length and could
     // make a second pass differ from the first.
-    let simple = cased.iter().all(|c| {
-        c.to_lowercase().count() == 1
-            && c.to_uppercase().count() == 1
-            && c.to_lowercase()
-                .flat_map(char::to_uppercase)
-                .eq(c.to_uppercase())
-    });
-    if cased.len() < 2 || !one_case || !simple {
+    let simple = raw
+        .chars()
+        .filter(|c| c.is_uppercase() || c.is_lowercase())
+        .all(|c| {
+            c.to_lowercase().count() == 1
+                && c.to_uppercase().count() == 1
+                && c.to_lowercase()
+                    .flat_map(char::to_uppercase)
+                    .eq(c.to_uppercase())
+        });
+    if upper.saturating_add(lower) < 2 || !simple {
         return None;
     }
     let mut out = String::with_capacity(raw.len());

@@ -636,6 +636,7 @@ impl<'a> Txn<'a> {
         let mut refreshed = false;
         // A copy joining a record that exists: what it changes there is journaled, so
         // `records unmerge` can undo it. A copy revsync created for the record is no merge.
+        // (A joining copy's link is always added below.)
         let joining = !created
             && change.canonical_id.is_none()
             && !rec
@@ -661,9 +662,11 @@ impl<'a> Txn<'a> {
             match decide(rule, rec.fields.get(field), &incoming) {
                 Decision::Same => {}
                 Decision::Refresh => {
-                    let old = put_field(&mut rec.fields, field, incoming.clone());
                     if joining {
+                        let old = put_field(&mut rec.fields, field, incoming.clone());
                         journaled.push((field.clone(), old, incoming));
+                    } else {
+                        put_field(&mut rec.fields, field, incoming);
                     }
                     refreshed = true;
                 }
@@ -724,7 +727,7 @@ impl<'a> Txn<'a> {
                 true
             }
         };
-        if joining && link_added {
+        if joining {
             let own = mapped
                 .values
                 .iter()
