@@ -60,6 +60,8 @@ pub struct AppState {
     /// The KPIs' incremental state, kept by the engine's writes; none where no daemon
     /// keeps one (a report then reads the whole store).
     pub kpi_live: Option<Arc<crate::kpi::live::Live>>,
+    /// The workflow runner, when `workflows/` holds rules.
+    pub workflows: Option<Arc<crate::workflows::Runner>>,
     /// The store's figures as of the last refresh: sled reads the disk for its size, which
     /// must not happen on an async thread at every `/status` or `/metrics` request.
     store_stats: std::sync::RwLock<crate::store::StoreStats>,
@@ -90,6 +92,7 @@ impl AppState {
             metrics: Metrics::new(),
             kpi: crate::kpi::report::Inputs::default(),
             kpi_live: None,
+            workflows: None,
             store_stats: std::sync::RwLock::default(),
             shutting_down: AtomicBool::new(false),
         }
@@ -159,6 +162,11 @@ impl AppState {
     /// Keeps the KPIs in `live`, which the engine must already tell of its writes.
     pub fn with_kpi_live(mut self, live: Arc<crate::kpi::live::Live>) -> Self {
         self.kpi_live = Some(live);
+        self
+    }
+
+    pub fn with_workflows(mut self, runner: Option<Arc<crate::workflows::Runner>>) -> Self {
+        self.workflows = runner;
         self
     }
 
@@ -322,6 +330,16 @@ pub async fn serve(
     engine.observe_revenue(kpi_live.clone());
     tracing::info!(records = kpi_live.len(), "kpi state loaded");
 
+    // Events are written from the first write on when rules consume them; with none,
+    // events a former configuration left are dropped rather than run later.
+    engine.emit_events(!config.workflows.is_empty())?;
+    let workflows = (!config.workflows.is_empty()).then(|| {
+        Arc::new(crate::workflows::Runner::new(
+            engine.clone(),
+            config.workflows.clone(),
+        ))
+    });
+
     let status = Arc::new(StatusHub::default());
     let tasks = Tasks::default();
     let cancel = CancellationToken::new();
@@ -346,8 +364,13 @@ pub async fn serve(
             status.clone(),
         )
         .with_kpi((&config.daemon.kpi).into())
-        .with_kpi_live(kpi_live),
+        .with_kpi_live(kpi_live)
+        .with_workflows(workflows.clone()),
     );
+    if let Some(runner) = workflows {
+        tracing::info!(rules = config.workflows.0.len(), "workflow runner started");
+        tasks.spawn("workflows", runner.run(cancel.clone()));
+    }
 
     {
         let (cfg, status, cancel) = (config.daemon.alerts.clone(), status.clone(), cancel.clone());
@@ -463,6 +486,7 @@ mod tests {
             dir: PathBuf::from("."),
             daemon: crate::config::DaemonConfig::default(),
             connectors: Vec::new(),
+            workflows: Default::default(),
         };
         let (m, p) = Engine::validate(&config).unwrap();
         let engine = Arc::new(Engine::new(shared.clone(), &config, m, p, system_clock()).unwrap());

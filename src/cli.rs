@@ -163,6 +163,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Workflow rules (DIR/workflows/*.yaml): list them, see their runs, or try one on a
+    /// record without changing anything.
+    ///
+    /// Asks the running daemon (server.listen); with no daemon running, reads the store directly.
+    #[command(subcommand)]
+    Workflows(WorkflowsCommand),
     /// Start the four simulators with a generated company world and the daemon against them.
     Demo(crate::demo::DemoArgs),
     /// Run one simulator alone, in the foreground, printing its base URL and credentials.
@@ -178,6 +184,40 @@ enum IdentityCommand {
         /// person or organization; both when left out.
         #[arg(long)]
         kind: Option<String>,
+        #[command(flatten)]
+        client: ClientArg,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum WorkflowsCommand {
+    /// Each rule: its trigger, condition and actions, and its runs since the daemon started.
+    List {
+        #[command(flatten)]
+        client: ClientArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The newest runs (done, scheduled, failed), newest first, with what each did.
+    Runs {
+        /// Only this rule's runs.
+        #[arg(long)]
+        rule: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        client: ClientArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A dry run: what the rule would do for this record as it is now, as if its trigger
+    /// had just fired. Nothing is written anywhere.
+    Test {
+        rule: String,
+        /// The canonical id of a record of the kind the rule runs on.
+        record: String,
         #[command(flatten)]
         client: ClientArg,
         #[arg(long)]
@@ -450,6 +490,7 @@ pub fn main() -> ExitCode {
         Command::Pause { connector, client } => pause(&client, &connector, true),
         Command::Resume { connector, client } => pause(&client, &connector, false),
         Command::Dupes(cmd) => dupes(cmd),
+        Command::Workflows(cmd) => workflows(cmd),
         Command::Quality {
             connector,
             client,
@@ -1464,6 +1505,190 @@ fn quality(client: &ClientArg, connector: Option<&str>, as_json: bool) -> u8 {
         }
     }
     exit::OK
+}
+
+fn workflows(cmd: WorkflowsCommand) -> u8 {
+    let (client, as_json) = match &cmd {
+        WorkflowsCommand::List { client, json }
+        | WorkflowsCommand::Runs { client, json, .. }
+        | WorkflowsCommand::Test { client, json, .. } => (client, *json),
+    };
+    let answer = match &cmd {
+        WorkflowsCommand::List { .. } => ask_or_read(client, "/admin/workflows", |cfg| {
+            Ok(crate::workflows::list_json(&cfg.workflows, None))
+        }),
+        WorkflowsCommand::Runs { rule, limit, .. } => {
+            let mut query = url::form_urlencoded::Serializer::new(String::new());
+            query.append_pair("limit", &limit.to_string());
+            if let Some(r) = rule {
+                query.append_pair("rule", r);
+            }
+            let path = format!("/admin/workflows/runs?{}", query.finish());
+            ask_or_read(client, &path, |cfg| {
+                if let Some(r) = rule.as_deref().filter(|r| cfg.workflows.get(r).is_none()) {
+                    return Err(format!("no workflow rule `{r}`"));
+                }
+                let engine = store_engine(cfg)?;
+                let runs = crate::workflows::runner::runs(
+                    engine.store().as_ref(),
+                    rule.as_deref(),
+                    *limit,
+                )
+                .map_err(|e| e.to_string())?;
+                Ok(serde_json::json!({ "runs": runs }))
+            })
+        }
+        WorkflowsCommand::Test { rule, record, .. } => {
+            let Ok(id) = uuid::Uuid::parse_str(record) else {
+                eprintln!(
+                    "error: `{record}` is not a canonical id (a UUID, as `records get` shows it)"
+                );
+                return exit::FAILURE;
+            };
+            let path = format!(
+                "/admin/workflows/{}/test/{id}",
+                url::form_urlencoded::byte_serialize(rule.as_bytes()).collect::<String>()
+            );
+            ask_or_read(client, &path, |cfg| {
+                let engine = std::sync::Arc::new(store_engine(cfg)?);
+                let runner = crate::workflows::Runner::new(engine, cfg.workflows.clone());
+                let d = runner.dry_run(rule, id)?;
+                serde_json::to_value(d).map_err(|e| e.to_string())
+            })
+        }
+    };
+    let v = match answer {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            return exit::FAILURE;
+        }
+        Err(code) => return code,
+    };
+    if as_json {
+        println!("{v:#}");
+        return exit::OK;
+    }
+    match cmd {
+        WorkflowsCommand::List { .. } => print!("{}", workflows_text(&v)),
+        WorkflowsCommand::Runs { .. } => print!("{}", runs_text(&v)),
+        WorkflowsCommand::Test { .. } => print!("{}", dry_run_text(&v)),
+    }
+    exit::OK
+}
+
+fn workflows_text(v: &serde_json::Value) -> String {
+    use std::fmt::Write as _;
+    let rules = at(v, "/rules").as_array().cloned().unwrap_or_default();
+    if rules.is_empty() {
+        return "no workflow rules (add them in DIR/workflows/*.yaml)\n".into();
+    }
+    let mut out = String::new();
+    for r in &rules {
+        let s = |p: &str| at(r, p).as_str().unwrap_or_default().to_owned();
+        let actions: Vec<&str> = at(r, "/actions")
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+            .unwrap_or_default();
+        let _ = writeln!(out, "{}  ({})", s("/name"), s("/file"));
+        if !s("/description").is_empty() {
+            let _ = writeln!(out, "  {}", s("/description"));
+        }
+        let after = at(r, "/after_secs")
+            .as_u64()
+            .map(|n| format!(", {n}s after"))
+            .unwrap_or_default();
+        let _ = writeln!(out, "  on:   {}{after}", s("/trigger"));
+        if !s("/when").is_empty() {
+            let _ = writeln!(out, "  when: {}", s("/when"));
+        }
+        let _ = writeln!(out, "  do:   {}", actions.join(", "));
+        if let Some(c) = at(r, "/counts").as_object() {
+            let n = |k: &str| c.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "  since start: {} runs, {} actions, {} scheduled, {} failed",
+                n("runs"),
+                n("actions"),
+                n("scheduled"),
+                n("failures")
+            );
+        }
+    }
+    out
+}
+
+fn runs_text(v: &serde_json::Value) -> String {
+    use std::fmt::Write as _;
+    let runs = at(v, "/runs").as_array().cloned().unwrap_or_default();
+    if runs.is_empty() {
+        return "no runs yet\n".into();
+    }
+    let mut out = String::new();
+    for r in &runs {
+        let when = at(r, "/at")
+            .as_i64()
+            .and_then(chrono::DateTime::<chrono::Utc>::from_timestamp_micros)
+            .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{when}  {:<9} {}  record {}  (event {}, depth {})",
+            at(r, "/status").as_str().unwrap_or("?"),
+            at(r, "/rule").as_str().unwrap_or("?"),
+            at(r, "/record").as_str().unwrap_or("?"),
+            at(r, "/event"),
+            at(r, "/depth"),
+        );
+        for a in at(r, "/actions").as_array().into_iter().flatten() {
+            let _ = writeln!(out, "    {}", a.as_str().unwrap_or_default());
+        }
+        for o in at(r, "/outcomes").as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "    -> {} {}",
+                at(o, "/outcome").as_str().unwrap_or("?"),
+                at(o, "/record").as_str().unwrap_or("?")
+            );
+        }
+        if let Some(e) = at(r, "/error").as_str() {
+            let _ = writeln!(out, "    error: {e}");
+        }
+    }
+    out
+}
+
+fn dry_run_text(v: &serde_json::Value) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let s = |p: &str| at(v, p).as_str().unwrap_or_default().to_owned();
+    let _ = writeln!(
+        out,
+        "rule {} on record {} (dry run: nothing is changed)",
+        s("/rule"),
+        s("/record")
+    );
+    let _ = writeln!(out, "  on:   {}", s("/trigger"));
+    if !s("/when").is_empty() {
+        let holds = at(v, "/condition_holds").as_bool().unwrap_or(false);
+        let _ = writeln!(
+            out,
+            "  when: {}  -> {}",
+            s("/when"),
+            if holds { "true" } else { "false" }
+        );
+    }
+    if !s("/after").is_empty() {
+        let _ = writeln!(out, "  runs {} after its trigger", s("/after"));
+    }
+    let actions = at(v, "/actions").as_array().cloned().unwrap_or_default();
+    if actions.is_empty() {
+        out.push_str("  would do nothing\n");
+    }
+    for a in actions {
+        let _ = writeln!(out, "  would {}", a.as_str().unwrap_or_default());
+    }
+    out
 }
 
 /// `GET path` from the running daemon; with no daemon running (and no --url naming

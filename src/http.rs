@@ -39,6 +39,9 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/admin/dupes/{id}/accept", post(dupes_accept))
         .route("/admin/dupes/{id}/reject", post(dupes_reject))
         .route("/admin/quality", get(quality))
+        .route("/admin/workflows", get(workflows_list))
+        .route("/admin/workflows/runs", get(workflows_runs))
+        .route("/admin/workflows/{rule}/test/{id}", get(workflows_test))
         .route("/admin/records/{id}/unmerge", post(unmerge))
         .route("/admin/records/{id}/merge", post(merge))
         // Operator requests are a few bytes of JSON; anything near axum's 2 MiB default
@@ -109,6 +112,15 @@ async fn status(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    if let Some(w) = &state.workflows {
+        let counts: Vec<_> = w
+            .rules()
+            .0
+            .iter()
+            .map(|r| (r.name.clone(), w.stats(&r.name)))
+            .collect();
+        state.metrics.workflows(&counts);
+    }
     let body = state.metrics.render(
         state.started.elapsed().as_secs_f64(),
         state.not_ready_reasons().is_empty(),
@@ -512,6 +524,82 @@ async fn quality(State(state): State<Arc<AppState>>, Query(q): Query<QualityQuer
     match tokio::task::spawn_blocking(move || engine.quality(q.connector.as_deref())).await {
         Ok(Ok(report)) => Json(json!(report)).into_response(),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+/// `GET /admin/workflows`: the rules and their counts since start.
+async fn workflows_list(State(state): State<Arc<AppState>>) -> Response {
+    let runner = state.workflows.as_deref();
+    let rules = runner.map(|r| r.rules().clone()).unwrap_or_default();
+    Json(crate::workflows::list_json(&rules, runner)).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct RunsQuery {
+    rule: Option<String>,
+    #[serde(default = "default_runs")]
+    limit: usize,
+}
+
+fn default_runs() -> usize {
+    50
+}
+
+/// `GET /admin/workflows/runs[?rule=R&limit=N]`: the newest runs, newest first.
+async fn workflows_runs(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<RunsQuery>,
+) -> Response {
+    if let Some(r) = q.rule.as_deref() {
+        if state
+            .workflows
+            .as_ref()
+            .is_none_or(|w| w.rules().get(r).is_none())
+        {
+            return error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no workflow rule `{r}`"),
+            );
+        }
+    }
+    let store = state.store.clone();
+    let limit = q.limit.min(1_000);
+    match tokio::task::spawn_blocking(move || {
+        crate::workflows::runner::runs(store.as_ref(), q.rule.as_deref(), limit)
+    })
+    .await
+    {
+        Ok(Ok(runs)) => Json(json!({ "runs": runs })).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+/// `GET /admin/workflows/{rule}/test/{id}`: what the rule would do for the record now,
+/// changing nothing.
+async fn workflows_test(
+    State(state): State<Arc<AppState>>,
+    Path((rule, id)): Path<(String, String)>,
+) -> Response {
+    let Some(runner) = state.workflows.clone() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no workflow rule `{rule}`"),
+        );
+    };
+    let Ok(id) = uuid::Uuid::parse_str(&id) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "a record id is a canonical id (a UUID)",
+        );
+    };
+    match tokio::task::spawn_blocking(move || runner.dry_run(&rule, id)).await {
+        Ok(Ok(d)) => Json(json!(d)).into_response(),
+        Ok(Err(e)) => error(StatusCode::NOT_FOUND, "not_found", e),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }
 }

@@ -26,3 +26,4 @@ pub mod status;
 pub mod store;
 pub mod sync;
 pub mod telemetry;
+pub mod workflows;

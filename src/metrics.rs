@@ -42,6 +42,12 @@ pub fn method_label(method: &axum::http::Method) -> &'static str {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkflowLabels {
+    pub rule: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ConnectorLabels {
     pub connector: String,
 }
@@ -158,6 +164,7 @@ pub struct Metrics {
     identity_vetoes: Counter,
     identity_unmerges: Counter,
     identity_review_pending: Gauge,
+    workflow_runs: Family<WorkflowLabels, Counter>,
     /// Counters are advanced to the status figures under this lock, so two scrapes at
     /// once cannot both add the same difference.
     rendering: Mutex<()>,
@@ -201,9 +208,15 @@ impl Metrics {
             identity_vetoes: Counter::default(),
             identity_unmerges: Counter::default(),
             identity_review_pending: Gauge::default(),
+            workflow_runs: Family::default(),
             rendering: Mutex::new(()),
             registry: Registry::default(),
         };
+        r.register(
+            "workflow_runs",
+            "Workflow rule runs and what came of them (outcome: done, scheduled, failed; actions: acts and webhooks carried out; webhooks_sent)",
+            m.workflow_runs.clone(),
+        );
         r.register(
             "identity_scored_merges",
             "Copies no exact key placed that joined a record on their scored match",
@@ -323,6 +336,25 @@ impl Metrics {
                         set(kpi, cur, pct / 100.0);
                     }
                 }
+            }
+        }
+    }
+
+    /// Move the per-rule workflow counters up to the runner's counts.
+    pub fn workflows(&self, rules: &[(String, crate::workflows::runner::RuleCounts)]) {
+        for (rule, c) in rules {
+            for (outcome, n) in [
+                ("done", c.runs),
+                ("scheduled", c.scheduled),
+                ("failed", c.failures),
+                ("actions", c.actions),
+                ("webhooks_sent", c.webhooks_sent),
+            ] {
+                let labels = WorkflowLabels {
+                    rule: rule.clone(),
+                    outcome: outcome.to_owned(),
+                };
+                advance(&self.workflow_runs.get_or_create(&labels), n);
             }
         }
     }

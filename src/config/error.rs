@@ -9,6 +9,8 @@ pub struct ConfigError {
     pub file: PathBuf,
     /// The connector's `id`, when the file got far enough to have one.
     pub connector: Option<String>,
+    /// The workflow rule's name, for an error in `workflows/*.yaml`.
+    pub rule: Option<String>,
     /// Dotted field path (`poll.interval_secs`); empty for whole-file problems.
     pub field: String,
     pub message: String,
@@ -23,6 +25,7 @@ impl ConfigError {
         Self {
             file: file.to_path_buf(),
             connector: None,
+            rule: None,
             field: field.into(),
             message: message.into(),
             hint: None,
@@ -60,6 +63,9 @@ impl fmt::Display for ConfigError {
         write!(f, "{}", self.file.display())?;
         if let Some(id) = &self.connector {
             write!(f, ": connector `{id}`")?;
+        }
+        if let Some(rule) = &self.rule {
+            write!(f, ": rule `{rule}`")?;
         }
         if !self.field.is_empty() {
             write!(f, ": field `{}`", self.field)?;

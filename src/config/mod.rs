@@ -45,6 +45,8 @@ pub struct Config {
     pub daemon: DaemonConfig,
     /// Connectors in file-name order, each with the file it came from.
     pub connectors: Vec<(PathBuf, ConnectorConfig)>,
+    /// Workflow rules from `workflows/*.yaml`, compiled.
+    pub workflows: crate::workflows::Rules,
 }
 
 /// Where configuration values come from besides the files: the process environment
@@ -100,6 +102,7 @@ pub fn load_all(dir: &Path, registry: &Registry, env: &dyn Env) -> (Config, Vec<
             dir: dir.to_path_buf(),
             daemon: DaemonConfig::default(),
             connectors: Vec::new(),
+            workflows: crate::workflows::Rules::default(),
         };
         return (empty, errors);
     }
@@ -125,10 +128,13 @@ pub fn load_all(dir: &Path, registry: &Registry, env: &dyn Env) -> (Config, Vec<
         }
     }
 
+    let ids: Vec<String> = connectors.iter().map(|(_, c)| c.id.clone()).collect();
+    let workflows = crate::workflows::load(dir, &ids, env, &mut errors);
     let config = Config {
         dir: dir.to_path_buf(),
         daemon: daemon.unwrap_or_default(),
         connectors,
+        workflows,
     };
     (config, errors)
 }
@@ -429,6 +435,20 @@ pub fn read_uninterpolated(file: &Path) -> Result<Map<String, Value>, ConfigErro
 
 /// Read a YAML file into a JSON value through the `config` crate, layering `extra`
 /// sources (environment overrides) on top.
+/// A YAML file as JSON with `${VAR}`s filled in (a workflow file); `None` with the
+/// error recorded when it cannot be read, parsed or filled.
+pub(crate) fn read_yaml_json(
+    file: &Path,
+    env: &dyn Env,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Value> {
+    let mut map = read_yaml(file, None, errors)?;
+    let mut ctx = FileCtx::new(file, None);
+    let before = errors.len();
+    resolve(&mut ctx, &mut map, env, errors);
+    (errors.len() == before).then_some(Value::Object(map))
+}
+
 fn read_yaml(
     file: &Path,
     env_overrides: Option<config::Environment>,

@@ -68,6 +68,10 @@ pub mod index {
     pub fn referrer(target: Uuid, referrer: Uuid) -> Vec<u8> {
         join(&[b"r", target.as_bytes(), referrer.as_bytes()])
     }
+    /// The connectors a record made by a workflow may be created in (its `route:`).
+    pub fn route(record: Uuid) -> Vec<u8> {
+        join(&[b"route", record.as_bytes()])
+    }
     pub fn referrers_of(target: Uuid) -> Vec<u8> {
         let mut k = join(&[b"r", target.as_bytes()]);
         k.push(0);
@@ -322,6 +326,9 @@ pub fn cursor_key(connector: &str, object: &str) -> Vec<u8> {
 }
 
 pub const META_OUTBOX_SEQ: &[u8] = b"outbox_seq";
+/// Present once any record was made with a `route:` (workflows): until then a create
+/// need not look for one.
+pub const META_ROUTES: &[u8] = b"routes";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum PushOp {

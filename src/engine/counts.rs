@@ -26,6 +26,10 @@ pub struct QueueCounts {
 pub struct Moves {
     queues: BTreeMap<String, (i64, i64)>,
     pub(super) revenue: BTreeSet<Uuid>,
+    /// The write left events for a consumer.
+    pub(super) events: bool,
+    /// The write made the first record with a route.
+    pub(super) routes: bool,
 }
 
 impl Moves {

@@ -36,7 +36,7 @@ pub use mapping::Mappings;
 pub use policy::Policies;
 pub use txn::EditOutcome;
 use txn::Txn;
-pub use txn::Unmerged;
+pub use txn::{diff, Act, ActOutcome, Event, FieldChange, Unmerged};
 
 /// Entries one store call reads when the engine walks a range it needs whole.
 pub const SCAN_PAGE: usize = 1024;
@@ -187,6 +187,11 @@ pub struct Engine {
     counts: counts::Counters,
     revenue: OnceLock<Arc<dyn RevenueObserver>>,
     identity_counts: IdentityCounts,
+    /// Whether writes describe their changes in `Table::Events` (someone consumes them).
+    events: std::sync::atomic::AtomicBool,
+    /// Some record carries a route (`META_ROUTES`).
+    routes: std::sync::atomic::AtomicBool,
+    events_signal: Arc<tokio::sync::Notify>,
 }
 
 /// What scored identity did since start, and the review queue's length.
@@ -255,6 +260,7 @@ impl Engine {
             }
         }
         blocks::ensure(store.as_ref(), &policies)?;
+        let routes = store.get(Table::Meta, codec::META_ROUTES)?.is_some();
         let mut pending = 0usize;
         for page in crate::store::scan_pages(
             store.as_ref(),
@@ -279,6 +285,9 @@ impl Engine {
             clock,
             outbox_signal: Arc::new(tokio::sync::Notify::new()),
             revenue: OnceLock::new(),
+            events: std::sync::atomic::AtomicBool::new(false),
+            routes: std::sync::atomic::AtomicBool::new(routes),
+            events_signal: Arc::new(tokio::sync::Notify::new()),
             identity_counts: IdentityCounts {
                 pending_review: AtomicU64::new(pending as u64),
                 ..IdentityCounts::default()
@@ -301,6 +310,9 @@ impl Engine {
     /// A stored write's moves: queue counts, then the revenue observer.
     fn committed(&self, moves: &counts::Moves) {
         self.counts.apply(moves);
+        if moves.routes {
+            self.routes.store(true, Ordering::SeqCst);
+        }
         if let Some(o) = self.revenue.get().filter(|_| !moves.revenue.is_empty()) {
             o.changed(self.store.as_ref(), &moves.revenue);
         }
@@ -348,6 +360,10 @@ impl Engine {
             now,
             self.outbox_seq.load(Ordering::SeqCst),
         );
+        if self.events.load(Ordering::Relaxed) {
+            txn.emit_events(0);
+        }
+        txn.with_routes(self.routes.load(Ordering::Relaxed));
         let delete_policy = self.deletes.get(connector).copied().unwrap_or_default();
         let mut report = ApplyReport {
             changes: page.changes.len(),
@@ -382,6 +398,9 @@ impl Engine {
         self.store.write(batch)?;
         self.committed(&moves);
         self.outbox_seq.store(seq, Ordering::SeqCst);
+        if moves.events {
+            self.events_signal.notify_waiters();
+        }
         let ic = &self.identity_counts;
         for (counter, n) in [
             (&ic.scored_merged, report.scored_merged),
@@ -412,6 +431,80 @@ impl Engine {
             Ok(())
         })?;
         Ok(outcome.map(|o| values.keys().cloned().zip(o).collect()))
+    }
+
+    /// From now on every write describes what it changed in `Table::Events`, for a
+    /// consumer (workflows) to take with [`Engine::act`]. Off: the events left are dropped.
+    pub fn emit_events(&self, on: bool) -> Result<(), EngineError> {
+        self.events.store(on, Ordering::SeqCst);
+        if !on {
+            let _guard = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            loop {
+                let page = self.store.scan(Table::Events, b"", None, SCAN_PAGE)?;
+                if page.is_empty() {
+                    break;
+                }
+                let mut batch = crate::store::WriteBatch::new();
+                for (k, _) in page {
+                    batch.delete(Table::Events, k);
+                }
+                self.store.write(batch)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The oldest `limit` events not yet consumed, with their sequence numbers.
+    pub fn events(&self, limit: usize) -> Result<Vec<(u64, txn::Event)>, EngineError> {
+        self.store
+            .scan(Table::Events, b"", None, limit)?
+            .into_iter()
+            .map(|(k, v)| {
+                let seq = k
+                    .as_slice()
+                    .try_into()
+                    .map(u64::from_be_bytes)
+                    .unwrap_or_default();
+                let event = codec::decode(&v).map_err(|e| EngineError::Corrupt {
+                    table: "events",
+                    detail: e.to_string(),
+                })?;
+                Ok((seq, event))
+            })
+            .collect()
+    }
+
+    /// Woken after a write that left events.
+    pub fn events_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.events_signal.clone()
+    }
+
+    /// A consumer's step, as one write: `acts` carried out (each with its source as the
+    /// provenance of what it writes; the events they cause are at `depth`), the events
+    /// it took deleted and its own `notes` written. A crash leaves all of it or none.
+    pub fn act(
+        &self,
+        depth: u8,
+        acts: &[(txn::Act, String)],
+        consumed: &[(Table, Vec<u8>)],
+        notes: impl FnOnce(&[txn::ActOutcome]) -> Vec<(Table, Vec<u8>, Vec<u8>)>,
+    ) -> Result<Vec<txn::ActOutcome>, EngineError> {
+        let mut outcomes = Vec::with_capacity(acts.len());
+        self.exclusive(|| {
+            self.write_at_depth(depth, |txn| {
+                for (act, source) in acts {
+                    outcomes.push(txn.act(act, source)?);
+                }
+                for (table, key) in consumed {
+                    txn.del_raw(*table, key.clone());
+                }
+                for (table, key, value) in notes(&outcomes) {
+                    txn.put_raw(table, key, value);
+                }
+                Ok(())
+            })
+        })?;
+        Ok(outcomes)
     }
 
     /// `revsync identity train`: estimate `kind`'s model from the records in the store (the
@@ -1085,6 +1178,14 @@ impl Engine {
         &self,
         f: impl FnOnce(&mut Txn<'_>) -> Result<(), EngineError>,
     ) -> Result<(), EngineError> {
+        self.write_at_depth(0, f)
+    }
+
+    fn write_at_depth(
+        &self,
+        depth: u8,
+        f: impl FnOnce(&mut Txn<'_>) -> Result<(), EngineError>,
+    ) -> Result<(), EngineError> {
         let mut txn = Txn::new(
             self.store.as_ref(),
             &self.mappings,
@@ -1092,12 +1193,19 @@ impl Engine {
             (self.clock)(),
             self.outbox_seq.load(Ordering::SeqCst),
         );
+        if self.events.load(Ordering::Relaxed) {
+            txn.emit_events(depth);
+        }
+        txn.with_routes(self.routes.load(Ordering::Relaxed));
         f(&mut txn)?;
         let before = self.outbox_seq.load(Ordering::SeqCst);
         let (batch, seq, moves) = txn.finish_without_cursor()?;
         self.store.write(batch)?;
         self.committed(&moves);
         self.outbox_seq.store(seq, Ordering::SeqCst);
+        if moves.events {
+            self.events_signal.notify_waiters();
+        }
         // A confirmed create can queue pushes (referrers that can now name it, a merge):
         // the dispatchers need not wait for their next timer to see them.
         if seq != before {

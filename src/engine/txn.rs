@@ -19,8 +19,10 @@ use super::{normalize, uuid_from, ApplyReport, EngineError, Projection};
 use crate::config::{DeletePolicy, Direction};
 use crate::store::{Store, Table, WriteBatch};
 
+mod acts;
 mod scored;
 mod unmerge;
+pub use acts::{diff, Act, ActOutcome, Event, FieldChange};
 use scored::Scored;
 pub use unmerge::Unmerged;
 
@@ -66,6 +68,10 @@ pub(super) struct Txn<'a> {
     /// Per (connector, object) read so far: whether it has tombstones, stored or written
     /// by this page. A page is one object, so a short list.
     tombstones: Vec<(String, String, bool)>,
+    /// Write an event per changed record, at this depth (`None`: nobody consumes them).
+    events: Option<u8>,
+    /// Some record was made with a `route:` (read before a create, else skipped).
+    routes: bool,
 }
 
 fn corrupt(table: &'static str) -> impl Fn(postcard::Error) -> EngineError {
@@ -116,7 +122,20 @@ impl<'a> Txn<'a> {
             outbox_edits: BTreeMap::new(),
             moves: Moves::default(),
             tombstones: Vec::new(),
+            events: None,
+            routes: false,
         }
+    }
+
+    /// Records made with a route exist: a create checks the record's route first.
+    pub fn with_routes(&mut self, routes: bool) {
+        self.routes = routes;
+    }
+
+    /// Describe each changed record in an event (Table::Events), written with the rest;
+    /// `depth` counts the consumer writes that led here.
+    pub fn emit_events(&mut self, depth: u8) {
+        self.events = Some(depth);
     }
 
     // ---- reads and writes through the overlay
@@ -1098,7 +1117,9 @@ impl<'a> Txn<'a> {
                     .any(|t| t.connector == m.connector && t.creates(rec));
                 if super::copy_elsewhere(rec, &m.connector, &m.object)
                     || (rec.link(&m.connector, &m.object).is_none()
-                        && !(first_for_connector && m.creates(rec)))
+                        && !(first_for_connector
+                            && m.creates(rec)
+                            && self.routed_to(rec.id, &m.connector)?))
                 {
                     continue;
                 }
@@ -1736,6 +1757,7 @@ impl<'a> Txn<'a> {
     pub fn finish_without_cursor(mut self) -> Result<(WriteBatch, u64, Moves), EngineError> {
         let mut batch = WriteBatch::new();
         let mut ids = std::mem::take(&mut self.dirty);
+        self.note_events(&ids)?;
         ids.append(&mut std::mem::take(&mut self.sync_dirty));
         for id in ids {
             // Sync states of a record that is not there: nothing to keep them with.

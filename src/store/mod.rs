@@ -29,10 +29,15 @@ pub enum Table {
     DeadLetters = 10,
     /// Every value a revenue record's fields held, with the time it took effect (KPIS.md).
     History = 11,
+    /// The engine's applied-change events, in write order, until a consumer takes them
+    /// (workflows): written in the same batch as the change they describe.
+    Events = 12,
+    /// Workflow state: runs, timers and outgoing webhooks (src/workflows).
+    Workflows = 13,
 }
 
 impl Table {
-    pub const ALL: [Table; 11] = [
+    pub const ALL: [Table; 13] = [
         Table::Meta,
         Table::Records,
         Table::Links,
@@ -44,6 +49,8 @@ impl Table {
         Table::Pushed,
         Table::DeadLetters,
         Table::History,
+        Table::Events,
+        Table::Workflows,
     ];
 
     pub fn name(self) -> &'static str {
@@ -59,6 +66,8 @@ impl Table {
             Table::Pushed => "pushed",
             Table::DeadLetters => "dead_letters",
             Table::History => "history",
+            Table::Events => "events",
+            Table::Workflows => "workflows",
         }
     }
 }

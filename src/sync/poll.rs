@@ -300,6 +300,7 @@ mod tests {
             dir: std::path::PathBuf::from("."),
             daemon: crate::config::DaemonConfig::default(),
             connectors: Vec::new(),
+            workflows: Default::default(),
         };
         let (m, p) = Engine::validate(&config).unwrap();
         let engine = Arc::new(
