@@ -249,6 +249,21 @@ pub struct Mapped {
 }
 
 impl ObjectMapping {
+    /// Whether canonical `field` goes out to this object (it is part of what a push
+    /// sends). A copy read back that equals what revsync sent still brings the fields
+    /// that do not: the system's own (a Stripe subscription's status) are news.
+    pub fn pushes(&self, field: &str) -> bool {
+        self.fields
+            .iter()
+            .filter(|f| f.direction != Direction::In)
+            .any(|f| match &f.target {
+                Target::Field(def) => def.name == field,
+                Target::Custom(name) => field.strip_prefix("custom.") == Some(name.as_str()),
+                Target::FullName => field == "first_name" || field == "last_name",
+                Target::Xref { .. } => false,
+            })
+    }
+
     /// Whether a field of this object holds another system's id (`xref`).
     pub fn has_xrefs(&self) -> bool {
         self.fields

@@ -665,7 +665,13 @@ impl<'a> Txn<'a> {
         let mut journaled: Vec<(String, Option<FieldEntry>, FieldEntry)> = Vec::new();
         // Values are cloned one by one into the record: the change's own map stays whole
         // for its held projection below, without a copy of the map.
-        for (field, value) in mapped.values.iter().filter(|_| !echo) {
+        // An echo of what revsync sent changes none of the fields it sent; the others
+        // are the system's own (a status it computed) and count as read.
+        for (field, value) in mapped
+            .values
+            .iter()
+            .filter(|(f, _)| !echo || !mapping.pushes(f))
+        {
             let stated_elsewhere = rec
                 .fields
                 .get(field)
