@@ -373,9 +373,61 @@ impl StripeConnector {
             .and_then(|v| created_id(&v))
     }
 
+    /// A subscription for a canonical record (a workflow's, issue 22): the customer the
+    /// record names and its plan (a price id) as the one item, with the record's id in
+    /// the metadata. One made before (a retry after the answer was lost, past the
+    /// idempotency key's day) is found by Stripe's search and linked instead.
+    async fn create_subscription(
+        &self,
+        path: &str,
+        canonical_id: &uuid::Uuid,
+        fields: &BTreeMap<String, Value>,
+    ) -> Result<String, ConnectorError> {
+        if let Some(id) = self.made_for("subscriptions", canonical_id).await? {
+            tracing::info!(subscription = %id, canonical_id = %canonical_id, "stripe subscription already made for this record, linking it");
+            return Ok(id);
+        }
+        let text = |k: &str| {
+            fields
+                .get(k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        };
+        // The customer may be on its way to Stripe in the same round: try again later.
+        let customer = text("customer").ok_or_else(|| {
+            ConnectorError::Transient(
+                "the subscription's customer has no Stripe customer yet".into(),
+            )
+        })?;
+        let price = text("plan").ok_or_else(|| {
+            permanent("a stripe subscription needs `plan` (a price id, e.g. price_...)".into())
+        })?;
+        let quantity = fields.get("quantity").and_then(Value::as_i64).unwrap_or(1);
+        let body = json!({
+            "customer": customer,
+            "items": [{"price": price, "quantity": quantity}],
+            "metadata": {mapping::REVSYNC_ID: canonical_id.to_string()},
+        });
+        let key = format!("revsync-{canonical_id}-create");
+        self.client
+            .post(path, form_encode(&body), &key)
+            .await
+            .and_then(|v| created_id(&v))
+    }
+
     /// The oldest customer whose `metadata[revsync_id]` is `canonical_id`, by Stripe's search.
     async fn customer_made_for(
         &self,
+        canonical_id: &uuid::Uuid,
+    ) -> Result<Option<String>, ConnectorError> {
+        self.made_for("customers", canonical_id).await
+    }
+
+    /// The oldest `object` (customers, subscriptions) whose `metadata[revsync_id]` is
+    /// `canonical_id`, by Stripe's search.
+    async fn made_for(
+        &self,
+        object: &str,
         canonical_id: &uuid::Uuid,
     ) -> Result<Option<String>, ConnectorError> {
         // A uuid holds no quote, so the value needs no escaping.
@@ -383,7 +435,7 @@ impl StripeConnector {
         let page = self
             .client
             .list(
-                "/v1/customers/search",
+                &format!("/v1/{object}/search"),
                 &[
                     ("query".to_owned(), query),
                     ("limit".to_owned(), PAGE.to_owned()),
@@ -981,14 +1033,17 @@ impl Connector for StripeConnector {
                             Ok(id) => self.update(path, &id, &body, item.version).await,
                             Err(e) => Err(e),
                         }
+                    } else if object == "subscriptions" {
+                        self.create_subscription(path, canonical_id, &item.fields)
+                            .await
                     } else {
-                        // A subscription needs prices and items, an invoice its lines:
-                        // revsync maps neither (they are read-only here), so Stripe would
-                        // refuse the create. Said plainly, without a request.
+                        // An invoice needs its lines: revsync maps none (they are
+                        // read-only here), so Stripe would refuse the create. Said
+                        // plainly, without a request.
                         Err(permanent(format!(
-                            "revsync does not create stripe {object}: they need prices and \
-                             items it does not map; create them in Stripe, and revsync reads \
-                             and updates them"
+                            "revsync does not create stripe {object}: they need lines it \
+                             does not map; create them in Stripe, and revsync reads and \
+                             updates them"
                         )))
                     }
                 }

@@ -908,6 +908,9 @@ fn dispatch_object(
                 Err(refused) => refused,
             }
         }
+        ("GET", ["v1", "subscriptions", "search"]) => {
+            search::customers(s.subscriptions.newest_first(), params)
+        }
         ("GET", ["v1", "customers", "search"]) => {
             search::customers(s.customers.newest_first(), params)
         }

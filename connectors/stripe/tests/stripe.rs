@@ -520,10 +520,11 @@ async fn a_create_whose_answer_was_cut_or_stalled_leaves_one_customer() {
     }
 }
 
-/// Stripe subscriptions and invoices need prices, items and lines that revsync does not
-/// map: a create is refused plainly, without a request that Stripe would answer 400 (or,
-/// retried under another key, one that could make a second subscription). Updates of
-/// what revsync does map go through.
+/// Stripe invoices need lines that revsync does not map: a create is refused plainly,
+/// without a request that Stripe would answer 400. A subscription is made from its
+/// customer and plan (a price id), once: the same create pushed again, and a replay past
+/// the idempotency key, link the one made (issue 22). Updates of what revsync maps go
+/// through.
 #[tokio::test]
 async fn billing_creates_are_refused_without_a_request_and_updates_go_through() {
     let sim = common::sim().await;
@@ -534,22 +535,55 @@ async fn billing_creates_are_refused_without_a_request_and_updates_go_through() 
         .seed_subscription(&customer, &[(&price, 1)], "active")
         .unwrap();
     let before = sim.request_counts().0;
-    for object in ["subscriptions", "invoices"] {
-        let create = PushItem {
-            op: PushOp::Create {
-                canonical_id: Uuid::now_v7(),
-            },
-            fields: serde_json::from_value(json!({"customer": customer})).unwrap(),
-            version: 1,
-        };
-        let r = c.push(object, &[create]).await.unwrap();
-        assert!(
-            matches!(&r[0], Err(ConnectorError::Permanent { detail, .. }) if detail.contains("does not create")),
-            "{object}: {r:?}"
-        );
-    }
+    let invoice = PushItem {
+        op: PushOp::Create {
+            canonical_id: Uuid::now_v7(),
+        },
+        fields: serde_json::from_value(json!({"customer": customer})).unwrap(),
+        version: 1,
+    };
+    let r = c.push("invoices", &[invoice]).await.unwrap();
+    assert!(
+        matches!(&r[0], Err(ConnectorError::Permanent { detail, .. }) if detail.contains("does not create")),
+        "{r:?}"
+    );
     assert_eq!(sim.request_counts().0, before, "a create was sent");
-    assert_eq!(sim.ids("subscriptions"), vec![sub.clone()]);
+
+    let made_for = Uuid::now_v7();
+    let create = |fields: Value| PushItem {
+        op: PushOp::Create {
+            canonical_id: made_for,
+        },
+        fields: serde_json::from_value(fields).unwrap(),
+        version: 1,
+    };
+    // No customer in Stripe yet: tried again later, nothing sent to be refused.
+    let r = c
+        .push("subscriptions", &[create(json!({"plan": price}))])
+        .await
+        .unwrap();
+    assert!(matches!(&r[0], Err(ConnectorError::Transient(_))), "{r:?}");
+    let full = json!({"customer": customer, "plan": price, "quantity": 3});
+    let r = c
+        .push("subscriptions", &[create(full.clone())])
+        .await
+        .unwrap();
+    let made = r[0].clone().unwrap();
+    let again = c.push("subscriptions", &[create(full)]).await.unwrap();
+    assert_eq!(
+        again[0].as_ref().unwrap(),
+        &made,
+        "a second push made another"
+    );
+    let mut subs = sim.ids("subscriptions");
+    subs.sort();
+    let mut want = vec![sub.clone(), made.clone()];
+    want.sort();
+    assert_eq!(subs, want);
+    let s = sim.get("subscriptions", &made).unwrap();
+    assert_eq!(s["customer"], json!(customer));
+    assert_eq!(s["items"]["data"][0]["price"]["id"], json!(price));
+    assert_eq!(s["items"]["data"][0]["quantity"], json!(3));
 
     let update = PushItem {
         op: PushOp::Update {
