@@ -585,6 +585,23 @@ fn check(dir: &Path) -> u8 {
             dir.join(config::CONNECTORS_DIR).display()
         );
     }
+    for r in &cfg.workflows.0 {
+        let actions: Vec<&str> = r
+            .actions
+            .iter()
+            .map(crate::workflows::rules::Action::name)
+            .collect();
+        println!(
+            "ok workflow {}: on {}{}, do {} [{}]",
+            r.name,
+            r.trigger.describe(),
+            r.after
+                .map(|a| format!(", {}s after", a.as_secs()))
+                .unwrap_or_default(),
+            actions.join(", "),
+            r.file.display()
+        );
+    }
     exit::OK
 }
 

@@ -46,6 +46,10 @@ fn open(config: &Config, dir: &Path) -> (Arc<Engine>, Runner) {
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.join("data"), 0, 16).unwrap());
     let engine = Arc::new(engine(config, store));
     engine.emit_events(true).unwrap();
+    // The systems were read once already: what comes now is a change, not their past.
+    for object in ["deals", "contacts", "companies"] {
+        engine.mark_backfilled("hubspot-main", object).unwrap();
+    }
     let runner = Runner::new(engine.clone(), config.workflows.clone());
     (engine, runner)
 }
@@ -413,4 +417,150 @@ rules:
         "{:?}",
         runs[0].outcomes
     );
+}
+
+#[test]
+fn the_shipped_examples_compile_against_the_demo_connectors() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples/workflows");
+    let ids: Vec<String> = ["hubspot", "salesforce", "stripe", "webinar", "zendesk"]
+        .map(String::from)
+        .to_vec();
+    let mut errors = Vec::new();
+    let rules = revsync::workflows::load(
+        examples.parent().unwrap(),
+        &ids,
+        &std::collections::BTreeMap::<String, String>::new(),
+        &mut errors,
+    );
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(rules.0.len(), 4);
+}
+
+#[test]
+fn a_first_read_runs_only_the_rules_that_ask_for_the_past() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(
+        dir.path(),
+        &WON.replace("won-deal-onboarding", "live-only").replace(
+            "rules:\n",
+            "rules:\n  - name: with-past\n    on: { changed: deal.status, to: won, backfill: true }\n    do: [ { set: { fields: { custom.seen: \"yes\" } } } ]\n",
+        ),
+    );
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&dir.path().join("data"), 0, 16).unwrap());
+    let e = Arc::new(engine(&config, store));
+    e.emit_events(true).unwrap();
+    let runner = Runner::new(e.clone(), config.workflows.clone());
+    // HubSpot's deals not read through once yet: this is its past.
+    deal(&e, 1, "closedwon");
+    drain(&runner, 10);
+    assert!(tickets(e.store().as_ref()).is_empty());
+    let d = e.find("hubspot-main:deals:d1").unwrap().unwrap();
+    assert_eq!(d.value("custom.seen"), Some(&Value::Text("yes".into())));
+    assert_eq!(runner.runs(Some("live-only"), 10).unwrap().len(), 0);
+}
+
+/// The real binary with a HubSpot simulator: a contact's new title runs a rule that writes
+/// the lead status back to HubSpot; the run shows on the admin API, the console page,
+/// `/metrics` and `revsync workflows runs`, and `workflows test` changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_runs_a_rule_and_every_surface_shows_it() {
+    use revsync_hubspot::sim::{Sim, SimOptions};
+    const ADMIN: &str = "admin-token-for-workflow-tests";
+    let sim = Sim::start(SimOptions::default()).await;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let contact = sim.create_at(
+        "contacts",
+        &[("email", "ada@example.com"), ("jobtitle", "Engineer")],
+        now_ms - 60_000,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    write_daemon_config(
+        dir.path(),
+        "hubspot",
+        &format!(
+            "version: 1\nid: hubspot\ntype: hubspot\nparams:\n  token: {}\n  base_url: '{}'\npoll:\n  interval_secs: 1\nobjects:\n  contacts:\n    kind: person\n    direction: both\n    fields:\n      email: email\n      jobtitle: title\n      hs_lead_status: lead_status\n",
+            sim.options().token,
+            sim.url()
+        ),
+    );
+    std::fs::create_dir_all(dir.path().join("workflows")).unwrap();
+    std::fs::write(
+        dir.path().join("workflows/leads.yaml"),
+        "version: 1\nrules:\n  - name: buyer-is-a-lead\n    on: { changed: person.title }\n    when: \"'Head' in record.title\"\n    do:\n      - set: { fields: { lead_status: OPEN } }\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let mut daemon = start_daemon(dir.path(), port, ADMIN);
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let get = |path: String| {
+        let http = http.clone();
+        async move {
+            http.get(path)
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    // Read once (HubSpot's past: nothing runs), then the title changes in HubSpot.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !get(format!("{base}/records/ada@example.com"))
+        .await
+        .contains("Engineer")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the contact was never read"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    sim.update("contacts", &contact, &[("jobtitle", "Head of Sales")]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let held = sim.get("contacts", &contact).unwrap();
+        if held.get("hs_lead_status").map(String::as_str) == Some("OPEN") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "HubSpot never got the lead status: {held:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let runs: serde_json::Value =
+        serde_json::from_str(&get(format!("{base}/admin/workflows/runs")).await).unwrap();
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 1, "{runs:#}");
+    assert_eq!(runs["runs"][0]["status"], "done");
+    let id = runs["runs"][0]["record"].as_str().unwrap().to_owned();
+    let metrics = get(format!("{base}/metrics")).await;
+    assert!(
+        metrics.contains(r#"revsync_workflow_runs_total{rule="buyer-is-a-lead",outcome="done"} 1"#),
+        "{metrics}"
+    );
+    let out = cli(dir.path(), &["workflows", "runs"], port, ADMIN);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("done      buyer-is-a-lead") && text.contains("lead_status=\"OPEN\""),
+        "{text}"
+    );
+    let out = cli(
+        dir.path(),
+        &["workflows", "test", "buyer-is-a-lead", &id],
+        port,
+        ADMIN,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("-> true") && text.contains("would set person"),
+        "{text}"
+    );
+    let after: serde_json::Value =
+        serde_json::from_str(&get(format!("{base}/admin/workflows/runs")).await).unwrap();
+    assert_eq!(after["runs"].as_array().unwrap().len(), 1, "a dry run ran");
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
 }

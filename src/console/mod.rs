@@ -69,6 +69,7 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/console/dupes", get(pages::dupes))
         .route("/console/dupes/decide", post(pages::decide))
         .route("/console/quality", get(pages::quality))
+        .route("/console/workflows", get(pages::workflows))
         .route("/console/revenue", get(pages::revenue))
         .route("/logout", post(pages::logout))
         .layer(axum::extract::DefaultBodyLimit::max(

@@ -37,6 +37,7 @@ fn layout(title: &str, viewer: Option<&Viewer>, active: &str, body: Markup) -> M
         ("/console/dlq", "Dead letters"),
         ("/console/dupes", "Duplicates"),
         ("/console/quality", "Quality"),
+        ("/console/workflows", "Workflows"),
         ("/console/revenue", "Revenue"),
     ];
     html! {
@@ -1355,6 +1356,84 @@ pub async fn quality(
     page(
         StatusCode::OK,
         layout("Data quality", Some(&v), "Quality", body),
+    )
+}
+
+/// A time of the store (microseconds, UTC) as a person reads it.
+fn time_text(us: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_micros(us)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_default()
+}
+
+/// The first 8 characters of a canonical id, as a link text.
+fn short_id(id: uuid::Uuid) -> String {
+    id.simple().to_string().chars().take(8).collect()
+}
+
+/// `/console/workflows`: each rule with its trigger and counts since start, then the
+/// newest runs with what they did, each linking to its record (`revsync workflows`).
+pub async fn workflows(
+    State(state): State<Arc<AppState>>,
+    Extension(v): Extension<Viewer>,
+) -> Response {
+    let runner = state.workflows.clone();
+    let store = state.store.clone();
+    let runs =
+        match blocking(move || crate::workflows::runner::runs(store.as_ref(), None, 50)).await {
+            Err(r) => return r,
+            Ok(Err(e)) => return store_error(e),
+            Ok(Ok(r)) => r,
+        };
+    let rules = runner
+        .as_ref()
+        .map(|r| r.rules().0.clone())
+        .unwrap_or_default();
+    let body = html! {
+        h1 { "Workflows" }
+        @if rules.is_empty() {
+            p.empty { "No workflow rules. Rules go in the configuration's workflows/ directory (docs/workflows.md)." }
+        } @else {
+            div.scroll { table {
+                thead { tr { th scope="col" { "Rule" } th scope="col" { "When" } th scope="col" { "Does" } th scope="col" { "Runs" } th scope="col" { "Failed" } } }
+                tbody { @for r in &rules {
+                    @let c = runner.as_ref().map(|x| x.stats(&r.name)).unwrap_or_default();
+                    tr {
+                        td { strong { (r.name) } @if !r.description.is_empty() { br; span.muted.small { (r.description) } } }
+                        td { (r.trigger.describe())
+                            @if let Some(a) = r.after { ", " (a.as_secs()) " s after" }
+                            @if let Some(w) = &r.when { br; code { (w) } } }
+                        td { @for a in &r.actions { (a.name()) " " } }
+                        td.num { (thousands(c.runs)) @if c.scheduled > 0 { " (" (thousands(c.scheduled)) " scheduled)" } }
+                        td.num { (thousands(c.failures)) }
+                    }
+                } }
+            } }
+            p.muted.small { "Counts since the daemon started." }
+        }
+        h2 { "Latest runs" }
+        @if runs.is_empty() {
+            p.empty { "No runs yet." }
+        } @else {
+            div.scroll { table {
+                thead { tr { th scope="col" { "When" } th scope="col" { "Rule" } th scope="col" { "Record" } th scope="col" { "Status" } th scope="col" { "What it did" } } }
+                tbody { @for run in &runs { tr {
+                    td { (time_text(run.at)) }
+                    td { (run.rule) }
+                    td { a href={"/console/records/" (run.record)} { (short_id(run.record)) } }
+                    td { (run.status.as_str()) }
+                    td {
+                        @for a in &run.actions { (a) br; }
+                        @for o in &run.outcomes { "→ " a href={"/console/records/" (o.record())} { (short_id(o.record())) } br; }
+                        @if let Some(e) = &run.error { span.failed { (e) } }
+                    }
+                } } }
+            } }
+        }
+    };
+    page(
+        StatusCode::OK,
+        layout("Workflows", Some(&v), "Workflows", body),
     )
 }
 

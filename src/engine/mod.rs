@@ -361,7 +361,7 @@ impl Engine {
             self.outbox_seq.load(Ordering::SeqCst),
         );
         if self.events.load(Ordering::Relaxed) {
-            txn.emit_events(0);
+            txn.emit_events(0, !self.backfilled(connector, &page.object)?);
         }
         txn.with_routes(self.routes.load(Ordering::Relaxed));
         let delete_policy = self.deletes.get(connector).copied().unwrap_or_default();
@@ -472,6 +472,18 @@ impl Engine {
                 Ok((seq, event))
             })
             .collect()
+    }
+
+    /// Records whose fields refer to `id` (a company's people, deals and tickets), at
+    /// most `limit`.
+    pub fn referrers(&self, id: Uuid, limit: usize) -> Result<Vec<Uuid>, EngineError> {
+        let prefix = codec::index::referrers_of(id);
+        Ok(self
+            .store
+            .scan(Table::Index, &prefix, None, limit)?
+            .into_iter()
+            .filter_map(|(k, _)| k.get(prefix.len()..).and_then(|b| Uuid::from_slice(b).ok()))
+            .collect())
     }
 
     /// Woken after a write that left events.
@@ -1194,7 +1206,7 @@ impl Engine {
             self.outbox_seq.load(Ordering::SeqCst),
         );
         if self.events.load(Ordering::Relaxed) {
-            txn.emit_events(depth);
+            txn.emit_events(depth, false);
         }
         txn.with_routes(self.routes.load(Ordering::Relaxed));
         f(&mut txn)?;
@@ -1449,13 +1461,19 @@ fn stored_outbox_seq(store: &dyn Store) -> Result<u64, EngineError> {
 /// Dies with SIGKILL when the failpoint `name` is armed with `return(connector/object)`
 /// for this page's object (e.g. `FAILPOINTS=engine-apply-write=return(zendesk/users)`).
 #[cfg(feature = "failpoints")]
+fn crash_point(name: &str, connector: &str, object: &str) {
+    crash_at(name, &format!("{connector}/{object}"));
+}
+
+/// Dies with SIGKILL when the failpoint `name` is armed with `return(target)`.
+#[cfg(feature = "failpoints")]
 #[allow(
     unsafe_code,
-    reason = "kill(2) of our own process, for the crash test only"
+    reason = "kill(2) of our own process, for the crash tests only"
 )]
-fn crash_point(name: &str, connector: &str, object: &str) {
-    fail::fail_point!(name, |target: Option<String>| {
-        if target.as_deref() == Some(format!("{connector}/{object}").as_str()) {
+pub(crate) fn crash_at(name: &str, target: &str) {
+    fail::fail_point!(name, |armed: Option<String>| {
+        if armed.as_deref() == Some(target) {
             // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
             unsafe {
                 libc::kill(libc::getpid(), libc::SIGKILL);

@@ -68,8 +68,9 @@ pub(super) struct Txn<'a> {
     /// Per (connector, object) read so far: whether it has tombstones, stored or written
     /// by this page. A page is one object, so a short list.
     tombstones: Vec<(String, String, bool)>,
-    /// Write an event per changed record, at this depth (`None`: nobody consumes them).
-    events: Option<u8>,
+    /// Write an event per changed record, at this depth (`None`: nobody consumes them),
+    /// and whether the change comes from a connector's first full read.
+    events: Option<(u8, bool)>,
     /// Some record was made with a `route:` (read before a create, else skipped).
     routes: bool,
 }
@@ -134,8 +135,8 @@ impl<'a> Txn<'a> {
 
     /// Describe each changed record in an event (Table::Events), written with the rest;
     /// `depth` counts the consumer writes that led here.
-    pub fn emit_events(&mut self, depth: u8) {
-        self.events = Some(depth);
+    pub fn emit_events(&mut self, depth: u8, backfill: bool) {
+        self.events = Some((depth, backfill));
     }
 
     // ---- reads and writes through the overlay

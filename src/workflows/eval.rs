@@ -28,7 +28,7 @@ pub struct WebhookCall {
 
 /// Whether the event is one the rule's trigger names.
 pub fn triggers(rule: &Rule, event: &Event) -> bool {
-    if event.kind != rule.trigger.kind() {
+    if event.kind != rule.trigger.kind() || (event.backfill && !rule.backfill) {
         return false;
     }
     match &rule.trigger {
@@ -62,14 +62,33 @@ fn same(want: &Json, v: &Value) -> bool {
     }
 }
 
+/// Records of each kind referring to a record, as rules see them: at most this many.
+const REFERRERS: usize = 200;
+
 /// A record as rules see it: `id`, `kind`, `systems` (where it has copies) and each
-/// field by name; a relation is the related record itself, one level deep.
+/// field by name. Above depth 0, a relation is the related record itself (one level
+/// less deep) and `referred_by.KIND` lists the records whose fields name this one (a
+/// company's tickets, a person's deals).
 pub fn record_json(engine: &Engine, rec: &Record, depth: u8) -> Json {
     let mut m = Map::new();
     m.insert("id".into(), json!(rec.id.to_string()));
     m.insert("kind".into(), json!(rec.kind.as_str()));
     let systems: Vec<&str> = rec.links.iter().map(|l| l.connector.as_str()).collect();
     m.insert("systems".into(), json!(systems));
+    if depth > 0 {
+        let mut by: Map<String, Json> = Map::new();
+        for id in engine.referrers(rec.id, REFERRERS).unwrap_or_default() {
+            if let Ok(Some(r)) = engine.record(id) {
+                if r.merged_into.is_none() {
+                    let entry = by.entry(r.kind.as_str()).or_insert_with(|| json!([]));
+                    if let Json::Array(list) = entry {
+                        list.push(record_json(engine, &r, 0));
+                    }
+                }
+            }
+        }
+        m.insert("referred_by".into(), Json::Object(by));
+    }
     for (field, entry) in &rec.fields {
         let v = match &entry.value {
             Value::Ref(id) if depth > 0 => match engine.record(*id) {
@@ -111,7 +130,7 @@ pub fn context(engine: &Engine, event: &Event, rec: &Record, seq: u64) -> Json {
         })
         .collect();
     json!({
-        "record": record_json(engine, rec, 1),
+        "record": record_json(engine, rec, 2),
         "event": {
             "seq": seq,
             "created": event.created,

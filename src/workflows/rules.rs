@@ -57,6 +57,10 @@ struct TriggerConf {
     /// is then.
     #[serde(default)]
     after: Option<String>,
+    /// Also run on what a connector's first full read brings (the system's past): off by
+    /// default, so connecting a system does not replay its history through the rules.
+    #[serde(default)]
+    backfill: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,6 +194,8 @@ pub struct Rule {
     pub description: String,
     pub trigger: Trigger,
     pub after: Option<Duration>,
+    /// Runs on changes read by a connector's first full read too.
+    pub backfill: bool,
     pub when: Option<String>,
     pub actions: Vec<Action>,
     pub max_depth: u8,
@@ -388,6 +394,7 @@ impl Ctx<'_> {
             description: r.description,
             trigger: trigger?,
             after,
+            backfill: r.on.backfill,
             when: r.when,
             actions,
             max_depth: r.max_depth.unwrap_or(DEFAULT_MAX_DEPTH),

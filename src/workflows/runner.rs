@@ -208,6 +208,7 @@ impl Runner {
     pub fn step(&self) -> Result<usize, EngineError> {
         let mut n = 0;
         for (seq, event) in self.engine.events(BATCH)? {
+            tracing::debug!(seq, record = %event.record, kind = %event.kind, created = event.created, backfill = event.backfill, depth = event.depth, changes = event.changes.len(), "workflow event");
             let decided: Vec<Decided> = self
                 .rules
                 .0
@@ -382,12 +383,22 @@ impl Runner {
             })
             .collect();
         let depth = event.depth.saturating_add(1);
+        // The crash tests' two moments: the runs decided and nothing written, and all of
+        // it written with nothing pushed yet.
+        #[cfg(feature = "failpoints")]
+        for d in &decided {
+            crate::engine::crash_at("workflow-act", &d.rule);
+        }
         let result = self
             .engine
             .act(depth, &acts, std::slice::from_ref(&consumed), |outcomes| {
                 self.notes(&decided, outcomes, None)
             });
         let applied = result.is_ok();
+        #[cfg(feature = "failpoints")]
+        for d in decided.iter().filter(|_| applied) {
+            crate::engine::crash_at("workflow-acted", &d.rule);
+        }
         match result {
             Ok(_) => {}
             Err(EngineError::Store(e)) => return Err(EngineError::Store(e)),
@@ -512,6 +523,7 @@ impl Runner {
             created: matches!(rule.trigger, super::rules::Trigger::Created(_)),
             changes,
             depth: 0,
+            backfill: false,
         };
         let ctx = eval::context(&self.engine, &event, &rec, 0);
         let holds = eval::condition(&self.env, rule, &ctx)?;

@@ -259,10 +259,14 @@ impl Rig {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start revsync run");
+        let connectors = std::fs::read_dir(self.config_dir().join("connectors"))
+            .map(|d| d.count())
+            .unwrap_or(4);
         Daemon {
             child: Some(child),
             base: format!("http://127.0.0.1:{port}"),
             log,
+            connectors,
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .no_proxy()
@@ -289,6 +293,8 @@ pub struct Daemon {
     pub base: String,
     log: PathBuf,
     client: reqwest::Client,
+    /// Connectors configured: converged only once each of them answers on `/status`.
+    connectors: usize,
 }
 
 /// One connector's counters from `/status`.
@@ -402,7 +408,7 @@ impl Daemon {
             let same = last
                 .as_ref()
                 .is_some_and(|(w, s)| *w == written && *s == snap);
-            if !same || queued > 0 || !unread.is_empty() || c.len() < 4 {
+            if !same || queued > 0 || !unread.is_empty() || c.len() < self.connectors {
                 quiet_since = Instant::now();
             }
             why = format!(
@@ -847,4 +853,15 @@ impl Snapshot {
         }
         out
     }
+}
+
+/// The daemon's `revsync.yaml` of a custom rig: any port, the admin token, a short flush.
+pub fn write_daemon_yaml(dir: &Path) {
+    std::fs::write(
+        dir.join("revsync.yaml"),
+        format!(
+            "version: 1\nserver:\n  listen: 127.0.0.1:0\n  admin_token: {ADMIN_TOKEN}\nstore:\n  path: data\n  flush_interval_ms: 500\nlog:\n  level: warn\n"
+        ),
+    )
+    .unwrap();
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use revsync::demo::seed::Sims;
 use serde_json::{json, Map, Value};
 
-use crate::harness::{key, Rig, ADMIN_TOKEN};
+use crate::harness::{key, Rig};
 
 const PEOPLE: usize = 400;
 const SEED: u64 = 0x1d3_7171;
@@ -244,13 +244,7 @@ fn seed(sims: &Sims, people: &[Person]) -> Vec<Vec<String>> {
 /// People in HubSpot, Salesforce (Contacts), Zendesk (users) and Stripe (customers as
 /// people, read only): the three first get everyone, Stripe keeps its own.
 fn write_config(dir: &Path) {
-    std::fs::write(
-        dir.join("revsync.yaml"),
-        format!(
-            "version: 1\nserver:\n  listen: 127.0.0.1:0\n  admin_token: {ADMIN_TOKEN}\nstore:\n  path: data\n  flush_interval_ms: 500\nlog:\n  level: warn\n"
-        ),
-    )
-    .unwrap();
+    super::harness::write_daemon_yaml(dir);
     let files = [
         (
             "hubspot",

@@ -14,6 +14,7 @@ mod harness;
 mod identity;
 mod plan;
 mod soak;
+mod workflows;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -26,6 +26,9 @@ pub struct Event {
     /// How many consumer-submitted writes led to this one (0: a system's or an
     /// operator's change). A consumer bounds its chains with it.
     pub depth: u8,
+    /// Read during the connector's first full read of the object (the system's past,
+    /// not a change happening now).
+    pub backfill: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -197,7 +200,7 @@ impl Txn<'_> {
     /// The events of this write, one per record it changed, into the batch's overlay:
     /// called at the end, when every record holds its final state.
     pub(super) fn note_events(&mut self, ids: &BTreeSet<Uuid>) -> Result<(), EngineError> {
-        let Some(depth) = self.events else {
+        let Some((depth, backfill)) = self.events else {
             return Ok(());
         };
         for &id in ids {
@@ -216,9 +219,10 @@ impl Txn<'_> {
                     None => super::super::read_record_and_sync(self.store, id)?.map(|s| s.record),
                 }
             };
-            let Some(event) = diff(stored.as_ref(), after, self.now, depth) else {
+            let Some(mut event) = diff(stored.as_ref(), after, self.now, depth) else {
                 continue;
             };
+            event.backfill = backfill;
             self.seq += 1;
             let key = self.seq.to_be_bytes().to_vec();
             self.put(Table::Events, key, codec::encode(&event));
@@ -266,6 +270,7 @@ pub fn diff(before: Option<&Record>, after: &Record, at: i64, depth: u8) -> Opti
         created,
         changes,
         depth,
+        backfill: false,
     })
 }
 
