@@ -250,13 +250,12 @@ async fn a_won_deal_becomes_one_stripe_subscription_and_one_onboarding_ticket_ac
     std::fs::write(&file, rules).unwrap();
     let _clock = ClockMover::start(&rig);
 
+    // Acme becomes a Stripe customer; the deal, not won yet, starts nothing.
     let mut d = rig.start();
-    d.converge(&rig.sims, CONVERGE).await;
-    assert_eq!(
-        rig.sims.stripe.ids("customers").len(),
-        1,
-        "Acme is a Stripe customer"
-    );
+    wait_for(&d, "Acme as a Stripe customer", CONVERGE, || {
+        rig.sims.stripe.ids("customers").len() == 1
+    })
+    .await;
     assert!(rig.sims.stripe.ids("subscriptions").is_empty());
     d.stop();
 
