@@ -377,6 +377,25 @@ impl ZendeskConnector {
         Ok(found.and_then(|o| o.get("id")).and_then(mapping::id_text))
     }
 
+    /// The ticket revsync made for canonical record `key`, if one exists: List Tickets
+    /// filtered by `external_id` (not the search index, so a ticket made a second ago is
+    /// found). External ids need not be unique; the oldest wins.
+    async fn ticket_by_external_id(&self, key: &str) -> Result<Option<String>, ConnectorError> {
+        let req = self
+            .client
+            .request(Method::GET, "tickets")
+            .with_query("external_id", key.to_owned());
+        let v = self.client.json(req).await?;
+        Ok(v.get("tickets")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|t| t.get("external_id").and_then(Value::as_str) == Some(key))
+            .filter_map(|t| t.get("id").and_then(Value::as_u64))
+            .min()
+            .map(|id| id.to_string()))
+    }
+
     /// external_id -> id. `show_many?external_ids=` (API_FACTS lists only `ids=` [U]).
     async fn organizations_by_external_id(
         &self,
@@ -499,8 +518,35 @@ impl ZendeskConnector {
             let body = mapping::payload(&item.fields);
             let r = match &item.op {
                 PushOp::Create { canonical_id } => {
+                    let key = canonical_id.to_string();
+                    // A ticket this record already has (made by a create whose answer was
+                    // lost, perhaps before the idempotency key's unknown lifetime ran out)
+                    // is adopted, not made twice: so creates need not wait for the export's
+                    // held-back minute after a start.
+                    let found = match self.ticket_by_external_id(&key).await {
+                        Ok(found) => found,
+                        Err(
+                            e @ (ConnectorError::Auth(_)
+                            | ConnectorError::RateLimited { .. }
+                            | ConnectorError::Transient(_)),
+                        ) if !sent => return Err(e),
+                        Err(e) => {
+                            answer(&mut results, i, Err(e));
+                            continue;
+                        }
+                    };
+                    if let Some(id) = found {
+                        let req = self
+                            .client
+                            .request(Method::PUT, &format!("tickets/{id}"))
+                            .with_json(json!({ "ticket": body }));
+                        let r = self.client.json(req).await.map(|_| id);
+                        sent = true;
+                        answer(&mut results, i, r);
+                        continue;
+                    }
                     let mut body = body;
-                    body.insert("external_id".into(), json!(canonical_id.to_string()));
+                    body.insert("external_id".into(), json!(key));
                     // The key is the canonical id: every retry of this create is the same
                     // request to Zendesk, which answers with the ticket it made.
                     let req = self
@@ -782,10 +828,10 @@ impl Connector for ZendeskConnector {
     }
 
     /// Users are pushed with `create_or_update_many` (matched on external id, then email);
-    /// an organization whose name is taken is looked up by name and adopted. Tickets have
-    /// no natural key.
+    /// an organization whose name is taken is looked up by name and adopted; a ticket is
+    /// looked up by the external id revsync gives it (the canonical id) before it is made.
     fn creates_match_existing(&self, object: &str) -> bool {
-        matches!(object, "users" | "organizations")
+        matches!(object, "users" | "organizations" | "tickets")
     }
 
     async fn fetch_by_ids(

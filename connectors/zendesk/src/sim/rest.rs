@@ -433,6 +433,27 @@ pub(super) async fn list(
     }
     let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
     let base = format!("{}/api/v2/{}.json", s.base, o.key());
+    // List Tickets takes `external_id` (Zendesk's Tickets API reference): the tickets
+    // carrying it, read from the database, not the search index. Deleted ones are not
+    // listed (they are in the deleted tickets view).
+    if let Some(ext) = q.get("external_id").filter(|_| o == Obj::Tickets) {
+        let ids = s
+            .index
+            .get(&(o, "external_id", normal(ext)))
+            .cloned()
+            .unwrap_or_default();
+        let rows: Vec<Value> = ids
+            .iter()
+            .filter_map(|id| s.tickets.get(id))
+            .filter(|r| r.body.get("status").and_then(Value::as_str) != Some("deleted"))
+            .map(|r| r.body.clone())
+            .collect();
+        let count = rows.len();
+        return Json(
+            json!({ "tickets": rows, "count": count, "next_page": null, "previous_page": null }),
+        )
+        .into_response();
+    }
     let table = s.table(o);
     let count = table.len();
     let rows: Vec<Value> = table
