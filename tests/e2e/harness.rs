@@ -310,6 +310,9 @@ pub struct Counts {
     pub webhooks_accepted: u64,
     pub webhooks_rejected: u64,
     pub read_ok: bool,
+    /// The system still holds back changes made before the daemon's start (Zendesk's
+    /// exports keep their newest minute).
+    pub held_back: bool,
 }
 
 impl Daemon {
@@ -343,6 +346,7 @@ impl Daemon {
                             // Read once, and nothing held back (Zendesk's last minute).
                             read_ok: !c["last_success_at"].is_null()
                                 && c["held_back"].as_array().is_none_or(Vec::is_empty),
+                            held_back: c["held_back"].as_array().is_some_and(|h| !h.is_empty()),
                         },
                     )
                 })
@@ -377,6 +381,7 @@ impl Daemon {
         let mut last: Option<(u64, Snapshot)> = None;
         let mut quiet_since = Instant::now();
         let mut why = String::from("no /status answer");
+        let mut moved = Instant::now();
         loop {
             assert!(
                 started.elapsed() < timeout,
@@ -397,6 +402,14 @@ impl Daemon {
             let Some(c) = self.counts().await else {
                 continue;
             };
+            // Zendesk's exports serve a change a minute after it was made, so a daemon
+            // is not read through until its account's clock passed the minute after its
+            // first read: the account's clock is moved on rather than the test waiting
+            // (each start would otherwise cost a minute). Records keep their order.
+            if c.values().any(|x| x.held_back) && moved.elapsed() >= Duration::from_secs(1) {
+                sims.zendesk.advance(61);
+                moved = Instant::now();
+            }
             let snap = Snapshot::take(sims);
             let written: u64 = c.values().map(|x| x.records_out).sum();
             let queued: u64 = c.values().map(|x| x.outbox).sum();
