@@ -36,7 +36,7 @@ pub use mapping::Mappings;
 pub use policy::Policies;
 pub use txn::EditOutcome;
 use txn::Txn;
-pub use txn::{diff, Act, ActOutcome, Event, FieldChange, Unmerged};
+pub use txn::{diff, Act, ActOutcome, Event, FieldChange, Unmerged, WORKFLOW_PREFIX};
 
 /// Entries one store call reads when the engine walks a range it needs whole.
 pub const SCAN_PAGE: usize = 1024;

@@ -22,7 +22,7 @@ use crate::store::{Store, Table, WriteBatch};
 mod acts;
 mod scored;
 mod unmerge;
-pub use acts::{diff, Act, ActOutcome, Event, FieldChange};
+pub use acts::{diff, Act, ActOutcome, Event, FieldChange, WORKFLOW_PREFIX};
 use scored::Scored;
 pub use unmerge::Unmerged;
 
@@ -288,16 +288,30 @@ impl<'a> Txn<'a> {
     }
 
     /// Keep the value a revenue record's field took (KPIs read a subscription's or a deal's
-    /// state as of any instant); other kinds keep only their current values.
-    fn history(&mut self, kind: Kind, record: Uuid, field: &str, entry: &FieldEntry) {
+    /// state as of any instant); other kinds keep only their current values. `prior` is the
+    /// value it replaces: a value that wins over a later-stamped one (a system that owns the
+    /// field, or one whose clock has whole seconds, answering a rule's write made within
+    /// that second) is kept just after it, so the history's last value is the current one.
+    fn history(
+        &mut self,
+        kind: Kind,
+        record: Uuid,
+        field: &str,
+        entry: &FieldEntry,
+        prior: Option<&FieldEntry>,
+    ) {
         if keeps_history(kind) {
             let value = codec::HistoryEntry {
                 value: entry.value.clone(),
                 connector: entry.from.connector.clone(),
             };
+            let ts = match prior.map(|p| p.from.source_ts) {
+                Some(p) if p >= entry.from.source_ts => p.saturating_add(1),
+                _ => entry.from.source_ts,
+            };
             self.put(
                 Table::History,
-                codec::history_key(record, entry.from.source_ts, field),
+                codec::history_key(record, ts, field),
                 codec::encode(&value),
             );
         }
@@ -697,7 +711,7 @@ impl<'a> Txn<'a> {
                     refreshed = true;
                 }
                 Decision::Take(reason) => {
-                    self.history(rec.kind, id, field, &incoming);
+                    self.history(rec.kind, id, field, &incoming, rec.fields.get(field));
                     let old = put_field(&mut rec.fields, field, incoming.clone());
                     if joining {
                         journaled.push((field.clone(), old.clone(), incoming.clone()));
@@ -880,7 +894,7 @@ impl<'a> Txn<'a> {
                     EditOutcome::Same
                 }
                 Decision::Take(_) => {
-                    self.history(rec.kind, id, field, &incoming);
+                    self.history(rec.kind, id, field, &incoming, rec.fields.get(field));
                     let old = put_field(&mut rec.fields, field, incoming.clone());
                     if let Some(old) = old.filter(|o| !o.value.is_empty()) {
                         self.audit(
@@ -1268,7 +1282,7 @@ impl<'a> Txn<'a> {
                         journaled.push((field.clone(), old, entry.clone()));
                     }
                     Decision::Take(reason) => {
-                        self.history(s.kind, survivor_id, field, entry);
+                        self.history(s.kind, survivor_id, field, entry, s.fields.get(field));
                         let old = s.fields.insert(field.clone(), entry.clone());
                         journaled.push((field.clone(), old.clone(), entry.clone()));
                         if let Some(old) = old.filter(|o| !o.value.is_empty()) {

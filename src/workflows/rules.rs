@@ -210,7 +210,7 @@ impl Rule {
 }
 
 pub fn source_of(rule: &str) -> String {
-    format!("workflow:{rule}")
+    format!("{}{rule}", crate::engine::WORKFLOW_PREFIX)
 }
 
 /// Every rule of a configuration directory.

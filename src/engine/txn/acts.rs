@@ -157,7 +157,7 @@ impl Txn<'_> {
                 value: value.clone(),
                 from: at.clone(),
             };
-            self.history(kind, id, field, &entry);
+            self.history(kind, id, field, &entry, None);
             rec.fields.insert(field.clone(), entry);
         }
         rec.version = 1;
@@ -222,7 +222,9 @@ impl Txn<'_> {
             let Some(mut event) = diff(stored.as_ref(), after, self.now, depth) else {
                 continue;
             };
-            event.backfill = backfill;
+            // A record a rule made is no system's past: what a first read says of it (the
+            // subscription a rule created turning active) carries that rule's chain on.
+            event.backfill = backfill && !stored.as_ref().is_some_and(made_by_rule);
             self.seq += 1;
             let key = self.seq.to_be_bytes().to_vec();
             self.put(Table::Events, key, codec::encode(&event));
@@ -230,6 +232,16 @@ impl Txn<'_> {
         }
         Ok(())
     }
+}
+
+/// How the provenance of a workflow rule's writes begins (`workflow:<rule>`).
+pub const WORKFLOW_PREFIX: &str = "workflow:";
+
+/// Whether a workflow rule made the record (a field still has the rule's provenance).
+fn made_by_rule(r: &Record) -> bool {
+    r.fields
+        .values()
+        .any(|f| f.from.connector.starts_with(WORKFLOW_PREFIX))
 }
 
 /// What a write did to one record; `None` when no value changed.

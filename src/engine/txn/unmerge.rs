@@ -194,7 +194,7 @@ impl Txn<'_> {
             }
             match before {
                 Some(b) => {
-                    self.history(s.kind, survivor, field, b);
+                    self.history(s.kind, survivor, field, b, s.fields.get(field));
                     s.fields.insert(field.clone(), b.clone());
                 }
                 None => {
