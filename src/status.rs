@@ -211,6 +211,9 @@ pub struct ConnectorStatus {
     /// (Zendesk's exports keep the last minute): a record made there just before may not
     /// be read yet. Empty once every object was served in full since start.
     pub held_back: Vec<String>,
+    /// Objects whose first read to the end (their past, the first sync) is done and kept:
+    /// what is read from them now is live change, on which workflow rules run.
+    pub read_through: Vec<String>,
     /// Pushes are held back (auth or quota) while reads may still work: a successful
     /// read must not report the connector healthy.
     #[serde(skip)]
@@ -236,6 +239,7 @@ impl ConnectorStatus {
             records_echoed: 0,
             records_filtered: 0,
             held_back: Vec::new(),
+            read_through: Vec::new(),
             dry_run: false,
             would_write: None,
             records_out: 0,

@@ -174,10 +174,30 @@ fn demo_once_converges_and_merges_identities() {
     // subscriptions add up to.
     assert!(stdout.contains("revenue (KPIs)"), "{stdout}");
     assert!(num(&s, "mrr_seeded") > 0, "{s:?}");
-    assert_eq!(num(&s, "mrr_usd"), num(&s, "mrr_seeded"), "{s:?}");
+    // Plus what the subscriptions the workflow rules made add.
+    assert!(num(&s, "mrr_chain") > 0, "{s:?}");
+    assert_eq!(
+        num(&s, "mrr_usd"),
+        num(&s, "mrr_seeded") + num(&s, "mrr_chain"),
+        "{s:?}"
+    );
     // The two months before this one have MRR: the subscriptions' past came from Stripe
     // (their start dates and past invoices), not from watching it happen.
     assert_eq!(num(&s, "mrr_past_months"), 2, "{s:?}");
+
+    // The shipped workflow rules carry what was captured on: the live registrants are
+    // HubSpot leads (the one who attended an MQL), and each deal the rep won is one Stripe
+    // subscription and one Zendesk onboarding ticket, counted in the simulators.
+    assert!(stdout.contains("workflows "), "{stdout}");
+    assert_eq!(num(&s, "chain_registered"), 3, "{s:?}");
+    assert_eq!(num(&s, "chain_leads"), 3, "{s:?}");
+    assert_eq!(num(&s, "chain_mqls"), 1, "{s:?}");
+    let won = num(&s, "chain_won");
+    assert!(won > 0, "{s:?}");
+    assert_eq!(num(&s, "chain_subscriptions"), won, "{s:?}");
+    assert_eq!(num(&s, "chain_tickets"), won, "{s:?}");
+    // One of those customers falls past due with an urgent ticket: flagged at risk.
+    assert_eq!(num(&s, "chain_at_risk"), 1, "{s:?}");
 }
 
 #[test]

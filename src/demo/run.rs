@@ -34,9 +34,17 @@ const MIN_RUN: Duration = Duration::from_secs(24);
 /// `registrant.created` webhooks bring them in as new leads.
 const REGISTER_AFTER: Duration = Duration::from_secs(8);
 const LIVE_REGISTRANTS: usize = 3;
+/// How long after registering the first live registrant attends (an MQL by rule 1).
+const ATTEND_AFTER: Duration = Duration::from_secs(5);
+
+/// When a rep wins deals in HubSpot at the earliest (and once its deals were read
+/// through), and how many: the shipped rules carry each one on to a Stripe subscription
+/// and a Zendesk onboarding ticket.
+const WIN_AFTER: Duration = Duration::from_secs(10);
+const WON_DEALS: usize = 3;
 
 /// config/demo/, compiled in so the demo runs from any directory.
-const FILES: [(&str, &str); 6] = [
+const FILES: [(&str, &str); 10] = [
     (
         "revsync.yaml",
         include_str!("../../config/demo/revsync.yaml"),
@@ -60,6 +68,23 @@ const FILES: [(&str, &str); 6] = [
     (
         "connectors/webinar.yaml",
         include_str!("../../config/demo/connectors/webinar.yaml"),
+    ),
+    // The shipped example rules, as they are: the demo runs the chain they make.
+    (
+        "workflows/1-webinar-to-lead.yaml",
+        include_str!("../../config/examples/workflows/1-webinar-to-lead.yaml"),
+    ),
+    (
+        "workflows/2-deal-won-to-subscription.yaml",
+        include_str!("../../config/examples/workflows/2-deal-won-to-subscription.yaml"),
+    ),
+    (
+        "workflows/3-subscription-active-onboarding.yaml",
+        include_str!("../../config/examples/workflows/3-subscription-active-onboarding.yaml"),
+    ),
+    (
+        "workflows/4-past-due-at-risk.yaml",
+        include_str!("../../config/examples/workflows/4-past-due-at-risk.yaml"),
     ),
 ];
 
@@ -118,6 +143,7 @@ fn run_dir() -> anyhow::Result<PathBuf> {
         .unwrap_or_default();
     let dir = std::env::temp_dir().join(format!("{RUN_DIR_PREFIX}{}-{nanos}", std::process::id()));
     std::fs::create_dir_all(dir.join("connectors"))?;
+    std::fs::create_dir_all(dir.join("workflows"))?;
     for (name, text) in FILES {
         std::fs::write(dir.join(name), text)?;
     }
@@ -147,6 +173,44 @@ pub fn demo(args: DemoArgs) -> u8 {
     // The simulators live only in this process: the store is meaningless without them.
     let _ = std::fs::remove_dir_all(&dir);
     code
+}
+
+/// Where the demo's at-risk step is: not yet, done (a customer fell past due with an
+/// urgent ticket), or skipped (no subscribed customer with an onboarding ticket showed).
+const RISK_PENDING: u8 = 0;
+const RISK_STARTED: u8 = 1;
+const RISK_SKIPPED: u8 = 2;
+
+/// Once the won deals' onboarding tickets exist, an agent makes one of them urgent (Zendesk
+/// announces it by webhook) and then Stripe finds that customer's payment failing: the
+/// subscription goes past due, and rule 4 flags the customer at risk in HubSpot.
+async fn at_risk_step(
+    zd: &revsync_zendesk::sim::Sim,
+    st: &revsync_stripe::sim::Sim,
+    hook: &str,
+) -> u8 {
+    for _ in 0..240 {
+        if let Some((ticket, sub)) = seed::onboarded(zd, st) {
+            zd.update(
+                "tickets",
+                &ticket,
+                serde_json::json!({"priority": "urgent", "status": "open"}),
+            );
+            if zd
+                .deliver(hook, "ticket.priority_changed", &ticket)
+                .await
+                .is_err()
+            {
+                return RISK_SKIPPED;
+            }
+            // The ticket's change is applied before the subscription's is read.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            st.set_subscription_status(&sub, "past_due");
+            return RISK_STARTED;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    RISK_SKIPPED
 }
 
 /// Counters of one connector, from `/status`.
@@ -281,12 +345,62 @@ async fn demo_inner(args: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
         })
     };
 
-    // People register for a webinar during the run: new leads, by webhook.
+    // People register for a webinar during the run: new leads, by webhook. The first one
+    // attends a little later.
     let live = {
         let wb = sims.webinar.clone();
         tokio::spawn(async move {
             tokio::time::sleep(REGISTER_AFTER).await;
-            seed::register_live(&wb, LIVE_REGISTRANTS)
+            let live = seed::register_live(&wb, LIVE_REGISTRANTS);
+            tokio::time::sleep(ATTEND_AFTER).await;
+            seed::attend(&wb, live.get(..1).unwrap_or_default());
+            live
+        })
+    };
+
+    // A rep wins deals in HubSpot once the daemon has read its deals through: what it
+    // reads before is HubSpot's past, on which rules do not run. The workflow chain starts.
+    let won_count = Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX));
+    let risk = Arc::new(std::sync::atomic::AtomicU8::new(RISK_PENDING));
+    let won = {
+        let hs = sims.hubspot.clone();
+        let (zd, st) = (sims.zendesk.clone(), sims.stripe.clone());
+        let url = format!("http://{addr}/status");
+        let hook = format!("http://{addr}/webhooks/{ZENDESK}");
+        let count = won_count.clone();
+        let risk = risk.clone();
+        let settle = move |won: Option<Vec<String>>| {
+            let n = won.as_ref().map_or(0, Vec::len);
+            count.store(n, std::sync::atomic::Ordering::Relaxed);
+            won
+        };
+        tokio::spawn(async move {
+            tokio::time::sleep(WIN_AFTER).await;
+            let client = reqwest::Client::builder().no_proxy().build().ok()?;
+            for _ in 0..600 {
+                let read = match client.get(&url).send().await {
+                    Ok(r) => r.json::<Value>().await.ok(),
+                    Err(_) => None,
+                };
+                let through = read.as_ref().and_then(|s| {
+                    s["connectors"]
+                        .as_array()?
+                        .iter()
+                        .find(|c| c["id"] == HUBSPOT)?["read_through"]
+                        .as_array()
+                        .map(|o| o.iter().any(|o| o == "deals"))
+                });
+                if through == Some(true) {
+                    let won = settle(Some(seed::win_deals(&hs, WON_DEALS)));
+                    // Then one of those customers gets into trouble (rule 4).
+                    let step = at_risk_step(&zd, &st, &hook).await;
+                    risk.store(step, std::sync::atomic::Ordering::Relaxed);
+                    return won;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            risk.store(RISK_SKIPPED, std::sync::atomic::Ordering::Relaxed);
+            settle(None)
         })
     };
 
@@ -320,7 +434,34 @@ async fn demo_inner(args: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
         eprintln!("console: {base}/  (one-time sign-in link: {link})");
     }
     let started = Instant::now();
-    let outcome = converge(&client, &base, args.timeout_secs, &daemon, &stop).await;
+    // The workflow chain has gaps with nothing queued (a rule waits for the next read):
+    // not converged before every won deal has its onboarding ticket.
+    let chain_settled = || {
+        let won = won_count.load(std::sync::atomic::Ordering::Relaxed);
+        if won == usize::MAX {
+            return Some("the rep has not won the deals yet".to_owned());
+        }
+        let tickets = Chain::onboarding_tickets(&sims.zendesk);
+        if tickets < won {
+            return Some(format!("{tickets} of {won} onboarding tickets made"));
+        }
+        match risk.load(std::sync::atomic::Ordering::Relaxed) {
+            RISK_PENDING => Some("a customer is about to fall past due".to_owned()),
+            RISK_STARTED if Chain::at_risk(&sims.hubspot) == 0 => {
+                Some("the past-due customer is not flagged at risk yet".to_owned())
+            }
+            _ => None,
+        }
+    };
+    let outcome = converge(
+        &client,
+        &base,
+        args.timeout_secs,
+        &daemon,
+        &stop,
+        chain_settled,
+    )
+    .await;
     other_app.abort();
     if let Ok(n) = rep.await {
         eprintln!(
@@ -337,11 +478,22 @@ async fn demo_inner(args: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
         );
     }
     refs.extend(live.iter().map(|id| (WEBINAR, "registrants", id.clone())));
+    let won = won.await.ok().flatten().unwrap_or_default();
+    if !won.is_empty() {
+        eprintln!(
+            "a rep won {} deals in HubSpot once its deals were read through",
+            won.len(),
+        );
+    }
     let elapsed = started.elapsed();
 
     let last = get_json(&client, &format!("{base}/status")).await.ok();
     let summary = match &last {
-        Some(_) => Some(summarize(&client, &base, &world, &refs, &live).await),
+        Some(_) => {
+            let mut s = summarize(&client, &base, &world, &refs, &live).await;
+            s.chain = Chain::count(&sims, &live, won.len());
+            Some(s)
+        }
         None => None,
     };
     print_summary(
@@ -397,6 +549,7 @@ async fn converge(
     timeout_secs: u64,
     daemon: &tokio::task::JoinHandle<anyhow::Result<()>>,
     stop: &CancellationToken,
+    unsettled: impl Fn() -> Option<String>,
 ) -> Outcome {
     let tty = std::io::stderr().is_terminal();
     let bar = if tty {
@@ -444,8 +597,11 @@ async fn converge(
                 .all(|(k, a)| now.get(k).is_some_and(|b| a.records_out == b.records_out))
         });
         let early = started.elapsed() < MIN_RUN;
+        let waiting = unsettled();
         why = if !behind.is_empty() {
             behind.join(", ")
+        } else if let Some(w) = &waiting {
+            w.clone()
         } else if queued > 0 {
             format!("{queued} pushes still queued")
         } else if early {
@@ -453,7 +609,7 @@ async fn converge(
         } else {
             "writes still happening".to_owned()
         };
-        quiet_polls = if behind.is_empty() && queued == 0 && still && !early {
+        quiet_polls = if behind.is_empty() && waiting.is_none() && queued == 0 && still && !early {
             quiet_polls + 1
         } else {
             0
@@ -508,6 +664,100 @@ struct Summary {
     /// MRR the seeded subscriptions add up to by MODEL.md's rule (USD minor units): what
     /// the KPI report must find.
     seeded_mrr: i64,
+    chain: Chain,
+}
+
+/// What the shipped workflow rules did during the run, counted in the simulators:
+/// registrants -> leads (-> MQLs) and deals won -> subscriptions -> onboarding tickets.
+#[derive(Default)]
+struct Chain {
+    registrants: usize,
+    /// Live registrants that are HubSpot contacts in lifecycle stage lead or MQL.
+    leads: usize,
+    mqls: usize,
+    won: usize,
+    /// Stripe subscriptions revsync made (`metadata[revsync_id]`).
+    subscriptions: usize,
+    /// Zendesk onboarding tickets revsync made (external id set).
+    tickets: usize,
+    /// HubSpot companies flagged at risk.
+    at_risk: usize,
+    /// The MRR those subscriptions add (USD minor units, by their price and quantity).
+    mrr: i64,
+}
+
+impl Chain {
+    /// HubSpot companies flagged at risk (rule 4).
+    fn at_risk(hs: &revsync_hubspot::sim::Sim) -> usize {
+        hs.ids("companies")
+            .iter()
+            .filter_map(|id| hs.get("companies", id))
+            .filter(|p| p.get("at_risk").map(String::as_str) == Some("true"))
+            .count()
+    }
+
+    /// Onboarding tickets revsync made in Zendesk (external id set, subject of rule 3).
+    fn onboarding_tickets(zd: &revsync_zendesk::sim::Sim) -> usize {
+        zd.ids("tickets")
+            .iter()
+            .filter_map(|id| zd.record("tickets", id))
+            .filter(|t| {
+                t["external_id"].is_string()
+                    && t["subject"]
+                        .as_str()
+                        .is_some_and(|s| s.starts_with("Onboarding:"))
+            })
+            .count()
+    }
+
+    fn count(sims: &seed::Sims, live: &[String], won: usize) -> Chain {
+        let emails: BTreeSet<String> = sims
+            .webinar
+            .registrants()
+            .iter()
+            .filter(|r| live.iter().any(|id| r["id"].as_str() == Some(id)))
+            .filter_map(|r| r["email"].as_str().map(str::to_lowercase))
+            .collect();
+        let hs = &sims.hubspot;
+        let stage = |stage: &str| {
+            hs.ids("contacts")
+                .iter()
+                .filter_map(|id| hs.get("contacts", id))
+                .filter(|p| {
+                    p.get("email")
+                        .is_some_and(|e| emails.contains(&e.to_lowercase()))
+                })
+                .filter(|p| p.get("lifecyclestage").map(String::as_str) == Some(stage))
+                .count()
+        };
+        let mqls = stage("marketingqualifiedlead");
+        let st = &sims.stripe;
+        let zd = &sims.zendesk;
+        let made: Vec<Value> = st
+            .ids("subscriptions")
+            .iter()
+            .filter_map(|id| st.get("subscriptions", id))
+            .filter(|s| at(s, "/metadata/revsync_id").is_string())
+            .collect();
+        Chain {
+            registrants: live.len(),
+            leads: stage("lead") + mqls,
+            mqls,
+            won,
+            subscriptions: made.len(),
+            mrr: made
+                .iter()
+                .filter(|s| matches!(at(s, "/status").as_str(), Some("active" | "past_due")))
+                .flat_map(|s| at(s, "/items/data").as_array().cloned().unwrap_or_default())
+                .map(|i| {
+                    at(&i, "/price/unit_amount").as_i64().unwrap_or(0)
+                        * at(&i, "/quantity").as_i64().unwrap_or(0)
+                })
+                .sum(),
+            tickets: Chain::onboarding_tickets(zd),
+            at_risk: Chain::at_risk(hs),
+        }
+    }
 }
 
 /// Where the webinar's registrants went.
@@ -912,6 +1162,15 @@ fn print_summary(
             w.live_in_both
         );
     }
+    if let Some(c) = summary
+        .map(|s| &s.chain)
+        .filter(|c| c.registrants + c.won > 0)
+    {
+        println!(
+            "  workflows           {} registered -> {} leads ({} MQL) in HubSpot; {} deals won -> {} Stripe subscriptions -> {} Zendesk onboarding tickets; past due with an urgent ticket -> {} HubSpot companies at risk",
+            c.registrants, c.leads, c.mqls, c.won, c.subscriptions, c.tickets, c.at_risk
+        );
+    }
     let mrr_usd = summary
         .and_then(|s| s.kpi.as_ref())
         .and_then(|k| k.pointer("/now/USD/mrr"))
@@ -1035,6 +1294,11 @@ fn print_summary(
             " mrr_usd={} mrr_seeded={} mrr_past_months={past}",
             mrr_usd.unwrap_or(-1),
             s.seeded_mrr
+        );
+        let c = &s.chain;
+        line += &format!(
+            " chain_registered={} chain_leads={} chain_mqls={} chain_won={} chain_subscriptions={} chain_tickets={} chain_at_risk={} mrr_chain={}",
+            c.registrants, c.leads, c.mqls, c.won, c.subscriptions, c.tickets, c.at_risk, c.mrr
         );
     }
     let id = |k: &str| {

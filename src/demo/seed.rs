@@ -346,7 +346,17 @@ pub fn seed_zendesk(sim: &zd::Sim, w: &World, refs: &mut Vec<CopyRef>) {
     sim.advance(120);
 }
 
+/// The prices the product-to-price map of config/examples/workflows/2-*.yaml names: the
+/// demo account holds them under those ids, as an operator's map names their own.
+pub const EXAMPLE_PRICES: [(&str, i64); 2] = [
+    ("price_starter_monthly", 2_900),
+    ("price_growth_monthly", 9_900),
+];
+
 pub fn seed_stripe(sim: &st::Sim, w: &World, refs: &mut Vec<CopyRef>) {
+    for (id, cents) in EXAMPLE_PRICES {
+        sim.seed_price(id, cents, "usd", "month", 1, false);
+    }
     let prices: Vec<String> = PLANS
         .iter()
         .map(|(_, cents, interval)| sim.create_price(*cents, "usd", interval, 1, false))
@@ -544,4 +554,64 @@ pub fn register_live(sim: &wb::Sim, n: usize) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// A rep marks up to `n` open HubSpot deals that have a company won, now (the first by id,
+/// so every run wins the same ones): the won-deal rule makes each a Stripe subscription.
+/// Their names.
+pub fn win_deals(sim: &hs::Sim, n: usize) -> Vec<String> {
+    let mut won = Vec::new();
+    for id in sim.ids("deals") {
+        if won.len() == n {
+            break;
+        }
+        let Some(props) = sim.get("deals", &id) else {
+            continue;
+        };
+        let open = !matches!(
+            props.get("dealstage").map(String::as_str),
+            Some("closedwon" | "closedlost")
+        );
+        let company = props
+            .get("associatedcompanyid")
+            .is_some_and(|c| !c.is_empty());
+        if open && company {
+            sim.update("deals", &id, &[("dealstage", "closedwon")]);
+            won.push(props.get("dealname").cloned().unwrap_or(id));
+        }
+    }
+    won
+}
+
+/// The registrants `ids` attend the webinar (the platform marks them so).
+pub fn attend(sim: &wb::Sim, ids: &[String]) {
+    for id in ids {
+        sim.update(id, json!({"attended": true}));
+    }
+}
+
+/// A customer revsync subscribed in Stripe (by a rule) and the onboarding ticket Zendesk
+/// holds for it, matched by the customer's name: (ticket id, subscription id).
+pub fn onboarded(zd: &zd::Sim, st: &st::Sim) -> Option<(String, String)> {
+    let tickets: Vec<(String, String)> = zd
+        .ids("tickets")
+        .into_iter()
+        .filter_map(|id| {
+            let t = zd.record("tickets", &id)?;
+            t.get("external_id")?.as_str()?;
+            let subject = t.get("subject")?.as_str()?.to_owned();
+            Some((id, subject))
+        })
+        .collect();
+    st.ids("subscriptions").into_iter().find_map(|sub| {
+        let s = st.get("subscriptions", &sub)?;
+        s.pointer("/metadata/revsync_id")?.as_str()?;
+        let customer = st.get("customers", s.get("customer")?.as_str()?)?;
+        let name = customer.get("name")?.as_str()?;
+        let prefix = format!("Onboarding: {name} (");
+        tickets
+            .iter()
+            .find(|(_, subject)| subject.starts_with(&prefix))
+            .map(|(t, _)| (t.clone(), sub.clone()))
+    })
 }

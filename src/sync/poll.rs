@@ -172,6 +172,7 @@ impl PollLoop {
             }
         });
         if self.backfilled.load(std::sync::atomic::Ordering::Relaxed) {
+            self.note_read_through();
             return;
         }
         let (engine, c, o) = (
@@ -189,7 +190,18 @@ impl PollLoop {
         if matches!(stored, Ok(Ok(()))) {
             self.backfilled
                 .store(true, std::sync::atomic::Ordering::Relaxed);
+            self.note_read_through();
         }
+    }
+
+    /// `/status` lists the object as read through (its past is in).
+    fn note_read_through(&self) {
+        let object = &self.object;
+        self.status.update(&self.connector_id, |s| {
+            if !s.read_through.contains(object) {
+                s.read_through.push(object.clone());
+            }
+        });
     }
 
     /// Record the failure and say how long to wait before the next try: `backoff` unless

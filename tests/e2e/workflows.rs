@@ -46,32 +46,6 @@ fn subjects(rig: &Rig) -> Vec<String> {
     s
 }
 
-/// Zendesk's exports hold back their newest minute, and creates there wait until a read
-/// reaches past the minute that was held back when the daemon started: the account's
-/// clock moves on a minute every second, rather than the test waiting for it. Stops
-/// when dropped.
-struct ClockMover(std::sync::Arc<std::sync::atomic::AtomicBool>);
-
-impl ClockMover {
-    fn start(rig: &Rig) -> Self {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (zd, flag) = (rig.sims.zendesk.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_secs(1));
-                zd.advance(61);
-            }
-        });
-        ClockMover(stop)
-    }
-}
-
-impl Drop for ClockMover {
-    fn drop(&mut self) {
-        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 /// Starts the daemon with the crash point `point` armed and waits for its SIGKILL.
 fn crash_at(rig: &Rig, point: &str) {
     let mut crashed = rig.start_with(&[("FAILPOINTS", point)]);
@@ -127,7 +101,6 @@ async fn a_won_deal_opens_one_zendesk_ticket_whenever_the_daemon_is_killed() {
     )
     .await;
 
-    let _clock = ClockMover::start(&rig);
     // The first read is HubSpot's past: no rule runs on it.
     let mut d = rig.start();
     d.converge(&rig.sims, CONVERGE).await;
@@ -186,40 +159,47 @@ async fn a_won_deal_opens_one_zendesk_ticket_whenever_the_daemon_is_killed() {
     );
 }
 
+/// A shipped example rule file (config/examples/workflows/), copied as it is.
+fn shipped(dir: &Path, file: &str) {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("config/examples/workflows")
+        .join(file);
+    std::fs::create_dir_all(dir.join("workflows")).unwrap();
+    std::fs::copy(from, dir.join("workflows").join(file)).unwrap();
+}
+
 const SUBSCRIBE: &str = "deal-won-subscription";
-const ONBOARD: &str = "subscription-onboarding";
+const ONBOARD: &str = "subscription-onboarding-ticket";
 
 /// HubSpot companies and deals in; companies out to Stripe as customers; subscriptions
-/// made in Stripe by a rule and read back; onboarding tickets out to Zendesk.
-fn write_chain_config(dir: &Path, price: &str) {
+/// made in Stripe by the shipped rule 2 and read back; onboarding tickets out to Zendesk
+/// by the shipped rule 3.
+fn write_chain_config(dir: &Path) {
     write_config(dir);
+    std::fs::remove_file(dir.join("workflows/onboarding.yaml")).unwrap();
     std::fs::write(
         dir.join("connectors/hubspot.yaml"),
-        "version: 1\nid: hubspot\ntype: hubspot\nparams:\n  token: pat-na1-revsync-demo\n  base_url: ${DEMO_HUBSPOT_URL}\n  search_overlap_secs: 1\npoll:\n  interval_secs: 1\nobjects:\n  companies:\n    kind: organization\n    direction: in\n    fields: { name: name, domain: domain }\n  deals:\n    kind: deal\n    direction: in\n    fields: { dealname: name, dealstage: { to: stage, map: default }, associatedcompanyid: { to: organization, ref: companies } }\n",
+        "version: 1\nid: hubspot\ntype: hubspot\nparams:\n  token: pat-na1-revsync-demo\n  base_url: ${DEMO_HUBSPOT_URL}\n  search_overlap_secs: 1\npoll:\n  interval_secs: 1\nobjects:\n  companies:\n    kind: organization\n    direction: in\n    fields: { name: name, domain: domain }\n  deals:\n    kind: deal\n    direction: in\n    fields: { dealname: name, dealstage: { to: stage, map: default }, hubspot_owner_id: owner, associatedcompanyid: { to: organization, ref: companies } }\n",
     )
     .unwrap();
     std::fs::write(
         dir.join("connectors/stripe.yaml"),
-        "version: 1\nid: stripe\ntype: stripe\nparams:\n  secret_key: sk_test_revsync_demo\n  base_url: ${DEMO_STRIPE_URL}\n  customers_as: organization\n  allow_billing_writes: true\npoll:\n  interval_secs: 1\nobjects:\n  customers:\n    kind: organization\n    fields: { name: name }\n  subscriptions:\n    kind: subscription\n    fields:\n      status: { to: status, map: default, direction: in }\n      plan: plan\n      quantity: quantity\n      customer: { to: customer, ref: customers }\n",
+        "version: 1\nid: stripe\ntype: stripe\nparams:\n  secret_key: sk_test_revsync_demo\n  base_url: ${DEMO_STRIPE_URL}\n  customers_as: organization\n  allow_billing_writes: true\npoll:\n  interval_secs: 1\nobjects:\n  customers:\n    kind: organization\n    fields: { name: name }\n  subscriptions:\n    kind: subscription\n    fields:\n      status: { to: status, map: default, direction: in }\n      plan: plan\n      quantity: quantity\n      mrr: { to: mrr, currency_field: currency, minor_units: true, direction: in }\n      currency: { to: currency, direction: in }\n      customer: { to: customer, ref: customers }\n",
     )
     .unwrap();
-    std::fs::write(
-        dir.join("workflows/onboarding.yaml"),
-        format!(
-            "version: 1\nrules:\n  - name: {SUBSCRIBE}\n    on: {{ changed: deal.status, to: won }}\n    when: record.organization\n    do:\n      - create:\n          kind: subscription\n          route: [stripe]\n          fields:\n            customer: \"{{{{ record.organization.id }}}}\"\n            plan: {price}\n            quantity: 2\n  - name: {ONBOARD}\n    on: {{ changed: subscription.status, to: active }}\n    do:\n      - create:\n          kind: ticket\n          route: [zendesk]\n          fields:\n            subject: \"Onboarding: {{{{ record.customer.name }}}}\"\n            priority: normal\n            status: new\n"
-        ),
-    )
-    .unwrap();
+    shipped(dir, "2-deal-won-to-subscription.yaml");
+    shipped(dir, "3-subscription-active-onboarding.yaml");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_won_deal_becomes_one_stripe_subscription_and_one_onboarding_ticket_across_a_kill() {
     let _one = crate::ONE_AT_A_TIME.lock().await;
     let mut deal = String::new();
-    let mut price = String::new();
     let rig = Rig::custom(
         |sims| {
-            price = sims.stripe.create_price(5_000, "usd", "month", 1, false);
+            // The price the shipped rule's product-to-price map falls back to.
+            sims.stripe
+                .seed_price("price_growth_monthly", 9_900, "usd", "month", 1, false);
             let company = sims.hubspot.create_at(
                 "companies",
                 &[("name", "Acme"), ("domain", "acme.example")],
@@ -230,6 +210,7 @@ async fn a_won_deal_becomes_one_stripe_subscription_and_one_onboarding_ticket_ac
                 &[
                     ("dealname", "Acme platform"),
                     ("dealstage", "appointmentscheduled"),
+                    ("hubspot_owner_id", "7001"),
                     ("associatedcompanyid", company.as_str()),
                 ],
                 1_700_000_000_000,
@@ -239,23 +220,18 @@ async fn a_won_deal_becomes_one_stripe_subscription_and_one_onboarding_ticket_ac
                 format!("hubspot:deals:{deal}"),
             ]
         },
-        |dir| write_chain_config(dir, "PRICE"),
+        write_chain_config,
     )
     .await;
-    // The price id is known once the simulator made it.
-    let file = rig.config_dir().join("workflows/onboarding.yaml");
-    let rules = std::fs::read_to_string(&file)
-        .unwrap()
-        .replace("PRICE", &price);
-    std::fs::write(&file, rules).unwrap();
-    let _clock = ClockMover::start(&rig);
 
-    // Acme becomes a Stripe customer; the deal, not won yet, starts nothing.
+    // Acme becomes a Stripe customer; the deal, not won yet, starts nothing. Stopped once
+    // HubSpot's deals were read through: a deal won after that is news, not the past.
     let mut d = rig.start();
     wait_for(&d, "Acme as a Stripe customer", CONVERGE, || {
         rig.sims.stripe.ids("customers").len() == 1
     })
     .await;
+    read_through(&d, "hubspot", "deals").await;
     assert!(rig.sims.stripe.ids("subscriptions").is_empty());
     d.stop();
 
@@ -276,9 +252,272 @@ async fn a_won_deal_becomes_one_stripe_subscription_and_one_onboarding_ticket_ac
     let sub = rig.sims.stripe.get("subscriptions", &subs[0]).unwrap();
     assert_eq!(
         sub["items"]["data"][0]["price"]["id"],
-        serde_json::json!(price)
+        serde_json::json!("price_growth_monthly")
     );
-    assert_eq!(sub["items"]["data"][0]["quantity"], serde_json::json!(2));
-    assert_eq!(subjects(&rig), ["Onboarding: Acme"], "{}", d.log_tail());
+    assert_eq!(sub["items"]["data"][0]["quantity"], serde_json::json!(1));
+    // Stripe bills the first period itself.
+    assert!(!rig.sims.stripe.ids("invoices").is_empty());
+    assert_eq!(
+        subjects(&rig),
+        ["Onboarding: Acme (deal owner: 7001)"],
+        "{}",
+        d.log_tail()
+    );
+    assert_eq!(done_runs(&d, SUBSCRIBE).await, 1);
+    assert_eq!(done_runs(&d, ONBOARD).await, 1);
+    // The KPIs count it: the rule wrote `incomplete` a moment before Stripe (whose clock
+    // has whole seconds) said `active`, and the history still ends with what Stripe said.
+    let kpi: serde_json::Value = serde_json::from_str(&d.get_text("/kpi").await).unwrap();
+    assert_eq!(kpi["now"]["USD"]["mrr"], 9_900, "{kpi}");
+    d.stop();
+}
+
+/// Waits until `/status` lists `object` of `connector` as read through (its past is in).
+async fn read_through(d: &super::harness::Daemon, connector: &str, object: &str) {
+    let start = std::time::Instant::now();
+    loop {
+        let through = d.status().await.is_some_and(|s| {
+            s["connectors"].as_array().is_some_and(|cs| {
+                cs.iter().any(|c| {
+                    c["id"] == connector
+                        && c["read_through"]
+                            .as_array()
+                            .is_some_and(|o| o.iter().any(|o| o == object))
+                })
+            })
+        });
+        if through {
+            return;
+        }
+        assert!(
+            start.elapsed() < CONVERGE,
+            "{connector}/{object} not read through\n{}",
+            d.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Done runs of `rule`, from the daemon's run log.
+async fn done_runs(d: &super::harness::Daemon, rule: &str) -> usize {
+    let text = d
+        .get_text(&format!("/admin/workflows/runs?rule={rule}&limit=1000"))
+        .await;
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    v["runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["status"] == "done")
+        .count()
+}
+
+const LEAD: &str = "webinar-registrant-to-lead";
+const MQL: &str = "webinar-attendee-to-mql";
+
+/// Shipped example 1: registrants of the webinar platform (the declarative REST connector
+/// of the demo) become HubSpot leads, and an attendee an MQL, with a SIGKILL in the middle
+/// of each rule; counted in HubSpot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webinar_registrants_become_leads_and_attendees_mqls_across_kills() {
+    let _one = crate::ONE_AT_A_TIME.lock().await;
+    let mut webinar = String::new();
+    let rig = Rig::custom(
+        |sims| {
+            let (w, _) = sims.webinar.seed(1, 0);
+            webinar = w[0].clone();
+            let old = sims.webinar.register(
+                &webinar, "early@webinar.example", "Early", "Bird", Some("Initech"), None,
+            );
+            vec![format!("webinar:registrants:{old}")]
+        },
+        |dir| {
+            super::harness::write_daemon_yaml(dir);
+            let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo/connectors");
+            let webinar = std::fs::read_to_string(demo.join("webinar.yaml"))
+                .unwrap()
+                .replace("interval_secs: 2", "interval_secs: 1");
+            std::fs::write(dir.join("connectors/webinar.yaml"), webinar).unwrap();
+            std::fs::write(
+                dir.join("connectors/hubspot.yaml"),
+                "version: 1\nid: hubspot\ntype: hubspot\nparams:\n  token: pat-na1-revsync-demo\n  base_url: ${DEMO_HUBSPOT_URL}\n  search_overlap_secs: 1\npoll:\n  interval_secs: 1\nobjects:\n  contacts:\n    kind: person\n    fields: { email: email, firstname: first_name, lastname: last_name, lifecyclestage: { to: lifecycle_stage, map: default } }\n",
+            )
+            .unwrap();
+            shipped(dir, "1-webinar-to-lead.yaml");
+        },
+    )
+    .await;
+    let stage = |email: &str| -> Vec<String> {
+        let hs = &rig.sims.hubspot;
+        hs.ids("contacts")
+            .iter()
+            .filter_map(|id| hs.get("contacts", id))
+            .filter(|p| p.get("email").map(String::as_str) == Some(email))
+            .map(|p| p.get("lifecyclestage").cloned().unwrap_or_default())
+            .collect()
+    };
+
+    // The registrant from before revsync is the webinar's past: a contact, no rule run.
+    let mut d = rig.start();
+    d.converge(&rig.sims, CONVERGE).await;
+    assert_eq!(stage("early@webinar.example"), ["lead"]);
+    assert_eq!(done_runs(&d, LEAD).await, 0);
+    d.stop();
+
+    // Registered while the daemon is down; it dies as the lead rule's run is decided.
+    let ada = rig.sims.webinar.register(
+        &webinar,
+        "ada@webinar.example",
+        "Ada",
+        "Lovelace",
+        Some("Analytical"),
+        None,
+    );
+    crash_at(&rig, &format!("workflow-act=return({LEAD})"));
+    let mut d = rig.start();
+    wait_for(&d, "Ada as a HubSpot lead", CONVERGE, || {
+        stage("ada@webinar.example") == ["lead"]
+    })
+    .await;
+    let view = d
+        .record(&format!("webinar:registrants:{ada}"))
+        .await
+        .unwrap();
+    assert_eq!(view["fields"]["lead_status"]["value"], "new", "{view}");
+    d.stop();
+
+    // She attends; the daemon dies once the MQL rule's write is kept, before its push.
+    rig.sims
+        .webinar
+        .update(&ada, serde_json::json!({"attended": true}));
+    crash_at(&rig, &format!("workflow-acted=return({MQL})"));
+    let mut d = rig.start();
+    wait_for(&d, "Ada as an MQL in HubSpot", CONVERGE, || {
+        stage("ada@webinar.example") == ["marketingqualifiedlead"]
+    })
+    .await;
+    d.converge(&rig.sims, CONVERGE).await;
+    // Once each: one contact each, one run each.
+    assert_eq!(stage("ada@webinar.example"), ["marketingqualifiedlead"]);
+    assert_eq!(stage("early@webinar.example"), ["lead"]);
+    assert_eq!(done_runs(&d, LEAD).await, 1, "{}", d.log_tail());
+    assert_eq!(done_runs(&d, MQL).await, 1);
+    d.stop();
+}
+
+const AT_RISK: &str = "past-due-at-risk";
+
+/// Shipped example 4: a subscription going past due flags its customer at risk in
+/// HubSpot when the customer has an open urgent Zendesk ticket, and only then; a SIGKILL
+/// as the run is decided. The company is one record across HubSpot, Stripe and Zendesk
+/// (joined by domain).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_past_due_subscription_with_an_urgent_ticket_flags_the_company_across_a_kill() {
+    let _one = crate::ONE_AT_A_TIME.lock().await;
+    let mut subs = Vec::new();
+    let mut companies = Vec::new();
+    let rig = Rig::custom(
+        |sims| {
+            let price = sims.stripe.create_price(9_900, "usd", "month", 1, false);
+            let zd = &sims.zendesk;
+            let mut refs = Vec::new();
+            for (name, priority) in [("Acme", "urgent"), ("Globex", "normal")] {
+                let domain = format!("{}.example", name.to_lowercase());
+                let company = sims.hubspot.create_at(
+                    "companies",
+                    &[("name", name), ("domain", domain.as_str())],
+                    1_700_000_000_000,
+                );
+                let org = zd.seed_at("organizations", 1, zd.now() - 3_600)[0].clone();
+                zd.update(
+                    "organizations",
+                    &org,
+                    serde_json::json!({"name": name, "domain_names": [domain]}),
+                );
+                let ticket = zd.seed_at("tickets", 1, zd.now() - 3_600)[0].clone();
+                zd.update(
+                    "tickets",
+                    &ticket,
+                    serde_json::json!({"subject": format!("{name} is down"), "status": "open",
+                        "priority": priority, "organization_id": org.parse::<u64>().unwrap()}),
+                );
+                let customer = sims.stripe.seed_customer(name, &format!("ap@{domain}"));
+                sims.stripe.update_customer(
+                    &customer,
+                    serde_json::json!({"metadata": {"hubspot_company_id": company}}),
+                );
+                let sub = sims
+                    .stripe
+                    .seed_subscription(&customer, &[(price.as_str(), 1)], "active")
+                    .unwrap();
+                refs.extend([
+                    format!("hubspot:companies:{company}"),
+                    format!("zendesk:organizations:{org}"),
+                    format!("zendesk:tickets:{ticket}"),
+                    format!("stripe:customers:{customer}"),
+                    format!("stripe:subscriptions:{sub}"),
+                ]);
+                companies.push(company);
+                subs.push(sub);
+            }
+            refs
+        },
+        |dir| {
+            super::harness::write_daemon_yaml(dir);
+            std::fs::write(
+                dir.join("connectors/hubspot.yaml"),
+                "version: 1\nid: hubspot\ntype: hubspot\nparams:\n  token: pat-na1-revsync-demo\n  base_url: ${DEMO_HUBSPOT_URL}\n  search_overlap_secs: 1\npoll:\n  interval_secs: 1\nobjects:\n  companies:\n    kind: organization\n    fields: { name: name, domain: domain, at_risk: custom.at_risk, at_risk_reason: custom.at_risk_reason }\n",
+            )
+            .unwrap();
+            std::fs::write(
+                dir.join("connectors/stripe.yaml"),
+                "version: 1\nid: stripe\ntype: stripe\nparams:\n  secret_key: sk_test_revsync_demo\n  base_url: ${DEMO_STRIPE_URL}\n  customers_as: organization\npoll:\n  interval_secs: 1\nobjects:\n  customers:\n    kind: organization\n    direction: in\n    fields: { name: name, metadata.hubspot_company_id: { xref: hubspot.companies } }\n  subscriptions:\n    kind: subscription\n    direction: in\n    fields:\n      status: { to: status, map: default }\n      plan: plan\n      customer: { to: customer, ref: customers }\n",
+            )
+            .unwrap();
+            std::fs::write(
+                dir.join("connectors/zendesk.yaml"),
+                "version: 1\nid: zendesk\ntype: zendesk\nparams:\n  base_url: ${DEMO_ZENDESK_URL}\n  auth:\n    method: api_token\n    email: ops@acme.example\n    token: zendesk-revsync-demo-token\n  requests_per_minute: 700\n  exports_per_minute: 600\npoll:\n  interval_secs: 1\nobjects:\n  organizations:\n    kind: organization\n    direction: in\n    fields: { name: name, domain_names: domains }\n  tickets:\n    kind: ticket\n    direction: in\n    fields:\n      subject: subject\n      status: { to: status, map: default }\n      priority: { to: priority, map: default }\n      organization_id: { to: organization, ref: organizations }\n",
+            )
+            .unwrap();
+            shipped(dir, "4-past-due-at-risk.yaml");
+        },
+    )
+    .await;
+    let flag = |company: &str| {
+        let p = rig
+            .sims
+            .hubspot
+            .get("companies", company)
+            .unwrap_or_default();
+        (
+            p.get("at_risk").cloned().unwrap_or_default(),
+            p.get("at_risk_reason").cloned().unwrap_or_default(),
+        )
+    };
+
+    let mut d = rig.start();
+    d.converge(&rig.sims, CONVERGE).await;
+    assert_eq!(flag(&companies[0]).0, "", "nothing past due yet");
+    d.stop();
+
+    // Both fall past due while the daemon is down; it dies as the run is decided.
+    for sub in &subs {
+        rig.sims.stripe.set_subscription_status(sub, "past_due");
+    }
+    crash_at(&rig, &format!("workflow-act=return({AT_RISK})"));
+    let mut d = rig.start();
+    wait_for(&d, "Acme flagged at risk in HubSpot", CONVERGE, || {
+        flag(&companies[0]).0 == "true"
+    })
+    .await;
+    d.converge(&rig.sims, CONVERGE).await;
+    assert!(
+        flag(&companies[0]).1.contains("past due"),
+        "{:?}",
+        flag(&companies[0])
+    );
+    // Globex's open ticket is not urgent: no flag, no run.
+    assert_eq!(flag(&companies[1]).0, "");
+    assert_eq!(done_runs(&d, AT_RISK).await, 1, "{}", d.log_tail());
     d.stop();
 }

@@ -500,9 +500,33 @@ impl Sim {
         interval_count: i64,
         metered: bool,
     ) -> String {
+        let id = new_id("price");
+        self.seed_price(
+            &id,
+            unit_amount,
+            currency,
+            interval,
+            interval_count,
+            metered,
+        );
+        id
+    }
+
+    /// A price the account holds under `id`: what an operator's price map names
+    /// (`price_growth_monthly` in config/examples/workflows/2-deal-won-to-subscription.yaml
+    /// stands for the account's own id).
+    pub fn seed_price(
+        &self,
+        id: &str,
+        unit_amount: i64,
+        currency: &str,
+        interval: &str,
+        interval_count: i64,
+        metered: bool,
+    ) {
         let mut s = self.lock();
         let mut p = template("price");
-        let id = new_id("price");
+        let id = id.to_owned();
         put(&mut p, "id", json!(id));
         put(&mut p, "created", json!(s.now()));
         put(&mut p, "unit_amount", json!(unit_amount));
@@ -519,8 +543,7 @@ impl Sim {
             "meter": null, "usage_type": if metered {"metered"} else {"licensed"}, "trial_period_days": null}),
         );
         put(&mut p, "transform_quantity", Value::Null);
-        s.prices.insert(id.clone(), p);
-        id
+        s.prices.insert(id, p);
     }
 
     /// A subscription of `customer` to `(price, quantity)` items in `status`.

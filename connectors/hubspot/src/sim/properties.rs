@@ -219,6 +219,8 @@ const COMPANIES: &[Row] = &[
         "date",
     ),
     ("account_tier", "Account tier", "enumeration", "select"),
+    ("at_risk", "At risk", "bool", "booleancheckbox"),
+    ("at_risk_reason", "At-risk reason", "string", "text"),
 ];
 
 const DEALS: &[Row] = &[
@@ -269,8 +271,15 @@ const CALCULATED: &[&str] = &[
     "hs_is_closed",
 ];
 
-/// The account's own properties, one an object, beside the canonical id property.
-const CUSTOM: &[&str] = &["customer_tier", "account_tier", "renewal_date"];
+/// The account's own properties beside the canonical id property (at_risk and
+/// at_risk_reason: the flags config/examples/workflows/4-past-due-at-risk.yaml sets).
+const CUSTOM: &[&str] = &[
+    "customer_tier",
+    "account_tier",
+    "renewal_date",
+    "at_risk",
+    "at_risk_reason",
+];
 
 fn options(name: &str) -> &'static [(&'static str, &'static str)] {
     match name {
