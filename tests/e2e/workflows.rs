@@ -269,7 +269,63 @@ async fn a_won_deal_becomes_one_stripe_subscription_and_one_onboarding_ticket_ac
     // has whole seconds) said `active`, and the history still ends with what Stripe said.
     let kpi: serde_json::Value = serde_json::from_str(&d.get_text("/kpi").await).unwrap();
     assert_eq!(kpi["now"]["USD"]["mrr"], 9_900, "{kpi}");
+
+    // A dry run of either rule says what it would do (a second subscription, a second
+    // ticket) and changes nothing in any simulator.
+    let before = held(&rig);
+    for (rule, copy) in [
+        (SUBSCRIBE, format!("hubspot:deals:{deal}")),
+        (ONBOARD, format!("stripe:subscriptions:{}", subs[0])),
+    ] {
+        let id = d.record(&copy).await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let text = d
+            .get_text(&format!("/admin/workflows/{rule}/test/{id}"))
+            .await;
+        assert!(text.contains("create"), "{rule}: {text}");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(held(&rig), before, "a dry run changed a simulator");
     d.stop();
+}
+
+/// Every record the four simulators hold (the objects these tests use), as text.
+fn held(rig: &Rig) -> Vec<String> {
+    let s = &rig.sims;
+    let mut out = Vec::new();
+    for object in ["contacts", "companies", "deals"] {
+        for id in s.hubspot.ids(object) {
+            out.push(format!(
+                "hubspot {object} {id} {:?}",
+                s.hubspot.get(object, &id)
+            ));
+        }
+    }
+    for object in ["customers", "subscriptions", "invoices"] {
+        for id in s.stripe.ids(object) {
+            out.push(format!(
+                "stripe {object} {id} {:?}",
+                s.stripe.get(object, &id)
+            ));
+        }
+    }
+    for object in ["users", "organizations", "tickets"] {
+        for id in s.zendesk.ids(object) {
+            out.push(format!(
+                "zendesk {object} {id} {:?}",
+                s.zendesk.record(object, &id)
+            ));
+        }
+    }
+    for object in ["Contact", "Lead", "Account", "Opportunity"] {
+        for id in s.salesforce.ids(object) {
+            let fields = s.salesforce.record(&id).map(|r| format!("{:?}", r.fields));
+            out.push(format!("salesforce {object} {id} {fields:?}"));
+        }
+    }
+    out
 }
 
 /// Waits until `/status` lists `object` of `connector` as read through (its past is in).

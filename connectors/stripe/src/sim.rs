@@ -931,11 +931,13 @@ fn dispatch_object(
                 Err(refused) => refused,
             }
         }
-        ("GET", ["v1", "subscriptions", "search"]) => {
-            search::customers(s.subscriptions.newest_first(), params)
-        }
+        ("GET", ["v1", "subscriptions", "search"]) => search::rows(
+            s.subscriptions.newest_first(),
+            params,
+            "/v1/subscriptions/search",
+        ),
         ("GET", ["v1", "customers", "search"]) => {
-            search::customers(s.customers.newest_first(), params)
+            search::rows(s.customers.newest_first(), params, "/v1/customers/search")
         }
         ("GET", ["v1", object @ ("customers" | "subscriptions" | "invoices"), id]) => {
             let what = object.trim_end_matches('s').to_owned();

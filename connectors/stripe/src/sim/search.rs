@@ -214,8 +214,9 @@ fn holds(c: &Clause, customer: &Value) -> bool {
     hit != c.negated
 }
 
-/// The answer to a customer search over `customers` (newest first).
-pub(super) fn customers(customers: Vec<&Value>, params: &Value) -> (u16, Value) {
+/// The answer to a search (`/v1/customers/search`, `/v1/subscriptions/search`) over
+/// `rows`, newest first: the query language is the same for both.
+pub(super) fn rows(rows: Vec<&Value>, params: &Value, url: &str) -> (u16, Value) {
     let invalid = |message: &str, param: &str| {
         error(
             StatusCode::BAD_REQUEST,
@@ -247,7 +248,7 @@ pub(super) fn customers(customers: Vec<&Value>, params: &Value) -> (u16, Value) 
             None => return invalid(&format!("Invalid page: {p}"), "page"),
         },
     };
-    let hits: Vec<&Value> = customers
+    let hits: Vec<&Value> = rows
         .into_iter()
         .filter(|c| {
             let mut each = query.clauses.iter().map(|clause| holds(clause, c));
@@ -265,7 +266,7 @@ pub(super) fn customers(customers: Vec<&Value>, params: &Value) -> (u16, Value) 
         200,
         json!({
             "object": "search_result",
-            "url": "/v1/customers/search",
+            "url": url,
             "has_more": has_more,
             "next_page": has_more.then(|| format!("page_{end}")),
             "data": data,
@@ -315,28 +316,23 @@ mod tests {
         let a =
             json!({"id": "cus_a", "email": "A@x.example", "metadata": {"k": "v"}, "created": 5});
         let b = json!({"id": "cus_b", "email": "b@x.example", "metadata": {}, "created": 9});
-        let rows = || vec![&b, &a];
-        let (status, page) = customers(rows(), &json!({"query": "email:'a@x.example'"}));
+        let found = || vec![&b, &a];
+        let search = |params: &Value| rows(found(), params, "/v1/customers/search");
+        let (status, page) = search(&json!({"query": "email:'a@x.example'"}));
         assert_eq!(status, 200);
         assert_eq!(page["object"], "search_result");
         assert_eq!(page["data"][0]["id"], "cus_a");
         assert_eq!(page["next_page"], Value::Null);
-        let (_, page) = customers(rows(), &json!({"query": "metadata['k']:'v' OR created>6"}));
+        let (_, page) = search(&json!({"query": "metadata['k']:'v' OR created>6"}));
         assert_eq!(page["data"].as_array().unwrap().len(), 2);
-        let (_, page) = customers(
-            rows(),
-            &json!({"query": "-metadata['k']:'v'", "limit": "1"}),
-        );
+        let (_, page) = search(&json!({"query": "-metadata['k']:'v'", "limit": "1"}));
         assert_eq!(page["data"][0]["id"], "cus_b");
-        let (_, first) = customers(rows(), &json!({"query": "created>0", "limit": "1"}));
+        let (_, first) = search(&json!({"query": "created>0", "limit": "1"}));
         assert_eq!(first["has_more"], true);
         let next = first["next_page"].as_str().unwrap();
-        let (_, second) = customers(
-            rows(),
-            &json!({"query": "created>0", "limit": "1", "page": next}),
-        );
+        let (_, second) = search(&json!({"query": "created>0", "limit": "1", "page": next}));
         assert_eq!(second["data"][0]["id"], "cus_a");
-        let (status, body) = customers(rows(), &json!({"query": "email:"}));
+        let (status, body) = search(&json!({"query": "email:"}));
         assert_eq!(status, 400);
         assert_eq!(body["error"]["type"], "invalid_request_error");
         assert_eq!(body["error"]["param"], "query");
