@@ -2,8 +2,9 @@
 //! and the cursor that carries paging and the incremental position between polls.
 //!
 //! An incremental read asks for records changed at or after `since`; records stamped with
-//! exactly `since` that were already handed out (`seen`) are dropped, so a same-second
-//! change is neither lost nor applied twice. `since` moves only when a read reaches its last
+//! exactly `since` that were already handed out as they are now (`seen`: id and a
+//! fingerprint of the record) are dropped, so a same-second change is neither lost nor
+//! applied twice, and a record edited again within that second is read again. `since` moves only when a read reaches its last
 //! page: a read cut short starts again from its page, a finished one from its newest time.
 
 use std::collections::BTreeMap;
@@ -23,7 +24,8 @@ pub struct Cursor {
     /// The newest change time of the last finished read (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<String>,
-    /// Ids stamped exactly `since` already read.
+    /// Records stamped exactly `since` already read, as `id#fingerprint` (an id alone, from
+    /// a cursor written before fingerprints, matches nothing: read once more).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub seen: Vec<String>,
     /// The next page of a read under way.
@@ -34,6 +36,11 @@ pub struct Cursor {
     pub newest: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub newest_ids: Vec<String>,
+}
+
+/// A record handed out at the cursor's second: its id and what it said.
+fn seen_key(id: &str, record: &Value) -> String {
+    format!("{id}#{:016x}", revsync_sdk::fingerprint(record))
 }
 
 /// The next page, in the paging style's own terms.
@@ -314,15 +321,16 @@ pub fn page(
             Err(e) => out.reject(decode.object, r, e),
             Ok((change, updated)) => {
                 if let Some(t) = updated {
-                    if since == Some(t) && cursor.seen.contains(&change.external_id) {
-                        continue; // handed out by the last read, stamped the same second
+                    let seen = seen_key(&change.external_id, r);
+                    if since == Some(t) && cursor.seen.contains(&seen) {
+                        continue; // handed out by the last read as it is, the same second
                     }
                     match newest {
                         Some(n) if n > t => {}
-                        Some(n) if n == t => c.newest_ids.push(change.external_id.clone()),
+                        Some(n) if n == t => c.newest_ids.push(seen),
                         _ => {
                             newest = Some(t);
-                            c.newest_ids = vec![change.external_id.clone()];
+                            c.newest_ids = vec![seen];
                         }
                     }
                 }
@@ -480,7 +488,13 @@ mod tests {
         assert!(!last.more);
         let c2 = Cursor::parse(last.cursor.as_deref());
         assert_eq!(c2.since.as_deref(), Some("2026-01-01T00:00:02Z"));
-        assert_eq!(c2.seen, ["b", "c"]);
+        let ids = |c: &Cursor| -> Vec<String> {
+            c.seen
+                .iter()
+                .map(|k| k.split('#').next().unwrap_or_default().to_owned())
+                .collect()
+        };
+        assert_eq!(ids(&c2), ["b", "c"]);
         assert_eq!(c2.next, None);
 
         // The next read asks from that second: b and c come again, with d new.
@@ -494,9 +508,23 @@ mod tests {
             {"id": "d", "updated_at": "2026-01-01T00:00:02Z"}
         ]});
         let f = page(&l, &paths, &decode(), &c2, &again, None).unwrap();
-        let ids: Vec<&str> = f.changes.iter().map(|c| c.external_id.as_str()).collect();
-        assert_eq!(ids, ["d"]);
-        assert_eq!(Cursor::parse(f.cursor.as_deref()).seen, ["b", "c", "d"]);
+        let read: Vec<&str> = f.changes.iter().map(|c| c.external_id.as_str()).collect();
+        assert_eq!(read, ["d"]);
+        let c3 = Cursor::parse(f.cursor.as_deref());
+        assert_eq!(ids(&c3), ["b", "c", "d"]);
+
+        // b edited again within that same second: read again, once.
+        let edited = json!({"data": [
+            {"id": "b", "updated_at": "2026-01-01T00:00:02Z", "attended": true},
+            {"id": "c", "updated_at": "2026-01-01T00:00:02Z"},
+            {"id": "d", "updated_at": "2026-01-01T00:00:02Z"}
+        ]});
+        let f = page(&l, &paths, &decode(), &c3, &edited, None).unwrap();
+        let read: Vec<&str> = f.changes.iter().map(|c| c.external_id.as_str()).collect();
+        assert_eq!(read, ["b"]);
+        let c4 = Cursor::parse(f.cursor.as_deref());
+        let f = page(&l, &paths, &decode(), &c4, &edited, None).unwrap();
+        assert!(f.changes.is_empty(), "{:?}", f.changes);
     }
 
     #[test]
