@@ -196,6 +196,9 @@ fn demo_once_converges_and_merges_identities() {
     assert!(won > 0, "{s:?}");
     assert_eq!(num(&s, "chain_subscriptions"), won, "{s:?}");
     assert_eq!(num(&s, "chain_tickets"), won, "{s:?}");
+    // An agent makes one onboarding ticket urgent in Zendesk moments after the rule made
+    // it (often within the same whole second): the canonical ticket turns urgent.
+    assert_eq!(num(&s, "chain_escalated"), 1, "{s:?}");
     // One of those customers falls past due with an urgent ticket: flagged at risk.
     assert_eq!(num(&s, "chain_at_risk"), 1, "{s:?}");
 }

@@ -1629,6 +1629,105 @@ fn an_echo_of_a_create_read_before_its_confirmation_never_beats_a_newer_edit() {
     assert_eq!(now.value("title"), Some(&text("Title B")), "B was lost");
 }
 
+/// Ana's phone, set by an operator at 50.3 s and sent to Zendesk, which confirms; then an
+/// agent changes it in Zendesk, whose clock has whole seconds: the edit is stamped
+/// `stamp`. What the record holds afterwards, and the engine.
+fn phone_edited_in_zendesk_after_revsyncs_write(
+    stamp: i64,
+) -> (
+    tempfile::TempDir,
+    revsync::engine::Engine,
+    revsync_sdk::Record,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_in(dir.path(), "");
+    let clock = TestClock::new();
+    let (m, p) = revsync::engine::Engine::validate(&cfg).unwrap();
+    let e =
+        revsync::engine::Engine::new(Arc::new(MemStore::new()), &cfg, m, p, clock.clock()).unwrap();
+    let micros = |secs: i64| at(secs).timestamp_micros();
+    let set_clock = |t: i64| clock.0.store(t, std::sync::atomic::Ordering::SeqCst);
+    apply_one(
+        &e,
+        "zendesk-main",
+        "users",
+        "9",
+        1,
+        json!({"email": "ana@x.io", "name": "Ana Ruiz", "phone": "+14155550100"}),
+    );
+    let rec = e.find("ana@x.io").unwrap().unwrap();
+    set_clock(micros(50) + 300_000);
+    let set = std::collections::BTreeMap::from([("phone".to_owned(), text("+14155550111"))]);
+    e.edit(rec.id, &set, "console").unwrap();
+    let now = e.find("ana@x.io").unwrap().unwrap();
+    let (proj, hash) = e
+        .projection("zendesk-main", "users", &now)
+        .unwrap()
+        .unwrap();
+    assert_eq!(proj["phone"], "+14155550111");
+    let seqs: Vec<u64> = e
+        .outbox("zendesk-main", 10)
+        .unwrap()
+        .iter()
+        .map(|(s, _)| *s)
+        .collect();
+    assert_eq!(seqs.len(), 1);
+    set_clock(micros(50) + 400_000);
+    e.mark_sent("zendesk-main", "users", &[(rec.id, hash)])
+        .unwrap();
+    e.confirm_push("zendesk-main", &seqs, rec.id, "users", hash, None)
+        .unwrap();
+    set_clock(micros(50) + 700_000);
+    let mut edited = serde_json::to_value(&proj).unwrap();
+    edited["phone"] = json!("+14155550199");
+    let r = apply_one(&e, "zendesk-main", "users", "9", stamp, edited);
+    assert_eq!(r.stale, 0, "{r:?}");
+    let now = e.find("ana@x.io").unwrap().unwrap();
+    (dir, e, now)
+}
+
+/// The demo's lost escalation (ADR 0051): an edit made in a whole-second system within
+/// the second of revsync's write there is stamped before the value revsync wrote, yet it
+/// was made after it. It wins, is not overwritten by what revsync sent, and goes on to the
+/// other systems.
+#[test]
+fn an_edit_made_in_the_second_of_revsyncs_write_there_is_newer_than_that_write() {
+    let (_d, e, now) = phone_edited_in_zendesk_after_revsyncs_write(50);
+    assert_eq!(
+        now.value("phone"),
+        Some(&text("+14155550199")),
+        "the agent's edit was lost"
+    );
+    assert_eq!(now.fields["phone"].from.connector, "zendesk-main");
+    assert!(
+        e.outbox("zendesk-main", 10).unwrap().is_empty(),
+        "nothing goes back over the agent's edit"
+    );
+    let audit = e.audit(now.id, 100).unwrap();
+    assert!(
+        audit.iter().any(|a| matches!(&a.event, AuditEvent::Overwritten { new, .. } if new.value == text("+14155550199"))),
+        "{audit:#?}"
+    );
+}
+
+/// The same edit stamped in an earlier second than revsync's send was made before it, and
+/// the send wrote over it in Zendesk: a late read of it changes nothing anywhere.
+#[test]
+fn an_edit_stamped_before_the_second_of_revsyncs_write_is_older_than_that_write() {
+    let (_d, e, now) = phone_edited_in_zendesk_after_revsyncs_write(49);
+    assert_eq!(now.value("phone"), Some(&text("+14155550111")));
+    let (_, hash) = e
+        .projection("zendesk-main", "users", &now)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        e.held("zendesk-main", "users", now.id).unwrap(),
+        Some(hash),
+        "Zendesk holds what revsync sent after that edit"
+    );
+    assert!(e.outbox("zendesk-main", 10).unwrap().is_empty());
+}
+
 /// A Stripe whose customers are people: a billing email that is often personal, and
 /// finance's link to the CRM contact in `metadata.hubspot_contact_id`.
 const STRIPE_PEOPLE: &str = "version: 1\nid: stripe-main\ntype: stripe\nparams: { secret_key: sk_test_x, base_url: 'http://127.0.0.1:9', customers_as: person }\nobjects:\n  customers:\n    kind: person\n    fields: { name: { to: full_name }, email: { to: email, direction: in }, billing_email: { to: billing_email, direction: in }, metadata.hubspot_contact_id: { xref: hubspot-main.contacts } }\n";

@@ -183,14 +183,18 @@ const RISK_SKIPPED: u8 = 2;
 
 /// Once the won deals' onboarding tickets exist, an agent makes one of them urgent (Zendesk
 /// announces it by webhook) and then Stripe finds that customer's payment failing: the
-/// subscription goes past due, and rule 4 flags the customer at risk in HubSpot. (The
-/// customers of the default world's won deals also have urgent tickets of their own; the
-/// webhook's change not reaching the canonical ticket is an open defect, see issue 22's
-/// closing note.)
+/// subscription goes past due, and rule 4 flags the customer at risk in HubSpot.
+///
+/// The agent edits the ticket moments after the rule made it, often within the same
+/// second: Zendesk stamps the edit with that second's start, before the rule's own value.
+/// The step waits until the canonical ticket is urgent (ADR 0051) before the payment fails,
+/// and says whether it got there in `escalated`.
 async fn at_risk_step(
     zd: &revsync_zendesk::sim::Sim,
     st: &revsync_stripe::sim::Sim,
     hook: &str,
+    records: (&reqwest::Client, &str),
+    escalated: &std::sync::atomic::AtomicBool,
 ) -> u8 {
     for _ in 0..240 {
         if let Some((ticket, sub)) = seed::onboarded(zd, st) {
@@ -206,14 +210,40 @@ async fn at_risk_step(
             {
                 return RISK_SKIPPED;
             }
-            // The ticket's change is applied before the subscription's is read.
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            let (client, base) = records;
+            let url = format!("{base}/records/{ZENDESK}:tickets:{ticket}");
+            for _ in 0..80 {
+                let rec = match client.get(&url).send().await {
+                    Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
+                    _ => None,
+                };
+                if rec.is_some_and(|r| {
+                    r.pointer("/fields/priority/value") == Some(&Value::from("urgent"))
+                }) {
+                    escalated.store(true, std::sync::atomic::Ordering::Relaxed);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
             st.set_subscription_status(&sub, "past_due");
             return RISK_STARTED;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     RISK_SKIPPED
+}
+
+/// A client for the daemon's record and admin endpoints, with the admin token.
+fn admin_client(token: &revsync_sdk::Secret) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut bearer = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))?;
+    bearer.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, bearer);
+    Ok(reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .default_headers(headers)
+        .no_proxy()
+        .build()?)
 }
 
 /// Counters of one connector, from `/status`.
@@ -365,6 +395,7 @@ async fn demo_inner(args: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
     // reads before is HubSpot's past, on which rules do not run. The workflow chain starts.
     let won_count = Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX));
     let risk = Arc::new(std::sync::atomic::AtomicU8::new(RISK_PENDING));
+    let escalated = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let won = {
         let hs = sims.hubspot.clone();
         let (zd, st) = (sims.zendesk.clone(), sims.stripe.clone());
@@ -372,6 +403,9 @@ async fn demo_inner(args: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
         let hook = format!("http://{addr}/webhooks/{ZENDESK}");
         let count = won_count.clone();
         let risk = risk.clone();
+        let escalated = escalated.clone();
+        let base = format!("http://{addr}");
+        let admin = admin_client(&token)?;
         let settle = move |won: Option<Vec<String>>| {
             let n = won.as_ref().map_or(0, Vec::len);
             count.store(n, std::sync::atomic::Ordering::Relaxed);
@@ -396,7 +430,8 @@ async fn demo_inner(args: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
                 if through == Some(true) {
                     let won = settle(Some(seed::win_deals(&hs, WON_DEALS)));
                     // Then one of those customers gets into trouble (rule 4).
-                    let step = at_risk_step(&zd, &st, &hook).await;
+                    let records = (&admin, base.as_str());
+                    let step = at_risk_step(&zd, &st, &hook, records, &escalated).await;
                     risk.store(step, std::sync::atomic::Ordering::Relaxed);
                     return won;
                 }
@@ -423,15 +458,7 @@ async fn demo_inner(args: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
         eprintln!("  {command}");
     }
 
-    let mut headers = reqwest::header::HeaderMap::new();
-    let mut bearer = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))?;
-    bearer.set_sensitive(true);
-    headers.insert(reqwest::header::AUTHORIZATION, bearer);
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .default_headers(headers)
-        .no_proxy()
-        .build()?;
+    let client = admin_client(&token)?;
     // The console, signed in by a one-time link: nothing to paste.
     if let Some(link) = console_link(&client, &base).await {
         eprintln!("console: {base}/  (one-time sign-in link: {link})");
@@ -495,6 +522,7 @@ async fn demo_inner(args: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
         Some(_) => {
             let mut s = summarize(&client, &base, &world, &refs, &live).await;
             s.chain = Chain::count(&sims, &live, won.len());
+            s.chain.escalated = escalated.load(std::sync::atomic::Ordering::Relaxed);
             Some(s)
         }
         None => None,
@@ -687,6 +715,8 @@ struct Chain {
     at_risk: usize,
     /// The MRR those subscriptions add (USD minor units, by their price and quantity).
     mrr: i64,
+    /// The agent's escalation in Zendesk reached the canonical ticket.
+    escalated: bool,
 }
 
 impl Chain {
@@ -759,6 +789,7 @@ impl Chain {
                 .sum(),
             tickets: Chain::onboarding_tickets(zd),
             at_risk: Chain::at_risk(hs),
+            escalated: false,
         }
     }
 }
@@ -1300,8 +1331,8 @@ fn print_summary(
         );
         let c = &s.chain;
         line += &format!(
-            " chain_registered={} chain_leads={} chain_mqls={} chain_won={} chain_subscriptions={} chain_tickets={} chain_at_risk={} mrr_chain={}",
-            c.registrants, c.leads, c.mqls, c.won, c.subscriptions, c.tickets, c.at_risk, c.mrr
+            " chain_registered={} chain_leads={} chain_mqls={} chain_won={} chain_subscriptions={} chain_tickets={} chain_escalated={} chain_at_risk={} mrr_chain={}",
+            c.registrants, c.leads, c.mqls, c.won, c.subscriptions, c.tickets, u8::from(c.escalated), c.at_risk, c.mrr
         );
     }
     let id = |k: &str| {

@@ -384,6 +384,10 @@ pub struct SyncState {
     /// its domains), whether or not they won the merge. The record stays findable by
     /// every one of them, not only by the canonical value.
     pub keys: BTreeMap<String, Vec<Vec<u8>>>,
+    /// When (revsync's clock, µs) the last projection in `sent` was marked: a report of
+    /// something else, stamped in that second or later, is a state after the send even
+    /// when the system's clock has only whole seconds (ADR 0051).
+    pub sent_at: Option<i64>,
 }
 
 /// Sent projections kept per copy: a push retried after a timeout may have landed too,
@@ -425,6 +429,28 @@ impl From<SyncStateV2> for SyncState {
             queued: v.queued,
             sent: v.sent,
             ..SyncState::default()
+        }
+    }
+}
+
+/// A sync state as stored before `sent_at` (tag 0xC4 records).
+#[derive(Deserialize)]
+struct SyncStateV3 {
+    held: Option<Hash>,
+    queued: Option<Hash>,
+    sent: Vec<Hash>,
+    keys: BTreeMap<String, Vec<Vec<u8>>>,
+}
+
+impl From<SyncStateV3> for SyncState {
+    /// No send time: a report is judged by its stamp alone until the next send.
+    fn from(v: SyncStateV3) -> Self {
+        SyncState {
+            held: v.held,
+            queued: v.queued,
+            sent: v.sent,
+            keys: v.keys,
+            sent_at: None,
         }
     }
 }
@@ -498,7 +524,9 @@ const RECORD_TAG_V1: u8 = 0xC2;
 /// The same, with each sync state's sent projections (ADR 0025).
 const RECORD_TAG_V2: u8 = 0xC3;
 /// The same, with each copy's identity keys (ADR 0026).
-const RECORD_TAG: u8 = 0xC4;
+const RECORD_TAG_V3: u8 = 0xC4;
+/// The same, with the time of the last send (ADR 0051).
+const RECORD_TAG: u8 = 0xC5;
 
 /// A `Records` value: the record, then its sync states. One key per record holds both, so
 /// a change writes one value for them instead of two (ADR 0015).
@@ -509,7 +537,7 @@ pub fn encode_record(rec: &Record, sync: &SyncStates) -> Vec<u8> {
 /// The record alone.
 pub fn decode_record(bytes: &[u8]) -> Result<Record, postcard::Error> {
     match bytes.split_first() {
-        Some((&(RECORD_TAG | RECORD_TAG_V2 | RECORD_TAG_V1), rest)) => {
+        Some((&(RECORD_TAG | RECORD_TAG_V3 | RECORD_TAG_V2 | RECORD_TAG_V1), rest)) => {
             postcard::take_from_bytes(rest).map(|(r, _)| r)
         }
         _ => decode(bytes),
@@ -526,7 +554,7 @@ pub fn decode_record_kind(bytes: &[u8]) -> Result<revsync_sdk::Kind, postcard::E
         kind: revsync_sdk::Kind,
     }
     let rest = match bytes.split_first() {
-        Some((&(RECORD_TAG | RECORD_TAG_V2 | RECORD_TAG_V1), rest)) => rest,
+        Some((&(RECORD_TAG | RECORD_TAG_V3 | RECORD_TAG_V2 | RECORD_TAG_V1), rest)) => rest,
         _ => bytes,
     };
     postcard::take_from_bytes::<Head>(rest).map(|(h, _)| h.kind)
@@ -541,6 +569,10 @@ pub fn decode_record_and_sync(
         Some((&RECORD_TAG, rest)) => {
             let (rec, rest) = postcard::take_from_bytes(rest)?;
             Ok((rec, Some(decode(rest)?)))
+        }
+        Some((&RECORD_TAG_V3, rest)) => {
+            let (rec, rest) = postcard::take_from_bytes(rest)?;
+            Ok((rec, Some(decode_sync_states_as::<SyncStateV3>(rest)?)))
         }
         Some((&RECORD_TAG_V2, rest)) => {
             let (rec, rest) = postcard::take_from_bytes(rest)?;
@@ -646,10 +678,30 @@ mod tests {
             (rec.clone(), Some(now.clone()))
         );
 
-        // Today's: each copy's keys come back.
+        // Tag 0xC4: with copies' keys, without the time of the last send.
         let mut keyed = now;
         if let Some(s) = keyed.get_mut(&key) {
             s.keys.insert("003A".into(), vec![b"e/a@b.co".to_vec()]);
+        }
+        let v3 = std::collections::BTreeMap::from([(
+            key.clone(),
+            (
+                Some([1u8; 16]),
+                None::<Hash>,
+                vec![[2u8; 16]],
+                keyed[&key].keys.clone(),
+            ),
+        )]);
+        let bytes = postcard::to_extend(&rec, vec![RECORD_TAG_V3]).unwrap();
+        let bytes = postcard::to_extend(&v3, bytes).unwrap();
+        assert_eq!(
+            decode_record_and_sync(&bytes).unwrap(),
+            (rec.clone(), Some(keyed.clone()))
+        );
+
+        // Today's: the time of the last send comes back.
+        if let Some(s) = keyed.get_mut(&key) {
+            s.sent_at = Some(1_800_000_000_123_456);
         }
         let (back, states) = decode_record_and_sync(&encode_record(&rec, &keyed)).unwrap();
         assert_eq!((back, states), (rec, Some(keyed)));

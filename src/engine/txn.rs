@@ -26,6 +26,20 @@ pub use acts::{diff, Act, ActOutcome, Event, FieldChange, WORKFLOW_PREFIX};
 use scored::Scored;
 pub use unmerge::Unmerged;
 
+const MICROS_PER_SECOND: i64 = 1_000_000;
+
+/// What a copy's report is, against what revsync sent that copy (ADR 0025, 0051).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CopyReport {
+    /// A projection revsync sent: its own write coming back.
+    Echo,
+    /// The system changed what revsync had told it, after it was told: newer than the
+    /// values it was told, even when its stamp is not.
+    EditedAfterSync,
+    /// Anything else: judged by its stamp.
+    Other,
+}
+
 /// What a record is indexed under: identity keys, and the records it refers to.
 pub(super) struct Indexed {
     keys: BTreeSet<Vec<u8>>,
@@ -655,11 +669,12 @@ impl<'a> Txn<'a> {
         let old_keys = self.indexed_keys(&rec)?;
         // Any copy of this record in this object counts (a create read back before its
         // confirmation is linked through its canonical id, not yet by its link).
-        let echo = if created || mapping.direction == Direction::In {
-            false
+        let report_is = if created || mapping.direction == Direction::In {
+            CopyReport::Other
         } else {
-            self.note_echo(mapping, id, &mapped.values, seen)?
+            self.note_echo(mapping, &rec, &mapped.values, (ts, seen, stale))?
         };
+        let echo = report_is == CopyReport::Echo;
         match (seen, echo) {
             (true, true) => report.echoed += 1,
             (true, false) => report.replayed += 1,
@@ -694,10 +709,18 @@ impl<'a> Txn<'a> {
             if stated_elsewhere && mapped.implied.contains(field) {
                 continue;
             }
-            let incoming = FieldEntry {
+            let mut incoming = FieldEntry {
                 value: value.clone(),
                 from: at.clone(),
             };
+            if report_is == CopyReport::EditedAfterSync {
+                // Told the current value, the system then changed it: its whole-second
+                // stamp can still fall before the value's own time (ADR 0051).
+                if let Some(cur) = rec.fields.get(field).filter(|c| c.value != *value) {
+                    let after = cur.from.source_ts.saturating_add(1);
+                    incoming.from.source_ts = incoming.from.source_ts.max(after);
+                }
+            }
             let rule = self.policies.rule(rec.kind, field);
             match decide(rule, rec.fields.get(field), &incoming) {
                 Decision::Same => {}
@@ -1014,32 +1037,51 @@ impl<'a> Txn<'a> {
     /// elsewhere meanwhile, so it must change no value: it only says what the system holds.
     /// A report of something else, new and not what the copy already held, is the
     /// system's own: what was sent before no longer tells an echo.
+    ///
+    /// Such an edit is [`CopyReport::EditedAfterSync`] when the copy held the record's
+    /// canonical projection and the report is stamped in the second of revsync's last
+    /// send there or later: the system changed what it was told after it was told, so it
+    /// is newer than the values it was told, whatever its clock's precision (ADR 0051).
     fn note_echo(
         &mut self,
         mapping: &ObjectMapping,
-        id: Uuid,
+        rec: &Record,
         values: &BTreeMap<String, Value>,
-        seen: bool,
-    ) -> Result<bool, EngineError> {
+        (ts, seen, stale): (i64, bool, bool),
+    ) -> Result<CopyReport, EngineError> {
         let (conn, obj) = (mapping.connector.as_str(), mapping.object.as_str());
-        let mut st = self.sync_get(id, conn, obj)?;
+        let mut st = self.sync_get(rec.id, conn, obj)?;
         if st.sent.is_empty() {
-            return Ok(false);
+            return Ok(CopyReport::Other);
         }
         let (_, hash) = self.project_values(mapping, &|f| values.get(f), &|_, _| None)?;
-        let echo = st.sent.contains(&hash);
-        if echo {
+        if st.sent.contains(&hash) {
             if st.held == Some(hash) {
-                return Ok(true);
+                return Ok(CopyReport::Echo);
             }
             st.held = Some(hash);
-        } else if seen || st.held == Some(hash) {
-            return Ok(false);
-        } else {
-            st.sent.clear();
+            self.sync_set(rec.id, conn, obj, st)?;
+            return Ok(CopyReport::Echo);
         }
-        self.sync_set(id, conn, obj, st)?;
-        Ok(echo)
+        if st.held == Some(hash) {
+            return Ok(CopyReport::Other);
+        }
+        let after_send = !stale
+            && st.held.is_some()
+            && st
+                .sent_at
+                .is_some_and(|t| ts >= t - t.rem_euclid(MICROS_PER_SECOND))
+            && st.held == Some(self.project(mapping, rec, &|_, _| None)?.1);
+        if seen && !after_send {
+            return Ok(CopyReport::Other);
+        }
+        st.sent.clear();
+        self.sync_set(rec.id, conn, obj, st)?;
+        Ok(if after_send {
+            CopyReport::EditedAfterSync
+        } else {
+            CopyReport::Other
+        })
     }
 
     /// Record that projections are being sent to `connector`'s `object` (before the push
@@ -1062,6 +1104,7 @@ impl<'a> Txn<'a> {
         if st.sent.len() > codec::MAX_SENT {
             st.sent.remove(0);
         }
+        st.sent_at = Some(self.now);
         self.sync_set(id, connector, object, st)
     }
 
