@@ -15,11 +15,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{self, Auth};
 use crate::config::Config;
+use crate::config::StoreKind;
 use crate::engine::{system_clock, Engine};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::status::{ConnectorState, ConnectorStatus, StatusHub};
-use crate::store::{SledStore, Store};
+use crate::store::Store;
 
 /// How stale `/status` and `/metrics` store figures may be.
 const STORE_STATS_EVERY: Duration = Duration::from_secs(2);
@@ -282,20 +283,17 @@ pub async fn serve(
     let store_cfg = &config.daemon.store;
     let path: PathBuf = store_cfg.path.clone();
     let store: Arc<dyn Store> = {
-        let (p, every, cache) = (
-            path.clone(),
-            store_cfg.flush_interval_ms,
-            store_cfg.cache_mb,
-        );
-        Arc::new(
-            tokio::task::spawn_blocking(move || SledStore::open(&p, every, cache))
-                .await?
-                .with_context(|| {
-                    format!("cannot open the store (store.path = {})", path.display())
-                })?,
-        )
+        let c = store_cfg.clone();
+        let field = match c.kind {
+            StoreKind::Sled => format!("store.path = {}", path.display()),
+            StoreKind::Postgres => "store.url".to_owned(),
+        };
+        tokio::task::spawn_blocking(move || crate::store::open(&c))
+            .await?
+            .with_context(|| format!("cannot open the store ({field})"))?
     };
-    tracing::info!(path = %path.display(), backend = "sled", "store open");
+    let stats = store.stats();
+    tracing::info!(at = %stats.path, backend = stats.backend, "store open");
 
     let auth = resolve_auth(&config.daemon).await?;
 

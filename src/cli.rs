@@ -29,6 +29,12 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Create or upgrade the PostgreSQL store's schema (`store: { kind: postgres }`) to
+    /// this build's version. Safe to run again, and from several replicas at once.
+    Migrate(ConfigArg),
+    /// Move a store's whole state between sled and PostgreSQL.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Run the sync daemon until SIGTERM or Ctrl-C.
     Run {
         #[command(flatten)]
@@ -396,6 +402,24 @@ impl ClientArg {
     }
 }
 
+#[derive(Subcommand, Debug)]
+enum StoreCommand {
+    /// Copy every table of one store into another, empty one, and verify the copy by
+    /// counts and a checksum. Stop the daemon first: a sled store is held by one process,
+    /// and writes made during the copy would be missed. A store is a sled directory or a
+    /// PostgreSQL URL (`postgres://...`, `${DATABASE_URL}` read from the environment);
+    /// a PostgreSQL destination is migrated first.
+    Copy {
+        #[arg(long, value_name = "DIR|URL")]
+        from: String,
+        #[arg(long, value_name = "DIR|URL")]
+        to: String,
+        /// Read for a sled store's cache size and flush interval.
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
 #[derive(clap::Args, Debug)]
 struct ConfigArg {
     /// Directory holding revsync.yaml and connectors/*.yaml.
@@ -499,6 +523,10 @@ pub fn main() -> ExitCode {
         Command::Identity(IdentityCommand::Train { kind, client, json }) => {
             identity_train(&client, kind.as_deref(), json)
         }
+        Command::Migrate(a) => migrate(&a.config),
+        Command::Store(StoreCommand::Copy { from, to, config }) => {
+            store_copy(&config.config, &from, &to)
+        }
         Command::Demo(a) => crate::demo::demo(a),
         Command::Sim(a) => crate::demo::sim(a),
     };
@@ -544,10 +572,16 @@ fn check(dir: &Path) -> u8 {
         return exit::CONFIG;
     }
     let d = &cfg.daemon;
+    let store = match (d.store.kind, &d.store.url) {
+        (config::StoreKind::Postgres, Some(url)) => {
+            crate::store::PgStore::describe_url(url.expose())
+        }
+        _ => format!("{} (sled)", d.store.path.display()),
+    };
     println!(
-        "daemon: listen {}, store {} (sled), log {}, shutdown within {}s",
+        "daemon: listen {}, store {}, log {}, shutdown within {}s",
         d.server.listen,
-        d.store.path.display(),
+        store,
         d.log.format.as_str(),
         d.shutdown_timeout_secs
     );
@@ -891,7 +925,7 @@ fn kpi(client: &ClientArg, q: &crate::kpi::report::Query, as_json: bool) -> u8 {
             match load(&client.config.config) {
                 Ok(cfg) => open_store(&cfg).and_then(|store| {
                     let inputs = (&cfg.daemon.kpi).into();
-                    crate::kpi::report::from_store(&store, q, &inputs, chrono::Utc::now())
+                    crate::kpi::report::from_store(store.as_ref(), q, &inputs, chrono::Utc::now())
                 }),
                 Err(code) => return code,
             }
@@ -1040,18 +1074,18 @@ fn export_store(
     let (m, _) =
         crate::engine::Engine::validate(cfg).map_err(|e| config::ConfigErrors(e).to_string())?;
     crate::export::Export::new(kind, format, &m)
-        .run(&store, out)
+        .run(store.as_ref(), out)
         .map_err(|e| e.to_string())
 }
 
-/// The store, opened by this process (no daemon may hold it).
-fn open_store(cfg: &Config) -> Result<crate::store::SledStore, String> {
-    let s = &cfg.daemon.store;
-    crate::store::SledStore::open(&s.path, s.flush_interval_ms, s.cache_mb).map_err(|e| {
-        format!(
+/// The store, opened by this process (for sled: no daemon may hold it).
+fn open_store(cfg: &Config) -> Result<std::sync::Arc<dyn crate::store::Store>, String> {
+    crate::store::open(&cfg.daemon.store).map_err(|e| match cfg.daemon.store.kind {
+        config::StoreKind::Sled => format!(
             "{e} (is a daemon holding it without answering on {}?)",
             cfg.daemon.server.listen
-        )
+        ),
+        config::StoreKind::Postgres => e.to_string(),
     })
 }
 
@@ -1944,9 +1978,112 @@ fn read_store(
     crate::engine::lookup_view(&engine, query, audit).map_err(|e| e.to_string())
 }
 
+/// `revsync migrate`: the configured PostgreSQL store brought to this build's schema.
+fn migrate(dir: &Path) -> u8 {
+    let cfg = match load(dir) {
+        Ok(cfg) => cfg,
+        Err(code) => return code,
+    };
+    let s = &cfg.daemon.store;
+    let Some(url) = s
+        .url
+        .as_ref()
+        .filter(|_| s.kind == config::StoreKind::Postgres)
+    else {
+        println!(
+            "the store is sled ({}): it needs no migration",
+            s.path.display()
+        );
+        return exit::OK;
+    };
+    let at = crate::store::PgStore::describe_url(url.expose());
+    match crate::store::PgStore::migrate(url.expose()) {
+        Ok((from, to)) if from == to => {
+            println!("{at}: schema version {to}, up to date");
+            exit::OK
+        }
+        Ok((from, to)) => {
+            println!("{at}: schema version {from} -> {to}");
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {at}: {e}");
+            exit::FAILURE
+        }
+    }
+}
+
+/// A store named on the command line: a PostgreSQL URL (or `${VAR}`), else a sled directory.
+fn store_at(
+    spec: &str,
+    cfg: &config::StoreConfig,
+    create: bool,
+) -> Result<(String, std::sync::Arc<dyn crate::store::Store>), String> {
+    let spec = match spec.strip_prefix("${").and_then(|v| v.strip_suffix('}')) {
+        Some(var) => std::env::var(var).map_err(|_| format!("${{{var}}} is not set"))?,
+        None => spec.to_owned(),
+    };
+    if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
+        let at = crate::store::PgStore::describe_url(&spec);
+        if create {
+            crate::store::PgStore::migrate(&spec).map_err(|e| format!("{at}: {e}"))?;
+        }
+        let store = crate::store::PgStore::open(&spec, 4).map_err(|e| format!("{at}: {e}"))?;
+        return Ok((at, std::sync::Arc::new(store)));
+    }
+    let path = PathBuf::from(&spec);
+    if !create && !path.exists() {
+        return Err(format!("{spec}: no sled store there"));
+    }
+    let store = crate::store::SledStore::open(&path, cfg.flush_interval_ms, cfg.cache_mb)
+        .map_err(|e| format!("{e} (is a daemon holding it?)"))?;
+    Ok((spec, std::sync::Arc::new(store)))
+}
+
+/// `revsync store copy`.
+fn store_copy(dir: &Path, from: &str, to: &str) -> u8 {
+    // Only a sled store's cache and flush settings are read; without a file, the defaults.
+    let store = config::load_daemon_only(dir, &ProcessEnv)
+        .map(|d| d.store)
+        .unwrap_or_default();
+    let go = || -> Result<crate::store::copy::Summary, String> {
+        let (from_at, source) = store_at(from, &store, false)?;
+        let (to_at, dest) = store_at(to, &store, true)?;
+        if !crate::store::copy::is_empty(dest.as_ref()).map_err(|e| e.to_string())? {
+            return Err(format!(
+                "{to_at} already holds data: copy into an empty store (a new database, or a new directory)"
+            ));
+        }
+        eprintln!("copying {from_at} -> {to_at}");
+        crate::store::copy::copy(source.as_ref(), dest.as_ref(), |t, n| {
+            if n % 100_000 == 0 {
+                eprintln!("  {} {n}", t.name());
+            }
+        })
+        .map_err(|e| e.to_string())
+    };
+    match go() {
+        Ok(summary) => {
+            for (t, n) in summary.tables.iter().filter(|(_, n)| *n > 0) {
+                println!("{:<14} {n:>10}", t.name());
+            }
+            println!(
+                "copied {} entries; checksum {} (verified in the destination)",
+                summary.entries(),
+                summary.checksum
+            );
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::FAILURE
+        }
+    }
+}
+
 /// An engine over the store, opened by this process (no daemon may hold it).
 fn store_engine(cfg: &Config) -> Result<crate::engine::Engine, String> {
-    let store: std::sync::Arc<dyn crate::store::Store> = std::sync::Arc::new(open_store(cfg)?);
+    let store = open_store(cfg)?;
     let (m, p) =
         crate::engine::Engine::validate(cfg).map_err(|e| config::ConfigErrors(e).to_string())?;
     crate::engine::Engine::new(store, cfg, m, p, crate::engine::system_clock())

@@ -488,10 +488,31 @@ impl Default for ServerConfig {
     }
 }
 
+/// Where the canonical store lives (ADR 0052).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// Embedded, in `store.path`: nothing to install.
+    #[default]
+    Sled,
+    /// A PostgreSQL database at `store.url`, shared by every replica.
+    Postgres,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// Data directory, relative to the working directory unless absolute.
+    #[serde(default)]
+    pub kind: StoreKind,
+    /// `kind: postgres`: the connection URL (`postgres://user:password@host:5432/db`), a
+    /// secret: usually `${DATABASE_URL}`.
+    #[serde(default)]
+    pub url: Option<Secret>,
+    /// `kind: postgres`: connections the pool keeps at most.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// Data directory, relative to the working directory unless absolute: the sled store,
+    /// and the admin token file whatever the kind.
     #[serde(default = "default_store_path")]
     pub path: PathBuf,
     /// Background flush interval; durable acknowledgements flush explicitly anyway.
@@ -505,6 +526,9 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
+            kind: StoreKind::Sled,
+            url: None,
+            pool_size: default_pool_size(),
             path: default_store_path(),
             flush_interval_ms: default_flush_interval_ms(),
             cache_mb: default_cache_mb(),
@@ -579,6 +603,9 @@ fn default_flush_interval_ms() -> u64 {
 fn default_cache_mb() -> u64 {
     256
 }
+fn default_pool_size() -> usize {
+    8
+}
 fn default_log_level() -> String {
     "info".to_owned()
 }
@@ -645,6 +672,38 @@ impl DaemonConfig {
             "connections",
             "server:\n  max_connections: 512",
         );
+        range(
+            "store.pool_size",
+            u64::try_from(self.store.pool_size).unwrap_or(u64::MAX),
+            1,
+            1000,
+            "connections",
+            "store:\n  pool_size: 8",
+        );
+        match (&self.store.kind, &self.store.url) {
+            (StoreKind::Postgres, None) => out.push(OutOfBounds {
+                field: "store.url",
+                message: "is required with `kind: postgres`".to_owned(),
+                example: "store:\n  kind: postgres\n  url: ${DATABASE_URL}",
+            }),
+            (StoreKind::Postgres, Some(url)) => {
+                if let Err(e) = crate::store::pg_url(url.expose()) {
+                    out.push(OutOfBounds {
+                        field: "store.url",
+                        message: e,
+                        example:
+                            "store:\n  kind: postgres\n  url: postgres://revsync@db:5432/revsync",
+                    });
+                }
+            }
+            (StoreKind::Sled, Some(_)) => out.push(OutOfBounds {
+                field: "store.url",
+                message: "is only read with `kind: postgres`; the sled store lives in `store.path`"
+                    .to_owned(),
+                example: "store:\n  kind: postgres\n  url: ${DATABASE_URL}",
+            }),
+            (StoreKind::Sled, None) => {}
+        }
         if self.store.path.as_os_str().is_empty() {
             out.push(OutOfBounds {
                 field: "store.path",

@@ -21,7 +21,7 @@ pub use connector::{
 };
 pub use daemon::{
     AlertsConfig, DaemonConfig, KpiConfig, LogConfig, LogFormat, MergeRuleConfig, PolicyName,
-    RetentionConfig, RetryConfig, ServerConfig, SpendConfig, StatusAuth, StoreConfig,
+    RetentionConfig, RetryConfig, ServerConfig, SpendConfig, StatusAuth, StoreConfig, StoreKind,
 };
 pub use daemon_file::load_daemon_only;
 pub use error::{nearest, ConfigError, ConfigErrors};

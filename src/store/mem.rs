@@ -116,7 +116,7 @@ mod tests {
 
     #[test]
     fn reverse_scans_read_the_last_keys_first() {
-        super::super::check_scan_rev(&MemStore::new());
+        super::super::conformance::check(&MemStore::new());
     }
 
     #[test]

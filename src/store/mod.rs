@@ -5,10 +5,40 @@
 //! outbox and cursor in one batch", and it maps onto sled (one tree, key-prefixed
 //! tables) and onto PostgreSQL (one table per [`Table`]) alike. See docs/adr/0003.
 
+pub mod conformance;
+pub mod copy;
 mod mem;
+mod pg;
 mod sled_store;
 
 pub use mem::MemStore;
+pub use pg::{PgStore, SCHEMA_VERSION};
+
+/// The store `store:` in revsync.yaml names: sled in `path`, or PostgreSQL at `url`
+/// (which must be migrated to this build's schema). Blocks: call it off the async threads.
+pub fn open(cfg: &crate::config::StoreConfig) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    use crate::config::StoreKind;
+    Ok(match (cfg.kind, &cfg.url) {
+        (StoreKind::Postgres, Some(url)) => {
+            std::sync::Arc::new(PgStore::open(url.expose(), cfg.pool_size)?)
+        }
+        (StoreKind::Postgres, None) => {
+            return Err(StoreError::Schema(
+                "store.url is required with `kind: postgres`".to_owned(),
+            ))
+        }
+        (StoreKind::Sled, _) => std::sync::Arc::new(SledStore::open(
+            &cfg.path,
+            cfg.flush_interval_ms,
+            cfg.cache_mb,
+        )?),
+    })
+}
+
+/// Whether `url` is a PostgreSQL connection string; the error never repeats it.
+pub fn pg_url(url: &str) -> Result<(), String> {
+    pg::parse_url(url).map(drop)
+}
 pub use sled_store::SledStore;
 
 use serde::Serialize;
@@ -123,6 +153,12 @@ pub enum StoreError {
     },
     #[error("store i/o: {0}")]
     Io(#[from] sled::Error),
+    /// The PostgreSQL store's server or connection (never its password).
+    #[error("postgres: {0}")]
+    Postgres(String),
+    /// A PostgreSQL store whose schema this build does not read, or a bad address.
+    #[error("{0}")]
+    Schema(String),
 }
 
 /// The first key after every key that starts with `prefix` (`None`: there is none).
@@ -240,41 +276,6 @@ pub trait Store: Send + Sync + 'static {
     fn refresh_stats(&self) {}
 }
 
-/// The reverse scan's contract, checked against each backend.
-#[cfg(test)]
-pub(crate) fn check_scan_rev(s: &dyn Store) {
-    let mut b = WriteBatch::new();
-    for k in ["p/3", "p/1", "p/2", "q/1", "o/9"] {
-        b.put(Table::Index, k, k);
-    }
-    b.put(Table::Index, b"\xff\xff".to_vec(), b"top".to_vec());
-    b.put(Table::Links, "p/4", "other table");
-    b.put(Table::DeadLetters, "a", "last table");
-    s.write(b).unwrap();
-    let keys = |v: Vec<Entry>| v.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
-    assert_eq!(
-        keys(s.scan_rev(Table::Index, b"p/", None, 2).unwrap()),
-        [b"p/3".to_vec(), b"p/2".to_vec()]
-    );
-    assert_eq!(
-        keys(s.scan_rev(Table::Index, b"p/", Some(b"p/2"), 10).unwrap()),
-        [b"p/1".to_vec()]
-    );
-    assert_eq!(
-        keys(s.scan_rev(Table::Index, b"\xff", None, 10).unwrap()),
-        [b"\xff\xff".to_vec()]
-    );
-    assert_eq!(s.scan_rev(Table::Index, b"", None, 10).unwrap().len(), 6);
-    assert_eq!(
-        keys(s.scan_rev(Table::DeadLetters, b"", None, 10).unwrap()),
-        [b"a".to_vec()]
-    );
-    assert!(s
-        .scan_rev(Table::Cursors, b"", None, 10)
-        .unwrap()
-        .is_empty());
-}
-
 /// A memory store that counts the calls tests care about.
 #[cfg(test)]
 #[derive(Default)]
@@ -376,6 +377,6 @@ mod tests {
 
     #[test]
     fn the_default_reverse_scan_matches_the_backends() {
-        check_scan_rev(&ForwardOnly(MemStore::new()));
+        conformance::check(&ForwardOnly(MemStore::new()));
     }
 }

@@ -179,7 +179,7 @@ mod tests {
     #[test]
     fn reverse_scans_read_the_last_keys_first() {
         let dir = tempfile::tempdir().unwrap();
-        super::super::check_scan_rev(&open(dir.path()));
+        super::super::conformance::check(&open(dir.path()));
     }
 
     #[test]

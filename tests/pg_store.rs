@@ -1,0 +1,347 @@
+//! The PostgreSQL store (issue 23): the `Store` contract, migrations, the engine's
+//! guarantees on it, the daemon's refusal of an old schema, and `store copy` both ways.
+//!
+//! Each test makes a database of its own on the server at `REVSYNC_TEST_POSTGRES`
+//! (default: the machine's PostgreSQL on 127.0.0.1:5432, user postgres, trust auth) and
+//! drops it afterwards.
+// Test code: a panic here is a failed test, and helpers outside #[test] fns are not
+// covered by clippy.toml's allow-*-in-tests.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+
+use common::*;
+use revsync::store::{copy, PgStore, SledStore, Store, Table, WriteBatch};
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_revsync");
+
+fn server() -> String {
+    std::env::var("REVSYNC_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// Runs `sql` on the server's maintenance database, from a runtime of its own.
+fn admin(sql: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&server(), tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "no PostgreSQL at {} ({e}): start it, or point REVSYNC_TEST_POSTGRES at one",
+                    server()
+                )
+            });
+        tokio::spawn(conn);
+        client.batch_execute(sql).await.unwrap();
+    });
+}
+
+/// A database made for one test, dropped with it.
+struct Db {
+    name: String,
+}
+
+impl Db {
+    fn new(tag: &str) -> Self {
+        let name = format!(
+            "revsync_test_{tag}_{}_{}",
+            std::process::id(),
+            fastrand::u32(..)
+        );
+        admin(&format!("CREATE DATABASE {name}"));
+        Db { name }
+    }
+
+    fn url(&self) -> String {
+        let base = server();
+        let root = base.rsplit_once('/').map_or(base.as_str(), |(r, _)| r);
+        format!("{root}/{}", self.name)
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        admin(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+}
+
+#[test]
+fn the_store_contract_holds_on_postgres_after_migration() {
+    let db = Db::new("contract");
+    let err = PgStore::open(&db.url(), 2).err().unwrap().to_string();
+    assert!(
+        err.contains("schema version 0") && err.contains("revsync migrate"),
+        "{err}"
+    );
+    assert_eq!(PgStore::migrate(&db.url()).unwrap(), (0, 1));
+    assert_eq!(PgStore::migrate(&db.url()).unwrap(), (1, 1), "again: no-op");
+    let s = PgStore::open(&db.url(), 4).unwrap();
+    revsync::store::conformance::check(&s);
+    s.refresh_stats();
+    let stats = s.stats();
+    assert_eq!(stats.backend, "postgres");
+    assert!(stats.path.ends_with(&db.name), "{}", stats.path);
+    assert!(stats.size_on_disk_bytes > 0);
+}
+
+#[test]
+fn migrations_run_once_when_replicas_start_together() {
+    let db = Db::new("race");
+    let url = db.url();
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || PgStore::migrate(&url).unwrap())
+        })
+        .collect();
+    let mut from: Vec<i32> = runs.into_iter().map(|r| r.join().unwrap().0).collect();
+    from.sort();
+    assert_eq!(from, [0, 1, 1, 1], "one migrated, the others found it done");
+    PgStore::open(&url, 1).unwrap();
+}
+
+/// A write is one transaction: a batch that fails half way leaves nothing behind, and
+/// writers on many threads (through the pool) never see each other's half batches.
+#[test]
+fn batches_are_atomic_and_concurrent_writers_see_whole_batches() {
+    let db = Db::new("atomic");
+    PgStore::migrate(&db.url()).unwrap();
+    let s = Arc::new(PgStore::open(&db.url(), 4).unwrap());
+    let writers: Vec<_> = (0..4u8)
+        .map(|w| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for i in 0..50u32 {
+                    let mut b = WriteBatch::new();
+                    let key = [vec![w], i.to_be_bytes().to_vec()].concat();
+                    b.put(Table::Records, key.clone(), vec![w; 8]);
+                    b.put(Table::Cursors, vec![w], i.to_be_bytes().to_vec());
+                    s.write(b).unwrap();
+                    // The cursor never runs ahead of the record it was written with.
+                    let cursor = s.get(Table::Cursors, &[w]).unwrap().unwrap();
+                    let at = u32::from_be_bytes(cursor.try_into().unwrap());
+                    let rec = [vec![w], at.to_be_bytes().to_vec()].concat();
+                    assert!(s.get(Table::Records, &rec).unwrap().is_some());
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert_eq!(s.scan(Table::Records, b"", None, 1000).unwrap().len(), 200);
+}
+
+/// The engine on PostgreSQL: one person from three systems, the pushes queued with the
+/// page, the cursor written with it; then the same after a reopen.
+#[test]
+fn the_engine_keeps_its_guarantees_on_postgres() {
+    let db = Db::new("engine");
+    PgStore::migrate(&db.url()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_in(dir.path(), "");
+    {
+        let store: Arc<dyn Store> = Arc::new(PgStore::open(&db.url(), 4).unwrap());
+        let e = engine(&cfg, store);
+        let mut p = page(
+            "contacts",
+            vec![change(
+                "contacts",
+                "101",
+                1,
+                json!({"email": "ada@example.com", "firstname": "Ada"}),
+            )],
+        );
+        p.cursor = Some("hs-cursor-1".to_owned());
+        e.apply("hubspot-main", p).unwrap();
+        apply_one(
+            &e,
+            "salesforce-main",
+            "Contact",
+            "003A",
+            2,
+            json!({"Email": "ADA@example.com", "LastName": "Lovelace"}),
+        );
+        apply_one(
+            &e,
+            "zendesk-main",
+            "users",
+            "9",
+            3,
+            json!({"email": "ada@example.com", "name": "Ada Lovelace"}),
+        );
+    }
+    let store: Arc<dyn Store> = Arc::new(PgStore::open(&db.url(), 4).unwrap());
+    let e = engine(&cfg, store);
+    let rec = e.find("ada@example.com").unwrap().unwrap();
+    assert_eq!(rec.links.len(), 3, "{:?}", rec.links);
+    assert_eq!(
+        e.cursor("hubspot-main", "contacts").unwrap().as_deref(),
+        Some("hs-cursor-1")
+    );
+    // HubSpot learns the last name; replaying the same pages changes nothing more.
+    assert!(!e.outbox("hubspot-main", 10).unwrap().is_empty());
+    let r = e
+        .apply(
+            "zendesk-main",
+            page(
+                "users",
+                vec![change(
+                    "users",
+                    "9",
+                    3,
+                    json!({"email": "ada@example.com", "name": "Ada Lovelace"}),
+                )],
+            ),
+        )
+        .unwrap();
+    assert_eq!(r.updated + r.created, 0, "{r:?}");
+}
+
+fn write_config(dir: &std::path::Path, store: &str) {
+    config_in(dir, "");
+    std::fs::write(
+        dir.join("revsync.yaml"),
+        format!(
+            "version: 1\nserver:\n  listen: 127.0.0.1:0\nstore:\n  path: {}\n{store}",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn the_daemon_refuses_an_unmigrated_store_and_names_the_command() {
+    let db = Db::new("refuse");
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "  kind: postgres\n  url: ${DATABASE_URL}\n");
+    let run = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(dir.path())
+        .env("DATABASE_URL", db.url())
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains("store.url") && err.contains("revsync migrate"),
+        "{err}"
+    );
+    let migrate = Command::new(BIN)
+        .args(["migrate", "--config"])
+        .arg(dir.path())
+        .env("DATABASE_URL", db.url())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&migrate.stdout);
+    assert!(migrate.status.success(), "{out}");
+    assert!(out.contains("schema version 0 -> 1"), "{out}");
+    // `check` names the store without its credentials.
+    let check = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(dir.path())
+        .env(
+            "DATABASE_URL",
+            db.url().replace("postgres@", "postgres:s3cret-pw@"),
+        )
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        out.contains(&db.name) && !out.contains("s3cret-pw"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_bad_store_url_is_refused_by_check_with_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        "  kind: postgres\n  url: 'host=127.0.0.1 port=notaport password=hunter2'\n",
+    );
+    let check = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("revsync.yaml") && err.contains("store.url"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+/// `revsync store copy` from sled into PostgreSQL and back: every entry, the same
+/// checksum each way; a destination that holds data is refused.
+#[test]
+fn store_copy_moves_an_installation_both_ways() {
+    let db = Db::new("copy");
+    let dir = tempfile::tempdir().unwrap();
+    let sled_dir = dir.path().join("sled");
+    {
+        let s = SledStore::open(&sled_dir, 500, 16).unwrap();
+        let cfg = config_in(dir.path(), "");
+        let e = engine(&cfg, Arc::new(s));
+        for i in 0..300 {
+            apply_one(
+                &e,
+                "hubspot-main",
+                "contacts",
+                &i.to_string(),
+                i,
+                json!({"email": format!("p{i}@example.com"), "firstname": "P"}),
+            );
+        }
+    }
+    let before = copy::summarize(&SledStore::open(&sled_dir, 500, 16).unwrap()).unwrap();
+    assert!(before.entries() > 600, "{before:?}");
+
+    let run = |from: &str, to: &str| {
+        Command::new(BIN)
+            .args(["store", "copy", "--from", from, "--to", to, "--config"])
+            .arg(dir.path())
+            .env("DATABASE_URL", db.url())
+            .output()
+            .unwrap()
+    };
+    let to_pg = run(sled_dir.to_str().unwrap(), "${DATABASE_URL}");
+    let out = String::from_utf8_lossy(&to_pg.stdout);
+    assert!(
+        to_pg.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&to_pg.stderr)
+    );
+    assert!(out.contains(&before.checksum), "{out}");
+    assert!(
+        out.contains(&format!("copied {} entries", before.entries())),
+        "{out}"
+    );
+
+    let again = run(sled_dir.to_str().unwrap(), "${DATABASE_URL}");
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds data"));
+
+    let back_dir = dir.path().join("back");
+    let back = run("${DATABASE_URL}", back_dir.to_str().unwrap());
+    assert!(
+        back.status.success(),
+        "{}",
+        String::from_utf8_lossy(&back.stderr)
+    );
+    let after = copy::summarize(&SledStore::open(&back_dir, 500, 16).unwrap()).unwrap();
+    assert_eq!(after, before);
+}
