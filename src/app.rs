@@ -288,7 +288,7 @@ pub async fn serve(
             StoreKind::Sled => format!("store.path = {}", path.display()),
             StoreKind::Postgres => "store.url".to_owned(),
         };
-        tokio::task::spawn_blocking(move || crate::store::open(&c))
+        tokio::task::spawn_blocking(move || crate::store::open(&c, true))
             .await?
             .with_context(|| format!("cannot open the store ({field})"))?
     };

@@ -62,6 +62,10 @@ pub struct DemoArgs {
     /// Give up waiting for convergence after this many seconds.
     #[arg(long, default_value_t = 240)]
     pub timeout_secs: u64,
+    /// Keep the canonical store in this PostgreSQL database (`postgres://...`) instead of
+    /// sled. It must hold no revsync data; the demo migrates it first.
+    #[arg(long, value_name = "URL", env = "REVSYNC_DEMO_POSTGRES")]
+    pub postgres: Option<String>,
     #[command(flatten)]
     pub world: WorldArgs,
 }

@@ -3,6 +3,8 @@
 // covered by clippy.toml's allow-*-in-tests.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -53,22 +55,9 @@ fn inspect_live(line: &str) -> std::process::Output {
 fn demo_once_converges_and_merges_identities() {
     let started = Instant::now();
     let mut child = Command::new(BIN)
-        .args([
-            "demo",
-            "--once",
-            "--people",
-            "150",
-            "--companies",
-            "30",
-            "--deals",
-            "40",
-            "--tickets",
-            "60",
-            "--subscriptions",
-            "20",
-            "--timeout-secs",
-            "150",
-        ])
+        .args(["demo", "--once"])
+        .args(common::SMALL_WORLD)
+        .args(["--timeout-secs", "150"])
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -343,6 +343,24 @@ async fn demo_inner(args: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
         "REVSYNC_STORE__PATH".into(),
         dir.join("data").display().to_string(),
     );
+    if let Some(url) = &args.postgres {
+        let at = crate::store::PgStore::describe_url(url);
+        let url2 = url.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            crate::store::PgStore::migrate(&url2)?;
+            let store = crate::store::PgStore::open(&url2, 1)?;
+            anyhow::ensure!(
+                crate::store::copy::is_empty(&store)?,
+                "it already holds revsync data: the demo's simulators start empty, so give it an empty database"
+            );
+            Ok(())
+        })
+        .await?
+        .with_context(|| format!("the demo's PostgreSQL store at {at}"))?;
+        eprintln!("canonical store: {at}");
+        env.insert("REVSYNC_STORE__KIND".into(), "postgres".into());
+        env.insert("REVSYNC_STORE__URL".into(), url.clone());
+    }
     // The webinar platform announces new registrants to the daemon from now on.
     sims.webinar.set_webhook(
         &format!("http://{addr}/webhooks/{WEBINAR}"),

@@ -15,12 +15,21 @@ pub use mem::MemStore;
 pub use pg::{PgStore, SCHEMA_VERSION};
 
 /// The store `store:` in revsync.yaml names: sled in `path`, or PostgreSQL at `url`
-/// (which must be migrated to this build's schema). Blocks: call it off the async threads.
-pub fn open(cfg: &crate::config::StoreConfig) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+/// (which must be migrated to this build's schema). `daemon`: taken for a daemon, which
+/// refuses to share a PostgreSQL database with another (sled's own file lock does that for
+/// sled). Blocks: call it off the async threads.
+pub fn open(
+    cfg: &crate::config::StoreConfig,
+    daemon: bool,
+) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     use crate::config::StoreKind;
     Ok(match (cfg.kind, &cfg.url) {
         (StoreKind::Postgres, Some(url)) => {
-            std::sync::Arc::new(PgStore::open(url.expose(), cfg.pool_size)?)
+            let store = PgStore::open(url.expose(), cfg.pool_size)?;
+            if daemon {
+                store.hold_for_daemon()?;
+            }
+            std::sync::Arc::new(store)
         }
         (StoreKind::Postgres, None) => {
             return Err(StoreError::Schema(

@@ -73,12 +73,18 @@ fn pg(e: impl std::fmt::Display) -> StoreError {
 /// One table's share of a batch: keys and values to upsert, keys to delete.
 type TableWrites = (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>);
 
+/// Held by the one daemon a database serves until replicas share the work (ADR 0052).
+const DAEMON_LOCK: i64 = 0x7265_7673_796e_6302;
+
 pub struct PgStore {
     /// `None` only while dropping: the runtime is shut down without blocking.
     rt: Option<tokio::runtime::Runtime>,
     pool: Pool,
+    cfg: tokio_postgres::Config,
     target: String,
     size_on_disk: AtomicU64,
+    /// The connection holding [`DAEMON_LOCK`], once taken: the lock goes with it.
+    daemon_lock: std::sync::Mutex<Option<tokio_postgres::Client>>,
 }
 
 impl PgStore {
@@ -175,7 +181,7 @@ impl PgStore {
             .build()
             .map_err(|e| pg(format!("starting the store's runtime: {e}")))?;
         let manager = Manager::from_config(
-            cfg,
+            cfg.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -194,8 +200,10 @@ impl PgStore {
         let store = Self {
             rt: Some(rt),
             pool,
+            cfg,
             target,
             size_on_disk: AtomicU64::new(0),
+            daemon_lock: std::sync::Mutex::new(None),
         };
         // Connect now: a wrong address or password is an error at start, not at first use.
         let pool = store.pool.clone();
@@ -207,6 +215,37 @@ impl PgStore {
                 .map_err(|e| StoreError::Postgres(format!("cannot connect to {target}: {e}")))
         })?;
         Ok(store)
+    }
+
+    /// Take the database for this daemon: a second daemon on it is refused, since each
+    /// would push the same outbox. The lock lives with a connection of its own, so it goes
+    /// when the process dies, however it dies.
+    pub fn hold_for_daemon(&self) -> Result<(), StoreError> {
+        let cfg = self.cfg.clone();
+        let target = self.target.clone();
+        let client = self.run(async move {
+            let (client, conn) = cfg.connect(NoTls).await.map_err(pg)?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::error!(error = %e, "the PostgreSQL store's lock connection closed");
+                }
+            });
+            let got: bool = client
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&DAEMON_LOCK])
+                .await
+                .map_err(pg)?
+                .get(0);
+            if !got {
+                return Err(StoreError::Schema(format!(
+                    "another revsync daemon already runs on the PostgreSQL store at {target}: one daemon per database until replicas share the work (ADR 0052)"
+                )));
+            }
+            Ok(client)
+        })?;
+        if let Ok(mut held) = self.daemon_lock.lock() {
+            *held = Some(client);
+        }
+        Ok(())
     }
 
     fn schema_version(&self) -> Result<i32, StoreError> {

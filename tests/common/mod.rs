@@ -22,6 +22,20 @@ pub const SALESFORCE: &str = "salesforce:\n  version: 1\n  id: salesforce-main\n
 
 pub const ZENDESK: &str = "zendesk:\n  version: 1\n  id: zendesk-main\n  type: zendesk\n  params: { base_url: 'http://127.0.0.1:9/api/v2', auth: { method: oauth, access_token: t } }\n  objects:\n    users:\n      kind: person\n      fields: { email: email, name: { to: full_name }, phone: phone }\n    organizations:\n      kind: organization\n      fields: { name: name, domain_names: { to: domains } }\n";
 
+/// `revsync demo`'s world, small enough for a test run in a debug build.
+pub const SMALL_WORLD: [&str; 10] = [
+    "--people",
+    "150",
+    "--companies",
+    "30",
+    "--deals",
+    "40",
+    "--tickets",
+    "60",
+    "--subscriptions",
+    "20",
+];
+
 /// Write the three connectors (plus `daemon_extra` appended to revsync.yaml) and load.
 pub fn config_in(dir: &Path, daemon_extra: &str) -> Config {
     config_with_env(dir, daemon_extra, &[])
