@@ -54,7 +54,9 @@ use chrono::{DateTime, Utc};
 use revsync::config::{self, Config};
 use revsync::engine::{system_clock, ApplyReport, Engine, Page};
 use revsync::registry::Registry;
-use revsync::store::{Entry, Op, SledStore, Store, StoreError, StoreStats, Table, WriteBatch};
+use revsync::store::{
+    Entry, Op, PgStore, SledStore, Store, StoreError, StoreStats, Table, WriteBatch,
+};
 use revsync_sdk::{Change, Value};
 use serde_json::{json, Value as Json};
 
@@ -79,6 +81,9 @@ const TARGET_SCALE: f64 = 12.0;
 const CHILD_ENV: &str = "RECONCILE_CHILD";
 /// Where the `record` run writes the engine's batches and the `rawsame` run reads them.
 const BATCHES_ENV: &str = "RECONCILE_BATCHES";
+
+/// Set by the parent for a child whose store is a PostgreSQL database.
+const STORE_URL_ENV: &str = "RECONCILE_STORE_URL";
 
 fn main() {
     match std::env::var(CHILD_ENV) {
@@ -107,6 +112,7 @@ fn parent() {
         if breakdown { ", store metered (RECONCILE_BREAKDOWN=1)" } else { "" },
     );
 
+    let postgres = postgres_server();
     let mut rows = Vec::new();
     for &n in &sizes {
         let plan = Plan::new(n);
@@ -127,6 +133,11 @@ fn parent() {
         // Timed engine and its reference back to back: the machine's load moves slowly.
         let engine = spawn("engine", n, tmp.path(), &batches);
         let same = spawn("rawsame", n, tmp.path(), &batches);
+        let pg = postgres.as_ref().map(|server| {
+            let engine = spawn_on_postgres(server, "engine", n, tmp.path(), &batches);
+            let same = spawn_on_postgres(server, "rawsame", n, tmp.path(), &batches);
+            (engine, same)
+        });
         let _ = std::fs::remove_file(&batches);
         let raw = spawn("raw", n, tmp.path(), &batches);
         println!(
@@ -134,6 +145,19 @@ fn parent() {
             load_average()
         );
         print_size(n, &engine, &recorded, &same, &raw);
+        if let Some((pg_engine, pg_same)) = &pg {
+            println!(
+                "   postgres: engine {:.0} rec/s ({:.2} s), raw same keys {:.0} rec/s; ratio engine / raw same keys on postgres: {:.3}; engine on postgres / engine on sled: {:.3}",
+                pg_engine.per_sec(n),
+                pg_engine.timed.as_secs_f64(),
+                pg_same.per_sec(n),
+                pg_engine.per_sec(n) / pg_same.per_sec(n),
+                pg_engine.per_sec(n) / engine.per_sec(n),
+            );
+            for note in pg_engine.notes.iter().filter(|n| n.starts_with("check")) {
+                println!("   postgres {note}");
+            }
+        }
         rows.push(Row {
             n,
             engine,
@@ -144,8 +168,65 @@ fn parent() {
     print_summary(&rows);
 }
 
+/// Where the PostgreSQL runs go: `RECONCILE_POSTGRES` (a server URL; `off` skips them),
+/// else the machine's server on 127.0.0.1:5432 when one answers.
+fn postgres_server() -> Option<String> {
+    let server = std::env::var("RECONCILE_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    if server == "off" {
+        return None;
+    }
+    match pg_admin(&server, "SELECT 1") {
+        Ok(()) => {
+            println!("postgres: runs on {}", PgStore::describe_url(&server));
+            Some(server)
+        }
+        Err(e) => {
+            println!("postgres: skipped, no server answers ({e}); set RECONCILE_POSTGRES");
+            None
+        }
+    }
+}
+
+fn pg_admin(server: &str, sql: &str) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(server, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        client.batch_execute(sql).await.map_err(|e| e.to_string())
+    })
+}
+
+/// A run of `mode` on a database made for it (migrated), dropped afterwards.
+fn spawn_on_postgres(server: &str, mode: &str, n: usize, dir: &Path, batches: &Path) -> Run {
+    let db = format!("revsync_reconcile_{}_{mode}_{n}", std::process::id());
+    pg_admin(server, &format!("CREATE DATABASE {db}")).expect("create the run's database");
+    let root = server.rsplit_once('/').map_or(server, |(r, _)| r);
+    let url = format!("{root}/{db}");
+    PgStore::migrate(&url).expect("migrate the run's database");
+    let run = spawn_with(mode, n, dir, batches, Some(&url));
+    let _ = pg_admin(
+        server,
+        &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+    );
+    run
+}
+
 fn spawn(mode: &str, n: usize, dir: &Path, batches: &Path) -> Run {
-    let out = std::process::Command::new(std::env::current_exe().expect("own executable"))
+    spawn_with(mode, n, dir, batches, None)
+}
+
+fn spawn_with(mode: &str, n: usize, dir: &Path, batches: &Path, url: Option<&str>) -> Run {
+    let mut cmd = std::process::Command::new(std::env::current_exe().expect("own executable"));
+    if let Some(url) = url {
+        cmd.env(STORE_URL_ENV, url);
+    }
+    let out = cmd
         .env(CHILD_ENV, mode)
         .env("RECONCILE_N", n.to_string())
         .env("RECONCILE_CONFIG", dir)
@@ -421,9 +502,14 @@ impl Run {
     }
 }
 
-fn open_store(cfg: &Config, path: &Path) -> SledStore {
+/// sled in `path`, or the PostgreSQL database the parent made for this run
+/// ([`STORE_URL_ENV`]).
+fn open_store(cfg: &Config, path: &Path) -> Arc<dyn Store> {
+    if let Ok(url) = std::env::var(STORE_URL_ENV) {
+        return Arc::new(PgStore::open(&url, 4).expect("open the PostgreSQL store"));
+    }
     let s = &cfg.daemon.store;
-    SledStore::open(path, s.flush_interval_ms, s.cache_mb).expect("open the sled store")
+    Arc::new(SledStore::open(path, s.flush_interval_ms, s.cache_mb).expect("open the sled store"))
 }
 
 /// `record`: also append every batch the engine writes to that file, for `rawsame`.
@@ -452,7 +538,7 @@ fn run_engine(
         });
         (t.clone(), Some(t))
     } else {
-        (Arc::new(sled), None)
+        (sled, None)
     };
     let (mappings, policies) = Engine::validate(cfg).unwrap_or_else(|e| panic!("{e:?}"));
     let engine = Engine::new(store.clone(), cfg, mappings, policies, system_clock())
@@ -570,7 +656,7 @@ fn run_rawsame(cfg: &Config, path: &Path, batches: &Path) -> Run {
     }
     Run {
         written,
-        ..timer.finish(&store)
+        ..timer.finish(store.as_ref())
     }
 }
 
@@ -603,7 +689,7 @@ fn run_raw(cfg: &Config, plan: &Plan, path: &Path) -> Run {
     Run {
         mean_fields: fields_bytes as f64 / plan.n as f64,
         mean_change: change_bytes as f64 / plan.n as f64,
-        ..timer.finish(&store)
+        ..timer.finish(store.as_ref())
     }
 }
 
@@ -972,7 +1058,7 @@ impl Meter {
 
 /// The engine's store with a meter, or a recorder of its batches, or both.
 struct Tapped {
-    inner: SledStore,
+    inner: Arc<dyn Store>,
     meter: Option<Arc<Meter>>,
     recorder: Option<Mutex<Recorder>>,
 }

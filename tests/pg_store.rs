@@ -393,20 +393,120 @@ fn a_second_daemon_on_the_same_database_is_refused() {
     let db = Db::new("lock");
     PgStore::migrate(&db.url()).unwrap();
     let first = PgStore::open(&db.url(), 1).unwrap();
-    first.hold_for_daemon().unwrap();
+    first.hold_for_daemon(false).unwrap();
     let second = PgStore::open(&db.url(), 1).unwrap();
-    let err = second.hold_for_daemon().unwrap_err().to_string();
+    let err = second.hold_for_daemon(false).unwrap_err().to_string();
     assert!(err.contains("another revsync daemon"), "{err}");
     // Readers (the CLI's `records get`, `kpi`) still open it.
     assert!(second.get(Table::Meta, b"x").unwrap().is_none());
     drop(first);
     let mut taken = false;
     for _ in 0..50 {
-        if second.hold_for_daemon().is_ok() {
+        if second.hold_for_daemon(false).is_ok() {
             taken = true;
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(taken, "the lock went with the first daemon's connection");
+}
+
+/// A free loopback port for a daemon's `server.listen`.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn healthy(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_millis(300)));
+    let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.1 200")
+}
+
+/// Two daemons on one database: the second waits as a standby while the first is
+/// active (and while it is paused with SIGSTOP), and takes over when the first is killed
+/// with SIGKILL. The takeover time is printed.
+#[test]
+fn a_standby_daemon_takes_over_when_the_active_one_is_killed() {
+    let db = Db::new("standby");
+    PgStore::migrate(&db.url()).unwrap();
+    let start = |dir: &std::path::Path, port: u16| {
+        write_config(dir, "  kind: postgres\n  url: ${DATABASE_URL}\n");
+        let yaml = std::fs::read_to_string(dir.join("revsync.yaml"))
+            .unwrap()
+            .replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+        std::fs::write(dir.join("revsync.yaml"), yaml).unwrap();
+        // No system to reach: the connectors poll unreachable ports and back off.
+        Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(dir)
+            .env("DATABASE_URL", db.url())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let wait = |what: &str, port: u16, up: bool, secs: u64| {
+        let t = std::time::Instant::now();
+        while healthy(port) != up {
+            assert!(t.elapsed().as_secs() < secs, "{what}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        t.elapsed()
+    };
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a_port, b_port) = (free_port(), free_port());
+    let mut a = start(a_dir.path(), a_port);
+    wait("the first daemon never served", a_port, true, 60);
+    let mut b = start(b_dir.path(), b_port);
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(
+        !healthy(b_port),
+        "the standby must not serve while another daemon is active"
+    );
+    assert!(
+        b.try_wait().unwrap().is_none(),
+        "the standby waits, it does not exit"
+    );
+    // A paused daemon keeps the store: the standby never runs beside it.
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &a.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    };
+    signal("-STOP");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(
+        !healthy(b_port),
+        "the standby took over from a paused daemon"
+    );
+    signal("-CONT");
+    wait("the resumed daemon never served again", a_port, true, 30);
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let took = wait("the standby never took over", b_port, true, 60);
+    println!(
+        "takeover after SIGKILL of the active daemon: {:.1} s",
+        took.as_secs_f64()
+    );
+    let _ = b.kill();
+    let out = b.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("standby") && log.contains("took over"),
+        "{log}"
+    );
 }

@@ -16,8 +16,8 @@ pub use pg::{PgStore, SCHEMA_VERSION};
 
 /// The store `store:` in revsync.yaml names: sled in `path`, or PostgreSQL at `url`
 /// (which must be migrated to this build's schema). `daemon`: taken for a daemon, which
-/// refuses to share a PostgreSQL database with another (sled's own file lock does that for
-/// sled). Blocks: call it off the async threads.
+/// waits as a standby while another daemon is active on the same PostgreSQL database
+/// (sled's own file lock refuses a second process). Blocks: call it off the async threads.
 pub fn open(
     cfg: &crate::config::StoreConfig,
     daemon: bool,
@@ -27,7 +27,7 @@ pub fn open(
         (StoreKind::Postgres, Some(url)) => {
             let store = PgStore::open(url.expose(), cfg.pool_size)?;
             if daemon {
-                store.hold_for_daemon()?;
+                store.hold_for_daemon(true)?;
             }
             std::sync::Arc::new(store)
         }

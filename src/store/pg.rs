@@ -8,7 +8,8 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
@@ -73,8 +74,11 @@ fn pg(e: impl std::fmt::Display) -> StoreError {
 /// One table's share of a batch: keys and values to upsert, keys to delete.
 type TableWrites = (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>);
 
-/// Held by the one daemon a database serves until replicas share the work (ADR 0052).
+/// Held by the one active daemon of a database (ADR 0052).
 const DAEMON_LOCK: i64 = 0x7265_7673_796e_6302;
+
+/// How often a standby asks for the lock.
+const STANDBY_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub struct PgStore {
     /// `None` only while dropping: the runtime is shut down without blocking.
@@ -85,6 +89,8 @@ pub struct PgStore {
     size_on_disk: AtomicU64,
     /// The connection holding [`DAEMON_LOCK`], once taken: the lock goes with it.
     daemon_lock: std::sync::Mutex<Option<tokio_postgres::Client>>,
+    /// Set when the store is dropped: the lock connection closing then is no loss.
+    closing: Arc<AtomicBool>,
 }
 
 impl PgStore {
@@ -204,6 +210,7 @@ impl PgStore {
             target,
             size_on_disk: AtomicU64::new(0),
             daemon_lock: std::sync::Mutex::new(None),
+            closing: Arc::new(AtomicBool::new(false)),
         };
         // Connect now: a wrong address or password is an error at start, not at first use.
         let pool = store.pool.clone();
@@ -217,35 +224,82 @@ impl PgStore {
         Ok(store)
     }
 
-    /// Take the database for this daemon: a second daemon on it is refused, since each
-    /// would push the same outbox. The lock lives with a connection of its own, so it goes
-    /// when the process dies, however it dies.
-    pub fn hold_for_daemon(&self) -> Result<(), StoreError> {
+    /// Take the database for this daemon: two daemons on one database would push the same
+    /// outbox, so one is active at a time (ADR 0052). The lock lives with a connection of
+    /// its own and goes with it: a daemon killed, or whose machine is gone (the server's
+    /// keepalives find that within about 25 s), frees it, and a standby takes over. A
+    /// paused daemon keeps it, so nothing runs twice.
+    ///
+    /// `standby`: wait until the active daemon is gone instead of refusing. Should this
+    /// daemon's own lock connection ever close while it runs, it exits at once: another
+    /// may already have taken over, and it must not write beside it.
+    pub fn hold_for_daemon(&self, standby: bool) -> Result<(), StoreError> {
+        let mut said = false;
+        loop {
+            match self.try_hold()? {
+                Some(client) => {
+                    if let Ok(mut held) = self.daemon_lock.lock() {
+                        *held = Some(client);
+                    }
+                    if said {
+                        tracing::warn!(store = %self.target, "took over: the active daemon is gone");
+                    }
+                    return Ok(());
+                }
+                None if standby => {
+                    if !said {
+                        tracing::warn!(store = %self.target, "standby: another revsync daemon is active on this store; taking over when it stops");
+                        said = true;
+                    }
+                    std::thread::sleep(STANDBY_RETRY);
+                }
+                None => {
+                    return Err(StoreError::Schema(format!(
+                        "another revsync daemon already runs on the PostgreSQL store at {}: one daemon per database is active (ADR 0052)",
+                        self.target
+                    )))
+                }
+            }
+        }
+    }
+
+    /// The lock's connection if the lock was free.
+    fn try_hold(&self) -> Result<Option<tokio_postgres::Client>, StoreError> {
         let cfg = self.cfg.clone();
         let target = self.target.clone();
-        let client = self.run(async move {
+        let closing = self.closing.clone();
+        self.run(async move {
             let (client, conn) = cfg.connect(NoTls).await.map_err(pg)?;
+            let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
             tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::error!(error = %e, "the PostgreSQL store's lock connection closed");
-                }
+                let _ = conn.await;
+                let _ = closed_tx.send(());
             });
+            // The server notices a vanished peer by its own keepalives (2 h by default).
+            client
+                .batch_execute(
+                    "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3",
+                )
+                .await
+                .map_err(pg)?;
             let got: bool = client
                 .query_one("SELECT pg_try_advisory_lock($1)", &[&DAEMON_LOCK])
                 .await
                 .map_err(pg)?
                 .get(0);
             if !got {
-                return Err(StoreError::Schema(format!(
-                    "another revsync daemon already runs on the PostgreSQL store at {target}: one daemon per database until replicas share the work (ADR 0052)"
-                )));
+                return Ok(None);
             }
-            Ok(client)
-        })?;
-        if let Ok(mut held) = self.daemon_lock.lock() {
-            *held = Some(client);
-        }
-        Ok(())
+            tokio::spawn(async move {
+                let _ = closed_rx.await;
+                if closing.load(Ordering::SeqCst) {
+                    return;
+                }
+                tracing::error!(store = %target, "lost the connection that holds this daemon's lock on the PostgreSQL store: exiting, so that a replica taking over never runs beside this one");
+                std::process::exit(i32::from(crate::cli::exit::FAILURE));
+            });
+            Ok(Some(client))
+        })
     }
 
     fn schema_version(&self) -> Result<i32, StoreError> {
@@ -320,6 +374,7 @@ impl PgStore {
 
 impl Drop for PgStore {
     fn drop(&mut self) {
+        self.closing.store(true, Ordering::SeqCst);
         // Dropping a runtime blocks, which panics on an async thread: let it go instead.
         if let Some(rt) = self.rt.take() {
             rt.shutdown_background();
