@@ -282,15 +282,31 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let store_cfg = &config.daemon.store;
     let path: PathBuf = store_cfg.path.clone();
-    let store: Arc<dyn Store> = {
-        let c = store_cfg.clone();
-        let field = match c.kind {
-            StoreKind::Sled => format!("store.path = {}", path.display()),
-            StoreKind::Postgres => "store.url".to_owned(),
-        };
-        tokio::task::spawn_blocking(move || crate::store::open(&c, true))
-            .await?
-            .with_context(|| format!("cannot open the store ({field})"))?
+    let shutdown = shutdown;
+    tokio::pin!(shutdown);
+    let (store, listener): (Arc<dyn Store>, TcpListener) = match (store_cfg.kind, &store_cfg.url) {
+        (StoreKind::Postgres, Some(url)) => {
+            let (url, size) = (url.expose().to_owned(), store_cfg.pool_size);
+            let pg = Arc::new(
+                tokio::task::spawn_blocking(move || crate::store::PgStore::open(&url, size))
+                    .await?
+                    .context("cannot open the store (store.url)")?,
+            );
+            let limits = crate::serve::Limits::from_config(&config.daemon.server);
+            match standby(&pg, listener, limits, shutdown.as_mut()).await? {
+                Some(listener) => (pg, listener),
+                None => return Ok(()),
+            }
+        }
+        _ => {
+            let c = store_cfg.clone();
+            let store = tokio::task::spawn_blocking(move || crate::store::open(&c))
+                .await?
+                .with_context(|| {
+                    format!("cannot open the store (store.path = {})", path.display())
+                })?;
+            (store, listener)
+        }
     };
     let stats = store.stats();
     tracing::info!(at = %stats.path, backend = stats.backend, "store open");
@@ -440,6 +456,84 @@ pub async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How often a standby asks for the PostgreSQL store.
+const STANDBY_RETRY: Duration = Duration::from_secs(1);
+
+/// Take the PostgreSQL store for this daemon, or wait as a standby while another daemon
+/// holds it (ADR 0052). A standby answers `/healthz` (alive), `/readyz` 503 and everything
+/// else 503 with `Retry-After`, so a webhook sent to it is delivered again later, to
+/// whichever daemon is active then. `None`: shut down while waiting.
+async fn standby(
+    pg: &Arc<crate::store::PgStore>,
+    listener: TcpListener,
+    limits: crate::serve::Limits,
+    mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> anyhow::Result<Option<TcpListener>> {
+    let try_hold = || {
+        let p = pg.clone();
+        async move {
+            tokio::task::spawn_blocking(move || p.try_hold_for_daemon())
+                .await?
+                .context("cannot take the store (store.url)")
+        }
+    };
+    if try_hold().await? {
+        return Ok(Some(listener));
+    }
+    tracing::warn!(store = %pg.stats().path, "standby: another revsync daemon is active on this store; taking over when it stops");
+    // The same socket served twice: by the standby's answers now, by the daemon later.
+    let socket = listener.into_std()?;
+    let standby_socket = TcpListener::from_std(socket.try_clone()?)?;
+    let listener = TcpListener::from_std(socket)?;
+    let stop = CancellationToken::new();
+    let server = tokio::spawn(crate::serve::serve(
+        standby_socket,
+        standby_router(),
+        limits,
+        stop.clone(),
+    ));
+    let held = loop {
+        tokio::select! {
+            () = shutdown.as_mut() => break false,
+            () = tokio::time::sleep(STANDBY_RETRY) => {}
+        }
+        if try_hold().await? {
+            break true;
+        }
+    };
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    if held {
+        tracing::warn!(store = %pg.stats().path, "took over: the active daemon is gone");
+        Ok(Some(listener))
+    } else {
+        Ok(None)
+    }
+}
+
+fn standby_router() -> axum::Router {
+    use axum::http::{header, StatusCode};
+    use axum::response::IntoResponse;
+    let busy = || {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            axum::Json(serde_json::json!({
+                "error": "standby",
+                "message": "this replica is a standby: another revsync daemon is active on the store"
+            })),
+        )
+    };
+    axum::Router::new()
+        .route(
+            "/healthz",
+            axum::routing::get(|| async {
+                axum::Json(serde_json::json!({"status": "standby"})).into_response()
+            }),
+        )
+        .fallback(move || async move { busy().into_response() })
 }
 
 /// The configured token, else the one generated at first start in the data directory

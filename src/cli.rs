@@ -1080,7 +1080,7 @@ fn export_store(
 
 /// The store, opened by this process (for sled: no daemon may hold it).
 fn open_store(cfg: &Config) -> Result<std::sync::Arc<dyn crate::store::Store>, String> {
-    crate::store::open(&cfg.daemon.store, false).map_err(|e| match cfg.daemon.store.kind {
+    crate::store::open(&cfg.daemon.store).map_err(|e| match cfg.daemon.store.kind {
         config::StoreKind::Sled => format!(
             "{e} (is a daemon holding it without answering on {}?)",
             cfg.daemon.server.listen

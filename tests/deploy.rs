@@ -64,9 +64,9 @@ fn the_systemd_overrides_are_valid_settings() {
     );
 }
 
-#[test]
-fn the_kubernetes_configmap_passes_check() {
-    let manifest = std::fs::read_to_string(root().join("deploy/k8s/revsync.yaml")).unwrap();
+/// The ConfigMap's revsync.yaml of a Kubernetes manifest, in a directory of its own.
+fn configmap(file: &str) -> tempfile::TempDir {
+    let manifest = std::fs::read_to_string(root().join(file)).unwrap();
     let start = manifest
         .find("revsync.yaml: |\n")
         .expect("ConfigMap holds revsync.yaml")
@@ -79,6 +79,12 @@ fn the_kubernetes_configmap_passes_check() {
         .join("\n");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("revsync.yaml"), yaml).unwrap();
+    dir
+}
+
+#[test]
+fn the_kubernetes_configmap_passes_check() {
+    let dir = configmap("deploy/k8s/revsync.yaml");
     let out = check(dir.path(), &[("REVSYNC_ADMIN_TOKEN".into(), "t".into())]);
     assert_eq!(
         out.status.code(),
@@ -87,6 +93,54 @@ fn the_kubernetes_configmap_passes_check() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("listen 0.0.0.0:8080"));
+}
+
+/// The PostgreSQL deployments: the Kubernetes ConfigMap passes `check` with the database
+/// URL from the Secret (and never prints its password); three replicas, readiness and a
+/// disruption budget; every replica migrates first. The compose file runs three replicas
+/// after a one-off migrate.
+#[test]
+fn the_postgres_deployments_run_three_replicas_on_a_migrated_store() {
+    let dir = configmap("deploy/k8s/revsync-postgres.yaml");
+    let env = [
+        ("REVSYNC_ADMIN_TOKEN".to_owned(), "t".to_owned()),
+        (
+            "DATABASE_URL".to_owned(),
+            "postgres://revsync:pw-not-shown@db:5432/revsync".to_owned(),
+        ),
+    ];
+    let out = check(dir.path(), &env);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("postgres://db:5432/revsync"), "{stdout}");
+    assert!(!stdout.contains("pw-not-shown"), "{stdout}");
+    let k8s = std::fs::read_to_string(root().join("deploy/k8s/revsync-postgres.yaml")).unwrap();
+    for needle in [
+        "kind: Deployment",
+        "replicas: 3",
+        "readinessProbe:",
+        "path: /readyz",
+        "kind: PodDisruptionBudget",
+        "args: [\"migrate\", \"--config\", \"/etc/revsync\"]",
+    ] {
+        assert!(k8s.contains(needle), "{needle}");
+    }
+    let compose =
+        std::fs::read_to_string(root().join("deploy/docker-compose.postgres.yml")).unwrap();
+    for needle in [
+        "image: postgres:16",
+        "command: [\"migrate\", \"--config\", \"/etc/revsync\"]",
+        "service_completed_successfully",
+        "revsync-3:",
+        "REVSYNC_STORE__KIND: postgres",
+    ] {
+        assert!(compose.contains(needle), "{needle}");
+    }
 }
 
 #[test]

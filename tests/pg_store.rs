@@ -393,16 +393,16 @@ fn a_second_daemon_on_the_same_database_is_refused() {
     let db = Db::new("lock");
     PgStore::migrate(&db.url()).unwrap();
     let first = PgStore::open(&db.url(), 1).unwrap();
-    first.hold_for_daemon(false).unwrap();
+    first.hold_for_daemon().unwrap();
     let second = PgStore::open(&db.url(), 1).unwrap();
-    let err = second.hold_for_daemon(false).unwrap_err().to_string();
+    let err = second.hold_for_daemon().unwrap_err().to_string();
     assert!(err.contains("another revsync daemon"), "{err}");
     // Readers (the CLI's `records get`, `kpi`) still open it.
     assert!(second.get(Table::Meta, b"x").unwrap().is_none());
     drop(first);
     let mut taken = false;
     for _ in 0..50 {
-        if second.hold_for_daemon(false).is_ok() {
+        if second.hold_for_daemon().is_ok() {
             taken = true;
             break;
         }
@@ -420,16 +420,29 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn healthy(port: u16) -> bool {
+/// One plain HTTP/1.1 request to a daemon on loopback: (status code, body), `None` when
+/// nothing answers in time.
+fn http(port: u16, request: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(std::time::Duration::from_millis(300)));
-    let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .ok()?;
+    s.write_all(request.as_bytes()).ok()?;
     let mut answer = String::new();
     let _ = s.read_to_string(&mut answer);
-    answer.starts_with("HTTP/1.1 200")
+    let code = answer.get(9..12)?.parse().ok()?;
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((code, body))
+}
+
+/// What `/healthz` says: `ok` (active), `standby`, or nothing.
+fn health(port: u16) -> Option<String> {
+    let (code, body) = http(
+        port,
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+    )?;
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    (code == 200).then(|| v["status"].as_str().unwrap_or_default().to_owned())
 }
 
 /// Two daemons on one database: the second waits as a standby while the first is
@@ -456,10 +469,10 @@ fn a_standby_daemon_takes_over_when_the_active_one_is_killed() {
             .spawn()
             .unwrap()
     };
-    let wait = |what: &str, port: u16, up: bool, secs: u64| {
+    let wait = |what: &str, port: u16, want: &str, secs: u64| {
         let t = std::time::Instant::now();
-        while healthy(port) != up {
-            assert!(t.elapsed().as_secs() < secs, "{what}");
+        while health(port).as_deref() != Some(want) {
+            assert!(t.elapsed().as_secs() < secs, "{what}: {:?}", health(port));
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
         t.elapsed()
@@ -467,17 +480,25 @@ fn a_standby_daemon_takes_over_when_the_active_one_is_killed() {
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (a_port, b_port) = (free_port(), free_port());
     let mut a = start(a_dir.path(), a_port);
-    wait("the first daemon never served", a_port, true, 60);
+    wait("the first daemon never served", a_port, "ok", 60);
     let mut b = start(b_dir.path(), b_port);
-    std::thread::sleep(std::time::Duration::from_secs(3));
-    assert!(
-        !healthy(b_port),
-        "the standby must not serve while another daemon is active"
+    // Alive, not ready, and a webhook is answered 503 (the sender delivers it again).
+    wait(
+        "the second daemon never answered as a standby",
+        b_port,
+        "standby",
+        30,
     );
-    assert!(
-        b.try_wait().unwrap().is_none(),
-        "the standby waits, it does not exit"
+    let ready = http(
+        b_port,
+        "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
     );
+    assert_eq!(ready.map(|r| r.0), Some(503));
+    let hook = http(
+        b_port,
+        "POST /webhooks/hubspot-main HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n[]",
+    );
+    assert_eq!(hook.map(|r| r.0), Some(503));
     // A paused daemon keeps the store: the standby never runs beside it.
     let signal = |sig: &str| {
         let ok = Command::new("kill")
@@ -489,15 +510,16 @@ fn a_standby_daemon_takes_over_when_the_active_one_is_killed() {
     };
     signal("-STOP");
     std::thread::sleep(std::time::Duration::from_secs(3));
-    assert!(
-        !healthy(b_port),
+    assert_eq!(
+        health(b_port).as_deref(),
+        Some("standby"),
         "the standby took over from a paused daemon"
     );
     signal("-CONT");
-    wait("the resumed daemon never served again", a_port, true, 30);
+    wait("the resumed daemon never served again", a_port, "ok", 30);
     a.kill().unwrap();
     a.wait().unwrap();
-    let took = wait("the standby never took over", b_port, true, 60);
+    let took = wait("the standby never took over", b_port, "ok", 60);
     println!(
         "takeover after SIGKILL of the active daemon: {:.1} s",
         took.as_secs_f64()

@@ -14,22 +14,15 @@ mod sled_store;
 pub use mem::MemStore;
 pub use pg::{PgStore, SCHEMA_VERSION};
 
-/// The store `store:` in revsync.yaml names: sled in `path`, or PostgreSQL at `url`
-/// (which must be migrated to this build's schema). `daemon`: taken for a daemon, which
-/// waits as a standby while another daemon is active on the same PostgreSQL database
-/// (sled's own file lock refuses a second process). Blocks: call it off the async threads.
-pub fn open(
-    cfg: &crate::config::StoreConfig,
-    daemon: bool,
-) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+/// The store `store:` in revsync.yaml names, for a command that reads or writes it: sled in
+/// `path`, or PostgreSQL at `url` (which must be migrated to this build's schema). The
+/// daemon opens its own (src/app.rs): it also takes the PostgreSQL store for itself.
+/// Blocks: call it off the async threads.
+pub fn open(cfg: &crate::config::StoreConfig) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     use crate::config::StoreKind;
     Ok(match (cfg.kind, &cfg.url) {
         (StoreKind::Postgres, Some(url)) => {
-            let store = PgStore::open(url.expose(), cfg.pool_size)?;
-            if daemon {
-                store.hold_for_daemon(true)?;
-            }
-            std::sync::Arc::new(store)
+            std::sync::Arc::new(PgStore::open(url.expose(), cfg.pool_size)?)
         }
         (StoreKind::Postgres, None) => {
             return Err(StoreError::Schema(

@@ -77,9 +77,6 @@ type TableWrites = (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>);
 /// Held by the one active daemon of a database (ADR 0052).
 const DAEMON_LOCK: i64 = 0x7265_7673_796e_6302;
 
-/// How often a standby asks for the lock.
-const STANDBY_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
-
 pub struct PgStore {
     /// `None` only while dropping: the runtime is shut down without blocking.
     rt: Option<tokio::runtime::Runtime>,
@@ -228,39 +225,32 @@ impl PgStore {
     /// outbox, so one is active at a time (ADR 0052). The lock lives with a connection of
     /// its own and goes with it: a daemon killed, or whose machine is gone (the server's
     /// keepalives find that within about 25 s), frees it, and a standby takes over. A
-    /// paused daemon keeps it, so nothing runs twice.
+    /// paused daemon keeps it, so nothing runs twice. Should this daemon's own lock
+    /// connection ever close while it runs, it exits at once: another may already have
+    /// taken over, and it must not write beside it.
     ///
-    /// `standby`: wait until the active daemon is gone instead of refusing. Should this
-    /// daemon's own lock connection ever close while it runs, it exits at once: another
-    /// may already have taken over, and it must not write beside it.
-    pub fn hold_for_daemon(&self, standby: bool) -> Result<(), StoreError> {
-        let mut said = false;
-        loop {
-            match self.try_hold()? {
-                Some(client) => {
-                    if let Ok(mut held) = self.daemon_lock.lock() {
-                        *held = Some(client);
-                    }
-                    if said {
-                        tracing::warn!(store = %self.target, "took over: the active daemon is gone");
-                    }
-                    return Ok(());
+    /// `false`: another daemon holds it (the caller may wait as a standby and ask again).
+    pub fn try_hold_for_daemon(&self) -> Result<bool, StoreError> {
+        match self.try_hold()? {
+            Some(client) => {
+                if let Ok(mut held) = self.daemon_lock.lock() {
+                    *held = Some(client);
                 }
-                None if standby => {
-                    if !said {
-                        tracing::warn!(store = %self.target, "standby: another revsync daemon is active on this store; taking over when it stops");
-                        said = true;
-                    }
-                    std::thread::sleep(STANDBY_RETRY);
-                }
-                None => {
-                    return Err(StoreError::Schema(format!(
-                        "another revsync daemon already runs on the PostgreSQL store at {}: one daemon per database is active (ADR 0052)",
-                        self.target
-                    )))
-                }
+                Ok(true)
             }
+            None => Ok(false),
         }
+    }
+
+    /// [`PgStore::try_hold_for_daemon`], refused when another daemon holds the store.
+    pub fn hold_for_daemon(&self) -> Result<(), StoreError> {
+        if self.try_hold_for_daemon()? {
+            return Ok(());
+        }
+        Err(StoreError::Schema(format!(
+            "another revsync daemon already runs on the PostgreSQL store at {}: one daemon per database is active (ADR 0052)",
+            self.target
+        )))
     }
 
     /// The lock's connection if the lock was free.
