@@ -1728,6 +1728,69 @@ fn an_edit_stamped_before_the_second_of_revsyncs_write_is_older_than_that_write(
     assert!(e.outbox("zendesk-main", 10).unwrap().is_empty());
 }
 
+/// Two writes of revsync to Zendesk within one second, and a late read of the state
+/// between them (stamped in that second): it is revsync's own older write, not an edit
+/// made after the second one, and it must not bring the older value back (ADR 0051). The
+/// demo's deal stage flipped this way under load and a rule ran twice.
+#[test]
+fn a_late_read_of_revsyncs_earlier_write_in_the_same_second_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_in(dir.path(), "");
+    let clock = TestClock::new();
+    let (m, p) = revsync::engine::Engine::validate(&cfg).unwrap();
+    let e =
+        revsync::engine::Engine::new(Arc::new(MemStore::new()), &cfg, m, p, clock.clock()).unwrap();
+    let micros = |secs: i64| at(secs).timestamp_micros();
+    let set_clock = |t: i64| clock.0.store(t, std::sync::atomic::Ordering::SeqCst);
+    apply_one(
+        &e,
+        "zendesk-main",
+        "users",
+        "9",
+        1,
+        json!({"email": "li@x.io", "name": "Li Wu", "phone": "+14155550100"}),
+    );
+    let id = e.find("li@x.io").unwrap().unwrap().id;
+    // revsync writes A, then B, to Zendesk within the same second; both confirmed.
+    let mut sent = Vec::new();
+    for (phone, at_us) in [("+14155550111", 100_000), ("+14155550122", 400_000)] {
+        set_clock(micros(50) + at_us);
+        let set = std::collections::BTreeMap::from([("phone".to_owned(), text(phone))]);
+        e.edit(id, &set, "console").unwrap();
+        let now = e.find("li@x.io").unwrap().unwrap();
+        let (proj, hash) = e
+            .projection("zendesk-main", "users", &now)
+            .unwrap()
+            .unwrap();
+        let seqs: Vec<u64> = e
+            .outbox("zendesk-main", 10)
+            .unwrap()
+            .iter()
+            .map(|(s, _)| *s)
+            .collect();
+        e.mark_sent("zendesk-main", "users", &[(id, hash)]).unwrap();
+        e.confirm_push("zendesk-main", &seqs, id, "users", hash, None)
+            .unwrap();
+        sent.push(proj);
+    }
+    // A read made between the two writes, stamped in their second, arrives late.
+    set_clock(micros(50) + 700_000);
+    apply_one(
+        &e,
+        "zendesk-main",
+        "users",
+        "9",
+        50,
+        serde_json::to_value(&sent[0]).unwrap(),
+    );
+    let now = e.find("li@x.io").unwrap().unwrap();
+    assert_eq!(
+        now.value("phone"),
+        Some(&text("+14155550122")),
+        "revsync's own older write came back as an edit"
+    );
+}
+
 /// A Stripe whose customers are people: a billing email that is often personal, and
 /// finance's link to the CRM contact in `metadata.hubspot_contact_id`.
 const STRIPE_PEOPLE: &str = "version: 1\nid: stripe-main\ntype: stripe\nparams: { secret_key: sk_test_x, base_url: 'http://127.0.0.1:9', customers_as: person }\nobjects:\n  customers:\n    kind: person\n    fields: { name: { to: full_name }, email: { to: email, direction: in }, billing_email: { to: billing_email, direction: in }, metadata.hubspot_contact_id: { xref: hubspot-main.contacts } }\n";

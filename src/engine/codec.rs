@@ -388,6 +388,10 @@ pub struct SyncState {
     /// something else, stamped in that second or later, is a state after the send even
     /// when the system's clock has only whole seconds (ADR 0051).
     pub sent_at: Option<i64>,
+    /// Projections revsync sent before the one the copy confirmed last (at most
+    /// [`MAX_SENT`], newest last). A late read of one is an older state of revsync's own
+    /// writes, never the system's edit after them (ADR 0051).
+    pub earlier: Vec<Hash>,
 }
 
 /// Sent projections kept per copy: a push retried after a timeout may have landed too,
@@ -451,6 +455,7 @@ impl From<SyncStateV3> for SyncState {
             sent: v.sent,
             keys: v.keys,
             sent_at: None,
+            earlier: Vec::new(),
         }
     }
 }
@@ -699,9 +704,10 @@ mod tests {
             (rec.clone(), Some(keyed.clone()))
         );
 
-        // Today's: the time of the last send comes back.
+        // Today's: the time of the last send and the earlier sends come back.
         if let Some(s) = keyed.get_mut(&key) {
             s.sent_at = Some(1_800_000_000_123_456);
+            s.earlier = vec![[3; 16]];
         }
         let (back, states) = decode_record_and_sync(&encode_record(&rec, &keyed)).unwrap();
         assert_eq!((back, states), (rec, Some(keyed)));

@@ -1068,6 +1068,7 @@ impl<'a> Txn<'a> {
         }
         let after_send = !stale
             && st.held.is_some()
+            && !st.earlier.contains(&hash)
             && st
                 .sent_at
                 .is_some_and(|t| ts >= t - t.rem_euclid(MICROS_PER_SECOND))
@@ -1579,7 +1580,16 @@ impl<'a> Txn<'a> {
             st.queued = None;
         }
         // The system holds this one now: anything sent before it, read back later, is
-        // an older state of the copy, not an echo of what it holds.
+        // an older state of the copy, not an echo of what it holds; nor is it the
+        // system's own edit after this send (ADR 0051), so it is remembered as earlier.
+        for h in st.sent.iter().filter(|h| **h != hash) {
+            st.earlier.retain(|e| e != h);
+            st.earlier.push(*h);
+        }
+        if st.earlier.len() > codec::MAX_SENT {
+            let extra = st.earlier.len() - codec::MAX_SENT;
+            st.earlier.drain(..extra);
+        }
         st.sent.retain(|h| *h == hash);
         self.sync_set(id, connector, object, st)?;
         if let Some(ext) = created_external_id {
