@@ -1629,6 +1629,73 @@ fn an_echo_of_a_create_read_before_its_confirmation_never_beats_a_newer_edit() {
     assert_eq!(now.value("title"), Some(&text("Title B")), "B was lost");
 }
 
+/// An engine on a clock the test sets, with one Zendesk user (phone +14155550100) read
+/// at 1 s.
+fn zendesk_user_on_a_set_clock(
+    email: &str,
+) -> (
+    tempfile::TempDir,
+    revsync::engine::Engine,
+    TestClock,
+    uuid::Uuid,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_in(dir.path(), "");
+    let clock = TestClock::new();
+    let (m, p) = revsync::engine::Engine::validate(&cfg).unwrap();
+    let e =
+        revsync::engine::Engine::new(Arc::new(MemStore::new()), &cfg, m, p, clock.clock()).unwrap();
+    apply_one(
+        &e,
+        "zendesk-main",
+        "users",
+        "9",
+        1,
+        json!({"email": email, "name": "Ana Ruiz", "phone": "+14155550100"}),
+    );
+    let id = e.find(email).unwrap().unwrap().id;
+    (dir, e, clock, id)
+}
+
+fn set_clock(clock: &TestClock, secs: i64, micros: i64) {
+    clock.0.store(
+        at(secs).timestamp_micros() + micros,
+        std::sync::atomic::Ordering::SeqCst,
+    );
+}
+
+/// An operator sets `phone` at `micros` into second 50; revsync sends the projection to
+/// Zendesk 0.1 s later, which confirms it. The projection sent.
+fn operator_phone_sent_to_zendesk(
+    e: &revsync::engine::Engine,
+    clock: &TestClock,
+    id: uuid::Uuid,
+    phone: &str,
+    micros: i64,
+) -> revsync::engine::Projection {
+    set_clock(clock, 50, micros);
+    let set = std::collections::BTreeMap::from([("phone".to_owned(), text(phone))]);
+    e.edit(id, &set, "console").unwrap();
+    let now = e.find(&id.to_string()).unwrap().unwrap();
+    let (proj, hash) = e
+        .projection("zendesk-main", "users", &now)
+        .unwrap()
+        .unwrap();
+    assert_eq!(proj["phone"], phone);
+    let seqs: Vec<u64> = e
+        .outbox("zendesk-main", 10)
+        .unwrap()
+        .iter()
+        .map(|(s, _)| *s)
+        .collect();
+    assert_eq!(seqs.len(), 1);
+    set_clock(clock, 50, micros + 100_000);
+    e.mark_sent("zendesk-main", "users", &[(id, hash)]).unwrap();
+    e.confirm_push("zendesk-main", &seqs, id, "users", hash, None)
+        .unwrap();
+    proj
+}
+
 /// Ana's phone, set by an operator at 50.3 s and sent to Zendesk, which confirms; then an
 /// agent changes it in Zendesk, whose clock has whole seconds: the edit is stamped
 /// `stamp`. What the record holds afterwards, and the engine.
@@ -1639,45 +1706,9 @@ fn phone_edited_in_zendesk_after_revsyncs_write(
     revsync::engine::Engine,
     revsync_sdk::Record,
 ) {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config_in(dir.path(), "");
-    let clock = TestClock::new();
-    let (m, p) = revsync::engine::Engine::validate(&cfg).unwrap();
-    let e =
-        revsync::engine::Engine::new(Arc::new(MemStore::new()), &cfg, m, p, clock.clock()).unwrap();
-    let micros = |secs: i64| at(secs).timestamp_micros();
-    let set_clock = |t: i64| clock.0.store(t, std::sync::atomic::Ordering::SeqCst);
-    apply_one(
-        &e,
-        "zendesk-main",
-        "users",
-        "9",
-        1,
-        json!({"email": "ana@x.io", "name": "Ana Ruiz", "phone": "+14155550100"}),
-    );
-    let rec = e.find("ana@x.io").unwrap().unwrap();
-    set_clock(micros(50) + 300_000);
-    let set = std::collections::BTreeMap::from([("phone".to_owned(), text("+14155550111"))]);
-    e.edit(rec.id, &set, "console").unwrap();
-    let now = e.find("ana@x.io").unwrap().unwrap();
-    let (proj, hash) = e
-        .projection("zendesk-main", "users", &now)
-        .unwrap()
-        .unwrap();
-    assert_eq!(proj["phone"], "+14155550111");
-    let seqs: Vec<u64> = e
-        .outbox("zendesk-main", 10)
-        .unwrap()
-        .iter()
-        .map(|(s, _)| *s)
-        .collect();
-    assert_eq!(seqs.len(), 1);
-    set_clock(micros(50) + 400_000);
-    e.mark_sent("zendesk-main", "users", &[(rec.id, hash)])
-        .unwrap();
-    e.confirm_push("zendesk-main", &seqs, rec.id, "users", hash, None)
-        .unwrap();
-    set_clock(micros(50) + 700_000);
+    let (dir, e, clock, id) = zendesk_user_on_a_set_clock("ana@x.io");
+    let proj = operator_phone_sent_to_zendesk(&e, &clock, id, "+14155550111", 300_000);
+    set_clock(&clock, 50, 700_000);
     let mut edited = serde_json::to_value(&proj).unwrap();
     edited["phone"] = json!("+14155550199");
     let r = apply_one(&e, "zendesk-main", "users", "9", stamp, edited);
@@ -1734,55 +1765,14 @@ fn an_edit_stamped_before_the_second_of_revsyncs_write_is_older_than_that_write(
 /// demo's deal stage flipped this way under load and a rule ran twice.
 #[test]
 fn a_late_read_of_revsyncs_earlier_write_in_the_same_second_changes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config_in(dir.path(), "");
-    let clock = TestClock::new();
-    let (m, p) = revsync::engine::Engine::validate(&cfg).unwrap();
-    let e =
-        revsync::engine::Engine::new(Arc::new(MemStore::new()), &cfg, m, p, clock.clock()).unwrap();
-    let micros = |secs: i64| at(secs).timestamp_micros();
-    let set_clock = |t: i64| clock.0.store(t, std::sync::atomic::Ordering::SeqCst);
-    apply_one(
-        &e,
-        "zendesk-main",
-        "users",
-        "9",
-        1,
-        json!({"email": "li@x.io", "name": "Li Wu", "phone": "+14155550100"}),
-    );
-    let id = e.find("li@x.io").unwrap().unwrap().id;
+    let (_d, e, clock, id) = zendesk_user_on_a_set_clock("li@x.io");
     // revsync writes A, then B, to Zendesk within the same second; both confirmed.
-    let mut sent = Vec::new();
-    for (phone, at_us) in [("+14155550111", 100_000), ("+14155550122", 400_000)] {
-        set_clock(micros(50) + at_us);
-        let set = std::collections::BTreeMap::from([("phone".to_owned(), text(phone))]);
-        e.edit(id, &set, "console").unwrap();
-        let now = e.find("li@x.io").unwrap().unwrap();
-        let (proj, hash) = e
-            .projection("zendesk-main", "users", &now)
-            .unwrap()
-            .unwrap();
-        let seqs: Vec<u64> = e
-            .outbox("zendesk-main", 10)
-            .unwrap()
-            .iter()
-            .map(|(s, _)| *s)
-            .collect();
-        e.mark_sent("zendesk-main", "users", &[(id, hash)]).unwrap();
-        e.confirm_push("zendesk-main", &seqs, id, "users", hash, None)
-            .unwrap();
-        sent.push(proj);
-    }
+    let first = operator_phone_sent_to_zendesk(&e, &clock, id, "+14155550111", 100_000);
+    operator_phone_sent_to_zendesk(&e, &clock, id, "+14155550122", 300_000);
     // A read made between the two writes, stamped in their second, arrives late.
-    set_clock(micros(50) + 700_000);
-    apply_one(
-        &e,
-        "zendesk-main",
-        "users",
-        "9",
-        50,
-        serde_json::to_value(&sent[0]).unwrap(),
-    );
+    set_clock(&clock, 50, 700_000);
+    let fields = serde_json::to_value(&first).unwrap();
+    apply_one(&e, "zendesk-main", "users", "9", 50, fields);
     let now = e.find("li@x.io").unwrap().unwrap();
     assert_eq!(
         now.value("phone"),
