@@ -2019,10 +2019,7 @@ fn store_at(
     cfg: &config::StoreConfig,
     create: bool,
 ) -> Result<(String, std::sync::Arc<dyn crate::store::Store>), String> {
-    let spec = match spec.strip_prefix("${").and_then(|v| v.strip_suffix('}')) {
-        Some(var) => std::env::var(var).map_err(|_| format!("${{{var}}} is not set"))?,
-        None => spec.to_owned(),
-    };
+    let spec = config::interpolate_value(spec, &ProcessEnv)?;
     if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
         let at = crate::store::PgStore::describe_url(&spec);
         if create {

@@ -428,6 +428,17 @@ fn unit_hint(path: &str, message: &str) -> Option<String> {
 
 /// A file as written, `${VAR}`s left as they are: what `discover --yaml` copies into the
 /// file it writes, so no secret is ever printed.
+/// One value with its `${VAR}`s resolved from `env` (the rules of the configuration
+/// files), for a value given on the command line.
+pub fn interpolate_value(value: &str, env: &dyn Env) -> Result<String, String> {
+    let mut v = Value::String(value.to_owned());
+    let (_, failed) = interpolate::interpolate(&mut v, &|n| env.var(n));
+    if let Some(f) = failed.into_iter().next() {
+        return Err(f.message);
+    }
+    Ok(v.as_str().unwrap_or_default().to_owned())
+}
+
 pub fn read_uninterpolated(file: &Path) -> Result<Map<String, Value>, ConfigErrors> {
     let mut errors = Vec::new();
     read_yaml(file, None, &mut errors).ok_or(ConfigErrors(errors))

@@ -91,7 +91,7 @@ pub fn copy(
     };
     let there = summarize(to)?;
     if there != copied {
-        return Err(StoreError::Schema(format!(
+        return Err(StoreError::Unusable(format!(
             "the copy does not match its source: {} entries (checksum {}) read, {} (checksum {}) in the destination",
             copied.entries(),
             copied.checksum,

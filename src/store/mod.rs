@@ -25,7 +25,7 @@ pub fn open(cfg: &crate::config::StoreConfig) -> Result<std::sync::Arc<dyn Store
             std::sync::Arc::new(PgStore::open(url.expose(), cfg.pool_size)?)
         }
         (StoreKind::Postgres, None) => {
-            return Err(StoreError::Schema(
+            return Err(StoreError::Unusable(
                 "store.url is required with `kind: postgres`".to_owned(),
             ))
         }
@@ -158,9 +158,10 @@ pub enum StoreError {
     /// The PostgreSQL store's server or connection (never its password).
     #[error("postgres: {0}")]
     Postgres(String),
-    /// A PostgreSQL store whose schema this build does not read, or a bad address.
+    /// A store that cannot be used as asked: a schema at another version, a bad address,
+    /// another daemon holding it, a copy that does not match its source.
     #[error("{0}")]
-    Schema(String),
+    Unusable(String),
 }
 
 /// The first key after every key that starts with `prefix` (`None`: there is none).

@@ -102,7 +102,7 @@ impl PgStore {
             } else {
                 "it was written by a newer revsync; run that version"
             };
-            return Err(StoreError::Schema(format!(
+            return Err(StoreError::Unusable(format!(
                 "the PostgreSQL store at {} has schema version {version}, this revsync needs {SCHEMA_VERSION}: {what}",
                 store.target
             )));
@@ -140,7 +140,7 @@ impl PgStore {
                 0
             };
             if from > SCHEMA_VERSION {
-                return Err(StoreError::Schema(format!(
+                return Err(StoreError::Unusable(format!(
                     "the store has schema version {from}, newer than this revsync's {SCHEMA_VERSION}"
                 )));
             }
@@ -161,21 +161,8 @@ impl PgStore {
         })
     }
 
-    /// Drop every revsync table: for tests and `store copy --replace`.
-    pub fn clear(&self) -> Result<(), StoreError> {
-        let pool = self.pool.clone();
-        self.run(async move {
-            let client = pool.get().await.map_err(pg)?;
-            let names: Vec<String> = Table::ALL.iter().map(|t| table_name(*t)).collect();
-            client
-                .batch_execute(&format!("TRUNCATE {}", names.join(", ")))
-                .await
-                .map_err(pg)
-        })
-    }
-
     fn connect(url: &str, pool_size: usize) -> Result<Self, StoreError> {
-        let cfg = parse_url(url).map_err(StoreError::Schema)?;
+        let cfg = parse_url(url).map_err(StoreError::Unusable)?;
         let target = describe(&cfg);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -247,7 +234,7 @@ impl PgStore {
         if self.try_hold_for_daemon()? {
             return Ok(());
         }
-        Err(StoreError::Schema(format!(
+        Err(StoreError::Unusable(format!(
             "another revsync daemon already runs on the PostgreSQL store at {}: one daemon per database is active (ADR 0052)",
             self.target
         )))
